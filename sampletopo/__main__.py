@@ -1,0 +1,5 @@
+import sys
+
+from sampletopo.cli import main
+
+sys.exit(main())
