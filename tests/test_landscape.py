@@ -1,0 +1,396 @@
+"""Directions, grid evaluation, grid merge-tree metrics and profiles, against closed forms."""
+
+from __future__ import annotations
+
+import gudhi
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from sampletopo._errors import SampletopoError
+from sampletopo.graph import grid_graph
+from sampletopo.hessian import hessian_operator, top_eigenpairs
+from sampletopo.landscape import (
+    Directions,
+    NonFiniteLandscapeWarning,
+    evaluate_grid,
+    hessian_directions,
+    landscape_metrics,
+    landscape_profile,
+    load_landscape,
+    random_directions,
+)
+
+torch.set_num_threads(1)
+
+
+class ConvBN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 2 * 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def conv_model() -> ConvBN:
+    torch.manual_seed(0)
+    m = ConvBN()
+    with torch.no_grad():
+        m.bn.weight.uniform_(0.5, 2.0)
+        m.bn.bias.uniform_(-1, 1)
+    return m
+
+
+# --- directions --------------------------------------------------------------------------------
+
+
+def test_filter_normalization_matches_weight_filter_norms():
+    model = conv_model()
+    d = random_directions(model, dim=2, seed=3)
+    assert d.vectors.shape == (2, sum(p.numel() for p in model.parameters()))
+    params = dict(model.named_parameters())
+    for k in range(2):
+        tens = d.tensors(dtype=torch.float64)
+        for name, t in tens.items():
+            w = params[name].detach().double()
+            if w.dim() >= 2:
+                got = t[k].reshape(w.shape[0], -1).norm(dim=1)
+                want = w.reshape(w.shape[0], -1).norm(dim=1)
+                torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+            else:  # biases and BatchNorm: zeroed by default
+                assert torch.count_nonzero(t[k]) == 0
+
+
+def test_include_bias_bn_scales_whole_tensor():
+    model = conv_model()
+    d = random_directions(model, dim=1, seed=0, include_bias_bn=True)
+    tens = d.tensors(dtype=torch.float64)
+    for name, p in model.named_parameters():
+        if p.dim() <= 1:
+            assert tens[name][0].norm().item() == pytest.approx(p.detach().double().norm().item())
+
+
+def test_random_directions_are_seeded():
+    model = conv_model()
+    a = random_directions(model, dim=2, seed=11)
+    b = random_directions(model, dim=2, seed=11)
+    c = random_directions(model, dim=2, seed=12)
+    np.testing.assert_array_equal(a.vectors, b.vectors)
+    assert not np.allclose(a.vectors, c.vectors)
+
+
+def test_orthogonal_directions_are_orthogonal_and_keep_norms():
+    model = conv_model()
+    plain = random_directions(model, dim=4, seed=5)
+    ortho = random_directions(model, dim=4, seed=5, orthogonal=True)
+    gram = ortho.vectors @ ortho.vectors.T
+    norms = np.sqrt(np.diag(gram))
+    off = gram / np.outer(norms, norms) - np.eye(4)
+    assert np.abs(off).max() < 1e-12
+    # Without orthogonalisation they are not orthogonal (so the test above can fail).
+    pg = plain.vectors @ plain.vectors.T
+    assert np.abs(pg[0, 1]) / np.sqrt(pg[0, 0] * pg[1, 1]) > 1e-3
+    # First direction untouched; every direction keeps its total norm.
+    np.testing.assert_array_equal(ortho.vectors[0], plain.vectors[0])
+    np.testing.assert_allclose(norms, np.linalg.norm(plain.vectors, axis=1), rtol=1e-12)
+
+
+def test_frozen_parameters_get_no_direction():
+    model = conv_model()
+    model.conv.requires_grad_(False)
+    d = random_directions(model, dim=1, seed=0)
+    assert "conv.weight" not in d.names and "conv.bias" not in d.names
+    assert d.n == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_direction_errors():
+    model = conv_model()
+    with pytest.raises(SampletopoError, match="'dim'"):
+        random_directions(model, dim=0)
+    # Only the weights of conv (4*2*3*3=72) and fc (3*16=48) can be non-zero.
+    with pytest.raises(SampletopoError, match="at most 120"):
+        random_directions(model, dim=121, orthogonal=True)
+    frozen = conv_model().requires_grad_(False)
+    with pytest.raises(SampletopoError, match="no trainable parameters"):
+        random_directions(frozen, dim=1)
+    d = random_directions(model, dim=2)
+    other = conv_model()
+    other.fc = nn.Linear(16, 5)
+    with pytest.raises(SampletopoError, match="'fc.weight'"):
+        d.check(other)
+    model.conv.requires_grad_(False)
+    with pytest.raises(SampletopoError, match="do not fit"):
+        evaluate_grid(model, F.cross_entropy, torch.zeros(2, 2, 4, 4), torch.zeros(2).long(), d)
+
+
+# --- grid evaluation on linear least squares ----------------------------------------------------
+
+
+def least_squares(n: int = 30, dim: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    y = torch.randn(n, 1, generator=g, dtype=torch.float64)
+    torch.manual_seed(seed)
+    model = nn.Linear(dim, 1, bias=False).double()
+    return model, x, y
+
+
+def closed_form_loss(model, x, y, directions, a, b):
+    w = model.weight.detach().reshape(-1).numpy()
+    v = w + a * directions.vectors[0] + b * directions.vectors[1]
+    r = x.numpy() @ v - y.numpy()[:, 0]
+    return float(np.mean(r**2))
+
+
+def test_grid_equals_closed_form_with_true_axes():
+    model, x, y = least_squares()
+    d = random_directions(model, dim=2, seed=1, normalization="none")
+    land = evaluate_grid(model, F.mse_loss, x, y, d, steps=5, distance=2.0, progress=False)
+    assert land.shape == (5, 5)
+    np.testing.assert_allclose(land.coords[0], [-2, -1, 0, 1, 2])
+    for i, a in enumerate(land.coords[0]):
+        for j, b in enumerate(land.coords[1]):
+            assert land.loss[i, j] == pytest.approx(
+                closed_form_loss(model, x, y, d, a, b), rel=1e-12
+            )
+    assert np.isnan(land.accuracy).all()  # regression: no accuracy
+    assert land.loss[2, 2] == pytest.approx(F.mse_loss(model(x), y).item(), rel=1e-12)
+
+
+def test_hessian_directions_and_any_dimension():
+    model, x, y = least_squares(dim=5)
+    op = hessian_operator(model, F.mse_loss, x, y)
+    eig = top_eigenpairs(op, k=3)
+    d = hessian_directions(model, eig, dim=3)
+    np.testing.assert_allclose(d.vectors @ d.vectors.T, np.eye(3), atol=1e-10)
+    np.testing.assert_allclose(d.eigenvalues, eig.eigenvalues)
+    land = evaluate_grid(model, F.mse_loss, x, y, d, steps=3, distance=0.5, progress=False)
+    assert land.loss.shape == (3, 3, 3)
+    # Along eigenvector k, a quadratic loss rises by lambda_k * t^2 / 2 from the centre.
+    c = land.loss[1, 1, 1]
+    for k in range(3):
+        idx = [1, 1, 1]
+        idx[k] = 2
+        g = op.loss_and_gradient()[1] @ d.vectors[k]
+        want = c + g * 0.5 + eig.eigenvalues[k] * 0.25 / 2
+        assert land.loss[tuple(idx)] == pytest.approx(want, rel=1e-10)
+    with pytest.raises(SampletopoError, match="top_eigenpairs"):
+        hessian_directions(model, eig, dim=4)
+
+
+def test_steps_and_distance_are_checked():
+    model, x, y = least_squares()
+    d = random_directions(model, dim=2)
+    with pytest.raises(SampletopoError, match="'steps'"):
+        evaluate_grid(model, F.mse_loss, x, y, d, steps=1)
+    with pytest.raises(SampletopoError, match="'distance'"):
+        evaluate_grid(model, F.mse_loss, x, y, d, steps=3, distance=float("nan"))
+
+
+def test_batched_points_equal_one_at_a_time_and_accuracy():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    x = torch.randn(40, 6, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,))
+    d = random_directions(model, dim=2, seed=2)
+    kw = dict(steps=6, distance=1.0, progress=False)
+    a = evaluate_grid(model, F.cross_entropy, x, y, d, points_per_batch=7, batch_size=16, **kw)
+    b = evaluate_grid(model, F.cross_entropy, x, y, d, points_per_batch=1, **kw)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-12)
+    np.testing.assert_allclose(a.accuracy, b.accuracy, atol=1e-12)
+    # Accuracies are multiples of 1/40; at the unperturbed point... the grid has no exact centre
+    # (even steps), so check a corner against a direct evaluation instead.
+    w = {n: p.detach() for n, p in model.named_parameters()}
+    t = d.tensors(dtype=torch.float64)
+    corner = {n: w[n] - t[n][0] - t[n][1] for n in w}
+    out = torch.func.functional_call(model, corner, (x,))
+    assert a.accuracy[0, 0] == pytest.approx((out.argmax(1) == y).double().mean().item())
+    assert a.loss[0, 0] == pytest.approx(F.cross_entropy(out, y).item(), rel=1e-12)
+
+
+class Stop(Exception):
+    pass
+
+
+class CountingLinear(nn.Module):
+    def __init__(self, inner: nn.Module, *, fail_after: int | None) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise Stop("simulated crash")
+        return self.inner(x)
+
+
+def test_grid_resumes_from_side_file(tmp_path):
+    base, x, y = least_squares()
+    full = evaluate_grid(
+        CountingLinear(base, fail_after=None),
+        F.mse_loss,
+        x,
+        y,
+        random_directions(CountingLinear(base, fail_after=None), dim=2, seed=0),
+        steps=5,
+        distance=1.0,
+        points_per_batch=1,
+        progress=False,
+    )
+    side = tmp_path / "grid.partial.npz"
+    crashing = CountingLinear(base, fail_after=9)
+    d = random_directions(crashing, dim=2, seed=0)
+    with pytest.raises(Stop):
+        evaluate_grid(
+            crashing, F.mse_loss, x, y, d, steps=5, points_per_batch=1, checkpoint=side,
+            progress=False,
+        )  # fmt: skip
+    assert side.is_file()
+    with np.load(side) as z:
+        assert int(z["done"].sum()) == 9
+    with pytest.raises(SampletopoError, match="another evaluation"):
+        evaluate_grid(
+            crashing, F.mse_loss, x, y, d, steps=5, distance=2.0, checkpoint=side, progress=False
+        )
+    resumed = CountingLinear(base, fail_after=None)
+    land = evaluate_grid(
+        resumed, F.mse_loss, x, y, d, steps=5, points_per_batch=1, checkpoint=side, progress=False
+    )
+    assert resumed.calls == 25 - 9
+    np.testing.assert_allclose(land.loss, full.loss, rtol=1e-12)
+    assert not side.exists()
+
+
+def test_non_finite_losses_are_kept_and_reported():
+    model, x, y = least_squares()
+    d = random_directions(model, dim=2, seed=0, normalization="none")
+
+    def sqrt_mean(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(out.mean())  # NaN wherever the mean output is negative
+
+    with pytest.warns(NonFiniteLandscapeWarning, match="non-finite"):
+        land = evaluate_grid(model, sqrt_mean, x, y, d, steps=7, distance=3.0, progress=False)
+    w = model.weight.detach().reshape(-1).numpy()
+    xm = x.numpy().mean(axis=0)
+    for i, a in enumerate(land.coords[0]):
+        for j, b in enumerate(land.coords[1]):
+            m = xm @ (w + a * d.vectors[0] + b * d.vectors[1])
+            if m < 0:
+                assert np.isnan(land.loss[i, j])
+            else:
+                assert land.loss[i, j] == pytest.approx(np.sqrt(m), rel=1e-10)
+    bad = int(np.isnan(land.loss).sum())
+    assert 0 < bad < 49
+    met = landscape_metrics(land)
+    assert met.n_nonfinite == bad
+    assert met.n_points == 49
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model, x, y = least_squares()
+    d = random_directions(model, dim=2, seed=0)
+    land = evaluate_grid(model, F.mse_loss, x, y, d, steps=4, progress=False)
+    path = land.save(tmp_path / "a.npz", extra={"m": {"smad": 1.5}, "arr": np.arange(3)})
+    back, extra = load_landscape(path)
+    np.testing.assert_array_equal(back.loss, land.loss)
+    np.testing.assert_allclose(back.directions.vectors, d.vectors, rtol=1e-6)
+    assert back.directions.names == d.names
+    assert extra["m"] == {"smad": 1.5}
+    np.testing.assert_array_equal(extra["arr"], np.arange(3))
+    assert isinstance(back.directions, Directions)
+
+
+# --- grid topology -------------------------------------------------------------------------------
+
+
+def test_metrics_hand_worked_1d():
+    # Minima 0 (vertex 3) and 1 (vertex 1) merge at the saddle 2: one finite pair (1, 2).
+    m = landscape_metrics(np.array([3.0, 1.0, 2.0, 0.0, 4.0]), connectivity="axis")
+    assert (m.n_minima, m.n_saddles) == (2, 1)
+    assert m.average_persistence == pytest.approx(1.0)
+    assert m.smad == pytest.approx((2.0 + 1.0) / 2)  # both minima to their saddle
+    one = landscape_metrics(np.array([0.0, 1.0, 2.0]), connectivity="axis")
+    assert (one.n_minima, one.n_saddles, one.smad, one.average_persistence) == (1, 0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("connectivity", ["axis", "freudenthal"])
+def test_metrics_hand_worked_2d_three_basins(connectivity):
+    # Minima 0, 1, 2. The 5 between 0 and 1 merges them (pair (1, 5)); the first 6 merges
+    # 0 and 2 (pair (2, 6)). Leaf-to-saddle gaps: 5 - 0, 5 - 1, 6 - 2.
+    f = np.array([[0.0, 5.0, 1.0], [6.0, 7.0, 6.0], [2.0, 8.0, 9.0]])
+    m = landscape_metrics(f, connectivity=connectivity)
+    assert (m.n_minima, m.n_saddles) == (3, 2)
+    assert m.average_persistence == pytest.approx(4.0)
+    assert m.smad == pytest.approx((5.0 + 4.0 + 4.0) / 3)
+    assert (m.loss_min, m.loss_max) == (0.0, 9.0)
+
+
+@pytest.mark.parametrize("shape", [(9, 11), (5, 6, 4)])
+def test_grid_merge_tree_matches_gudhi(shape, rng):
+    values = rng.random(shape)
+    g = grid_graph(shape, connectivity="freudenthal")
+    st = gudhi.SimplexTree()
+    for v, f in enumerate(values.ravel()):
+        st.insert([v], filtration=f)
+    for u, v in g.edges:
+        st.insert([int(u), int(v)], filtration=max(values.flat[u], values.flat[v]))
+    st.compute_persistence(persistence_dim_max=True)
+    ref = np.array(sorted(st.persistence_intervals_in_dimension(0).tolist()))
+    m = landscape_metrics(values, connectivity="freudenthal")
+    finite = ref[np.isfinite(ref[:, 1])]
+    finite = finite[finite[:, 1] > finite[:, 0]]
+    assert m.n_minima == len(finite) + 1
+    assert m.average_persistence == pytest.approx(float(np.mean(finite[:, 1] - finite[:, 0])))
+    # Axis connectivity against gudhi's cubical complex on vertex values.
+    cc = gudhi.CubicalComplex(vertices=values)
+    cc.compute_persistence()
+    cref = cc.persistence_intervals_in_dimension(0)
+    cfin = cref[np.isfinite(cref[:, 1])]
+    cfin = cfin[cfin[:, 1] > cfin[:, 0]]
+    ma = landscape_metrics(values, connectivity="axis")
+    assert ma.n_minima == len(cfin) + 1
+    assert ma.average_persistence == pytest.approx(float(np.mean(cfin[:, 1] - cfin[:, 0])))
+
+
+def test_profile_hand_worked_1d():
+    prof = landscape_profile(np.array([3.0, 1.0, 2.0, 0.0, 4.0]), connectivity="axis")
+    kinds = [b.kind for b in prof.basins]
+    assert kinds == ["minimum", "minimum", "saddle", "root"]
+    b0, b1, b2, b3 = prof.basins
+    assert (b0.vertex, b0.top, b0.size, b0.parent) == (3, 2.0, 1, 2)
+    assert (b1.vertex, b1.top, b1.size, b1.parent) == (1, 2.0, 1, 2)
+    np.testing.assert_array_equal(b2.levels, [2.0, 3.0])
+    np.testing.assert_array_equal(b2.widths, [3, 4])
+    assert b3.parent == -1 and b3.size == 5
+    # The elder basin (minimum 0) sits left of the younger one, both inside the saddle basin.
+    assert b0.center < b1.center
+    assert b2.center - 1.5 <= b0.center - 0.5 and b1.center + 0.5 <= b2.center + 1.5
+    assert [prof.width_at(t) for t in (-1, 0, 1, 2, 3, 4)] == [0, 1, 2, 3, 4, 5]
+
+
+def test_profile_widths_count_points_below_level_in_3d(rng):
+    values = rng.random((6, 5, 4))
+    values[0, 0, 0] = np.nan  # left out
+    prof = landscape_profile(values)
+    finite = np.sort(values[np.isfinite(values)])
+    assert prof.n_points == finite.size
+    for i in range(0, finite.size, 7):
+        assert prof.width_at(finite[i]) == i + 1
+    met = landscape_metrics(values)
+    assert sum(b.kind == "minimum" for b in prof.basins) == met.n_minima
+    for b in prof.basins:
+        assert b.widths[-1] == b.size or b.parent < 0
+        assert np.all(np.diff(b.levels) >= 0)
+        if b.parent >= 0:
+            p = prof.basins[b.parent]
+            assert b.top == p.levels[0]
+            # Nested: a child lies within its parent's base.
+            assert p.center - p.widths[0] / 2 - 1e-9 <= b.center - b.size / 2
+            assert b.center + b.size / 2 <= p.center + p.widths[0] / 2 + 1e-9
