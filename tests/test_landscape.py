@@ -14,6 +14,7 @@ from sampletopo.graph import grid_graph
 from sampletopo.hessian import hessian_operator, top_eigenpairs
 from sampletopo.landscape import (
     Directions,
+    Landscape,
     NonFiniteLandscapeWarning,
     evaluate_grid,
     hessian_directions,
@@ -394,3 +395,75 @@ def test_profile_widths_count_points_below_level_in_3d(rng):
             # Nested: a child lies within its parent's base.
             assert p.center - p.widths[0] / 2 - 1e-9 <= b.center - b.size / 2
             assert b.center + b.size / 2 <= p.center + p.widths[0] / 2 + 1e-9
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+def hand_landscape() -> Landscape:
+    # Non-square on purpose: 5 points along direction 1 in [-1, 1], 7 along direction 2 in
+    # [-3, 3]; minimum at (0.5, -2.0). Swapped axes would fail the shape or the marker check.
+    c1, c2 = np.linspace(-1, 1, 5), np.linspace(-3, 3, 7)
+    loss = (c1[:, None] - 0.5) ** 2 + (c2[None, :] + 2.0) ** 2 + 0.1
+    d = Directions(
+        vectors=np.eye(2, 3),
+        names=("w",),
+        shapes=((3,),),
+        kind="random",
+        normalization="filter",
+        orthogonal=False,
+        include_bias_bn=False,
+        seed=0,
+    )
+    return Landscape((c1, c2), loss, np.full_like(loss, np.nan), d, 1.0, 10)
+
+
+def test_contour_axes_are_direction_1_then_2():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sampletopo.plotting._landscape import (
+        plot_landscape_contour,
+        plot_landscape_surface,
+        plot_random_directions,
+    )
+
+    land = hand_landscape()
+    ax = plot_landscape_contour(land)
+    assert ax.get_xlim() == (-1.0, 1.0) and ax.get_ylim() == (-3.0, 3.0)
+    assert "direction 1" in ax.get_xlabel() and "direction 2" in ax.get_ylabel()
+    star = [ln for ln in ax.get_lines() if ln.get_marker() == "*"][0]
+    assert (star.get_xdata()[0], star.get_ydata()[0]) == (0.5, -2.0)
+    ax2 = plot_random_directions(land)
+    assert ax2.get_xlim() == (-1.0, 1.0)
+    ax3 = plot_landscape_surface(land)
+    x0, x1 = ax3.get_xlim3d()
+    y0, y1 = ax3.get_ylim3d()
+    assert x1 - x0 < y1 - y0  # x spans direction 1's [-1, 1], y direction 2's [-3, 3]
+    plt.close("all")
+    with pytest.raises(SampletopoError, match="2-D"):
+        plot_landscape_contour(
+            Landscape(land.coords[:1], land.loss[:, 0], land.loss[:, 0], land.directions, 1.0, 1)
+        )
+
+
+def test_profile_and_spectrum_figures_draw():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sampletopo.hessian import SpectralDensity
+    from sampletopo.plotting._landscape import plot_hessian_spectrum, plot_landscape_profile
+
+    prof = landscape_profile(np.array([3.0, 1.0, 2.0, 0.0, 4.0]), connectivity="axis")
+    ax = plot_landscape_profile(prof)
+    assert ax.get_xlim() == (0.0, 5.0) and ax.get_ylim() == (0.0, 4.0)
+    sd = SpectralDensity(np.array([[0.0, 1.0, 5.0]]), np.array([[0.5, 0.3, 0.2]]), 3)
+    ax = plot_hessian_spectrum(sd, eigenvalues=np.array([5.0]))
+    line = ax.get_lines()[0]
+    peak = line.get_xdata()[np.argmax(line.get_ydata())]
+    assert peak == pytest.approx(0.0, abs=0.05)  # the heaviest node
+    plt.close("all")

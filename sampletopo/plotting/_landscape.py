@@ -1,0 +1,350 @@
+"""Figures of the parameter-space view: landscapes, their profiles, and the Hessian spectrum.
+
+Holds :func:`plot_landscape_contour` and :func:`plot_landscape_surface` (2-D grids),
+:func:`plot_random_directions` (the classic Li et al. 2018 plot of a 2-D random-direction
+landscape), :func:`plot_landscape_1d`, :func:`plot_landscape_profile` (grids of any dimension)
+and :func:`plot_hessian_spectrum`. Every function takes ``ax=None`` (a new figure is made) and
+returns the Axes; none calls ``plt.show()``. Axis ``k`` of a landscape array is direction ``k``:
+the x axis is always direction 1 and the y axis direction 2, labelled with their true
+coefficients. Computing landscapes and spectra is not done here (see
+:mod:`sampletopo.landscape` and :mod:`sampletopo.hessian`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.patches import PathPatch
+from matplotlib.path import Path as MplPath
+
+from sampletopo._errors import SampletopoError
+from sampletopo.hessian import SpectralDensity
+from sampletopo.landscape import Landscape, LandscapeProfile
+
+__all__ = [
+    "plot_hessian_spectrum",
+    "plot_landscape_1d",
+    "plot_landscape_contour",
+    "plot_landscape_profile",
+    "plot_landscape_surface",
+    "plot_random_directions",
+]
+
+
+def _need_dim(landscape: Landscape, dim: int, where: str) -> None:
+    if not isinstance(landscape, Landscape):
+        raise SampletopoError(
+            f"{where}: 'landscape' must be a sampletopo Landscape. Got {type(landscape).__name__}."
+        )
+    if landscape.dim != dim:
+        raise SampletopoError(
+            f"{where}: needs a {dim}-D landscape. Got a {landscape.dim}-D one. Use "
+            "plot_landscape_profile for grids of any dimension."
+        )
+
+
+def _values(landscape: Landscape, log_scale: bool) -> tuple[np.ma.MaskedArray, str]:
+    z = np.asarray(landscape.loss, dtype=np.float64)
+    label = "loss"
+    if log_scale:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.log10(z)
+        label = "log10 loss"
+    return np.ma.masked_invalid(z), label
+
+
+def _new_ax(ax: Axes | None, **kw: Any) -> Axes:
+    if ax is not None:
+        return ax
+    fig = plt.figure(figsize=kw.pop("figsize", (5.0, 4.2)))
+    return fig.add_subplot(**kw)
+
+
+def _mark_points(ax: Axes, landscape: Landscape) -> None:
+    loss = np.where(np.isfinite(landscape.loss), landscape.loss, np.inf)
+    i, j = np.unravel_index(int(np.argmin(loss)), loss.shape)
+    x, y = landscape.coords[0], landscape.coords[1]
+    ax.plot([0.0], [0.0], marker="+", color="white", ms=11, mew=2, ls="none", label="trained")
+    ax.plot([x[i]], [y[j]], marker="*", color="red", ms=11, ls="none", label="grid minimum")
+
+
+def plot_landscape_contour(
+    landscape: Landscape,
+    *,
+    ax: Axes | None = None,
+    levels: int = 30,
+    log_scale: bool = False,
+    cmap: str = "viridis",
+    colorbar: bool = True,
+    mark: bool = True,
+) -> Axes:
+    """Filled contour of a 2-D landscape: x = direction 1, y = direction 2, true coefficients.
+
+    Parameters
+    ----------
+    landscape : Landscape
+        A 2-D grid.
+    ax : matplotlib Axes, optional
+    levels : int
+        Contour levels over the finite values.
+    log_scale : bool
+        Contour ``log10(loss)``.
+    cmap : str
+    colorbar : bool
+    mark : bool
+        Mark the trained model (the origin, ``+``) and the grid minimum (``*``).
+
+    Returns
+    -------
+    Axes
+    """
+    where = "plot_landscape_contour"
+    _need_dim(landscape, 2, where)
+    ax = _new_ax(ax)
+    z, label = _values(landscape, log_scale)
+    x, y = landscape.coords
+    # contourf wants z[row=y, col=x]; the landscape is indexed [direction 1, direction 2].
+    cs = ax.contourf(x, y, z.T, levels=levels, cmap=cmap)
+    ax.contour(x, y, z.T, levels=cs.levels, colors="k", linewidths=0.3, alpha=0.5)
+    if colorbar:
+        ax.figure.colorbar(cs, ax=ax, label=label)
+    if mark:
+        _mark_points(ax, landscape)
+        ax.legend(loc="upper right", fontsize=7, framealpha=0.6)
+    ax.set_xlabel(landscape.directions.axis_label(0))
+    ax.set_ylabel(landscape.directions.axis_label(1))
+    ax.set_xlim(x[0], x[-1])
+    ax.set_ylim(y[0], y[-1])
+    ax.set_aspect("auto")
+    return ax
+
+
+def plot_random_directions(
+    landscape: Landscape,
+    *,
+    ax: Axes | None = None,
+    levels: int = 20,
+    log_scale: bool = False,
+) -> Axes:
+    """The classic 2-D random-direction plot (Li et al. 2018): labelled loss contour lines.
+
+    Parameters
+    ----------
+    landscape : Landscape
+        A 2-D grid along random directions (:func:`sampletopo.landscape.random_directions`).
+    ax : matplotlib Axes, optional
+    levels : int
+    log_scale : bool
+
+    Returns
+    -------
+    Axes
+    """
+    where = "plot_random_directions"
+    _need_dim(landscape, 2, where)
+    if landscape.directions.kind != "random":
+        raise SampletopoError(
+            f"{where}: needs a landscape along random directions. Got "
+            f"{landscape.directions.kind!r} directions; use plot_landscape_contour for those."
+        )
+    ax = _new_ax(ax)
+    z, label = _values(landscape, log_scale)
+    x, y = landscape.coords
+    cs = ax.contour(x, y, z.T, levels=levels, cmap="viridis", linewidths=1.0)
+    ax.clabel(cs, inline=True, fontsize=6, fmt="%.3g")
+    _mark_points(ax, landscape)
+    ax.get_lines()[0].set_color("black")
+    ax.set_xlabel(landscape.directions.axis_label(0))
+    ax.set_ylabel(landscape.directions.axis_label(1))
+    ax.set_xlim(x[0], x[-1])
+    ax.set_ylim(y[0], y[-1])
+    ax.set_title(f"{label}, random directions (seed {landscape.directions.seed})", fontsize=9)
+    return ax
+
+
+def plot_landscape_surface(
+    landscape: Landscape,
+    *,
+    ax: Axes | None = None,
+    log_scale: bool = False,
+    cmap: str = "viridis",
+) -> Axes:
+    """3-D surface of a 2-D landscape (x = direction 1, y = direction 2, z = loss).
+
+    ``ax`` must be a 3-D Axes (``projection="3d"``) when given.
+
+    Returns
+    -------
+    Axes
+    """
+    where = "plot_landscape_surface"
+    _need_dim(landscape, 2, where)
+    if ax is None:
+        ax = _new_ax(None, projection="3d", figsize=(5.5, 4.5))
+    elif getattr(ax, "name", "") != "3d":
+        raise SampletopoError(
+            f"{where}: 'ax' must be a 3-D Axes. Got a {getattr(ax, 'name', type(ax).__name__)!r} "
+            "Axes. Create it with fig.add_subplot(projection='3d')."
+        )
+    z, label = _values(landscape, log_scale)
+    xx, yy = np.meshgrid(landscape.coords[0], landscape.coords[1], indexing="ij")
+    zz = np.where(np.ma.getmaskarray(z), np.nan, np.ma.getdata(z))
+    ax.plot_surface(xx, yy, zz, cmap=cmap, linewidth=0, antialiased=True)  # type: ignore[attr-defined]
+    ax.set_xlabel(landscape.directions.axis_label(0), fontsize=8)
+    ax.set_ylabel(landscape.directions.axis_label(1), fontsize=8)
+    ax.set_zlabel(label, fontsize=8)  # type: ignore[attr-defined]
+    return ax
+
+
+def plot_landscape_1d(landscape: Landscape, *, ax: Axes | None = None) -> Axes:
+    """Loss (left axis) and accuracy (right axis, when available) along one direction."""
+    where = "plot_landscape_1d"
+    _need_dim(landscape, 1, where)
+    ax = _new_ax(ax)
+    x = landscape.coords[0]
+    ax.plot(x, landscape.loss, color="C0", marker=".", label="loss")
+    ax.set_xlabel(landscape.directions.axis_label(0))
+    ax.set_ylabel("loss", color="C0")
+    if np.isfinite(landscape.accuracy).any():
+        twin = ax.twinx()
+        twin.plot(x, landscape.accuracy, color="C1", ls="--", label="accuracy")
+        twin.set_ylabel("accuracy", color="C1")
+        twin.set_ylim(0, 1.02)
+    return ax
+
+
+def plot_landscape_profile(
+    profile: LandscapeProfile,
+    *,
+    ax: Axes | None = None,
+    cmap: str = "viridis",
+    log_scale: bool = False,
+    outline: bool = True,
+) -> Axes:
+    """Draw a topological landscape profile: nested basins coloured by loss.
+
+    Each basin's width at a loss level (y) is the number of grid points of that basin below the
+    level; basins merging at a saddle sit side by side inside the basin they form. The fill
+    colour is the loss level, so colour and height agree.
+
+    Parameters
+    ----------
+    profile : LandscapeProfile
+        From :func:`sampletopo.landscape.landscape_profile` (any grid dimension).
+    ax : matplotlib Axes, optional
+    cmap : str
+    log_scale : bool
+        Logarithmic loss axis (losses must be > 0).
+    outline : bool
+        Draw each basin's outline.
+
+    Returns
+    -------
+    Axes
+    """
+    where = "plot_landscape_profile"
+    if not isinstance(profile, LandscapeProfile):
+        raise SampletopoError(
+            f"{where}: 'profile' must be a LandscapeProfile (from landscape_profile). "
+            f"Got {type(profile).__name__}."
+        )
+    if log_scale and profile.loss_min <= 0:
+        raise SampletopoError(
+            f"{where}: 'log_scale' needs losses > 0. The lowest loss is {profile.loss_min!r}. "
+            "Pass log_scale=False."
+        )
+    ax = _new_ax(ax, figsize=(6.0, 4.2))
+    polys = [b.outline() for b in profile.basins]
+    lo, hi = profile.loss_min, profile.loss_max
+    if log_scale:
+        polys = [(x, np.log10(y)) for x, y in polys]
+        lo, hi = float(np.log10(lo)), float(np.log10(hi))
+    if hi <= lo:
+        hi = lo + 1.0
+    width = max(float(profile.n_points), 1.0)
+    path = MplPath.make_compound_path(*[MplPath(np.column_stack(p), closed=True) for p in polys])
+    # One vertical colour gradient (colour = loss level), clipped to the union of the basins.
+    im = ax.imshow(
+        np.linspace(lo, hi, 512)[:, None],
+        extent=(0.0, width, lo, hi),
+        origin="lower",
+        aspect="auto",
+        cmap=cmap,
+        interpolation="bilinear",
+        vmin=lo,
+        vmax=hi,
+    )
+    im.set_clip_path(PathPatch(path, transform=ax.transData, facecolor="none"))
+    if outline:
+        for x, y in polys:
+            ax.plot(x, y, color="k", lw=0.4, alpha=0.7)
+    ax.set_xlim(0.0, width)
+    ax.set_ylim(lo, hi)
+    label = "log10 loss" if log_scale else "loss"
+    ax.set_xlabel("basin width (grid points below the loss level)")
+    ax.set_ylabel(label)
+    n_min = sum(b.kind == "minimum" for b in profile.basins)
+    ax.set_title(f"landscape profile: {n_min} minima, {profile.n_points} points", fontsize=9)
+    ax.figure.colorbar(im, ax=ax, label=label)
+    return ax
+
+
+def plot_hessian_spectrum(
+    density: SpectralDensity,
+    *,
+    ax: Axes | None = None,
+    eigenvalues: np.ndarray | None = None,
+    sigma: float | None = None,
+    n_grid: int = 1000,
+    log_scale: bool = True,
+) -> Axes:
+    """Hessian eigenvalue density from stochastic Lanczos quadrature.
+
+    Parameters
+    ----------
+    density : SpectralDensity
+    ax : matplotlib Axes, optional
+    eigenvalues : ndarray, optional
+        Top eigenvalues (e.g. from Lanczos) drawn as dashed vertical lines.
+    sigma : float, optional
+        Gaussian smoothing width (default: see :meth:`SpectralDensity.density`).
+    n_grid : int
+        Evaluation points.
+    log_scale : bool
+        Logarithmic density axis (the usual view: a bulk near 0 and a few outliers).
+
+    Returns
+    -------
+    Axes
+    """
+    where = "plot_hessian_spectrum"
+    if not isinstance(density, SpectralDensity):
+        raise SampletopoError(
+            f"{where}: 'density' must be a SpectralDensity (from spectral_density). "
+            f"Got {type(density).__name__}."
+        )
+    ax = _new_ax(ax)
+    nodes = density.nodes[np.isfinite(density.nodes)]
+    span = float(nodes.max() - nodes.min()) if nodes.size else 1.0
+    pad = 0.05 * span if span > 0 else 1.0
+    grid = np.linspace(nodes.min() - pad, nodes.max() + pad, n_grid)
+    dens = density.density(grid, sigma=sigma)
+    if log_scale:
+        floor = max(float(dens.max()) * 1e-8, 1e-300)
+        ax.semilogy(grid, np.maximum(dens, floor), color="C0")
+        ax.set_ylim(bottom=floor * 10)
+    else:
+        ax.plot(grid, dens, color="C0")
+    if eigenvalues is not None:
+        for k, lam in enumerate(np.asarray(eigenvalues, dtype=np.float64)):
+            ax.axvline(
+                lam, color="C3", ls="--", lw=0.8, label="top eigenvalues" if k == 0 else None
+            )
+        ax.legend(fontsize=7)
+    ax.set_xlabel("Hessian eigenvalue")
+    ax.set_ylabel("density (SLQ)")
+    ax.set_title(f"Hessian spectrum ({density.nodes.shape[0]} SLQ runs)", fontsize=9)
+    return ax
