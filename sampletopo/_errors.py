@@ -18,7 +18,9 @@ class SampletopoError(ValueError):
     """
 
 
-def check_int_range(name: str, value: Any, low: int, high: int | None, *, where: str, fix: str = "") -> int:
+def check_int_range(
+    name: str, value: Any, low: int, high: int | None, *, where: str, fix: str = ""
+) -> int:
     """Return ``value`` as an int if ``low <= value <= high`` (``high=None``: no upper bound)."""
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
     if ok and value >= low and (high is None or value <= high):
@@ -30,7 +32,9 @@ def check_int_range(name: str, value: Any, low: int, high: int | None, *, where:
     raise SampletopoError(msg)
 
 
-def check_finite_values(values: Any, n: int | None, *, name: str = "values", where: str) -> np.ndarray:
+def check_finite_values(
+    values: Any, n: int | None, *, name: str = "values", where: str
+) -> np.ndarray:
     """Return a 1-D float64 copy of ``values``; refuse NaN/inf and a wrong length."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1:
