@@ -1181,7 +1181,7 @@ def landscape_for_run(
             f"trainable parameters). Got dim={dim}."
         )
     eig = top_eigenpairs(op, k=k, seed=seed)
-    trace = hutchinson_trace(op, rtol=trace_rtol, max_samples=200, seed=seed, progress=progress)
+    trace = hutchinson_trace(op, rtol=trace_rtol, max_samples=100, seed=seed, progress=progress)
     dens = spectral_density(op, n_iter=min(density_iter, op.n), seed=seed, progress=progress)
     if dirs == "hessian":
         directions = hessian_directions(model, eig, dim=dim)

@@ -31,6 +31,7 @@ __all__ = [
     "plot_landscape_profile",
     "plot_landscape_surface",
     "plot_random_directions",
+    "save_landscape_figures",
 ]
 
 
@@ -348,3 +349,51 @@ def plot_hessian_spectrum(
     ax.set_ylabel("density (SLQ)")
     ax.set_title(f"Hessian spectrum ({density.nodes.shape[0]} SLQ runs)", fontsize=9)
     return ax
+
+
+def save_landscape_figures(path: str | Any, *, out_dir: str | Any | None = None) -> list[Any]:
+    """Write the figures of a landscape file (from ``landscape_for_run``) as PNGs.
+
+    Writes, next to the file (or into ``out_dir``), ``<stem>-profile.png`` and, when the file
+    holds them, ``<stem>-spectrum.png``; for 2-D landscapes also ``<stem>-contour.png``,
+    ``<stem>-surface.png`` and, for random directions, ``<stem>-random.png``. Returns the paths.
+    """
+    from pathlib import Path
+
+    from sampletopo.landscape import landscape_profile, load_landscape
+
+    src = Path(path)
+    land, extra = load_landscape(src)
+    out = Path(out_dir) if out_dir is not None else src.parent
+    out.mkdir(parents=True, exist_ok=True)
+    stem = src.name.removesuffix(".npz")
+    metrics = extra.get("metrics", {})
+    conn = metrics.get("connectivity", "freudenthal")
+    written: list[Path] = []
+
+    def save(ax: Axes, name: str) -> None:
+        p = out / f"{stem}-{name}.png"
+        ax.figure.tight_layout()
+        ax.figure.savefig(p, dpi=110)
+        plt.close(ax.figure)
+        written.append(p)
+
+    ax = plot_landscape_profile(landscape_profile(land, connectivity=conn))
+    if metrics:
+        ax.set_title(
+            f"{ax.get_title()}\nsaddles {metrics['n_saddles']}, avg persistence "
+            f"{metrics['average_persistence']:.3g}, SMAD {metrics['smad']:.3g}",
+            fontsize=8,
+        )
+    save(ax, "profile")
+    if "density_nodes" in extra:
+        sd = SpectralDensity(extra["density_nodes"], extra["density_weights"], 0)
+        save(plot_hessian_spectrum(sd, eigenvalues=extra.get("hessian_eigenvalues")), "spectrum")
+    if land.dim == 2:
+        save(plot_landscape_contour(land), "contour")
+        save(plot_landscape_surface(land), "surface")
+        if land.directions.kind == "random":
+            save(plot_random_directions(land), "random")
+    elif land.dim == 1:
+        save(plot_landscape_1d(land), "1d")
+    return written
