@@ -373,9 +373,10 @@ def save_landscape_figures(path: str | Any, *, out_dir: str | Any | None = None)
 
     def save(ax: Axes, name: str) -> None:
         p = out / f"{stem}-{name}.png"
-        ax.figure.tight_layout()
-        ax.figure.savefig(p, dpi=110)
-        plt.close(ax.figure)
+        fig: Any = ax.figure
+        fig.tight_layout()
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
         written.append(p)
 
     ax = plot_landscape_profile(landscape_profile(land, connectivity=conn))
