@@ -1,0 +1,47 @@
+"""``sampletopo topology RUN_DIR...``: join/split diagrams of every recorded epoch."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "topology",
+        help="compute join/split persistence diagrams of every recorded epoch",
+        description="For every run x split x epoch not done yet: the join and split diagrams of "
+        "the per-sample loss on the split's cached kNN graph; then summaries and Wasserstein "
+        "distances to the final epoch. Results go to <run>/topology/.",
+    )
+    p.add_argument("runs", nargs="+", help="run folders, or experiment folders holding runs")
+    p.add_argument("--k", type=int, default=20, help="neighbours per sample (default 20, as in the thesis)")
+    p.add_argument("--features", default="raw",
+                   help="graph features: raw | standardized | pca | path to a .npy (default raw)")
+    p.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (same results as 1)")
+    p.add_argument("--overwrite", action="store_true", help="recompute every epoch")
+    p.add_argument("--reference", default="final",
+                   help="reference epoch of the Wasserstein curves: 'final' or an epoch number")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from sampletopo import analysis
+
+    done = analysis.compute_topology(
+        args.runs, splits=args.splits, k=args.k, features=args.features, jobs=args.jobs,
+        overwrite=args.overwrite,
+    )
+    ref = args.reference if args.reference == "final" else int(args.reference)
+    summary = analysis.summarize(args.runs)
+    analysis.wasserstein_to_reference(args.runs, reference=ref)
+    counts = done.group_by("status").len().sort("status")
+    for status, n in counts.iter_rows():
+        print(f"{n:5d} epoch(s) {status}")
+    with pl.Config(tbl_rows=20, tbl_cols=12):
+        last = summary.group_by(["run", "split", "tree"]).agg(pl.all().sort_by("epoch").last())
+        print(last.select(["run", "split", "tree", "epoch", "total_persistence_1", "n_pairs",
+                           "mean_loss", "accuracy"]).sort(["run", "split", "tree"]))
+    return 0

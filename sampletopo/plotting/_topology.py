@@ -1,0 +1,344 @@
+"""Figures of the sample-space view: total persistence, diagram heatmaps, Wasserstein curves,
+single diagrams and barcodes.
+
+Every ``plot_*`` function takes ``ax=None`` (a new figure is made) and returns the Axes; the
+``*_figure`` functions lay several panels out and return the Figure. Nothing here calls
+``plt.show()`` or computes topology: inputs are the tables of :mod:`sampletopo.analysis`.
+
+Heatmaps are 2-D histograms of (birth, persistence) of the finite pairs. All panels of one
+figure set share the same bins and the same (logarithmic) colour scale, so two runs can be
+compared by eye.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from sampletopo._errors import SampletopoError  # noqa: E402
+from sampletopo.diagrams import Diagram  # noqa: E402
+
+__all__ = [
+    "plot_total_persistence",
+    "total_persistence_figure",
+    "plot_heatmap",
+    "heatmap_figure",
+    "heatmap_bins",
+    "plot_wasserstein",
+    "wasserstein_figure",
+    "plot_diagram",
+    "plot_barcode",
+    "default_heatmap_epochs",
+    "run_colors",
+]
+
+_TREE_LABEL = {"join": "join tree (minima)", "split": "split tree (maxima)"}
+
+
+def run_colors(runs: Sequence[str]) -> dict[str, Any]:
+    """One stable colour per run name (seaborn's colorblind palette)."""
+    pal = sns.color_palette("colorblind", max(len(runs), 3))
+    return {r: pal[i] for i, r in enumerate(runs)}
+
+
+def _ax(ax: Axes | None, figsize=(6, 4)) -> Axes:
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _mark_milestones(ax: Axes, milestones: Iterable[int] | None) -> None:
+    for i, m in enumerate(sorted(set(milestones or []))):
+        ax.axvline(m + 0.5, color="0.5", ls=":", lw=1, label="LR annealed" if i == 0 else None)
+
+
+def _need(df: pl.DataFrame, cols: Sequence[str], where: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise SampletopoError(f"{where}: the table lacks column(s) {missing}. Got {df.columns}.")
+
+
+def plot_total_persistence(
+    summary: pl.DataFrame,
+    *,
+    split: str,
+    tree: str,
+    p: int = 1,
+    milestones: Iterable[int] | None = None,
+    show_loss: bool = True,
+    ax: Axes | None = None,
+) -> Axes:
+    """Total persistence vs epoch, one line per run, with the mean loss on a second axis.
+
+    ``summary`` is the table of :func:`sampletopo.analysis.summarize`. LR-annealing epochs are
+    drawn as dotted lines between epoch ``m`` and ``m + 1``.
+    """
+    col = f"total_persistence_{p}"
+    _need(summary, ["run", "split", "tree", "epoch", col], "plot_total_persistence")
+    ax = _ax(ax)
+    sub = summary.filter((pl.col("split") == split) & (pl.col("tree") == tree)).sort("epoch")
+    runs = sorted(sub["run"].unique().to_list())
+    colors = run_colors(runs)
+    ax2 = ax.twinx() if show_loss and "mean_loss" in sub.columns else None
+    for r in runs:
+        part = sub.filter(pl.col("run") == r)
+        ax.plot(part["epoch"], part[col], color=colors[r], lw=1.8, label=f"{r}")
+        if ax2 is not None:
+            ax2.plot(part["epoch"], part["mean_loss"], color=colors[r], lw=1, ls="--", alpha=0.7)
+    _mark_milestones(ax, milestones)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"total persistence (p={p})")
+    ax.set_title(f"{split}: {_TREE_LABEL.get(tree, tree)}")
+    if ax2 is not None:
+        ax2.set_ylabel("mean loss (dashed)")
+        ax2.tick_params(axis="y", colors="0.4")
+    ax.legend(fontsize=8, loc="upper right")
+    return ax
+
+
+def _grid(nrows: int, ncols: int, w: float = 4.2, h: float = 3.2) -> tuple[Figure, np.ndarray]:
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, h * nrows), squeeze=False)
+    return fig, axes
+
+
+def total_persistence_figure(
+    summary: pl.DataFrame, *, p: int = 1, milestones: Iterable[int] | None = None, title: str = ""
+) -> Figure:
+    """2 x 2 panels (train/val x join/split) of :func:`plot_total_persistence`."""
+    fig, axes = _grid(2, 2, 5.2, 3.6)
+    for i, split in enumerate(("train", "val")):
+        for j, tree in enumerate(("join", "split")):
+            plot_total_persistence(summary, split=split, tree=tree, p=p, milestones=milestones, ax=axes[i, j])
+    fig.suptitle(title or f"Total persistence (p={p}) of the per-sample loss on the kNN graph")
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_bins(tables: Sequence[pl.DataFrame], *, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Shared (birth, persistence) bin edges covering every finite pair of all ``tables``."""
+    births, pers = [], []
+    for t in tables:
+        fin = t.filter(pl.col("persistence").is_finite())
+        births.append(fin["birth"].to_numpy())
+        pers.append(fin["persistence"].to_numpy())
+    b = np.concatenate(births) if births else np.empty(0)
+    q = np.concatenate(pers) if pers else np.empty(0)
+    if b.size == 0:
+        return np.linspace(0, 1, bins + 1), np.linspace(0, 1, bins + 1)
+    lo, hi = float(b.min()), float(b.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    qmax = float(q.max()) if q.max() > 0 else 1.0
+    return np.linspace(lo, hi, bins + 1), np.linspace(0.0, qmax, bins + 1)
+
+
+def plot_heatmap(
+    table: pl.DataFrame,
+    *,
+    xbins: np.ndarray | None = None,
+    ybins: np.ndarray | None = None,
+    norm: Any = None,
+    ax: Axes | None = None,
+    title: str = "",
+) -> Axes:
+    """2-D histogram of the finite pairs of one diagram table: birth (x) vs persistence (y).
+
+    Pass the same ``xbins``, ``ybins`` and ``norm`` to every panel that should be compared.
+    An empty diagram (e.g. a constant loss) draws an empty panel with a note, not an error.
+    """
+    ax = _ax(ax, (4, 3.2))
+    fin = table.filter(pl.col("persistence").is_finite())
+    if xbins is None or ybins is None:
+        xbins, ybins = heatmap_bins([table])
+    h, _, _ = np.histogram2d(fin["birth"].to_numpy(), fin["persistence"].to_numpy(), bins=[xbins, ybins])
+    hm = np.ma.masked_equal(h.T, 0)
+    # viridis keeps single-pair bins visible (dark) on the pale empty background.
+    ax.set_facecolor("#f4f4f4")
+    mesh = ax.pcolormesh(xbins, ybins, hm, norm=norm, cmap="viridis", shading="flat")
+    if fin.height == 0:
+        ax.text(0.5, 0.5, "no finite pairs", ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xlabel("birth (loss)")
+    ax.set_ylabel("persistence")
+    ax.set_title(title or f"{fin.height} pairs", fontsize=9)
+    ax._sampletopo_mesh = mesh  # type: ignore[attr-defined]
+    return ax
+
+
+def default_heatmap_epochs(epochs: Sequence[int], milestones: Iterable[int] | None) -> list[int]:
+    """The thesis' choice: the first epoch, just before and just after each LR change, the last.
+
+    With the LR changing after epoch ``m``, "just before" is ``m`` and "just after" ``m + 1``.
+    Epochs that were not recorded are left out.
+    """
+    have = sorted(set(int(e) for e in epochs))
+    if not have:
+        return []
+    chosen = [have[0]]
+    for m in sorted(set(milestones or [])):
+        chosen += [m, m + 1]
+    chosen.append(have[-1])
+    present = set(have)
+    out: list[int] = []
+    for e in chosen:
+        if e in present and e not in out:
+            out.append(e)
+    return sorted(out)
+
+
+def heatmap_figure(
+    diagrams: pl.DataFrame,
+    *,
+    split: str,
+    tree: str,
+    epochs: Sequence[int],
+    runs: Sequence[str] | None = None,
+    bins: int = 40,
+) -> Figure:
+    """Heatmaps at chosen epochs, one row per run, all panels on one set of bins and colours.
+
+    ``diagrams`` is :func:`sampletopo.analysis.load_diagrams` output. Raises if an asked epoch
+    has no diagram in some run (naming the run and the epochs it has).
+    """
+    _need(diagrams, ["run", "split", "tree", "epoch", "birth", "persistence"], "heatmap_figure")
+    sub = diagrams.filter((pl.col("split") == split) & (pl.col("tree") == tree))
+    runs = list(runs) if runs is not None else sorted(sub["run"].unique().to_list())
+    if not runs or not epochs:
+        raise SampletopoError(f"heatmap_figure: nothing to draw for {split}/{tree} (runs={runs}, epochs={list(epochs)}).")
+    panels: dict[tuple[str, int], pl.DataFrame] = {}
+    for r in runs:
+        have = set(sub.filter(pl.col("run") == r)["epoch"].unique().to_list())
+        for e in epochs:
+            if e not in have:
+                raise SampletopoError(
+                    f"heatmap_figure: run {r} has no {split} diagram at epoch {e}. It has epochs "
+                    f"{sorted(have)[:3]}...{sorted(have)[-3:]}; choose among those."
+                )
+            panels[(r, e)] = sub.filter((pl.col("run") == r) & (pl.col("epoch") == e))
+    xb, yb = heatmap_bins(list(panels.values()), bins=bins)
+    vmax = 1.0
+    for t in panels.values():
+        fin = t.filter(pl.col("persistence").is_finite())
+        h, _, _ = np.histogram2d(fin["birth"].to_numpy(), fin["persistence"].to_numpy(), bins=[xb, yb])
+        vmax = max(vmax, float(h.max()))
+    norm = LogNorm(vmin=1, vmax=vmax)
+    fig, axes = _grid(len(runs), len(epochs), 3.0, 2.6)
+    mesh = None
+    for i, r in enumerate(runs):
+        for j, e in enumerate(epochs):
+            ax = plot_heatmap(panels[(r, e)], xbins=xb, ybins=yb, norm=norm, ax=axes[i, j],
+                              title=f"{r} | epoch {e}")
+            mesh = ax._sampletopo_mesh  # type: ignore[attr-defined]
+            if j:
+                ax.set_ylabel("")
+            if i < len(runs) - 1:
+                ax.set_xlabel("")
+    fig.suptitle(f"Persistence-diagram heatmaps, {split} set, {_TREE_LABEL.get(tree, tree)} "
+                 "(shared bins and colour scale)")
+    fig.tight_layout(rect=(0, 0, 0.93, 0.95))
+    cax = fig.add_axes((0.94, 0.15, 0.012, 0.7))
+    fig.colorbar(mesh, cax=cax, label="pairs per bin")
+    return fig
+
+
+def plot_wasserstein(
+    table: pl.DataFrame,
+    *,
+    split: str,
+    tree: str,
+    order: int = 1,
+    milestones: Iterable[int] | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Wasserstein distance of each epoch's diagram to the reference epoch's, runs overlaid."""
+    col = f"w{order}"
+    _need(table, ["run", "split", "tree", "epoch", col], "plot_wasserstein")
+    ax = _ax(ax)
+    sub = table.filter((pl.col("split") == split) & (pl.col("tree") == tree)).sort("epoch")
+    runs = sorted(sub["run"].unique().to_list())
+    colors = run_colors(runs)
+    for r in runs:
+        part = sub.filter(pl.col("run") == r)
+        ref = int(part["reference_epoch"][0]) if "reference_epoch" in part.columns else None
+        ax.plot(part["epoch"], part[col], color=colors[r], lw=1.8,
+                label=f"{r}" + (f" (to epoch {ref})" if ref is not None else ""))
+    _mark_milestones(ax, milestones)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"W{order} distance (L-inf ground)")
+    ax.set_title(f"{split}: {_TREE_LABEL.get(tree, tree)}")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def wasserstein_figure(
+    table: pl.DataFrame, *, order: int = 1, milestones: Iterable[int] | None = None, title: str = ""
+) -> Figure:
+    """2 x 2 panels (train/val x join/split) of :func:`plot_wasserstein`."""
+    fig, axes = _grid(2, 2, 5.2, 3.6)
+    for i, split in enumerate(("train", "val")):
+        for j, tree in enumerate(("join", "split")):
+            plot_wasserstein(table, split=split, tree=tree, order=order, milestones=milestones, ax=axes[i, j])
+    fig.suptitle(title or f"Wasserstein-{order} distance to the final epoch's diagram")
+    fig.tight_layout()
+    return fig
+
+
+def plot_diagram(d: Diagram, *, ax: Axes | None = None, title: str = "") -> Axes:
+    """A persistence diagram: finite pairs as points, essential pairs as triangles on top.
+
+    Join diagrams lie above the diagonal (birth <= death), split diagrams below it.
+    """
+    ax = _ax(ax, (4.2, 4))
+    fin = d.finite()
+    lo = float(min(d.birth.min(initial=0.0), fin.death.min(initial=0.0)))
+    hi = float(max(d.birth.max(initial=1.0), fin.death.max(initial=1.0)))
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1)
+    ax.scatter(fin.birth, fin.death, s=10, alpha=0.7, label=f"{len(fin)} finite pairs")
+    ess = d.select(d.essential)
+    if len(ess):
+        y = hi + pad if d.kind == "join" else lo - pad
+        ax.scatter(ess.birth, np.full(len(ess), y), marker="^" if d.kind == "join" else "v",
+                   color="C3", s=30, label=f"{len(ess)} essential ({'+' if d.kind == 'join' else '-'}inf)")
+    ax.set_xlabel("birth (loss)")
+    ax.set_ylabel("death (loss)")
+    ax.set_title(title or f"{d.kind} diagram")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_barcode(d: Diagram, *, top: int = 60, ax: Axes | None = None, title: str = "") -> Axes:
+    """True birth-death bars of the ``top`` most persistent finite pairs (longest at the top)."""
+    ax = _ax(ax, (5, 4))
+    t = d.top(top)
+    ys = np.arange(len(t))[::-1]
+    lo = np.minimum(t.birth, t.death)
+    ax.hlines(ys, lo, lo + t.persistence, color="C0", lw=2)
+    ax.set_yticks([])
+    ax.set_xlabel("loss")
+    ax.set_ylabel(f"{len(t)} most persistent pairs")
+    ax.set_title(title or f"{d.kind} barcode")
+    return ax
+
+
+def save(fig: Figure, path: Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Write ``fig`` as ``path`` with each suffix in ``formats``; close it; return the paths."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fmt in formats:
+        p = path.parent / f"{path.name}.{fmt}"  # names may hold dots (lr=0.1)
+        fig.savefig(p, dpi=110, bbox_inches="tight")
+        out.append(p)
+    plt.close(fig)
+    return out

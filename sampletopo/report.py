@@ -1,0 +1,215 @@
+"""One self-contained HTML report of one or more experiments.
+
+:func:`write_report` draws each experiment's figure set (sample-space topology always; landscape
+and Hessian figures when ``<experiment>/landscapes/*.npz`` exist) under
+``<report>/figures/<experiment>/{topology,landscape,samples}/`` and writes
+``<report>/index.html``: the resolved configs, a table of summary numbers per run, and every
+figure, runs side by side. Images are embedded as base64 data, so the page works offline and can
+be mailed as one file; PDFs of every figure sit beside the PNGs. Any PNG already placed in a
+``samples/`` (or other) folder of an experiment's figures is embedded too, under its folder name.
+
+This module computes no topology (it reads what :mod:`sampletopo.analysis` stored).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from sampletopo import analysis
+from sampletopo._errors import SampletopoError
+
+__all__ = ["write_report", "run_table"]
+
+_SECTION_TITLES = {
+    "topology": "Sample space: per-sample loss on the kNN graph",
+    "landscape": "Parameter space: Hessian and loss landscapes",
+    "samples": "Which samples make the shape",
+}
+
+
+def run_table(runs: Sequence[Path]) -> pl.DataFrame:
+    """Summary numbers per run at its final epoch: loss, accuracy, total persistence and W1 at
+    the first epoch, per split."""
+    summary = analysis.summarize(runs, write=False)
+    wd = analysis.wasserstein_to_reference(runs, write=False)
+    rows = []
+    for rd in runs:
+        row: dict[str, Any] = {"run": rd.name}
+        for s in analysis.SPLITS:
+            sub = summary.filter((pl.col("run") == rd.name) & (pl.col("split") == s))
+            if sub.height == 0:
+                continue
+            last = int(sub["epoch"].max())  # type: ignore[arg-type]
+            fin = sub.filter(pl.col("epoch") == last)
+            row["final epoch"] = last
+            j = fin.filter(pl.col("tree") == "join")
+            sp = fin.filter(pl.col("tree") == "split")
+            row[f"{s} loss"] = float(j["mean_loss"][0])
+            row[f"{s} acc"] = float(j["accuracy"][0])
+            row[f"{s} TP join"] = float(j["total_persistence_1"][0])
+            row[f"{s} TP split"] = float(sp["total_persistence_1"][0])
+            w = wd.filter((pl.col("run") == rd.name) & (pl.col("split") == s) & (pl.col("tree") == "split"))
+            if w.height:
+                first = w.sort("epoch")
+                row[f"{s} W1 split, first->final"] = float(first["w1"][0])
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _table_html(df: pl.DataFrame) -> str:
+    if df.height == 0:
+        return "<p><em>no rows</em></p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in df.iter_rows()
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    cap = html.escape(path.stem)
+    return (f'<figure><img alt="{cap}" src="data:image/png;base64,{data}"/>'
+            f"<figcaption>{cap}</figcaption></figure>")
+
+
+def _landscape_section(exp: Path, fig_dir: Path) -> tuple[list[Path], pl.DataFrame | None]:
+    files = sorted((exp / "landscapes").glob("*.npz")) if (exp / "landscapes").is_dir() else []
+    files = [f for f in files if not f.name.endswith(".partial.npz")]
+    if not files:
+        return [], None
+    from sampletopo.landscape import load_landscape
+    from sampletopo.plotting._landscape import save_landscape_figures
+
+    pngs: list[Path] = []
+    rows = []
+    for f in files:
+        try:
+            made = save_landscape_figures(f, out_dir=fig_dir)
+            pngs += [Path(p) for p in made if str(p).endswith(".png")]
+            _, extra = load_landscape(f)
+        except Exception as exc:  # a broken landscape must not sink the whole report
+            warnings.warn(f"Landscape {f.name} left out of the report: {exc}", stacklevel=2)
+            continue
+        row: dict[str, Any] = {"landscape": f.stem}
+        metrics = extra.get("metrics")
+        if isinstance(metrics, dict):
+            row.update({k: v for k, v in metrics.items() if np.isscalar(v)})
+        rows.append(row)
+    return pngs, (pl.DataFrame(rows) if rows else None)
+
+
+def write_report(
+    experiments: str | Path | Iterable[str | Path],
+    report_dir: str | Path,
+    *,
+    title: str = "sampletopo report",
+    epochs: Sequence[int] | None = None,
+    notes: str = "",
+) -> Path:
+    """Draw the figures of each experiment and write ``<report_dir>/index.html``.
+
+    Parameters
+    ----------
+    experiments : path or paths
+        Experiment folders (each holding run folders whose topology was computed), or run
+        folders; each group is drawn and tabulated on its own.
+    report_dir : path
+        Where ``index.html`` and ``figures/`` go.
+    epochs : sequence of int, optional
+        Heatmap epochs (default: first, around each LR change, last).
+    notes : str
+        Extra HTML placed under the title (e.g. timings).
+
+    Returns
+    -------
+    Path
+        ``<report_dir>/index.html``.
+    """
+    from sampletopo.figures import write_figure_set
+
+    exps = [Path(experiments)] if isinstance(experiments, (str, Path)) else [Path(e) for e in experiments]
+    if not exps:
+        raise SampletopoError("write_report: no experiment folders given.")
+    out = Path(report_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='meta'>Written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by sampletopo.</p>",
+        notes,
+        "<nav><ul>" + "".join(f"<li><a href='#{html.escape(e.name)}'>{html.escape(e.name)}</a></li>" for e in exps) + "</ul></nav>",
+    ]
+    for exp in exps:
+        runs = analysis.check_comparable(exp)
+        name = exp.name
+        fig_root = out / "figures" / name
+        parts.append(f"<section id='{html.escape(name)}'><h2>{html.escape(name)}</h2>")
+        cfg = exp / "config.toml"
+        if cfg.is_file():
+            parts.append("<details><summary>Resolved configuration (config.toml)</summary><pre>"
+                         + html.escape(cfg.read_text()) + "</pre></details>")
+        for rd in runs:
+            rcfg = rd / "config.toml"
+            if rcfg.is_file():
+                parts.append(f"<details><summary>{html.escape(rd.name)}: resolved run config</summary><pre>"
+                             + html.escape(rcfg.read_text()) + "</pre></details>")
+        meta = runs[0] / "topology" / "meta.json"
+        graph_note = ""
+        if meta.is_file():
+            m = json.loads(meta.read_text())
+            graph_note = "; ".join(f"{s}: k={v.get('k')}, features={v.get('features')}" for s, v in m.items())
+        parts.append(f"<h3>Summary at the final epoch</h3><p class='meta'>kNN graph {html.escape(graph_note)}. "
+                     "TP = total persistence (p=1) of finite pairs; W1 = Wasserstein-1 (L-inf ground) "
+                     "between the first and the final epoch's split-tree diagram.</p>")
+        parts.append(_table_html(run_table(runs)))
+        topo = write_figure_set(runs, fig_root / "topology", epochs=epochs)
+        parts.append(f"<h3>{_SECTION_TITLES['topology']}</h3><div class='figs'>")
+        parts += [_img(p) for p in topo]
+        parts.append("</div>")
+        land, land_table = _landscape_section(exp, fig_root / "landscape")
+        if land:
+            parts.append(f"<h3>{_SECTION_TITLES['landscape']}</h3>")
+            if land_table is not None:
+                parts.append(_table_html(land_table))
+            parts.append("<div class='figs'>" + "".join(_img(p) for p in land) + "</div>")
+        for sub in sorted(p for p in fig_root.iterdir() if p.is_dir() and p.name not in ("topology", "landscape")):
+            pngs = sorted(sub.rglob("*.png"))
+            if pngs:
+                parts.append(f"<h3>{html.escape(_SECTION_TITLES.get(sub.name, sub.name))}</h3>")
+                parts.append("<div class='figs'>" + "".join(_img(p) for p in pngs) + "</div>")
+        parts.append("</section>")
+    parts.append("</body></html>")
+    index = out / "index.html"
+    tmp = index.with_name(".index.html.tmp")
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    tmp.replace(index)
+    return index
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1500px;color:#222;padding:0 1em}
+h1{margin-bottom:0}.meta{color:#666;font-size:90%}
+table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f0f0f0}td:first-child{text-align:left}
+.figs{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0;flex:1 1 640px;max-width:100%}
+figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:80%;color:#555}
+pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:85%}section{border-top:2px solid #ddd;margin-top:2em}
+"""
