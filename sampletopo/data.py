@@ -1,0 +1,584 @@
+"""Datasets whose per-sample losses sampletopo records, with a stable sample order.
+
+This module holds :class:`Dataset` and :func:`load_dataset`: a fixed train/validation split of a
+small image data set, the model inputs as tensors, and the input features the kNN graph is built
+from. A sample's index is its position in its split's stable order; that index is the vertex
+index of the split's kNN graph and the ``sample`` column of every loss table.
+
+Nothing is ever downloaded. Available data sets:
+
+``digits``
+    scikit-learn's 8x8 handwritten digits (1,797 images, shipped inside scikit-learn), split into
+    train/validation with a seeded, stratified split (``val_fraction`` of each class).
+``cifar10``, ``mnist``
+    Read from a local folder in torchvision's on-disk format under ``root`` (see
+    ``data/README.md``). By default ``val`` is the official test set; a float ``val_fraction``
+    carves a stratified validation split out of the official training set instead.
+``synthetic``
+    Small seeded class-template images (1x8x8, 10 classes, 500 samples), for fast tests.
+
+This module does not build graphs, train models or write files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from sampletopo._errors import SampletopoError
+
+__all__ = ["Dataset", "load_dataset", "list_datasets", "SPLITS"]
+
+SPLITS = ("train", "val")
+FeatureKind = Literal["raw", "standardized", "pca"]
+
+
+@dataclass(eq=False)
+class Dataset:
+    """A labelled image data set split into ``train`` and ``val``, in a stable sample order.
+
+    Build one with :func:`load_dataset`. Raw pixels are kept in ``[0, 1]`` (uint8 sources are
+    kept as uint8 and scaled on use); model inputs are standardized per channel with the
+    *training* split's mean and standard deviation, so both splits see the same transform.
+
+    Attributes
+    ----------
+    name : str
+        Registered name (``"digits"``, ``"cifar10"``, ...).
+    num_classes : int
+        Number of classes; labels are ``0 .. num_classes - 1``.
+    input_shape : tuple of int
+        ``(C, H, W)`` of one model input.
+    class_names : list of str
+        Human-readable class names, indexed by label.
+    """
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    class_names: list[str]
+    _raw: dict[str, np.ndarray] = field(
+        repr=False
+    )  # split -> (n, C, H, W), uint8 or float32 in [0, 1]
+    _labels: dict[str, np.ndarray] = field(repr=False)  # split -> (n,) int64
+    _scale: float = field(default=1.0, repr=False)  # raw * _scale lies in [0, 1]
+    _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        name: str,
+        *,
+        train: tuple[np.ndarray, np.ndarray],
+        val: tuple[np.ndarray, np.ndarray],
+        class_names: list[str] | None = None,
+    ) -> Dataset:
+        """A dataset from in-memory arrays: ``(x, y)`` per split, ``x`` of shape ``(n, C, H, W)``
+        with values in [0, 1] (float) or 0..255 (uint8), ``y`` integer labels from 0.
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(0)
+        >>> ds = Dataset.from_arrays("toy", train=(rng.random((20, 1, 4, 4)), np.arange(20) % 2),
+        ...                          val=(rng.random((6, 1, 4, 4)), np.arange(6) % 2))
+        >>> ds.n("train"), ds.num_classes
+        (20, 2)
+        """
+        raw: dict[str, np.ndarray] = {}
+        labels: dict[str, np.ndarray] = {}
+        dtypes = set()
+        for split, (x, y) in (("train", train), ("val", val)):
+            x = np.asarray(x)
+            y = np.asarray(y)
+            if x.ndim != 4 or y.ndim != 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+                raise SampletopoError(
+                    f"Dataset.from_arrays: split {split!r} needs x of shape (n, C, H, W) and y of "
+                    f"shape (n,) with n >= 1. Got x {x.shape} and y {y.shape}."
+                )
+            if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+                raise SampletopoError(
+                    f"Dataset.from_arrays: labels of split {split!r} must be integers >= 0."
+                )
+            raw[split] = np.ascontiguousarray(x if x.dtype == np.uint8 else x.astype(np.float32))
+            labels[split] = np.ascontiguousarray(y, dtype=np.int64)
+            dtypes.add(raw[split].dtype)
+        if len(dtypes) != 1 or raw["train"].shape[1:] != raw["val"].shape[1:]:
+            raise SampletopoError(
+                "Dataset.from_arrays: train and val inputs must share dtype and (C, H, W)."
+            )
+        k = int(max(labels["train"].max(), labels["val"].max())) + 1
+        names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+        if len(names) < k:
+            raise SampletopoError(
+                f"Dataset.from_arrays: {len(names)} class names for labels up to {k - 1}."
+            )
+        c, h, w = (int(v) for v in raw["train"].shape[1:])
+        scale = 1.0 / 255.0 if raw["train"].dtype == np.uint8 else 1.0
+        return cls(
+            name=name,
+            num_classes=len(names),
+            input_shape=(c, h, w),
+            class_names=names,
+            _raw=raw,
+            _labels=labels,
+            _scale=scale,
+        )
+
+    def _check_split(self, split: str) -> str:
+        if split not in self._raw:
+            raise SampletopoError(
+                f"The 'split' parameter must be one of {sorted(self._raw)}. Got {split!r} instead."
+            )
+        return split
+
+    def n(self, split: str) -> int:
+        """Number of samples in ``split`` (``"train"`` or ``"val"``)."""
+        return int(self._labels[self._check_split(split)].shape[0])
+
+    def labels(self, split: str) -> np.ndarray:
+        """Labels of ``split`` as an int64 array of shape ``(n,)``, in sample order."""
+        return self._labels[self._check_split(split)].copy()
+
+    def _pixels(self, split: str) -> np.ndarray:
+        """Raw pixels of ``split`` in [0, 1] as float32 ``(n, C, H, W)``."""
+        raw = self._raw[self._check_split(split)]
+        return raw.astype(np.float32) * np.float32(self._scale)
+
+    def _channel_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        if "stats" not in self._cache:
+            px = self._pixels("train")
+            mean = px.mean(axis=(0, 2, 3), dtype=np.float64)
+            std = px.std(axis=(0, 2, 3), dtype=np.float64)
+            std = np.where(std > 0, std, 1.0)
+            self._cache["stats"] = (mean.astype(np.float32), std.astype(np.float32))
+        return self._cache["stats"]
+
+    def tensors(self, split: str) -> tuple[Any, Any]:
+        """Model inputs and labels of ``split``: un-augmented, in stable sample order.
+
+        Returns
+        -------
+        x : torch.Tensor
+            float32 of shape ``(n, C, H, W)``, standardized per channel with the training split's
+            statistics.
+        y : torch.Tensor
+            int64 of shape ``(n,)``.
+        """
+        import torch
+
+        mean, std = self._channel_stats()
+        x = (self._pixels(split) - mean[None, :, None, None]) / std[None, :, None, None]
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(
+            self._labels[split].copy()
+        )
+
+    def features(
+        self,
+        split: str,
+        *,
+        kind: FeatureKind = "raw",
+        n_components: int = 50,
+        path: str | Path | None = None,
+    ) -> np.ndarray:
+        """Input features of ``split`` for the kNN graph, one row per sample in sample order.
+
+        Parameters
+        ----------
+        split : {"train", "val"}
+            Which split.
+        kind : {"raw", "standardized", "pca"}
+            ``raw``: flattened pixels in [0, 1]. ``standardized``: each feature shifted and
+            scaled by the training split's mean and standard deviation (constant features are
+            only shifted). ``pca``: standardized features projected on the first
+            ``n_components`` principal axes fitted on the training split.
+        n_components : int
+            Number of PCA components (``kind="pca"`` only); at most the feature count.
+        path : str or Path, optional
+            A user ``.npy`` file of shape ``(n_samples, d)`` to use instead; its row count must
+            equal ``self.n(split)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of shape ``(n, d)``.
+        """
+        n = self.n(split)
+        if path is not None:
+            return _load_user_features(Path(path), n, split)
+        if kind not in ("raw", "standardized", "pca"):
+            raise SampletopoError(
+                "The 'kind' parameter of Dataset.features must be one of 'raw', 'standardized', "
+                f"'pca'. Got {kind!r} instead."
+            )
+        flat = self._pixels(split).reshape(n, -1)
+        if kind == "raw":
+            return np.ascontiguousarray(flat, dtype=np.float32)
+        if "feat_stats" not in self._cache:
+            tr = self._pixels("train").reshape(self.n("train"), -1).astype(np.float64)
+            mu = tr.mean(axis=0)
+            sd = tr.std(axis=0)
+            self._cache["feat_stats"] = (mu, np.where(sd > 0, sd, 1.0))
+        mu, sd = self._cache["feat_stats"]
+        z = (flat.astype(np.float64) - mu) / sd
+        if kind == "standardized":
+            return z.astype(np.float32)
+        d = z.shape[1]
+        if not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= d:
+            raise SampletopoError(
+                f"The 'n_components' parameter of Dataset.features must be an int in [1, {d}] "
+                f"(the feature count of {self.name!r}). Got {n_components!r} instead."
+            )
+        key = ("pca", int(n_components))
+        if key not in self._cache:
+            from sklearn.decomposition import PCA
+
+            tr = self._pixels("train").reshape(self.n("train"), -1).astype(np.float64)
+            pca = PCA(n_components=int(n_components), svd_solver="full")
+            pca.fit((tr - mu) / sd)
+            self._cache[key] = pca
+        return self._cache[key].transform(z).astype(np.float32)
+
+    def fingerprint(self, split: str) -> str:
+        """Hex digest (16 characters) of the split's raw inputs, labels and shape.
+
+        Two splits or two data sets with different contents get different fingerprints, so a
+        cached graph or a loss table is never used with other data.
+        """
+        key = ("fp", split)
+        if key not in self._cache:
+            h = hashlib.sha256()
+            raw = np.ascontiguousarray(self._raw[self._check_split(split)])
+            h.update(f"{raw.dtype.str}|{raw.shape}|{self._scale!r}|".encode())
+            h.update(raw.tobytes())
+            h.update(np.ascontiguousarray(self._labels[split], dtype="<i8").tobytes())
+            self._cache[key] = h.hexdigest()[:16]
+        return str(self._cache[key])
+
+    def images(self, split: str) -> np.ndarray | None:
+        """Images of ``split`` for display: float32 in [0, 1], ``(n, H, W)`` or ``(n, H, W, C)``."""
+        px = self._pixels(split)
+        if px.shape[1] == 1:
+            return px[:, 0]
+        return np.ascontiguousarray(px.transpose(0, 2, 3, 1))
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{s}={self.n(s)}" for s in self._raw)
+        return f"Dataset({self.name!r}, {sizes}, input_shape={self.input_shape}, classes={self.num_classes})"
+
+
+def _load_user_features(path: Path, n: int, split: str) -> np.ndarray:
+    if path.suffix != ".npy":
+        raise SampletopoError(
+            f"The 'path' parameter of Dataset.features must be a .npy file. Got {str(path)!r}. "
+            "Save the features with numpy.save(path, array)."
+        )
+    if not path.is_file():
+        raise SampletopoError(f"Features file {str(path)!r} does not exist.")
+    arr = np.load(path, allow_pickle=False)
+    if arr.ndim != 2 or arr.shape[0] != n:
+        raise SampletopoError(
+            f"Features file {str(path)!r} has shape {arr.shape}, but split {split!r} has {n} "
+            f"samples: it must have shape ({n}, d), one row per sample in the split's order."
+        )
+    if not np.issubdtype(arr.dtype, np.number):
+        raise SampletopoError(f"Features file {str(path)!r} holds dtype {arr.dtype}, not numbers.")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+
+
+def _stratified_split(
+    labels: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted train and val index arrays; each class gives ``round(val_fraction * count)`` to val."""
+    rng = np.random.default_rng(seed)
+    val: list[np.ndarray] = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = int(round(val_fraction * idx.size))
+        val.append(rng.permutation(idx)[:k])
+    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
+    mask = np.ones(labels.size, dtype=bool)
+    mask[val_idx] = False
+    return np.flatnonzero(mask), val_idx
+
+
+def _check_val_fraction(val_fraction: Any, *, allow_test: bool) -> float | str:
+    if allow_test and val_fraction == "test":
+        return "test"
+    ok = isinstance(val_fraction, (float, int)) and not isinstance(val_fraction, bool)
+    if not ok or not 0.0 < float(val_fraction) < 1.0:
+        allowed = "a float in (0, 1) or 'test'" if allow_test else "a float in (0, 1)"
+        raise SampletopoError(
+            f"The 'val_fraction' parameter of load_dataset must be {allowed}. "
+            f"Got {val_fraction!r} instead."
+        )
+    return float(val_fraction)
+
+
+def _subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded, stratified subset of at most ``max_samples`` samples."""
+    if max_samples is None or max_samples >= labels.size:
+        return np.arange(labels.size)
+    frac = max_samples / labels.size
+    _, keep = _stratified_split(labels, frac, seed)
+    return keep
+
+
+# ---------------------------------------------------------------------------------------------
+# Loaders: each returns (train_x, train_y, test_x or None, test_y or None, class_names, scale)
+
+_Raw = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, list[str], float]
+
+
+def _load_digits(root: Path, seed: int) -> _Raw:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = d.images.astype(np.float32)[:, None, :, :] / np.float32(16.0)
+    return x, d.target.astype(np.int64), None, None, [str(i) for i in range(10)], 1.0
+
+
+def _load_synthetic(root: Path, seed: int) -> _Raw:
+    # Templates depend on a fixed seed so every seed shares the same task; noise depends on seed
+    # only through the split, which keeps the data identical across runs and variants.
+    rng = np.random.default_rng(20240601)
+    templates = rng.random((10, 1, 8, 8)).astype(np.float32)
+    y = np.repeat(np.arange(10, dtype=np.int64), 50)
+    x = templates[y] + 0.35 * rng.standard_normal((y.size, 1, 8, 8)).astype(np.float32)
+    x = np.clip(x, 0.0, 1.0).astype(np.float32)
+    return x, y, None, None, [f"class{i}" for i in range(10)], 1.0
+
+
+CIFAR_HELP = (
+    "Put the CIFAR-10 python version there: unpack cifar-10-python.tar.gz (from "
+    "https://www.cs.toronto.edu/~kriz/cifar.html) so that {root}/cifar-10-batches-py/ holds "
+    "data_batch_1 .. data_batch_5, test_batch and batches.meta, or pass --data-root DIR "
+    "(data_root=...) pointing at the folder that contains cifar-10-batches-py. "
+    "sampletopo never downloads data; see data/README.md."
+)
+
+
+def _unpickle(path: Path) -> dict[str, Any]:
+    # The CIFAR-10 python format is a pickle by definition; only load files the user put there.
+    try:
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh, encoding="latin1")
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
+        raise SampletopoError(
+            f"CIFAR-10 file {str(path)!r} could not be read ({type(exc).__name__}: {exc}): it is "
+            "corrupt or truncated. Unpack cifar-10-python.tar.gz again."
+        ) from exc
+    if not isinstance(obj, dict):
+        raise SampletopoError(f"CIFAR-10 file {str(path)!r} does not hold a dict: wrong file?")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    d = _unpickle(path)
+    if "data" not in d or "labels" not in d:
+        raise SampletopoError(
+            f"CIFAR-10 file {str(path)!r} lacks the 'data' or 'labels' entry: wrong file?"
+        )
+    data = np.asarray(d["data"], dtype=np.uint8)
+    if data.ndim != 2 or data.shape[1] != 3072:
+        raise SampletopoError(
+            f"CIFAR-10 file {str(path)!r}: 'data' has shape {data.shape}, expected (n, 3072)."
+        )
+    return data.reshape(-1, 3, 32, 32), np.asarray(d["labels"], dtype=np.int64)
+
+
+def _load_cifar10(root: Path, seed: int) -> _Raw:
+    base = root / "cifar-10-batches-py"
+    if not base.is_dir() and (root / "data_batch_1").is_file():
+        base = root
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+    missing = [n for n in names if not (base / n).is_file()]
+    if missing:
+        raise SampletopoError(
+            f"CIFAR-10 not found: {str(base)!r} lacks {missing}. "
+            + CIFAR_HELP.format(root=str(root))
+        )
+    parts = [_cifar_batch(base / f"data_batch_{i}") for i in range(1, 6)]
+    tx = np.concatenate([p[0] for p in parts])
+    ty = np.concatenate([p[1] for p in parts])
+    vx, vy = _cifar_batch(base / "test_batch")
+    meta = _unpickle(base / "batches.meta")
+    names_ = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", [])]
+    if len(names_) != 10:
+        names_ = [str(i) for i in range(10)]
+    return tx, ty, vx, vy, names_, 1.0 / 255.0
+
+
+MNIST_HELP = (
+    "Put MNIST in torchvision's layout: {root}/MNIST/raw/ holding train-images-idx3-ubyte, "
+    "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each may also "
+    "be .gz), or pass --data-root DIR (data_root=...) pointing at the folder that contains MNIST/. "
+    "sampletopo never downloads data; see data/README.md."
+)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            buf = fh.read()
+    except (OSError, EOFError) as exc:
+        raise SampletopoError(f"MNIST file {str(path)!r} could not be read: {exc}") from exc
+    if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] != 0x08:
+        raise SampletopoError(f"MNIST file {str(path)!r} is not an unsigned-byte IDX file.")
+    ndim = buf[3]
+    dims = [int.from_bytes(buf[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    start = 4 + 4 * ndim
+    count = int(np.prod(dims))
+    if len(buf) - start != count:
+        raise SampletopoError(
+            f"MNIST file {str(path)!r} is truncated or corrupt: header says {dims} "
+            f"({count} bytes) but {len(buf) - start} bytes follow."
+        )
+    return np.frombuffer(buf, dtype=np.uint8, offset=start).reshape(dims)
+
+
+def _load_mnist(root: Path, seed: int) -> _Raw:
+    base = root / "MNIST" / "raw"
+    if not base.is_dir() and (root / "raw").is_dir():
+        base = root / "raw"
+    files = {}
+    missing = []
+    for stem in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        for cand in (base / stem, base / (stem + ".gz")):
+            if cand.is_file():
+                files[stem] = cand
+                break
+        else:
+            missing.append(stem)
+    if missing:
+        raise SampletopoError(
+            f"MNIST not found: {str(base)!r} lacks {missing}. " + MNIST_HELP.format(root=str(root))
+        )
+    tx = _read_idx(files["train-images-idx3-ubyte"])[:, None]
+    ty = _read_idx(files["train-labels-idx1-ubyte"]).astype(np.int64)
+    vx = _read_idx(files["t10k-images-idx3-ubyte"])[:, None]
+    vy = _read_idx(files["t10k-labels-idx1-ubyte"]).astype(np.int64)
+    for what, xx, yy in (("train", tx, ty), ("t10k", vx, vy)):
+        if xx.shape[0] != yy.shape[0]:
+            raise SampletopoError(
+                f"MNIST {what} images ({xx.shape[0]}) and labels ({yy.shape[0]}) differ in count."
+            )
+    return tx, ty, vx, vy, [str(i) for i in range(10)], 1.0 / 255.0
+
+
+_LOADERS: dict[str, Callable[[Path, int], _Raw]] = {
+    "digits": _load_digits,
+    "cifar10": _load_cifar10,
+    "mnist": _load_mnist,
+    "synthetic": _load_synthetic,
+}
+_HAS_TEST = {"cifar10", "mnist"}
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by :func:`load_dataset`, sorted."""
+    return sorted(_LOADERS)
+
+
+def default_val_fraction(name: str) -> float | str:
+    """The ``val_fraction`` that ``load_dataset(name)`` uses when none is given."""
+    return "test" if name in _HAS_TEST else 0.2
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | Path = "data",
+    seed: int = 0,
+    val_fraction: float | str | None = None,
+    max_samples: int | None = None,
+) -> Dataset:
+    """Load a data set by name with a fixed, seeded train/validation split.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_datasets`.
+    root : str or Path
+        Folder holding local data sets in torchvision's on-disk format (``cifar10``, ``mnist``).
+        Not used by ``digits`` and ``synthetic``.
+    seed : int
+        Seed of the stratified split (and of ``max_samples`` subsampling).
+    val_fraction : float, "test" or None
+        Fraction of each class put in ``val``, or ``"test"`` to use the official test set as
+        ``val`` (``cifar10``, ``mnist`` only). ``None`` means the data set's default: ``0.2`` for
+        ``digits`` and ``synthetic``, ``"test"`` for ``cifar10`` and ``mnist``.
+    max_samples : int, optional
+        Keep a seeded, stratified subset of at most this many samples per split (useful to
+        study CIFAR-10 on a laptop). ``None`` keeps everything.
+
+    Returns
+    -------
+    Dataset
+
+    Examples
+    --------
+    >>> ds = load_dataset("digits", seed=0)
+    >>> ds.n("train") + ds.n("val"), ds.input_shape
+    (1797, (1, 8, 8))
+    """
+    if name not in _LOADERS:
+        raise SampletopoError(
+            f"Unknown dataset {name!r}. Known datasets: {', '.join(list_datasets())}."
+        )
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise SampletopoError(f"The 'seed' parameter of load_dataset must be an int. Got {seed!r}.")
+    if max_samples is not None and (
+        not isinstance(max_samples, (int, np.integer)) or max_samples < 10
+    ):
+        raise SampletopoError(
+            "The 'max_samples' parameter of load_dataset must be None or an int >= 10. "
+            f"Got {max_samples!r} instead."
+        )
+    vf = default_val_fraction(name) if val_fraction is None else val_fraction
+    vf = _check_val_fraction(vf, allow_test=name in _HAS_TEST)
+    root = Path(root)
+    tx, ty, test_x, test_y, class_names, scale = _LOADERS[name](root, int(seed))
+    if vf == "test":
+        assert test_x is not None and test_y is not None
+        raw = {"train": tx, "val": test_x}
+        labels = {"train": ty, "val": test_y}
+    else:
+        tr, va = _stratified_split(ty, float(vf), int(seed))
+        raw = {"train": tx[tr], "val": tx[va]}
+        labels = {"train": ty[tr], "val": ty[va]}
+    if max_samples is not None:
+        for s in SPLITS:
+            keep = _subsample(labels[s], int(max_samples), int(seed) + (0 if s == "train" else 1))
+            raw[s], labels[s] = raw[s][keep], labels[s][keep]
+    for s in SPLITS:
+        raw[s] = np.ascontiguousarray(raw[s])
+        labels[s] = np.ascontiguousarray(labels[s], dtype=np.int64)
+        if raw[s].shape[0] == 0:
+            raise SampletopoError(f"Split {s!r} of {name!r} is empty: raise 'val_fraction'.")
+    shape = tuple(int(v) for v in raw["train"].shape[1:])
+    return Dataset(
+        name=name,
+        num_classes=len(class_names),
+        input_shape=(shape[0], shape[1], shape[2]),
+        class_names=list(class_names),
+        _raw=raw,
+        _labels=labels,
+        _scale=float(scale),
+    )
