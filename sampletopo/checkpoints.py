@@ -1,0 +1,236 @@
+"""Saving and loading model checkpoints safely.
+
+Holds the checkpoint file conventions shared by the training driver and the recorder:
+atomic saving (temporary file + rename), loading with ``torch.load(..., weights_only=True)``,
+unwrapping the common layouts (a bare ``state_dict``, ``{"model": ...}``, ``{"state_dict": ...}``,
+DataParallel ``module.`` prefixes, Lightning-style ``model.`` prefixes), the epoch of a
+checkpoint (its own ``"epoch"`` entry, else the last number in its file name), and errors that
+name missing and unexpected keys. It does not build models or datasets.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sampletopo._errors import SampletopoError
+
+__all__ = [
+    "save_checkpoint",
+    "read_checkpoint",
+    "extract_state_dict",
+    "load_state_dict_into",
+    "checkpoint_epoch",
+    "list_checkpoints",
+    "checkpoint_path",
+    "CHECKPOINT_SUFFIXES",
+]
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
+_MAX_NAMED = 8
+
+
+def checkpoint_path(directory: str | Path, epoch: int) -> Path:
+    """``directory/epoch=NNNN.pt``: the file name the training driver uses."""
+    return Path(directory) / f"epoch={int(epoch):04d}.pt"
+
+
+def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` with ``torch.save`` to a temporary file, then rename it onto ``path``.
+
+    A killed process leaves either the old file or the new one, never half a file. The
+    payload must hold only tensors and plain Python values so ``weights_only=True`` loads it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(dict(payload), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """Load a checkpoint file on the CPU with ``weights_only=True``.
+
+    Raises
+    ------
+    SampletopoError
+        The file is missing, empty, truncated, corrupt, or holds objects that
+        ``weights_only=True`` refuses (pickled classes).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SampletopoError(f"Checkpoint {str(path)!r} does not exist.")
+    if path.stat().st_size == 0:
+        raise SampletopoError(
+            f"Checkpoint {str(path)!r} is empty (0 bytes): the run was probably killed while "
+            "saving it. Delete the file or save the checkpoint again."
+        )
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    # torch.save writes a zip archive; very old files are a bare pickle (protocol byte 0x80).
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":
+        raise SampletopoError(
+            f"Checkpoint {str(path)!r} is corrupt or truncated: it is neither a torch zip archive "
+            "nor a legacy torch pickle. Delete it or save it again."
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = next(
+            (ln for ln in lines if "WeightsUnpickler error" in ln), lines[0] if lines else ""
+        )
+        raise SampletopoError(
+            f"Checkpoint {str(path)!r} could not be loaded with weights_only=True ({detail}). It "
+            "is corrupt, or it holds pickled Python objects besides tensors and plain data; "
+            "re-save it as torch.save({'model': model.state_dict(), 'epoch': epoch}, path)."
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SampletopoError(
+            f"Checkpoint {str(path)!r} is corrupt or truncated ({type(exc).__name__}: {first}). "
+            "Delete it or save it again."
+        ) from exc
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) for k in obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
+
+
+def extract_state_dict(obj: Any, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The model ``state_dict`` inside a loaded checkpoint.
+
+    Accepts a bare ``state_dict``, or a dict whose ``"model"``, ``"state_dict"``,
+    ``"model_state_dict"`` or ``"net"`` entry is one. DataParallel's ``module.`` prefix is
+    removed from every key that has it.
+    """
+    sd: Any = None
+    if _is_state_dict(obj):
+        sd = obj
+    elif isinstance(obj, Mapping):
+        for key in ("model", "state_dict", "model_state_dict", "net"):
+            if key in obj and _is_state_dict(obj[key]):
+                sd = obj[key]
+                break
+    if sd is None:
+        keys = sorted(map(str, obj))[:_MAX_NAMED] if isinstance(obj, Mapping) else []
+        raise SampletopoError(
+            f"{source} holds no model state_dict: expected a mapping of parameter names to "
+            "tensors, or a dict with one under 'model' or 'state_dict'. Found "
+            f"{type(obj).__name__}{' with keys ' + str(keys) if keys else ''}."
+        )
+    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in sd.items()}
+
+
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_MAX_NAMED])
+    more = f" and {len(keys) - _MAX_NAMED} more" if len(keys) > _MAX_NAMED else ""
+    return f"[{shown}{more}]"
+
+
+def load_state_dict_into(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str = "checkpoint"
+) -> None:
+    """Load ``state_dict`` into ``model`` strictly; a mismatch names the keys and shapes.
+
+    If the keys do not match but all carry one common first component (``model.``, as
+    Lightning writes) whose removal makes them match, that prefix is removed.
+    """
+    expected = model.state_dict()
+    sd = dict(state_dict)
+    if set(sd) != set(expected):
+        heads = {k.split(".", 1)[0] for k in sd}
+        if len(heads) == 1 and all("." in k for k in sd):
+            head = next(iter(heads)) + "."
+            stripped = {k[len(head) :]: v for k, v in sd.items()}
+            if set(stripped) == set(expected):
+                sd = stripped
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(sd) & set(expected)
+        if tuple(sd[k].shape) != tuple(expected[k].shape)
+    )
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_names(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_names(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatches {_names(shapes)}")
+        raise SampletopoError(
+            f"{source} does not fit the model ({type(model).__name__}): {'; '.join(parts)}. "
+            "Pass the model name and options (e.g. skip, width, widen, depth) the checkpoint was "
+            "trained with."
+        )
+    model.load_state_dict(sd, strict=True)
+
+
+_NUMBER = re.compile(r"(\d+)")
+
+
+def checkpoint_epoch(path: str | Path, obj: Any) -> int:
+    """Epoch of a checkpoint: its ``"epoch"`` entry if it has one, else the last number in the
+    file name (``epoch=0005.pt``, ``model_5.pth``, ``ckpt-5.ckpt`` all give 5)."""
+    if isinstance(obj, Mapping) and "epoch" in obj:
+        ep = obj["epoch"]
+        if isinstance(ep, torch.Tensor) and ep.numel() == 1:
+            ep = ep.item()
+        if isinstance(ep, int) and not isinstance(ep, bool) and ep >= 0:
+            return int(ep)
+        raise SampletopoError(
+            f"Checkpoint {str(path)!r} has an 'epoch' entry {ep!r}; it must be an int >= 0."
+        )
+    nums = _NUMBER.findall(Path(path).stem)
+    if not nums:
+        raise SampletopoError(
+            f"Checkpoint {str(path)!r} has no 'epoch' entry and no number in its file name, so "
+            "its epoch is unknown. Rename it (e.g. epoch=0005.pt) or save {'model': ..., "
+            "'epoch': 5}."
+        )
+    return int(nums[-1])
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """Checkpoint files (``.pt``, ``.pth``, ``.ckpt``, ``.bin``, ``.tar``) in ``directory``, sorted
+    by name; temporary and hidden files are skipped."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SampletopoError(
+            f"The 'checkpoints' folder {str(directory)!r} does not exist or is not a folder."
+        )
+    files = sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES and not p.name.startswith(".")
+    )
+    if not files:
+        raise SampletopoError(
+            f"The 'checkpoints' folder {str(directory)!r} holds no checkpoint files "
+            f"(looked for {', '.join(CHECKPOINT_SUFFIXES)})."
+        )
+    return files

@@ -1,0 +1,81 @@
+"""``sampletopo record``: per-sample losses of every checkpoint in a folder.
+
+Each checkpoint is loaded with ``weights_only=True`` (bare state_dict, ``{"model"|"state_dict":
+..., "epoch": ...}`` and DataParallel ``module.`` prefixes are understood); its epoch is its
+``epoch`` entry, else the last number in the file name. Writes the same tables as live
+recording to ``OUT/losses/<split>/epoch=NNNN.parquet``; epochs already there are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "record",
+        help="record per-sample losses from a folder of checkpoints",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--checkpoints", required=True, help="folder of checkpoint files")
+    p.add_argument("--model", required=True, help="model name (see `sampletopo record --help`)")
+    p.add_argument("--data", required=True, help="dataset name (digits, cifar10, mnist, synthetic)")
+    p.add_argument("--data-root", default="data", help="folder with local datasets (default: data)")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--model-kw", nargs="+", metavar="KEY=VALUE", help="model options, e.g. widen=2")
+    p.add_argument("--skip", choices=["true", "false"], help="ResNet/WRN skip connections")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the train/val split")
+    p.add_argument("--val-fraction", help="validation fraction, or 'test'")
+    p.add_argument("--max-samples", type=int, help="keep at most this many samples per split")
+    p.add_argument("--splits", nargs="+", choices=["train", "val"], default=["train", "val"])
+    p.add_argument("--batch-size", type=int, default=512, help="evaluation batch size")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--on-exists", choices=["skip", "error"], default="skip")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    import torch
+
+    from sampletopo.commands.train import _parse_kv
+    from sampletopo.record import NonFiniteLossWarning, record_checkpoints, recorded_epochs
+
+    kwargs = _parse_kv(args.model_kw, "--model-kw")
+    if args.skip is not None:
+        kwargs["skip"] = args.skip == "true"
+    vf: Any = None
+    if args.val_fraction is not None:
+        vf = args.val_fraction if args.val_fraction == "test" else float(args.val_fraction)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NonFiniteLossWarning)
+        done = record_checkpoints(
+            args.checkpoints,
+            args.out,
+            model=args.model,
+            data=args.data,
+            data_root=args.data_root,
+            model_kwargs=kwargs,
+            data_seed=args.data_seed,
+            val_fraction=vf,
+            max_samples=args.max_samples,
+            splits=args.splits,
+            batch_size=args.batch_size,
+            device=device,
+            on_exists=args.on_exists,
+            progress=not args.no_progress,
+        )
+    for w in caught:
+        print(f"WARNING: {w.message}")
+    print(f"recorded {len(done)} epoch(s) into {args.out}: {done}")
+    for s in args.splits:
+        print(f"  {s}: {len(recorded_epochs(args.out, s))} epoch(s) on disk")
+    nonfinite = [w for w in caught if issubclass(w.category, NonFiniteLossWarning)]
+    if nonfinite:
+        print(f"WARNING: {len(nonfinite)} table(s) hold NaN/inf losses (kept, see above).")
+    return 0

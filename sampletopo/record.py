@@ -1,0 +1,887 @@
+"""Record every sample's loss at every epoch, and read the recorded tables back.
+
+Holds :class:`LossRecorder` (a Lightning-style callback for any PyTorch loop),
+:func:`record_checkpoints` (the same tables from a folder of saved checkpoints) and the readers
+:func:`load_losses`, :func:`loss_matrix`, :func:`recorded_epochs`, :func:`read_run_config` and
+:func:`load_run_model`. It does not train (see :mod:`sampletopo.train`) and knows nothing about
+graphs or topology.
+
+Storage, per run folder::
+
+    <run>/losses/manifest.json                 dataset name, mode, per split: size and fingerprint
+    <run>/losses/<split>/epoch=NNNN.parquet    one file per split and epoch
+
+Each Parquet file has the columns ``epoch`` (int32), ``split`` (str), ``sample`` (int64),
+``label`` (int64), ``pred`` (int64), ``loss`` (float64), ``correct`` (bool), one row per sample
+in the split's stable order; ``sample`` is the vertex index of the split's kNN graph. A file is
+written to a temporary name and renamed into place, so a killed run leaves only whole files, and
+the existence of ``epoch=NNNN.parquet`` is the sign that epoch ``NNNN`` is recorded. Recording an
+epoch that is already on disk is skipped (or refused with ``on_exists="error"``), never
+duplicated.
+
+Epoch convention: epoch ``e`` is the model after ``e`` full epochs of training; epoch 0 is the
+initial model. Losses are cross-entropy computed in float64 from the logits.
+
+Two modes:
+
+``"eval"`` (exact)
+    At each epoch end the model is evaluated in eval mode (``model.eval()``, no gradients) on the
+    un-augmented train and validation sets.
+``"train_pass"`` (approximate, nearly free)
+    The train split's losses are those of the training forward pass, handed in batch by batch
+    through :meth:`LossRecorder.on_train_batch_end`. The weights move during the epoch and
+    batch-norm layers use batch statistics, so these are *not* the losses of the end-of-epoch
+    model. Other splits, and epoch 0, still get an eval pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sampletopo._errors import SampletopoError
+from sampletopo.data import SPLITS, Dataset, default_val_fraction, load_dataset
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "LossRecorder",
+    "NonFiniteLossWarning",
+    "load_losses",
+    "loss_matrix",
+    "recorded_epochs",
+    "read_run_config",
+    "record_checkpoints",
+    "load_run_model",
+    "dataset_from_config",
+    "model_from_config",
+    "epoch_file",
+    "evaluate_losses",
+    "LOSS_SCHEMA",
+]
+
+RecordMode = Literal["eval", "train_pass"]
+OnExists = Literal["skip", "error"]
+
+LOSS_SCHEMA: dict[str, Any] = {
+    "epoch": pl.Int32,
+    "split": pl.String,
+    "sample": pl.Int64,
+    "label": pl.Int64,
+    "pred": pl.Int64,
+    "loss": pl.Float64,
+    "correct": pl.Boolean,
+}
+_EPOCH_RE = re.compile(r"^epoch=(\d+)\.parquet$")
+
+
+class NonFiniteLossWarning(RuntimeWarning):
+    """Some recorded losses are NaN or infinite; they are stored as such, never dropped."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def epoch_file(run_dir: str | Path, split: str, epoch: int) -> Path:
+    """Path of the loss table of ``split`` at ``epoch``: ``run_dir/losses/split/epoch=NNNN.parquet``."""
+    return Path(run_dir) / "losses" / split / f"epoch={int(epoch):04d}.parquet"
+
+
+def _epoch_files(run_dir: Path, split: str) -> dict[int, Path]:
+    folder = run_dir / "losses" / split
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for p in folder.iterdir():
+        m = _EPOCH_RE.match(p.name)
+        if m:
+            out[int(m.group(1))] = p
+    return dict(sorted(out.items()))
+
+
+def _write_atomic_parquet(df: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            df.write_parquet(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _table(
+    epoch: int, split: str, labels: np.ndarray, preds: np.ndarray, losses: np.ndarray
+) -> pl.DataFrame:
+    n = labels.shape[0]
+    return pl.DataFrame(
+        {
+            "epoch": np.full(n, epoch, dtype=np.int32),
+            "split": [split] * n,
+            "sample": np.arange(n, dtype=np.int64),
+            "label": labels.astype(np.int64),
+            "pred": preds.astype(np.int64),
+            "loss": losses.astype(np.float64),
+            "correct": preds == labels,
+        },
+        schema=LOSS_SCHEMA,
+    )
+
+
+def _per_sample(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # float64 keeps tiny losses of confident predictions distinct instead of rounding to 0.
+    logits = logits.detach()
+    loss = F.cross_entropy(logits.double(), targets, reduction="none")
+    return loss, logits.argmax(dim=1)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def evaluate_losses(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int = 512,
+    device: str | torch.device | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample cross-entropy losses and predictions of ``model`` in eval mode.
+
+    The model's train/eval flag is restored afterwards.
+
+    Returns
+    -------
+    losses : numpy.ndarray
+        float64, shape ``(n,)``.
+    preds : numpy.ndarray
+        int64, shape ``(n,)``.
+    """
+    dev = torch.device(device) if device is not None else _model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        losses, preds = [], []
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start : start + batch_size].to(dev, non_blocking=True)
+            yb = y[start : start + batch_size].to(dev, non_blocking=True)
+            loss, pred = _per_sample(model(xb), yb)
+            losses.append(loss)
+            preds.append(pred)
+        out_l = torch.cat(losses).cpu().numpy() if losses else np.zeros(0)
+        out_p = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
+    finally:
+        model.train(was_training)
+    return out_l.astype(np.float64), out_p.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recorder
+
+
+class LossRecorder:
+    """Lightning-style callback that stores each sample's loss per split and epoch.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run (variant) folder; tables go to ``run_dir/losses/<split>/``.
+    dataset : Dataset
+        Where the samples come from; its :meth:`Dataset.tensors` order is the sample order.
+    splits : sequence of str
+        Splits to record, from ``("train", "val")``.
+    mode : {"eval", "train_pass"}
+        ``"eval"``: an eval-mode pass per split at each epoch end (exact). ``"train_pass"``:
+        the train split's losses come from the training forward pass (approximate, see the
+        module docstring); call :meth:`on_train_batch_end` for every training batch.
+    batch_size : int
+        Batch size of the eval passes.
+    device : str or torch.device, optional
+        Device of the eval passes; default: the model's device.
+    on_exists : {"skip", "error"}
+        What to do when asked to record an epoch already on disk: skip it (the default; this is
+        what makes a restarted run continue without duplicates) or raise.
+
+    Notes
+    -----
+    Restarting is safe: the recorder reads which epochs are on disk when created, and refuses a
+    run folder whose recorded data (fingerprint) or mode differ from this one's.
+
+    Examples
+    --------
+    >>> rec = LossRecorder(run_dir, ds)                      # doctest: +SKIP
+    >>> rec.on_train_epoch_end(0, model)                     # the initial model  # doctest: +SKIP
+    >>> for epoch in range(1, epochs + 1):                   # doctest: +SKIP
+    ...     train_one_epoch(model)
+    ...     rec.on_train_epoch_end(epoch, model)
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        dataset: Dataset,
+        *,
+        splits: Sequence[str] = SPLITS,
+        mode: RecordMode = "eval",
+        batch_size: int = 512,
+        device: str | torch.device | None = None,
+        on_exists: OnExists = "skip",
+    ) -> None:
+        if mode not in ("eval", "train_pass"):
+            raise SampletopoError(
+                f"The 'mode' parameter of LossRecorder must be 'eval' or 'train_pass'. "
+                f"Got {mode!r} instead."
+            )
+        if on_exists not in ("skip", "error"):
+            raise SampletopoError(
+                "The 'on_exists' parameter of LossRecorder must be 'skip' or 'error'. "
+                f"Got {on_exists!r} instead."
+            )
+        splits = tuple(splits)
+        bad = [s for s in splits if s not in SPLITS]
+        if bad or not splits or len(set(splits)) != len(splits):
+            raise SampletopoError(
+                f"The 'splits' parameter of LossRecorder must be distinct names from {SPLITS}. "
+                f"Got {splits!r} instead."
+            )
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise SampletopoError(
+                f"The 'batch_size' parameter of LossRecorder must be an int >= 1. Got {batch_size!r}."
+            )
+        self.run_dir = Path(run_dir)
+        self.dataset = dataset
+        self.splits = splits
+        self.mode: RecordMode = mode
+        self.batch_size = batch_size
+        self.device = torch.device(device) if device is not None else None
+        self.on_exists: OnExists = on_exists
+        self.nonfinite: dict[tuple[str, int], int] = {}
+        self._labels = {s: dataset.labels(s) for s in splits}
+        self._data: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._buf: dict[str, torch.Tensor] | None = None
+        self._check_manifest()
+        self._clean_tmp()
+
+    # -- run folder bookkeeping ----------------------------------------------------------------
+
+    @property
+    def run_name(self) -> str:
+        """The run's name: its folder name."""
+        return self.run_dir.resolve().name
+
+    def _manifest(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset.name,
+            "mode": self.mode,
+            "splits": {
+                s: {"n": self.dataset.n(s), "fingerprint": self.dataset.fingerprint(s)}
+                for s in SPLITS
+            },
+        }
+
+    def _check_manifest(self) -> None:
+        path = self.run_dir / "losses" / "manifest.json"
+        mine = self._manifest()
+        if path.is_file():
+            old = json.loads(path.read_text())
+            for s in self.splits:
+                theirs = old.get("splits", {}).get(s, {})
+                if theirs and theirs.get("fingerprint") != mine["splits"][s]["fingerprint"]:
+                    raise SampletopoError(
+                        f"Run folder {str(self.run_dir)!r} holds losses of other data: split {s!r} "
+                        f"was recorded on {old.get('dataset')!r} with fingerprint "
+                        f"{theirs.get('fingerprint')}, this dataset {self.dataset.name!r} has "
+                        f"{mine['splits'][s]['fingerprint']}. Use a new run folder."
+                    )
+            if old.get("mode") != self.mode:
+                raise SampletopoError(
+                    f"Run folder {str(self.run_dir)!r} was recorded with mode {old.get('mode')!r}; "
+                    f"got mode {self.mode!r}. Mixing modes in one run would mix exact and "
+                    "approximate losses: use the same mode or a new run folder."
+                )
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".manifest.json.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(mine, indent=2))
+        os.replace(tmp, path)
+
+    def _clean_tmp(self) -> None:
+        for s in self.splits:
+            folder = self.run_dir / "losses" / s
+            if folder.is_dir():
+                for p in folder.glob(".epoch=*.tmp"):
+                    p.unlink(missing_ok=True)
+
+    def recorded_epochs(self, split: str) -> list[int]:
+        """Epochs of ``split`` already on disk, sorted."""
+        return sorted(_epoch_files(self.run_dir, split))
+
+    def last_complete_epoch(self) -> int | None:
+        """The largest epoch recorded for every split, with every earlier epoch present too in
+        each split up to it counted from 0; ``None`` if epoch 0 is missing somewhere."""
+        done = [set(self.recorded_epochs(s)) for s in self.splits]
+        e = -1
+        while all(e + 1 in d for d in done):
+            e += 1
+        return e if e >= 0 else None
+
+    # -- data on the eval device ---------------------------------------------------------------
+
+    def _split_tensors(self, split: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (split, str(device))
+        if key not in self._data:
+            # One device copy per split; drop copies on other devices.
+            self._data = {k: v for k, v in self._data.items() if k[1] == str(device)}
+            x, y = self.dataset.tensors(split)
+            self._data[key] = (x.to(device), y.to(device))
+        return self._data[key]
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def on_train_epoch_start(self, epoch: int) -> None:
+        """Forget training-pass losses gathered so far (``train_pass`` mode); optional."""
+        self._buf = None
+
+    def on_train_batch_end(
+        self,
+        indices: torch.Tensor | np.ndarray | Sequence[int],
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        losses: torch.Tensor | None = None,
+    ) -> None:
+        """Keep the training forward pass's per-sample losses (``train_pass`` mode only).
+
+        Parameters
+        ----------
+        indices : tensor or array of int
+            Sample indices (positions in the train split's order) of the batch.
+        logits : torch.Tensor
+            The batch's outputs, shape ``(B, num_classes)``; detached here.
+        targets : torch.Tensor
+            The batch's labels, shape ``(B,)``; checked against the dataset at epoch end.
+        losses : torch.Tensor, optional
+            Per-sample losses already computed by the loop; default: cross-entropy of
+            ``logits`` in float64.
+        """
+        if self.mode != "train_pass":
+            return
+        with torch.no_grad():
+            dev = logits.device
+            idx = torch.as_tensor(indices, device=dev, dtype=torch.long)
+            if self._buf is None or self._buf["loss"].device != dev:
+                n = self.dataset.n("train")
+                self._buf = {
+                    "loss": torch.full((n,), float("nan"), dtype=torch.float64, device=dev),
+                    "pred": torch.full((n,), -1, dtype=torch.long, device=dev),
+                    "target": torch.full((n,), -1, dtype=torch.long, device=dev),
+                    "seen": torch.zeros(n, dtype=torch.bool, device=dev),
+                }
+            loss, pred = _per_sample(logits, targets)
+            if losses is not None:
+                loss = losses.detach().to(torch.float64).reshape(-1)
+            self._buf["loss"][idx] = loss
+            self._buf["pred"][idx] = pred
+            self._buf["target"][idx] = targets.detach().to(torch.long)
+            self._buf["seen"][idx] = True
+
+    def on_train_epoch_end(self, epoch: int, model: nn.Module) -> dict[str, Path | None]:
+        """Record every split at ``epoch`` (0 = the initial model, before any training).
+
+        Returns
+        -------
+        dict
+            Split -> written file, or ``None`` for a split skipped because it was on disk.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise SampletopoError(
+                f"The 'epoch' parameter of on_train_epoch_end must be an int >= 0. Got {epoch!r}."
+            )
+        epoch = int(epoch)
+        out: dict[str, Path | None] = {}
+        todo = []
+        for s in self.splits:
+            if epoch_file(self.run_dir, s, epoch).exists():
+                if self.on_exists == "error":
+                    raise SampletopoError(
+                        f"Epoch {epoch} of split {s!r} is already recorded in "
+                        f"{str(self.run_dir)!r}; refusing to record it again (on_exists='error'). "
+                        "Use on_exists='skip' or a new run folder."
+                    )
+                out[s] = None
+            else:
+                todo.append(s)
+        buf, self._buf = self._buf, None
+        for s in todo:
+            if s == "train" and self.mode == "train_pass" and epoch > 0:
+                losses, preds = self._from_train_pass(buf, epoch)
+            else:
+                dev = self.device if self.device is not None else _model_device(model)
+                x, y = self._split_tensors(s, dev)
+                losses, preds = evaluate_losses(model, x, y, batch_size=self.batch_size, device=dev)
+            out[s] = self.write(s, epoch, losses, preds)
+        return out
+
+    def _from_train_pass(
+        self, buf: dict[str, torch.Tensor] | None, epoch: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if buf is None:
+            raise SampletopoError(
+                f"mode='train_pass' but no training batches were handed to on_train_batch_end "
+                f"before epoch {epoch} ended. Call recorder.on_train_batch_end(indices, logits, "
+                "targets) for every training batch, or use mode='eval'."
+            )
+        seen = buf["seen"].cpu().numpy()
+        if not seen.all():
+            raise SampletopoError(
+                f"mode='train_pass': {int((~seen).sum())} of {seen.size} training samples were "
+                f"not in any batch of epoch {epoch} (first: {int(np.flatnonzero(~seen)[0])}). "
+                "Every sample must be seen once per epoch (no drop_last, no subsampling), or use "
+                "mode='eval'."
+            )
+        targets = buf["target"].cpu().numpy()
+        wrong = np.flatnonzero(targets != self._labels["train"])
+        if wrong.size:
+            raise SampletopoError(
+                f"mode='train_pass': the targets given for {wrong.size} sample indices do not "
+                f"match the dataset's labels (first: sample {int(wrong[0])}). The 'indices' "
+                "passed to on_train_batch_end must be positions in the train split's order."
+            )
+        return buf["loss"].cpu().numpy(), buf["pred"].cpu().numpy()
+
+    def write(self, split: str, epoch: int, losses: np.ndarray, preds: np.ndarray) -> Path:
+        """Write one split's table for ``epoch`` atomically; warn about non-finite losses."""
+        labels = self._labels[split]
+        losses = np.asarray(losses, dtype=np.float64)
+        preds = np.asarray(preds, dtype=np.int64)
+        if losses.shape != labels.shape or preds.shape != labels.shape:
+            raise SampletopoError(
+                f"Split {split!r} has {labels.size} samples; got {losses.shape} losses and "
+                f"{preds.shape} predictions."
+            )
+        bad = ~np.isfinite(losses)
+        if bad.any():
+            n_nan = int(np.isnan(losses).sum())
+            self.nonfinite[(split, epoch)] = int(bad.sum())
+            warnings.warn(
+                NonFiniteLossWarning(
+                    f"{self.run_name}: {int(bad.sum())} of {losses.size} losses of split "
+                    f"{split!r} at epoch {epoch} are not finite ({n_nan} NaN, "
+                    f"{int(bad.sum()) - n_nan} inf; first at sample {int(np.flatnonzero(bad)[0])}). "
+                    "They are recorded as such; the training probably diverged (lower the "
+                    "learning rate)."
+                ),
+                stacklevel=3,
+            )
+        path = epoch_file(self.run_dir, split, epoch)
+        _write_atomic_parquet(_table(epoch, split, labels, preds, losses), path)
+        return path
+
+    # -- resumable state -----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-Python state (safe for ``torch.save`` + ``weights_only=True``)."""
+        return {
+            "version": 1,
+            "mode": self.mode,
+            "splits": list(self.splits),
+            "recorded": {s: self.recorded_epochs(s) for s in self.splits},
+            "nonfinite": [[s, e, c] for (s, e), c in sorted(self.nonfinite.items())],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the state of :meth:`state_dict`.
+
+        What is on disk stays the truth about which epochs are recorded; this restores the
+        non-finite counts and checks that mode and splits agree.
+        """
+        if state.get("mode") != self.mode:
+            raise SampletopoError(
+                f"Recorder state was saved with mode {state.get('mode')!r}, this recorder uses "
+                f"{self.mode!r}."
+            )
+        if list(state.get("splits", [])) != list(self.splits):
+            raise SampletopoError(
+                f"Recorder state was saved for splits {state.get('splits')!r}, this recorder "
+                f"records {list(self.splits)!r}."
+            )
+        self.nonfinite = {(str(s), int(e)): int(c) for s, e, c in state.get("nonfinite", [])}
+        missing = {
+            s: sorted(set(state.get("recorded", {}).get(s, [])) - set(self.recorded_epochs(s)))
+            for s in self.splits
+        }
+        missing = {s: m for s, m in missing.items() if m}
+        if missing:
+            warnings.warn(
+                f"{self.run_name}: the saved recorder state lists epochs that are no longer on "
+                f"disk: {missing}. They will be recorded again when reached.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers
+
+
+def _run_dirs(path: Path) -> list[Path]:
+    """``path`` itself if it is a run folder, else its run (variant) sub-folders."""
+    if (path / "losses").is_dir():
+        return [path]
+    if path.is_dir():
+        subs = sorted(p for p in path.iterdir() if (p / "losses").is_dir())
+        if subs:
+            return subs
+    raise SampletopoError(
+        f"{str(path)!r} is not a run folder: it has no 'losses' folder (nor do its sub-folders). "
+        "Pass the folder the recorder or `sampletopo train` wrote."
+    )
+
+
+def _check_split_arg(split: str | None) -> list[str]:
+    if split is None:
+        return list(SPLITS)
+    if split not in SPLITS:
+        raise SampletopoError(
+            f"The 'split' parameter must be one of {SPLITS} or None. Got {split!r} instead."
+        )
+    return [split]
+
+
+def recorded_epochs(run_dir: str | Path, split: str) -> list[int]:
+    """Epochs of ``split`` recorded in the run folder ``run_dir``, sorted."""
+    _check_split_arg(split)
+    return sorted(_epoch_files(Path(run_dir), split))
+
+
+def load_losses(
+    run_dir: str | Path, *, split: str | None = None, lazy: bool = False
+) -> pl.DataFrame | pl.LazyFrame:
+    """A run's loss tables in long format.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A run (variant) folder, or an experiment folder whose sub-folders are runs (their tables
+        are concatenated).
+    split : {"train", "val"}, optional
+        Only this split; default both.
+    lazy : bool
+        Return a :class:`polars.LazyFrame` (nothing is read until ``.collect()``).
+
+    Returns
+    -------
+    polars.DataFrame or polars.LazyFrame
+        Columns ``run`` (the run folder's name), ``split``, ``epoch``, ``sample``, ``label``,
+        ``pred``, ``loss``, ``correct``, sorted by run, split, epoch, sample.
+    """
+    splits = _check_split_arg(split)
+    frames = []
+    for rd in _run_dirs(Path(run_dir)):
+        files = [str(p) for s in splits for p in _epoch_files(rd, s).values()]
+        if not files:
+            continue
+        frames.append(
+            pl.scan_parquet(files, hive_partitioning=False).with_columns(
+                run=pl.lit(rd.resolve().name, dtype=pl.String)
+            )
+        )
+    cols = ["run", "split", "epoch", "sample", "label", "pred", "loss", "correct"]
+    if not frames:
+        raise SampletopoError(
+            f"No loss tables for split(s) {splits} under {str(run_dir)!r}. Record some first."
+        )
+    lf = pl.concat(frames).select(cols).sort(["run", "split", "epoch", "sample"])
+    return lf if lazy else lf.collect()
+
+
+def loss_matrix(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A run's losses of one split as an (epochs x samples) array.
+
+    Returns
+    -------
+    epochs : numpy.ndarray
+        int64, shape ``(E,)``, sorted.
+    losses : numpy.ndarray
+        float64, shape ``(E, n_samples)``; row ``i`` is epoch ``epochs[i]``, column ``j`` is
+        sample ``j``. Non-finite losses are kept.
+    """
+    _check_split_arg(split)
+    rd = Path(run_dir)
+    files = _epoch_files(rd, split)
+    if not files:
+        raise SampletopoError(
+            f"No loss tables for split {split!r} in {str(rd)!r}. Record some first."
+        )
+    rows = []
+    n_ref: int | None = None
+    for path in files.values():
+        df = pl.read_parquet(path, columns=["sample", "loss"]).sort("sample")
+        sample = df["sample"].to_numpy()
+        n = sample.size
+        if n_ref is None:
+            n_ref = n
+        if n != n_ref or not np.array_equal(sample, np.arange(n)):
+            raise SampletopoError(
+                f"Loss table {str(path)!r} does not hold samples 0..{(n_ref or n) - 1} exactly "
+                f"once ({n} rows): the run folder is damaged or mixes data."
+            )
+        rows.append(df["loss"].to_numpy().astype(np.float64))
+    return np.asarray(list(files), dtype=np.int64), np.vstack(rows)
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The resolved ``config.toml`` of a run (variant) folder, as a dict."""
+    path = Path(run_dir) / "config.toml"
+    if not path.is_file():
+        raise SampletopoError(
+            f"{str(run_dir)!r} has no config.toml: it is not a run folder written by "
+            "`sampletopo train` or `sampletopo record`."
+        )
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def dataset_from_config(cfg: Mapping[str, Any]) -> Dataset:
+    """The dataset a run config describes (same name, root, split seed and fraction)."""
+    mx = cfg.get("max_samples", 0)
+    return load_dataset(
+        str(cfg["data"]),
+        root=cfg.get("data_root", "data"),
+        seed=int(cfg.get("data_seed", 0)),
+        val_fraction=cfg.get("val_fraction"),
+        max_samples=int(mx) if mx else None,
+    )
+
+
+def model_from_config(cfg: Mapping[str, Any], dataset: Dataset) -> nn.Module:
+    """A freshly initialised model as a run config describes it, sized for ``dataset``."""
+    from sampletopo.models import create_model
+
+    c, h, _ = dataset.input_shape
+    return create_model(
+        str(cfg["model"]),
+        num_classes=dataset.num_classes,
+        in_channels=c,
+        input_size=h,
+        **dict(cfg.get("model_kwargs", {})),
+    )
+
+
+def _find_checkpoint(run_dir: Path, cfg: Mapping[str, Any], epoch: int) -> Path:
+    from sampletopo.checkpoints import checkpoint_path
+
+    own = checkpoint_path(run_dir / "checkpoints", epoch)
+    if own.is_file():
+        return own
+    files = cfg.get("checkpoint_files", {})
+    if str(epoch) in files:
+        return Path(files[str(epoch)])
+    known = sorted(
+        {int(k) for k in files}
+        | {
+            int(m.group(1))
+            for p in (run_dir / "checkpoints").glob("epoch=*.pt")
+            if (m := re.match(r"epoch=(\d+)\.pt$", p.name))
+        }
+    )
+    raise SampletopoError(
+        f"Run {str(run_dir)!r} has no checkpoint for epoch {epoch}. Epochs with checkpoints: "
+        f"{known if known else 'none'}."
+    )
+
+
+def load_run_model(
+    run_dir: str | Path, epoch: int, *, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, Dataset]:
+    """The model of a run at ``epoch``, in eval mode, and the run's dataset.
+
+    Built from the run's ``config.toml`` and its checkpoint of that epoch (loaded with
+    ``weights_only=True``).
+    """
+    from sampletopo.checkpoints import extract_state_dict, load_state_dict_into, read_checkpoint
+
+    rd = Path(run_dir)
+    cfg = read_run_config(rd)
+    for key in ("data", "model"):
+        if key not in cfg:
+            raise SampletopoError(
+                f"config.toml of {str(rd)!r} lacks {key!r}: cannot rebuild the model."
+            )
+    path = _find_checkpoint(rd, cfg, int(epoch))
+    ds = dataset_from_config(cfg)
+    manifest = rd / "losses" / "manifest.json"
+    if manifest.is_file():
+        old = json.loads(manifest.read_text())
+        for s, info in old.get("splits", {}).items():
+            if info.get("fingerprint") != ds.fingerprint(s):
+                raise SampletopoError(
+                    f"The data rebuilt from {str(rd / 'config.toml')!r} differs from the data the "
+                    f"run recorded (split {s!r}: fingerprint {ds.fingerprint(s)} vs "
+                    f"{info.get('fingerprint')}). Check data_root and the data files."
+                )
+    model = model_from_config(cfg, ds)
+    load_state_dict_into(
+        model, extract_state_dict(read_checkpoint(path), source=str(path)), source=str(path)
+    )
+    model.to(device).eval()
+    return model, ds
+
+
+# ---------------------------------------------------------------------------------------------
+# From checkpoints
+
+
+def record_checkpoints(
+    checkpoints: str | Path,
+    run_dir: str | Path,
+    *,
+    model: str | nn.Module,
+    data: str | Dataset,
+    data_root: str | Path = "data",
+    model_kwargs: Mapping[str, Any] | None = None,
+    data_seed: int = 0,
+    val_fraction: float | str | None = None,
+    max_samples: int | None = None,
+    splits: Sequence[str] = SPLITS,
+    batch_size: int = 512,
+    device: str | torch.device | None = None,
+    on_exists: OnExists = "skip",
+    progress: bool = True,
+) -> list[int]:
+    """Evaluate every checkpoint in a folder and write the same loss tables as the recorder.
+
+    Parameters
+    ----------
+    checkpoints : str or Path
+        Folder of checkpoint files (``.pt``, ``.pth``, ``.ckpt``, ``.bin``, ``.tar``). Each is
+        loaded with ``weights_only=True``; its epoch is its ``"epoch"`` entry, else the last
+        number in its file name.
+    run_dir : str or Path
+        Output run folder. A ``config.toml`` describing the model and data is written when it
+        does not exist yet, so :func:`load_run_model` works on the result.
+    model : str or torch.nn.Module
+        A registered model name (built with ``model_kwargs``) or a model instance.
+    data : str or Dataset
+        A registered dataset name (loaded from ``data_root`` with ``data_seed``,
+        ``val_fraction`` and ``max_samples``) or a :class:`Dataset`.
+    splits, batch_size, device, on_exists
+        As for :class:`LossRecorder` (mode ``"eval"``). Epochs already on disk are skipped.
+    progress : bool
+        Show a progress bar over checkpoints.
+
+    Returns
+    -------
+    list of int
+        The epochs recorded now (skipped ones excluded), sorted.
+    """
+    import tomli_w
+    from tqdm.auto import tqdm
+
+    from sampletopo.checkpoints import (
+        checkpoint_epoch,
+        extract_state_dict,
+        list_checkpoints,
+        load_state_dict_into,
+        read_checkpoint,
+    )
+
+    files = list_checkpoints(checkpoints)
+    ds = (
+        data
+        if isinstance(data, Dataset)
+        else load_dataset(
+            data, root=data_root, seed=data_seed, val_fraction=val_fraction, max_samples=max_samples
+        )
+    )
+    kwargs = dict(model_kwargs or {})
+    if isinstance(model, str):
+        c, h, _ = ds.input_shape
+        from sampletopo.models import create_model
+
+        net = create_model(model, num_classes=ds.num_classes, in_channels=c, input_size=h, **kwargs)
+    else:
+        net = model
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    net.to(dev)
+
+    # Read every epoch first, so duplicates are refused before anything is written.
+    by_epoch: dict[int, Path] = {}
+    for path in files:
+        obj = read_checkpoint(path)
+        ep = checkpoint_epoch(path, obj)
+        if ep in by_epoch:
+            raise SampletopoError(
+                f"Checkpoints {str(by_epoch[ep])!r} and {str(path)!r} both hold epoch {ep}. "
+                "Keep one checkpoint per epoch in the folder."
+            )
+        by_epoch[ep] = path
+        del obj
+
+    rd = Path(run_dir)
+    rd.mkdir(parents=True, exist_ok=True)
+    cfg_path = rd / "config.toml"
+    if not cfg_path.exists():
+        cfg: dict[str, Any] = {
+            "variant": rd.resolve().name,
+            "source": "checkpoints",
+            "checkpoint_dir": str(Path(checkpoints).resolve()),
+            "record_mode": "eval",
+            "data": ds.name,
+            "data_root": str(Path(data_root).resolve()),
+            "data_seed": int(data_seed),
+            "val_fraction": val_fraction
+            if val_fraction is not None
+            else default_val_fraction(ds.name),
+            "max_samples": int(max_samples or 0),
+        }
+        if isinstance(model, str):
+            cfg["model"] = model
+            cfg["model_kwargs"] = kwargs
+        cfg["checkpoint_files"] = {str(e): str(p.resolve()) for e, p in sorted(by_epoch.items())}
+        tmp = cfg_path.with_name(".config.toml.tmp")
+        tmp.write_bytes(tomli_w.dumps(cfg).encode())
+        os.replace(tmp, cfg_path)
+
+    rec = LossRecorder(
+        rd, ds, splits=splits, mode="eval", batch_size=batch_size, device=dev, on_exists=on_exists
+    )
+    done = []
+    it: Iterable[tuple[int, Path]] = sorted(by_epoch.items())
+    if progress:
+        it = tqdm(list(it), desc=f"record {rd.name}", unit="ckpt")
+    for ep, path in it:
+        if all(epoch_file(rd, s, ep).exists() for s in splits) and on_exists == "skip":
+            continue
+        sd = extract_state_dict(read_checkpoint(path), source=str(path))
+        load_state_dict_into(net, sd, source=str(path))
+        written = rec.on_train_epoch_end(ep, net)
+        if any(v is not None for v in written.values()):
+            done.append(ep)
+    return done
