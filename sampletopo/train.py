@@ -1,0 +1,629 @@
+"""The training driver: SGD with a step schedule, checkpoints and loss recording, per variant.
+
+Holds :class:`TrainConfig`, :func:`train_experiment` (several variants of one experiment, e.g.
+``lr = [0.1, 0.01]`` or ``skip = [true, false]``), :func:`train_run` (one variant) and the TOML
+reading that ``sampletopo train`` uses. Every variant gets its own run folder::
+
+    <out_dir>/config.toml                         the experiment: base settings + variants
+    <out_dir>/<variant>/config.toml               the variant's resolved settings
+    <out_dir>/<variant>/checkpoints/epoch=NNNN.pt  {"model", "optimizer", "epoch", ...}
+    <out_dir>/<variant>/losses/<split>/epoch=NNNN.parquet
+
+The schedule follows the thesis setting: SGD with momentum and weight decay, no augmentation,
+learning rate multiplied by ``gamma`` *after* each epoch listed in ``milestones`` (epoch ``e``,
+counted from 1, trains with ``lr * gamma ** #{m in milestones : m < e}``). Without explicit
+milestones, 60, 125 and 150 of 200 epochs are scaled to the run's length.
+
+Runs are deterministic under ``seed`` on the CPU (initial weights from ``torch.manual_seed(seed)``,
+a fresh shuffling generator per epoch) and resumable: a restarted run continues from the last
+epoch whose checkpoint and loss tables are all on disk, and the recorder skips epochs already
+recorded. This module does not analyse anything.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sampletopo._errors import SampletopoError
+from sampletopo.checkpoints import checkpoint_path, read_checkpoint, save_checkpoint
+from sampletopo.data import SPLITS, default_val_fraction, list_datasets
+from sampletopo.models import list_models, model_kwargs
+from sampletopo.record import (
+    LossRecorder,
+    NonFiniteLossWarning,
+    dataset_from_config,
+    model_from_config,
+    read_run_config,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "TrainConfig",
+    "train_experiment",
+    "train_run",
+    "load_train_config",
+    "resolve_variants",
+    "scale_milestones",
+    "lr_at_epoch",
+]
+
+THESIS_MILESTONES = (60, 125, 150)
+THESIS_EPOCHS = 200
+# Keys whose change between runs does not change the result, so a resume may differ in them.
+_RESUME_FREE = {"device", "variant", "data_root", "name"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run (one variant); see the module docstring for the schedule.
+
+    Attributes
+    ----------
+    name : str
+        Experiment name (informational).
+    data, data_root, data_seed, val_fraction, max_samples
+        Passed to :func:`sampletopo.data.load_dataset` (``root``, ``seed``); ``val_fraction=None``
+        means the data set's default, ``max_samples=0`` keeps every sample. ``data_seed`` is
+        kept apart from ``seed`` so all variants of an experiment share the same split (and so
+        the same kNN graph).
+    model, model_kwargs
+        Passed to :func:`sampletopo.models.create_model`; ``model_kwargs`` may hold ``skip``.
+    seed : int
+        Seed of the initial weights and of the shuffling.
+    epochs, lr, momentum, nesterov, weight_decay, milestones, gamma, batch_size
+        SGD and schedule. ``milestones=None`` scales 60/125/150 of 200 to ``epochs``.
+    record_mode : {"eval", "train_pass"}
+        See :class:`sampletopo.record.LossRecorder`.
+    record_splits, record_batch_size
+        Splits to record and the batch size of the eval passes.
+    checkpoint_every : int
+        Save a checkpoint every this many epochs (epoch 0 and the last epoch always). A
+        restarted run resumes from the last checkpoint, so 1 loses the least work.
+    device : str
+        ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    """
+
+    name: str = "experiment"
+    data: str = "digits"
+    data_root: str = "data"
+    data_seed: int = 0
+    val_fraction: float | str | None = None
+    max_samples: int = 0
+    model: str = "resnet20"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    epochs: int = 30
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    milestones: list[int] | None = None
+    gamma: float = 0.1
+    batch_size: int = 128
+    record_mode: str = "eval"
+    record_splits: list[str] = field(default_factory=lambda: list(SPLITS))
+    record_batch_size: int = 512
+    checkpoint_every: int = 1
+    device: str = "auto"
+
+    def resolved(self, *, variant: str = "") -> dict[str, Any]:
+        """Validated settings with every default made explicit, as written to ``config.toml``."""
+        _validate(self)
+        mk = {"skip": True, **model_kwargs(self.model), **dict(self.model_kwargs)}
+        ms = (
+            scale_milestones(self.epochs)
+            if self.milestones is None
+            else sorted({int(m) for m in self.milestones})
+        )
+        vf = default_val_fraction(self.data) if self.val_fraction is None else self.val_fraction
+        out = asdict(self)
+        out.update(
+            variant=variant,
+            data_root=str(Path(self.data_root).resolve()),
+            val_fraction=vf,
+            model_kwargs=mk,
+            milestones=ms,
+            record_splits=list(self.record_splits),
+        )
+        return out
+
+
+def _validate(c: TrainConfig) -> None:
+    def bad(key: str, allowed: str) -> SampletopoError:
+        return SampletopoError(
+            f"The {key!r} setting of the training config must be {allowed}. "
+            f"Got {getattr(c, key)!r} instead."
+        )
+
+    if c.data not in list_datasets():
+        raise SampletopoError(
+            f"Unknown dataset {c.data!r}. Known datasets: {', '.join(list_datasets())}."
+        )
+    if c.model not in list_models():
+        raise SampletopoError(
+            f"Unknown model {c.model!r}. Known models: {', '.join(list_models())}."
+        )
+    if not isinstance(c.model_kwargs, Mapping):
+        raise bad("model_kwargs", "a table of model options")
+    allowed_mk = set(model_kwargs(c.model)) | {"skip"}
+    extra = sorted(set(c.model_kwargs) - allowed_mk)
+    if extra:
+        raise SampletopoError(
+            f"Unknown model option(s) {extra} for model {c.model!r}. Allowed: {sorted(allowed_mk)}."
+        )
+    for key, low in (
+        ("epochs", 1),
+        ("batch_size", 1),
+        ("record_batch_size", 1),
+        ("checkpoint_every", 1),
+        ("seed", 0),
+        ("data_seed", 0),
+        ("max_samples", 0),
+    ):
+        v = getattr(c, key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise bad(key, f"an int >= {low}")
+    for key in ("lr", "momentum", "weight_decay", "gamma"):
+        v = getattr(c, key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise bad(key, "a finite number >= 0")
+    if c.lr <= 0:
+        raise bad("lr", "a number > 0")
+    if c.record_mode not in ("eval", "train_pass"):
+        raise bad("record_mode", "'eval' or 'train_pass'")
+    if not c.record_splits or any(s not in SPLITS for s in c.record_splits):
+        raise bad("record_splits", f"a non-empty list from {list(SPLITS)}")
+    if c.milestones is not None and (
+        not isinstance(c.milestones, (list, tuple))
+        or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in c.milestones)
+    ):
+        raise bad(
+            "milestones", "a list of ints >= 1 (epochs after which lr is multiplied by gamma)"
+        )
+    if not isinstance(c.nesterov, bool):
+        raise bad("nesterov", "a bool")
+    if not isinstance(c.device, str):
+        raise bad("device", "a string such as 'auto', 'cpu' or 'cuda'")
+
+
+def scale_milestones(
+    epochs: int,
+    *,
+    milestones: Sequence[int] = THESIS_MILESTONES,
+    total: int = THESIS_EPOCHS,
+) -> list[int]:
+    """Scale ``milestones`` of a ``total``-epoch schedule to ``epochs`` (rounding half up).
+
+    Milestones that fall outside ``1 .. epochs - 1`` are dropped, duplicates merged.
+
+    Examples
+    --------
+    >>> scale_milestones(200), scale_milestones(30), scale_milestones(40)
+    ([60, 125, 150], [9, 19, 23], [12, 25, 30])
+    """
+    out = sorted({math.floor(m * epochs / total + 0.5) for m in milestones})
+    return [m for m in out if 1 <= m < epochs]
+
+
+def lr_at_epoch(epoch: int, *, lr: float, milestones: Sequence[int], gamma: float) -> float:
+    """Learning rate used while training epoch ``epoch`` (counted from 1).
+
+    Examples
+    --------
+    >>> [lr_at_epoch(e, lr=1.0, milestones=[2, 4], gamma=0.1) for e in range(1, 6)]
+    [1.0, 1.0, 0.1, 0.1, 0.010000000000000002]
+    """
+    return float(lr * gamma ** sum(1 for m in milestones if m < epoch))
+
+
+# ---------------------------------------------------------------------------------------------
+# Config files and variants
+
+_FIELDS = {f.name for f in fields(TrainConfig)}
+
+
+def _config_from_mapping(d: Mapping[str, Any], *, where: str) -> TrainConfig:
+    unknown = sorted(set(d) - _FIELDS)
+    if unknown:
+        raise SampletopoError(
+            f"{where}: unknown setting(s) {unknown}. Known settings: {sorted(_FIELDS)} plus a "
+            "[variants] table."
+        )
+    return TrainConfig(**dict(d))
+
+
+def load_train_config(path: str | Path) -> tuple[TrainConfig, Any]:
+    """Read a training TOML file: top-level settings (see :class:`TrainConfig`), an optional
+    ``[model_kwargs]`` table, and optional variants.
+
+    Variants are either a ``[variants]`` table of lists (every combination is one variant)::
+
+        [variants]
+        lr = [0.1, 0.01]
+
+    or an array of tables, one per variant, each with its overrides and an optional ``name``::
+
+        [[variants]]
+        name = "skip=true"
+        skip = true
+
+    Returns
+    -------
+    config : TrainConfig
+    variants : dict, list of dict, or None
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SampletopoError(f"Training config {str(path)!r} does not exist.")
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise SampletopoError(f"Training config {str(path)!r} is not valid TOML: {exc}") from exc
+    variants = raw.pop("variants", None)
+    raw.pop("variant_names", None)
+    return _config_from_mapping(raw, where=str(path)), variants
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "-".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def _safe(name: str) -> str:
+    out = "".join(ch if (ch.isalnum() or ch in "=.,-_+") else "_" for ch in name)
+    return out or "run"
+
+
+def _apply(base: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
+    top: dict[str, Any] = {}
+    mk = dict(base.model_kwargs)
+    model = overrides.get("model", base.model)
+    for key, value in overrides.items():
+        if key == "name":
+            continue
+        if key.startswith("model_kwargs."):
+            mk[key.split(".", 1)[1]] = value
+        elif key == "model_kwargs" and isinstance(value, Mapping):
+            mk.update(value)
+        elif key in _FIELDS:
+            top[key] = value
+        elif key == "skip" or (model in list_models() and key in model_kwargs(model)):
+            mk[key] = value
+        else:
+            allowed = sorted(
+                _FIELDS | {"skip"} | set(model_kwargs(model) if model in list_models() else ())
+            )
+            raise SampletopoError(
+                f"Unknown variant setting {key!r}. Allowed: {allowed} (model options may also be "
+                "written 'model_kwargs.NAME')."
+            )
+    return replace(base, **top, model_kwargs=mk)
+
+
+def resolve_variants(
+    base: TrainConfig, variants: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] | None
+) -> list[tuple[str, TrainConfig, dict[str, Any]]]:
+    """Expand ``variants`` into ``(name, config, overrides)`` triples.
+
+    A mapping of lists gives every combination (names like ``lr=0.1`` or
+    ``lr=0.1,skip=false``); a list of mappings gives one variant each (named by its ``name``
+    entry, else by its overrides). ``None`` or empty gives one variant named ``run``.
+    """
+    if not variants:
+        return [("run", base, {})]
+    combos: list[dict[str, Any]]
+    if isinstance(variants, Mapping):
+        keys = list(variants)
+        lists = []
+        for k in keys:
+            v = variants[k]
+            vals = list(v) if isinstance(v, (list, tuple)) else [v]
+            if not vals:
+                raise SampletopoError(f"Variant axis {k!r} has no values.")
+            lists.append(vals)
+        combos = [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*lists)]
+    elif isinstance(variants, Sequence) and all(isinstance(v, Mapping) for v in variants):
+        combos = [dict(v) for v in variants]
+    else:
+        raise SampletopoError(
+            "The 'variants' parameter must be a mapping of setting -> list of values, or a list "
+            f"of mappings of overrides. Got {type(variants).__name__}."
+        )
+    out = []
+    seen: set[str] = set()
+    for ov in combos:
+        name = (
+            str(ov["name"])
+            if "name" in ov
+            else ",".join(f"{k}={_fmt(v)}" for k, v in ov.items() if k != "name")
+        )
+        name = _safe(name)
+        if name in seen:
+            raise SampletopoError(
+                f"Two variants share the name {name!r}; give them distinct names."
+            )
+        seen.add(name)
+        cfg = _apply(base, ov)
+        cfg.resolved(variant=name)  # validate early, before any training
+        out.append((name, cfg, {k: v for k, v in ov.items() if k != "name"}))
+    return out
+
+
+def _write_toml(path: Path, data: Mapping[str, Any]) -> None:
+    import tomli_w
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(tomli_w.dumps(dict(data)).encode())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise SampletopoError(
+            f"The 'device' setting must be 'auto', 'cpu', 'cuda' or 'cuda:N'. Got {name!r}."
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SampletopoError(
+            f"device={name!r} but CUDA is not available here; use 'cpu' or 'auto'."
+        )
+    return dev
+
+
+def _resume_epoch(run_dir: Path, rec: LossRecorder) -> int | None:
+    """Last epoch with a readable checkpoint and every split's losses up to it on disk."""
+    last = rec.last_complete_epoch()
+    if last is None:
+        return None
+    for e in range(last, -1, -1):
+        p = checkpoint_path(run_dir / "checkpoints", e)
+        if p.is_file():
+            try:
+                obj = read_checkpoint(p)
+            except SampletopoError:
+                continue  # a damaged file: fall back to an earlier one
+            if isinstance(obj, dict) and "optimizer" in obj:
+                return e
+    return None
+
+
+def train_run(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    variant: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train one variant into ``run_dir`` (resuming it if it was interrupted).
+
+    Returns
+    -------
+    Path
+        ``run_dir``.
+    """
+    from tqdm.auto import tqdm
+
+    rd = Path(run_dir)
+    name = variant if variant is not None else rd.name
+    cfg = config.resolved(variant=name)
+    cfg_path = rd / "config.toml"
+    if cfg_path.is_file():
+        old = read_run_config(rd)
+        diff = sorted(
+            k for k in set(old) | set(cfg) if k not in _RESUME_FREE and old.get(k) != cfg.get(k)
+        )
+        if diff:
+            raise SampletopoError(
+                f"Run folder {str(rd)!r} was trained with other settings ({', '.join(diff)}: "
+                f"{[(k, old.get(k), cfg.get(k)) for k in diff][:4]}). Resuming would mix two "
+                "runs: pass a new output folder, or the same settings to resume."
+            )
+    else:
+        _write_toml(cfg_path, cfg)
+
+    dev = _device(config.device)
+    ds = dataset_from_config(cfg)
+    torch.manual_seed(config.seed)
+    model = model_from_config(cfg, ds).to(dev)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov,
+    )
+    rec = LossRecorder(
+        rd,
+        ds,
+        splits=cfg["record_splits"],
+        mode=cfg["record_mode"],
+        batch_size=config.record_batch_size,
+        device=dev,
+    )
+    ckpt_dir = rd / "checkpoints"
+
+    def save(epoch: int, **extra: Any) -> None:
+        if epoch % config.checkpoint_every and epoch not in (0, config.epochs):
+            return
+        payload = {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "epoch": epoch,
+            "rng_cpu": torch.get_rng_state(),
+            "recorder": rec.state_dict(),
+            "variant": name,
+            **extra,
+        }
+        if dev.type == "cuda":
+            payload["rng_cuda"] = torch.cuda.get_rng_state(dev)
+        save_checkpoint(checkpoint_path(ckpt_dir, epoch), payload)
+
+    start = _resume_epoch(rd, rec)
+    if start is None:
+        save(0)
+        rec.on_train_epoch_end(0, model)
+        start = 0
+    else:
+        state = read_checkpoint(checkpoint_path(ckpt_dir, start))
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng_cpu"])
+        if dev.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"], dev)
+        if "recorder" in state:
+            rec.load_state_dict(state["recorder"])
+    if start >= config.epochs:
+        return rd
+
+    x, y = ds.tensors("train")
+    x, y = x.to(dev), y.to(dev)
+    n = x.shape[0]
+    train_pass = cfg["record_mode"] == "train_pass"
+    bar = tqdm(
+        range(start + 1, config.epochs + 1),
+        desc=name,
+        unit="ep",
+        initial=start,
+        total=config.epochs,
+        disable=not progress,
+        leave=True,
+    )
+    for epoch in bar:
+        lr = lr_at_epoch(epoch, lr=config.lr, milestones=cfg["milestones"], gamma=config.gamma)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=gen).to(dev)
+        model.train()
+        rec.on_train_epoch_start(epoch)
+        t0 = time.perf_counter()
+        total = torch.zeros((), dtype=torch.float64, device=dev)
+        for start_i in range(0, n, config.batch_size):
+            idx = perm[start_i : start_i + config.batch_size]
+            xb, yb = x[idx], y[idx]
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach().double() * idx.numel()
+            if train_pass:
+                rec.on_train_batch_end(idx, logits, yb)
+        seconds = time.perf_counter() - t0
+        train_loss = float(total.item()) / n
+        save(epoch, lr=lr, train_loss=train_loss, seconds=seconds)
+        rec.on_train_epoch_end(epoch, model)
+        if progress:
+            bar.set_postfix(lr=f"{lr:.3g}", loss=f"{train_loss:.4f}")
+        if not np.isfinite(train_loss):
+            bar.write(f"{name}: epoch {epoch} training loss is {train_loss}: the run diverged.")
+    bar.close()
+    if rec.nonfinite:
+        total_bad = sum(rec.nonfinite.values())
+        warnings.warn(
+            NonFiniteLossWarning(
+                f"{name}: {total_bad} non-finite per-sample losses in {len(rec.nonfinite)} "
+                f"table(s) (split, epoch): {sorted(rec.nonfinite)[:6]}"
+                f"{' ...' if len(rec.nonfinite) > 6 else ''}. They are recorded as NaN/inf."
+            ),
+            stacklevel=2,
+        )
+    return rd
+
+
+def train_experiment(
+    config: TrainConfig | Mapping[str, Any] | str | Path,
+    out_dir: str | Path,
+    *,
+    variants: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Train every variant of an experiment, each into ``out_dir/<variant>``.
+
+    Parameters
+    ----------
+    config : TrainConfig, mapping or path
+        Base settings, or a TOML file (see :func:`load_train_config`) that may also list
+        variants.
+    out_dir : str or Path
+        Experiment folder; gets ``config.toml`` and one sub-folder per variant.
+    variants : mapping or list of mappings, optional
+        Overrides the file's variants: ``{"lr": [0.1, 0.01]}`` (every combination) or
+        ``[{"name": "skip=true", "skip": True}, ...]``. Keys are settings of
+        :class:`TrainConfig` or model options (``skip``, ``width``, ``widen``, ...).
+    progress : bool
+        Show one progress bar per variant.
+
+    Returns
+    -------
+    list of Path
+        The variants' run folders, in order.
+
+    Examples
+    --------
+    >>> train_experiment(TrainConfig(model="cnn", epochs=2), "runs/lr",
+    ...                  variants={"lr": [0.1, 0.01]})           # doctest: +SKIP
+    [PosixPath('runs/lr/lr=0.1'), PosixPath('runs/lr/lr=0.01')]
+    """
+    file_variants = None
+    if isinstance(config, (str, Path)):
+        base, file_variants = load_train_config(config)
+    elif isinstance(config, Mapping):
+        d = dict(config)
+        file_variants = d.pop("variants", None)
+        base = _config_from_mapping(d, where="train_experiment config")
+    elif isinstance(config, TrainConfig):
+        base = config
+    else:
+        raise SampletopoError(
+            "The 'config' parameter of train_experiment must be a TrainConfig, a mapping or a "
+            f"TOML path. Got {type(config).__name__}."
+        )
+    triples = resolve_variants(base, variants if variants is not None else file_variants)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    exp_path = out / "config.toml"
+    listed: dict[str, Any] = {}
+    if exp_path.is_file():
+        with open(exp_path, "rb") as fh:
+            listed = dict(tomllib.load(fh).get("variants", {}))
+    listed.update({name: ov for name, _, ov in triples})
+    exp = base.resolved()
+    exp.pop("variant")
+    exp["variant_names"] = list(listed)
+    exp["variants"] = listed
+    _write_toml(exp_path, exp)
+
+    return [train_run(cfg, out / name, variant=name, progress=progress) for name, cfg, _ in triples]
