@@ -1,0 +1,137 @@
+"""``sampletopo samples``: which samples make the most persistent peaks and basins of a run.
+
+Prints one row per region (the most persistent split-tree peaks, i.e. regions the model finds
+hard, and/or join-tree basins, regions it has learned) of the loss at one split and epoch, and
+writes the full table, members included, to Parquet (default
+``<run>/samples/<split>-epoch=NNNN.parquet``). With ``--figures`` it also writes an image grid
+per region and the members' loss curves over training. The work is in
+:func:`sampletopo.samples.top_regions`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "samples",
+        help="The samples behind the most persistent peaks/basins of a run's loss.",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("run", help="run (variant) folder holding losses/<split>/epoch=NNNN.parquet")
+    p.add_argument("--split", choices=["train", "val"], default="val")
+    p.add_argument("--epoch", type=int, required=True, help="a recorded epoch")
+    p.add_argument("--top", type=int, default=10, help="regions per tree")
+    p.add_argument("--tree", choices=["split", "join", "both"], default="split")
+    p.add_argument("--k", type=int, default=20, help="neighbours of the kNN graph")
+    p.add_argument(
+        "--features", default="raw", help="graph features: raw, standardized, pca or a .npy file"
+    )
+    p.add_argument(
+        "--finite-only",
+        action="store_true",
+        help="leave out the essential (never-dying) peak of each component",
+    )
+    p.add_argument("--out", default=None, help="output .parquet (default: <run>/samples/...)")
+    p.add_argument(
+        "--figures",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR",
+        help="also write PNG figures (into DIR, default the output's folder)",
+    )
+    p.set_defaults(func=_run)
+
+
+def format_regions(table: Any, *, members_shown: int = 8) -> Any:
+    """The printable columns of a regions table (polars), members cut to the first few."""
+    import polars as pl
+
+    cols = [
+        pl.col("tree"),
+        pl.col("rank"),
+        pl.col("essential").alias("ess"),
+        pl.col("birth").round(3),
+        pl.col("death").round(3),
+        pl.col("persistence").round(3).alias("pers"),
+        pl.col("size"),
+        pl.col("mean_loss").round(3),
+        pl.col("accuracy").round(2).alias("acc"),
+        pl.format(
+            "{} {}%",
+            pl.col("dominant_class"),
+            (pl.col("dominant_share") * 100).round(0).cast(pl.Int64),
+        ).alias("label"),
+        pl.format(
+            "{} {}%",
+            pl.col("dominant_pred_class"),
+            (pl.col("dominant_pred_share") * 100).round(0).cast(pl.Int64),
+        ).alias("pred"),
+        pl.col("classes"),
+        pl.col("members")
+        .list.head(members_shown)
+        .cast(pl.List(pl.String))
+        .list.join(" ")
+        .alias("first members"),
+    ]
+    return table.select(cols)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import warnings
+    from pathlib import Path
+
+    import polars as pl
+
+    from sampletopo.samples import regions_path, top_regions, track_members, write_regions
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = top_regions(
+            args.run,
+            split=args.split,
+            epoch=args.epoch,
+            top=args.top,
+            tree=args.tree,
+            k=args.k,
+            features=args.features,
+            essential=not args.finite_only,
+        )
+    for w in caught:
+        print(f"note: {w.message}")
+    out = Path(args.out) if args.out else regions_path(args.run, args.split, args.epoch)
+    write_regions(table, out)
+    run = table["run"][0] if table.height else Path(args.run).name
+    print(
+        f"{run} {args.split} epoch {args.epoch}: {table.height} region(s); split-tree peaks are "
+        "high-loss (hard) regions, join-tree basins low-loss (learned) ones"
+    )
+    with pl.Config(
+        tbl_rows=-1,
+        tbl_cols=-1,
+        fmt_str_lengths=40,
+        tbl_width_chars=200,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+    ):
+        print(format_regions(table))
+    print(f"wrote {out}")
+    if args.figures is not None:
+        from sampletopo.plotting._samples import sample_figures
+
+        fig_dir = Path(args.figures) if args.figures else out.parent
+        tracks = track_members(args.run, split=args.split, epoch=args.epoch, regions=table)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            paths = sample_figures(
+                args.run, fig_dir, split=args.split, epoch=args.epoch, tracks=tracks
+            )
+        for w in caught:
+            print(f"note: {w.message}")
+        for p in paths:
+            print(f"wrote {p}")
+    return 0

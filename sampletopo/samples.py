@@ -1,0 +1,777 @@
+"""Which samples make the shape: persistence pairs traced back to the examples that form them.
+
+Holds :func:`graph_regions` (the regions of the most persistent pairs of a function on any
+graph), :func:`top_regions` (the same for a recorded run, split and epoch, with labels,
+predictions and class histograms), :func:`track_members` (the members of those regions followed
+through every recorded epoch: mean loss per epoch, and the epoch each member is learned for good)
+and :func:`write_regions`. Figures are in :mod:`sampletopo.plotting._samples`; nothing here
+draws, trains or records.
+
+What a region is. A pair of the split tree (superlevel sets of the loss: peaks, regions the model
+finds hard) is born at its maximum and dies at the saddle where it meets an older, higher peak.
+Its *region* is every sample connected to the maximum through samples of higher loss than that
+saddle, just before it dies (:meth:`sampletopo.mergetree.MergeTree.members`): the whole peak,
+younger peaks that merged into it included, the saddle excluded. The join tree (sublevel sets:
+basins, regions the model has learned) is the mirror image.
+
+The essential pair. The highest peak of each connected component never dies, so its region would
+be the whole component. It is reported (``essential=True``) as if it died where the most
+persistent other peak of its component joins it: that saddle is its ``death_sample`` and
+``death``, and its region is the mirror of that other peak's region at the same level. With no
+other peak in the component, the region is the whole component and the death is the component's
+last sample in the sweep (its lowest loss for a split tree). Its persistence is always at least
+that of the peak it is cut against, so a hard region that holds the highest loss of all is never
+missing from the top of the table. Pass ``essential=False`` to keep finite diagram pairs only.
+
+Members are listed in sweep order: highest loss first for a split tree, lowest first for a join
+tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import polars as pl
+
+from sampletopo._errors import SampletopoError, check_finite_values, check_int_range
+from sampletopo.graph import Graph
+from sampletopo.mergetree import MergeTree, join_tree, split_tree
+
+if TYPE_CHECKING:
+    from sampletopo.data import Dataset
+
+__all__ = [
+    "FewerPairsWarning",
+    "MemberTracks",
+    "REGION_SCHEMA",
+    "graph_regions",
+    "learned_epochs",
+    "regions_path",
+    "top_regions",
+    "track_members",
+    "write_regions",
+]
+
+TreeChoice = Literal["split", "join", "both"]
+_TREES = ("split", "join", "both")
+_SPLITS = ("train", "val")
+_EPOCH_RE = re.compile(r"^epoch=(\d+)\.parquet$")
+
+REGION_SCHEMA: dict[str, Any] = {
+    "tree": pl.String,
+    "rank": pl.Int32,
+    "essential": pl.Boolean,
+    "birth": pl.Float64,
+    "death": pl.Float64,
+    "persistence": pl.Float64,
+    "birth_sample": pl.Int64,
+    "death_sample": pl.Int64,
+    "size": pl.Int64,
+    "mean_loss": pl.Float64,
+    "accuracy": pl.Float64,
+    "dominant_label": pl.Int64,
+    "dominant_class": pl.String,
+    "dominant_share": pl.Float64,
+    "dominant_pred": pl.Int64,
+    "dominant_pred_class": pl.String,
+    "dominant_pred_share": pl.Float64,
+    "classes": pl.String,
+    "class_counts": pl.List(pl.Struct({"label": pl.Int64, "count": pl.Int64})),
+    "members": pl.List(pl.Int64),
+    "member_labels": pl.List(pl.Int64),
+    "member_preds": pl.List(pl.Int64),
+    "member_losses": pl.List(pl.Float64),
+}
+"""Columns of :func:`graph_regions`; :func:`top_regions` puts ``run``, ``split``, ``epoch`` first."""
+
+
+class FewerPairsWarning(UserWarning):
+    """More regions were asked for than the tree has pairs; all of them are returned."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Regions on any graph
+
+
+def _check_tree_choice(tree: Any, where: str) -> tuple[str, ...]:
+    if tree not in _TREES:
+        raise SampletopoError(
+            f"The 'tree' parameter of {where} must be one of {_TREES}. Got {tree!r} instead. "
+            "Use 'split' for peaks (hard regions), 'join' for basins (learned regions)."
+        )
+    return ("split", "join") if tree == "both" else (str(tree),)
+
+
+def _component_of(graph: Graph, rank: np.ndarray, start: int, limit: int) -> np.ndarray:
+    """Vertices connected to ``start`` through vertices of sweep rank ``< limit``, sorted."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    keep = rank < limit
+    e = graph.edges
+    sub = e[keep[e[:, 0]] & keep[e[:, 1]]]
+    adj = coo_matrix(
+        (np.ones(sub.shape[0], dtype=np.int8), (sub[:, 0], sub[:, 1])), shape=(graph.n, graph.n)
+    )
+    _, lab = connected_components(adj, directed=False)
+    return np.flatnonzero((lab == lab[start]) & keep)
+
+
+def _candidates(
+    t: MergeTree, graph: Graph, *, essential: bool
+) -> list[tuple[float, float, int, int, bool, np.ndarray | None]]:
+    """(birth, death, birth_sample, death_sample, essential, members or None) per pair."""
+    d = t.diagram()
+    fin = d.finite()
+    out: list[tuple[float, float, int, int, bool, np.ndarray | None]] = [
+        (float(b), float(x), int(bs), int(ds), False, None)
+        for b, x, bs, ds in zip(fin.birth, fin.death, fin.birth_sample, fin.death_sample)
+    ]
+    if not essential:
+        return out
+    _, comp = graph.component_labels()
+    pers = fin.persistence
+    for b in d.birth_sample[d.essential]:
+        b = int(b)
+        same = np.flatnonzero(comp[fin.birth_sample] == comp[b])
+        if same.size:
+            # The most persistent other peak of the component (ties: lower birth sample, as in
+            # Diagram.top); by the elder rule it dies by merging into this component's oldest one.
+            j = same[np.lexsort((fin.birth_sample[same], -pers[same]))[0]]
+            s = int(fin.death_sample[j])
+            members = _component_of(graph, t.rank, b, int(t.rank[s]))
+        else:
+            members = np.flatnonzero(comp == comp[b])
+            s = int(members[np.argmax(t.rank[members])])
+        if t.values[s] == t.values[b]:
+            continue  # a flat component: zero persistence, left out as in diagrams
+        out.append((float(t.values[b]), float(t.values[s]), b, s, True, members))
+    return out
+
+
+def _histogram(
+    labels: np.ndarray, names: Sequence[str] | None
+) -> tuple[list[dict[str, int]], str, int | None, str | None, float | None]:
+    if labels.size == 0:
+        return [], "", None, None, None
+    vals, counts = np.unique(labels, return_counts=True)
+    order = np.lexsort((vals, -counts))
+    vals, counts = vals[order], counts[order]
+
+    def name(v: int) -> str:
+        return names[v] if names is not None and 0 <= v < len(names) else str(v)
+
+    text = ", ".join(f"{name(int(v))}:{int(c)}" for v, c in zip(vals, counts))
+    top = int(vals[0])
+    return (
+        [{"label": int(v), "count": int(c)} for v, c in zip(vals, counts)],
+        text,
+        top,
+        name(top),
+        float(counts[0] / labels.size),
+    )
+
+
+def graph_regions(
+    graph: Graph,
+    values: Any,
+    *,
+    tree: TreeChoice = "split",
+    top: int = 10,
+    labels: Any = None,
+    preds: Any = None,
+    class_names: Sequence[str] | None = None,
+    essential: bool = True,
+) -> pl.DataFrame:
+    """The regions of the ``top`` most persistent pairs of ``values`` on ``graph``.
+
+    Parameters
+    ----------
+    graph : Graph
+        Any sampletopo graph (a kNN graph of samples, a grid).
+    values : array-like (graph.n,)
+        One finite value per vertex, e.g. each sample's loss.
+    tree : {"split", "join", "both"}
+        Peaks of the split tree (high values), basins of the join tree (low values), or both
+        (split rows first); ``rank`` counts from 1 within each tree.
+    top : int >= 1
+        Regions per tree, most persistent first (ties: lower birth sample). When a tree has
+        fewer pairs, all are returned and a :class:`FewerPairsWarning` says so.
+    labels, preds : array-like of int (graph.n,), optional
+        Each vertex's label and predicted class; without them the label columns are null.
+    class_names : sequence of str, optional
+        Names of the classes, indexed by label, used in ``classes`` and ``dominant_*``.
+    essential : bool
+        Also report each component's essential pair, cut where its most persistent other pair
+        joins it (see the module docstring).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per region with the columns of :data:`REGION_SCHEMA`: the pair (``birth``,
+        ``death``, ``persistence``, ``birth_sample``, ``death_sample``, ``essential``), the
+        region's ``size``, ``mean_loss`` (mean of ``values``), ``accuracy`` (share of members
+        with ``pred == label``), the class histogram (``classes`` as ``"3:12, 8:4"`` and
+        ``class_counts``), the most common label and prediction with their shares, and the
+        members with their labels, predictions and values (list columns, in sweep order).
+
+    Examples
+    --------
+    A path with two peaks; the lower one (sample 4) dies at the saddle sample 3:
+
+    >>> from sampletopo.graph import graph_from_edges
+    >>> g = graph_from_edges(6, [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]])
+    >>> t = graph_regions(g, [9.0, 8.0, 5.0, 1.0, 4.0, 3.0], top=1, essential=False)
+    >>> t.select("birth_sample", "death_sample", "members").rows()
+    [(4, 3, [4, 5])]
+    """
+    where = "graph_regions"
+    trees = _check_tree_choice(tree, where)
+    top = check_int_range("top", top, 1, None, where=where)
+    if not isinstance(graph, Graph):
+        raise SampletopoError(
+            f"{where}: 'graph' must be a sampletopo Graph (from knn_graph, grid_graph or "
+            f"graph_from_edges). Got {type(graph).__name__}."
+        )
+    vals = check_finite_values(values, graph.n, where=where)
+    lab = None if labels is None else _int_per_vertex(labels, graph.n, "labels", where)
+    prd = None if preds is None else _int_per_vertex(preds, graph.n, "preds", where)
+
+    rows: list[dict[str, Any]] = []
+    for kind in trees:
+        t = split_tree(graph, vals) if kind == "split" else join_tree(graph, vals)
+        cands = _candidates(t, graph, essential=bool(essential))
+        pers = np.array([abs(c[0] - c[1]) for c in cands])
+        bsam = np.array([c[2] for c in cands], dtype=np.int64)
+        order = np.lexsort((bsam, -pers)) if cands else np.empty(0, dtype=np.int64)
+        if top > len(cands):
+            warnings.warn(
+                FewerPairsWarning(
+                    f"{where}: asked for top={top} regions but the {kind} tree has only "
+                    f"{len(cands)} pair(s) with nonzero persistence; returning all {len(cands)}."
+                ),
+                stacklevel=2,
+            )
+        for r, i in enumerate(order[:top], start=1):
+            birth, death, bs, ds, ess, members = cands[int(i)]
+            if members is None:
+                members = t.members(bs)
+            members = members[np.argsort(t.rank[members], kind="stable")].astype(np.int64)
+            rows.append(
+                _row(kind, r, birth, death, bs, ds, ess, members, vals, lab, prd, class_names)
+            )
+    return pl.DataFrame(rows, schema=REGION_SCHEMA, orient="row") if rows else _empty()
+
+
+def _empty() -> pl.DataFrame:
+    return pl.DataFrame(schema=REGION_SCHEMA)
+
+
+def _int_per_vertex(x: Any, n: int, name: str, where: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.shape != (n,) or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise SampletopoError(
+            f"{where}: {name!r} must hold one int per vertex, shape ({n},). Got shape "
+            f"{arr.shape} of dtype {arr.dtype}."
+        )
+    return arr.astype(np.int64)
+
+
+def _row(
+    kind: str,
+    rank: int,
+    birth: float,
+    death: float,
+    bs: int,
+    ds: int,
+    ess: bool,
+    members: np.ndarray,
+    vals: np.ndarray,
+    lab: np.ndarray | None,
+    prd: np.ndarray | None,
+    names: Sequence[str] | None,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "tree": kind,
+        "rank": rank,
+        "essential": ess,
+        "birth": birth,
+        "death": death,
+        "persistence": abs(birth - death),
+        "birth_sample": bs,
+        "death_sample": ds,
+        "size": int(members.size),
+        "mean_loss": float(vals[members].mean()),
+        "accuracy": None,
+        "dominant_label": None,
+        "dominant_class": None,
+        "dominant_share": None,
+        "dominant_pred": None,
+        "dominant_pred_class": None,
+        "dominant_pred_share": None,
+        "classes": None,
+        "class_counts": None,
+        "members": members.tolist(),
+        "member_labels": None,
+        "member_preds": None,
+        "member_losses": vals[members].tolist(),
+    }
+    if lab is not None:
+        counts, text, top, top_name, share = _histogram(lab[members], names)
+        row.update(
+            classes=text,
+            class_counts=counts,
+            dominant_label=top,
+            dominant_class=top_name,
+            dominant_share=share,
+            member_labels=lab[members].tolist(),
+        )
+    if prd is not None:
+        _, _, ptop, ptop_name, pshare = _histogram(prd[members], names)
+        row.update(
+            dominant_pred=ptop,
+            dominant_pred_class=ptop_name,
+            dominant_pred_share=pshare,
+            member_preds=prd[members].tolist(),
+        )
+    if lab is not None and prd is not None:
+        row["accuracy"] = float((lab[members] == prd[members]).mean())
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+
+
+def _recorded(run_dir: Path) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for s in _SPLITS:
+        folder = run_dir / "losses" / s
+        if folder.is_dir():
+            eps = sorted(
+                int(m.group(1)) for p in folder.iterdir() if (m := _EPOCH_RE.match(p.name))
+            )
+            if eps:
+                out[s] = eps
+    return out
+
+
+def _ranges(values: Sequence[int]) -> str:
+    """``[0, 1, 2, 3, 5]`` -> ``"0-3, 5"``."""
+    parts: list[str] = []
+    vals = sorted(values)
+    i = 0
+    while i < len(vals):
+        j = i
+        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
+            j += 1
+        parts.append(str(vals[i]) if i == j else f"{vals[i]}-{vals[j]}")
+        i = j + 1
+    return ", ".join(parts)
+
+
+def _check_run(run_dir: Any, split: Any, epoch: Any, where: str) -> tuple[Path, int]:
+    rd = Path(run_dir)
+    rec = _recorded(rd)
+    if not rec:
+        raise SampletopoError(
+            f"{where}: {str(rd)!r} holds no recorded losses (no losses/<split>/epoch=NNNN.parquet). "
+            "Pass a run (variant) folder written by `sampletopo train` or the LossRecorder."
+        )
+    if split not in rec:
+        raise SampletopoError(
+            f"The 'split' parameter of {where} must be a split recorded in {str(rd)!r}: "
+            f"{sorted(rec)}. Got {split!r} instead."
+        )
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
+        raise SampletopoError(
+            f"The 'epoch' parameter of {where} must be an int, one of the recorded epochs of "
+            f"split {split!r}: {_ranges(rec[split])}. Got {epoch!r} instead."
+        )
+    if int(epoch) not in rec[split]:
+        raise SampletopoError(
+            f"The 'epoch' parameter of {where} must be a recorded epoch of split {split!r} in "
+            f"{str(rd)!r}: {_ranges(rec[split])}. Got {epoch!r} instead. Pick one of those, or "
+            "record that epoch first."
+        )
+    return rd, int(epoch)
+
+
+def _epoch_table(run_dir: Path, split: str, epoch: int) -> pl.DataFrame:
+    path = run_dir / "losses" / split / f"epoch={epoch:04d}.parquet"
+    df = pl.read_parquet(path, columns=["sample", "label", "pred", "loss", "correct"])
+    df = df.sort("sample")
+    if not np.array_equal(df["sample"].to_numpy(), np.arange(df.height)):
+        raise SampletopoError(
+            f"Loss table {str(path)!r} does not hold samples 0..{df.height - 1} once each: the "
+            "run folder is damaged or mixes data."
+        )
+    return df
+
+
+def _run_dataset(run_dir: Path) -> Dataset | None:
+    """The run's dataset from its config.toml, or None when the run has no config."""
+    from sampletopo.record import dataset_from_config, read_run_config
+
+    if not (run_dir / "config.toml").is_file():
+        return None
+    return dataset_from_config(read_run_config(run_dir))
+
+
+def _run_graph(run_dir: Path, split: str, *, k: int, features: str) -> Graph:
+    try:
+        from sampletopo.analysis import run_graph
+    except ImportError:  # pragma: no cover - analysis not installed yet
+        from sampletopo.graph import knn_graph
+
+        ds = _run_dataset(run_dir)
+        if ds is None:
+            raise SampletopoError(
+                f"{str(run_dir)!r} has no config.toml, so its dataset (and kNN graph) is unknown. "
+                "Pass graph=knn_graph(features, k=...) yourself."
+            ) from None
+        X = ds.features(split, kind=features)  # type: ignore[arg-type]
+        return knn_graph(X, k=k, cache_dir=run_dir.resolve().parent / "graphs")
+    return run_graph(run_dir, split, k=k, features=features)
+
+
+def top_regions(
+    run_dir: str | Path,
+    *,
+    split: str = "val",
+    epoch: int,
+    top: int = 10,
+    tree: TreeChoice = "split",
+    k: int = 20,
+    features: str = "raw",
+    essential: bool = True,
+    graph: Graph | None = None,
+    dataset: Dataset | None = None,
+) -> pl.DataFrame:
+    """The ``top`` most persistent peaks (and/or basins) of a run's loss at one split and epoch.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A run (variant) folder with ``losses/<split>/epoch=NNNN.parquet``.
+    split : {"train", "val"}
+        A recorded split.
+    epoch : int
+        A recorded epoch of that split.
+    top : int >= 1
+        Regions per tree. More than there are pairs: all are returned, with a
+        :class:`FewerPairsWarning`.
+    tree : {"split", "join", "both"}
+        Peaks (hard regions), basins (learned regions), or both.
+    k, features
+        The split's kNN graph: ``sampletopo.analysis.run_graph(run_dir, split, k=k,
+        features=features)``, cached in ``<experiment>/graphs/``.
+    essential : bool
+        Report each component's essential pair too (see the module docstring).
+    graph : Graph, optional
+        Use this graph instead of the run's (one vertex per sample of the split).
+    dataset : Dataset, optional
+        For class names; default the run's dataset from its ``config.toml`` (labels are then
+        shown by number when the run has none).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``run``, ``split``, ``epoch``, then the columns of :func:`graph_regions`.
+
+    Examples
+    --------
+    >>> top_regions("runs/demo/lr=0.1", split="val", epoch=10, top=5)  # doctest: +SKIP
+    """
+    where = "top_regions"
+    _check_tree_choice(tree, where)
+    top = check_int_range("top", top, 1, None, where=where)
+    rd, epoch = _check_run(run_dir, split, epoch, where)
+    df = _epoch_table(rd, split, epoch)
+    loss = df["loss"].to_numpy()
+    bad = ~np.isfinite(loss)
+    if bad.any():
+        raise SampletopoError(
+            f"{where}: {int(bad.sum())} loss(es) of split {split!r} at epoch {epoch} are not "
+            f"finite (first at sample {int(np.flatnonzero(bad)[0])}); the run probably diverged "
+            "there. Pick an earlier epoch."
+        )
+    if graph is None:
+        graph = _run_graph(rd, split, k=k, features=features)
+    if graph.n != df.height:
+        raise SampletopoError(
+            f"{where}: the graph has {graph.n} vertices but split {split!r} has {df.height} "
+            "samples. Pass the graph of this split (one vertex per sample, in sample order)."
+        )
+    ds = dataset if dataset is not None else _run_dataset(rd)
+    names = list(ds.class_names) if ds is not None else None
+    table = graph_regions(
+        graph,
+        loss,
+        tree=tree,
+        top=top,
+        labels=df["label"].to_numpy(),
+        preds=df["pred"].to_numpy(),
+        class_names=names,
+        essential=essential,
+    )
+    return table.select(
+        pl.lit(rd.resolve().name, dtype=pl.String).alias("run"),
+        pl.lit(split, dtype=pl.String).alias("split"),
+        pl.lit(epoch, dtype=pl.Int32).alias("epoch"),
+        pl.all(),
+    )
+
+
+def regions_path(run_dir: str | Path, split: str, epoch: int) -> Path:
+    """Default Parquet file of :func:`top_regions`: ``<run>/samples/<split>-epoch=NNNN.parquet``."""
+    return Path(run_dir) / "samples" / f"{split}-epoch={int(epoch):04d}.parquet"
+
+
+def write_regions(table: pl.DataFrame, path: str | Path) -> Path:
+    """Write a regions table to Parquet atomically (temporary file, then rename)."""
+    path = Path(path)
+    if path.suffix != ".parquet":
+        raise SampletopoError(
+            f"write_regions: 'path' must end in .parquet. Got {str(path)!r}. Add the suffix."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            table.write_parquet(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Over training
+
+
+def learned_epochs(epochs: Any, correct: Any) -> np.ndarray:
+    """The epoch from which each sample is classified correctly at every later recorded epoch.
+
+    Parameters
+    ----------
+    epochs : array-like of int (E,)
+        Recorded epochs, increasing.
+    correct : array-like of bool (E, n)
+        ``correct[i, j]``: sample ``j`` is classified correctly at ``epochs[i]``.
+
+    Returns
+    -------
+    numpy.ndarray of float64 (n,)
+        The first epoch of the final all-correct stretch, NaN when the sample is wrong at the
+        last epoch (never learned for good).
+
+    Examples
+    --------
+    >>> learned_epochs([0, 1, 2, 3], [[0, 1, 0], [1, 0, 0], [0, 1, 1], [1, 1, 0]]).tolist()
+    [3.0, 2.0, nan]
+    """
+    ep = np.asarray(epochs, dtype=np.int64)
+    c = np.asarray(correct, dtype=bool)
+    if c.ndim != 2 or c.shape[0] != ep.shape[0] or ep.shape[0] == 0:
+        raise SampletopoError(
+            f"learned_epochs: 'correct' must have shape (len(epochs), n) = ({ep.shape[0]}, n) "
+            f"with at least one epoch. Got shape {c.shape}."
+        )
+    if np.any(np.diff(ep) <= 0):
+        raise SampletopoError("learned_epochs: 'epochs' must be strictly increasing.")
+    # stays[i, j]: correct at every recorded epoch from i on.
+    stays = np.logical_and.accumulate(c[::-1], axis=0)[::-1]
+    first = np.argmax(stays, axis=0)
+    return np.where(stays[-1], ep[first].astype(np.float64), np.nan)
+
+
+@dataclass(frozen=True, eq=False)
+class MemberTracks:
+    """The members of one epoch's top regions, followed through every recorded epoch.
+
+    Attributes
+    ----------
+    run, split : str
+    epoch : int
+        The epoch whose regions are followed.
+    regions : polars.DataFrame
+        The regions, as :func:`top_regions` returns them.
+    curves : polars.DataFrame
+        One row per region and recorded epoch: ``tree``, ``rank``, ``epoch``, ``size``,
+        ``mean_loss``, ``accuracy`` of the region's members at that epoch.
+    members : polars.DataFrame
+        One row per region and member: ``tree``, ``rank``, ``sample``, ``label``, ``loss`` and
+        ``correct`` at the chosen epoch, and ``learned_epoch`` (the first epoch from which the
+        member is classified correctly at every later recorded epoch; null if it is wrong at
+        the last one). A sample in nested regions appears once per region.
+    overall : polars.DataFrame
+        ``epoch``, ``mean_loss``, ``accuracy`` of the whole split, for reference.
+    """
+
+    run: str
+    split: str
+    epoch: int
+    regions: pl.DataFrame
+    curves: pl.DataFrame
+    members: pl.DataFrame
+    overall: pl.DataFrame
+
+    def __repr__(self) -> str:
+        return (
+            f"MemberTracks(run={self.run!r}, split={self.split!r}, epoch={self.epoch}, "
+            f"regions={self.regions.height}, epochs={self.overall.height})"
+        )
+
+
+def _loss_and_correct(run_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from sampletopo.record import load_losses
+
+    df = load_losses(run_dir, split=split)
+    assert isinstance(df, pl.DataFrame)
+    epochs = df["epoch"].unique().sort().to_numpy().astype(np.int64)
+    n = df.filter(pl.col("epoch") == epochs[0]).height
+    if df.height != epochs.size * n:
+        raise SampletopoError(
+            f"The loss tables of split {split!r} in {str(run_dir)!r} do not all hold {n} "
+            "samples: the run folder is damaged or mixes data."
+        )
+    df = df.sort(["epoch", "sample"])
+    loss = df["loss"].to_numpy().reshape(epochs.size, n)
+    correct = df["correct"].to_numpy().reshape(epochs.size, n)
+    return epochs, loss, correct
+
+
+def track_members(
+    run_dir: str | Path,
+    *,
+    split: str = "val",
+    epoch: int,
+    top: int = 10,
+    tree: TreeChoice = "split",
+    k: int = 20,
+    features: str = "raw",
+    essential: bool = True,
+    graph: Graph | None = None,
+    dataset: Dataset | None = None,
+    regions: pl.DataFrame | None = None,
+) -> MemberTracks:
+    """Follow the members of the top regions at ``epoch`` through every recorded epoch.
+
+    Parameters are those of :func:`top_regions`; ``regions`` reuses a table it returned (for
+    this run, split and epoch) instead of computing it again.
+
+    Returns
+    -------
+    MemberTracks
+        Per region and epoch the members' mean loss and accuracy; per member the epoch it is
+        learned for good.
+
+    Examples
+    --------
+    >>> tr = track_members("runs/demo/lr=0.1", split="val", epoch=10, top=3)  # doctest: +SKIP
+    >>> tr.curves.filter(rank=1)                                            # doctest: +SKIP
+    """
+    where = "track_members"
+    rd, epoch = _check_run(run_dir, split, epoch, where)
+    if regions is None:
+        regions = top_regions(
+            rd,
+            split=split,
+            epoch=epoch,
+            top=top,
+            tree=tree,
+            k=k,
+            features=features,
+            essential=essential,
+            graph=graph,
+            dataset=dataset,
+        )
+    elif "members" not in regions.columns or (
+        "epoch" in regions.columns and set(regions["epoch"].to_list()) - {epoch}
+    ):
+        raise SampletopoError(
+            f"{where}: 'regions' must be a table from top_regions at epoch {epoch} (with a "
+            "'members' column). Leave regions=None to compute it."
+        )
+    epochs, loss, correct = _loss_and_correct(rd, split)
+    learned = learned_epochs(epochs, correct)
+    at = int(np.flatnonzero(epochs == epoch)[0])
+    labels = _epoch_table(rd, split, epoch)["label"].to_numpy()
+
+    curve_parts: list[pl.DataFrame] = []
+    member_parts: list[pl.DataFrame] = []
+    for r in regions.iter_rows(named=True):
+        m = np.asarray(r["members"], dtype=np.int64)
+        with np.errstate(invalid="ignore"):
+            mean = loss[:, m].mean(axis=1) if m.size else np.full(epochs.size, np.nan)
+        curve_parts.append(
+            pl.DataFrame(
+                {
+                    "tree": [r["tree"]] * epochs.size,
+                    "rank": np.full(epochs.size, r["rank"], dtype=np.int32),
+                    "epoch": epochs.astype(np.int32),
+                    "size": np.full(epochs.size, m.size, dtype=np.int64),
+                    "mean_loss": mean,
+                    "accuracy": correct[:, m].mean(axis=1) if m.size else np.nan,
+                }
+            )
+        )
+        member_parts.append(
+            pl.DataFrame(
+                {
+                    "tree": [r["tree"]] * m.size,
+                    "rank": np.full(m.size, r["rank"], dtype=np.int32),
+                    "sample": m,
+                    "label": labels[m],
+                    "loss": loss[at, m],
+                    "correct": correct[at, m],
+                    "learned_epoch": learned[m],
+                }
+            ).with_columns(pl.col("learned_epoch").fill_nan(None).cast(pl.Int32))
+        )
+    curve_schema = {
+        "tree": pl.String,
+        "rank": pl.Int32,
+        "epoch": pl.Int32,
+        "size": pl.Int64,
+        "mean_loss": pl.Float64,
+        "accuracy": pl.Float64,
+    }
+    member_schema = {
+        "tree": pl.String,
+        "rank": pl.Int32,
+        "sample": pl.Int64,
+        "label": pl.Int64,
+        "loss": pl.Float64,
+        "correct": pl.Boolean,
+        "learned_epoch": pl.Int32,
+    }
+    curves = pl.concat(curve_parts) if curve_parts else pl.DataFrame(schema=curve_schema)
+    members = pl.concat(member_parts) if member_parts else pl.DataFrame(schema=member_schema)
+    with np.errstate(invalid="ignore"):
+        overall = pl.DataFrame(
+            {
+                "epoch": epochs.astype(np.int32),
+                "mean_loss": loss.mean(axis=1),
+                "accuracy": correct.mean(axis=1),
+            }
+        )
+    return MemberTracks(
+        run=rd.resolve().name,
+        split=split,
+        epoch=epoch,
+        regions=regions,
+        curves=curves.cast(curve_schema),  # type: ignore[arg-type]
+        members=members.cast(member_schema),  # type: ignore[arg-type]
+        overall=overall,
+    )
