@@ -122,15 +122,22 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs (median)")
     ap.add_argument(
-        "--cifar-n", type=int, default=1000, help="synthetic CIFAR-sized training samples"
+        "--cifar-n",
+        type=int,
+        default=None,
+        help="synthetic CIFAR-sized training samples (default 5000 on CUDA, 256 on CPU)",
     )
     ap.add_argument("--widen", type=int, default=4, help="WRN-16 widening factor")
     ap.add_argument("--digits-model", default="wrn16")
-    ap.add_argument("--digits-kw", default="widen=1", help="e.g. widen=1 or width=8")
+    ap.add_argument(
+        "--digits-kw", default="widen=1,width=8", help="model options, e.g. widen=1,width=8"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
+    if args.cifar_n is None:
+        args.cifar_n = 5000 if dev.type == "cuda" else 256
     kw = {k: int(v) for k, v in (p.split("=") for p in args.digits_kw.split(",") if p)}
 
     digits = load_dataset("digits")

@@ -354,3 +354,33 @@ def test_bad_configs_name_the_setting(tmp_path):
         train_experiment({"learning_rate": 0.1}, tmp_path)
     with pytest.raises(SampletopoError, match="Unknown model option.*'widen'.*cnn"):
         train_experiment(TrainConfig(model="cnn", model_kwargs={"widen": 2}), tmp_path)
+
+
+def test_toml_with_an_explicit_list_of_variants(tmp_path):
+    toml = tmp_path / "exp.toml"
+    toml.write_text(
+        textwrap.dedent(
+            """
+            data = "synthetic"
+            model = "mlp"
+            epochs = 1
+            lr = 0.05
+
+            [[variants]]
+            name = "narrow"
+            hidden = [8]
+
+            [[variants]]
+            name = "wide-slow"
+            hidden = [32]
+            lr = 0.01
+            """
+        )
+    )
+    dirs = train_experiment(toml, tmp_path / "out", progress=False)
+    assert [d.name for d in dirs] == ["narrow", "wide-slow"]
+    narrow, wide = (read_run_config(d) for d in dirs)
+    assert narrow["model_kwargs"]["hidden"] == [8] and narrow["lr"] == 0.05
+    assert wide["model_kwargs"]["hidden"] == [32] and wide["lr"] == 0.01
+    ck = torch.load(dirs[1] / "checkpoints/epoch=0001.pt", weights_only=True)
+    assert ck["model"]["net.1.weight"].shape == (32, 64)

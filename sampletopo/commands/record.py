@@ -42,15 +42,13 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from sampletopo.commands.train import _parse_kv
+    from sampletopo.commands.train import _parse_kv, _val_fraction
     from sampletopo.record import NonFiniteLossWarning, record_checkpoints, recorded_epochs
 
     kwargs = _parse_kv(args.model_kw, "--model-kw")
     if args.skip is not None:
         kwargs["skip"] = args.skip == "true"
-    vf: Any = None
-    if args.val_fraction is not None:
-        vf = args.val_fraction if args.val_fraction == "test" else float(args.val_fraction)
+    vf = None if args.val_fraction is None else _val_fraction(args.val_fraction)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonFiniteLossWarning)

@@ -37,9 +37,14 @@ def _bool(text: str) -> bool:
 
 
 def _parse_kv(items: list[str] | None, flag: str) -> dict[str, Any]:
-    import tomllib
+    import sys
 
     from sampletopo._errors import SampletopoError
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
 
     out: dict[str, Any] = {}
     for item in items or []:
@@ -113,9 +118,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             top[key] = value
     if args.val_fraction is not None:
-        top["val_fraction"] = (
-            args.val_fraction if args.val_fraction == "test" else float(args.val_fraction)
-        )
+        top["val_fraction"] = _val_fraction(args.val_fraction)
     mk = dict(base.model_kwargs)
     mk.update(_parse_kv(args.model_kw, "--model-kw"))
     axes: dict[str, list[Any]] = {}
@@ -154,3 +157,17 @@ def _model_opts(name: str) -> set[str]:
     from sampletopo.models import list_models, model_kwargs
 
     return set(model_kwargs(name)) if name in list_models() else set()
+
+
+def _val_fraction(text: str) -> float | str:
+    """``--val-fraction`` as a float, or the string ``test``."""
+    from sampletopo._errors import SampletopoError
+
+    if text == "test":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise SampletopoError(
+            f"The '--val-fraction' flag takes a number in (0, 1) or 'test'. Got {text!r} instead."
+        ) from None
