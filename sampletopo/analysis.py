@@ -24,6 +24,7 @@ This module draws nothing (see :mod:`sampletopo.plotting`) and trains nothing.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -286,7 +287,10 @@ def compute_topology(
             results.append((t, _work(t)))
             bar.update(len(t[2]))
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        # spawn, not fork: a forked child of a process that already ran torch/OpenMP threads
+        # can deadlock.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             for t, res in zip(tasks, pool.map(_work, tasks)):
                 results.append((t, res))
                 bar.update(len(t[2]))

@@ -104,7 +104,7 @@ def run_demo(out: str | Path, *, settings: DemoSettings | None = None, progress:
         t = lap("Hessian + landscapes", t)
 
     if s.samples:
-        from sampletopo.samples import sample_figures
+        from sampletopo.plotting._samples import sample_figures
 
         for exp, runs in (("lr-study", lr_runs), ("skip-study", skip_runs)):
             for rd in runs:

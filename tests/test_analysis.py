@@ -1,0 +1,215 @@
+"""Runs -> diagrams -> summaries -> Wasserstein -> figures -> report, on a real (tiny) training run.
+
+Numbers are checked against independent computations: gudhi's lower-star persistence of the
+losses read straight from the Parquet files, and POT's exact Wasserstein solver.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import gudhi
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import sampletopo as st
+from sampletopo import analysis
+from sampletopo._errors import SampletopoError
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    from sampletopo.train import TrainConfig, train_experiment
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("exp") / "lr-study"
+    cfg = TrainConfig(model="mlp", model_kwargs={"hidden": [32]}, epochs=4, data="digits", device="cpu",
+                      milestones=[2])
+    runs = train_experiment(cfg, out, variants={"lr": [0.1, 0.01]}, progress=False)
+    analysis.compute_topology(runs, k=10, progress=False)
+    return out, runs
+
+
+def gudhi_pairs(edges, f):
+    s = gudhi.SimplexTree()
+    s.insert_batch(np.arange(len(f))[None, :], f)
+    s.insert_batch(edges.T, np.maximum(f[edges[:, 0]], f[edges[:, 1]]))
+    return np.array([p for d, p in s.persistence(persistence_dim_max=True) if d == 0])
+
+
+def test_summary_matches_gudhi_on_the_stored_losses(experiment):
+    out, runs = experiment
+    summary = analysis.summarize(runs)
+    assert summary.height == 2 * 2 * 2 * 5  # runs x splits x trees x epochs 0..4
+    for rd in runs:
+        for split in ("train", "val"):
+            g = analysis.run_graph(rd, split, k=10)
+            for epoch in (0, 4):
+                table = pq.read_table(rd / "losses" / split / f"epoch={epoch:04d}.parquet").to_pandas()
+                f = table.sort_values("sample")["loss"].to_numpy(np.float64)
+                for tree, vals in (("join", f), ("split", -f)):
+                    pairs = gudhi_pairs(g.edges, vals)
+                    fin = pairs[np.isfinite(pairs[:, 1])]
+                    pers = fin[:, 1] - fin[:, 0]
+                    pers = pers[pers > 0]
+                    row = summary.filter(
+                        (pl.col("run") == rd.name) & (pl.col("split") == split)
+                        & (pl.col("tree") == tree) & (pl.col("epoch") == epoch)
+                    )
+                    assert row["n_pairs"][0] == pers.size
+                    assert row["total_persistence_1"][0] == pytest.approx(pers.sum(), rel=1e-12)
+                    assert row["total_persistence_2"][0] == pytest.approx((pers**2).sum(), rel=1e-12)
+                    assert row["max_persistence"][0] == pytest.approx(pers.max() if pers.size else 0.0)
+                    assert row["mean_loss"][0] == pytest.approx(f.mean())
+                    assert row["accuracy"][0] == pytest.approx(table["correct"].mean())
+    # Summary also stored per run.
+    assert (runs[0] / "topology" / "summary.parquet").is_file()
+
+
+def test_wasserstein_to_final_matches_pot_on_stored_diagrams(experiment):
+    _, runs = experiment
+    wd = analysis.wasserstein_to_reference(runs)
+    assert set(wd["reference_epoch"].to_list()) == {4}
+    assert wd.filter(pl.col("epoch") == 4)["w1"].to_list() == [0.0] * 8
+    for rd in runs:
+        for split in ("train", "val"):
+            for tree in ("join", "split"):
+                ref = analysis.diagram_at(rd, split, tree, 4)
+                for epoch in (0, 2):
+                    d = analysis.diagram_at(rd, split, tree, epoch)
+                    row = wd.filter(
+                        (pl.col("run") == rd.name) & (pl.col("split") == split)
+                        & (pl.col("tree") == tree) & (pl.col("epoch") == epoch)
+                    )
+                    assert row["w1"][0] == pytest.approx(st.wasserstein(d, ref, backend="pot"), rel=1e-6)
+                    assert row["w2"][0] == pytest.approx(
+                        st.wasserstein(d, ref, order=2, backend="pot"), rel=1e-6
+                    )
+    other = analysis.wasserstein_to_reference(runs, reference=2, write=False)
+    assert other.filter(pl.col("epoch") == 2)["w1"].to_list() == [0.0] * 8
+    with pytest.raises(SampletopoError, match="Reference epoch 9"):
+        analysis.wasserstein_to_reference(runs, reference=9)
+
+
+def test_stored_diagrams_trace_back_to_samples(experiment):
+    _, runs = experiment
+    rd = runs[0]
+    d = analysis.diagram_at(rd, "val", "split", 3)
+    table = pl.read_parquet(rd / "losses" / "val" / "epoch=0003.parquet").sort("sample")
+    loss = table["loss"].to_numpy()
+    fin = d.finite()
+    np.testing.assert_array_equal(loss[fin.birth_sample], fin.birth)
+    np.testing.assert_array_equal(loss[fin.death_sample], fin.death)
+
+
+def test_rerun_computes_only_new_epochs_and_jobs_equal_serial(experiment, tmp_path):
+    _, runs = experiment
+    again = analysis.compute_topology(runs, k=10, progress=False)
+    assert set(again["status"].to_list()) == {"cached"}
+    copy = tmp_path / "copy"
+    shutil.copytree(runs[0].parent, copy)
+    for rd in copy.iterdir():
+        if (rd / "topology").is_dir():
+            shutil.rmtree(rd / "topology")
+    res = analysis.compute_topology([copy], k=10, jobs=2, progress=False)
+    assert set(res["status"].to_list()) == {"computed"}
+    for rd in runs:
+        for split in ("train", "val"):
+            for e in analysis.topology_epochs(rd, split):
+                a = pl.read_parquet(rd / "topology" / split / f"epoch={e:04d}.parquet")
+                b = pl.read_parquet(copy / rd.name / "topology" / split / f"epoch={e:04d}.parquet")
+                assert a.equals(b)
+    with pytest.raises(SampletopoError, match="already holds"):
+        analysis.compute_topology([copy], k=5, progress=False)
+
+
+def test_nonfinite_epoch_is_skipped_loudly_and_missing_epochs_named(experiment, tmp_path):
+    _, runs = experiment
+    copy = tmp_path / "exp"
+    shutil.copytree(runs[0].parent, copy)
+    rd = copy / runs[0].name
+    shutil.rmtree(rd / "topology")
+    path = rd / "losses" / "val" / "epoch=0002.parquet"
+    df = pl.read_parquet(path)
+    df = df.with_columns(loss=pl.when(pl.col("sample") == 5).then(float("nan")).otherwise(pl.col("loss")))
+    df.write_parquet(path)
+    with pytest.warns(analysis.TopologyWarning, match="epoch 2: 1 non-finite loss"):
+        res = analysis.compute_topology([rd], k=10, progress=False)
+    assert res.filter(pl.col("status").str.starts_with("skipped"))["epoch"].to_list() == [2]
+    assert analysis.topology_epochs(rd, "val") == [0, 1, 3, 4]
+    (rd / "losses" / "train" / "epoch=0003.parquet").unlink()
+    assert analysis.missing_epochs(rd, "train") == [3]
+    with pytest.raises(SampletopoError, match="no val diagram for epoch 2. Epochs with diagrams: 0-1, 3-4"):
+        analysis.diagram_at(rd, "val", "join", 2)
+
+
+def test_figure_set_and_report(experiment, tmp_path):
+    from sampletopo.figures import FigureWarning, write_figure_set
+    from sampletopo.report import write_report
+
+    out, runs = experiment
+    pngs = write_figure_set(runs, tmp_path / "figs", formats=("png",))
+    names = {p.name for p in pngs}
+    assert {"total_persistence.png", "wasserstein.png", "heatmap-val-split.png"} <= names
+    assert all(p.stat().st_size > 10_000 for p in pngs)
+    with pytest.warns(FigureWarning, match=r"Epoch\(s\) \[42\]"):
+        write_figure_set(runs, tmp_path / "figs2", epochs=[1, 42], formats=("png",))
+    index = write_report(out, tmp_path / "report")
+    text = index.read_text()
+    assert text.count("data:image/png;base64,") >= 7
+    assert "http://" not in text and "https://" not in text  # self-contained
+    for rd in runs:
+        assert rd.name in text
+
+
+def test_heatmaps_share_bins_and_scale(experiment):
+    from sampletopo.plotting import heatmap_figure
+
+    _, runs = experiment
+    diagrams = analysis.load_diagrams(runs)
+    fig = heatmap_figure(diagrams, split="val", tree="split", epochs=[0, 4])
+    meshes = [ax.collections[0] for ax in fig.axes[:-1]]
+    assert len(meshes) == 4
+    assert len({(m.norm.vmin, m.norm.vmax) for m in meshes}) == 1
+    xlims = {tuple(np.round(ax.get_xlim(), 12)) for ax in fig.axes[:-1]}
+    assert len(xlims) == 1
+    # The total count over all panels equals the number of finite pairs.
+    total = sum(float(np.asarray(m.get_array()).sum()) for m in meshes)
+    fin = diagrams.filter(
+        (pl.col("split") == "val") & (pl.col("tree") == "split") & pl.col("epoch").is_in([0, 4])
+        & pl.col("persistence").is_finite()
+    )
+    assert total == fin.height
+    with pytest.raises(SampletopoError, match="no val diagram at epoch 99"):
+        heatmap_figure(diagrams, split="val", tree="split", epochs=[99])
+
+
+def test_runs_on_different_data_are_refused(experiment, tmp_path):
+    import json
+
+    _, runs = experiment
+    copy = tmp_path / "other"
+    shutil.copytree(runs[1], copy / runs[1].name)
+    shutil.copytree(runs[0], copy / "stranger")
+    man = copy / "stranger" / "losses" / "manifest.json"
+    m = json.loads(man.read_text())
+    m["splits"]["val"]["fingerprint"] = "0" * 16
+    man.write_text(json.dumps(m))
+    with pytest.raises(SampletopoError, match="recorded on different val data"):
+        analysis.check_comparable(copy)
+
+
+def test_constant_loss_gives_an_empty_diagram_not_a_crash():
+    g = st.graph_from_edges(4, [[0, 1], [1, 2], [2, 3]])
+    d = st.split_tree(g, np.ones(4)).diagram()
+    assert len(d.finite()) == 0 and st.total_persistence(d) == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from sampletopo.plotting import plot_heatmap
+
+        ax = plot_heatmap(d.to_polars().rename({"kind": "tree"}))
+        assert "no finite pairs" in [t.get_text() for t in ax.texts]
