@@ -70,21 +70,25 @@ def main() -> None:
     ref_j, ref_s = gudhi_both(g, f)
     same = np.array_equal(
         ours_j.to_numpy()[np.lexsort((ours_j.death, ours_j.birth))], ref_j
-    ) and np.array_equal(
-        -ours_s.to_numpy()[np.lexsort((-ours_s.death, -ours_s.birth))], ref_s
-    )
+    ) and np.array_equal(-ours_s.to_numpy()[np.lexsort((-ours_s.death, -ours_s.birth))], ref_s)
     t_ours = best_of(lambda: ours_both(g, f), args.repeat)
     t_gudhi = best_of(lambda: gudhi_both(g, f), max(1, args.repeat // 2))
-    print(f"join+split diagrams  sampletopo {t_ours * 1e3:8.1f} ms   gudhi {t_gudhi * 1e3:8.1f} ms   "
-          f"ratio {t_gudhi / t_ours:6.1f}x   identical diagrams: {same}")
+    print(
+        f"join+split diagrams  sampletopo {t_ours * 1e3:8.1f} ms   gudhi {t_gudhi * 1e3:8.1f} ms   "
+        f"ratio {t_gudhi / t_ours:6.1f}x   identical diagrams: {same}"
+    )
 
     Xk = rng.normal(size=(args.knn_n, args.knn_dim)).astype(np.float32)
     t_faiss = best_of(lambda: st.knn_graph(Xk, k=args.k), 1)
+
     def skl():
         NearestNeighbors(n_neighbors=args.k + 1, algorithm="brute").fit(Xk).kneighbors(Xk)
+
     t_skl = best_of(skl, 1)
-    print(f"kNN search {args.knn_n} x {args.knn_dim}, k={args.k}: faiss {t_faiss:.2f} s   "
-          f"sklearn brute {t_skl:.2f} s   ratio {t_skl / t_faiss:.1f}x")
+    print(
+        f"kNN search {args.knn_n} x {args.knn_dim}, k={args.k}: faiss {t_faiss:.2f} s   "
+        f"sklearn brute {t_skl:.2f} s   ratio {t_skl / t_faiss:.1f}x"
+    )
 
 
 if __name__ == "__main__":

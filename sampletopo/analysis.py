@@ -103,7 +103,9 @@ def _run_dataset(run_dir: Path):
     from sampletopo.record import read_run_config
 
     cfg = read_run_config(run_dir)
-    keep = {k: cfg.get(k) for k in ("data", "data_root", "data_seed", "val_fraction", "max_samples")}
+    keep = {
+        k: cfg.get(k) for k in ("data", "data_root", "data_seed", "val_fraction", "max_samples")
+    }
     return _dataset(json.dumps(keep, sort_keys=True, default=str))
 
 
@@ -172,7 +174,9 @@ def _write_atomic(df: pl.DataFrame, path: Path) -> None:
 def _epoch_losses(run_dir: Path, split: str, epoch: int) -> np.ndarray:
     from sampletopo.record import epoch_file
 
-    df = pl.read_parquet(epoch_file(run_dir, split, epoch), columns=["sample", "loss"]).sort("sample")
+    df = pl.read_parquet(epoch_file(run_dir, split, epoch), columns=["sample", "loss"]).sort(
+        "sample"
+    )
     return df["loss"].to_numpy().astype(np.float64)
 
 
@@ -190,12 +194,21 @@ def _work(task: tuple[str, str, list[int], str]) -> list[tuple[int, str | None]]
         losses = _epoch_losses(Path(run_dir), split, ep)
         bad = ~np.isfinite(losses)
         if bad.any():
-            out.append((ep, f"{int(bad.sum())} non-finite loss(es), first at sample {int(np.flatnonzero(bad)[0])}"))
+            out.append(
+                (
+                    ep,
+                    f"{int(bad.sum())} non-finite loss(es), first at sample {int(np.flatnonzero(bad)[0])}",
+                )
+            )
             continue
         if losses.shape[0] != graph.n:
-            out.append((ep, f"{losses.shape[0]} samples but the split's graph has {graph.n} vertices"))
+            out.append(
+                (ep, f"{losses.shape[0]} samples but the split's graph has {graph.n} vertices")
+            )
             continue
-        _write_atomic(_diagram_table(split, ep, losses, graph), _epoch_path(Path(run_dir), split, ep))
+        _write_atomic(
+            _diagram_table(split, ep, losses, graph), _epoch_path(Path(run_dir), split, ep)
+        )
         out.append((ep, None))
     return out
 
@@ -203,7 +216,12 @@ def _work(task: tuple[str, str, list[int], str]) -> list[tuple[int, str | None]]
 def _check_meta(run_dir: Path, split: str, graph: Graph, features: str) -> None:
     path = run_dir / "topology" / "meta.json"
     meta: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-    mine = {"k": graph.k, "metric": graph.metric, "features": str(features), "graph": graph.fingerprint}
+    mine = {
+        "k": graph.k,
+        "metric": graph.metric,
+        "features": str(features),
+        "graph": graph.fingerprint,
+    }
     old = meta.get(split)
     if old is not None and old != mine and topology_epochs(run_dir, split):
         raise SampletopoError(
@@ -265,7 +283,11 @@ def compute_topology(
         for s in splits:
             eps = recorded_epochs(rd, s)
             if not eps:
-                warnings.warn(f"Run {rd.name}: no {s} losses recorded; skipped.", TopologyWarning, stacklevel=2)
+                warnings.warn(
+                    f"Run {rd.name}: no {s} losses recorded; skipped.",
+                    TopologyWarning,
+                    stacklevel=2,
+                )
                 continue
             graph = run_graph(rd, s, k=k, features=features)
             if overwrite:
@@ -274,8 +296,16 @@ def compute_topology(
             _check_meta(rd, s, graph, features)
             done = set(topology_epochs(rd, s))
             todo = [e for e in eps if e not in done]
-            rows += [{"run": rd.name, "split": s, "epoch": e, "status": "cached"} for e in eps if e in done]
-            gpath = str(rd.resolve().parent / "graphs" / f"knn-{graph.metric}-k{graph.k}-{graph.fingerprint}.npz")
+            rows += [
+                {"run": rd.name, "split": s, "epoch": e, "status": "cached"}
+                for e in eps
+                if e in done
+            ]
+            gpath = str(
+                rd.resolve().parent
+                / "graphs"
+                / f"knn-{graph.metric}-k{graph.k}-{graph.fingerprint}.npz"
+            )
             step = max(1, len(todo) // (4 * jobs)) if jobs > 1 else max(1, len(todo))
             for i in range(0, len(todo), step):
                 tasks.append((str(rd), s, todo[i : i + step], gpath))
@@ -305,7 +335,12 @@ def compute_topology(
                     stacklevel=2,
                 )
             rows.append(
-                {"run": Path(run_dir).name, "split": s, "epoch": ep, "status": "computed" if why is None else f"skipped: {why}"}
+                {
+                    "run": Path(run_dir).name,
+                    "split": s,
+                    "epoch": ep,
+                    "status": "computed" if why is None else f"skipped: {why}",
+                }
             )
     schema = {"run": pl.String, "split": pl.String, "epoch": pl.Int64, "status": pl.String}
     return pl.DataFrame(rows, schema=schema).sort(["run", "split", "epoch"])
@@ -386,15 +421,12 @@ def summarize(run_dirs: str | Path | Iterable[str | Path], *, write: bool = True
     for rd in runs:
         lf = load_diagrams(rd, lazy=True)
         assert isinstance(lf, pl.LazyFrame)
-        topo = (
-            lf.group_by(["run", "split", "tree", "epoch"])
-            .agg(
-                total_persistence_1=pl.col("persistence").filter(finite).sum(),
-                total_persistence_2=(pl.col("persistence").filter(finite) ** 2).sum(),
-                n_pairs=finite.sum().cast(pl.Int64),
-                max_persistence=pl.col("persistence").filter(finite).max().fill_null(0.0),
-                n_essential=(~finite).sum().cast(pl.Int64),
-            )
+        topo = lf.group_by(["run", "split", "tree", "epoch"]).agg(
+            total_persistence_1=pl.col("persistence").filter(finite).sum(),
+            total_persistence_2=(pl.col("persistence").filter(finite) ** 2).sum(),
+            n_pairs=finite.sum().cast(pl.Int64),
+            max_persistence=pl.col("persistence").filter(finite).max().fill_null(0.0),
+            n_essential=(~finite).sum().cast(pl.Int64),
         )
         ll = load_losses(rd, lazy=True)
         assert isinstance(ll, pl.LazyFrame)
@@ -402,7 +434,11 @@ def summarize(run_dirs: str | Path | Iterable[str | Path], *, write: bool = True
             mean_loss=pl.col("loss").mean(), accuracy=pl.col("correct").cast(pl.Float64).mean()
         )
         df = (
-            topo.join(stats.with_columns(pl.col("epoch").cast(pl.Int32)), on=["run", "split", "epoch"], how="left")
+            topo.join(
+                stats.with_columns(pl.col("epoch").cast(pl.Int32)),
+                on=["run", "split", "epoch"],
+                how="left",
+            )
             .sort(["split", "tree", "epoch"])
             .collect()
         )
@@ -464,7 +500,11 @@ def wasserstein_to_reference(
                 for e in eps:
                     d = Diagram.from_polars(by_epoch[(e, tree)].rename({"tree": "kind"}))
                     row: dict[str, Any] = {
-                        "run": rd.name, "split": s, "tree": tree, "epoch": e, "reference_epoch": ref,
+                        "run": rd.name,
+                        "split": s,
+                        "tree": tree,
+                        "epoch": e,
+                        "reference_epoch": ref,
                     }
                     for o in orders:
                         row[f"w{o:g}"] = 0.0 if e == ref else wasserstein(d, ref_d, order=o)

@@ -52,7 +52,9 @@ class DemoSettings:
     samples: bool = True
 
 
-def run_demo(out: str | Path, *, settings: DemoSettings | None = None, progress: bool = True) -> Path:
+def run_demo(
+    out: str | Path, *, settings: DemoSettings | None = None, progress: bool = True
+) -> Path:
     """Run both studies into ``out`` and return the path of ``out/report/index.html``.
 
     Re-running continues where a previous run stopped: finished epochs, diagrams and landscapes
@@ -77,13 +79,26 @@ def run_demo(out: str | Path, *, settings: DemoSettings | None = None, progress:
         return now
 
     torch.manual_seed(s.seed)
-    base = dict(data=s.data, epochs=s.epochs, batch_size=s.batch_size, seed=s.seed, device="cpu")
-    lr_cfg = TrainConfig(name="lr-study", model=s.lr_model, model_kwargs=dict(s.lr_model_kwargs), **base)  # type: ignore[arg-type]
-    skip_cfg = TrainConfig(name="skip-study", model=s.skip_model, model_kwargs=dict(s.skip_model_kwargs),
-                           lr=s.skip_lr, **base)  # type: ignore[arg-type]
+    base: dict[str, Any] = dict(
+        data=s.data, epochs=s.epochs, batch_size=s.batch_size, seed=s.seed, device="cpu"
+    )
+    lr_cfg = TrainConfig(
+        name="lr-study", model=s.lr_model, model_kwargs=dict(s.lr_model_kwargs), **base
+    )  # type: ignore[arg-type]
+    skip_cfg = TrainConfig(
+        name="skip-study",
+        model=s.skip_model,
+        model_kwargs=dict(s.skip_model_kwargs),
+        lr=s.skip_lr,
+        **base,
+    )  # type: ignore[arg-type]
     t = time.perf_counter()
-    lr_runs = train_experiment(lr_cfg, out / "lr-study", variants={"lr": list(s.lrs)}, progress=progress)
-    skip_runs = train_experiment(skip_cfg, out / "skip-study", variants={"skip": [True, False]}, progress=progress)
+    lr_runs = train_experiment(
+        lr_cfg, out / "lr-study", variants={"lr": list(s.lrs)}, progress=progress
+    )
+    skip_runs = train_experiment(
+        skip_cfg, out / "skip-study", variants={"skip": [True, False]}, progress=progress
+    )
     t = lap("train + record (4 variants)", t)
 
     analysis.compute_topology(lr_runs + skip_runs, k=s.k, progress=progress)
@@ -93,14 +108,31 @@ def run_demo(out: str | Path, *, settings: DemoSettings | None = None, progress:
         from sampletopo.landscape import landscape_for_run
 
         for rd in lr_runs + skip_runs:
-            landscape_for_run(rd, s.epochs, dirs="random", dim=2, steps=s.landscape_steps,
-                              distance=s.landscape_distance, n_samples=s.landscape_samples,
-                              seed=s.seed, progress=progress)
+            landscape_for_run(
+                rd,
+                s.epochs,
+                dirs="random",
+                dim=2,
+                steps=s.landscape_steps,
+                distance=s.landscape_distance,
+                n_samples=s.landscape_samples,
+                seed=s.seed,
+                progress=progress,
+            )
         for rd in lr_runs:
             p = out / "lr-study" / "landscapes" / f"{rd.name}-hessian3d-epoch={s.epochs:04d}.npz"
-            landscape_for_run(rd, s.epochs, dirs="hessian", dim=3, steps=s.landscape_3d_steps,
-                              distance=s.landscape_distance, n_samples=s.landscape_samples,
-                              seed=s.seed, out=p, progress=progress)
+            landscape_for_run(
+                rd,
+                s.epochs,
+                dirs="hessian",
+                dim=3,
+                steps=s.landscape_3d_steps,
+                distance=s.landscape_distance,
+                n_samples=s.landscape_samples,
+                seed=s.seed,
+                out=p,
+                progress=progress,
+            )
         t = lap("Hessian + landscapes", t)
 
     if s.samples:
@@ -108,17 +140,27 @@ def run_demo(out: str | Path, *, settings: DemoSettings | None = None, progress:
 
         for exp, runs in (("lr-study", lr_runs), ("skip-study", skip_runs)):
             for rd in runs:
-                sample_figures(rd, out / "report" / "figures" / exp / "samples",
-                               split="val", epoch=s.epochs, top=s.top_regions)
+                sample_figures(
+                    rd,
+                    out / "report" / "figures" / exp / "samples",
+                    split="val",
+                    epoch=s.epochs,
+                    top=s.top_regions,
+                )
         t = lap("hard regions (samples)", t)
 
     total = time.perf_counter() - t0
-    notes = ("<p class='meta'>Demo timings on this machine: "
-             + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-             + f"; total before the report {total:.0f} s.</p>")
-    index = write_report([out / "lr-study", out / "skip-study"], out / "report",
-                         title="sampletopo demo: LR 0.1 vs 0.01 and skip vs no skip on digits",
-                         notes=notes)
+    notes = (
+        "<p class='meta'>Demo timings on this machine: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+        + f"; total before the report {total:.0f} s.</p>"
+    )
+    index = write_report(
+        [out / "lr-study", out / "skip-study"],
+        out / "report",
+        title="sampletopo demo: LR 0.1 vs 0.01 and skip vs no skip on digits",
+        notes=notes,
+    )
     lap("figures + report", t)
     if progress:
         print(f"[demo] total {time.perf_counter() - t0:.1f} s")

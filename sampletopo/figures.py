@@ -92,11 +92,19 @@ def write_figure_set(
     name = (prefix + "-") if prefix else ""
     suffix = f" — {title}" if title else ""
 
-    fig = P.total_persistence_figure(summary, p=1, milestones=milestones,
-                                     title="Total persistence (p=1) of the per-sample loss" + suffix)
+    fig = P.total_persistence_figure(
+        summary,
+        p=1,
+        milestones=milestones,
+        title="Total persistence (p=1) of the per-sample loss" + suffix,
+    )
     pngs.append(P.save(fig, out / f"{name}total_persistence", formats)[0])
-    fig = P.wasserstein_figure(wdist, order=1, milestones=milestones,
-                               title="Wasserstein-1 distance to the final epoch's diagram" + suffix)
+    fig = P.wasserstein_figure(
+        wdist,
+        order=1,
+        milestones=milestones,
+        title="Wasserstein-1 distance to the final epoch's diagram" + suffix,
+    )
     pngs.append(P.save(fig, out / f"{name}wasserstein", formats)[0])
 
     common: set[int] | None = None
@@ -122,8 +130,9 @@ def write_figure_set(
     else:
         for s in analysis.SPLITS:
             for tree in analysis.TREES:
-                fig = P.heatmap_figure(diagrams, split=s, tree=tree, epochs=chosen,
-                                       runs=[r.name for r in runs])
+                fig = P.heatmap_figure(
+                    diagrams, split=s, tree=tree, epochs=chosen, runs=[r.name for r in runs]
+                )
                 pngs.append(P.save(fig, out / f"{name}heatmap-{s}-{tree}", formats)[0])
         last = chosen[-1]
         import matplotlib.pyplot as plt
@@ -134,7 +143,9 @@ def write_figure_set(
                 for j, tree in enumerate(analysis.TREES):
                     d = analysis.diagram_at(rd, s, tree, last)
                     P.plot_diagram(d, ax=axes[i, 2 * j], title=f"{s} {tree} diagram, epoch {last}")
-                    P.plot_barcode(d, ax=axes[i, 2 * j + 1], title=f"{s} {tree} barcode, epoch {last}")
+                    P.plot_barcode(
+                        d, ax=axes[i, 2 * j + 1], title=f"{s} {tree} barcode, epoch {last}"
+                    )
             fig.suptitle(f"{rd.name}: persistence diagrams and barcodes at epoch {last}")
             fig.tight_layout()
             pngs.append(P.save(fig, out / f"{name}diagrams-{rd.name}-epoch={last:04d}", formats)[0])

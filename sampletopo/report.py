@@ -58,7 +58,9 @@ def run_table(runs: Sequence[Path]) -> pl.DataFrame:
             row[f"{s} acc"] = float(j["accuracy"][0])
             row[f"{s} TP join"] = float(j["total_persistence_1"][0])
             row[f"{s} TP split"] = float(sp["total_persistence_1"][0])
-            w = wd.filter((pl.col("run") == rd.name) & (pl.col("split") == s) & (pl.col("tree") == "split"))
+            w = wd.filter(
+                (pl.col("run") == rd.name) & (pl.col("split") == s) & (pl.col("tree") == "split")
+            )
             if w.height:
                 first = w.sort("epoch")
                 row[f"{s} W1 split, first->final"] = float(first["w1"][0])
@@ -85,8 +87,10 @@ def _table_html(df: pl.DataFrame) -> str:
 def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     cap = html.escape(path.stem)
-    return (f'<figure><img alt="{cap}" src="data:image/png;base64,{data}"/>'
-            f"<figcaption>{cap}</figcaption></figure>")
+    return (
+        f'<figure><img alt="{cap}" src="data:image/png;base64,{data}"/>'
+        f"<figcaption>{cap}</figcaption></figure>"
+    )
 
 
 def _landscape_section(exp: Path, fig_dir: Path) -> tuple[list[Path], pl.DataFrame | None]:
@@ -144,7 +148,11 @@ def write_report(
     """
     from sampletopo.figures import write_figure_set
 
-    exps = [Path(experiments)] if isinstance(experiments, (str, Path)) else [Path(e) for e in experiments]
+    exps = (
+        [Path(experiments)]
+        if isinstance(experiments, (str, Path))
+        else [Path(e) for e in experiments]
+    )
     if not exps:
         raise SampletopoError("write_report: no experiment folders given.")
     out = Path(report_dir)
@@ -155,7 +163,11 @@ def write_report(
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='meta'>Written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by sampletopo.</p>",
         notes,
-        "<nav><ul>" + "".join(f"<li><a href='#{html.escape(e.name)}'>{html.escape(e.name)}</a></li>" for e in exps) + "</ul></nav>",
+        "<nav><ul>"
+        + "".join(
+            f"<li><a href='#{html.escape(e.name)}'>{html.escape(e.name)}</a></li>" for e in exps
+        )
+        + "</ul></nav>",
     ]
     for exp in exps:
         runs = analysis.check_comparable(exp)
@@ -164,21 +176,31 @@ def write_report(
         parts.append(f"<section id='{html.escape(name)}'><h2>{html.escape(name)}</h2>")
         cfg = exp / "config.toml"
         if cfg.is_file():
-            parts.append("<details><summary>Resolved configuration (config.toml)</summary><pre>"
-                         + html.escape(cfg.read_text()) + "</pre></details>")
+            parts.append(
+                "<details><summary>Resolved configuration (config.toml)</summary><pre>"
+                + html.escape(cfg.read_text())
+                + "</pre></details>"
+            )
         for rd in runs:
             rcfg = rd / "config.toml"
             if rcfg.is_file():
-                parts.append(f"<details><summary>{html.escape(rd.name)}: resolved run config</summary><pre>"
-                             + html.escape(rcfg.read_text()) + "</pre></details>")
+                parts.append(
+                    f"<details><summary>{html.escape(rd.name)}: resolved run config</summary><pre>"
+                    + html.escape(rcfg.read_text())
+                    + "</pre></details>"
+                )
         meta = runs[0] / "topology" / "meta.json"
         graph_note = ""
         if meta.is_file():
             m = json.loads(meta.read_text())
-            graph_note = "; ".join(f"{s}: k={v.get('k')}, features={v.get('features')}" for s, v in m.items())
-        parts.append(f"<h3>Summary at the final epoch</h3><p class='meta'>kNN graph {html.escape(graph_note)}. "
-                     "TP = total persistence (p=1) of finite pairs; W1 = Wasserstein-1 (L-inf ground) "
-                     "between the first and the final epoch's split-tree diagram.</p>")
+            graph_note = "; ".join(
+                f"{s}: k={v.get('k')}, features={v.get('features')}" for s, v in m.items()
+            )
+        parts.append(
+            f"<h3>Summary at the final epoch</h3><p class='meta'>kNN graph {html.escape(graph_note)}. "
+            "TP = total persistence (p=1) of finite pairs; W1 = Wasserstein-1 (L-inf ground) "
+            "between the first and the final epoch's split-tree diagram.</p>"
+        )
         parts.append(_table_html(run_table(runs)))
         topo = write_figure_set(runs, fig_root / "topology", epochs=epochs)
         parts.append(f"<h3>{_SECTION_TITLES['topology']}</h3><div class='figs'>")
@@ -190,7 +212,9 @@ def write_report(
             if land_table is not None:
                 parts.append(_table_html(land_table))
             parts.append("<div class='figs'>" + "".join(_img(p) for p in land) + "</div>")
-        for sub in sorted(p for p in fig_root.iterdir() if p.is_dir() and p.name not in ("topology", "landscape")):
+        for sub in sorted(
+            p for p in fig_root.iterdir() if p.is_dir() and p.name not in ("topology", "landscape")
+        ):
             pngs = sorted(sub.rglob("*.png"))
             if pngs:
                 parts.append(f"<h3>{html.escape(_SECTION_TITLES.get(sub.name, sub.name))}</h3>")

@@ -27,8 +27,14 @@ def experiment(tmp_path_factory):
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("exp") / "lr-study"
-    cfg = TrainConfig(model="mlp", model_kwargs={"hidden": [32]}, epochs=4, data="digits", device="cpu",
-                      milestones=[2])
+    cfg = TrainConfig(
+        model="mlp",
+        model_kwargs={"hidden": [32]},
+        epochs=4,
+        data="digits",
+        device="cpu",
+        milestones=[2],
+    )
     runs = train_experiment(cfg, out, variants={"lr": [0.1, 0.01]}, progress=False)
     analysis.compute_topology(runs, k=10, progress=False)
     return out, runs
@@ -49,7 +55,9 @@ def test_summary_matches_gudhi_on_the_stored_losses(experiment):
         for split in ("train", "val"):
             g = analysis.run_graph(rd, split, k=10)
             for epoch in (0, 4):
-                table = pq.read_table(rd / "losses" / split / f"epoch={epoch:04d}.parquet").to_pandas()
+                table = pq.read_table(
+                    rd / "losses" / split / f"epoch={epoch:04d}.parquet"
+                ).to_pandas()
                 f = table.sort_values("sample")["loss"].to_numpy(np.float64)
                 for tree, vals in (("join", f), ("split", -f)):
                     pairs = gudhi_pairs(g.edges, vals)
@@ -57,13 +65,19 @@ def test_summary_matches_gudhi_on_the_stored_losses(experiment):
                     pers = fin[:, 1] - fin[:, 0]
                     pers = pers[pers > 0]
                     row = summary.filter(
-                        (pl.col("run") == rd.name) & (pl.col("split") == split)
-                        & (pl.col("tree") == tree) & (pl.col("epoch") == epoch)
+                        (pl.col("run") == rd.name)
+                        & (pl.col("split") == split)
+                        & (pl.col("tree") == tree)
+                        & (pl.col("epoch") == epoch)
                     )
                     assert row["n_pairs"][0] == pers.size
                     assert row["total_persistence_1"][0] == pytest.approx(pers.sum(), rel=1e-12)
-                    assert row["total_persistence_2"][0] == pytest.approx((pers**2).sum(), rel=1e-12)
-                    assert row["max_persistence"][0] == pytest.approx(pers.max() if pers.size else 0.0)
+                    assert row["total_persistence_2"][0] == pytest.approx(
+                        (pers**2).sum(), rel=1e-12
+                    )
+                    assert row["max_persistence"][0] == pytest.approx(
+                        pers.max() if pers.size else 0.0
+                    )
                     assert row["mean_loss"][0] == pytest.approx(f.mean())
                     assert row["accuracy"][0] == pytest.approx(table["correct"].mean())
     # Summary also stored per run.
@@ -82,10 +96,14 @@ def test_wasserstein_to_final_matches_pot_on_stored_diagrams(experiment):
                 for epoch in (0, 2):
                     d = analysis.diagram_at(rd, split, tree, epoch)
                     row = wd.filter(
-                        (pl.col("run") == rd.name) & (pl.col("split") == split)
-                        & (pl.col("tree") == tree) & (pl.col("epoch") == epoch)
+                        (pl.col("run") == rd.name)
+                        & (pl.col("split") == split)
+                        & (pl.col("tree") == tree)
+                        & (pl.col("epoch") == epoch)
                     )
-                    assert row["w1"][0] == pytest.approx(st.wasserstein(d, ref, backend="pot"), rel=1e-6)
+                    assert row["w1"][0] == pytest.approx(
+                        st.wasserstein(d, ref, backend="pot"), rel=1e-6
+                    )
                     assert row["w2"][0] == pytest.approx(
                         st.wasserstein(d, ref, order=2, backend="pot"), rel=1e-6
                     )
@@ -135,7 +153,9 @@ def test_nonfinite_epoch_is_skipped_loudly_and_missing_epochs_named(experiment, 
     shutil.rmtree(rd / "topology")
     path = rd / "losses" / "val" / "epoch=0002.parquet"
     df = pl.read_parquet(path)
-    df = df.with_columns(loss=pl.when(pl.col("sample") == 5).then(float("nan")).otherwise(pl.col("loss")))
+    df = df.with_columns(
+        loss=pl.when(pl.col("sample") == 5).then(float("nan")).otherwise(pl.col("loss"))
+    )
     df.write_parquet(path)
     with pytest.warns(analysis.TopologyWarning, match="epoch 2: 1 non-finite loss"):
         res = analysis.compute_topology([rd], k=10, progress=False)
@@ -143,7 +163,9 @@ def test_nonfinite_epoch_is_skipped_loudly_and_missing_epochs_named(experiment, 
     assert analysis.topology_epochs(rd, "val") == [0, 1, 3, 4]
     (rd / "losses" / "train" / "epoch=0003.parquet").unlink()
     assert analysis.missing_epochs(rd, "train") == [3]
-    with pytest.raises(SampletopoError, match="no val diagram for epoch 2. Epochs with diagrams: 0-1, 3-4"):
+    with pytest.raises(
+        SampletopoError, match="no val diagram for epoch 2. Epochs with diagrams: 0-1, 3-4"
+    ):
         analysis.diagram_at(rd, "val", "join", 2)
 
 
@@ -180,7 +202,9 @@ def test_heatmaps_share_bins_and_scale(experiment):
     # The total count over all panels equals the number of finite pairs.
     total = sum(float(np.asarray(m.get_array()).sum()) for m in meshes)
     fin = diagrams.filter(
-        (pl.col("split") == "val") & (pl.col("tree") == "split") & pl.col("epoch").is_in([0, 4])
+        (pl.col("split") == "val")
+        & (pl.col("tree") == "split")
+        & pl.col("epoch").is_in([0, 4])
         & pl.col("persistence").is_finite()
     )
     assert total == fin.height

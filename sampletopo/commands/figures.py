@@ -14,8 +14,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("runs", nargs="+", help="run folders or experiment folders")
     p.add_argument("--out", default=None, help="output folder (default <first experiment>/figures)")
-    p.add_argument("--epochs", type=int, nargs="+", default=None,
-                   help="heatmap epochs (default: first, around each LR change, last)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        nargs="+",
+        default=None,
+        help="heatmap epochs (default: first, around each LR change, last)",
+    )
     p.add_argument("--formats", nargs="+", default=["png", "pdf"])
     p.set_defaults(func=_run)
 

@@ -14,14 +14,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "distances to the final epoch. Results go to <run>/topology/.",
     )
     p.add_argument("runs", nargs="+", help="run folders, or experiment folders holding runs")
-    p.add_argument("--k", type=int, default=20, help="neighbours per sample (default 20, as in the thesis)")
-    p.add_argument("--features", default="raw",
-                   help="graph features: raw | standardized | pca | path to a .npy (default raw)")
+    p.add_argument(
+        "--k", type=int, default=20, help="neighbours per sample (default 20, as in the thesis)"
+    )
+    p.add_argument(
+        "--features",
+        default="raw",
+        help="graph features: raw | standardized | pca | path to a .npy (default raw)",
+    )
     p.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
     p.add_argument("--jobs", type=int, default=1, help="worker processes (same results as 1)")
     p.add_argument("--overwrite", action="store_true", help="recompute every epoch")
-    p.add_argument("--reference", default="final",
-                   help="reference epoch of the Wasserstein curves: 'final' or an epoch number")
+    p.add_argument(
+        "--reference",
+        default="final",
+        help="reference epoch of the Wasserstein curves: 'final' or an epoch number",
+    )
     p.set_defaults(func=_run)
 
 
@@ -31,7 +39,11 @@ def _run(args: argparse.Namespace) -> int:
     from sampletopo import analysis
 
     done = analysis.compute_topology(
-        args.runs, splits=args.splits, k=args.k, features=args.features, jobs=args.jobs,
+        args.runs,
+        splits=args.splits,
+        k=args.k,
+        features=args.features,
+        jobs=args.jobs,
         overwrite=args.overwrite,
     )
     ref = args.reference if args.reference == "final" else int(args.reference)
@@ -42,6 +54,18 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{n:5d} epoch(s) {status}")
     with pl.Config(tbl_rows=20, tbl_cols=12):
         last = summary.group_by(["run", "split", "tree"]).agg(pl.all().sort_by("epoch").last())
-        print(last.select(["run", "split", "tree", "epoch", "total_persistence_1", "n_pairs",
-                           "mean_loss", "accuracy"]).sort(["run", "split", "tree"]))
+        print(
+            last.select(
+                [
+                    "run",
+                    "split",
+                    "tree",
+                    "epoch",
+                    "total_persistence_1",
+                    "n_pairs",
+                    "mean_loss",
+                    "accuracy",
+                ]
+            ).sort(["run", "split", "tree"])
+        )
     return 0

@@ -120,13 +120,17 @@ def total_persistence_figure(
     fig, axes = _grid(2, 2, 5.2, 3.6)
     for i, split in enumerate(("train", "val")):
         for j, tree in enumerate(("join", "split")):
-            plot_total_persistence(summary, split=split, tree=tree, p=p, milestones=milestones, ax=axes[i, j])
+            plot_total_persistence(
+                summary, split=split, tree=tree, p=p, milestones=milestones, ax=axes[i, j]
+            )
     fig.suptitle(title or f"Total persistence (p={p}) of the per-sample loss on the kNN graph")
     fig.tight_layout()
     return fig
 
 
-def heatmap_bins(tables: Sequence[pl.DataFrame], *, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+def heatmap_bins(
+    tables: Sequence[pl.DataFrame], *, bins: int = 40
+) -> tuple[np.ndarray, np.ndarray]:
     """Shared (birth, persistence) bin edges covering every finite pair of all ``tables``."""
     births, pers = [], []
     for t in tables:
@@ -162,13 +166,23 @@ def plot_heatmap(
     fin = table.filter(pl.col("persistence").is_finite())
     if xbins is None or ybins is None:
         xbins, ybins = heatmap_bins([table])
-    h, _, _ = np.histogram2d(fin["birth"].to_numpy(), fin["persistence"].to_numpy(), bins=[xbins, ybins])
+    h, _, _ = np.histogram2d(
+        fin["birth"].to_numpy(), fin["persistence"].to_numpy(), bins=[xbins, ybins]
+    )
     hm = np.ma.masked_equal(h.T, 0)
     # viridis keeps single-pair bins visible (dark) on the pale empty background.
     ax.set_facecolor("#f4f4f4")
     mesh = ax.pcolormesh(xbins, ybins, hm, norm=norm, cmap="viridis", shading="flat")
     if fin.height == 0:
-        ax.text(0.5, 0.5, "no finite pairs", ha="center", va="center", transform=ax.transAxes, color="0.4")
+        ax.text(
+            0.5,
+            0.5,
+            "no finite pairs",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            color="0.4",
+        )
     ax.set_xlabel("birth (loss)")
     ax.set_ylabel("persistence")
     ax.set_title(title or f"{fin.height} pairs", fontsize=9)
@@ -215,7 +229,9 @@ def heatmap_figure(
     sub = diagrams.filter((pl.col("split") == split) & (pl.col("tree") == tree))
     runs = list(runs) if runs is not None else sorted(sub["run"].unique().to_list())
     if not runs or not epochs:
-        raise SampletopoError(f"heatmap_figure: nothing to draw for {split}/{tree} (runs={runs}, epochs={list(epochs)}).")
+        raise SampletopoError(
+            f"heatmap_figure: nothing to draw for {split}/{tree} (runs={runs}, epochs={list(epochs)})."
+        )
     panels: dict[tuple[str, int], pl.DataFrame] = {}
     for r in runs:
         have = set(sub.filter(pl.col("run") == r)["epoch"].unique().to_list())
@@ -230,24 +246,35 @@ def heatmap_figure(
     vmax = 1.0
     for t in panels.values():
         fin = t.filter(pl.col("persistence").is_finite())
-        h, _, _ = np.histogram2d(fin["birth"].to_numpy(), fin["persistence"].to_numpy(), bins=[xb, yb])
+        h, _, _ = np.histogram2d(
+            fin["birth"].to_numpy(), fin["persistence"].to_numpy(), bins=[xb, yb]
+        )
         vmax = max(vmax, float(h.max()))
     norm = LogNorm(vmin=1, vmax=vmax)
     fig, axes = _grid(len(runs), len(epochs), 3.0, 2.6)
     mesh = None
     for i, r in enumerate(runs):
         for j, e in enumerate(epochs):
-            ax = plot_heatmap(panels[(r, e)], xbins=xb, ybins=yb, norm=norm, ax=axes[i, j],
-                              title=f"{r} | epoch {e}")
+            ax = plot_heatmap(
+                panels[(r, e)],
+                xbins=xb,
+                ybins=yb,
+                norm=norm,
+                ax=axes[i, j],
+                title=f"{r} | epoch {e}",
+            )
             mesh = ax._sampletopo_mesh  # type: ignore[attr-defined]
             if j:
                 ax.set_ylabel("")
             if i < len(runs) - 1:
                 ax.set_xlabel("")
-    fig.suptitle(f"Persistence-diagram heatmaps, {split} set, {_TREE_LABEL.get(tree, tree)} "
-                 "(shared bins and colour scale)")
+    fig.suptitle(
+        f"Persistence-diagram heatmaps, {split} set, {_TREE_LABEL.get(tree, tree)} "
+        "(shared bins and colour scale)"
+    )
     fig.tight_layout(rect=(0, 0, 0.93, 0.95))
     cax = fig.add_axes((0.94, 0.15, 0.012, 0.7))
+    assert mesh is not None
     fig.colorbar(mesh, cax=cax, label="pairs per bin")
     return fig
 
@@ -271,8 +298,13 @@ def plot_wasserstein(
     for r in runs:
         part = sub.filter(pl.col("run") == r)
         ref = int(part["reference_epoch"][0]) if "reference_epoch" in part.columns else None
-        ax.plot(part["epoch"], part[col], color=colors[r], lw=1.8,
-                label=f"{r}" + (f" (to epoch {ref})" if ref is not None else ""))
+        ax.plot(
+            part["epoch"],
+            part[col],
+            color=colors[r],
+            lw=1.8,
+            label=f"{r}" + (f" (to epoch {ref})" if ref is not None else ""),
+        )
     _mark_milestones(ax, milestones)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"W{order} distance (L-inf ground)")
@@ -288,7 +320,9 @@ def wasserstein_figure(
     fig, axes = _grid(2, 2, 5.2, 3.6)
     for i, split in enumerate(("train", "val")):
         for j, tree in enumerate(("join", "split")):
-            plot_wasserstein(table, split=split, tree=tree, order=order, milestones=milestones, ax=axes[i, j])
+            plot_wasserstein(
+                table, split=split, tree=tree, order=order, milestones=milestones, ax=axes[i, j]
+            )
     fig.suptitle(title or f"Wasserstein-{order} distance to the final epoch's diagram")
     fig.tight_layout()
     return fig
@@ -309,8 +343,14 @@ def plot_diagram(d: Diagram, *, ax: Axes | None = None, title: str = "") -> Axes
     ess = d.select(d.essential)
     if len(ess):
         y = hi + pad if d.kind == "join" else lo - pad
-        ax.scatter(ess.birth, np.full(len(ess), y), marker="^" if d.kind == "join" else "v",
-                   color="C3", s=30, label=f"{len(ess)} essential ({'+' if d.kind == 'join' else '-'}inf)")
+        ax.scatter(
+            ess.birth,
+            np.full(len(ess), y),
+            marker="^" if d.kind == "join" else "v",
+            color="C3",
+            s=30,
+            label=f"{len(ess)} essential ({'+' if d.kind == 'join' else '-'}inf)",
+        )
     ax.set_xlabel("birth (loss)")
     ax.set_ylabel("death (loss)")
     ax.set_title(title or f"{d.kind} diagram")
