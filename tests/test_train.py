@@ -348,6 +348,11 @@ def test_a_diverged_run_records_nan_loudly(tmp_path):
 def test_bad_configs_name_the_setting(tmp_path):
     with pytest.raises(SampletopoError, match="'epochs'.*int >= 1.*0"):
         train_experiment(TrainConfig(epochs=0), tmp_path)
+    with pytest.raises(SampletopoError, match="'threads'.*int >= 0.*-1"):
+        train_run(TrainConfig(threads=-1), tmp_path / "t")
+    before = torch.get_num_threads()
+    train_run(TrainConfig(threads=2, epochs=1, **TINY), tmp_path / "threads", progress=False)
+    assert torch.get_num_threads() == before  # restored
     with pytest.raises(SampletopoError, match="Unknown variant setting 'colour'"):
         train_experiment(TrainConfig(), tmp_path, variants={"colour": [1, 2]})
     with pytest.raises(SampletopoError, match=r"unknown setting\(s\) \['learning_rate'\]"):

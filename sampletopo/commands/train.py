@@ -82,6 +82,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--record-splits", nargs="+", choices=["train", "val"], help="splits to record")
     p.add_argument("--checkpoint-every", type=int, help="save a checkpoint every N epochs")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N (default auto)")
+    p.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: torch's); 1 helps on busy machines"
+    )
     p.add_argument("--model-kw", nargs="+", metavar="KEY=VALUE", help="model options, e.g. widen=2")
     for flag, _key, typ in _SCALAR_FLAGS:
         p.add_argument(flag, nargs="+", type=typ, help="one value, or several to make variants")
@@ -113,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         ("record_splits", "record_splits"),
         ("checkpoint_every", "checkpoint_every"),
         ("device", "device"),
+        ("threads", "threads"),
     ]:
         value = getattr(args, attr)
         if value is not None:
