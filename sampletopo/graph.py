@@ -61,6 +61,8 @@ class Graph:
         ``"l2"`` or ``"cosine"`` for a kNN graph; ``"grid"`` or None otherwise.
     fingerprint : str or None
         :func:`fingerprint` of the features a kNN graph was built from.
+    recall : float or None
+        For a graph from an approximate index: share of the true k nearest neighbours found.
     """
 
     n: int
@@ -68,6 +70,7 @@ class Graph:
     k: int | None = None
     metric: str | None = None
     fingerprint: str | None = None
+    recall: float | None = None
     _csr: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -136,6 +139,7 @@ class Graph:
             k=np.int64(-1 if self.k is None else self.k),
             metric=np.str_(self.metric or ""),
             fingerprint=np.str_(self.fingerprint or ""),
+            recall=np.float64(np.nan if self.recall is None else self.recall),
         )
         tmp.replace(path)
         return path
@@ -156,6 +160,7 @@ class Graph:
                     k=None if int(z["k"]) < 0 else int(z["k"]),
                     metric=str(z["metric"]) or None,
                     fingerprint=str(z["fingerprint"]) or None,
+                    recall=(None if "recall" not in z or np.isnan(z["recall"]) else float(z["recall"])),
                 )
         except (OSError, KeyError, ValueError) as exc:
             raise SampletopoError(
@@ -271,25 +276,70 @@ def grid_graph(shape: tuple[int, ...], *, connectivity: str = "axis") -> Graph:
     return Graph(n=n, edges=_canonical_edges(n, edges), metric="grid")
 
 
-def _faiss_search(X: np.ndarray, n_neighbors: int, *, metric: str, use_gpu: bool | None):
+def _faiss_index(d: int, *, metric: str, index: str, n: int) -> Any:
+    import faiss
+
+    faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+    if index == "exact":
+        return faiss.IndexFlatIP(d) if metric == "cosine" else faiss.IndexFlatL2(d)
+    if index == "hnsw":
+        idx = faiss.IndexHNSWFlat(d, 32, faiss_metric)
+        idx.hnsw.efConstruction = 80
+        idx.hnsw.efSearch = 128
+        return idx
+    # IVF: about sqrt(n) lists, searching enough of them for a high recall.
+    nlist = max(1, int(np.sqrt(n)))
+    quant = faiss.IndexFlatIP(d) if metric == "cosine" else faiss.IndexFlatL2(d)
+    idx = faiss.IndexIVFFlat(quant, d, nlist, faiss_metric)
+    idx.nprobe = max(1, min(nlist, max(8, nlist // 4)))
+    return idx
+
+
+def _faiss_search(
+    X: np.ndarray, n_neighbors: int, *, metric: str, use_gpu: bool | None, index: str = "exact"
+):
     import faiss
 
     d = X.shape[1]
-    index: Any = faiss.IndexFlatIP(d) if metric == "cosine" else faiss.IndexFlatL2(d)
+    idx: Any = _faiss_index(d, metric=metric, index=index, n=X.shape[0])
     on_gpu = False
-    if use_gpu is not False and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
-        index = faiss.index_cpu_to_all_gpus(index)
+    n_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if use_gpu is not False and n_gpus > 0 and index != "hnsw":  # FAISS has no GPU HNSW
+        opts = faiss.GpuMultipleClonerOptions()
+        opts.shard = True  # split the database over the GPUs rather than copying it to each
+        idx = faiss.index_cpu_to_all_gpus(idx, co=opts)
         on_gpu = True
     elif use_gpu:
         raise SampletopoError(
-            "knn_graph: use_gpu=True but FAISS sees no GPU (faiss-cpu installed, or no CUDA device). "
-            "Install the 'gpu' extra on a GPU machine, or leave use_gpu=None for the CPU."
+            "knn_graph: use_gpu=True but FAISS sees no GPU (faiss-cpu installed, no CUDA device, "
+            "or index='hnsw', which FAISS runs on the CPU only). Install the 'gpu' extra on a GPU "
+            "machine, or leave use_gpu=None."
         )
-    index.add(X)
-    dist, nbr = index.search(X, n_neighbors)
+    if not idx.is_trained:
+        rng = np.random.default_rng(0)  # a seeded training sample keeps the graph deterministic
+        sample = X[rng.choice(X.shape[0], size=min(X.shape[0], 50_000), replace=False)]
+        idx.train(sample)
+    idx.add(X)
+    dist, nbr = idx.search(X, n_neighbors)
     if metric == "cosine":
         dist = 1.0 - dist  # cosine distance; smaller is nearer, as for L2
     return dist, nbr, on_gpu
+
+
+def _recall(Xs: np.ndarray, nbr: np.ndarray, k: int, *, metric: str, n_queries: int = 1000) -> float:
+    """Share of the true k nearest neighbours found, on a seeded sample of query points."""
+    import faiss
+
+    rng = np.random.default_rng(0)
+    q = np.sort(rng.choice(Xs.shape[0], size=min(n_queries, Xs.shape[0]), replace=False))
+    exact: Any = faiss.IndexFlatIP(Xs.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(Xs.shape[1])
+    exact.add(Xs)
+    _, truth = exact.search(Xs[q], k + 1)
+    hits = 0
+    for row, qi in enumerate(q):
+        t = [j for j in truth[row] if j != qi][:k]
+        hits += len(set(t) & set(nbr[qi].tolist()))
+    return hits / (len(q) * k)
 
 
 def knn_graph(
@@ -299,6 +349,7 @@ def knn_graph(
     metric: Metric = "l2",
     cache_dir: str | Path | None = None,
     use_gpu: bool | None = None,
+    index: Literal["exact", "hnsw", "ivf"] = "exact",
     verbose: bool = False,
 ) -> Graph:
     """The symmetrized k-nearest-neighbour graph of the rows of ``X`` (exact FAISS search).
@@ -323,6 +374,12 @@ def knn_graph(
     use_gpu : bool or None
         None (default): a FAISS GPU index when FAISS sees a GPU, the CPU otherwise. The exact
         search gives the same graph on both (up to float ties).
+    index : {"exact", "hnsw", "ivf"}
+        ``"exact"`` (default, ``IndexFlat``) or an approximate FAISS index for large ``n``:
+        ``"hnsw"`` (HNSW, 32 links, efSearch 128; CPU only) or ``"ivf"`` (IVF-Flat with about
+        sqrt(n) lists, trained on a seeded sample). With an approximate index the recall of the
+        neighbour lists against exact search is measured on 1,000 seeded query points, stored
+        in ``graph.recall`` and printed.
     verbose : bool
         Print the number of connected components (a kNN graph of clustered data may have several;
         each has its own essential persistence pair).
@@ -355,6 +412,11 @@ def knn_graph(
     )
     if metric not in ("l2", "cosine"):
         raise SampletopoError(f"knn_graph: 'metric' must be 'l2' or 'cosine'. Got {metric!r}.")
+    if index not in ("exact", "hnsw", "ivf"):
+        raise SampletopoError(
+            f"knn_graph: 'index' must be 'exact', 'hnsw' or 'ivf'. Got {index!r}. Use 'exact' "
+            "unless n is too large for it."
+        )
     Xf = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.isfinite(Xf).all():
         i = int(np.flatnonzero(~np.isfinite(Xf).all(axis=1))[0])
@@ -364,7 +426,8 @@ def knn_graph(
     fp = fingerprint(Xf)
     cache_path = None
     if cache_dir is not None:
-        cache_path = Path(cache_dir) / f"knn-{metric}-k{k}-{fp}.npz"
+        tag = "" if index == "exact" else f"-{index}"
+        cache_path = Path(cache_dir) / f"knn-{metric}{tag}-k{k}-{fp}.npz"
         if cache_path.exists():
             g = Graph.load(cache_path)
             if g.fingerprint == fp and g.k == k and g.metric == metric and g.n == n:
@@ -383,7 +446,7 @@ def knn_graph(
     # A few extra candidates let us drop the point itself wherever it lands among its duplicates,
     # and re-break distance ties by index.
     extra = min(n - 1 - k, 4)
-    dist, nbr, _ = _faiss_search(Xs, k + 1 + extra, metric=metric, use_gpu=use_gpu)
+    dist, nbr, _ = _faiss_search(Xs, k + 1 + extra, metric=metric, use_gpu=use_gpu, index=index)
     rows = np.repeat(np.arange(n, dtype=np.int64), nbr.shape[1]).reshape(nbr.shape)
     valid = (nbr >= 0) & (nbr != rows)
     # Round away float noise so that exact duplicates tie, then order by (distance, index).
@@ -393,7 +456,10 @@ def knn_graph(
     nbr_sorted = np.take_along_axis(nbr, order, axis=1)[:, :k].astype(np.int64)
     src = np.repeat(np.arange(n, dtype=np.int64), k)
     edges = _canonical_edges(n, np.stack([src, nbr_sorted.ravel()], axis=1))
-    g = Graph(n=n, edges=edges, k=k, metric=metric, fingerprint=fp)
+    recall = None if index == "exact" else _recall(Xs, nbr_sorted, k, metric=metric)
+    g = Graph(n=n, edges=edges, k=k, metric=metric, fingerprint=fp, recall=recall)
+    if recall is not None:
+        print(f"knn_graph: {index} index, recall@{k} against exact search {recall:.3f} (1,000 queries)")
     if verbose:
         print(
             f"knn_graph: n={n}, k={k}, {g.n_edges} edges, {g.n_components} connected component(s)"

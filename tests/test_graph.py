@@ -139,3 +139,21 @@ def test_knn_bad_input():
         st.knn_graph(bad, k=2)
     with pytest.raises(SampletopoError, match="metric"):
         st.knn_graph(X, k=2, metric="manhattan")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("index", ["hnsw", "ivf"])
+def test_approximate_index_reports_recall(tmp_path, index, capsys):
+    rng = np.random.default_rng(7)
+    centers = rng.normal(scale=10, size=(20, 8))
+    X = (centers[rng.integers(0, 20, 3000)] + rng.normal(size=(3000, 8))).astype(np.float32)
+    exact = st.knn_graph(X, k=10)
+    g = st.knn_graph(X, k=10, index=index, cache_dir=tmp_path)
+    assert "recall@10 against exact search" in capsys.readouterr().out
+    assert exact.recall is None
+    assert 0.8 <= g.recall <= 1.0
+    shared = {tuple(e) for e in g.edges.tolist()} & {tuple(e) for e in exact.edges.tolist()}
+    assert len(shared) / exact.n_edges >= 0.8
+    (path,) = tmp_path.glob(f"knn-l2-{index}-k10-*.npz")
+    assert st.Graph.load(path).recall == pytest.approx(g.recall)
+    with pytest.raises(SampletopoError, match="'index' must be"):
+        st.knn_graph(X, k=10, index="lsh")  # type: ignore[arg-type]
