@@ -50,6 +50,7 @@ class DemoSettings:
     top_regions: int = 4
     landscapes: bool = True
     samples: bool = True
+    threads: int = 1
 
 
 def run_demo(
@@ -79,19 +80,25 @@ def run_demo(
         return now
 
     torch.manual_seed(s.seed)
+    # One torch thread: measured about 5x faster than two on a shared 2-core machine.
     base: dict[str, Any] = dict(
-        data=s.data, epochs=s.epochs, batch_size=s.batch_size, seed=s.seed, device="cpu"
+        data=s.data,
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        seed=s.seed,
+        device="cpu",
+        threads=s.threads,
     )
     lr_cfg = TrainConfig(
         name="lr-study", model=s.lr_model, model_kwargs=dict(s.lr_model_kwargs), **base
-    )  # type: ignore[arg-type]
+    )
     skip_cfg = TrainConfig(
         name="skip-study",
         model=s.skip_model,
         model_kwargs=dict(s.skip_model_kwargs),
         lr=s.skip_lr,
         **base,
-    )  # type: ignore[arg-type]
+    )
     t = time.perf_counter()
     lr_runs = train_experiment(
         lr_cfg, out / "lr-study", variants={"lr": list(s.lrs)}, progress=progress

@@ -283,10 +283,10 @@ def _faiss_index(d: int, *, metric: str, index: str, n: int) -> Any:
     if index == "exact":
         return faiss.IndexFlatIP(d) if metric == "cosine" else faiss.IndexFlatL2(d)
     if index == "hnsw":
-        idx = faiss.IndexHNSWFlat(d, 32, faiss_metric)
-        idx.hnsw.efConstruction = 80
-        idx.hnsw.efSearch = 128
-        return idx
+        hnsw = faiss.IndexHNSWFlat(d, 32, faiss_metric)
+        hnsw.hnsw.efConstruction = 80
+        hnsw.hnsw.efSearch = 128
+        return hnsw
     # IVF: about sqrt(n) lists, searching enough of them for a high recall.
     nlist = max(1, int(np.sqrt(n)))
     quant = faiss.IndexFlatIP(d) if metric == "cosine" else faiss.IndexFlatL2(d)
