@@ -44,7 +44,7 @@ class DemoSettings:
     seed: int = 0
     k: int = 20
     landscape_steps: int = 21
-    landscape_distance: float = 1.0
+    landscape_distance: float = 0.5
     landscape_3d_steps: int = 7
     landscape_samples: int = 256
     top_regions: int = 4
@@ -80,6 +80,7 @@ def run_demo(
         return now
 
     torch.manual_seed(s.seed)
+    torch.set_num_threads(max(1, s.threads))
     # One torch thread: measured about 5x faster than two on a shared 2-core machine.
     base: dict[str, Any] = dict(
         data=s.data,
@@ -124,6 +125,8 @@ def run_demo(
                 distance=s.landscape_distance,
                 n_samples=s.landscape_samples,
                 seed=s.seed,
+                trace_rtol=0.1,
+                density_iter=30,
                 progress=progress,
             )
         for rd in lr_runs:
@@ -138,6 +141,8 @@ def run_demo(
                 n_samples=s.landscape_samples,
                 seed=s.seed,
                 out=p,
+                trace_rtol=0.1,
+                density_iter=30,
                 progress=progress,
             )
         t = lap("Hessian + landscapes", t)

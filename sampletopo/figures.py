@@ -26,7 +26,7 @@ import polars as pl
 from sampletopo import analysis
 from sampletopo._errors import SampletopoError
 
-__all__ = ["write_figure_set", "run_milestones"]
+__all__ = ["write_figure_set", "run_milestones", "comparison_figure"]
 
 
 class FigureWarning(UserWarning):
@@ -150,3 +150,63 @@ def write_figure_set(
             fig.tight_layout()
             pngs.append(P.save(fig, out / f"{name}diagrams-{rd.name}-epoch={last:04d}", formats)[0])
     return pngs
+
+
+def comparison_figure(runs: Sequence[Path], landscapes: dict[str, Path], *, split: str = "val"):
+    """The thesis' comparison: per run, the 2-D random-direction plot beside the sample-space
+    heatmaps (join and split) of the same epoch.
+
+    ``landscapes`` maps run name -> a 2-D random-direction landscape file of that run; its
+    epoch is read from the file. Heatmaps share bins and colour scale across all rows.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    from sampletopo.landscape import load_landscape
+    from sampletopo.plotting import _topology as P
+    from sampletopo.plotting._landscape import plot_random_directions
+
+    rows = []
+    for rd in runs:
+        if rd.name not in landscapes:
+            continue
+        land, extra = load_landscape(landscapes[rd.name])
+        epoch = int(extra.get("epoch", -1))
+        tabs = {
+            tree: analysis.diagram_at(rd, split, tree, epoch).to_polars().rename({"kind": "tree"})
+            for tree in analysis.TREES
+        }
+        rows.append((rd.name, epoch, land, tabs))
+    if not rows:
+        raise SampletopoError("comparison_figure: no run has a 2-D random-direction landscape.")
+    bins = {t: P.heatmap_bins([r[3][t] for r in rows]) for t in analysis.TREES}
+    vmax = 1.0
+    import numpy as np
+
+    for r in rows:
+        for t in analysis.TREES:
+            fin = r[3][t].filter(pl.col("persistence").is_finite())
+            h, _, _ = np.histogram2d(
+                fin["birth"].to_numpy(), fin["persistence"].to_numpy(), bins=list(bins[t])
+            )
+            vmax = max(vmax, float(h.max()))
+    norm = LogNorm(vmin=1, vmax=vmax)
+    fig, axes = plt.subplots(len(rows), 3, figsize=(15, 4.2 * len(rows)), squeeze=False)
+    for i, (name, epoch, land, tabs) in enumerate(rows):
+        plot_random_directions(land, ax=axes[i, 0])
+        axes[i, 0].set_title(f"{name}: parameter space, epoch {epoch}")
+        for j, t in enumerate(analysis.TREES, start=1):
+            P.plot_heatmap(
+                tabs[t],
+                xbins=bins[t][0],
+                ybins=bins[t][1],
+                norm=norm,
+                ax=axes[i, j],
+                title=f"{name}: {split} {t}-tree heatmap, epoch {epoch}",
+            )
+    fig.suptitle(
+        "Parameter-space landscape (filter-normalized random directions) beside the "
+        "sample-space persistence heatmaps of the same epoch"
+    )
+    fig.tight_layout()
+    return fig

@@ -119,6 +119,37 @@ def _landscape_section(exp: Path, fig_dir: Path) -> tuple[list[Path], pl.DataFra
     return pngs, (pl.DataFrame(rows) if rows else None)
 
 
+def _comparison(runs: Sequence[Path], exp: Path, fig_dir: Path) -> Path | None:
+    """The random-direction plot beside the heatmaps, when the runs have 2-D random landscapes."""
+    from sampletopo.figures import comparison_figure
+    from sampletopo.landscape import load_landscape
+    from sampletopo.plotting._topology import save
+
+    found: dict[str, Path] = {}
+    folder = exp / "landscapes"
+    for f in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
+        if f.name.endswith(".partial.npz"):
+            continue
+        try:
+            land, extra = load_landscape(f)
+        except Exception:  # reported by the landscape section
+            continue
+        if (
+            land.dim == 2
+            and land.directions.kind == "random"
+            and extra.get("run") in {r.name for r in runs}
+        ):
+            found.setdefault(str(extra["run"]), f)
+    if not found:
+        return None
+    try:
+        fig = comparison_figure(runs, found)
+    except SampletopoError as exc:
+        warnings.warn(f"Comparison figure left out: {exc}", stacklevel=2)
+        return None
+    return save(fig, fig_dir / "comparison-random-directions-vs-heatmaps")[0]
+
+
 def write_report(
     experiments: str | Path | Iterable[str | Path],
     report_dir: str | Path,
@@ -207,6 +238,9 @@ def write_report(
         parts += [_img(p) for p in topo]
         parts.append("</div>")
         land, land_table = _landscape_section(exp, fig_root / "landscape")
+        compare = _comparison(runs, exp, fig_root / "landscape")
+        if compare is not None:
+            land.insert(0, compare)
         if land:
             parts.append(f"<h3>{_SECTION_TITLES['landscape']}</h3>")
             if land_table is not None:

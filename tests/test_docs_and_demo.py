@@ -81,6 +81,7 @@ def test_demo_end_to_end_tiny(tmp_path):
     figs = {p.name for p in (tmp_path / "demo" / "report" / "figures").rglob("*.png")}
     assert any(n.startswith("heatmap-val-split") for n in figs)
     assert any("contour" in n or "random" in n for n in figs), figs
+    assert "comparison-random-directions-vs-heatmaps.png" in figs
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,9 @@ def _ax(ax: Axes | None, figsize=(6, 4)) -> Axes:
 
 
 def _mark_milestones(ax: Axes, milestones: Iterable[int] | None) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     for i, m in enumerate(sorted(set(milestones or []))):
         ax.axvline(m + 0.5, color="0.5", ls=":", lw=1, label="LR annealed" if i == 0 else None)
 
@@ -218,7 +221,7 @@ def heatmap_figure(
     tree: str,
     epochs: Sequence[int],
     runs: Sequence[str] | None = None,
-    bins: int = 40,
+    bins: int = 30,
 ) -> Figure:
     """Heatmaps at chosen epochs, one row per run, all panels on one set of bins and colours.
 
