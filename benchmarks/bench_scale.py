@@ -40,11 +40,20 @@ def child(path: str) -> None:
         ds = st.split_tree(g, f).diagram()
         times.append(time.perf_counter() - t)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({
-        "n": g.n, "edges": g.n_edges, "load_s": t_load, "diagrams_s": min(times),
-        "pairs": [len(dj), len(ds)], "rss_start_mib": base / 1024,
-        "rss_after_load_mib": after_load / 1024, "rss_peak_mib": peak / 1024,
-    }))
+    print(
+        json.dumps(
+            {
+                "n": g.n,
+                "edges": g.n_edges,
+                "load_s": t_load,
+                "diagrams_s": min(times),
+                "pairs": [len(dj), len(ds)],
+                "rss_start_mib": base / 1024,
+                "rss_after_load_mib": after_load / 1024,
+                "rss_peak_mib": peak / 1024,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -69,12 +78,23 @@ def main() -> None:
         path = Path(tmp) / "g.npz"
         g.save(path)
         del g
-        out = subprocess.run([sys.executable, __file__, "--child", str(path)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"graph: n={r['n']:,}, edges={r['edges']:,} (synthetic, built in {t_graph:.1f} s, loaded in {r['load_s']:.1f} s)")
-    print(f"join + split diagrams of one epoch: {r['diagrams_s']:.2f} s (warm), pairs {r['pairs']}   target < 5 s")
-    print(f"peak RSS {r['rss_peak_mib']:.0f} MiB (after imports {r['rss_start_mib']:.0f} MiB, after load "
-          f"{r['rss_after_load_mib']:.0f} MiB)   target < 4096 MiB")
+    print(
+        f"graph: n={r['n']:,}, edges={r['edges']:,} (synthetic, built in {t_graph:.1f} s, loaded in {r['load_s']:.1f} s)"
+    )
+    print(
+        f"join + split diagrams of one epoch: {r['diagrams_s']:.2f} s (warm), pairs {r['pairs']}   target < 5 s"
+    )
+    print(
+        f"peak RSS {r['rss_peak_mib']:.0f} MiB (after imports {r['rss_start_mib']:.0f} MiB, after load "
+        f"{r['rss_after_load_mib']:.0f} MiB)   target < 4096 MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -160,7 +160,9 @@ class Graph:
                     k=None if int(z["k"]) < 0 else int(z["k"]),
                     metric=str(z["metric"]) or None,
                     fingerprint=str(z["fingerprint"]) or None,
-                    recall=(None if "recall" not in z or np.isnan(z["recall"]) else float(z["recall"])),
+                    recall=(
+                        None if "recall" not in z or np.isnan(z["recall"]) else float(z["recall"])
+                    ),
                 )
         except (OSError, KeyError, ValueError) as exc:
             raise SampletopoError(
@@ -326,13 +328,17 @@ def _faiss_search(
     return dist, nbr, on_gpu
 
 
-def _recall(Xs: np.ndarray, nbr: np.ndarray, k: int, *, metric: str, n_queries: int = 1000) -> float:
+def _recall(
+    Xs: np.ndarray, nbr: np.ndarray, k: int, *, metric: str, n_queries: int = 1000
+) -> float:
     """Share of the true k nearest neighbours found, on a seeded sample of query points."""
     import faiss
 
     rng = np.random.default_rng(0)
     q = np.sort(rng.choice(Xs.shape[0], size=min(n_queries, Xs.shape[0]), replace=False))
-    exact: Any = faiss.IndexFlatIP(Xs.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(Xs.shape[1])
+    exact: Any = (
+        faiss.IndexFlatIP(Xs.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(Xs.shape[1])
+    )
     exact.add(Xs)
     _, truth = exact.search(Xs[q], k + 1)
     hits = 0
@@ -459,7 +465,9 @@ def knn_graph(
     recall = None if index == "exact" else _recall(Xs, nbr_sorted, k, metric=metric)
     g = Graph(n=n, edges=edges, k=k, metric=metric, fingerprint=fp, recall=recall)
     if recall is not None:
-        print(f"knn_graph: {index} index, recall@{k} against exact search {recall:.3f} (1,000 queries)")
+        print(
+            f"knn_graph: {index} index, recall@{k} against exact search {recall:.3f} (1,000 queries)"
+        )
     if verbose:
         print(
             f"knn_graph: n={n}, k={k}, {g.n_edges} edges, {g.n_components} connected component(s)"
