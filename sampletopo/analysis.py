@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -38,6 +37,7 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._io import write_atomic
 from sampletopo.diagrams import Diagram, wasserstein
 from sampletopo.graph import Graph, knn_graph
 from sampletopo.mergetree import join_tree, split_tree
@@ -165,10 +165,7 @@ def _diagram_table(split: str, epoch: int, losses: np.ndarray, graph: Graph) -> 
 
 
 def _write_atomic(df: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.write_parquet(tmp)
-    os.replace(tmp, path)
+    write_atomic(path, df.write_parquet)
 
 
 def _epoch_losses(run_dir: Path, split: str, epoch: int) -> np.ndarray:
@@ -229,10 +226,7 @@ def _check_meta(run_dir: Path, split: str, graph: Graph, features: str) -> None:
             f"{mine}. Use the same settings, or pass overwrite=True (--overwrite) to recompute all."
         )
     meta[split] = mine
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".meta.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, path)
+    write_atomic(path, lambda fh: fh.write(json.dumps(meta, indent=2).encode()))
 
 
 def compute_topology(

@@ -10,10 +10,8 @@ name missing and unexpected keys. It does not build models or datasets.
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 
 from sampletopo._errors import SampletopoError
+from sampletopo._io import write_atomic
 
 __all__ = [
     "save_checkpoint",
@@ -52,17 +51,7 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(dict(payload), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda fh: torch.save(dict(payload), fh))
 
 
 def read_checkpoint(path: str | Path) -> Any:

@@ -113,38 +113,26 @@ def run_demo(
     t = lap("kNN graphs + topology", t)
 
     if s.landscapes:
+        from functools import partial
+
         from sampletopo.landscape import landscape_for_run
 
+        # Same subset, seed and Hessian settings for every landscape of the demo.
+        landscape = partial(
+            landscape_for_run,
+            epoch=s.epochs,
+            distance=s.landscape_distance,
+            n_samples=s.landscape_samples,
+            seed=s.seed,
+            trace_rtol=0.1,
+            density_iter=30,
+            progress=progress,
+        )
         for rd in lr_runs + skip_runs:
-            landscape_for_run(
-                rd,
-                s.epochs,
-                dirs="random",
-                dim=2,
-                steps=s.landscape_steps,
-                distance=s.landscape_distance,
-                n_samples=s.landscape_samples,
-                seed=s.seed,
-                trace_rtol=0.1,
-                density_iter=30,
-                progress=progress,
-            )
+            landscape(rd, dirs="random", dim=2, steps=s.landscape_steps)
         for rd in lr_runs:
             p = out / "lr-study" / "landscapes" / f"{rd.name}-hessian3d-epoch={s.epochs:04d}.npz"
-            landscape_for_run(
-                rd,
-                s.epochs,
-                dirs="hessian",
-                dim=3,
-                steps=s.landscape_3d_steps,
-                distance=s.landscape_distance,
-                n_samples=s.landscape_samples,
-                seed=s.seed,
-                out=p,
-                trace_rtol=0.1,
-                density_iter=30,
-                progress=progress,
-            )
+            landscape(rd, dirs="hessian", dim=3, steps=s.landscape_3d_steps, out=p)
         t = lap("Hessian + landscapes", t)
 
     if s.samples:

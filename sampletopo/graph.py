@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._io import write_atomic
 
 __all__ = ["Graph", "knn_graph", "graph_from_edges", "grid_graph", "fingerprint"]
 
@@ -128,21 +129,19 @@ class Graph:
 
     def save(self, path: str | Path) -> Path:
         """Write the graph to an ``.npz`` file (atomically) and return its path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(
-            tmp,
-            version=np.int64(_FORMAT_VERSION),
-            n=np.int64(self.n),
-            edges=self.edges,
-            k=np.int64(-1 if self.k is None else self.k),
-            metric=np.str_(self.metric or ""),
-            fingerprint=np.str_(self.fingerprint or ""),
-            recall=np.float64(np.nan if self.recall is None else self.recall),
+        return write_atomic(
+            path,
+            lambda fh: np.savez_compressed(
+                fh,
+                version=np.int64(_FORMAT_VERSION),
+                n=np.int64(self.n),
+                edges=self.edges,
+                k=np.int64(-1 if self.k is None else self.k),
+                metric=np.str_(self.metric or ""),
+                fingerprint=np.str_(self.fingerprint or ""),
+                recall=np.float64(np.nan if self.recall is None else self.recall),
+            ),
         )
-        tmp.replace(path)
-        return path
 
     @classmethod
     def load(cls, path: str | Path, *, features: np.ndarray | None = None) -> Graph:

@@ -116,23 +116,27 @@ def _grid(nrows: int, ncols: int, w: float = 4.2, h: float = 3.2) -> tuple[Figur
     return fig, axes
 
 
-def total_persistence_figure(
-    summary: pl.DataFrame, *, p: int = 1, milestones: Iterable[int] | None = None, title: str = ""
-) -> Figure:
-    """2 x 2 panels (train/val x join/split) of :func:`plot_total_persistence`."""
+def _panels(plot: Any, table: pl.DataFrame, title: str, **kw: Any) -> Figure:
+    """2 x 2 panels, rows train/val, columns join/split, of one ``plot_*`` function."""
     fig, axes = _grid(2, 2, 5.2, 3.6)
     for i, split in enumerate(("train", "val")):
         for j, tree in enumerate(("join", "split")):
-            plot_total_persistence(
-                summary, split=split, tree=tree, p=p, milestones=milestones, ax=axes[i, j]
-            )
-    fig.suptitle(title or f"Total persistence (p={p}) of the per-sample loss on the kNN graph")
+            plot(table, split=split, tree=tree, ax=axes[i, j], **kw)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
+def total_persistence_figure(
+    summary: pl.DataFrame, *, p: int = 1, milestones: Iterable[int] | None = None, title: str = ""
+) -> Figure:
+    """2 x 2 panels (train/val x join/split) of :func:`plot_total_persistence`."""
+    title = title or f"Total persistence (p={p}) of the per-sample loss on the kNN graph"
+    return _panels(plot_total_persistence, summary, title, p=p, milestones=milestones)
+
+
 def heatmap_bins(
-    tables: Sequence[pl.DataFrame], *, bins: int = 40
+    tables: Sequence[pl.DataFrame], *, bins: int = 30
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shared (birth, persistence) bin edges covering every finite pair of all ``tables``."""
     births, pers = [], []
@@ -320,15 +324,8 @@ def wasserstein_figure(
     table: pl.DataFrame, *, order: int = 1, milestones: Iterable[int] | None = None, title: str = ""
 ) -> Figure:
     """2 x 2 panels (train/val x join/split) of :func:`plot_wasserstein`."""
-    fig, axes = _grid(2, 2, 5.2, 3.6)
-    for i, split in enumerate(("train", "val")):
-        for j, tree in enumerate(("join", "split")):
-            plot_wasserstein(
-                table, split=split, tree=tree, order=order, milestones=milestones, ax=axes[i, j]
-            )
-    fig.suptitle(title or f"Wasserstein-{order} distance to the final epoch's diagram")
-    fig.tight_layout()
-    return fig
+    title = title or f"Wasserstein-{order} distance to the final epoch's diagram"
+    return _panels(plot_wasserstein, table, title, order=order, milestones=milestones)
 
 
 def plot_diagram(d: Diagram, *, ax: Axes | None = None, title: str = "") -> Axes:
