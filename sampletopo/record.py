@@ -36,13 +36,14 @@ Two modes:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,6 +55,24 @@ from torch import nn
 
 from sampletopo._errors import SampletopoError
 from sampletopo.data import SPLITS, Dataset, default_val_fraction, load_dataset
+from sampletopo.distributed import (
+    CheckpointChangedError,
+    World,
+    check_same_dataset,
+    check_world_size,
+    current_world,
+    error_status,
+    everywhere,
+    gather_shards,
+    gather_to_main,
+    merge_by_index,
+    on_main,
+    raise_status,
+    read_listed_checkpoint,
+    shard_bounds,
+    snapshot_checkpoints,
+    sync_model,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,6 +97,8 @@ __all__ = [
 
 RecordMode = Literal["eval", "train_pass"]
 OnExists = Literal["skip", "error"]
+Shard = Literal["samples", "checkpoints"]
+OnChange = Literal["error", "skip"]
 
 LOSS_SCHEMA: dict[str, Any] = {
     "epoch": pl.Int32,
@@ -227,11 +248,25 @@ class LossRecorder:
     on_exists : {"skip", "error"}
         What to do when asked to record an epoch already on disk: skip it (the default; this is
         what makes a restarted run continue without duplicates) or raise.
+    distributed : bool, optional
+        ``None`` (default): when a ``torch.distributed`` process group with several processes is
+        initialised (e.g. under ``torchrun``), share the work among its ranks; else record alone.
+        ``True`` requires such a group, ``False`` records alone in every process.
 
     Notes
     -----
     Restarting is safe: the recorder reads which epochs are on disk when created, and refuses a
     run folder whose recorded data (fingerprint) or mode differ from this one's.
+
+    Under several processes every rank creates the recorder and calls the same hooks; the ranks
+    must hold the same dataset (checked by fingerprint). In ``"eval"`` each rank evaluates a
+    disjoint, batch-aligned slice of each split (:func:`sampletopo.distributed.shard_bounds`);
+    in ``"train_pass"`` each rank hands in the batches it trained on (a ``DistributedSampler``'s
+    padding duplicates are dropped by sample index, keeping the lowest rank's values). Rank 0
+    gathers the results by sample index and writes each table once, atomically; an error on one
+    rank is raised on all of them. A ``DistributedDataParallel`` model is evaluated through its
+    ``.module``, with rank 0's buffers (batch-norm statistics) copied to every rank first, as
+    DDP does at its next forward pass; ranks holding different weights are refused.
 
     Examples
     --------
@@ -252,6 +287,7 @@ class LossRecorder:
         batch_size: int = 512,
         device: str | torch.device | None = None,
         on_exists: OnExists = "skip",
+        distributed: bool | None = None,
     ) -> None:
         if mode not in ("eval", "train_pass"):
             raise SampletopoError(
@@ -285,8 +321,13 @@ class LossRecorder:
         self._labels = {s: dataset.labels(s) for s in splits}
         self._data: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
         self._buf: dict[str, torch.Tensor] | None = None
-        self._check_manifest()
-        self._clean_tmp()
+        self._world: World = current_world(distributed=distributed, where="LossRecorder")
+        if self._world.distributed:
+            check_same_dataset(dataset, splits, self._world, where="LossRecorder")
+            for s in splits:
+                check_world_size(dataset.n(s), self._world.size, what=f"split {s!r}")
+        on_main(self._world, self._check_manifest)
+        on_main(self._world, self._clean_tmp)
 
     # -- run folder bookkeeping ----------------------------------------------------------------
 
@@ -424,19 +465,10 @@ class LossRecorder:
                 f"The 'epoch' parameter of on_train_epoch_end must be an int >= 0. Got {epoch!r}."
             )
         epoch = int(epoch)
-        out: dict[str, Path | None] = {}
-        todo = []
-        for s in self.splits:
-            if epoch_file(self.run_dir, s, epoch).exists():
-                if self.on_exists == "error":
-                    raise SampletopoError(
-                        f"Epoch {epoch} of split {s!r} is already recorded in "
-                        f"{str(self.run_dir)!r}; refusing to record it again (on_exists='error'). "
-                        "Use on_exists='skip' or a new run folder."
-                    )
-                out[s] = None
-            else:
-                todo.append(s)
+        if self._world.distributed:
+            return self._epoch_end_distributed(epoch, model)
+        out: dict[str, Path | None] = {s: None for s in self.splits}
+        todo = self._todo_splits(epoch)
         buf, self._buf = self._buf, None
         for s in todo:
             if s == "train" and self.mode == "train_pass" and epoch > 0:
@@ -448,8 +480,92 @@ class LossRecorder:
             out[s] = self.write(s, epoch, losses, preds)
         return out
 
+    def _todo_splits(self, epoch: int) -> list[str]:
+        """Splits whose table of ``epoch`` is not on disk yet (refused with on_exists='error')."""
+        todo = []
+        for s in self.splits:
+            if epoch_file(self.run_dir, s, epoch).exists():
+                if self.on_exists == "error":
+                    raise SampletopoError(
+                        f"Epoch {epoch} of split {s!r} is already recorded in "
+                        f"{str(self.run_dir)!r}; refusing to record it again (on_exists='error'). "
+                        "Use on_exists='skip' or a new run folder."
+                    )
+            else:
+                todo.append(s)
+        return todo
+
+    def _epoch_end_distributed(self, epoch: int, model: nn.Module) -> dict[str, Path | None]:
+        world = self._world
+        # Rank 0 alone looks at the disk (the ranks need not share a file system) and decides.
+        todo = on_main(world, lambda: self._todo_splits(epoch), share=True)
+        assert todo is not None
+        buf, self._buf = self._buf, None
+        net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        if any(s != "train" or self.mode == "eval" or epoch == 0 for s in todo):
+            sync_model(world, net)
+        gathered: dict[str, Any] = {}
+        if "train" in todo and self.mode == "train_pass" and epoch > 0:
+            gathered["train"] = ("train_pass", self._merge_train_pass(buf))
+        evals = [s for s in todo if s not in gathered]
+
+        def shards() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+            dev = self.device if self.device is not None else _model_device(net)
+            res = {}
+            for s in evals:
+                lo, hi = shard_bounds(
+                    self.dataset.n(s), rank=world.rank, world_size=world.size, align=self.batch_size
+                )
+                x, y = self._split_tensors(s, dev)
+                res[s] = evaluate_losses(
+                    net, x[lo:hi], y[lo:hi], batch_size=self.batch_size, device=dev
+                )
+            return res
+
+        mine = everywhere(world, shards)  # one check for all splits: an error stops every rank
+        for s in evals:
+            n, losses, preds = self.dataset.n(s), *mine[s]
+            gathered[s] = (
+                "eval",
+                (
+                    gather_shards(world, losses, n=n, align=self.batch_size),
+                    gather_shards(world, preds, n=n, align=self.batch_size),
+                ),
+            )
+
+        def write_all() -> tuple[dict[str, Path | None], dict[tuple[str, int], int]]:
+            out: dict[str, Path | None] = {s: None for s in self.splits}
+            for s, (how, val) in gathered.items():
+                if how == "train_pass":
+                    losses, preds = self._from_train_pass(val, epoch)
+                else:
+                    losses, preds = val
+                out[s] = self.write(s, epoch, losses, preds)
+            return out, dict(self.nonfinite)
+
+        out, self.nonfinite = on_main(world, write_all, share=True)  # type: ignore[misc]
+        return out
+
+    def _merge_train_pass(self, buf: dict[str, torch.Tensor] | None) -> dict[str, Any] | None:
+        n = self.dataset.n("train")
+        if buf is None:
+            # This rank saw no batch (or none was handed in): it contributes nothing.
+            buf = {
+                "loss": torch.zeros(n, dtype=torch.float64),
+                "pred": torch.full((n,), -1, dtype=torch.long),
+                "target": torch.full((n,), -1, dtype=torch.long),
+                "seen": torch.zeros(n, dtype=torch.bool),
+            }
+        merged = merge_by_index(
+            self._world, buf["seen"], {k: buf[k] for k in ("loss", "pred", "target")}
+        )
+        if merged is None:
+            return None
+        seen, cols = merged
+        return {"seen": seen, **cols}
+
     def _from_train_pass(
-        self, buf: dict[str, torch.Tensor] | None, epoch: int
+        self, buf: Mapping[str, torch.Tensor | np.ndarray] | None, epoch: int
     ) -> tuple[np.ndarray, np.ndarray]:
         if buf is None:
             raise SampletopoError(
@@ -457,7 +573,8 @@ class LossRecorder:
                 f"before epoch {epoch} ended. Call recorder.on_train_batch_end(indices, logits, "
                 "targets) for every training batch, or use mode='eval'."
             )
-        seen = buf["seen"].cpu().numpy()
+        buf = {k: v if isinstance(v, np.ndarray) else v.cpu().numpy() for k, v in buf.items()}
+        seen = buf["seen"]
         if not seen.all():
             raise SampletopoError(
                 f"mode='train_pass': {int((~seen).sum())} of {seen.size} training samples were "
@@ -465,7 +582,7 @@ class LossRecorder:
                 "Every sample must be seen once per epoch (no drop_last, no subsampling), or use "
                 "mode='eval'."
             )
-        targets = buf["target"].cpu().numpy()
+        targets = buf["target"]
         wrong = np.flatnonzero(targets != self._labels["train"])
         if wrong.size:
             raise SampletopoError(
@@ -473,7 +590,7 @@ class LossRecorder:
                 f"match the dataset's labels (first: sample {int(wrong[0])}). The 'indices' "
                 "passed to on_train_batch_end must be positions in the train split's order."
             )
-        return buf["loss"].cpu().numpy(), buf["pred"].cpu().numpy()
+        return np.asarray(buf["loss"]), np.asarray(buf["pred"])
 
     def write(self, split: str, epoch: int, losses: np.ndarray, preds: np.ndarray) -> Path:
         """Write one split's table for ``epoch`` atomically; warn about non-finite losses."""
@@ -774,6 +891,9 @@ def record_checkpoints(
     device: str | torch.device | None = None,
     on_exists: OnExists = "skip",
     progress: bool = True,
+    shard: Shard = "samples",
+    on_change: OnChange = "error",
+    distributed: bool | None = None,
 ) -> list[int]:
     """Evaluate every checkpoint in a folder and write the same loss tables as the recorder.
 
@@ -782,7 +902,7 @@ def record_checkpoints(
     checkpoints : str or Path
         Folder of checkpoint files (``.pt``, ``.pth``, ``.ckpt``, ``.bin``, ``.tar``). Each is
         loaded with ``weights_only=True``; its epoch is its ``"epoch"`` entry, else the last
-        number in its file name.
+        number in its file name. The folder is listed once, at the start.
     run_dir : str or Path
         Output run folder. A ``config.toml`` describing the model and data is written when it
         does not exist yet, so :func:`load_run_model` works on the result.
@@ -794,12 +914,24 @@ def record_checkpoints(
     splits, batch_size, device, on_exists
         As for :class:`LossRecorder` (mode ``"eval"``). Epochs already on disk are skipped.
     progress : bool
-        Show a progress bar over checkpoints.
+        Show a progress bar over checkpoints (on rank 0 only).
+    shard : {"samples", "checkpoints"}
+        How several processes (``torchrun``) share the work: every rank evaluates each
+        checkpoint on its own slice of the samples (the default), or each rank evaluates whole
+        checkpoints on all samples (better when there are many checkpoints and few samples).
+        Either way rank 0 writes every table, and the tables equal a single process's. Ignored
+        in a single process.
+    on_change : {"error", "skip"}
+        A checkpoint that vanished, or whose size or modification time changed, since the
+        folder was listed: raise (the default), or skip its epoch with a warning. Its epoch is
+        never partly recorded.
+    distributed : bool, optional
+        As for :class:`LossRecorder`: ``None`` uses an initialised process group if there is one.
 
     Returns
     -------
     list of int
-        The epochs recorded now (skipped ones excluded), sorted.
+        The epochs recorded now (skipped ones excluded), sorted; the same on every rank.
     """
     import tomli_w
     from tqdm.auto import tqdm
@@ -809,10 +941,22 @@ def record_checkpoints(
         extract_state_dict,
         list_checkpoints,
         load_state_dict_into,
-        read_checkpoint,
     )
 
-    files = list_checkpoints(checkpoints)
+    if shard not in ("samples", "checkpoints"):
+        raise SampletopoError(
+            "The 'shard' parameter of record_checkpoints must be 'samples' or 'checkpoints'. "
+            f"Got {shard!r} instead."
+        )
+    if on_change not in ("error", "skip"):
+        raise SampletopoError(
+            "The 'on_change' parameter of record_checkpoints must be 'error' or 'skip'. "
+            f"Got {on_change!r} instead."
+        )
+    world = current_world(distributed=distributed, where="record_checkpoints")
+    # Listed once, by rank 0: later changes to the folder are noticed, never half-followed.
+    listed = on_main(world, lambda: snapshot_checkpoints(list_checkpoints(checkpoints)), share=True)
+    assert listed is not None
     ds = (
         data
         if isinstance(data, Dataset)
@@ -831,23 +975,54 @@ def record_checkpoints(
     dev = torch.device(device) if device is not None else torch.device("cpu")
     net.to(dev)
 
-    # Read every epoch first, so duplicates are refused before anything is written.
-    by_epoch: dict[int, Path] = {}
-    for path in files:
-        obj = read_checkpoint(path)
-        ep = checkpoint_epoch(path, obj)
+    def changed(exc: CheckpointChangedError) -> None:
+        if on_change == "error":
+            raise exc
+        if world.is_main:
+            warnings.warn(
+                f"{exc.reason}; skipped, its epoch is not recorded (on_change='skip').",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    # Read every epoch first, so duplicates are refused before anything is written. Each rank
+    # reads every world.size-th file; None marks a file that changed (on_change='skip').
+    def read_epochs() -> list[tuple[int, int | str]]:
+        mine: list[tuple[int, int | str]] = []
+        for i in range(world.rank, len(listed), world.size):
+            try:
+                mine.append(
+                    (i, checkpoint_epoch(listed[i].path, read_listed_checkpoint(listed[i])))
+                )
+            except CheckpointChangedError as exc:
+                if on_change == "error":
+                    raise
+                mine.append((i, exc.reason))
+        return mine
+
+    pairs = dict(
+        p for part in _all_gather_lists(world, everywhere(world, read_epochs)) for p in part
+    )
+    by_epoch: dict[int, int] = {}
+    for i, entry in enumerate(listed):
+        ep = pairs[i]
+        if isinstance(ep, str):
+            changed(CheckpointChangedError(ep))
+            continue
         if ep in by_epoch:
             raise SampletopoError(
-                f"Checkpoints {str(by_epoch[ep])!r} and {str(path)!r} both hold epoch {ep}. "
-                "Keep one checkpoint per epoch in the folder."
+                f"Checkpoints {str(listed[by_epoch[ep]].path)!r} and {str(entry.path)!r} both "
+                f"hold epoch {ep}. Keep one checkpoint per epoch in the folder."
             )
-        by_epoch[ep] = path
-        del obj
+        by_epoch[ep] = i
 
     rd = Path(run_dir)
-    rd.mkdir(parents=True, exist_ok=True)
-    cfg_path = rd / "config.toml"
-    if not cfg_path.exists():
+
+    def write_config() -> None:
+        rd.mkdir(parents=True, exist_ok=True)
+        cfg_path = rd / "config.toml"
+        if cfg_path.exists():
+            return
         cfg: dict[str, Any] = {
             "variant": rd.resolve().name,
             "source": "checkpoints",
@@ -864,24 +1039,129 @@ def record_checkpoints(
         if isinstance(model, str):
             cfg["model"] = model
             cfg["model_kwargs"] = kwargs
-        cfg["checkpoint_files"] = {str(e): str(p.resolve()) for e, p in sorted(by_epoch.items())}
+        cfg["checkpoint_files"] = {
+            str(e): str(listed[i].path.resolve()) for e, i in sorted(by_epoch.items())
+        }
         tmp = cfg_path.with_name(".config.toml.tmp")
         tmp.write_bytes(tomli_w.dumps(cfg).encode())
         os.replace(tmp, cfg_path)
 
-    rec = LossRecorder(
-        rd, ds, splits=splits, mode="eval", batch_size=batch_size, device=dev, on_exists=on_exists
+    on_main(world, write_config)
+    by_samples = world.distributed and shard == "samples"
+    if world.distributed:
+        check_same_dataset(ds, splits, world, where="record_checkpoints")
+    rec_box: list[LossRecorder] = []
+
+    def make_recorder() -> None:
+        rec_box.append(
+            LossRecorder(
+                rd,
+                ds,
+                splits=splits,
+                mode="eval",
+                batch_size=batch_size,
+                device=dev,
+                on_exists=on_exists,
+                distributed=world.distributed if by_samples else False,
+            )
+        )
+
+    if by_samples:
+        make_recorder()
+    else:
+        on_main(world, make_recorder)
+
+    def pending() -> list[int]:
+        return [
+            ep
+            for ep in sorted(by_epoch)
+            if not (all(epoch_file(rd, s, ep).exists() for s in splits) and on_exists == "skip")
+        ]
+
+    todo = on_main(world, pending, share=True)
+    assert todo is not None
+
+    def load(ep: int) -> None:
+        sd = extract_state_dict(read_listed_checkpoint(listed[by_epoch[ep]]), source=str(ep))
+        load_state_dict_into(net, sd, source=str(listed[by_epoch[ep]].path))
+
+    done: list[int] = []
+    bar = tqdm(
+        total=len(todo),
+        desc=f"record {rd.name}",
+        unit="ckpt",
+        disable=not (progress and world.is_main),
     )
-    done = []
-    it: Iterable[tuple[int, Path]] = sorted(by_epoch.items())
-    if progress:
-        it = tqdm(list(it), desc=f"record {rd.name}", unit="ckpt")
-    for ep, path in it:
-        if all(epoch_file(rd, s, ep).exists() for s in splits) and on_exists == "skip":
-            continue
-        sd = extract_state_dict(read_checkpoint(path), source=str(path))
-        load_state_dict_into(net, sd, source=str(path))
-        written = rec.on_train_epoch_end(ep, net)
-        if any(v is not None for v in written.values()):
-            done.append(ep)
-    return done
+    if not world.distributed or by_samples:
+        rec = rec_box[0]
+        for ep in todo:
+            try:
+                everywhere(world, functools.partial(load, ep))
+            except CheckpointChangedError as exc:
+                changed(exc)
+                bar.update(1)
+                continue
+            written = rec.on_train_epoch_end(ep, net)
+            if any(v is not None for v in written.values()):
+                done.append(ep)
+            bar.update(1)
+    else:
+        # Whole checkpoints per rank, in rounds of world.size; rank 0 writes each round.
+        for start in range(0, len(todo), world.size):
+            mine = todo[start + world.rank] if start + world.rank < len(todo) else None
+            result: Any = None
+            if mine is not None:
+                try:
+                    load(mine)
+                    result = (
+                        "ok",
+                        {
+                            s: evaluate_losses(
+                                net, *ds.tensors(s), batch_size=batch_size, device=dev
+                            )
+                            for s in splits
+                        },
+                    )
+                except CheckpointChangedError as exc:
+                    result = ("changed", (exc.reason, str(exc)))
+                except BaseException as exc:  # noqa: BLE001 -- rank 0 raises it on every rank
+                    result = ("error", error_status(exc))
+            results = gather_to_main(world, (mine, result))
+
+            def write_round(results: list[Any] | None = results) -> list[int]:
+                assert results is not None
+                rec = rec_box[0]
+                now = []
+                for rank, (ep, res) in enumerate(results):
+                    if ep is None:
+                        continue
+                    how, val = res
+                    if how == "error":
+                        raise_status(val, rank=rank)
+                    if how == "changed":
+                        changed(CheckpointChangedError(val[0], val[1][len(val[0]) :]))
+                        continue
+                    wrote = False
+                    for s in rec._todo_splits(ep):
+                        rec.write(s, ep, *val[s])
+                        wrote = True
+                    if wrote:
+                        now.append(ep)
+                return now
+
+            now = on_main(world, write_round, share=True)
+            assert now is not None
+            done.extend(now)
+            bar.update(len(todo[start : start + world.size]))
+    bar.close()
+    return sorted(done)
+
+
+def _all_gather_lists(world: World, part: list[Any]) -> list[list[Any]]:
+    if not world.distributed:
+        return [part]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * world.size
+    dist.all_gather_object(out, part)
+    return out

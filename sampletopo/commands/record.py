@@ -4,6 +4,10 @@ Each checkpoint is loaded with ``weights_only=True`` (bare state_dict, ``{"model
 ..., "epoch": ...}`` and DataParallel ``module.`` prefixes are understood); its epoch is its
 ``epoch`` entry, else the last number in the file name. Writes the same tables as live
 recording to ``OUT/losses/<split>/epoch=NNNN.parquet``; epochs already there are skipped.
+
+Runs unchanged under ``torchrun --nproc_per_node=N`` (gloo on the CPU, NCCL with --device cuda):
+the ranks share the work (--shard samples: each evaluates a slice of every checkpoint's samples;
+--shard checkpoints: each evaluates whole checkpoints) and rank 0 writes each table once.
 """
 
 from __future__ import annotations
@@ -34,6 +38,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--on-exists", choices=["skip", "error"], default="skip")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--shard",
+        choices=["samples", "checkpoints"],
+        default="samples",
+        help="under torchrun: split each checkpoint's samples across ranks (default), or split "
+        "the checkpoints",
+    )
+    p.add_argument(
+        "--on-change",
+        choices=["error", "skip"],
+        default="error",
+        help="a checkpoint that vanishes or changes after the folder was listed: stop with an "
+        "error (default) or skip its epoch with a warning",
+    )
     p.set_defaults(func=run)
 
 
@@ -43,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from sampletopo.commands.train import _parse_kv, _val_fraction
+    from sampletopo.distributed import process_group, rank_device
     from sampletopo.record import NonFiniteLossWarning, record_checkpoints, recorded_epochs
 
     kwargs = _parse_kv(args.model_kw, "--model-kw")
@@ -50,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         kwargs["skip"] = args.skip == "true"
     vf = None if args.val_fraction is None else _val_fraction(args.val_fraction)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    with warnings.catch_warnings(record=True) as caught:
+    with process_group(device=device) as world, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonFiniteLossWarning)
         done = record_checkpoints(
             args.checkpoints,
@@ -64,13 +83,18 @@ def run(args: argparse.Namespace) -> int:
             max_samples=args.max_samples,
             splits=args.splits,
             batch_size=args.batch_size,
-            device=device,
+            device=rank_device(device, world),
             on_exists=args.on_exists,
             progress=not args.no_progress,
+            shard=args.shard,
+            on_change=args.on_change,
         )
+    if not world.is_main:
+        return 0  # rank 0 wrote the tables and reports them
     for w in caught:
         print(f"WARNING: {w.message}")
-    print(f"recorded {len(done)} epoch(s) into {args.out}: {done}")
+    ranks = f" with {world.size} processes (--shard {args.shard})" if world.distributed else ""
+    print(f"recorded {len(done)} epoch(s) into {args.out}{ranks}: {done}")
     for s in args.splits:
         print(f"  {s}: {len(recorded_epochs(args.out, s))} epoch(s) on disk")
     nonfinite = [w for w in caught if issubclass(w.category, NonFiniteLossWarning)]
