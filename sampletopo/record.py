@@ -41,7 +41,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -54,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sampletopo._errors import SampletopoError
+from sampletopo._io import write_atomic
 from sampletopo.data import SPLITS, Dataset, default_val_fraction, load_dataset
 from sampletopo.distributed import (
     CheckpointChangedError,
@@ -138,17 +138,7 @@ def _epoch_files(run_dir: Path, split: str) -> dict[int, Path]:
 
 
 def _write_atomic_parquet(df: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            df.write_parquet(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, df.write_parquet)
 
 
 def _table(

@@ -613,6 +613,13 @@ def train_experiment(
     ...                  variants={"lr": [0.1, 0.01]})           # doctest: +SKIP
     [PosixPath('runs/lr/lr=0.1'), PosixPath('runs/lr/lr=0.01')]
     """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Every rank would train its own copy into the same folders: refuse instead.
+        raise SampletopoError(
+            f"train_experiment was started with WORLD_SIZE={os.environ['WORLD_SIZE']} (torchrun?). "
+            "Training is single-process; run `sampletopo train` without torchrun, then record its "
+            "checkpoints in parallel with `torchrun ... -m sampletopo record --checkpoints DIR`."
+        )
     file_variants = None
     if isinstance(config, (str, Path)):
         base, file_variants = load_train_config(config)

@@ -389,3 +389,13 @@ def test_toml_with_an_explicit_list_of_variants(tmp_path):
     assert wide["model_kwargs"]["hidden"] == [32] and wide["lr"] == 0.01
     ck = torch.load(dirs[1] / "checkpoints/epoch=0001.pt", weights_only=True)
     assert ck["model"]["net.1.weight"].shape == (32, 64)
+
+
+def test_training_refuses_torchrun(tmp_path, monkeypatch):
+    from sampletopo._errors import SampletopoError
+    from sampletopo.train import TrainConfig, train_experiment
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SampletopoError, match="WORLD_SIZE=2"):
+        train_experiment(TrainConfig(model="mlp", epochs=1), tmp_path / "exp")
+    assert not (tmp_path / "exp").exists()
