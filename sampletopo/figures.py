@@ -126,7 +126,12 @@ def write_figure_set(
                 stacklevel=2,
             )
     if not chosen:
-        warnings.warn("No epoch common to all runs: heatmaps skipped.", FigureWarning, stacklevel=2)
+        why = (
+            "none of the asked epochs exists in every run"
+            if epochs
+            else "no epoch is common to all runs"
+        )
+        warnings.warn(f"Heatmaps and diagrams skipped: {why}.", FigureWarning, stacklevel=2)
     else:
         for s in analysis.SPLITS:
             for tree in analysis.TREES:
