@@ -288,7 +288,8 @@ def plot_landscape_profile(
     ax.set_xlabel("basin width (grid points below the loss level)")
     ax.set_ylabel(label)
     n_min = sum(b.kind == "minimum" for b in profile.basins)
-    ax.set_title(f"landscape profile: {n_min} minima, {profile.n_points} points", fontsize=9)
+    noun = "minimum" if n_min == 1 else "minima"
+    ax.set_title(f"landscape profile: {n_min} {noun}, {profile.n_points} points", fontsize=9)
     ax.figure.colorbar(im, ax=ax, label=label)
     return ax
 
