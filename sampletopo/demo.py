@@ -160,6 +160,7 @@ def run_demo(
         out / "report",
         title="sampletopo demo: LR 0.1 vs 0.01 and skip vs no skip on digits",
         notes=notes,
+        progress=progress,
     )
     lap("figures + report", t)
     if progress:

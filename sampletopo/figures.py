@@ -20,8 +20,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+from tqdm.auto import tqdm
 
 from sampletopo import analysis
 from sampletopo._errors import SampletopoError
@@ -54,6 +56,7 @@ def write_figure_set(
     formats: Sequence[str] = ("png", "pdf"),
     prefix: str = "",
     title: str = "",
+    progress: bool = True,
 ) -> list[Path]:
     """Write every sample-space figure of ``run_dirs`` into ``out_dir``; return the PNG paths.
 
@@ -67,6 +70,8 @@ def write_figure_set(
         (:func:`sampletopo.plotting.default_heatmap_epochs`), restricted to epochs every run has.
     prefix : str
         Put before every file name (e.g. the experiment's name).
+    progress : bool
+        Show a progress bar over the figures.
     """
     from sampletopo.plotting import _topology as P
 
@@ -90,6 +95,12 @@ def write_figure_set(
     assert isinstance(diagrams, pl.DataFrame)
     pngs: list[Path] = []
     name = (prefix + "-") if prefix else ""
+    bar = tqdm(total=2 + 4 + len(runs), desc="figures", unit="fig", disable=not progress)
+
+    def saved(fig: Any, stem: str) -> None:
+        pngs.append(P.save(fig, out / f"{name}{stem}", formats)[0])
+        bar.update(1)
+
     suffix = f" — {title}" if title else ""
 
     fig = P.total_persistence_figure(
@@ -98,14 +109,14 @@ def write_figure_set(
         milestones=milestones,
         title="Total persistence (p=1) of the per-sample loss" + suffix,
     )
-    pngs.append(P.save(fig, out / f"{name}total_persistence", formats)[0])
+    saved(fig, "total_persistence")
     fig = P.wasserstein_figure(
         wdist,
         order=1,
         milestones=milestones,
         title="Wasserstein-1 distance to the final epoch's diagram" + suffix,
     )
-    pngs.append(P.save(fig, out / f"{name}wasserstein", formats)[0])
+    saved(fig, "wasserstein")
 
     common: set[int] | None = None
     for rd in runs:
@@ -138,7 +149,7 @@ def write_figure_set(
                 fig = P.heatmap_figure(
                     diagrams, split=s, tree=tree, epochs=chosen, runs=[r.name for r in runs]
                 )
-                pngs.append(P.save(fig, out / f"{name}heatmap-{s}-{tree}", formats)[0])
+                saved(fig, f"heatmap-{s}-{tree}")
         last = chosen[-1]
         import matplotlib.pyplot as plt
 
@@ -153,7 +164,8 @@ def write_figure_set(
                     )
             fig.suptitle(f"{rd.name}: persistence diagrams and barcodes at epoch {last}")
             fig.tight_layout()
-            pngs.append(P.save(fig, out / f"{name}diagrams-{rd.name}-epoch={last:04d}", formats)[0])
+            saved(fig, f"diagrams-{rd.name}-epoch={last:04d}")
+    bar.close()
     return pngs
 
 

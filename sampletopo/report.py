@@ -157,6 +157,7 @@ def write_report(
     title: str = "sampletopo report",
     epochs: Sequence[int] | None = None,
     notes: str = "",
+    progress: bool = True,
 ) -> Path:
     """Draw the figures of each experiment and write ``<report_dir>/index.html``.
 
@@ -171,6 +172,8 @@ def write_report(
         Heatmap epochs (default: first, around each LR change, last).
     notes : str
         Extra HTML placed under the title (e.g. timings).
+    progress : bool
+        Show a progress bar while the figures are drawn.
 
     Returns
     -------
@@ -233,7 +236,7 @@ def write_report(
             "between the first and the final epoch's split-tree diagram.</p>"
         )
         parts.append(_table_html(run_table(runs)))
-        topo = write_figure_set(runs, fig_root / "topology", epochs=epochs)
+        topo = write_figure_set(runs, fig_root / "topology", epochs=epochs, progress=progress)
         parts.append(f"<h3>{_SECTION_TITLES['topology']}</h3><div class='figs'>")
         parts += [_img(p) for p in topo]
         parts.append("</div>")
