@@ -85,10 +85,15 @@ def _table_html(df: pl.DataFrame) -> str:
 
 
 def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    raw = path.read_bytes()
+    # PNG header: width and height are big-endian uint32 at bytes 16-24. Wide figure sets
+    # (heatmap rows) get a full row of the page so their panels stay readable.
+    w, h = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    cls = " class='wide'" if h and w / h > 2.2 else ""
+    data = base64.b64encode(raw).decode("ascii")
     cap = html.escape(path.stem)
     return (
-        f'<figure><img alt="{cap}" src="data:image/png;base64,{data}"/>'
+        f'<figure{cls}><img alt="{cap}" src="data:image/png;base64,{data}"/>'
         f"<figcaption>{cap}</figcaption></figure>"
     )
 
@@ -271,6 +276,7 @@ h1{margin-bottom:0}.meta{color:#666;font-size:90%}
 table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f0f0f0}td:first-child{text-align:left}
 .figs{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0;flex:1 1 640px;max-width:100%}
+figure.wide{flex-basis:100%}
 figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:80%;color:#555}
 pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:85%}section{border-top:2px solid #ddd;margin-top:2em}
 """
