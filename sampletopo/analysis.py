@@ -134,8 +134,11 @@ def run_graph(
     """
     if split not in SPLITS:
         raise SampletopoError(f"The 'split' parameter must be one of {SPLITS}. Got {split!r}.")
+    from sampletopo.record import check_run_data
+
     rd = Path(run_dir)
     ds = _run_dataset(rd)
+    check_run_data(rd, ds, splits=[split])  # never a graph over other samples than recorded
     if features in ("raw", "standardized", "pca"):
         X = ds.features(split, kind=features)
     else:

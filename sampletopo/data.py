@@ -70,6 +70,8 @@ class Dataset:
     _labels: dict[str, np.ndarray] = field(repr=False)  # split -> (n,) int64
     _scale: float = field(default=1.0, repr=False)  # raw * _scale lies in [0, 1]
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+    # The load_dataset() arguments that rebuild this dataset (None for from_arrays data).
+    settings: dict[str, Any] | None = field(default=None, repr=False)
 
     @classmethod
     def from_arrays(
@@ -581,4 +583,11 @@ def load_dataset(
         _raw=raw,
         _labels=labels,
         _scale=float(scale),
+        settings={
+            "data": name,
+            "data_root": str(root.resolve()),
+            "data_seed": int(seed),
+            "val_fraction": vf,
+            "max_samples": int(max_samples or 0),
+        },
     )

@@ -777,6 +777,12 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 
 def dataset_from_config(cfg: Mapping[str, Any]) -> Dataset:
     """The dataset a run config describes (same name, root, split seed and fraction)."""
+    if cfg.get("data_rebuildable", True) is False:
+        raise SampletopoError(
+            f"Run {cfg.get('variant', '?')!r} was recorded on in-memory data that its config.toml "
+            "cannot rebuild. Pass the Dataset itself (e.g. graph=/dataset= arguments), or record "
+            "with a named dataset (load_dataset(...))."
+        )
     mx = cfg.get("max_samples", 0)
     return load_dataset(
         str(cfg["data"]),
@@ -785,6 +791,27 @@ def dataset_from_config(cfg: Mapping[str, Any]) -> Dataset:
         val_fraction=cfg.get("val_fraction"),
         max_samples=int(mx) if mx else None,
     )
+
+
+def check_run_data(
+    run_dir: str | Path, ds: Dataset, *, splits: Sequence[str] | None = None
+) -> None:
+    """Refuse ``ds`` if it is not the data the run recorded (compares the losses' manifest)."""
+    rd = Path(run_dir)
+    manifest = rd / "losses" / "manifest.json"
+    if not manifest.is_file():
+        return
+    old = json.loads(manifest.read_text())
+    for s, info in old.get("splits", {}).items():
+        if splits is not None and s not in splits:
+            continue
+        if info.get("fingerprint") != ds.fingerprint(s):
+            raise SampletopoError(
+                f"The data rebuilt from {str(rd / 'config.toml')!r} differs from the data the "
+                f"run recorded (split {s!r}: fingerprint {ds.fingerprint(s)} vs "
+                f"{info.get('fingerprint')}). Check data_root and the data files, or the data "
+                "settings in config.toml."
+            )
 
 
 def model_from_config(cfg: Mapping[str, Any], dataset: Dataset) -> nn.Module:
@@ -843,16 +870,7 @@ def load_run_model(
             )
     path = _find_checkpoint(rd, cfg, int(epoch))
     ds = dataset_from_config(cfg)
-    manifest = rd / "losses" / "manifest.json"
-    if manifest.is_file():
-        old = json.loads(manifest.read_text())
-        for s, info in old.get("splits", {}).items():
-            if info.get("fingerprint") != ds.fingerprint(s):
-                raise SampletopoError(
-                    f"The data rebuilt from {str(rd / 'config.toml')!r} differs from the data the "
-                    f"run recorded (split {s!r}: fingerprint {ds.fingerprint(s)} vs "
-                    f"{info.get('fingerprint')}). Check data_root and the data files."
-                )
+    check_run_data(rd, ds)
     model = model_from_config(cfg, ds)
     load_state_dict_into(
         model, extract_state_dict(read_checkpoint(path), source=str(path)), source=str(path)
@@ -1018,14 +1036,21 @@ def record_checkpoints(
             "source": "checkpoints",
             "checkpoint_dir": str(Path(checkpoints).resolve()),
             "record_mode": "eval",
-            "data": ds.name,
-            "data_root": str(Path(data_root).resolve()),
-            "data_seed": int(data_seed),
-            "val_fraction": val_fraction
-            if val_fraction is not None
-            else default_val_fraction(ds.name),
-            "max_samples": int(max_samples or 0),
         }
+        if isinstance(data, Dataset):
+            # The settings the dataset was really built with; in-memory data (from_arrays)
+            # cannot be rebuilt from a config, and readers say so instead of guessing.
+            cfg.update(ds.settings or {"data": ds.name, "data_rebuildable": False})
+        else:
+            cfg.update(
+                data=ds.name,
+                data_root=str(Path(data_root).resolve()),
+                data_seed=int(data_seed),
+                val_fraction=val_fraction
+                if val_fraction is not None
+                else default_val_fraction(ds.name),
+                max_samples=int(max_samples or 0),
+            )
         if isinstance(model, str):
             cfg["model"] = model
             cfg["model_kwargs"] = kwargs

@@ -237,3 +237,33 @@ def test_constant_loss_gives_an_empty_diagram_not_a_crash():
 
         ax = plot_heatmap(d.to_polars().rename({"kind": "tree"}))
         assert "no finite pairs" in [t.get_text() for t in ax.texts]
+
+
+def test_graph_refuses_data_other_than_recorded(experiment, tmp_path):
+    import tomli_w
+
+    from sampletopo.record import read_run_config
+
+    _, runs = experiment
+    copy = tmp_path / "exp" / runs[0].name
+    shutil.copytree(runs[0], copy)
+    cfg = read_run_config(copy)
+    cfg["data_seed"] = int(cfg.get("data_seed", 0)) + 1  # another split of the same dataset
+    (copy / "config.toml").write_text(tomli_w.dumps(cfg))
+    with pytest.raises(SampletopoError, match="differs from the data the run recorded"):
+        analysis.run_graph(copy, "val", k=10)
+
+
+def test_record_checkpoints_config_rebuilds_the_given_dataset(tmp_path):
+    from sampletopo.data import load_dataset
+    from sampletopo.models import create_model
+    from sampletopo.record import dataset_from_config, read_run_config, record_checkpoints
+
+    ds = load_dataset("synthetic", seed=3, val_fraction=0.3)
+    model = create_model("mlp", num_classes=ds.num_classes, in_channels=1, input_size=8)
+    (tmp_path / "ck").mkdir()
+    torch.save({"model": model.state_dict(), "epoch": 1}, tmp_path / "ck" / "epoch=0001.pt")
+    record_checkpoints(tmp_path / "ck", tmp_path / "run", model=model, data=ds, progress=False)
+    again = dataset_from_config(read_run_config(tmp_path / "run"))
+    assert again.fingerprint("val") == ds.fingerprint("val")
+    assert analysis.run_graph(tmp_path / "run", "val", k=5).n == ds.n("val")
