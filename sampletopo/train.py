@@ -506,10 +506,16 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
             payload["rng_cuda"] = torch.cuda.get_rng_state(dev)
         save_checkpoint(checkpoint_path(ckpt_dir, epoch), payload)
 
+    # A run killed while writing a checkpoint leaves its temporary file: never a checkpoint.
+    for stale in ckpt_dir.glob(".epoch=*.tmp"):
+        stale.unlink(missing_ok=True)
     start = _resume_epoch(rd, rec)
     if start is None:
-        save(0)
+        # Record first, then checkpoint: the checkpoint's recorder state then includes this
+        # epoch (its non-finite counts). A crash in between leaves tables without a checkpoint;
+        # the resume retrains that epoch deterministically and skips the tables already there.
         rec.on_train_epoch_end(0, model)
+        save(0)
         start = 0
     else:
         state = read_checkpoint(checkpoint_path(ckpt_dir, start))
@@ -559,8 +565,8 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
                 rec.on_train_batch_end(idx, logits, yb)
         seconds = time.perf_counter() - t0
         train_loss = float(total.item()) / n
-        save(epoch, lr=lr, train_loss=train_loss, seconds=seconds)
         rec.on_train_epoch_end(epoch, model)
+        save(epoch, lr=lr, train_loss=train_loss, seconds=seconds)
         if progress:
             bar.set_postfix(lr=f"{lr:.3g}", loss=f"{train_loss:.4f}")
         if not np.isfinite(train_loss):
