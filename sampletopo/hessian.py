@@ -393,7 +393,13 @@ def top_eigenpairs(
         raise SampletopoError(f"{where}: 'tol' must be > 0. Got {tol!r}. Try 1e-4.")
     rng = np.random.default_rng(seed)
     start = _count(op)
-    if method == "lanczos":
+    if method == "lanczos" and n <= 2:
+        # ARPACK needs k < n - 1 in practice; a 1- or 2-parameter Hessian is built densely
+        # from n products instead.
+        dense = np.column_stack([op.matvec(e) for e in np.eye(n)])
+        w, u = np.linalg.eigh((dense + dense.T) / 2)
+        vals, vecs = w[::-1][:k], u[:, ::-1][:, :k]
+    elif method == "lanczos":
         from scipy.sparse.linalg import LinearOperator, eigsh
 
         lin = LinearOperator((n, n), matvec=lambda v: op.matvec(np.ravel(v)), dtype=np.float64)

@@ -597,9 +597,14 @@ def evaluate_grid(
     ckpt = Path(checkpoint) if checkpoint is not None else None
     key = ""
     if ckpt is not None:
+        # Everything that changes a grid value: weights, buffers (BatchNorm statistics),
+        # frozen parameters, the loss function, data, directions and grid.
         key = _digest(
             directions.vectors,
             *[theta[n] for n in theta],
+            *[constants[n] for n in sorted(constants)],
+            getattr(loss_fn, "__module__", ""),
+            getattr(loss_fn, "__qualname__", repr(loss_fn)),
             inputs,
             targets,
             steps,

@@ -696,12 +696,16 @@ def track_members(
             graph=graph,
             dataset=dataset,
         )
-    elif "members" not in regions.columns or (
-        "epoch" in regions.columns and set(regions["epoch"].to_list()) - {epoch}
+    elif (
+        "members" not in regions.columns
+        or ("epoch" in regions.columns and set(regions["epoch"].to_list()) - {epoch})
+        or ("split" in regions.columns and set(regions["split"].to_list()) - {split})
+        or ("run" in regions.columns and set(regions["run"].to_list()) - {rd.resolve().name})
     ):
         raise SampletopoError(
-            f"{where}: 'regions' must be a table from top_regions at epoch {epoch} (with a "
-            "'members' column). Leave regions=None to compute it."
+            f"{where}: 'regions' must be a table from top_regions of run {rd.resolve().name!r}, "
+            f"split {split!r}, epoch {epoch} (with a 'members' column); sample indices of another "
+            "split or run would point at other samples. Leave regions=None to compute it."
         )
     epochs, loss, correct = _loss_and_correct(rd, split)
     learned = learned_epochs(epochs, correct)

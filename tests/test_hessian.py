@@ -214,3 +214,13 @@ def test_batchnorm_model_runs_in_eval_mode_and_matches_autograd():
     ref = torch.autograd.functional.hessian(loss_of, flat0).numpy()
     np.testing.assert_allclose(dense, ref, atol=1e-9)
     assert op.n == sum(p.numel() for p in model.parameters()) - 3
+
+
+def test_one_parameter_hessian_is_exact_not_an_arpack_error():
+    torch.manual_seed(0)
+    x = torch.randn(20, 1, dtype=torch.float64)
+    y = torch.randn(20, 1, dtype=torch.float64)
+    model = torch.nn.Linear(1, 1, bias=False).double()
+    pairs = top_eigenpairs(hessian_operator(model, F.mse_loss, x, y), k=1)
+    # mse of w*x: Hessian is 2 * mean(x^2)
+    np.testing.assert_allclose(pairs.eigenvalues, [float(2 * (x**2).mean())], rtol=1e-10)

@@ -260,6 +260,17 @@ def test_grid_resumes_from_side_file(tmp_path):
         evaluate_grid(
             crashing, F.mse_loss, x, y, d, steps=5, distance=2.0, checkpoint=side, progress=False
         )
+    with pytest.raises(SampletopoError, match="another evaluation"):
+        evaluate_grid(  # same weights and grid, another loss function: not the same landscape
+            crashing, F.l1_loss, x, y, d, steps=5, points_per_batch=1, checkpoint=side,
+            progress=False,
+        )  # fmt: skip
+    crashing.register_buffer("scale", torch.ones(1))  # a buffer changes the model, too
+    with pytest.raises(SampletopoError, match="another evaluation"):
+        evaluate_grid(
+            crashing, F.mse_loss, x, y, d, steps=5, points_per_batch=1, checkpoint=side,
+            progress=False,
+        )  # fmt: skip
     resumed = CountingLinear(base, fail_after=None)
     land = evaluate_grid(
         resumed, F.mse_loss, x, y, d, steps=5, points_per_batch=1, checkpoint=side, progress=False

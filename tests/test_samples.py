@@ -212,6 +212,10 @@ def test_track_members_follows_the_cluster(planted_run):
     learned = dict(zip(m["sample"].to_list(), m["learned_epoch"].to_list()))
     assert learned[5] is None and all(learned[s] == 2 for s in cluster - {5})
     assert tr.overall.height == 4
+    # A region table of another split names other samples: refused, not silently reused.
+    other = tr.regions.with_columns(split=pl.lit("train"))
+    with pytest.raises(SampletopoError, match="split 'val'"):
+        track_members(run, split="val", epoch=1, regions=other, graph=g, dataset=ds)
 
 
 def test_figures_and_no_images(planted_run, tmp_path):
