@@ -184,13 +184,18 @@ _NUMBER = re.compile(r"(\d+)")
 
 def checkpoint_epoch(path: str | Path, obj: Any) -> int:
     """Epoch of a checkpoint: its ``"epoch"`` entry if it has one, else the last number in the
-    file name (``epoch=0005.pt``, ``model_5.pth``, ``ckpt-5.ckpt`` all give 5)."""
+    file name (``epoch=0005.pt``, ``model_5.pth``, ``ckpt-5.ckpt`` all give 5).
+
+    Here epoch ``e`` is the model after ``e`` epochs of training (0 = initial model). Lightning
+    stores the 0-based index of the epoch just finished (``"epoch": 0`` after the first epoch),
+    so a checkpoint with a ``"pytorch-lightning_version"`` entry counts as ``epoch + 1``.
+    """
     if isinstance(obj, Mapping) and "epoch" in obj:
         ep = obj["epoch"]
         if isinstance(ep, torch.Tensor) and ep.numel() == 1:
             ep = ep.item()
         if isinstance(ep, int) and not isinstance(ep, bool) and ep >= 0:
-            return int(ep)
+            return int(ep) + (1 if "pytorch-lightning_version" in obj else 0)
         raise SampletopoError(
             f"Checkpoint {str(path)!r} has an 'epoch' entry {ep!r}; it must be an int >= 0."
         )

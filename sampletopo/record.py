@@ -683,6 +683,8 @@ def _check_split_arg(split: str | None) -> list[str]:
 
 def recorded_epochs(run_dir: str | Path, split: str) -> list[int]:
     """Epochs of ``split`` recorded in the run folder ``run_dir``, sorted."""
+    if split is None:
+        raise SampletopoError(f"recorded_epochs: 'split' must be one of {SPLITS}. Got None.")
     _check_split_arg(split)
     return sorted(_epoch_files(Path(run_dir), split))
 

@@ -401,3 +401,20 @@ def test_recording_from_a_real_model_instance_and_dataset_object(ds, tmp_path):
     np.testing.assert_allclose(
         loss_matrix(tmp_path / "r", "val")[1][0], _reference(model, ds, "val")[0]
     )
+
+
+def test_checkpoint_epoch_conventions(tmp_path):
+    from sampletopo.checkpoints import checkpoint_epoch
+
+    assert checkpoint_epoch(tmp_path / "x.pt", {"epoch": 5}) == 5
+    assert checkpoint_epoch(tmp_path / "model_7.pth", {"state_dict": {}}) == 7
+    # Lightning saves the 0-based index of the epoch just finished.
+    lightning = {
+        "epoch": 0,
+        "global_step": 12,
+        "pytorch-lightning_version": "2.4.0",
+        "state_dict": {},
+    }
+    assert checkpoint_epoch(tmp_path / "epoch=0-step=12.ckpt", lightning) == 1
+    with pytest.raises(SampletopoError, match="'split' must be one of"):
+        recorded_epochs(tmp_path, None)  # type: ignore[arg-type]
