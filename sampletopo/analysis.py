@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from sampletopo._errors import SampletopoError, check_int_range
 from sampletopo._io import write_atomic
 from sampletopo.diagrams import Diagram, wasserstein
-from sampletopo.graph import Graph, knn_graph
+from sampletopo.graph import Graph, knn_cache_path, knn_graph
 from sampletopo.mergetree import join_tree, split_tree
 
 __all__ = [
@@ -299,10 +299,14 @@ def compute_topology(
                 if e in done
             ]
             gpath = str(
-                rd.resolve().parent
-                / "graphs"
-                / f"knn-{graph.metric}-k{graph.k}-{graph.fingerprint}.npz"
+                knn_cache_path(
+                    rd.resolve().parent / "graphs",
+                    fingerprint=str(graph.fingerprint),
+                    k=int(graph.k or 0),
+                    metric=str(graph.metric),
+                )
             )
+            _WORKER_GRAPHS[gpath] = graph  # the serial path reuses it instead of re-reading
             step = max(1, len(todo) // (4 * jobs)) if jobs > 1 else max(1, len(todo))
             for i in range(0, len(todo), step):
                 tasks.append((str(rd), s, todo[i : i + step], gpath))

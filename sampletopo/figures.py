@@ -57,6 +57,8 @@ def write_figure_set(
     prefix: str = "",
     title: str = "",
     progress: bool = True,
+    summary: pl.DataFrame | None = None,
+    wasserstein: pl.DataFrame | None = None,
 ) -> list[Path]:
     """Write every sample-space figure of ``run_dirs`` into ``out_dir``; return the PNG paths.
 
@@ -72,6 +74,10 @@ def write_figure_set(
         Put before every file name (e.g. the experiment's name).
     progress : bool
         Show a progress bar over the figures.
+    summary, wasserstein : polars.DataFrame, optional
+        The runs' :func:`sampletopo.analysis.summarize` and
+        :func:`sampletopo.analysis.wasserstein_to_reference` tables, when the caller already
+        has them; computed (and stored) here otherwise.
     """
     from sampletopo.plotting import _topology as P
 
@@ -89,8 +95,9 @@ def write_figure_set(
                     stacklevel=2,
                 )
     milestones = run_milestones(runs)
-    summary = analysis.summarize(runs)
-    wdist = analysis.wasserstein_to_reference(runs)
+    if summary is None:
+        summary = analysis.summarize(runs)
+    wdist = analysis.wasserstein_to_reference(runs) if wasserstein is None else wasserstein
     diagrams = analysis.load_diagrams(runs)
     assert isinstance(diagrams, pl.DataFrame)
     pngs: list[Path] = []
@@ -177,7 +184,6 @@ def comparison_figure(runs: Sequence[Path], landscapes: dict[str, Path], *, spli
     epoch is read from the file. Heatmaps share bins and colour scale across all rows.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
 
     from sampletopo.landscape import load_landscape
     from sampletopo.plotting import _topology as P
@@ -197,17 +203,7 @@ def comparison_figure(runs: Sequence[Path], landscapes: dict[str, Path], *, spli
     if not rows:
         raise SampletopoError("comparison_figure: no run has a 2-D random-direction landscape.")
     bins = {t: P.heatmap_bins([r[3][t] for r in rows]) for t in analysis.TREES}
-    vmax = 1.0
-    import numpy as np
-
-    for r in rows:
-        for t in analysis.TREES:
-            fin = r[3][t].filter(pl.col("persistence").is_finite())
-            h, _, _ = np.histogram2d(
-                fin["birth"].to_numpy(), fin["persistence"].to_numpy(), bins=list(bins[t])
-            )
-            vmax = max(vmax, float(h.max()))
-    norm = LogNorm(vmin=1, vmax=vmax)
+    norm = P.shared_norm([(r[3][t], *bins[t]) for r in rows for t in analysis.TREES])
     fig, axes = plt.subplots(len(rows), 3, figsize=(15, 4.2 * len(rows)), squeeze=False)
     for i, (name, epoch, land, tabs) in enumerate(rows):
         plot_random_directions(land, ax=axes[i, 0])

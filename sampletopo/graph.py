@@ -27,7 +27,7 @@ from scipy.sparse.csgraph import connected_components
 from sampletopo._errors import SampletopoError, check_int_range
 from sampletopo._io import write_atomic
 
-__all__ = ["Graph", "knn_graph", "graph_from_edges", "grid_graph", "fingerprint"]
+__all__ = ["Graph", "knn_graph", "knn_cache_path", "graph_from_edges", "grid_graph", "fingerprint"]
 
 Metric = Literal["l2", "cosine"]
 _FORMAT_VERSION = 1
@@ -347,6 +347,14 @@ def _recall(
     return hits / (len(q) * k)
 
 
+def knn_cache_path(
+    cache_dir: str | Path, *, fingerprint: str, k: int, metric: str, index: str = "exact"
+) -> Path:
+    """Where :func:`knn_graph` caches the graph of features with this fingerprint."""
+    tag = "" if index == "exact" else f"-{index}"
+    return Path(cache_dir) / f"knn-{metric}{tag}-k{k}-{fingerprint}.npz"
+
+
 def knn_graph(
     X: np.ndarray,
     k: int = 20,
@@ -431,8 +439,7 @@ def knn_graph(
     fp = fingerprint(Xf)
     cache_path = None
     if cache_dir is not None:
-        tag = "" if index == "exact" else f"-{index}"
-        cache_path = Path(cache_dir) / f"knn-{metric}{tag}-k{k}-{fp}.npz"
+        cache_path = knn_cache_path(cache_dir, fingerprint=fp, k=k, metric=metric, index=index)
         if cache_path.exists():
             g = Graph.load(cache_path)
             if g.fingerprint == fp and g.k == k and g.metric == metric and g.n == n:

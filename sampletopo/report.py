@@ -37,11 +37,19 @@ _SECTION_TITLES = {
 }
 
 
-def run_table(runs: Sequence[Path]) -> pl.DataFrame:
+def run_table(
+    runs: Sequence[Path],
+    *,
+    summary: pl.DataFrame | None = None,
+    wasserstein: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """Summary numbers per run at its final epoch: loss, accuracy, total persistence and W1 at
-    the first epoch, per split."""
-    summary = analysis.summarize(runs, write=False)
-    wd = analysis.wasserstein_to_reference(runs, write=False)
+    the first epoch, per split. Pass the runs' summary and Wasserstein tables if already computed.
+    """
+    summary = analysis.summarize(runs, write=False) if summary is None else summary
+    wd = (
+        analysis.wasserstein_to_reference(runs, write=False) if wasserstein is None else wasserstein
+    )
     rows = []
     for rd in runs:
         row: dict[str, Any] = {"run": rd.name}
@@ -240,8 +248,18 @@ def write_report(
             "TP = total persistence (p=1) of finite pairs; W1 = Wasserstein-1 (L-inf ground) "
             "between the first and the final epoch's split-tree diagram.</p>"
         )
-        parts.append(_table_html(run_table(runs)))
-        topo = write_figure_set(runs, fig_root / "topology", epochs=epochs, progress=progress)
+        # One pass over the stored diagrams feeds both the table and the figures.
+        summary = analysis.summarize(runs)
+        wdist = analysis.wasserstein_to_reference(runs)
+        parts.append(_table_html(run_table(runs, summary=summary, wasserstein=wdist)))
+        topo = write_figure_set(
+            runs,
+            fig_root / "topology",
+            epochs=epochs,
+            progress=progress,
+            summary=summary,
+            wasserstein=wdist,
+        )
         parts.append(f"<h3>{_SECTION_TITLES['topology']}</h3><div class='figs'>")
         parts += [_img(p) for p in topo]
         parts.append("</div>")

@@ -36,6 +36,8 @@ __all__ = [
     "plot_heatmap",
     "heatmap_figure",
     "heatmap_bins",
+    "heatmap_counts",
+    "shared_norm",
     "plot_wasserstein",
     "wasserstein_figure",
     "plot_diagram",
@@ -155,6 +157,21 @@ def heatmap_bins(
     return np.linspace(lo, hi, bins + 1), np.linspace(0.0, qmax, bins + 1)
 
 
+def heatmap_counts(table: pl.DataFrame, xbins: np.ndarray, ybins: np.ndarray) -> np.ndarray:
+    """Pairs per (birth, persistence) bin of the finite pairs of one diagram table."""
+    fin = table.filter(pl.col("persistence").is_finite())
+    h, _, _ = np.histogram2d(
+        fin["birth"].to_numpy(), fin["persistence"].to_numpy(), bins=[xbins, ybins]
+    )
+    return h
+
+
+def shared_norm(panels: Sequence[tuple[pl.DataFrame, np.ndarray, np.ndarray]]) -> LogNorm:
+    """One logarithmic colour scale covering every ``(table, xbins, ybins)`` panel."""
+    vmax = max([1.0, *(float(heatmap_counts(t, xb, yb).max()) for t, xb, yb in panels)])
+    return LogNorm(vmin=1, vmax=vmax)
+
+
 def plot_heatmap(
     table: pl.DataFrame,
     *,
@@ -173,10 +190,7 @@ def plot_heatmap(
     fin = table.filter(pl.col("persistence").is_finite())
     if xbins is None or ybins is None:
         xbins, ybins = heatmap_bins([table])
-    h, _, _ = np.histogram2d(
-        fin["birth"].to_numpy(), fin["persistence"].to_numpy(), bins=[xbins, ybins]
-    )
-    hm = np.ma.masked_equal(h.T, 0)
+    hm = np.ma.masked_equal(heatmap_counts(table, xbins, ybins).T, 0)
     # viridis keeps single-pair bins visible (dark) on the pale empty background.
     ax.set_facecolor("#f4f4f4")
     mesh = ax.pcolormesh(xbins, ybins, hm, norm=norm, cmap="viridis", shading="flat")
@@ -250,14 +264,7 @@ def heatmap_figure(
                 )
             panels[(r, e)] = sub.filter((pl.col("run") == r) & (pl.col("epoch") == e))
     xb, yb = heatmap_bins(list(panels.values()), bins=bins)
-    vmax = 1.0
-    for t in panels.values():
-        fin = t.filter(pl.col("persistence").is_finite())
-        h, _, _ = np.histogram2d(
-            fin["birth"].to_numpy(), fin["persistence"].to_numpy(), bins=[xb, yb]
-        )
-        vmax = max(vmax, float(h.max()))
-    norm = LogNorm(vmin=1, vmax=vmax)
+    norm = shared_norm([(t, xb, yb) for t in panels.values()])
     fig, axes = _grid(len(runs), len(epochs), 3.0, 2.6)
     mesh = None
     for i, r in enumerate(runs):
