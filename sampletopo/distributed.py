@@ -173,6 +173,14 @@ def process_group(
             dist.destroy_process_group()
 
 
+def default_device(world: World) -> torch.device:
+    """The device to evaluate on when none is given: this rank's GPU when CUDA is available and
+    the process group (if any) can move CUDA tensors (NCCL), else the CPU."""
+    if torch.cuda.is_available() and (not world.distributed or world.backend == "nccl"):
+        return torch.device("cuda", world.local_rank) if world.distributed else torch.device("cuda")
+    return torch.device("cpu")
+
+
 def rank_device(device: str | torch.device | None, world: World) -> torch.device | None:
     """``device`` with a plain ``"cuda"`` turned into ``cuda:<local rank>`` under several ranks."""
     if device is None:

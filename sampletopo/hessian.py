@@ -35,6 +35,7 @@ Linear least squares has the closed-form Hessian ``2/n X^T X``:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -226,7 +227,14 @@ class HessianOperator:
             for x, y, w in self._batches():
                 if self._mode == "fwd":
                     try:
-                        hv = jvp(lambda p, x=x, y=y: grad_fn(p, x, y), (variables,), (v,))[1]
+                        with warnings.catch_warnings():
+                            # torch's first forward-mode call scripts its own decompositions
+                            # and warns that torch.jit.script is deprecated: torch's internals,
+                            # nothing a user can act on.
+                            warnings.filterwarnings(
+                                "ignore", message=".*torch.jit.script", category=FutureWarning
+                            )
+                            hv = jvp(lambda p, x=x, y=y: grad_fn(p, x, y), (variables,), (v,))[1]
                     except (NotImplementedError, RuntimeError):
                         # Some ops lack forward-mode rules; the Hessian is symmetric, so a
                         # vector-Jacobian product of the gradient gives the same H v.

@@ -1153,6 +1153,10 @@ def landscape_for_run(
     ``density_nodes``, ``density_weights``, ``run``, ``epoch``). The grid is resumable: an
     interrupted call leaves ``<file>.partial.npz`` and the next call continues from it.
 
+    The loss is mean cross-entropy, the same loss the recorder stores per sample (runs are
+    classifiers), so the grid's value at the origin is the mean of the recorded training losses
+    of that subset. For another loss, call :func:`evaluate_grid` with your own ``loss_fn``.
+
     Returns
     -------
     Path

@@ -61,6 +61,7 @@ from sampletopo.distributed import (
     check_same_dataset,
     check_world_size,
     current_world,
+    default_device,
     error_status,
     everywhere,
     gather_shards,
@@ -921,8 +922,12 @@ def record_checkpoints(
     data : str or Dataset
         A registered dataset name (loaded from ``data_root`` with ``data_seed``,
         ``val_fraction`` and ``max_samples``) or a :class:`Dataset`.
-    splits, batch_size, device, on_exists
+    splits, batch_size, on_exists
         As for :class:`LossRecorder` (mode ``"eval"``). Epochs already on disk are skipped.
+    device : str or torch.device, optional
+        Device of the eval passes. Default: the device of a ``model`` instance; for a model
+        name, the GPU when CUDA is available (this rank's, under an NCCL process group), else
+        the CPU.
     progress : bool
         Show a progress bar over checkpoints (on rank 0 only).
     shard : {"samples", "checkpoints"}
@@ -982,7 +987,12 @@ def record_checkpoints(
         net = create_model(model, num_classes=ds.num_classes, in_channels=c, input_size=h, **kwargs)
     else:
         net = model
-    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if device is not None:
+        dev = torch.device(device)
+    elif isinstance(model, nn.Module) and next(model.parameters(), None) is not None:
+        dev = _model_device(model)
+    else:
+        dev = default_device(world)
     net.to(dev)
 
     def changed(exc: CheckpointChangedError) -> None:

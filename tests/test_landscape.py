@@ -478,3 +478,43 @@ def test_profile_and_spectrum_figures_draw():
     peak = line.get_xdata()[np.argmax(line.get_ydata())]
     assert peak == pytest.approx(0.0, abs=0.05)  # the heaviest node
     plt.close("all")
+
+
+def test_cli_landscape_of_a_trained_run_starts_at_the_recorded_losses(tmp_path, capsys):
+    """`sampletopo landscape` on a real (tiny) run: the grid's centre is the run's checkpoint, so
+    its loss is the mean of the recorded per-sample training losses of the same subset."""
+    from sampletopo.cli import main
+    from sampletopo.landscape import _subset, landscape_path
+    from sampletopo.record import loss_matrix
+    from sampletopo.train import TrainConfig, train_run
+
+    run = train_run(
+        TrainConfig(
+            data="synthetic", model="mlp", epochs=2, lr=0.05, batch_size=64, milestones=[]
+        ),
+        tmp_path / "exp" / "run",
+        progress=False,
+    )
+    args = ["landscape", str(run), "--epoch", "2", "--steps", "5", "--n-samples", "64"]
+    assert main([*args, "--figures", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    path = landscape_path(run, 2)
+    assert f"wrote {path}" in printed and "Hessian top eigenvalue" in printed
+    land, extra = load_landscape(path)
+    assert land.loss.shape == (5, 5) and np.isfinite(land.loss).all()
+    epochs, losses = loss_matrix(run, "train")
+    idx = _subset(losses.shape[1], 64, 0)
+    centre = land.loss[2, 2]
+    assert centre == pytest.approx(losses[list(epochs).index(2), idx].mean(), rel=1e-5)
+    # The centre of a grid around a trained model is no higher than most of the grid.
+    assert centre <= np.median(land.loss)
+    assert extra["epoch"] == 2 and extra["hessian_eigenvalues"].shape == (2,)
+    assert extra["metrics"]["hessian_top_eigenvalue"] == pytest.approx(
+        extra["hessian_eigenvalues"][0]
+    )
+    stem = path.name.removesuffix(".npz")
+    for kind in ("profile", "spectrum", "contour", "surface", "random"):
+        assert (path.parent / f"{stem}-{kind}.png").stat().st_size > 1000
+    # A checkpoint epoch the run does not have names the ones it has.
+    assert main([*args[:3], "7", "--no-progress"]) != 0
+    assert "no checkpoint for epoch 7. Epochs with checkpoints: [0, 1, 2]" in capsys.readouterr().err
