@@ -489,9 +489,7 @@ def test_cli_landscape_of_a_trained_run_starts_at_the_recorded_losses(tmp_path, 
     from sampletopo.train import TrainConfig, train_run
 
     run = train_run(
-        TrainConfig(
-            data="synthetic", model="mlp", epochs=2, lr=0.05, batch_size=64, milestones=[]
-        ),
+        TrainConfig(data="synthetic", model="mlp", epochs=2, lr=0.05, batch_size=64, milestones=[]),
         tmp_path / "exp" / "run",
         progress=False,
     )
@@ -517,4 +515,6 @@ def test_cli_landscape_of_a_trained_run_starts_at_the_recorded_losses(tmp_path, 
         assert (path.parent / f"{stem}-{kind}.png").stat().st_size > 1000
     # A checkpoint epoch the run does not have names the ones it has.
     assert main([*args[:3], "7", "--no-progress"]) != 0
-    assert "no checkpoint for epoch 7. Epochs with checkpoints: [0, 1, 2]" in capsys.readouterr().err
+    assert (
+        "no checkpoint for epoch 7. Epochs with checkpoints: [0, 1, 2]" in capsys.readouterr().err
+    )
