@@ -13,6 +13,13 @@
    ``sys.modules`` before importing it. Only Landscaper's own merge-tree / SMAD code is timed.
 2. Grid evaluation: batched (vmap over grid points) vs one point at a time, for an MLP and a
    small CNN, against a Li et al.-style loop (weights copied in place, data in batches of 128).
+3. The whole grid on a CIFAR-10 folder the way loss-landscape (Li et al.) runs it -- torchvision's
+   ``CIFAR10`` dataset with ``ToTensor`` + ``Normalize`` and a ``DataLoader`` (batch 128, no
+   worker processes) iterated again at every grid point, weights copied in place -- against
+   ``sampletopo`` (the split decoded and standardized once by ``load_dataset``, then
+   ``evaluate_grid``). The folder is written in CIFAR-10's exact python-pickle format with random
+   pixels; torchvision's MD5 check of the files is switched off for it (the files are not the
+   real ones), nothing else of its loading code is changed.
 
 Run: ``.venv/bin/python benchmarks/bench_landscape.py``
 """
@@ -194,10 +201,102 @@ def bench_grid() -> None:
         )
 
 
+def _write_cifar_folder(root: str, n_train: int, seed: int = 0) -> None:
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    base = os.path.join(root, "cifar-10-batches-py")
+    os.makedirs(base, exist_ok=True)
+    per = n_train // 5
+
+    def dump(name: str, n: int) -> None:
+        obj = {
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            "labels": [int(v) for v in rng.integers(0, 10, n)],
+        }
+        with open(os.path.join(base, name), "wb") as fh:
+            pickle.dump(obj, fh, protocol=2)
+
+    for i in range(1, 6):
+        dump(f"data_batch_{i}", per)
+    dump("test_batch", 100)
+    with open(os.path.join(base, "batches.meta"), "wb") as fh:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, fh, protocol=2)
+
+
+def bench_peer(n_train: int = 2000, steps: int = 5) -> None:
+    import tempfile
+
+    import torchvision
+    from torch.utils.data import DataLoader
+    from torchvision import transforms
+
+    from sampletopo.data import load_dataset
+    from sampletopo.models import create_model
+
+    print(f"== a {steps}x{steps} grid on a CIFAR-10 folder of {n_train} images (CPU, 1 thread) ==")
+    root = tempfile.mkdtemp(prefix="bench_cifar_")
+    _write_cifar_folder(root, n_train)
+
+    import torchvision.datasets.cifar as tv_cifar
+
+    tv_cifar.check_integrity = lambda *a, **k: True  # random files: no MD5 check, nothing else
+    Cifar = torchvision.datasets.CIFAR10
+
+    for name, kwargs in [
+        ("cnn width 16", {"width": 16}),
+        ("resnet-8 width 8", {"depth": 8, "width": 8}),
+    ]:
+        torch.manual_seed(0)
+        model = create_model(
+            name.split()[0].replace("-8", ""), in_channels=3, input_size=32, **kwargs
+        )
+        model.eval()
+        d = random_directions(model, dim=2, seed=0)
+
+        t = time.perf_counter()
+        ds = load_dataset("cifar10", root=root)
+        x, y = ds.tensors("train")
+        ours = evaluate_grid(
+            model, F.cross_entropy, x, y, d, steps=steps, distance=1.0, progress=False
+        )
+        t_ours = time.perf_counter() - t
+
+        mean, std = ds._channel_stats()  # the same standardization in both
+        tf = transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize(mean.tolist(), std.tolist())]
+        )
+        t = time.perf_counter()
+        loader = DataLoader(Cifar(root, train=True, transform=tf), batch_size=128, shuffle=False)
+        params = [p for n, p in model.named_parameters() if n in d.names]
+        theta = [p.detach().clone() for p in params]
+        dirs = d.tensors()
+        peer = np.zeros((steps, steps))
+        with torch.no_grad():
+            for i, a in enumerate(ours.coords[0]):
+                for j, b in enumerate(ours.coords[1]):
+                    for p, t0, n in zip(params, theta, d.names, strict=True):
+                        p.copy_(t0 + a * dirs[n][0] + b * dirs[n][1])
+                    tot, cnt = 0.0, 0
+                    for xb, yb in loader:
+                        tot += F.cross_entropy(model(xb), yb).item() * xb.shape[0]
+                        cnt += xb.shape[0]
+                    peer[i, j] = tot / cnt
+            for p, t0 in zip(params, theta, strict=True):
+                p.copy_(t0)
+        t_peer = time.perf_counter() - t
+        print(
+            f"{name}: loss-landscape-style loop {t_peer:.1f} s  sampletopo {t_ours:.1f} s  "
+            f"ratio {t_peer / t_ours:.1f}x  (max |diff| {np.abs(peer - ours.loss).max():.1e})"
+        )
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    which = sys.argv[1:] or ["tree", "grid"]
+    which = sys.argv[1:] or ["tree", "grid", "peer"]
     if "tree" in which:
         bench_merge_tree()
     if "grid" in which:
         bench_grid()
+    if "peer" in which:
+        bench_peer()

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sampletopo._batching import auto_batch_size
 from sampletopo._errors import SampletopoError, check_int_range
 
 __all__ = [
@@ -125,9 +126,8 @@ class HessianOperator:
                 f"{where}: 'inputs' and 'targets' must hold the same positive number of samples. "
                 f"Got {inputs.shape[0]} inputs and {targets.shape[0]} targets."
             )
-        n_samples = int(inputs.shape[0])
         if batch_size is None:
-            batch_size = n_samples
+            batch_size = auto_batch_size(model, inputs, next(iter(params.values())).device)
         batch_size = check_int_range("batch_size", batch_size, 1, None, where=where)
         self.model = model
         self.loss_fn = loss_fn
@@ -294,7 +294,9 @@ def hessian_operator(
         The data the Hessian is taken over (choose a subset for big data sets).
     batch_size : int, optional
         Samples per forward pass; the batch means are weighted by batch size, so the result is
-        the Hessian of the mean loss over all of ``inputs``. Default: all samples at once.
+        the Hessian of the mean loss over all of ``inputs``. Default: sized by the model's
+        largest activation (:func:`sampletopo._batching.auto_batch_size`; all samples at once
+        for small models).
 
     Returns
     -------

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sampletopo._batching import auto_batch_size
 from sampletopo._errors import SampletopoError, check_int_range
 from sampletopo.hessian import Eigenpairs, eval_mode, trainable_parameters
 
@@ -536,7 +537,10 @@ def evaluate_grid(
     distance : float
         Half-width of the grid, > 0.
     batch_size : int, optional
-        Samples per forward pass (default: all at once).
+        Samples per forward pass. Default: sized by the model's largest activation so that a
+        batch's activations stay small (:func:`sampletopo._batching.auto_batch_size`; all
+        samples at once for small models). Results depend on it only through floating-point
+        summation order.
     points_per_batch : int, optional
         Grid points evaluated together with :func:`torch.func.vmap`. Default: 1 for a model
         with convolutions on a CPU (where batched convolutions are slower than a loop), else as
@@ -574,7 +578,6 @@ def evaluate_grid(
             f"Got {inputs.shape[0]} and {targets.shape[0]}."
         )
     n_samples = int(inputs.shape[0])
-    batch_size = check_int_range("batch_size", batch_size or n_samples, 1, None, where=where)
     d = directions.dim
     shape = (steps,) * d
     n_points = steps**d
@@ -585,6 +588,9 @@ def evaluate_grid(
     if points_per_batch is None:
         points_per_batch = _default_points_per_batch(model, directions.n, device)
     chunk = check_int_range("points_per_batch", points_per_batch, 1, None, where=where)
+    if batch_size is None:
+        batch_size = auto_batch_size(model, inputs, device, points=chunk)
+    batch_size = check_int_range("batch_size", batch_size, 1, None, where=where)
     theta = {n: p.detach() for n, p in params.items()}
     dirs = directions.tensors(dtype=dtype, device=device)
     constants = {n: p.detach() for n, p in model.named_parameters() if n not in theta}
