@@ -133,19 +133,25 @@ def test_unknown_dataset_and_bad_arguments_list_the_choices():
 # -- CIFAR-10 in the exact python-pickle format -------------------------------------------------
 
 
-def _write_cifar(root: Path, rng: np.random.Generator, per_batch: int = 4, n_test: int = 6):
+def _write_cifar(
+    root: Path, rng: np.random.Generator, per_batch: int = 4, n_test: int = 6, *, str_keys=False
+):
+    """CIFAR-10's python pickles. The real files were written by Python 2, so with
+    ``encoding="latin1"`` (how torchvision and sampletopo read them) their keys come back as
+    ``str``; ``str_keys=False`` writes ``bytes`` keys, as a Python 3 re-pickling does."""
     base = root / "cifar-10-batches-py"
     base.mkdir(parents=True)
     batches = []
+    key = (lambda k: k.decode()) if str_keys else (lambda k: k)
     for i in range(1, 6):
         data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, 10, per_batch)]
         batches.append((data, labels))
         obj = {
-            b"batch_label": f"training batch {i} of 5".encode(),
-            b"labels": labels,
-            b"data": data,
-            b"filenames": [f"img{i}_{j}.png".encode() for j in range(per_batch)],
+            key(b"batch_label"): f"training batch {i} of 5".encode(),
+            key(b"labels"): labels,
+            key(b"data"): data,
+            key(b"filenames"): [f"img{i}_{j}.png".encode() for j in range(per_batch)],
         }
         with open(base / f"data_batch_{i}", "wb") as fh:
             pickle.dump(obj, fh, protocol=2)
@@ -153,10 +159,11 @@ def _write_cifar(root: Path, rng: np.random.Generator, per_batch: int = 4, n_tes
     test_labels = [int(v) for v in rng.integers(0, 10, n_test)]
     with open(base / "test_batch", "wb") as fh:
         pickle.dump(
-            {b"batch_label": b"testing batch 1 of 1", b"labels": test_labels, b"data": test},
+            {key(b"batch_label"): b"testing batch 1 of 1", key(b"labels"): test_labels,
+             key(b"data"): test},
             fh,
             protocol=2,
-        )
+        )  # fmt: skip
     names = [
         "airplane",
         "automobile",
@@ -172,9 +179,9 @@ def _write_cifar(root: Path, rng: np.random.Generator, per_batch: int = 4, n_tes
     with open(base / "batches.meta", "wb") as fh:
         pickle.dump(
             {
-                b"label_names": [n.encode() for n in names],
-                b"num_vis": 3072,
-                b"num_cases_per_batch": per_batch,
+                key(b"label_names"): [n if str_keys else n.encode() for n in names],
+                key(b"num_vis"): 3072,
+                key(b"num_cases_per_batch"): per_batch,
             },
             fh,
             protocol=2,
@@ -204,6 +211,37 @@ def test_tiny_cifar10_folder_loads_through_the_real_loader(tmp_path, rng):
     # a carved validation split instead of the official test set
     carved = load_dataset("cifar10", root=tmp_path, val_fraction=0.25)
     assert carved.n("train") + carved.n("val") == 20
+
+
+def test_torchvision_reads_the_same_cifar10_folder(tmp_path, rng, monkeypatch):
+    """The folder is in torchvision's own format: its reader sees the same images and labels."""
+    import torchvision.datasets.cifar as tv_cifar
+
+    _write_cifar(tmp_path, rng, str_keys=True)
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)  # random files: no MD5
+    tv = tv_cifar.CIFAR10(str(tmp_path), train=True)
+    ds = load_dataset("cifar10", root=tmp_path)
+    assert tv.classes == ds.class_names
+    np.testing.assert_array_equal(ds.labels("train"), tv.targets)
+    np.testing.assert_allclose(ds.images("train"), tv.data / 255.0, rtol=1e-6)  # NHWC both
+    tv_test = tv_cifar.CIFAR10(str(tmp_path), train=False)
+    np.testing.assert_array_equal(ds.labels("val"), tv_test.targets)
+
+
+def test_torchvision_reads_the_same_mnist_folder(tmp_path, rng):
+    import torchvision
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    tx, vx = rng.integers(0, 256, (12, 28, 28)), rng.integers(0, 256, (5, 28, 28))
+    _write_idx(raw / "train-images-idx3-ubyte", tx)
+    _write_idx(raw / "train-labels-idx1-ubyte", np.arange(12) % 10)
+    _write_idx(raw / "t10k-images-idx3-ubyte", vx)
+    _write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(5))
+    tv = torchvision.datasets.MNIST(str(tmp_path), train=True)
+    ds = load_dataset("mnist", root=tmp_path)
+    np.testing.assert_allclose(ds.images("train"), tv.data.numpy() / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(ds.labels("train"), tv.targets.numpy())
 
 
 def test_cifar_missing_or_broken_folder_says_what_to_do(tmp_path, rng):
