@@ -1146,6 +1146,7 @@ def landscape_for_run(
     batch_size: int | None = None,
     density_iter: int = 40,
     trace_rtol: float = 0.05,
+    hessian: bool = True,
     out: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
@@ -1158,6 +1159,10 @@ def landscape_for_run(
     :meth:`Landscape.save` (extras: ``metrics``, ``hessian_eigenvalues``, ``hessian_trace``,
     ``density_nodes``, ``density_weights``, ``run``, ``epoch``). The grid is resumable: an
     interrupted call leaves ``<file>.partial.npz`` and the next call continues from it.
+
+    ``hessian=False`` (random directions only) skips the Hessian: no eigenpairs, trace or
+    density are computed or saved, and the metrics' Hessian entries are NaN. On a CPU the trace
+    and density are most of the time of a small grid.
 
     The loss is mean cross-entropy, the same loss the recorder stores per sample (runs are
     classifiers), so the grid's value at the origin is the mean of the recorded training losses
@@ -1188,17 +1193,37 @@ def landscape_for_run(
     idx = torch.from_numpy(_subset(int(x.shape[0]), n_samples, seed))
     x, y = x[idx], y[idx]
     loss_fn = F.cross_entropy
-    op = hessian_operator(model, loss_fn, x, y, batch_size=batch_size)
-    k = min(max(dim, 1), max(op.n - 1, 1))
-    if dirs == "hessian" and dim > k:
+    if not hessian and dirs == "hessian":
         raise SampletopoError(
-            f"{where}: 'dim' must be at most {k} for Hessian directions (the model has {op.n} "
-            f"trainable parameters). Got dim={dim}."
+            f"{where}: hessian=False skips the Hessian, but dirs='hessian' needs its "
+            "eigenvectors. Use dirs='random', or keep hessian=True."
         )
-    eig = top_eigenpairs(op, k=k, seed=seed)
-    trace = hutchinson_trace(op, rtol=trace_rtol, max_samples=100, seed=seed, progress=progress)
-    dens = spectral_density(op, n_iter=min(density_iter, op.n), seed=seed, progress=progress)
+    extra: dict[str, Any] = {}
+    eig = trace = None
+    if hessian:
+        op = hessian_operator(model, loss_fn, x, y, batch_size=batch_size)
+        k = min(max(dim, 1), max(op.n - 1, 1))
+        if dirs == "hessian" and dim > k:
+            raise SampletopoError(
+                f"{where}: 'dim' must be at most {k} for Hessian directions (the model has "
+                f"{op.n} trainable parameters). Got dim={dim}."
+            )
+        eig = top_eigenpairs(op, k=k, seed=seed)
+        trace = hutchinson_trace(op, rtol=trace_rtol, max_samples=100, seed=seed, progress=progress)
+        dens = spectral_density(op, n_iter=min(density_iter, op.n), seed=seed, progress=progress)
+        extra = {
+            "hessian_eigenvalues": eig.eigenvalues,
+            "hessian_trace": {
+                "value": trace.value,
+                "stderr": trace.stderr,
+                "n_samples": trace.n_samples,
+            },
+            "density_nodes": dens.nodes,
+            "density_weights": dens.weights,
+            "hessian_n_hvp": {"eigenpairs": eig.n_hvp, "density": dens.n_hvp},
+        }
     if dirs == "hessian":
+        assert eig is not None
         directions = hessian_directions(model, eig, dim=dim)
     else:
         directions = random_directions(model, dim=dim, seed=seed)
@@ -1219,23 +1244,15 @@ def landscape_for_run(
     metrics = landscape_metrics(
         land,
         connectivity=connectivity,
-        hessian_top_eigenvalue=float(eig.eigenvalues[0]),
-        hessian_trace=trace.value,
+        hessian_top_eigenvalue=None if eig is None else float(eig.eigenvalues[0]),
+        hessian_trace=None if trace is None else trace.value,
     )
     return land.save(
         path,
         extra={
             "metrics": metrics.to_dict(),
-            "hessian_eigenvalues": eig.eigenvalues,
-            "hessian_trace": {
-                "value": trace.value,
-                "stderr": trace.stderr,
-                "n_samples": trace.n_samples,
-            },
-            "density_nodes": dens.nodes,
-            "density_weights": dens.weights,
+            **extra,
             "run": str(Path(run_dir).name),
             "epoch": int(epoch),
-            "hessian_n_hvp": {"eigenpairs": eig.n_hvp, "density": dens.n_hvp},
         },
     )

@@ -515,6 +515,18 @@ def test_cli_landscape_of_a_trained_run_starts_at_the_recorded_losses(tmp_path, 
     stem = path.name.removesuffix(".npz")
     for kind in ("profile", "spectrum", "contour", "surface", "random"):
         assert (path.parent / f"{stem}-{kind}.png").stat().st_size > 1000
+    # Without the Hessian: the same grid, no Hessian extras, NaN Hessian metrics.
+    from sampletopo.landscape import landscape_for_run
+
+    quick = landscape_for_run(
+        run, 2, steps=5, n_samples=64, hessian=False, out=tmp_path / "q.npz", progress=False
+    )
+    q_land, q_extra = load_landscape(quick)
+    np.testing.assert_array_equal(q_land.loss, land.loss)
+    assert "hessian_eigenvalues" not in q_extra and "density_nodes" not in q_extra
+    assert np.isnan(q_extra["metrics"]["hessian_trace"])
+    with pytest.raises(SampletopoError, match="dirs='random'"):
+        landscape_for_run(run, 2, dirs="hessian", hessian=False, progress=False)
     # A checkpoint epoch the run does not have names the ones it has.
     assert main([*args[:3], "7", "--no-progress"]) != 0
     assert (
