@@ -100,12 +100,10 @@ def _dataset(key: str):
 
 
 def _run_dataset(run_dir: Path):
-    from sampletopo.record import read_run_config
+    from sampletopo.record import _DATA_KEYS, read_run_config
 
     cfg = read_run_config(run_dir)
-    keep = {
-        k: cfg.get(k) for k in ("data", "data_root", "data_seed", "val_fraction", "max_samples")
-    }
+    keep = {k: cfg.get(k) for k in (*_DATA_KEYS, "data_rebuildable")}
     return _dataset(json.dumps(keep, sort_keys=True, default=str))
 
 

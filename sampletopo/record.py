@@ -37,6 +37,7 @@ Two modes:
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
@@ -317,7 +318,9 @@ class LossRecorder:
             check_same_dataset(dataset, splits, self._world, where="LossRecorder")
             for s in splits:
                 check_world_size(dataset.n(s), self._world.size, what=f"split {s!r}")
+        self._model_sig: str | None = None
         on_main(self._world, self._check_manifest)
+        on_main(self._world, self._write_config)
         on_main(self._world, self._clean_tmp)
 
     # -- run folder bookkeeping ----------------------------------------------------------------
@@ -336,6 +339,26 @@ class LossRecorder:
                 for s in SPLITS
             },
         }
+
+    def _write_config(self) -> None:
+        """A run folder without ``config.toml`` gets one naming its data (and how to rebuild
+        it), so the topology, sample and report commands can use a run recorded from any
+        training loop. Folders written by ``sampletopo train`` or ``record`` already have one."""
+        import tomli_w
+
+        path = self.run_dir / "config.toml"
+        if path.exists():
+            return
+        cfg: dict[str, Any] = {
+            "variant": self.run_name,
+            "source": "recorder",
+            "record_mode": self.mode,
+            **data_config(self.dataset, self.run_dir),
+        }
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".config.toml.{os.getpid()}.tmp")
+        tmp.write_bytes(tomli_w.dumps(cfg).encode())
+        os.replace(tmp, path)
 
     def _check_manifest(self) -> None:
         path = self.run_dir / "losses" / "manifest.json"
@@ -362,6 +385,31 @@ class LossRecorder:
         tmp = path.with_name(f".manifest.json.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(mine, indent=2))
         os.replace(tmp, path)
+
+    def _check_model(self, model: nn.Module) -> None:
+        """The run folder holds losses of one architecture: the first recorded model's class and
+        parameter names and shapes are kept in the manifest, and another model is refused
+        (otherwise its epochs already on disk would be skipped silently)."""
+        net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        sig = model_signature(net)
+        if self._model_sig == sig["signature"]:
+            return
+        path = self.run_dir / "losses" / "manifest.json"
+        manifest = json.loads(path.read_text()) if path.is_file() else self._manifest()
+        old = manifest.get("model")
+        if old is None:
+            manifest["model"] = sig
+            tmp = path.with_name(f".manifest.json.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(manifest, indent=2))
+            os.replace(tmp, path)
+        elif old.get("signature") != sig["signature"]:
+            raise SampletopoError(
+                f"Run folder {str(self.run_dir)!r} holds losses of another model "
+                f"({old.get('class')}, {old.get('n_params', 0):,} parameters); this one is "
+                f"{sig['class']} ({sig['n_params']:,} parameters). Its epochs on disk would be "
+                "skipped, not recorded: use a new run folder."
+            )
+        self._model_sig = sig["signature"]
 
     def _clean_tmp(self) -> None:
         for s in self.splits:
@@ -456,6 +504,7 @@ class LossRecorder:
                 f"The 'epoch' parameter of on_train_epoch_end must be an int >= 0. Got {epoch!r}."
             )
         epoch = int(epoch)
+        on_main(self._world, lambda: self._check_model(model))
         if self._world.distributed:
             return self._epoch_end_distributed(epoch, model)
         out: dict[str, Path | None] = {s: None for s in self.splits}
@@ -766,20 +815,100 @@ def loss_matrix(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     return np.asarray(list(files), dtype=np.int64), np.vstack(rows)
 
 
+def _has_losses(run_dir: Path) -> bool:
+    """Whether any loss table is recorded in ``run_dir``."""
+    return any(any((run_dir / "losses" / s).glob("epoch=*.parquet")) for s in SPLITS)
+
+
+def model_signature(model: nn.Module) -> dict[str, Any]:
+    """Class name, parameter count and a hash of the parameter names and shapes of ``model``:
+    what identifies an architecture (not its weights)."""
+    h = hashlib.sha256(type(model).__name__.encode())
+    n = 0
+    for name, p in model.named_parameters():
+        h.update(f"{name}:{tuple(p.shape)};".encode())
+        n += p.numel()
+    return {"class": type(model).__name__, "n_params": int(n), "signature": h.hexdigest()[:16]}
+
+
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The resolved ``config.toml`` of a run (variant) folder, as a dict."""
+    """The resolved ``config.toml`` of a run (variant) folder, as a dict.
+
+    A ``data_file`` entry (a saved in-memory dataset, see :func:`data_config`) is returned as an
+    absolute path."""
     path = Path(run_dir) / "config.toml"
     if not path.is_file():
         raise SampletopoError(
             f"{str(run_dir)!r} has no config.toml: it is not a run folder written by "
-            "`sampletopo train` or `sampletopo record`."
+            "`sampletopo train`, `sampletopo record` or a LossRecorder."
         )
-    with open(path, "rb") as fh:
-        return tomllib.load(fh)
+    try:
+        with open(path, "rb") as fh:
+            cfg = tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SampletopoError(
+            f"{str(path)!r} is not a valid TOML file ({exc}). Restore it, or record the run again "
+            "into a new folder."
+        ) from exc
+    if "data_file" in cfg:
+        cfg["data_file"] = str((Path(run_dir) / cfg["data_file"]).resolve())
+    return cfg
+
+
+_DATA_KEYS = ("data", "data_root", "data_seed", "val_fraction", "max_samples", "data_file")
+
+
+def data_config(ds: Dataset, run_dir: str | Path) -> dict[str, Any]:
+    """The config entries that rebuild ``ds`` for a run folder.
+
+    A dataset from :func:`~sampletopo.data.load_dataset` is described by its settings. In-memory
+    data (:meth:`Dataset.from_arrays`) cannot be rebuilt from settings, so it is saved once, as
+    ``<experiment>/datasets/<name>-<fingerprint>.npz`` beside the run folder (the same place
+    for every run of that data; as big as the arrays), and the config points at that file."""
+    if ds.settings:
+        return dict(ds.settings)
+    rd = Path(run_dir)
+    tag = hashlib.sha256((ds.fingerprint("train") + ds.fingerprint("val")).encode()).hexdigest()
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", ds.name) or "data"
+    path = rd.resolve().parent / "datasets" / f"{safe}-{tag[:16]}.npz"
+    if not path.is_file():
+        arrays: dict[str, Any] = {
+            "name": np.array(ds.name),
+            "class_names": np.array(ds.class_names),
+        }
+        for s in SPLITS:
+            arrays[f"{s}_x"] = ds._raw[s]
+            arrays[f"{s}_y"] = ds.labels(s)
+        write_atomic(path, lambda fh: np.savez(fh, **arrays))
+    return {"data": ds.name, "data_file": os.path.relpath(path, rd.resolve())}
+
+
+def _load_saved_dataset(path: Path) -> Dataset:
+    if not path.is_file():
+        raise SampletopoError(
+            f"The saved dataset {str(path)!r} that the run's config.toml names is missing. "
+            "Restore it (it lives in <experiment>/datasets/), or record the run again."
+        )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return Dataset.from_arrays(
+                str(z["name"]),
+                train=(z["train_x"], z["train_y"]),
+                val=(z["val_x"], z["val_y"]),
+                class_names=[str(c) for c in z["class_names"]],
+            )
+    except (OSError, ValueError, KeyError) as exc:
+        raise SampletopoError(
+            f"The saved dataset {str(path)!r} could not be read ({exc}): it is damaged. Record "
+            "the run again."
+        ) from exc
 
 
 def dataset_from_config(cfg: Mapping[str, Any]) -> Dataset:
-    """The dataset a run config describes (same name, root, split seed and fraction)."""
+    """The dataset a run config describes (same name, root, split seed and fraction, or the
+    saved in-memory dataset its ``data_file`` names)."""
+    if cfg.get("data_file"):
+        return _load_saved_dataset(Path(cfg["data_file"]))
     if cfg.get("data_rebuildable", True) is False:
         raise SampletopoError(
             f"Run {cfg.get('variant', '?')!r} was recorded on in-memory data that its config.toml "
@@ -1041,8 +1170,6 @@ def record_checkpoints(
     def write_config() -> None:
         rd.mkdir(parents=True, exist_ok=True)
         cfg_path = rd / "config.toml"
-        if cfg_path.exists():
-            return
         cfg: dict[str, Any] = {
             "variant": rd.resolve().name,
             "source": "checkpoints",
@@ -1050,9 +1177,9 @@ def record_checkpoints(
             "record_mode": "eval",
         }
         if isinstance(data, Dataset):
-            # The settings the dataset was really built with; in-memory data (from_arrays)
-            # cannot be rebuilt from a config, and readers say so instead of guessing.
-            cfg.update(ds.settings or {"data": ds.name, "data_rebuildable": False})
+            # The settings the dataset was really built with; in-memory data (from_arrays) is
+            # saved beside the run so that readers can rebuild it.
+            cfg.update(data_config(ds, rd))
         else:
             cfg.update(
                 data=ds.name,
@@ -1069,6 +1196,25 @@ def record_checkpoints(
         cfg["checkpoint_files"] = {
             str(e): str(listed[i].path.resolve()) for e, i in sorted(by_epoch.items())
         }
+        if cfg_path.exists():
+            old = read_run_config(rd)
+            old.pop("data_file", None)  # compared through the data's fingerprints instead
+            ident = [k for k in (*_DATA_KEYS, "source", "checkpoint_dir", "model", "model_kwargs")
+                     if k != "data_file" and old.get(k) != cfg.get(k)]  # fmt: skip
+            if ident and _has_losses(rd):
+                shown = ", ".join(f"{k}: {old.get(k)!r} -> {cfg.get(k)!r}" for k in ident[:3])
+                raise SampletopoError(
+                    f"Run folder {str(rd)!r} already holds losses recorded with other settings "
+                    f"({shown}). Recording there would skip its epochs or mix two runs: pass a "
+                    "new output folder (--out), or delete that one."
+                )
+            if not ident:
+                # The same run, continued: add checkpoints that appeared since.
+                cfg["checkpoint_files"] = {
+                    **old.get("checkpoint_files", {}),
+                    **cfg["checkpoint_files"],
+                }
+            # else: nothing recorded yet (an earlier attempt failed): the new settings win.
         tmp = cfg_path.with_name(".config.toml.tmp")
         tmp.write_bytes(tomli_w.dumps(cfg).encode())
         os.replace(tmp, cfg_path)

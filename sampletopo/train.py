@@ -55,6 +55,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = [
+    "RunDivergedError",
     "TrainConfig",
     "train_experiment",
     "train_run",
@@ -407,6 +408,21 @@ def _device(name: str) -> torch.device:
     return dev
 
 
+class RunDivergedError(SampletopoError):
+    """A run's mean training loss became non-finite; training stopped at ``epoch``."""
+
+    def __init__(self, message: str, *, epoch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+
+
+def _has_results(run_dir: Path) -> bool:
+    """Whether anything was trained or recorded in ``run_dir`` (a checkpoint or a loss table)."""
+    return any((run_dir / "checkpoints").glob("epoch=*.pt")) or any(
+        any((run_dir / "losses" / s).glob("epoch=*.parquet")) for s in SPLITS
+    )
+
+
 def _resume_epoch(run_dir: Path, rec: LossRecorder) -> int | None:
     """Last epoch with a readable checkpoint and every split's losses up to it on disk."""
     last = rec.last_complete_epoch()
@@ -455,7 +471,7 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
     name = variant if variant is not None else rd.name
     cfg = config.resolved(variant=name)
     cfg_path = rd / "config.toml"
-    if cfg_path.is_file():
+    if cfg_path.is_file() and _has_results(rd):
         old = read_run_config(rd)
         diff = sorted(
             k for k in set(old) | set(cfg) if k not in _RESUME_FREE and old.get(k) != cfg.get(k)
@@ -467,6 +483,7 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
                 "runs: pass a new output folder, or the same settings to resume."
             )
     else:
+        # A new run, or a folder where an earlier attempt failed before anything was trained.
         _write_toml(cfg_path, cfg)
 
     dev = _device(config.device)
@@ -565,12 +582,22 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
                 rec.on_train_batch_end(idx, logits, yb)
         seconds = time.perf_counter() - t0
         train_loss = float(total.item()) / n
-        rec.on_train_epoch_end(epoch, model)
+        with warnings.catch_warnings():
+            # Counted in rec.nonfinite and reported once below, not once per table.
+            warnings.simplefilter("ignore", NonFiniteLossWarning)
+            rec.on_train_epoch_end(epoch, model)
+        if not np.isfinite(train_loss):
+            bar.close()
+            raise RunDivergedError(
+                f"{name}: training diverged at epoch {epoch} (mean training loss {train_loss}, "
+                f"lr={lr:g}); it stopped there. Epochs 0..{epoch} are recorded (epoch {epoch} "
+                f"with {rec.nonfinite.get(('train', epoch), 0)} non-finite train losses). "
+                "Lower the learning rate, or add gradient clipping / warm-up in your own loop.",
+                epoch=epoch,
+            )
         save(epoch, lr=lr, train_loss=train_loss, seconds=seconds)
         if progress:
             bar.set_postfix(lr=f"{lr:.3g}", loss=f"{train_loss:.4f}")
-        if not np.isfinite(train_loss):
-            bar.write(f"{name}: epoch {epoch} training loss is {train_loss}: the run diverged.")
     bar.close()
     if rec.nonfinite:
         total_bad = sum(rec.nonfinite.values())
@@ -645,15 +672,68 @@ def train_experiment(
     out.mkdir(parents=True, exist_ok=True)
 
     exp_path = out / "config.toml"
-    listed: dict[str, Any] = {}
-    if exp_path.is_file():
-        with open(exp_path, "rb") as fh:
-            listed = dict(tomllib.load(fh).get("variants", {}))
-    listed.update({name: ov for name, _, ov in triples})
     exp = base.resolved()
     exp.pop("variant")
+    listed: dict[str, Any] = {}
+    if exp_path.is_file():
+        old = _read_experiment_config(exp_path)
+        started = [n for n in old.get("variants", {}) if _has_results(out / n)]
+        if "variant_names" not in old:
+            raise SampletopoError(
+                f"{str(out)!r} is a run folder, not an experiment folder: `sampletopo train "
+                "--out` takes the experiment folder that gets one sub-folder per variant. Pass "
+                "a new folder."
+            )
+        diff = sorted(
+            k
+            for k in (set(old) | set(exp)) - {"variant_names", "variants"}
+            if k not in _RESUME_FREE and old.get(k) != exp.get(k)
+        )
+        if diff and started:
+            shown = ", ".join(f"{k}: {old.get(k)!r} -> {exp.get(k)!r}" for k in diff[:3])
+            raise SampletopoError(
+                f"Experiment folder {str(out)!r} holds variants trained with other base settings "
+                f"({shown}). Pass a new --out folder, or the same settings (new variants of "
+                "this experiment vary a setting: several values of one flag, e.g. --lr 0.1 0.01)."
+            )
+        if started:
+            listed = dict(old.get("variants", {}))
+    else:
+        others = sorted(p.name for p in out.iterdir() if (p / "config.toml").is_file())
+        if others:
+            raise SampletopoError(
+                f"{str(out)!r} already holds run folders ({', '.join(others[:4])}) that no "
+                "`sampletopo train` experiment there lists. Pass a new --out folder."
+            )
+    listed.update({name: ov for name, _, ov in triples})
     exp["variant_names"] = list(listed)
     exp["variants"] = listed
     _write_toml(exp_path, exp)
 
-    return [train_run(cfg, out / name, variant=name, progress=progress) for name, cfg, _ in triples]
+    runs: list[Path] = []
+    diverged: list[RunDivergedError] = []
+    for name, cfg, _ in triples:
+        try:
+            runs.append(train_run(cfg, out / name, variant=name, progress=progress))
+        except RunDivergedError as exc:  # the other variants still train
+            diverged.append(exc)
+            runs.append(out / name)
+    if diverged:
+        if len(diverged) == 1:
+            raise diverged[0]
+        raise RunDivergedError(
+            f"{len(diverged)} of {len(triples)} variants diverged: "
+            + " | ".join(str(e) for e in diverged),
+            epoch=min(e.epoch for e in diverged),
+        )
+    return runs
+
+
+def _read_experiment_config(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return dict(tomllib.load(fh))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SampletopoError(
+            f"{str(path)!r} is not a valid TOML file ({exc}). Restore it or pass a new --out folder."
+        ) from exc

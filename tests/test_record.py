@@ -418,3 +418,63 @@ def test_checkpoint_epoch_conventions(tmp_path):
     assert checkpoint_epoch(tmp_path / "epoch=0-step=12.ckpt", lightning) == 1
     with pytest.raises(SampletopoError, match="'split' must be one of"):
         recorded_epochs(tmp_path, None)  # type: ignore[arg-type]
+
+
+def test_a_run_folder_refuses_another_model_instead_of_skipping_its_epochs(ds, tmp_path):
+    rec = LossRecorder(tmp_path / "run", ds)
+    rec.on_train_epoch_end(0, _model())
+    rec.on_train_epoch_end(0, _model(seed=3))  # same architecture, a restart: skipped
+    other = create_model("mlp", in_channels=1, input_size=8)
+    with pytest.raises(
+        SampletopoError,
+        match=r"another model \(SmallCNN, 1,030 parameters\); this one is MLP.*new run",
+    ):
+        LossRecorder(tmp_path / "run", ds).on_train_epoch_end(1, other)
+    assert recorded_epochs(tmp_path / "run", "train") == [0]  # nothing lost, nothing mixed
+
+
+def test_record_into_a_folder_of_another_recording(ds, tmp_path):
+    """A folder recorded from other checkpoints is refused; a folder where an attempt failed
+    before anything was recorded takes the corrected settings."""
+    ck_a, ck_b = tmp_path / "a", tmp_path / "b"
+    for i, ck in enumerate((ck_a, ck_b)):
+        ck.mkdir()
+        torch.save({"model": _model(seed=i).state_dict(), "epoch": 1}, ck / "m.pt")
+    kw = dict(model="cnn", data="synthetic", progress=False)
+    with pytest.raises(SampletopoError, match="does not fit"):
+        record_checkpoints(ck_a, tmp_path / "run", **kw)  # forgot the model options
+    good = {"width": 4, "batchnorm": True}
+    assert record_checkpoints(ck_a, tmp_path / "run", model_kwargs=good, **kw) == [1]
+    assert read_run_config(tmp_path / "run")["model_kwargs"] == good  # the retry's settings
+    load_run_model(tmp_path / "run", 1)  # and the run is usable
+    with pytest.raises(SampletopoError, match=r"already holds losses.*checkpoint_dir.*new output"):
+        record_checkpoints(ck_b, tmp_path / "run", model_kwargs=good, **kw)
+    # The same recording continued picks up a new checkpoint.
+    torch.save({"model": _model(seed=5).state_dict(), "epoch": 2}, ck_a / "m2.pt")
+    assert record_checkpoints(ck_a, tmp_path / "run", model_kwargs=good, **kw) == [2]
+    load_run_model(tmp_path / "run", 1)
+
+
+def test_a_recorder_run_of_in_memory_data_goes_through_the_cli(tmp_path, capsys):
+    """A LossRecorder in the user's own loop, on Dataset.from_arrays data: the run folder gets a
+    config.toml and the data is saved once beside it, so topology and samples work on it."""
+    from sampletopo.cli import main
+
+    rng = np.random.default_rng(0)
+    x = rng.random((120, 1, 4, 4)).astype(np.float32)
+    y = np.arange(120) % 3
+    mine = Dataset.from_arrays("my data", train=(x[:90], y[:90]), val=(x[90:], y[90:]))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    for run in ("r1", "r2"):
+        rec = LossRecorder(tmp_path / "exp" / run, mine)
+        for epoch in range(3):
+            rec.on_train_epoch_end(epoch, model)
+    saved = list((tmp_path / "exp" / "datasets").glob("*.npz"))
+    assert len(saved) == 1 and saved[0].name.startswith("my_data-")  # one copy for both runs
+    cfg = read_run_config(tmp_path / "exp" / "r1")
+    assert cfg["source"] == "recorder" and cfg["data_file"] == str(saved[0].resolve())
+    assert main(["topology", str(tmp_path / "exp"), "--k", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "r1" in out and "r2" in out
+    assert main(["samples", str(tmp_path / "exp" / "r1"), "--epoch", "2", "--k", "5"]) == 0

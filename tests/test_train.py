@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -336,13 +337,53 @@ def test_train_pass_mode_through_the_driver(tmp_path):
             assert not np.allclose(loss_matrix(run, "train")[1][e], train)
 
 
-def test_a_diverged_run_records_nan_loudly(tmp_path):
-    cfg = TrainConfig(data="synthetic", model="mlp", lr=1e6, epochs=2, milestones=[])
-    with pytest.warns(NonFiniteLossWarning) as caught:
-        train_run(cfg, tmp_path / "nan", progress=False)
-    assert any("non-finite per-sample losses" in str(w.message) for w in caught)
+def test_a_diverged_run_stops_with_one_error_and_keeps_its_epochs(tmp_path, capsys):
+    from sampletopo.train import RunDivergedError
+
+    cfg = TrainConfig(data="synthetic", model="mlp", lr=1e6, epochs=6, milestones=[])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NonFiniteLossWarning)  # no flood of per-table warnings
+        with pytest.raises(RunDivergedError, match=r"diverged at epoch (\d).*Lower the learning"):
+            train_run(cfg, tmp_path / "nan", progress=False)
     epochs, mat = loss_matrix(tmp_path / "nan", "train")
-    assert mat.shape == (3, 400) and np.isfinite(mat[0]).all() and np.isnan(mat[2]).all()
+    last = int(epochs[-1])
+    assert last < 6 and list(epochs) == list(range(last + 1))  # stopped, nothing lost
+    assert np.isfinite(mat[0]).all() and not np.isfinite(mat[-1]).all()
+    # An experiment trains its other variants, then reports the diverged one; the CLI exits 2.
+    rc = main(
+        ["train", "--data", "synthetic", "--model", "mlp", "--epochs", "2", "--lr", "1e6", "0.01",
+         "--out", str(tmp_path / "exp"), "--no-progress"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("diverged at epoch") == 1 and "lr=1000000" in err
+    assert recorded_epochs(tmp_path / "exp" / "lr=0.01", "val") == [0, 1, 2]
+
+
+def test_failed_attempts_do_not_block_a_corrected_retry(tmp_path, capsys):
+    out = tmp_path / "cf"
+    args = ["train", "--model", "cnn", "--epochs", "1", "--out", str(out), "--no-progress"]
+    assert main([*args, "--data", "cifar10", "--data-root", str(tmp_path / "nothing")]) == 2
+    assert "CIFAR-10 not found" in capsys.readouterr().err
+    assert main([*args, "--data", "synthetic", "--width", "4"]) == 0
+    assert recorded_epochs(out / "run", "train") == [0, 1]
+
+
+def test_an_experiment_folder_refuses_other_base_settings(tmp_path, capsys):
+    out = tmp_path / "exp"
+    base = ["train", "--data", "synthetic", "--model", "mlp", "--epochs", "1", "--out", str(out)]
+    assert main([*base, "--lr", "0.1", "0.01", "--no-progress"]) == 0
+    before = (out / "config.toml").read_text()
+    assert main([*base, "--lr", "0.5", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "other base settings" in err and "lr: 0.1 -> 0.5" in err and "new --out" in err
+    assert (out / "config.toml").read_text() == before and not (out / "run").exists()
+    # A new variant of the same experiment is welcome.
+    assert main([*base, "--lr", "0.05", "0.1", "--no-progress"]) == 0
+    assert sorted(p.name for p in out.iterdir() if (p / "losses").is_dir()) == [
+        "lr=0.01", "lr=0.05", "lr=0.1"]  # fmt: skip
+    # A run folder is not an experiment folder.
+    assert main([*base[:-1], str(out / "lr=0.1"), "--no-progress"]) == 2
+    assert "is a run folder, not an experiment folder" in capsys.readouterr().err
 
 
 def test_bad_configs_name_the_setting(tmp_path):
