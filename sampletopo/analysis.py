@@ -376,7 +376,15 @@ def load_diagrams(
 
 
 def diagram_at(run_dir: str | Path, split: str, tree: str, epoch: int) -> Diagram:
-    """The stored diagram of one run, split, tree and epoch."""
+    """The stored diagram of one run, split (``"train"``/``"val"``), tree (``"join"``: valleys,
+    ``"split"``: peaks) and epoch."""
+    if split not in SPLITS:
+        raise SampletopoError(f"diagram_at: 'split' must be one of {SPLITS}. Got {split!r}.")
+    if tree not in ("join", "split"):
+        raise SampletopoError(
+            f"diagram_at: 'tree' must be 'join' (sublevel sets: valleys, learned regions) or "
+            f"'split' (superlevel sets: peaks, hard regions). Got {tree!r}."
+        )
     rd = Path(run_dir)
     path = _epoch_path(rd, split, int(epoch))
     if not path.is_file():

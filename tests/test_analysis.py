@@ -167,6 +167,10 @@ def test_nonfinite_epoch_is_skipped_loudly_and_missing_epochs_named(experiment, 
         SampletopoError, match="no val diagram for epoch 2. Epochs with diagrams: 0-1, 3-4"
     ):
         analysis.diagram_at(rd, "val", "join", 2)
+    with pytest.raises(SampletopoError, match="'tree' must be 'join'.*'split'.*Got 'peaks'"):
+        analysis.diagram_at(rd, "val", "peaks", 3)
+    with pytest.raises(SampletopoError, match="'split' must be one of.*Got 'test'"):
+        analysis.diagram_at(rd, "test", "join", 3)
 
 
 def test_figure_set_and_report(experiment, tmp_path):
