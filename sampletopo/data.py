@@ -278,8 +278,8 @@ class Dataset:
 def _load_user_features(path: Path, n: int, split: str) -> np.ndarray:
     if path.suffix != ".npy":
         raise SampletopoError(
-            f"The 'path' parameter of Dataset.features must be a .npy file. Got {str(path)!r}. "
-            "Save the features with numpy.save(path, array)."
+            f"Graph features must be 'raw', 'standardized', 'pca' or the path of a .npy file. "
+            f"Got {str(path)!r}. Save your own features with numpy.save(path, array)."
         )
     if not path.is_file():
         raise SampletopoError(f"Features file {str(path)!r} does not exist.")

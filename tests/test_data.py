@@ -97,6 +97,8 @@ def test_features_raw_standardized_pca(digits):
         digits.features("train", kind="pca", n_components=65)
     with pytest.raises(SampletopoError, match="'raw', 'standardized', 'pca'.*'umap'"):
         digits.features("train", kind="umap")
+    with pytest.raises(SampletopoError, match="'raw', 'standardized', 'pca' or the path of a .npy"):
+        digits.features("train", path="foo")
 
 
 def test_user_features_file_checked_against_split_size(digits, tmp_path):
