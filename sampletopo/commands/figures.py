@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from sampletopo.commands._common import add_command
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "figures",
         help="draw total persistence, heatmaps, Wasserstein curves, diagrams and barcodes",
         description="Draw the figure set of comparable runs (same dataset and splits) whose "
         "topology was computed with `sampletopo topology`.",
     )
     p.add_argument("runs", nargs="+", help="run folders or experiment folders")
-    p.add_argument("--out", default=None, help="output folder (default <first experiment>/figures)")
+    p.add_argument(
+        "--out", default=None, help="output folder (default: <first experiment>/figures)"
+    )
     p.add_argument(
         "--epochs",
         type=int,
@@ -21,18 +26,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="heatmap epochs (default: first, around each LR change, last)",
     )
-    p.add_argument("--formats", nargs="+", default=["png", "pdf"])
+    p.add_argument(
+        "--formats",
+        nargs="+",
+        default=["png", "pdf"],
+        metavar="FORMAT",
+        help="file formats to write each figure in, any that matplotlib saves (png, pdf, svg, "
+        "jpg, ...)",
+    )
     p.set_defaults(func=_run)
 
 
+def check_formats(formats: list[str]) -> list[str]:
+    """The ``--formats`` values, lower-cased, refused unless matplotlib can save them."""
+    from matplotlib.figure import Figure
+
+    from sampletopo._errors import SampletopoError
+
+    supported = sorted(Figure().canvas.get_supported_filetypes())
+    out = [f.lower().lstrip(".") for f in formats]
+    bad = [f for f, low in zip(formats, out, strict=True) if low not in supported]
+    if bad:
+        raise SampletopoError(
+            f"The '--formats' flag takes formats matplotlib can save: {', '.join(supported)}. "
+            f"Got {', '.join(repr(b) for b in bad)} instead."
+        )
+    return out
+
+
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from sampletopo import analysis
+    from sampletopo.commands._common import check_out_dir, require_diagrams
     from sampletopo.figures import write_figure_set
 
+    formats = check_formats(args.formats)
     runs = analysis.check_comparable(args.runs)
-    out = Path(args.out) if args.out else runs[0].resolve().parent / "figures"
-    for p in write_figure_set(runs, out, epochs=args.epochs, formats=args.formats):
+    require_diagrams(runs, given=args.runs)
+    out = check_out_dir(args.out or runs[0].resolve().parent / "figures")
+    for p in write_figure_set(runs, out, epochs=args.epochs, formats=formats):
         print(p)
     return 0

@@ -3,7 +3,9 @@
 Computes the Hessian summary (top eigenvalues, trace, spectral density), a ``dim``-dimensional
 loss landscape along Hessian or filter-normalized random directions, its merge-tree metrics, and
 writes ``<experiment>/landscapes/<variant>-epoch=NNNN.npz`` (plus PNG figures with
-``--figures``). The work is in :func:`sampletopo.landscape.landscape_for_run`.
+``--figures``). With ``--no-hessian`` (random directions only) the Hessian summary is skipped,
+which is most of the time of a small grid on a CPU. The work is in
+:func:`sampletopo.landscape.landscape_for_run`.
 """
 
 from __future__ import annotations
@@ -11,33 +13,91 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sampletopo.commands._common import add_command
+
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "landscape",
-        help="Hessian spectrum and n-D loss landscape (with merge-tree metrics) of a run.",
+        help="Hessian spectrum and n-D loss landscape (with merge-tree metrics) of a run",
         description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run", help="run directory (holds config.toml and checkpoints/)")
     p.add_argument("--epoch", type=int, required=True, help="checkpoint epoch")
-    p.add_argument("--dirs", choices=["hessian", "random"], default="random")
+    p.add_argument(
+        "--dirs",
+        choices=["hessian", "random"],
+        default="random",
+        help="grid directions: the Hessian's top eigenvectors, or filter-normalized random ones",
+    )
     p.add_argument("--dim", type=int, default=2, help="grid dimension d")
     p.add_argument("--steps", type=int, default=21, help="grid points per axis")
     p.add_argument("--distance", type=float, default=1.0, help="grid half-width")
     p.add_argument(
         "--n-samples", type=int, default=512, help="training samples the loss is averaged over"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--connectivity", choices=["axis", "freudenthal"], default="freudenthal")
-    p.add_argument("--batch-size", type=int, default=None, help="samples per forward pass")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the sample subset, the random directions and the Hessian estimators",
+    )
+    p.add_argument(
+        "--connectivity",
+        choices=["axis", "freudenthal"],
+        default="freudenthal",
+        help="neighbours in the grid graph of the merge tree: axis (along the axes only) or "
+        "freudenthal (adds the diagonals of a triangulation, so a saddle between two diagonal "
+        "basins is seen)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="samples per forward pass (default: sized to the model's largest activation)",
+    )
+    p.add_argument(
+        "--no-hessian",
+        action="store_true",
+        help="skip the Hessian eigenpairs, trace and density (only with --dirs random)",
+    )
     p.add_argument("--out", default=None, help="output .npz (default: <experiment>/landscapes/)")
     p.add_argument("--figures", action="store_true", help="also write PNG figures next to it")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=_run)
 
 
+def summary_lines(extra: dict[str, Any]) -> list[str]:
+    """The printed summary of a saved landscape's extras (see ``load_landscape``)."""
+    m = extra["metrics"]
+    # Skipped means never computed; a computed Hessian of a diverged model may still be NaN.
+    if "hessian_eigenvalues" in extra:
+        hessian = (
+            f"Hessian top eigenvalue {m['hessian_top_eigenvalue']:.4g}  trace "
+            f"{m['hessian_trace']:.4g}"
+        )
+    else:
+        hessian = "Hessian: skipped"
+    return [
+        f"minima {m['n_minima']}  saddles {m['n_saddles']}  avg persistence "
+        f"{m['average_persistence']:.4g}  SMAD {m['smad']:.4g}  non-finite {m['n_nonfinite']}",
+        f"{hessian}  loss range [{m['loss_min']:.4g}, {m['loss_max']:.4g}]",
+    ]
+
+
 def _run(args: argparse.Namespace) -> int:
+    from sampletopo._errors import SampletopoError
+    from sampletopo.commands._common import check_out_file
+
+    if args.no_hessian and args.dirs == "hessian":
+        raise SampletopoError(
+            "--no-hessian skips the Hessian, but --dirs hessian needs its eigenvectors. Use "
+            "--dirs random with --no-hessian, or drop --no-hessian."
+        )
+    if args.out:
+        check_out_file(args.out, example=f"epoch={args.epoch:04d}.npz")
+
     from sampletopo.landscape import landscape_for_run, load_landscape
 
     path = landscape_for_run(
@@ -51,20 +111,14 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         connectivity=args.connectivity,
         batch_size=args.batch_size,
+        hessian=not args.no_hessian,
         out=args.out,
         progress=not args.no_progress,
     )
     _, extra = load_landscape(path)
-    m = extra["metrics"]
     print(f"wrote {path}")
-    print(
-        f"minima {m['n_minima']}  saddles {m['n_saddles']}  avg persistence "
-        f"{m['average_persistence']:.4g}  SMAD {m['smad']:.4g}  non-finite {m['n_nonfinite']}"
-    )
-    print(
-        f"Hessian top eigenvalue {m['hessian_top_eigenvalue']:.4g}  trace "
-        f"{m['hessian_trace']:.4g}  loss range [{m['loss_min']:.4g}, {m['loss_max']:.4g}]"
-    )
+    for line in summary_lines(extra):
+        print(line)
     if args.figures:
         from sampletopo.plotting._landscape import save_landscape_figures
 

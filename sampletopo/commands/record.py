@@ -15,28 +15,58 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sampletopo.commands._common import add_command
+
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "record",
         help="record per-sample losses from a folder of checkpoints",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoints", required=True, help="folder of checkpoint files")
-    p.add_argument("--model", required=True, help="model name (see `sampletopo record --help`)")
-    p.add_argument("--data", required=True, help="dataset name (digits, cifar10, mnist, synthetic)")
-    p.add_argument("--data-root", default="data", help="folder with local datasets (default: data)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="model the checkpoints were saved from: {models} (options via --model-kw)",
+    )
+    p.add_argument("--data", required=True, help="dataset name: {datasets}")
+    p.add_argument("--data-root", default="data", help="folder with local datasets")
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--model-kw", nargs="+", metavar="KEY=VALUE", help="model options, e.g. widen=2")
-    p.add_argument("--skip", choices=["true", "false"], help="ResNet/WRN skip connections")
+    p.add_argument(
+        "--model-kw",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="model options as in training, e.g. width=4 batchnorm=true",
+    )
+    p.add_argument(
+        "--skip",
+        choices=["true", "false"],
+        help="ResNet/WRN skip connections (default: true)",
+    )
     p.add_argument("--data-seed", type=int, default=0, help="seed of the train/val split")
-    p.add_argument("--val-fraction", help="validation fraction, or 'test'")
+    p.add_argument(
+        "--val-fraction",
+        help="validation fraction, or 'test' for the official test set (default: 'test' where the "
+        "dataset has one, else 0.2)",
+    )
     p.add_argument("--max-samples", type=int, help="keep at most this many samples per split")
-    p.add_argument("--splits", nargs="+", choices=["train", "val"], default=["train", "val"])
+    p.add_argument(
+        "--splits",
+        nargs="+",
+        choices=["train", "val"],
+        default=["train", "val"],
+        help="splits to record",
+    )
     p.add_argument("--batch-size", type=int, default=512, help="evaluation batch size")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    p.add_argument("--on-exists", choices=["skip", "error"], default="skip")
+    p.add_argument(
+        "--on-exists",
+        choices=["skip", "error"],
+        default="skip",
+        help="an epoch already recorded in --out: keep it and move on, or stop with an error",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
         "--shard",
@@ -60,10 +90,12 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from sampletopo.commands._common import check_out_dir
     from sampletopo.commands.train import _parse_kv, _val_fraction
     from sampletopo.distributed import process_group, rank_device
     from sampletopo.record import NonFiniteLossWarning, record_checkpoints, recorded_epochs
 
+    check_out_dir(args.out)
     kwargs = _parse_kv(args.model_kw, "--model-kw")
     if args.skip is not None:
         kwargs["skip"] = args.skip == "true"

@@ -13,19 +13,26 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sampletopo.commands._common import add_command
+
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "samples",
-        help="The samples behind the most persistent peaks/basins of a run's loss.",
+        help="the samples behind the most persistent peaks/basins of a run's loss",
         description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run", help="run (variant) folder holding losses/<split>/epoch=NNNN.parquet")
-    p.add_argument("--split", choices=["train", "val"], default="val")
+    p.add_argument("--split", choices=["train", "val"], default="val", help="split to look at")
     p.add_argument("--epoch", type=int, required=True, help="a recorded epoch")
     p.add_argument("--top", type=int, default=10, help="regions per tree")
-    p.add_argument("--tree", choices=["split", "join", "both"], default="split")
+    p.add_argument(
+        "--tree",
+        choices=["split", "join", "both"],
+        default="split",
+        help="split: high-loss peaks (hard regions); join: low-loss basins (learned regions); both",
+    )
     p.add_argument("--k", type=int, default=20, help="neighbours of the kNN graph")
     p.add_argument(
         "--features", default="raw", help="graph features: raw, standardized, pca or a .npy file"
@@ -35,7 +42,11 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="leave out the essential (never-dying) peak of each component",
     )
-    p.add_argument("--out", default=None, help="output .parquet (default: <run>/samples/...)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output .parquet (default: <run>/samples/<split>-epoch=NNNN.parquet)",
+    )
     p.add_argument(
         "--figures",
         nargs="?",
@@ -87,8 +98,13 @@ def _run(args: argparse.Namespace) -> int:
 
     import polars as pl
 
+    from sampletopo.commands._common import check_out_dir, check_out_file
     from sampletopo.samples import regions_path, top_regions, track_members, write_regions
 
+    if args.out:
+        check_out_file(args.out, example=f"{args.split}-epoch={args.epoch:04d}.parquet")
+    if args.figures:
+        check_out_dir(args.figures, "--figures")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table = top_regions(
@@ -103,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     for w in caught:
         print(f"note: {w.message}")
-    out = Path(args.out) if args.out else regions_path(args.run, args.split, args.epoch)
+    out = check_out_file(args.out or regions_path(args.run, args.split, args.epoch))
     write_regions(table, out)
     run = table["run"][0] if table.height else Path(args.run).name
     print(

@@ -4,33 +4,64 @@ from __future__ import annotations
 
 import argparse
 
+from sampletopo.commands._common import add_command
+
+_REFERENCES = "'final' (or 'last'), 'first', or an epoch number"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "topology",
         help="compute join/split persistence diagrams of every recorded epoch",
         description="For every run x split x epoch not done yet: the join and split diagrams of "
         "the per-sample loss on the split's cached kNN graph; then summaries and Wasserstein "
-        "distances to the final epoch. Results go to <run>/topology/.",
+        "distances to a reference epoch (the final one by default). Results go to "
+        "<run>/topology/.",
     )
     p.add_argument("runs", nargs="+", help="run folders, or experiment folders holding runs")
     p.add_argument(
-        "--k", type=int, default=20, help="neighbours per sample (default 20, as in the thesis)"
+        "--k", type=int, default=20, help="neighbours per sample (default: 20, as in the thesis)"
     )
     p.add_argument(
         "--features",
         default="raw",
-        help="graph features: raw | standardized | pca | path to a .npy (default raw)",
+        help="graph features: raw | standardized | pca | path to a .npy (default: raw)",
     )
-    p.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"])
+    p.add_argument(
+        "--splits",
+        nargs="+",
+        default=["train", "val"],
+        choices=["train", "val"],
+        help="splits to compute",
+    )
     p.add_argument("--jobs", type=int, default=1, help="worker processes (same results as 1)")
     p.add_argument("--overwrite", action="store_true", help="recompute every epoch")
     p.add_argument(
         "--reference",
         default="final",
-        help="reference epoch of the Wasserstein curves: 'final' or an epoch number",
+        help="reference epoch of the Wasserstein curves: 'final' (alias 'last': each run's last "
+        "epoch), 'first' (the earliest epoch every run and split has) or an epoch number",
     )
     p.set_defaults(func=_run)
+
+
+def parse_reference(text: str) -> str | int:
+    """``--reference`` as ``"final"``, ``"first"`` or an epoch number >= 0."""
+    from sampletopo._errors import SampletopoError
+
+    low = text.strip().lower()
+    if low in ("final", "last"):
+        return "final"
+    if low == "first":
+        return "first"
+    try:
+        epoch = int(low)
+    except ValueError:
+        epoch = -1
+    if epoch < 0:
+        raise SampletopoError(f"The '--reference' flag takes {_REFERENCES}. Got {text!r} instead.")
+    return epoch
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -38,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from sampletopo import analysis
 
+    ref = parse_reference(args.reference)  # before the long computation, not after it
     done = analysis.compute_topology(
         args.runs,
         splits=args.splits,
@@ -46,8 +78,11 @@ def _run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         overwrite=args.overwrite,
     )
-    ref = args.reference if args.reference == "final" else int(args.reference)
     summary = analysis.summarize(args.runs)
+    if ref == "first":
+        # The library takes one epoch for all runs: the earliest one that each run and split has.
+        firsts = summary.group_by(["run", "split"]).agg(pl.col("epoch").min())
+        ref = int(firsts.select(pl.col("epoch").max()).item())
     analysis.wasserstein_to_reference(args.runs, reference=ref)
     counts = done.group_by("status").len().sort("status")
     for status, n in counts.iter_rows():

@@ -3,6 +3,8 @@
 A flag given several values (``--lr 0.1 0.01``, ``--skip true false``) becomes a variant axis;
 every combination of the axes is one variant, trained into ``OUT/<variant>``. Flags override the
 TOML file's settings and replace its variant axis of the same name.
+
+The defaults shown apply when neither a flag nor the TOML file sets a value.
 """
 
 from __future__ import annotations
@@ -10,18 +12,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-# (flag, TrainConfig key or model option, type)
-_SCALAR_FLAGS: list[tuple[str, str, Any]] = [
-    ("--lr", "lr", float),
-    ("--momentum", "momentum", float),
-    ("--weight-decay", "weight_decay", float),
-    ("--batch-size", "batch_size", int),
-    ("--seed", "seed", int),
-    ("--model", "model", str),
-    ("--skip", "skip", str),
-    ("--width", "width", int),
-    ("--widen", "widen", int),
-    ("--depth", "depth", int),
+from sampletopo.commands._common import add_command
+
+# (flag, TrainConfig key or model option, type, help); each takes one value or several (variants)
+_SCALAR_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--lr", "lr", float, "learning rate (default: {train:lr})"),
+    ("--momentum", "momentum", float, "SGD momentum (default: {train:momentum})"),
+    ("--weight-decay", "weight_decay", float, "weight decay (default: {train:weight_decay})"),
+    ("--batch-size", "batch_size", int, "training batch size (default: {train:batch_size})"),
+    ("--seed", "seed", int, "seed of the initial weights and shuffling (default: {train:seed})"),
+    ("--model", "model", str, "model: {models} (default: {train:model})"),
+    ("--skip", "skip", str, "ResNet/WRN skip connections: true or false (default: true)"),
+    ("--width", "width", int, "base width (channels) of the model (default: the model's)"),
+    ("--widen", "widen", int, "Wide ResNet widening factor k (default: the model's)"),
+    ("--depth", "depth", int, "ResNet/WRN depth (default: the model's)"),
 ]
 
 
@@ -59,35 +63,71 @@ def _parse_kv(items: list[str] | None, flag: str) -> dict[str, Any]:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "train",
         help="train an experiment's variants, saving checkpoints and per-sample losses",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", nargs="?", help="TOML file with settings and variants (optional)")
     p.add_argument("--out", required=True, help="experiment folder (one sub-folder per variant)")
-    p.add_argument("--name", help="experiment name")
-    p.add_argument("--data", help="dataset name (digits, cifar10, mnist, synthetic)")
-    p.add_argument("--data-root", help="folder with local datasets (default: data)")
-    p.add_argument("--data-seed", type=int, help="seed of the train/val split (default 0)")
+    p.add_argument("--name", help="experiment name (default: {train:name})")
+    p.add_argument("--data", help="dataset: {datasets} (default: {train:data})")
+    p.add_argument("--data-root", help="folder with local datasets (default: {train:data_root})")
     p.add_argument(
-        "--val-fraction", help="validation fraction, or 'test' for the official test set"
+        "--data-seed", type=int, help="seed of the train/val split (default: {train:data_seed})"
     )
-    p.add_argument("--max-samples", type=int, help="keep at most this many samples per split")
-    p.add_argument("--epochs", type=int, help="epochs to train")
-    p.add_argument("--milestones", type=int, nargs="+", help="epochs after which lr *= gamma")
-    p.add_argument("--gamma", type=float, help="lr factor at each milestone (default 0.1)")
-    p.add_argument("--record-mode", choices=["eval", "train_pass"], help="how losses are recorded")
-    p.add_argument("--record-splits", nargs="+", choices=["train", "val"], help="splits to record")
-    p.add_argument("--checkpoint-every", type=int, help="save a checkpoint every N epochs")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N (default auto)")
+    p.add_argument(
+        "--val-fraction",
+        help="validation fraction, or 'test' for the official test set (default: 'test' where "
+        "the dataset has one, else 0.2)",
+    )
+    p.add_argument(
+        "--max-samples",
+        type=int,
+        help="keep at most this many samples per split (default: 0, every sample)",
+    )
+    p.add_argument("--epochs", type=int, help="epochs to train (default: {train:epochs})")
+    p.add_argument(
+        "--milestones",
+        type=int,
+        nargs="*",
+        help="epochs after which lr *= gamma (default: the thesis schedule 60 125 150 of 200 "
+        "epochs scaled to --epochs, e.g. 9 19 23 for 30 epochs; with very few epochs that is a "
+        "drop after nearly every epoch, e.g. 1 2 for 3 epochs). --milestones with no value keeps "
+        "the lr constant",
+    )
+    p.add_argument(
+        "--gamma", type=float, help="lr factor at each milestone (default: {train:gamma})"
+    )
+    p.add_argument(
+        "--record-mode",
+        choices=["eval", "train_pass"],
+        help="how per-sample losses are recorded: an eval pass at each epoch end (exact), or "
+        "the training pass's own losses for the train split (nearly free) "
+        "(default: {train:record_mode})",
+    )
+    p.add_argument(
+        "--record-splits",
+        nargs="+",
+        choices=["train", "val"],
+        help="splits to record (default: {train:record_splits})",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help="save a checkpoint every N epochs; epoch 0 and the last always "
+        "(default: {train:checkpoint_every})",
+    )
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: {train:device})")
     p.add_argument(
         "--threads", type=int, help="torch CPU threads (default: torch's); 1 helps on busy machines"
     )
-    p.add_argument("--model-kw", nargs="+", metavar="KEY=VALUE", help="model options, e.g. widen=2")
-    for flag, _key, typ in _SCALAR_FLAGS:
-        p.add_argument(flag, nargs="+", type=typ, help="one value, or several to make variants")
+    p.add_argument(
+        "--model-kw", nargs="+", metavar="KEY=VALUE", help="model options, e.g. widen=2 dropout=0.3"
+    )
+    for flag, _key, typ, text in _SCALAR_FLAGS:
+        p.add_argument(flag, nargs="+", type=typ, help=f"{text}; several values make variants")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=run)
 
@@ -96,10 +136,12 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from sampletopo._errors import SampletopoError
-    from sampletopo.train import TrainConfig, load_train_config, train_experiment
+    from sampletopo.commands._common import check_out_dir
+    from sampletopo.train import TrainConfig, resolve_variants, train_experiment
 
+    check_out_dir(args.out)
     if args.config:
-        base, file_variants = load_train_config(args.config)
+        base, file_variants = _load_config(args.config)
     else:
         base, file_variants = TrainConfig(), None
     top: dict[str, Any] = {}
@@ -126,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     mk = dict(base.model_kwargs)
     mk.update(_parse_kv(args.model_kw, "--model-kw"))
     axes: dict[str, list[Any]] = {}
-    for flag, key, _typ in _SCALAR_FLAGS:
+    for flag, key, _typ, _help in _SCALAR_FLAGS:
         values = getattr(args, flag[2:].replace("-", "_"))
         if values is None:
             continue
@@ -151,10 +193,36 @@ def run(args: argparse.Namespace) -> int:
                 "combined with them. Give one value per flag, or list the variants in the file."
             )
         variants = {**(file_variants or {}), **axes}
+    # Every variant's settings are checked before train_experiment makes any folder, so a typo
+    # (an unknown model, say) leaves nothing behind.
+    for _name, cfg, _overrides in resolve_variants(base, variants):
+        cfg.resolved()
     dirs = train_experiment(base, args.out, variants=variants, progress=not args.no_progress)
     for d in dirs:
         print(d)
     return 0
+
+
+def _load_config(path: str) -> tuple[Any, Any]:
+    """``load_train_config``, with a clear error for a folder or a file that is not text."""
+    from pathlib import Path
+
+    from sampletopo._errors import SampletopoError
+    from sampletopo.train import load_train_config
+
+    if Path(path).is_dir():
+        raise SampletopoError(
+            f"The training config {path!r} is a folder. Pass a TOML file of settings and "
+            "variants (see the README), or leave it out and use flags."
+        )
+    try:
+        return load_train_config(path)
+    except UnicodeDecodeError:
+        raise SampletopoError(
+            f"The training config {path!r} is not a TOML file (it is not UTF-8 text; a "
+            "checkpoint or other binary file?). Pass a TOML file of settings and variants, or "
+            "leave it out and use flags."
+        ) from None
 
 
 def _model_opts(name: str) -> set[str]:

@@ -1,0 +1,139 @@
+"""What every subcommand shares: the help formatter and the checks on output paths.
+
+Private to :mod:`sampletopo.commands` (the command discovery skips ``_`` modules). Imports stay
+light so that building the parser, and ``--help``, never loads torch or matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+from sampletopo._errors import SampletopoError
+
+_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?([^`]+)`")
+_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
+_PARAGRAPH = re.compile(r"\n\s*\n")
+_TRAIN_DEFAULT = re.compile(r"\{train:(\w+)\}")
+
+
+def strip_markup(text: str) -> str:
+    """Drop the reStructuredText markup of a docstring so it reads as plain terminal text.
+
+    >>> strip_markup("see :func:`sampletopo.samples.top_regions` and ``--out``")
+    'see sampletopo.samples.top_regions and --out'
+    """
+    return _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text))
+
+
+def _fill_placeholders(text: str) -> str:
+    """Fill ``{models}``, ``{datasets}`` and ``{train:FIELD}`` (a TrainConfig default).
+
+    Done only when help is shown: these modules import torch, which building the parser for
+    every other command must not pay for.
+    """
+    if _TRAIN_DEFAULT.search(text):
+        from sampletopo.train import TrainConfig
+
+        defaults = TrainConfig()
+        text = _TRAIN_DEFAULT.sub(lambda m: _show_default(getattr(defaults, m.group(1))), text)
+    if "{models}" in text:
+        from sampletopo.models import list_models
+
+        text = text.replace("{models}", ", ".join(list_models()))
+    if "{datasets}" in text:
+        from sampletopo.data import list_datasets
+
+        text = text.replace("{datasets}", ", ".join(list_datasets()))
+    return text
+
+
+def _show_default(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Plain-text help: paragraphs kept, markup stripped, one ``(default: ...)`` where it helps.
+
+    The default is appended only to optional flags whose default is a real value (not ``None``,
+    not an on/off switch) and whose help does not already describe it.
+    """
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paras = _PARAGRAPH.split(strip_markup(text).strip())
+        return "\n\n".join(super(HelpFormatter, self)._fill_text(p, width, indent) for p in paras)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = _fill_placeholders(strip_markup(action.help or ""))
+        default = action.default
+        if (
+            action.option_strings
+            and not action.required
+            and default is not None
+            and default is not argparse.SUPPRESS
+            and not isinstance(default, bool)
+            and "default" not in text.lower()
+        ):
+            text += f" (default: {_show_default(default).replace('%', '%%')})"
+        return text
+
+
+def add_command(sub: Any, name: str, *, help: str, description: str) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` with the shared formatter (``description`` may be a docstring)."""
+    return sub.add_parser(name, help=help, description=description, formatter_class=HelpFormatter)
+
+
+def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
+    """``path`` as a folder that exists or can be made: refuse a file in the way, naming it."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise SampletopoError(
+            f"The '{flag}' folder {str(p)!r} is an existing file. Pass a folder path (it is "
+            "created if missing), or move the file away."
+        )
+    _check_parents(p, flag)
+    return p
+
+
+def check_out_file(path: str | Path, flag: str = "--out", *, example: str = "out") -> Path:
+    """``path`` as a file that can be written: refuse a folder there or a file among its parents.
+
+    ``example`` is a file name suggested inside the folder when ``path`` is one.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise SampletopoError(
+            f"The '{flag}' file {str(p)!r} is an existing folder. Pass a file path, e.g. "
+            f"{str(p / example)!r}."
+        )
+    _check_parents(p, flag)
+    return p
+
+
+def _check_parents(p: Path, flag: str) -> None:
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SampletopoError(
+                    f"The '{flag}' path {str(p)!r} cannot be written: {str(parent)!r} is a file, "
+                    "not a folder. Pick a path under a folder."
+                )
+            return
+
+
+def require_diagrams(runs: list[Path], *, given: list[str]) -> None:
+    """Refuse, before any output folder is made, runs none of which has stored diagrams.
+
+    ``given`` are the folders as the user typed them (experiments or runs), for the message.
+    """
+    from sampletopo import analysis
+
+    if not any(analysis.topology_epochs(rd, s) for rd in runs for s in analysis.SPLITS):
+        where = ", ".join(repr(str(g)) for g in given)
+        raise SampletopoError(
+            f"No stored diagrams under {where}. Run `sampletopo topology {' '.join(given)}` first."
+        )
