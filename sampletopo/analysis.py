@@ -364,7 +364,8 @@ def load_diagrams(
             frames.append(pl.scan_parquet(files).with_columns(run=pl.lit(rd.name)))
     if not frames:
         raise SampletopoError(
-            f"No stored diagrams under {run_dirs!r}. Run `sampletopo topology RUN...` first."
+            f"No stored diagrams under {_paths_text(run_dirs)}. Run `sampletopo topology "
+            "RUN...` first."
         )
     lf = pl.concat(frames)
     if tree is not None:
@@ -395,6 +396,13 @@ def diagram_at(run_dir: str | Path, split: str, tree: str, epoch: int) -> Diagra
         )
     df = pl.read_parquet(path).filter(pl.col("tree") == tree)
     return Diagram.from_polars(df.rename({"tree": "kind"}))
+
+
+def _paths_text(paths: Any) -> str:
+    """Paths as plain quoted strings for messages (never ``PosixPath(...)``)."""
+    if isinstance(paths, (str, Path)):
+        return repr(str(paths))
+    return ", ".join(repr(str(p)) for p in paths)
 
 
 def _ranges(values: Sequence[int]) -> str:

@@ -277,11 +277,20 @@ def load_train_config(path: str | Path) -> tuple[TrainConfig, Any]:
     variants : dict, list of dict, or None
     """
     path = Path(path)
+    if path.is_dir():
+        raise SampletopoError(
+            f"Training config {str(path)!r} is a folder; pass a TOML file (settings and variants)."
+        )
     if not path.is_file():
         raise SampletopoError(f"Training config {str(path)!r} does not exist.")
     try:
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
+    except UnicodeDecodeError:
+        raise SampletopoError(
+            f"Training config {str(path)!r} is not a TOML file (it is not UTF-8 text; a "
+            "checkpoint or other binary file?). Pass a TOML file of settings and variants."
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise SampletopoError(f"Training config {str(path)!r} is not valid TOML: {exc}") from exc
     variants = raw.pop("variants", None)
@@ -482,12 +491,12 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
                 f"{[(k, old.get(k), cfg.get(k)) for k in diff][:4]}). Resuming would mix two "
                 "runs: pass a new output folder, or the same settings to resume."
             )
-    else:
+    ds = dataset_from_config(cfg)  # before writing anything: missing data leaves no folder
+    if not (cfg_path.is_file() and _has_results(rd)):
         # A new run, or a folder where an earlier attempt failed before anything was trained.
         _write_toml(cfg_path, cfg)
 
     dev = _device(config.device)
-    ds = dataset_from_config(cfg)
     torch.manual_seed(config.seed)
     model = model_from_config(cfg, ds).to(dev)
     opt = torch.optim.SGD(

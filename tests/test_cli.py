@@ -140,7 +140,7 @@ def test_train_config_that_is_not_toml(tmp_path, capsys):
     torch.save({"w": torch.zeros(3)}, ckpt)
     assert main(["train", str(ckpt), "--out", str(tmp_path / "out")]) == 2
     line = error_line(capsys, "train")
-    assert f"training config {str(ckpt)!r} is not a TOML file" in line
+    assert f"Training config {str(ckpt)!r} is not a TOML file" in line
     assert main(["train", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "is a folder" in error_line(capsys, "train")
     assert not (tmp_path / "out").exists()

@@ -204,25 +204,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load_config(path: str) -> tuple[Any, Any]:
-    """``load_train_config``, with a clear error for a folder or a file that is not text."""
-    from pathlib import Path
-
-    from sampletopo._errors import SampletopoError
+    """``load_train_config`` (which names a folder or a file that is not TOML text)."""
     from sampletopo.train import load_train_config
 
-    if Path(path).is_dir():
-        raise SampletopoError(
-            f"The training config {path!r} is a folder. Pass a TOML file of settings and "
-            "variants (see the README), or leave it out and use flags."
-        )
-    try:
-        return load_train_config(path)
-    except UnicodeDecodeError:
-        raise SampletopoError(
-            f"The training config {path!r} is not a TOML file (it is not UTF-8 text; a "
-            "checkpoint or other binary file?). Pass a TOML file of settings and variants, or "
-            "leave it out and use flags."
-        ) from None
+    return load_train_config(path)
 
 
 def _model_opts(name: str) -> set[str]:
