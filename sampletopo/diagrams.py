@@ -291,23 +291,42 @@ def wasserstein(
     _check_pair(d1, d2, "wasserstein")
     if not order >= 1:
         raise SampletopoError(f"wasserstein: 'order' must be >= 1. Got {order!r}.")
-    a = (d1 if include_essential else d1.finite()).as_lower()
-    b = (d2 if include_essential else d2.finite()).as_lower()
+    if backend not in ("hera", "pot"):
+        raise SampletopoError(f"wasserstein: 'backend' must be 'hera' or 'pot'. Got {backend!r}.")
+    a, b, gaps = _prepare(d1, d2, include_essential)
+    if gaps is None:
+        return float("inf")
+    extra = float(np.sum(gaps**order))
     if backend == "hera":
         from gudhi.hera import wasserstein_distance
 
-        return float(wasserstein_distance(a, b, order=order, internal_p=internal_p, delta=1e-6))
-    if backend == "pot":
-        ea, eb = np.isinf(a[:, 1]), np.isinf(b[:, 1])
-        extra = 0.0
-        if ea.any() or eb.any():
-            if ea.sum() != eb.sum():
-                return float("inf")
-            # Essential points match among themselves by birth (sorted matching is optimal in 1-D).
-            extra = float(np.sum(np.abs(np.sort(a[ea, 0]) - np.sort(b[eb, 0])) ** order))
-        fin = _pot_wasserstein(a[~ea], b[~eb], order, internal_p) ** order
-        return float((fin + extra) ** (1.0 / order))
-    raise SampletopoError(f"wasserstein: 'backend' must be 'hera' or 'pot'. Got {backend!r}.")
+        fin = (
+            float(wasserstein_distance(a, b, order=order, internal_p=internal_p, delta=1e-6))
+            if len(a) or len(b)
+            else 0.0
+        )
+    else:
+        fin = _pot_wasserstein(a, b, order, internal_p)
+    return float((fin**order + extra) ** (1.0 / order))
+
+
+def _prepare(
+    d1: Diagram, d2: Diagram, include_essential: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Finite, off-diagonal points of both diagrams (``(n, 2)``, birth <= death) and the birth
+    gaps of the essential points matched among themselves (``None`` when their counts differ).
+
+    Points on the diagonal cost nothing in any matching, so they are dropped; essential points
+    (death +-inf) can only match each other, by birth, and sorted matching is optimal in 1-D.
+    Both are done here rather than in hera, which loops forever on a diagonal point or on
+    essential points (GUDHI/gudhi-devel#477, still in gudhi 3.13) and crashed on one case."""
+    a, b = d1.as_lower(), d2.as_lower()
+    ea, eb = np.isinf(a[:, 1]), np.isinf(b[:, 1])
+    gaps: np.ndarray | None = np.zeros(0)
+    if include_essential and (ea.any() or eb.any()):
+        gaps = np.abs(np.sort(a[ea, 0]) - np.sort(b[eb, 0])) if ea.sum() == eb.sum() else None
+    a, b = a[~ea], b[~eb]
+    return a[a[:, 0] != a[:, 1]], b[b[:, 0] != b[:, 1]], gaps
 
 
 def bottleneck(d1: Diagram, d2: Diagram, *, include_essential: bool = False) -> float:
@@ -320,6 +339,8 @@ def bottleneck(d1: Diagram, d2: Diagram, *, include_essential: bool = False) -> 
     _check_pair(d1, d2, "bottleneck")
     from gudhi.hera import bottleneck_distance
 
-    a = (d1 if include_essential else d1.finite()).as_lower()
-    b = (d2 if include_essential else d2.finite()).as_lower()
-    return float(bottleneck_distance(a, b, delta=0.0))
+    a, b, gaps = _prepare(d1, d2, include_essential)
+    if gaps is None:
+        return float("inf")
+    fin = float(bottleneck_distance(a, b, delta=0.0)) if len(a) or len(b) else 0.0
+    return max(fin, float(gaps.max(initial=0.0)))

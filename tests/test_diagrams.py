@@ -124,3 +124,56 @@ def test_diagram_validation_and_conversions():
         st.wasserstein(d, st.Diagram.empty("split"))
     with pytest.raises(SampletopoError, match="'order'"):
         st.wasserstein(d, d, order=0.5)
+
+
+_HERA_TRAPS = """
+import json
+import numpy as np
+import sampletopo as st
+from sampletopo.diagrams import Diagram, bottleneck, wasserstein
+
+inf = np.inf
+g = st.graph_from_edges(5, [[0, 1], [1, 2], [2, 3], [3, 4]])
+cases = [
+    # finite parts equal, only the global minimum (essential pair) moves
+    (st.join_tree(g, [0.0, 1, 3, 2, 0.5]).diagram(), st.join_tree(g, [-1.0, 1, 3, 2, 0.5]).diagram(), True),
+    # a zero-persistence point on the diagonal
+    (st.join_tree(g, [1.0, 1, 0, 5, 5]).diagram(include_zero=True),
+     st.join_tree(g, [0.0, 3, 2, 5, 0]).diagram(include_zero=True), False),
+    # a hand-built diagram on which hera crashed the process
+    (Diagram([0.0, 1, 1], [3.0, 3, inf], [0, 1, 2], [5, 5, -1], "join"),
+     Diagram([3.0], [inf], [0], [-1], "join"), True),
+]
+out = []
+for a, b, ess in cases:
+    out.append([wasserstein(a, b, order=o, include_essential=ess, backend=be)
+                for o in (1, 2) for be in ("hera", "pot")] + [bottleneck(a, b, include_essential=ess)])
+print(json.dumps(out))
+"""
+
+
+def test_hera_traps_diagonal_points_and_essential_pairs():
+    """gudhi 3.13's hera loops forever on a diagonal point or on essential pairs and crashed on
+    one diagram (GUDHI/gudhi-devel#477); run in a subprocess so a regression fails, not hangs."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _HERA_TRAPS], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (w1h, w1p, w2h, w2p, b1), (v1h, v1p, v2h, v2p, b2), (u1h, u1p, u2h, u2p, b3) = json.loads(
+        proc.stdout
+    )
+    # Only the essential births differ, by 1.
+    assert w1h == pytest.approx(1.0) and w1p == pytest.approx(1.0) and b1 == pytest.approx(1.0)
+    assert w2h == pytest.approx(1.0) and w2p == pytest.approx(1.0)
+    # The point (1, 1) is free; (2, 3) and (0, 5) go to the diagonal at 0.5 and 2.5.
+    assert v1h == pytest.approx(3.0) and v1p == pytest.approx(3.0)
+    assert v2h == pytest.approx(np.sqrt(6.5)) and v2p == pytest.approx(np.sqrt(6.5))
+    assert b2 == pytest.approx(2.5)
+    # (0,3) and (1,3) to the diagonal cost 1.5 and 1; the essential births differ by 2.
+    assert u1h == pytest.approx(4.5) and u1p == pytest.approx(4.5)
+    assert u2h == pytest.approx(np.sqrt(1.5**2 + 1 + 4)) and u2p == pytest.approx(u2h)
+    assert b3 == pytest.approx(2.0)
