@@ -772,6 +772,19 @@ def _grid_join_tree(arr: np.ndarray, connectivity: str) -> tuple[Any, np.ndarray
     return join_tree(sub, flat[keep]), keep
 
 
+def _critical_nodes(tree: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Node indices of the minima and saddles of a join tree that are not artefacts of tied
+    values: the leaves born, and the saddles killing, a pair of nonzero persistence (every
+    component's surviving minimum included)."""
+    dg = tree.diagram()  # zero-persistence pairs left out
+    vert = tree.node_vertex
+    kinds = tree.node_kind
+    leaves = np.flatnonzero((kinds == "leaf") & np.isin(vert, dg.birth_sample))
+    killers = dg.death_sample[dg.death_sample >= 0]
+    saddles = np.flatnonzero((kinds == "saddle") & np.isin(vert, killers))
+    return leaves, saddles
+
+
 def smad(tree: Any, *, normalize: bool = False) -> float:
     """Saddle-minimum average distance of a join tree (SMAD, Chen et al. 2025, "Landscaper").
 
@@ -786,16 +799,30 @@ def smad(tree: Any, *, normalize: bool = False) -> float:
     minimum that survives a merge (e.g. the global minimum) contributes its gap to its *first*
     saddle: for minima at 0 and 1 merging at a saddle at 2, SMAD is 1.5 while the average
     persistence is 1.
+
+    Tied values: minima and saddles that exist only because equal values are ordered by index
+    (their persistence pair has zero persistence, e.g. a flat plateau) are not critical points
+    of the landscape. They are left out: such a minimum is not in ``P``, and a minimum's first
+    saddle is the first one on its way up where a pair of nonzero persistence dies. Without
+    ties this is the definition above exactly.
     """
-    kinds = tree.node_kind
-    lower, upper = tree.arc_lower, tree.arc_upper
-    valid = upper >= 0
-    sel = valid & (kinds[lower] == "leaf")
-    sel[valid] &= kinds[upper[valid]] == "saddle"
-    if not sel.any():
+    leaves, saddles = _critical_nodes(tree)
+    parent = np.full(tree.node_vertex.shape[0], -1, dtype=np.int64)
+    parent[tree.arc_lower] = tree.arc_upper
+    is_saddle = np.zeros(parent.shape[0], dtype=bool)
+    is_saddle[saddles] = True
+    pairs = []
+    for m in leaves:
+        up = parent[m]
+        while up >= 0 and not is_saddle[up]:
+            up = parent[up]
+        if up >= 0:
+            pairs.append((m, up))
+    if not pairs:
         return 0.0
     v = tree.values
-    gaps = np.abs(v[tree.node_vertex[upper[sel]]] - v[tree.node_vertex[lower[sel]]])
+    lo, hi = np.array(pairs).T
+    gaps = np.abs(v[tree.node_vertex[hi]] - v[tree.node_vertex[lo]])
     if normalize:
         span = float(v.max() - v.min())
         gaps = gaps / span if span > 0 else np.zeros_like(gaps)
@@ -811,7 +838,8 @@ class LandscapeMetrics:
     n_points, n_nonfinite : int
         Grid points, and those with a non-finite loss (left out of the grid graph).
     n_minima, n_saddles : int
-        Leaves and saddles of the join tree of the grid graph.
+        Leaves and saddles of the join tree of the grid graph, leaving out those that exist only
+        because of tied values (zero persistence; see :func:`smad`).
     average_persistence : float
         Mean persistence ``death - birth`` of the finite pairs of the join diagram (0 when the
         landscape has a single basin), as in Xie et al. (2024).
@@ -878,11 +906,12 @@ def landscape_metrics(
     dg = tree.diagram().finite()
     pers = dg.persistence
     finite = arr[np.isfinite(arr)]
+    minima, saddles = _critical_nodes(tree)
     return LandscapeMetrics(
         n_points=int(arr.size),
         n_nonfinite=int(arr.size - finite.size),
-        n_minima=int(tree.n_leaves),
-        n_saddles=int(tree.n_saddles),
+        n_minima=int(minima.size),
+        n_saddles=int(saddles.size),
         average_persistence=float(pers.mean()) if pers.size else 0.0,
         smad=smad(tree),
         loss_min=float(finite.min()),

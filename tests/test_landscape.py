@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+import sampletopo as st
 from sampletopo._errors import SampletopoError
 from sampletopo.graph import grid_graph
 from sampletopo.hessian import hessian_operator, top_eigenpairs
@@ -560,3 +561,20 @@ def test_auto_batch_size_follows_the_largest_activation():
         model, F.cross_entropy, xs, ys, d, steps=3, batch_size=300, progress=False
     )
     np.testing.assert_allclose(auto.loss, whole.loss, rtol=1e-5)
+
+
+def test_tied_values_make_no_minima_or_saddles():
+    """A plateau is one basin: the minimum and saddle that only the index order of equal values
+    creates are not counted, and do not dilute or inflate SMAD (found by a review)."""
+    m = landscape_metrics(np.array([1.0, 1.0, 0.0, 1.0, 1.0]), connectivity="axis")
+    assert (m.n_minima, m.n_saddles, m.smad, m.average_persistence) == (1, 0, 0.0, 0.0)
+    # A tie on the way up to the real saddle: minima 0 and 1 meet at the second 2.
+    m = landscape_metrics(np.array([0.0, 2.0, 2.0, 1.0, 3.0]), connectivity="axis")
+    assert (m.n_minima, m.n_saddles) == (2, 1) and m.smad == pytest.approx((2 + 1) / 2)
+    # Without ties the counts are the join tree's.
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        arr = rng.random((7, 6))
+        tree = st.join_tree(grid_graph(arr.shape, connectivity="freudenthal"), arr.ravel())
+        m = landscape_metrics(arr)
+        assert (m.n_minima, m.n_saddles) == (tree.n_leaves, tree.n_saddles)
