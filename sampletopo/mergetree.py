@@ -60,9 +60,10 @@ class MergeTree:
         Node indices at the two ends of each arc; "lower" is the end met first by the sweep (the
         lower value in a join tree, the higher value in a split tree).
     vertex_arc : ndarray (n,)
-        The arc each vertex lies on (index into the arc arrays); -1 for a vertex that is the top
-        node of its component (then it lies on no arc). Leaves and saddles lie on the arc that
-        leaves them upward.
+        The arc each vertex lies on (index into the arc arrays). Leaves and saddles lie on the
+        arc that leaves them upward; a ``"root"`` node's vertex lies on the arc that ends at it.
+        -1 for a component's last vertex when it is a saddle or a leaf (an isolated vertex):
+        no arc leaves it.
     rank : ndarray (n,)
         Position of each vertex in the sweep.
     """
