@@ -100,9 +100,29 @@ def write_figure_set(
     wdist = analysis.wasserstein_to_reference(runs) if wasserstein is None else wasserstein
     diagrams = analysis.load_diagrams(runs)
     assert isinstance(diagrams, pl.DataFrame)
+    common: set[int] | None = None
+    for rd in runs:
+        for s in analysis.SPLITS:
+            have = set(analysis.topology_epochs(rd, s))
+            common = have if common is None else common & have
+    common_sorted = sorted(common or set())
+    if epochs is None:
+        chosen = P.default_heatmap_epochs(common_sorted, milestones)
+    else:
+        chosen = [int(e) for e in epochs if int(e) in (common or set())]
+        absent = [int(e) for e in epochs if int(e) not in (common or set())]
+        if absent:
+            warnings.warn(
+                f"Epoch(s) {absent} have no diagrams in every run (common epochs: "
+                f"{analysis._ranges(common_sorted) or 'none'}); they are left out of the heatmaps.",
+                FigureWarning,
+                stacklevel=2,
+            )
     pngs: list[Path] = []
     name = (prefix + "-") if prefix else ""
-    bar = tqdm(total=2 + 4 + len(runs), desc="figures", unit="fig", disable=not progress)
+    # Count only the figures that will be drawn, so the bar ends full when heatmaps are skipped.
+    n_figs = 2 + (len(analysis.SPLITS) * len(analysis.TREES) + len(runs) if chosen else 0)
+    bar = tqdm(total=n_figs, desc="figures", unit="fig", disable=not progress)
 
     def saved(fig: Any, stem: str) -> None:
         pngs.append(P.save(fig, out / f"{name}{stem}", formats)[0])
@@ -125,24 +145,6 @@ def write_figure_set(
     )
     saved(fig, "wasserstein")
 
-    common: set[int] | None = None
-    for rd in runs:
-        for s in analysis.SPLITS:
-            have = set(analysis.topology_epochs(rd, s))
-            common = have if common is None else common & have
-    common_sorted = sorted(common or set())
-    if epochs is None:
-        chosen = P.default_heatmap_epochs(common_sorted, milestones)
-    else:
-        chosen = [int(e) for e in epochs if int(e) in (common or set())]
-        absent = [int(e) for e in epochs if int(e) not in (common or set())]
-        if absent:
-            warnings.warn(
-                f"Epoch(s) {absent} have no diagrams in every run (common epochs: "
-                f"{analysis._ranges(common_sorted) or 'none'}); they are left out of the heatmaps.",
-                FigureWarning,
-                stacklevel=2,
-            )
     if not chosen:
         why = (
             "none of the asked epochs exists in every run"
@@ -181,7 +183,8 @@ def comparison_figure(runs: Sequence[Path], landscapes: dict[str, Path], *, spli
     heatmaps (join and split) of the same epoch.
 
     ``landscapes`` maps run name -> a 2-D random-direction landscape file of that run; its
-    epoch is read from the file. Heatmaps share bins and colour scale across all rows.
+    epoch is read from the file. Heatmaps share bins per tree and one colour scale across all
+    rows, drawn as one colour bar at the right.
     """
     import matplotlib.pyplot as plt
 
@@ -205,11 +208,12 @@ def comparison_figure(runs: Sequence[Path], landscapes: dict[str, Path], *, spli
     bins = {t: P.heatmap_bins([r[3][t] for r in rows]) for t in analysis.TREES}
     norm = P.shared_norm([(r[3][t], *bins[t]) for r in rows for t in analysis.TREES])
     fig, axes = plt.subplots(len(rows), 3, figsize=(15, 4.2 * len(rows)), squeeze=False)
+    mesh = None
     for i, (name, epoch, land, tabs) in enumerate(rows):
         plot_random_directions(land, ax=axes[i, 0])
         axes[i, 0].set_title(f"{name}: parameter space, epoch {epoch}")
         for j, t in enumerate(analysis.TREES, start=1):
-            P.plot_heatmap(
+            ax = P.plot_heatmap(
                 tabs[t],
                 xbins=bins[t][0],
                 ybins=bins[t][1],
@@ -217,9 +221,16 @@ def comparison_figure(runs: Sequence[Path], landscapes: dict[str, Path], *, spli
                 ax=axes[i, j],
                 title=f"{name}: {split} {t}-tree heatmap, epoch {epoch}",
             )
+            mesh = ax._sampletopo_mesh  # type: ignore[attr-defined]
     fig.suptitle(
         "Parameter-space landscape (filter-normalized random directions) beside the "
         "sample-space persistence heatmaps of the same epoch"
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.94, 1))
+    # One bar for every heatmap (they share the norm), level with the heatmap rows.
+    top = axes[0, -1].get_position()
+    bottom = axes[-1, -1].get_position()
+    cax = fig.add_axes((0.95, bottom.y0, 0.01, top.y1 - bottom.y0))
+    assert mesh is not None
+    P.count_colorbar(fig, mesh, cax=cax)
     return fig

@@ -6,8 +6,9 @@ Every ``plot_*`` function takes ``ax=None`` (a new figure is made) and returns t
 ``plt.show()`` or computes topology: inputs are the tables of :mod:`sampletopo.analysis`.
 
 Heatmaps are 2-D histograms of (birth, persistence) of the finite pairs. All panels of one
-figure set share the same bins and the same (logarithmic) colour scale, so two runs can be
-compared by eye.
+figure set share the same bins and the same colour scale (linear with integer ticks for small
+counts, logarithmic when counts span more than two decades), so two runs can be compared by eye.
+Multi-panel figures put one shared legend below the panels, where it cannot hide a curve.
 """
 
 from __future__ import annotations
@@ -16,19 +17,19 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+# No matplotlib.use(): the backend is the application's choice (forcing Agg hides every figure
+# in Jupyter); without a display matplotlib falls back to Agg by itself.
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, MaxNLocator, StrMethodFormatter
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from sampletopo._errors import SampletopoError  # noqa: E402
-from sampletopo.diagrams import Diagram  # noqa: E402
+from sampletopo._errors import SampletopoError
+from sampletopo.diagrams import Diagram
 
 __all__ = [
     "plot_total_persistence",
@@ -38,6 +39,7 @@ __all__ = [
     "heatmap_bins",
     "heatmap_counts",
     "shared_norm",
+    "count_colorbar",
     "plot_wasserstein",
     "wasserstein_figure",
     "plot_diagram",
@@ -62,8 +64,6 @@ def _ax(ax: Axes | None, figsize=(6, 4)) -> Axes:
 
 
 def _mark_milestones(ax: Axes, milestones: Iterable[int] | None) -> None:
-    from matplotlib.ticker import MaxNLocator
-
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     for i, m in enumerate(sorted(set(milestones or []))):
         ax.axvline(m + 0.5, color="0.5", ls=":", lw=1, label="LR annealed" if i == 0 else None)
@@ -83,12 +83,14 @@ def plot_total_persistence(
     p: int = 1,
     milestones: Iterable[int] | None = None,
     show_loss: bool = True,
+    legend: bool = True,
     ax: Axes | None = None,
 ) -> Axes:
     """Total persistence vs epoch, one line per run, with the mean loss on a second axis.
 
     ``summary`` is the table of :func:`sampletopo.analysis.summarize`. LR-annealing epochs are
-    drawn as dotted lines between epoch ``m`` and ``m + 1``.
+    drawn as dotted lines between epoch ``m`` and ``m + 1``. ``legend=False`` leaves the legend
+    to the caller (as :func:`total_persistence_figure` does, with one legend for all panels).
     """
     col = f"total_persistence_{p}"
     _need(summary, ["run", "split", "tree", "epoch", col], "plot_total_persistence")
@@ -109,7 +111,8 @@ def plot_total_persistence(
     if ax2 is not None:
         ax2.set_ylabel("mean loss (dashed)")
         ax2.tick_params(axis="y", colors="0.4")
-    ax.legend(fontsize=8, loc="upper right")
+    if legend:
+        ax.legend(fontsize=8, loc="best")
     return ax
 
 
@@ -118,14 +121,36 @@ def _grid(nrows: int, ncols: int, w: float = 4.2, h: float = 3.2) -> tuple[Figur
     return fig, axes
 
 
-def _panels(plot: Any, table: pl.DataFrame, title: str, **kw: Any) -> Figure:
-    """2 x 2 panels, rows train/val, columns join/split, of one ``plot_*`` function."""
+def _panels(
+    plot: Any, table: pl.DataFrame, title: str, *, extra: Sequence[Any] = (), **kw: Any
+) -> Figure:
+    """2 x 2 panels, rows train/val, columns join/split, of one ``plot_*`` function.
+
+    One legend for the whole figure sits below the panels: a legend inside a panel hid the
+    curve that ran under it in every panel. ``extra`` adds handles (e.g. a line-style key).
+    """
     fig, axes = _grid(2, 2, 5.2, 3.6)
     for i, split in enumerate(("train", "val")):
         for j, tree in enumerate(("join", "split")):
-            plot(table, split=split, tree=tree, ax=axes[i, j], **kw)
+            plot(table, split=split, tree=tree, ax=axes[i, j], legend=False, **kw)
+    handles: dict[str, Any] = {}
+    for ax in axes.ravel():  # union over panels: a run may lack a split
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    for h in extra:
+        handles.setdefault(h.get_label(), h)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    if handles:
+        fig.legend(
+            list(handles.values()),
+            list(handles.keys()),
+            loc="lower center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(len(handles), 5),
+            fontsize=9,
+            frameon=False,
+        )
     return fig
 
 
@@ -133,8 +158,13 @@ def total_persistence_figure(
     summary: pl.DataFrame, *, p: int = 1, milestones: Iterable[int] | None = None, title: str = ""
 ) -> Figure:
     """2 x 2 panels (train/val x join/split) of :func:`plot_total_persistence`."""
+    from matplotlib.lines import Line2D
+
     title = title or f"Total persistence (p={p}) of the per-sample loss on the kNN graph"
-    return _panels(plot_total_persistence, summary, title, p=p, milestones=milestones)
+    key = []
+    if "mean_loss" in summary.columns:
+        key.append(Line2D([], [], color="0.3", lw=1, ls="--", label="mean loss (right axis)"))
+    return _panels(plot_total_persistence, summary, title, extra=key, p=p, milestones=milestones)
 
 
 def heatmap_bins(
@@ -166,10 +196,41 @@ def heatmap_counts(table: pl.DataFrame, xbins: np.ndarray, ybins: np.ndarray) ->
     return h
 
 
-def shared_norm(panels: Sequence[tuple[pl.DataFrame, np.ndarray, np.ndarray]]) -> LogNorm:
-    """One logarithmic colour scale covering every ``(table, xbins, ybins)`` panel."""
+# Counts spanning more than this factor get a logarithmic colour scale; below it a linear scale
+# with whole-number ticks reads better (a log bar over 1..6 showed ticks like "6x10^0").
+_LOG_COUNTS_ABOVE = 100.0
+
+
+def shared_norm(
+    panels: Sequence[tuple[pl.DataFrame, np.ndarray, np.ndarray]],
+) -> Normalize:
+    """One colour scale covering every ``(table, xbins, ybins)`` panel.
+
+    Empty bins are masked (drawn as background), so the scale starts at 1 pair. It is
+    logarithmic when the fullest bin holds more than 100 pairs, linear otherwise; draw its
+    colour bar with :func:`count_colorbar` for whole-number tick labels either way.
+    """
     vmax = max([1.0, *(float(heatmap_counts(t, xb, yb).max()) for t, xb, yb in panels)])
-    return LogNorm(vmin=1, vmax=vmax)
+    if vmax > _LOG_COUNTS_ABOVE:
+        return LogNorm(vmin=1, vmax=vmax)
+    return Normalize(vmin=1, vmax=max(vmax, 2.0))
+
+
+def count_colorbar(fig: Figure, mappable: Any, **kw: Any) -> Any:
+    """Colour bar of pair counts with plain whole-number ticks (1, 2, 5, 10, 20, ... on a log
+    scale; integers on a linear one). ``kw`` goes to ``fig.colorbar`` (``cax=``, ``ax=``...).
+    """
+    kw.setdefault("label", "pairs per bin")
+    cbar = fig.colorbar(mappable, **kw)
+    if isinstance(mappable.norm, LogNorm):
+        cbar.locator = LogLocator(base=10, subs=(1.0, 2.0, 5.0))
+        cbar.formatter = StrMethodFormatter("{x:.0f}")
+        cbar.minorticks_off()
+    else:
+        cbar.locator = MaxNLocator(integer=True)
+        cbar.formatter = StrMethodFormatter("{x:.0f}")
+    cbar.update_ticks()
+    return cbar
 
 
 def plot_heatmap(
@@ -287,9 +348,10 @@ def heatmap_figure(
         "(shared bins and colour scale)"
     )
     fig.tight_layout(rect=(0, 0, 0.93, 0.95))
-    cax = fig.add_axes((0.94, 0.15, 0.012, 0.7))
+    top, bottom = axes[0, -1].get_position(), axes[-1, -1].get_position()
+    cax = fig.add_axes((0.94, bottom.y0, 0.012, top.y1 - bottom.y0))  # level with the panels
     assert mesh is not None
-    fig.colorbar(mesh, cax=cax, label="pairs per bin")
+    count_colorbar(fig, mesh, cax=cax)
     return fig
 
 
@@ -300,9 +362,13 @@ def plot_wasserstein(
     tree: str,
     order: int = 1,
     milestones: Iterable[int] | None = None,
+    legend: bool = True,
     ax: Axes | None = None,
 ) -> Axes:
-    """Wasserstein distance of each epoch's diagram to the reference epoch's, runs overlaid."""
+    """Wasserstein distance of each epoch's diagram to the reference epoch's, runs overlaid.
+
+    ``legend=False`` leaves the legend to the caller (see :func:`wasserstein_figure`).
+    """
     col = f"w{order}"
     _need(table, ["run", "split", "tree", "epoch", col], "plot_wasserstein")
     ax = _ax(ax)
@@ -323,7 +389,8 @@ def plot_wasserstein(
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"W{order} distance (L-inf ground)")
     ax.set_title(f"{split}: {_TREE_LABEL.get(tree, tree)}")
-    ax.legend(fontsize=8)
+    if legend:
+        ax.legend(fontsize=8, loc="best")
     return ax
 
 
