@@ -6,21 +6,24 @@ landscape), :func:`plot_landscape_1d`, :func:`plot_landscape_profile` (grids of 
 and :func:`plot_hessian_spectrum`. Every function takes ``ax=None`` (a new figure is made) and
 returns the Axes; none calls ``plt.show()``. Axis ``k`` of a landscape array is direction ``k``:
 the x axis is always direction 1 and the y axis direction 2, labelled with their true
-coefficients. Computing landscapes and spectra is not done here (see
-:mod:`sampletopo.landscape` and :mod:`sampletopo.hessian`).
+coefficients. Contour levels sit at quantiles of the grid's losses by default (labelled with
+their true values), so a basin far below the grid's corners is still resolved; the 3-D surface
+clips far-out corners at a high quantile and says so. Computing landscapes and spectra is not
+done here (see :mod:`sampletopo.landscape` and :mod:`sampletopo.hessian`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import BoundaryNorm
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import SampletopoError, check_int_range
 from sampletopo.hessian import SpectralDensity
 from sampletopo.landscape import Landscape, LandscapeProfile
 
@@ -57,6 +60,70 @@ def _values(landscape: Landscape, log_scale: bool) -> tuple[np.ma.MaskedArray, s
     return np.ma.masked_invalid(z), label
 
 
+LevelSpacing = Literal["quantile", "log", "linear"]
+_SPACINGS = ("quantile", "log", "linear")
+
+
+def _levels(z: np.ma.MaskedArray, n: int, spacing: str, where: str) -> np.ndarray:
+    """``n + 1`` increasing contour levels spanning the finite values of ``z``.
+
+    Linear levels fail on early or wide grids: the loss at the corners (hundreds) sets the top
+    level and the whole basin falls in the lowest band. Quantile levels give every band about
+    the same share of the grid, so the basin is resolved whatever the range; log levels do
+    the same for losses that span decades down to near zero.
+    """
+    n = check_int_range("levels", n, 1, None, where=where)
+    if spacing not in _SPACINGS:
+        raise SampletopoError(
+            f"{where}: 'spacing' must be one of {_SPACINGS}. Got {spacing!r}. Use 'quantile' "
+            "(the default) to resolve the basin of a grid with a large loss range."
+        )
+    vals = np.ma.compressed(z).astype(np.float64)
+    if vals.size == 0:
+        return np.linspace(0.0, 1.0, n + 1)
+    lo, hi = float(vals.min()), float(vals.max())
+    if hi <= lo:  # a flat grid: one band around its value
+        pad = 0.5 * abs(lo) if lo else 0.5
+        return np.array([lo - pad, lo + pad])
+    if spacing == "quantile":
+        lv = np.quantile(vals, np.linspace(0.0, 1.0, n + 1))
+    elif spacing == "log":
+        if lo <= 0:
+            raise SampletopoError(
+                f"{where}: spacing='log' needs values > 0. The lowest is {lo!r}. Use "
+                "spacing='quantile'."
+            )
+        lv = np.geomspace(lo, hi, n + 1)
+    else:
+        lv = np.linspace(lo, hi, n + 1)
+    lv = np.unique(lv)  # quantiles repeat on plateaus
+    if lv.size < 2:
+        lv = np.linspace(lo, hi, n + 1)
+    lv[0], lv[-1] = lo, hi
+    return lv
+
+
+def _level_norm(levels: np.ndarray, cmap: str) -> BoundaryNorm:
+    # Colours by band index, not by value: with uneven levels a linear norm would paint every
+    # basin band the same dark colour again.
+    return BoundaryNorm(levels, ncolors=plt.get_cmap(cmap).N, clip=True)
+
+
+def _level_ticks(levels: np.ndarray, most: int = 8) -> np.ndarray:
+    idx = np.unique(np.linspace(0, levels.size - 1, min(most, levels.size)).round().astype(int))
+    return levels[idx]
+
+
+def _level_labels(levels: Any) -> list[str]:
+    """Labels of the true level values, with just enough digits to tell neighbours apart
+    (quantile levels in a flat basin differ in the fourth digit)."""
+    for digits in range(3, 8):
+        labels = [f"{v:.{digits}g}" for v in levels]
+        if len(set(labels)) == len(labels):
+            return labels
+    return labels
+
+
 def _new_ax(ax: Axes | None, **kw: Any) -> Axes:
     if ax is not None:
         return ax
@@ -77,6 +144,7 @@ def plot_landscape_contour(
     *,
     ax: Axes | None = None,
     levels: int = 30,
+    spacing: LevelSpacing = "quantile",
     log_scale: bool = False,
     cmap: str = "viridis",
     colorbar: bool = True,
@@ -90,7 +158,12 @@ def plot_landscape_contour(
         A 2-D grid.
     ax : matplotlib Axes, optional
     levels : int
-        Contour levels over the finite values.
+        Number of bands over the finite values.
+    spacing : {"quantile", "log", "linear"}
+        Where the levels go. ``"quantile"`` (default): at quantiles of the grid values, so each
+        band covers about the same share of the grid and a basin far below the grid's corners
+        is still resolved; ``"log"``: geometric; ``"linear"``: evenly in loss. Colours go by band
+        and the colour bar is labelled with the true level values.
     log_scale : bool
         Contour ``log10(loss)``.
     cmap : str
@@ -107,11 +180,15 @@ def plot_landscape_contour(
     ax = _new_ax(ax)
     z, label = _values(landscape, log_scale)
     x, y = landscape.coords
+    lv = _levels(z, levels, spacing, where)
     # contourf wants z[row=y, col=x]; the landscape is indexed [direction 1, direction 2].
-    cs = ax.contourf(x, y, z.T, levels=levels, cmap=cmap)
+    cs = ax.contourf(x, y, z.T, levels=lv, cmap=cmap, norm=_level_norm(lv, cmap))
     ax.contour(x, y, z.T, levels=cs.levels, colors="k", linewidths=0.3, alpha=0.5)
     if colorbar:
-        ax.figure.colorbar(cs, ax=ax, label=label)
+        note = "" if spacing == "linear" else f" ({spacing}-spaced levels)"
+        cbar = ax.figure.colorbar(cs, ax=ax, label=label + note, spacing="uniform")
+        ticks = _level_ticks(lv)
+        cbar.set_ticks(ticks.tolist(), labels=_level_labels(ticks))
     if mark:
         _mark_points(ax, landscape)
         ax.legend(loc="upper right", fontsize=7, framealpha=0.6)
@@ -128,6 +205,7 @@ def plot_random_directions(
     *,
     ax: Axes | None = None,
     levels: int = 20,
+    spacing: LevelSpacing = "quantile",
     log_scale: bool = False,
 ) -> Axes:
     """The classic 2-D random-direction plot (Li et al. 2018): labelled loss contour lines.
@@ -138,6 +216,10 @@ def plot_random_directions(
         A 2-D grid along random directions (:func:`sampletopo.landscape.random_directions`).
     ax : matplotlib Axes, optional
     levels : int
+        Number of contour intervals.
+    spacing : {"quantile", "log", "linear"}
+        Where the lines go; see :func:`plot_landscape_contour`. Lines are labelled with their
+        true values.
     log_scale : bool
 
     Returns
@@ -154,15 +236,19 @@ def plot_random_directions(
     ax = _new_ax(ax)
     z, label = _values(landscape, log_scale)
     x, y = landscape.coords
-    cs = ax.contour(x, y, z.T, levels=levels, cmap="viridis", linewidths=1.0)
-    ax.clabel(cs, inline=True, fontsize=6, fmt="%.3g")
+    lv = _levels(z, levels, spacing, where)
+    cs = ax.contour(
+        x, y, z.T, levels=lv, cmap="viridis", norm=_level_norm(lv, "viridis"), linewidths=1.0
+    )
+    ax.clabel(cs, inline=True, fontsize=6, fmt=dict(zip(cs.levels, _level_labels(cs.levels))))
     _mark_points(ax, landscape)
     ax.get_lines()[0].set_color("black")
     ax.set_xlabel(landscape.directions.axis_label(0))
     ax.set_ylabel(landscape.directions.axis_label(1))
     ax.set_xlim(x[0], x[-1])
     ax.set_ylim(y[0], y[-1])
-    ax.set_title(f"{label}, random directions (seed {landscape.directions.seed})", fontsize=9)
+    note = "" if spacing == "linear" else f", {spacing}-spaced levels"
+    ax.set_title(f"{label}, random directions (seed {landscape.directions.seed}){note}", fontsize=9)
     return ax
 
 
@@ -172,10 +258,19 @@ def plot_landscape_surface(
     ax: Axes | None = None,
     log_scale: bool = False,
     cmap: str = "viridis",
+    clip_quantile: float | None = 0.95,
 ) -> Axes:
     """3-D surface of a 2-D landscape (x = direction 1, y = direction 2, z = loss).
 
     ``ax`` must be a 3-D Axes (``projection="3d"``) when given.
+
+    Parameters
+    ----------
+    clip_quantile : float in (0, 1], optional
+        When the grid points above this quantile of the finite values stretch the z axis to
+        more than twice the rest (corners of an early or wide grid), values above it are drawn
+        at it, so the basin keeps its shape; the z label and the title say so. ``None`` never
+        clips.
 
     Returns
     -------
@@ -190,9 +285,24 @@ def plot_landscape_surface(
             f"{where}: 'ax' must be a 3-D Axes. Got a {getattr(ax, 'name', type(ax).__name__)!r} "
             "Axes. Create it with fig.add_subplot(projection='3d')."
         )
+    if clip_quantile is not None and not 0.0 < float(clip_quantile) <= 1.0:
+        raise SampletopoError(
+            f"{where}: 'clip_quantile' must be in (0, 1] or None. Got {clip_quantile!r}."
+        )
     z, label = _values(landscape, log_scale)
     xx, yy = np.meshgrid(landscape.coords[0], landscape.coords[1], indexing="ij")
     zz = np.where(np.ma.getmaskarray(z), np.nan, np.ma.getdata(z))
+    vals = np.ma.compressed(z)
+    if clip_quantile is not None and vals.size:
+        lo, hi = float(vals.min()), float(vals.max())
+        cap = float(np.quantile(vals, float(clip_quantile)))
+        if hi - lo > 2.0 * (cap - lo):
+            zz = np.minimum(zz, cap)  # NaN stays NaN
+            pct = f"{100 * float(clip_quantile):g}th percentile"
+            label = f"{label}, clipped at {cap:.3g}"
+            ax.set_title(
+                f"values above the {pct} ({cap:.3g}, max {hi:.3g}) drawn at {cap:.3g}", fontsize=8
+            )
     ax.plot_surface(xx, yy, zz, cmap=cmap, linewidth=0, antialiased=True)  # type: ignore[attr-defined]
     ax.set_xlabel(landscape.directions.axis_label(0), fontsize=8)
     ax.set_ylabel(landscape.directions.axis_label(1), fontsize=8)
