@@ -7,6 +7,9 @@ and Hessian figures when ``<experiment>/landscapes/*.npz`` exist) under
 figure, runs side by side. Images are embedded as base64 data, so the page works offline and can
 be mailed as one file; PDFs of every figure sit beside the PNGs. Any PNG already placed in a
 ``samples/`` (or other) folder of an experiment's figures is embedded too, under its folder name.
+What ``sampletopo samples RUN --figures`` wrote into each run's ``samples/`` folder (image grids,
+loss curves and the regions tables of :func:`sampletopo.samples.regions_path`) joins the
+"samples" section.
 
 This module computes no topology (it reads what :mod:`sampletopo.analysis` stored).
 """
@@ -104,6 +107,44 @@ def _img(path: Path) -> str:
         f'<figure{cls}><img alt="{cap}" src="data:image/png;base64,{data}"/>'
         f"<figcaption>{cap}</figcaption></figure>"
     )
+
+
+# Columns of a regions table (sampletopo.samples.REGION_SCHEMA) worth a row in the report; the
+# member lists stay in the Parquet file.
+_REGION_COLUMNS = (
+    "run",
+    "split",
+    "epoch",
+    "tree",
+    "rank",
+    "essential",
+    "persistence",
+    "size",
+    "mean_loss",
+    "accuracy",
+    "dominant_class",
+    "dominant_share",
+    "classes",
+)
+
+
+def _run_samples(runs: Sequence[Path]) -> tuple[list[Path], pl.DataFrame | None]:
+    """PNGs and regions tables that ``sampletopo samples`` wrote into each run's ``samples/``."""
+    pngs: list[Path] = []
+    tables = []
+    for rd in runs:
+        folder = rd / "samples"
+        if not folder.is_dir():
+            continue
+        pngs += sorted(folder.glob("*.png"))
+        for f in sorted(folder.glob("*.parquet")):
+            try:
+                cols = [c for c in _REGION_COLUMNS if c in pl.read_parquet_schema(f)]
+                tables.append(pl.read_parquet(f, columns=cols))
+            except Exception as exc:  # one unreadable table must not sink the report
+                warnings.warn(f"Regions table {f} left out of the report: {exc}", stacklevel=2)
+    table = pl.concat(tables, how="diagonal_relaxed") if tables else None
+    return pngs, table
 
 
 def _landscape_section(exp: Path, fig_dir: Path) -> tuple[list[Path], pl.DataFrame | None]:
@@ -272,13 +313,31 @@ def write_report(
             if land_table is not None:
                 parts.append(_table_html(land_table))
             parts.append("<div class='figs'>" + "".join(_img(p) for p in land) + "</div>")
-        for sub in sorted(
-            p for p in fig_root.iterdir() if p.is_dir() and p.name not in ("topology", "landscape")
-        ):
-            pngs = sorted(sub.rglob("*.png"))
-            if pngs:
-                parts.append(f"<h3>{html.escape(_SECTION_TITLES.get(sub.name, sub.name))}</h3>")
-                parts.append("<div class='figs'>" + "".join(_img(p) for p in pngs) + "</div>")
+        run_pngs, regions = _run_samples(runs)
+        folders = {
+            p.name: sorted(p.rglob("*.png"))
+            for p in fig_root.iterdir()
+            if p.is_dir() and p.name not in ("topology", "landscape")
+        }
+        # The demo draws into <report>/figures/<exp>/samples, the samples command into each
+        # run's samples/ folder; both belong to one section.
+        seen = {p.name for p in folders.get("samples", [])}
+        folders["samples"] = folders.get("samples", []) + [
+            p for p in run_pngs if p.name not in seen
+        ]
+        for sub in sorted(folders):
+            pngs = folders[sub]
+            table = regions if sub == "samples" else None
+            if pngs or table is not None:
+                parts.append(f"<h3>{html.escape(_SECTION_TITLES.get(sub, sub))}</h3>")
+                if table is not None:
+                    parts.append(
+                        "<p class='meta'>Most persistent regions found by <code>sampletopo "
+                        "samples</code>: split-tree peaks are high-loss (hard) regions, join-tree "
+                        "basins low-loss (learned) ones.</p>" + _table_html(table)
+                    )
+                if pngs:
+                    parts.append("<div class='figs'>" + "".join(_img(p) for p in pngs) + "</div>")
         parts.append("</section>")
     parts.append("</body></html>")
     index = out / "index.html"
