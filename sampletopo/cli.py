@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 import warnings
@@ -63,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
     parser = build_parser()
     args = parser.parse_args(argv)
+    if "MPLBACKEND" not in os.environ:
+        # The command line only writes figure files: never open a GUI backend (a stale DISPLAY
+        # over ssh would fail). The library itself leaves the backend alone (notebooks).
+        import matplotlib
+
+        matplotlib.use("Agg")
     try:
         return int(args.func(args) or 0)
     except SampletopoError as exc:
