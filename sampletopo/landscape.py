@@ -495,12 +495,16 @@ def _digest(*parts: Any) -> str:
 def _default_points_per_batch(model: nn.Module, n_params: int, device: torch.device) -> int:
     # On a CPU, vmap turns a convolution with per-point weights into a grouped convolution, which
     # measured 2-3x *slower* than one point at a time (the work is compute-bound, see
-    # benchmarks/bench_landscape.py); there, evaluate one point at a time. Elsewhere (GPUs, and
-    # models without convolutions) batch points, keeping ~64 MB of parameter copies per chunk.
+    # benchmarks/bench_landscape.py); there, evaluate one point at a time. Models without
+    # convolutions batch points: on a CPU up to 16 (an MLP on digits ran fastest at 16-32
+    # points and 1.7x slower at 64: the copies leave the caches), keeping ~2 MB of parameter
+    # copies per chunk; on accelerators up to 64 points and ~32 MB.
     has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
-    if device.type == "cpu" and has_conv:
-        return 1
-    return int(max(1, min(64, (8 * 2**20) // max(n_params, 1))))
+    if device.type == "cpu":
+        if has_conv:
+            return 1
+        return int(max(1, min(16, (2**21) // max(4 * n_params, 1))))
+    return int(max(1, min(64, (2**25) // max(4 * n_params, 1))))
 
 
 def evaluate_grid(
@@ -543,8 +547,9 @@ def evaluate_grid(
         summation order.
     points_per_batch : int, optional
         Grid points evaluated together with :func:`torch.func.vmap`. Default: 1 for a model
-        with convolutions on a CPU (where batched convolutions are slower than a loop), else as
-        many as keep ~64 MB of parameter copies (at most 64). ``1`` evaluates one point at a
+        with convolutions on a CPU (where batched convolutions are slower than a loop); else on
+        a CPU as many as keep ~2 MB of parameter copies (at most 16), on an accelerator ~32 MB
+        (at most 64). ``1`` evaluates one point at a
         time without vmap. If a vmapped chunk fails (an op without a batching rule, or out of memory) the
         chunk size is halved down to 1.
     checkpoint : path, optional
