@@ -21,25 +21,6 @@ from sampletopo import analysis
 from sampletopo._errors import SampletopoError
 
 
-@pytest.fixture(scope="module")
-def experiment(tmp_path_factory):
-    from sampletopo.train import TrainConfig, train_experiment
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("exp") / "lr-study"
-    cfg = TrainConfig(
-        model="mlp",
-        model_kwargs={"hidden": [32]},
-        epochs=4,
-        data="digits",
-        device="cpu",
-        milestones=[2],
-    )
-    runs = train_experiment(cfg, out, variants={"lr": [0.1, 0.01]}, progress=False)
-    analysis.compute_topology(runs, k=10, progress=False)
-    return out, runs
-
-
 def gudhi_pairs(edges, f):
     s = gudhi.SimplexTree()
     s.insert_batch(np.arange(len(f))[None, :], f)

@@ -19,7 +19,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from sampletopo import analysis  # noqa: E402
@@ -30,25 +29,6 @@ from sampletopo.landscape import Directions, Landscape  # noqa: E402
 def _close_figures():
     yield
     plt.close("all")
-
-
-@pytest.fixture(scope="module")
-def experiment(tmp_path_factory):
-    from sampletopo.train import TrainConfig, train_experiment
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("exp") / "lr-study"
-    cfg = TrainConfig(
-        model="mlp",
-        model_kwargs={"hidden": [32]},
-        epochs=4,
-        data="digits",
-        device="cpu",
-        milestones=[2],
-    )
-    runs = train_experiment(cfg, out, variants={"lr": [0.1, 0.01]}, progress=False)
-    analysis.compute_topology(runs, k=10, progress=False)
-    return out, runs
 
 
 # --- 1. the library leaves the backend alone ----------------------------------------------------
