@@ -391,6 +391,7 @@ class LossRecorder:
         parameter names and shapes are kept in the manifest, and another model is refused
         (otherwise its epochs already on disk would be skipped silently)."""
         net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        net = getattr(net, "_orig_mod", net)  # torch.compile's wrapper: the same architecture
         sig = model_signature(net)
         if self._model_sig == sig["signature"]:
             return

@@ -424,6 +424,7 @@ def test_a_run_folder_refuses_another_model_instead_of_skipping_its_epochs(ds, t
     rec = LossRecorder(tmp_path / "run", ds)
     rec.on_train_epoch_end(0, _model())
     rec.on_train_epoch_end(0, _model(seed=3))  # same architecture, a restart: skipped
+    LossRecorder(tmp_path / "run", ds)._check_model(torch.compile(_model()))  # compiled: same
     other = create_model("mlp", in_channels=1, input_size=8)
     with pytest.raises(
         SampletopoError,
