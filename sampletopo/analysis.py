@@ -85,9 +85,11 @@ def _runs(run_dirs: str | Path | Iterable[str | Path]) -> list[Path]:
     names = [p.resolve().name for p in out]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
+        clash = [str(p) for p, n in zip(out, names, strict=True) if n in dup]
         raise SampletopoError(
-            f"Two runs share the folder name(s) {sorted(dup)}; runs are told apart by folder name. "
-            "Rename one of them."
+            f"Runs {clash} share the folder name(s) {sorted(dup)}; the runs of one call are told "
+            "apart by folder name (figures label curves with it). Pass them in separate calls "
+            "(`sampletopo topology` does so for each folder given), or rename one."
         )
     return out
 

@@ -267,3 +267,21 @@ def test_landscape_no_hessian(experiment, tmp_path, capsys):
     assert main([*args, "--no-hessian", "--dirs", "hessian"]) == 2
     line = error_line(capsys, "landscape")
     assert "--no-hessian" in line and "--dirs random" in line
+
+
+def test_topology_of_two_experiments_whose_runs_share_a_name(tmp_path, capsys):
+    """`train` without variants names its run "run": two such experiments in one call work."""
+    for exp in ("f", "b"):
+        args = ["train", "--data", "synthetic", "--model", "mlp", "--epochs", "1"]
+        assert main([*args, "--out", str(tmp_path / exp), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["topology", str(tmp_path / "f"), str(tmp_path / "b"), "--k", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "f/run" in out and "b/run" in out
+    for exp in ("f", "b"):
+        assert (tmp_path / exp / "run" / "topology" / "wasserstein.parquet").is_file()
+    from sampletopo import analysis
+    from sampletopo._errors import SampletopoError
+
+    with pytest.raises(SampletopoError, match=r"share the folder name.*separate calls"):
+        analysis.summarize([tmp_path / "f", tmp_path / "b"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from sampletopo.commands._common import add_command
 
@@ -70,24 +71,39 @@ def _run(args: argparse.Namespace) -> int:
     from sampletopo import analysis
 
     ref = parse_reference(args.reference)  # before the long computation, not after it
-    done = analysis.compute_topology(
-        args.runs,
-        splits=args.splits,
-        k=args.k,
-        features=args.features,
-        jobs=args.jobs,
-        overwrite=args.overwrite,
-    )
-    summary = analysis.summarize(args.runs)
-    if ref == "first":
-        # The library takes one epoch for all runs: the earliest one that each run and split has.
-        firsts = summary.group_by(["run", "split"]).agg(pl.col("epoch").min())
-        ref = int(firsts.select(pl.col("epoch").max()).item())
-    analysis.wasserstein_to_reference(args.runs, reference=ref)
+    # Each folder given is done on its own: runs are told apart by folder name within one call,
+    # and two experiments may well both hold a run called "run".
+    groups = [[r] for r in args.runs] if len(args.runs) > 1 else [args.runs]
+    done_parts, summaries = [], []
+    for runs in groups:
+        done = analysis.compute_topology(
+            runs,
+            splits=args.splits,
+            k=args.k,
+            features=args.features,
+            jobs=args.jobs,
+            overwrite=args.overwrite,
+        )
+        summary = analysis.summarize(runs)
+        r = ref
+        if r == "first":
+            # The library takes one epoch for all runs: the earliest one each run and split has.
+            firsts = summary.group_by(["run", "split"]).agg(pl.col("epoch").min())
+            r = int(firsts.select(pl.col("epoch").max()).item())
+        analysis.wasserstein_to_reference(runs, reference=r)
+        if len(groups) > 1:
+            label = Path(runs[0]).resolve().name
+            prefix = pl.lit(label + "/") + pl.col("run")
+            done = done.with_columns(run=prefix)
+            summary = summary.with_columns(run=prefix)
+        done_parts.append(done)
+        summaries.append(summary)
+    done = pl.concat(done_parts)
+    summary = pl.concat(summaries)
     counts = done.group_by("status").len().sort("status")
     for status, n in counts.iter_rows():
         print(f"{n:5d} epoch(s) {status}")
-    with pl.Config(tbl_rows=20, tbl_cols=12):
+    with pl.Config(tbl_rows=20, tbl_cols=12, fmt_str_lengths=60):
         last = summary.group_by(["run", "split", "tree"]).agg(pl.all().sort_by("epoch").last())
         print(
             last.select(
