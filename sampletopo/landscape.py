@@ -32,8 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -48,6 +46,7 @@ from tqdm.auto import tqdm
 
 from sampletopo._batching import auto_batch_size
 from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._io import write_atomic
 from sampletopo.hessian import Eigenpairs, eval_mode, trainable_parameters
 
 __all__ = [
@@ -424,16 +423,7 @@ class Landscape:
 
 
 def _atomic_savez(path: Path, arrays: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
 def load_landscape(path: str | Path) -> tuple[Landscape, dict[str, Any]]:

@@ -29,9 +29,7 @@ tree.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ import numpy as np
 import polars as pl
 
 from sampletopo._errors import SampletopoError, check_finite_values, check_int_range
+from sampletopo._io import write_atomic
 from sampletopo.graph import Graph
 from sampletopo.mergetree import MergeTree, join_tree, split_tree
 
@@ -543,16 +542,7 @@ def write_regions(table: pl.DataFrame, path: str | Path) -> Path:
         raise SampletopoError(
             f"write_regions: 'path' must end in .parquet. Got {str(path)!r}. Add the suffix."
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            table.write_parquet(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, table.write_parquet)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -479,3 +479,16 @@ def test_a_recorder_run_of_in_memory_data_goes_through_the_cli(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "r1" in out and "r2" in out
     assert main(["samples", str(tmp_path / "exp" / "r1"), "--epoch", "2", "--k", "5"]) == 0
+
+
+def test_written_files_follow_the_umask_not_the_temporary_files_0600(ds, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        rec = LossRecorder(tmp_path / "run", ds, splits=("val",))
+        path = rec.on_train_epoch_end(0, _model())["val"]
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
