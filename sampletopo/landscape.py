@@ -1212,6 +1212,12 @@ def landscape_for_run(
         raise SampletopoError(f"{where}: 'dirs' must be 'hessian' or 'random'. Got {dirs!r}.")
     dim = check_int_range("dim", dim, 1, None, where=where)
     steps = check_int_range("steps", steps, 2, None, where=where)
+    path = Path(out) if out is not None else landscape_path(run_dir, epoch)
+    if path.suffix != ".npz":
+        raise SampletopoError(
+            f"{where}: 'out' must be a .npz file path (a NumPy archive is written). Got "
+            f"{str(path)!r}."
+        )
     model, dataset = load_run_model(run_dir, epoch)
     x, y = dataset.tensors("train")
     idx = torch.from_numpy(_subset(int(x.shape[0]), n_samples, seed))
@@ -1251,7 +1257,6 @@ def landscape_for_run(
         directions = hessian_directions(model, eig, dim=dim)
     else:
         directions = random_directions(model, dim=dim, seed=seed)
-    path = Path(out) if out is not None else landscape_path(run_dir, epoch)
     partial = path.with_name(path.name.replace(".npz", "") + ".partial.npz")
     land = evaluate_grid(
         model,

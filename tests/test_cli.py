@@ -285,3 +285,10 @@ def test_topology_of_two_experiments_whose_runs_share_a_name(tmp_path, capsys):
 
     with pytest.raises(SampletopoError, match=r"share the folder name.*separate calls"):
         analysis.summarize([tmp_path / "f", tmp_path / "b"])
+
+
+def test_out_files_must_carry_the_suffix_of_their_format(tmp_path, capsys):
+    rc = main(["landscape", str(tmp_path), "--epoch", "1", "--out", str(tmp_path / "afile")])
+    assert rc == 2 and "must end in .npz" in error_line(capsys, "landscape")
+    rc = main(["samples", str(tmp_path), "--epoch", "1", "--out", str(tmp_path / "t.csv")])
+    assert rc == 2 and "'--out' file" in error_line(capsys, "samples")

@@ -99,12 +99,20 @@ def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
     return p
 
 
-def check_out_file(path: str | Path, flag: str = "--out", *, example: str = "out") -> Path:
-    """``path`` as a file that can be written: refuse a folder there or a file among its parents.
+def check_out_file(
+    path: str | Path, flag: str = "--out", *, example: str = "out", suffix: str | None = None
+) -> Path:
+    """``path`` as a file that can be written: refuse a folder there or a file among its parents,
+    and (with ``suffix``) a name that does not end in it.
 
     ``example`` is a file name suggested inside the folder when ``path`` is one.
     """
     p = Path(path)
+    if suffix is not None and p.suffix != suffix and not p.is_dir():
+        raise SampletopoError(
+            f"The '{flag}' file {str(p)!r} must end in {suffix} (that is the format written). "
+            f"Try {str(p.with_name(p.name + suffix))!r}."
+        )
     if p.is_dir():
         raise SampletopoError(
             f"The '{flag}' file {str(p)!r} is an existing folder. Pass a file path, e.g. "

@@ -102,7 +102,9 @@ def _run(args: argparse.Namespace) -> int:
     from sampletopo.samples import regions_path, top_regions, track_members, write_regions
 
     if args.out:
-        check_out_file(args.out, example=f"{args.split}-epoch={args.epoch:04d}.parquet")
+        check_out_file(
+            args.out, example=f"{args.split}-epoch={args.epoch:04d}.parquet", suffix=".parquet"
+        )
     if args.figures:
         check_out_dir(args.figures, "--figures")
     with warnings.catch_warnings(record=True) as caught:
