@@ -280,6 +280,7 @@ class LossRecorder:
         device: str | torch.device | None = None,
         on_exists: OnExists = "skip",
         distributed: bool | None = None,
+        _source: str = "recorder",
     ) -> None:
         if mode not in ("eval", "train_pass"):
             raise SampletopoError(
@@ -319,6 +320,7 @@ class LossRecorder:
             for s in splits:
                 check_world_size(dataset.n(s), self._world.size, what=f"split {s!r}")
         self._model_sig: str | None = None
+        self._source = _source  # who records: "recorder" (a user's loop), "train", "checkpoints"
         on_main(self._world, self._check_manifest)
         on_main(self._world, self._write_config)
         on_main(self._world, self._clean_tmp)
@@ -348,6 +350,18 @@ class LossRecorder:
 
         path = self.run_dir / "config.toml"
         if path.exists():
+            theirs = read_run_config(self.run_dir).get("source", "train")
+            if theirs != self._source and _has_losses(self.run_dir):
+                what = {
+                    "train": "`sampletopo train`",
+                    "checkpoints": "`sampletopo record` (from checkpoints)",
+                    "recorder": "a LossRecorder in a training loop",
+                }
+                raise SampletopoError(
+                    f"Run folder {str(self.run_dir)!r} holds losses written by "
+                    f"{what.get(theirs, theirs)}; recording {what.get(self._source, '')} into it "
+                    "would skip its epochs or mix two runs. Use a new run folder."
+                )
             return
         cfg: dict[str, Any] = {
             "variant": self.run_name,
@@ -1231,6 +1245,7 @@ def record_checkpoints(
             LossRecorder(
                 rd,
                 ds,
+                _source="checkpoints",
                 splits=splits,
                 mode="eval",
                 batch_size=batch_size,

@@ -509,6 +509,7 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
     rec = LossRecorder(
         rd,
         ds,
+        _source="train",
         splits=cfg["record_splits"],
         mode=cfg["record_mode"],
         batch_size=config.record_batch_size,

@@ -450,6 +450,9 @@ def test_record_into_a_folder_of_another_recording(ds, tmp_path):
     load_run_model(tmp_path / "run", 1)  # and the run is usable
     with pytest.raises(SampletopoError, match=r"already holds losses.*checkpoint_dir.*new output"):
         record_checkpoints(ck_b, tmp_path / "run", model_kwargs=good, **kw)
+    # A LossRecorder of the user's loop on a folder recorded from checkpoints: refused.
+    with pytest.raises(SampletopoError, match=r"written by `sampletopo record`.*new run folder"):
+        LossRecorder(tmp_path / "run", ds)
     # The same recording continued picks up a new checkpoint.
     torch.save({"model": _model(seed=5).state_dict(), "epoch": 2}, ck_a / "m2.pt")
     assert record_checkpoints(ck_a, tmp_path / "run", model_kwargs=good, **kw) == [2]
