@@ -275,7 +275,10 @@ def test_topology_of_two_experiments_whose_runs_share_a_name(tmp_path, capsys):
         args = ["train", "--data", "synthetic", "--model", "mlp", "--epochs", "1"]
         assert main([*args, "--out", str(tmp_path / exp), "--no-progress"]) == 0
     capsys.readouterr()
-    assert main(["topology", str(tmp_path / "f"), str(tmp_path / "b"), "--k", "5"]) == 0
+    assert (
+        main(["topology", str(tmp_path / "f"), str(tmp_path / "b"), "--k", "5", "--no-progress"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "f/run" in out and "b/run" in out
     for exp in ("f", "b"):

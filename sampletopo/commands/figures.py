@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="file formats to write each figure in, any that matplotlib saves (png, pdf, svg, "
         "jpg, ...)",
     )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run)
 
 
@@ -64,6 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     runs = analysis.check_comparable(args.runs)
     require_diagrams(runs, given=args.runs)
     out = check_out_dir(args.out or runs[0].resolve().parent / "figures")
-    for p in write_figure_set(runs, out, epochs=args.epochs, formats=formats):
+    kw = {"epochs": args.epochs, "formats": formats, "progress": not args.no_progress}
+    for p in write_figure_set(runs, out, **kw):
         print(p)
     return 0

@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="heatmap epochs (default: first, around each LR change, last)",
     )
     p.add_argument("--title", default="sampletopo report", help="title of the HTML page")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run)
 
 
@@ -39,6 +40,8 @@ def _run(args: argparse.Namespace) -> int:
         require_diagrams(analysis.check_comparable(exp), given=[exp])
     out = check_out_dir(args.out or Path(args.experiments[0]) / "report")
     check_out_dir(out / "figures")  # write_report draws into it
-    index = write_report(args.experiments, out, title=args.title, epochs=args.epochs)
+    index = write_report(
+        args.experiments, out, title=args.title, epochs=args.epochs, progress=not args.no_progress
+    )
     print(f"report: {index.resolve()}")
     return 0

@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="splits to compute",
     )
     p.add_argument("--jobs", type=int, default=1, help="worker processes (same results as 1)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--overwrite", action="store_true", help="recompute every epoch")
     p.add_argument(
         "--reference",
@@ -83,6 +84,7 @@ def _run(args: argparse.Namespace) -> int:
             features=args.features,
             jobs=args.jobs,
             overwrite=args.overwrite,
+            progress=not args.no_progress,
         )
         summary = analysis.summarize(runs)
         r = ref
