@@ -346,8 +346,6 @@ class LossRecorder:
         """A run folder without ``config.toml`` gets one naming its data (and how to rebuild
         it), so the topology, sample and report commands can use a run recorded from any
         training loop. Folders written by ``sampletopo train`` or ``record`` already have one."""
-        import tomli_w
-
         path = self.run_dir / "config.toml"
         if path.exists():
             theirs = read_run_config(self.run_dir).get("source", "train")
@@ -369,10 +367,7 @@ class LossRecorder:
             "record_mode": self.mode,
             **data_config(self.dataset, self.run_dir),
         }
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".config.toml.{os.getpid()}.tmp")
-        tmp.write_bytes(tomli_w.dumps(cfg).encode())
-        os.replace(tmp, path)
+        write_toml(path, cfg)
 
     def _check_manifest(self) -> None:
         path = self.run_dir / "losses" / "manifest.json"
@@ -395,10 +390,7 @@ class LossRecorder:
                     "approximate losses: use the same mode or a new run folder."
                 )
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".manifest.json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(mine, indent=2))
-        os.replace(tmp, path)
+        _write_json(path, mine)
 
     def _check_model(self, model: nn.Module) -> None:
         """The run folder holds losses of one architecture: the first recorded model's class and
@@ -414,9 +406,7 @@ class LossRecorder:
         old = manifest.get("model")
         if old is None:
             manifest["model"] = sig
-            tmp = path.with_name(f".manifest.json.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(manifest, indent=2))
-            os.replace(tmp, path)
+            _write_json(path, manifest)
         elif old.get("signature") != sig["signature"]:
             raise SampletopoError(
                 f"Run folder {str(self.run_dir)!r} holds losses of another model "
@@ -830,6 +820,17 @@ def loss_matrix(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     return np.asarray(list(files), dtype=np.int64), np.vstack(rows)
 
 
+def write_toml(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as a TOML file, atomically (see :func:`sampletopo._io.write_atomic`)."""
+    import tomli_w
+
+    write_atomic(path, lambda fh: fh.write(tomli_w.dumps(dict(data)).encode()))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    write_atomic(path, lambda fh: fh.write(json.dumps(data, indent=2).encode()))
+
+
 def _has_losses(run_dir: Path) -> bool:
     """Whether any loss table is recorded in ``run_dir``."""
     return any(any((run_dir / "losses" / s).glob("epoch=*.parquet")) for s in SPLITS)
@@ -1092,7 +1093,6 @@ def record_checkpoints(
     list of int
         The epochs recorded now (skipped ones excluded), sorted; the same on every rank.
     """
-    import tomli_w
     from tqdm.auto import tqdm
 
     from sampletopo.checkpoints import (
@@ -1230,9 +1230,7 @@ def record_checkpoints(
                     **cfg["checkpoint_files"],
                 }
             # else: nothing recorded yet (an earlier attempt failed): the new settings win.
-        tmp = cfg_path.with_name(".config.toml.tmp")
-        tmp.write_bytes(tomli_w.dumps(cfg).encode())
-        os.replace(tmp, cfg_path)
+        write_toml(cfg_path, cfg)
 
     on_main(world, write_config)
     by_samples = world.distributed and shard == "samples"

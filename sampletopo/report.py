@@ -30,6 +30,7 @@ import polars as pl
 
 from sampletopo import analysis
 from sampletopo._errors import SampletopoError
+from sampletopo._io import write_atomic
 
 __all__ = ["write_report", "run_table"]
 
@@ -341,10 +342,7 @@ def write_report(
         parts.append("</section>")
     parts.append("</body></html>")
     index = out / "index.html"
-    tmp = index.with_name(".index.html.tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(index)
-    return index
+    return write_atomic(index, lambda fh: fh.write("\n".join(parts).encode("utf-8")))
 
 
 _CSS = """

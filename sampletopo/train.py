@@ -47,6 +47,7 @@ from sampletopo.record import (
     dataset_from_config,
     model_from_config,
     read_run_config,
+    write_toml,
 )
 
 if sys.version_info >= (3, 11):
@@ -388,15 +389,6 @@ def resolve_variants(
     return out
 
 
-def _write_toml(path: Path, data: Mapping[str, Any]) -> None:
-    import tomli_w
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(tomli_w.dumps(dict(data)).encode())
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------------------------
 # Training
 
@@ -494,7 +486,7 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
     ds = dataset_from_config(cfg)  # before writing anything: missing data leaves no folder
     if not (cfg_path.is_file() and _has_results(rd)):
         # A new run, or a folder where an earlier attempt failed before anything was trained.
-        _write_toml(cfg_path, cfg)
+        write_toml(cfg_path, cfg)
 
     dev = _device(config.device)
     torch.manual_seed(config.seed)
@@ -718,7 +710,7 @@ def train_experiment(
     listed.update({name: ov for name, _, ov in triples})
     exp["variant_names"] = list(listed)
     exp["variants"] = listed
-    _write_toml(exp_path, exp)
+    write_toml(exp_path, exp)
 
     runs: list[Path] = []
     diverged: list[RunDivergedError] = []
