@@ -349,7 +349,7 @@ class LossRecorder:
         path = self.run_dir / "config.toml"
         if path.exists():
             theirs = read_run_config(self.run_dir).get("source", "train")
-            if theirs != self._source and _has_losses(self.run_dir):
+            if theirs != self._source and has_losses(self.run_dir):
                 what = {
                     "train": "`sampletopo train`",
                     "checkpoints": "`sampletopo record` (from checkpoints)",
@@ -820,6 +820,15 @@ def loss_matrix(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     return np.asarray(list(files), dtype=np.int64), np.vstack(rows)
 
 
+def read_toml(path: Path, *, fix: str) -> dict[str, Any]:
+    """A TOML file as a dict; a file that is not valid TOML gives one error ending in ``fix``."""
+    try:
+        with open(path, "rb") as fh:
+            return dict(tomllib.load(fh))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SampletopoError(f"{str(path)!r} is not a valid TOML file ({exc}). {fix}") from exc
+
+
 def write_toml(path: Path, data: Mapping[str, Any]) -> None:
     """Write ``data`` as a TOML file, atomically (see :func:`sampletopo._io.write_atomic`)."""
     import tomli_w
@@ -831,7 +840,7 @@ def _write_json(path: Path, data: Any) -> None:
     write_atomic(path, lambda fh: fh.write(json.dumps(data, indent=2).encode()))
 
 
-def _has_losses(run_dir: Path) -> bool:
+def has_losses(run_dir: Path) -> bool:
     """Whether any loss table is recorded in ``run_dir``."""
     return any(any((run_dir / "losses" / s).glob("epoch=*.parquet")) for s in SPLITS)
 
@@ -858,14 +867,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
             f"{str(run_dir)!r} has no config.toml: it is not a run folder written by "
             "`sampletopo train`, `sampletopo record` or a LossRecorder."
         )
-    try:
-        with open(path, "rb") as fh:
-            cfg = tomllib.load(fh)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SampletopoError(
-            f"{str(path)!r} is not a valid TOML file ({exc}). Restore it, or record the run again "
-            "into a new folder."
-        ) from exc
+    cfg = read_toml(path, fix="Restore it, or record the run again into a new folder.")
     if "data_file" in cfg:
         cfg["data_file"] = str((Path(run_dir) / cfg["data_file"]).resolve())
     return cfg
@@ -1216,7 +1218,7 @@ def record_checkpoints(
             old.pop("data_file", None)  # compared through the data's fingerprints instead
             ident = [k for k in (*_DATA_KEYS, "source", "checkpoint_dir", "model", "model_kwargs")
                      if k != "data_file" and old.get(k) != cfg.get(k)]  # fmt: skip
-            if ident and _has_losses(rd):
+            if ident and has_losses(rd):
                 shown = ", ".join(f"{k}: {old.get(k)!r} -> {cfg.get(k)!r}" for k in ident[:3])
                 raise SampletopoError(
                     f"Run folder {str(rd)!r} already holds losses recorded with other settings "

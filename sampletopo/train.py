@@ -45,8 +45,10 @@ from sampletopo.record import (
     LossRecorder,
     NonFiniteLossWarning,
     dataset_from_config,
+    has_losses,
     model_from_config,
     read_run_config,
+    read_toml,
     write_toml,
 )
 
@@ -419,9 +421,7 @@ class RunDivergedError(SampletopoError):
 
 def _has_results(run_dir: Path) -> bool:
     """Whether anything was trained or recorded in ``run_dir`` (a checkpoint or a loss table)."""
-    return any((run_dir / "checkpoints").glob("epoch=*.pt")) or any(
-        any((run_dir / "losses" / s).glob("epoch=*.parquet")) for s in SPLITS
-    )
+    return any((run_dir / "checkpoints").glob("epoch=*.pt")) or has_losses(run_dir)
 
 
 def _resume_epoch(run_dir: Path, rec: LossRecorder) -> int | None:
@@ -678,7 +678,7 @@ def train_experiment(
     exp.pop("variant")
     listed: dict[str, Any] = {}
     if exp_path.is_file():
-        old = _read_experiment_config(exp_path)
+        old = read_toml(exp_path, fix="Restore it or pass a new --out folder.")
         started = [n for n in old.get("variants", {}) if _has_results(out / n)]
         if "variant_names" not in old:
             raise SampletopoError(
@@ -729,13 +729,3 @@ def train_experiment(
             epoch=min(e.epoch for e in diverged),
         )
     return runs
-
-
-def _read_experiment_config(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            return dict(tomllib.load(fh))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SampletopoError(
-            f"{str(path)!r} is not a valid TOML file ({exc}). Restore it or pass a new --out folder."
-        ) from exc
