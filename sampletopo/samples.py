@@ -405,7 +405,9 @@ def _check_run(run_dir: Any, split: Any, epoch: Any, where: str) -> tuple[Path, 
 
 
 def _epoch_table(run_dir: Path, split: str, epoch: int) -> pl.DataFrame:
-    path = run_dir / "losses" / split / f"epoch={epoch:04d}.parquet"
+    from sampletopo.record import epoch_file
+
+    path = epoch_file(run_dir, split, epoch)
     df = pl.read_parquet(path, columns=["sample", "label", "pred", "loss", "correct"])
     df = df.sort("sample")
     if not np.array_equal(df["sample"].to_numpy(), np.arange(df.height)):
@@ -417,29 +419,13 @@ def _epoch_table(run_dir: Path, split: str, epoch: int) -> pl.DataFrame:
 
 
 def _run_dataset(run_dir: Path) -> Dataset | None:
-    """The run's dataset from its config.toml, or None when the run has no config."""
-    from sampletopo.record import dataset_from_config, read_run_config
+    """The run's dataset from its config.toml (the one :func:`~sampletopo.analysis.run_graph`
+    loaded, cached), or None when the run has no config."""
+    from sampletopo.analysis import _run_dataset
 
     if not (run_dir / "config.toml").is_file():
         return None
-    return dataset_from_config(read_run_config(run_dir))
-
-
-def _run_graph(run_dir: Path, split: str, *, k: int, features: str) -> Graph:
-    try:
-        from sampletopo.analysis import run_graph
-    except ImportError:  # pragma: no cover - analysis not installed yet
-        from sampletopo.graph import knn_graph
-
-        ds = _run_dataset(run_dir)
-        if ds is None:
-            raise SampletopoError(
-                f"{str(run_dir)!r} has no config.toml, so its dataset (and kNN graph) is unknown. "
-                "Pass graph=knn_graph(features, k=...) yourself."
-            ) from None
-        X = ds.features(split, kind=features)  # type: ignore[arg-type]
-        return knn_graph(X, k=k, cache_dir=run_dir.resolve().parent / "graphs")
-    return run_graph(run_dir, split, k=k, features=features)
+    return _run_dataset(run_dir)
 
 
 def top_regions(
@@ -504,7 +490,9 @@ def top_regions(
             "there. Pick an earlier epoch."
         )
     if graph is None:
-        graph = _run_graph(rd, split, k=k, features=features)
+        from sampletopo.analysis import run_graph
+
+        graph = run_graph(rd, split, k=k, features=features)
     if graph.n != df.height:
         raise SampletopoError(
             f"{where}: the graph has {graph.n} vertices but split {split!r} has {df.height} "
