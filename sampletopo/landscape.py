@@ -35,7 +35,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -1120,19 +1120,7 @@ def landscape_profile(
         )
     # Re-index parents to positions in the (children-first) output order.
     pos = {b: i for i, (b, _) in enumerate(basins)}
-    out = tuple(
-        ProfileBasin(
-            parent=pos[pb.parent] if pb.parent >= 0 else -1,
-            kind=pb.kind,
-            vertex=pb.vertex,
-            levels=pb.levels,
-            widths=pb.widths,
-            top=pb.top,
-            center=pb.center,
-            size=pb.size,
-        )
-        for _, pb in basins
-    )
+    out = tuple(replace(pb, parent=pos[pb.parent] if pb.parent >= 0 else -1) for _, pb in basins)
     return LandscapeProfile(
         basins=out, n_points=int(vals.size), loss_min=float(vals.min()), loss_max=float(vals.max())
     )

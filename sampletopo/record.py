@@ -1215,7 +1215,7 @@ def record_checkpoints(
         }
         if cfg_path.exists():
             old = read_run_config(rd)
-            old.pop("data_file", None)  # compared through the data's fingerprints instead
+            # data_file is compared through the data's fingerprints (the manifest) instead.
             ident = [k for k in (*_DATA_KEYS, "source", "checkpoint_dir", "model", "model_kwargs")
                      if k != "data_file" and old.get(k) != cfg.get(k)]  # fmt: skip
             if ident and has_losses(rd):
