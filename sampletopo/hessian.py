@@ -11,7 +11,8 @@ What is here
 - :func:`top_eigenpairs` finds the k largest eigenvalues by Lanczos (ARPACK through
   :func:`scipy.sparse.linalg.eigsh`) or by power iteration with deflation, counting HVPs.
 - :func:`hutchinson_trace` estimates the trace with Rademacher probes and stops on the relative
-  standard error.
+  standard error; when the budget runs out first it says so (``converged=False`` and a
+  :class:`TraceNotConvergedWarning`).
 - :func:`spectral_density` runs stochastic Lanczos quadrature (SLQ): nodes are the Ritz values of
   each Lanczos run and weights the *squared first components* of the Ritz vectors.
 
@@ -54,6 +55,7 @@ __all__ = [
     "HessianOperator",
     "SpectralDensity",
     "TraceEstimate",
+    "TraceNotConvergedWarning",
     "hessian_operator",
     "hutchinson_trace",
     "lanczos",
@@ -465,6 +467,10 @@ def _power_deflation(
 # ---------------------------------------------------------------------------------------------
 
 
+class TraceNotConvergedWarning(RuntimeWarning):
+    """:func:`hutchinson_trace` used all ``max_samples`` probes without reaching ``rtol``."""
+
+
 @dataclass(frozen=True)
 class TraceEstimate:
     """Hutchinson estimate of a trace.
@@ -478,7 +484,11 @@ class TraceEstimate:
     n_samples : int
         Probes used (one HVP each).
     converged : bool
-        Whether ``stderr <= rtol * |value|`` was reached before ``max_samples``.
+        Whether ``stderr <= rtol * |value|`` was reached (after at least ``min_samples`` probes)
+        before the ``max_samples`` budget ran out. When false, ``value`` is still the mean of all
+        the probes, but its relative error is :attr:`relative_stderr`, not ``rtol``.
+    rtol : float
+        The target relative standard error the estimate was asked for.
     samples : ndarray
         The individual probe values ``z^T H z``.
     """
@@ -487,14 +497,26 @@ class TraceEstimate:
     stderr: float
     n_samples: int
     converged: bool
+    rtol: float
     samples: np.ndarray
 
     @property
     def relative_stderr(self) -> float:
-        """``stderr / |value|`` (inf when the value is 0 and the error is not)."""
+        """``stderr / |value|`` (inf when the value is 0 and the error is not): the relative
+        tolerance actually reached, to compare with :attr:`rtol`."""
         if self.value == 0.0:
             return 0.0 if self.stderr == 0.0 else float("inf")
         return abs(self.stderr / self.value)
+
+    def summary(self) -> str:
+        """One line: the value, its standard error and whether it converged, e.g.
+        ``"12.3 +- 0.1 (converged: relative stderr 0.0081 <= rtol 0.01 after 40 probes)"``."""
+        rel = self.relative_stderr
+        if self.converged:
+            how = f"converged: relative stderr {rel:.2g} <= rtol {self.rtol:g}"
+        else:
+            how = f"NOT converged: relative stderr {rel:.2g} > rtol {self.rtol:g}"
+        return f"{self.value:.4g} +- {self.stderr:.3g} ({how} after {self.n_samples} probes)"
 
 
 def hutchinson_trace(
@@ -512,6 +534,16 @@ def hutchinson_trace(
     trace(H)``. After at least ``min_samples`` probes, sampling stops as soon as the standard
     error of the mean is at most ``rtol`` times its absolute value, or at ``max_samples``.
 
+    The budget is not always enough. One probe has variance
+    ``Var(z^T H z) = 2 sum_{i != j} H_ij**2 = 2 (|H|_F**2 - sum_i H_ii**2)``, so reaching ``rtol``
+    takes about ``N = 2 (|H|_F**2 - sum_i H_ii**2) / (rtol * trace(H))**2`` probes. With the
+    default ``rtol=1e-2`` that is more than the default 1,000 as soon as the off-diagonal mass
+    ``2 sum_{i != j} H_ij**2`` exceeds ``0.1 * trace(H)**2`` -- common for a network's Hessian,
+    and always the case when positive and negative eigenvalues nearly cancel (early in training,
+    near a saddle), where the trace is close to 0 and no budget reaches a relative tolerance.
+    Then the result has ``converged=False`` and a :class:`TraceNotConvergedWarning` says how far
+    it got; the value is the mean of all the probes, with its standard error.
+
     Parameters
     ----------
     op : HessianOperator or object with ``n`` and ``matvec``
@@ -527,6 +559,12 @@ def hutchinson_trace(
     Returns
     -------
     TraceEstimate
+        With ``converged`` and the ``rtol`` asked for; compare ``relative_stderr`` with it.
+
+    Warns
+    -----
+    TraceNotConvergedWarning
+        When ``max_samples`` probes did not reach ``rtol``.
     """
     where = "hutchinson_trace"
     if not (rtol > 0):
@@ -557,13 +595,24 @@ def hutchinson_trace(
                     converged = True
                     break
     arr = np.asarray(samples)
-    return TraceEstimate(
+    est = TraceEstimate(
         value=float(arr.mean()),
         stderr=float(arr.std(ddof=1) / np.sqrt(arr.size)),
         n_samples=int(arr.size),
         converged=converged,
+        rtol=float(rtol),
         samples=arr,
     )
+    if not converged:
+        warnings.warn(
+            f"{where}: the trace estimate did not converge: after all max_samples={max_samples} "
+            f"probes its relative standard error is {est.relative_stderr:.3g}, above "
+            f"rtol={rtol:g} (trace {est.value:.4g} +- {est.stderr:.3g}). Raise 'max_samples' "
+            "or 'rtol', or use the value with its standard error.",
+            TraceNotConvergedWarning,
+            stacklevel=2,
+        )
+    return est
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from torch.nn import functional as F
 
 from sampletopo._errors import SampletopoError
 from sampletopo.hessian import (
+    TraceNotConvergedWarning,
     hessian_operator,
     hutchinson_trace,
     lanczos_quadrature,
@@ -131,6 +134,65 @@ def test_hutchinson_stopping_rule_and_accuracy():
     assert again.value == t.value
     other = hutchinson_trace(op, rtol=0.02, seed=5, progress=False)
     assert other.value != t.value
+
+
+class Quadratic(nn.Module):
+    """``loss = 1/2 w^T A w`` whatever the data: the Hessian is ``A`` exactly."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        super().__init__()
+        self.a = torch.from_numpy(a)
+        self.w = nn.Parameter(torch.ones(a.shape[0], dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w.expand(x.shape[0], -1)
+
+
+def quadratic_operator(a: np.ndarray):
+    model = Quadratic(a)
+
+    def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return 0.5 * torch.einsum("bi,ij,bj->b", out, model.a, out).mean()
+
+    x = torch.zeros(4, 1, dtype=torch.float64)
+    return hessian_operator(model, loss_fn, x, torch.zeros(4, dtype=torch.float64))
+
+
+def rotated(eigenvalues: list[float], seed: int) -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((len(eigenvalues),) * 2))
+    return q @ np.diag(eigenvalues) @ q.T
+
+
+def test_hutchinson_converged_flag_and_warning_on_a_closed_form_hessian():
+    """The issue: the trace can use its whole budget without reaching rtol; the result and a
+    warning must say so. Hessians here are exact (1/2 w^T A w), so the trace is known."""
+    a = rotated([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], seed=0)
+    op = quadratic_operator(a)
+    np.testing.assert_allclose(op.dense(), a, atol=1e-12)
+    op.reset_count()
+    # Converges: 21 = trace(A); one probe has variance 2 (|A|_F^2 - sum A_ii^2).
+    var = 2 * (np.sum(a**2) - np.sum(np.diag(a) ** 2))
+    expected_probes = var / (0.05 * 21.0) ** 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TraceNotConvergedWarning)
+        ok = hutchinson_trace(op, rtol=0.05, seed=0, progress=False)
+    assert ok.converged and ok.rtol == 0.05 and ok.relative_stderr <= 0.05
+    assert 0.3 * expected_probes < ok.n_samples < 3 * expected_probes
+    assert abs(ok.value - 21.0) < 4 * ok.stderr
+    assert "converged" in ok.summary() and "NOT" not in ok.summary()
+    # The same Hessian with a budget too small for the tolerance: all probes spent, flagged.
+    with pytest.warns(TraceNotConvergedWarning, match=r"max_samples=10 .*rtol=0.001"):
+        short = hutchinson_trace(op, rtol=1e-3, max_samples=10, seed=0, progress=False)
+    assert not short.converged and short.n_samples == 10 and short.relative_stderr > 1e-3
+    assert abs(short.value - 21.0) < 4 * short.stderr  # still the mean of the probes
+    assert "NOT converged" in short.summary()
+    # trace(H) = 0 (eigenvalues cancel, as near a saddle): no budget reaches a relative
+    # tolerance, at the default rtol=1e-2 the default 1,000 products are all spent.
+    zero = quadratic_operator(rotated([3.0, -1.0, 2.0, -4.0, 1.0, -1.0], seed=1))
+    with pytest.warns(TraceNotConvergedWarning, match="max_samples=1000"):
+        t0 = hutchinson_trace(zero, seed=0, progress=False)
+    assert not t0.converged and t0.n_samples == 1000 and zero.n_hvp == 1000
+    assert abs(t0.value) < 4 * t0.stderr
 
 
 def test_slq_weights_are_squared_first_components():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import gudhi
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from torch.nn import functional as F
 import sampletopo as st
 from sampletopo._errors import SampletopoError
 from sampletopo.graph import grid_graph
-from sampletopo.hessian import hessian_operator, top_eigenpairs
+from sampletopo.hessian import TraceNotConvergedWarning, hessian_operator, top_eigenpairs
 from sampletopo.landscape import (
     Directions,
     Landscape,
@@ -347,6 +349,83 @@ def test_metrics_hand_worked_2d_three_basins(connectivity):
     assert (m.loss_min, m.loss_max) == (0.0, 9.0)
 
 
+# Two 4 x 4 grids on which Landscaper 1.3.1's SMAD pairs a minimum with a split-tree saddle
+# (measured: 5.5 and 3.0). Here minima pair with their join saddles only.
+TWO_BASINS = np.array([[10, 3, 2, 7], [15, 13, 1, 6], [9, 5, 4, 11], [12, 14, 8, 0]], float)
+ONE_BASIN = np.array([[9, 4, 3, 12], [8, 2, 1, 0], [11, 10, 5, 13], [15, 14, 6, 7]], float)
+
+
+def test_smad_pairs_minima_with_join_saddles_not_split_saddles():
+    """The issue: our SMAD is not Landscaper's. On the axis grid the minima 1 and 0 of
+    TWO_BASINS merge at 8 (join saddle); on the way up from 1 the superlevel sets meet at 4 (a
+    split saddle, Landscaper's partner for 1). ONE_BASIN has no join saddle, but its minimum's
+    first critical node above is the split saddle 3 (Landscaper: SMAD 3)."""
+    split = st.split_tree(grid_graph((4, 4), connectivity="axis"), TWO_BASINS.ravel())
+    split_saddles = TWO_BASINS.ravel()[split.node_vertex[split.node_kind == "saddle"]]
+    assert 4.0 in split_saddles and 4.0 < 8.0
+    m = landscape_metrics(TWO_BASINS, connectivity="axis")
+    assert (m.n_minima, m.n_saddles) == (2, 1)
+    assert m.smad == pytest.approx(((8 - 1) + (8 - 0)) / 2)  # not (3 + 8) / 2 = 5.5
+    assert st.landscape.smad(
+        st.join_tree(grid_graph((4, 4), connectivity="axis"), TWO_BASINS.ravel()), normalize=True
+    ) == pytest.approx(((8 - 1) + (8 - 0)) / 2 / 15)
+    # Freudenthal's diagonal 0 -- 4 merges the basins lower, at 4.
+    assert landscape_metrics(TWO_BASINS).smad == pytest.approx(((4 - 1) + (4 - 0)) / 2)
+    split = st.split_tree(grid_graph((4, 4), connectivity="axis"), ONE_BASIN.ravel())
+    assert 3.0 in ONE_BASIN.ravel()[split.node_vertex[split.node_kind == "saddle"]]
+    for conn in ("axis", "freudenthal"):
+        one = landscape_metrics(ONE_BASIN, connectivity=conn)  # type: ignore[arg-type]
+        assert (one.n_minima, one.n_saddles, one.smad) == (1, 0, 0.0)
+
+
+def test_every_metric_result_names_its_grid_graph(tmp_path):
+    """The issue: counts depend on the grid graph, so the metrics, their table, the profile
+    figure, the CLI summary and the report table all name it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sampletopo.commands.landscape import summary_lines
+    from sampletopo.plotting._landscape import plot_landscape_profile
+    from sampletopo.report import _landscape_section
+
+    axis = landscape_metrics(TWO_BASINS, connectivity="axis", hessian_trace=2.0)
+    table = axis.to_polars()
+    assert table.columns[0] == "connectivity" and table["connectivity"].to_list() == ["axis"]
+    assert axis.hessian_trace_converged is None
+    assert landscape_metrics(TWO_BASINS).to_dict()["connectivity"] == "freudenthal"
+    for conn in ("axis", "freudenthal"):
+        prof = landscape_profile(TWO_BASINS, connectivity=conn)  # type: ignore[arg-type]
+        assert prof.connectivity == conn
+        assert f"({conn} grid graph)" in plot_landscape_profile(prof).get_title()
+    plt.close("all")
+    # A saved landscape: the CLI summary and the report's landscape table.
+    land = hand_landscape()
+    m = landscape_metrics(
+        land, connectivity="axis", hessian_trace=3.0, hessian_trace_converged=False
+    )
+    trace = {"value": 3.0, "stderr": 0.5, "n_samples": 100, "converged": False, "rtol": 0.05}
+    trace["relative_stderr"] = 0.5 / 3.0
+    exp = tmp_path / "exp"
+    land.save(
+        exp / "landscapes" / "run-epoch=0001.npz",
+        extra={"metrics": m.to_dict(), "hessian_eigenvalues": np.ones(1), "hessian_trace": trace},
+    )
+    _, extra = load_landscape(exp / "landscapes" / "run-epoch=0001.npz")
+    lines = summary_lines(extra)
+    assert lines[0].startswith("merge tree on the axis grid graph: minima 1")
+    assert (
+        "trace 3 +- 0.5 (NOT converged: relative stderr 0.17 > rtol 0.05 after all 100"
+        in (lines[1])
+    )
+    pngs, rows = _landscape_section(exp, tmp_path / "figs")
+    assert len(pngs) >= 4 and rows is not None
+    assert rows.columns[:2] == ["landscape", "connectivity"]
+    assert rows["connectivity"].to_list() == ["axis"]
+    assert rows["hessian_trace_converged"].to_list() == [False]
+
+
 @pytest.mark.parametrize("shape", [(9, 11), (5, 6, 4)])
 def test_grid_merge_tree_matches_gudhi(shape, rng):
     values = rng.random(shape)
@@ -497,11 +576,23 @@ def test_cli_landscape_of_a_trained_run_starts_at_the_recorded_losses(tmp_path, 
         progress=False,
     )
     args = ["landscape", str(run), "--epoch", "2", "--steps", "5", "--n-samples", "64"]
-    assert main([*args, "--figures", "--no-progress"]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*args, "--figures", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     path = landscape_path(run, 2)
     assert f"wrote {path}" in printed and "Hessian top eigenvalue" in printed
     land, extra = load_landscape(path)
+    # The trace says whether it reached its tolerance within its budget: in the file, in the
+    # metrics, in a warning and in the printed summary (with the grid graph of the metrics).
+    tr = extra["hessian_trace"]
+    assert tr["rtol"] == 0.05 and tr["converged"] == (tr["relative_stderr"] <= 0.05)
+    assert tr["converged"] or tr["n_samples"] == 100
+    assert extra["metrics"]["hessian_trace_converged"] == tr["converged"]
+    warned = any(issubclass(w.category, TraceNotConvergedWarning) for w in caught)
+    assert warned == (not tr["converged"])
+    assert ("NOT converged" in printed) == (not tr["converged"]) and "probes" in printed
+    assert "merge tree on the freudenthal grid graph" in printed
     assert land.loss.shape == (5, 5) and np.isfinite(land.loss).all()
     epochs, losses = loss_matrix(run, "train")
     idx = _subset(losses.shape[1], 64, 0)

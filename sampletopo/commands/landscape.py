@@ -4,8 +4,10 @@ Computes the Hessian summary (top eigenvalues, trace, spectral density), a ``dim
 loss landscape along Hessian or filter-normalized random directions, its merge-tree metrics, and
 writes ``<experiment>/landscapes/<variant>-epoch=NNNN.npz`` (plus PNG figures with
 ``--figures``). With ``--no-hessian`` (random directions only) the Hessian summary is skipped,
-which is most of the time of a small grid on a CPU. The work is in
-:func:`sampletopo.landscape.landscape_for_run`.
+which is most of the time of a small grid on a CPU. The printed summary names the grid graph the
+merge-tree metrics were computed on (``--connectivity``; ``axis`` matches Landscaper's counts) and
+says whether the Hutchinson trace reached ``--trace-rtol`` within ``--trace-max-samples``
+Hessian-vector products. The work is in :func:`sampletopo.landscape.landscape_for_run`.
 """
 
 from __future__ import annotations
@@ -47,15 +49,28 @@ def register(subparsers: Any) -> None:
         "--connectivity",
         choices=["axis", "freudenthal"],
         default="freudenthal",
-        help="neighbours in the grid graph of the merge tree: axis (along the axes only) or "
-        "freudenthal (adds the diagonals of a triangulation, so a saddle between two diagonal "
-        "basins is seen)",
+        help="neighbours in the grid graph of the merge tree: axis (along the axes only; the "
+        "graph Landscaper uses, so its counts match) or freudenthal (adds the diagonals of a "
+        "triangulation, so a saddle between two diagonal basins is seen)",
     )
     p.add_argument(
         "--batch-size",
         type=int,
         default=None,
         help="samples per forward pass (default: sized to the model's largest activation)",
+    )
+    p.add_argument(
+        "--trace-rtol",
+        type=float,
+        default=0.05,
+        help="target relative standard error of the Hutchinson trace (default 0.05)",
+    )
+    p.add_argument(
+        "--trace-max-samples",
+        type=int,
+        default=100,
+        help="most Hessian-vector products the trace may use; the summary says whether it "
+        "converged within them (default 100)",
     )
     p.add_argument(
         "--no-hessian",
@@ -71,19 +86,36 @@ def register(subparsers: Any) -> None:
 def summary_lines(extra: dict[str, Any]) -> list[str]:
     """The printed summary of a saved landscape's extras (see ``load_landscape``)."""
     m = extra["metrics"]
+    conn = m.get("connectivity", "unrecorded")
+    lines = [
+        f"merge tree on the {conn} grid graph: minima {m['n_minima']}  saddles "
+        f"{m['n_saddles']}  avg persistence {m['average_persistence']:.4g}  SMAD "
+        f"{m['smad']:.4g}  non-finite {m['n_nonfinite']}",
+    ]
     # Skipped means never computed; a computed Hessian of a diverged model may still be NaN.
     if "hessian_eigenvalues" in extra:
-        hessian = (
-            f"Hessian top eigenvalue {m['hessian_top_eigenvalue']:.4g}  trace "
-            f"{m['hessian_trace']:.4g}"
+        lines.append(
+            f"Hessian top eigenvalue {m['hessian_top_eigenvalue']:.4g}  "
+            f"trace {_trace_text(extra.get('hessian_trace'), m['hessian_trace'])}"
         )
     else:
-        hessian = "Hessian: skipped"
-    return [
-        f"minima {m['n_minima']}  saddles {m['n_saddles']}  avg persistence "
-        f"{m['average_persistence']:.4g}  SMAD {m['smad']:.4g}  non-finite {m['n_nonfinite']}",
-        f"{hessian}  loss range [{m['loss_min']:.4g}, {m['loss_max']:.4g}]",
-    ]
+        lines.append("Hessian: skipped")
+    lines.append(f"loss range [{m['loss_min']:.4g}, {m['loss_max']:.4g}]")
+    return lines
+
+
+def _trace_text(trace: Any, value: float) -> str:
+    if not isinstance(trace, dict) or "converged" not in trace:  # files from before the flag
+        return f"{value:.4g} (convergence not recorded)"
+    rel, rtol, n = trace["relative_stderr"], trace["rtol"], trace["n_samples"]
+    if trace["converged"]:
+        how = f"converged: relative stderr {rel:.2g} <= rtol {rtol:g} after {n} probes"
+    else:
+        how = (
+            f"NOT converged: relative stderr {rel:.2g} > rtol {rtol:g} after all {n} probes; "
+            "raise --trace-max-samples or --trace-rtol"
+        )
+    return f"{trace['value']:.4g} +- {trace['stderr']:.3g} ({how})"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -111,6 +143,8 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         connectivity=args.connectivity,
         batch_size=args.batch_size,
+        trace_rtol=args.trace_rtol,
+        trace_max_samples=args.trace_max_samples,
         hessian=not args.no_hessian,
         out=args.out,
         progress=not args.no_progress,

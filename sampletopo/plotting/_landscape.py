@@ -339,7 +339,8 @@ def plot_landscape_profile(
 
     Each basin's width at a loss level (y) is the number of grid points of that basin below the
     level; basins merging at a saddle sit side by side inside the basin they form. The fill
-    colour is the loss level, so colour and height agree.
+    colour is the loss level, so colour and height agree. The title names the grid graph
+    (``profile.connectivity``) the merge tree was built on.
 
     Parameters
     ----------
@@ -399,7 +400,12 @@ def plot_landscape_profile(
     ax.set_ylabel(label)
     n_min = sum(b.kind == "minimum" for b in profile.basins)
     noun = "minimum" if n_min == 1 else "minima"
-    ax.set_title(f"landscape profile: {n_min} {noun}, {profile.n_points} points", fontsize=9)
+    # The basins depend on the grid graph; say which, so profiles are not compared across graphs.
+    ax.set_title(
+        f"landscape profile ({profile.connectivity} grid graph): {n_min} {noun}, "
+        f"{profile.n_points} points",
+        fontsize=9,
+    )
     ax.figure.colorbar(im, ax=ax, label=label)
     return ax
 
@@ -468,6 +474,8 @@ def save_landscape_figures(path: str | Any, *, out_dir: str | Any | None = None)
     Writes, next to the file (or into ``out_dir``), ``<stem>-profile.png`` and, when the file
     holds them, ``<stem>-spectrum.png``; for 2-D landscapes also ``<stem>-contour.png``,
     ``<stem>-surface.png`` and, for random directions, ``<stem>-random.png``. Returns the paths.
+    The profile is drawn on the grid graph the file's metrics were computed on, and its title
+    (which names that graph) adds the metrics.
     """
     from pathlib import Path
 
