@@ -9,8 +9,11 @@ loss on the split's kNN graph (built once from the run's dataset features and ca
                                                persistence, birth_sample, death_sample
 
 Each file is written atomically, so a re-run computes only the epochs not done yet and an
-interrupted run leaves only whole epochs. Essential pairs are stored (death = +inf for join,
--inf for split); summaries and distances use the finite pairs.
+interrupted run leaves only whole epochs; a re-run also recomputes stored diagram tables that no
+longer read back whole. The readers name a damaged table (loss or diagram) in one
+:class:`~sampletopo._runfiles.DamagedFileError` instead of failing inside polars. Essential
+pairs are stored (death = +inf for join, -inf for split); summaries and distances use the finite
+pairs.
 
 Summaries (:func:`summarize`): per run x split x tree x epoch, total persistence with p = 1
 and 2 (sum of ``persistence ** p``), number of finite pairs, largest persistence, and the mean
@@ -38,6 +41,14 @@ from tqdm.auto import tqdm
 
 from sampletopo._errors import SampletopoError, check_int_range
 from sampletopo._io import write_atomic
+from sampletopo._runfiles import (
+    DamagedFileError,
+    DamagedFileWarning,
+    check_parquet,
+    parquet_problem,
+    read_json,
+    read_parquet,
+)
 from sampletopo.diagrams import Diagram, wasserstein
 from sampletopo.graph import Graph, knn_cache_path, knn_graph
 from sampletopo.mergetree import join_tree, split_tree
@@ -66,6 +77,12 @@ _SCHEMA = {
     "birth_sample": pl.Int64,
     "death_sample": pl.Int64,
 }
+
+
+_DIAGRAM_FIX = (
+    "Diagram tables are computed from the loss tables: run `sampletopo topology` on this run "
+    "again, which recomputes damaged ones."
+)
 
 
 class TopologyWarning(UserWarning):
@@ -105,6 +122,13 @@ def _run_dataset(run_dir: Path):
     from sampletopo.record import _DATA_KEYS, read_run_config
 
     cfg = read_run_config(run_dir)
+    if not cfg.get("data") and not cfg.get("data_file"):
+        raise SampletopoError(
+            f"{str(Path(run_dir) / 'config.toml')!r} has no 'data' entry: it does not say which "
+            "dataset the run was recorded on, so its kNN graph cannot be built. Add "
+            'data = "NAME" (with the data_root, data_seed, val_fraction and max_samples it was '
+            "recorded with), as `sampletopo train` writes it."
+        )
     keep = {k: cfg.get(k) for k in (*_DATA_KEYS, "data_rebuildable")}
     return _dataset(json.dumps(keep, sort_keys=True, default=str))
 
@@ -172,11 +196,9 @@ def _write_atomic(df: pl.DataFrame, path: Path) -> None:
 
 
 def _epoch_losses(run_dir: Path, split: str, epoch: int) -> np.ndarray:
-    from sampletopo.record import epoch_file
+    from sampletopo.record import read_loss_table
 
-    df = pl.read_parquet(epoch_file(run_dir, split, epoch), columns=["sample", "loss"]).sort(
-        "sample"
-    )
+    df = read_loss_table(run_dir, split, epoch, columns=["loss"])
     return df["loss"].to_numpy().astype(np.float64)
 
 
@@ -213,9 +235,48 @@ def _work(task: tuple[str, str, list[int], str]) -> list[tuple[int, str | None]]
     return out
 
 
+def _read_meta(run_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """``topology/meta.json`` (``{}`` when missing), and why it is damaged (``None`` if sound)."""
+    path = run_dir / "topology" / "meta.json"
+    if not path.is_file():
+        return {}, None
+    try:
+        meta = read_json(path, fix="")
+    except DamagedFileError as exc:
+        return {}, exc.why
+    if not isinstance(meta, dict) or not all(isinstance(v, dict) for v in meta.values()):
+        return {}, "it is JSON but not the graph settings of each split"
+    return meta, None
+
+
+def _drop_unknown_diagrams(run_dir: Path, splits: Sequence[str], why: str) -> None:
+    """Delete stored diagrams whose graph settings are unknown, so they are computed again."""
+    stored = [p for s in splits for p in sorted((run_dir / "topology" / s).glob("epoch=*.parquet"))]
+    for p in stored:
+        p.unlink()
+    if stored:
+        warnings.warn(
+            DamagedFileWarning(
+                f"{why}; the kNN graph settings of the {len(stored)} stored diagram table(s) of "
+                f"{', '.join(splits)} in run {run_dir.name} are unknown, so they were deleted and "
+                "are computed again."
+            ),
+            stacklevel=3,
+        )
+
+
 def _check_meta(run_dir: Path, split: str, graph: Graph, features: str) -> None:
     path = run_dir / "topology" / "meta.json"
-    meta: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    meta, why = _read_meta(run_dir)
+    if why is not None:
+        # The settings of every split's diagrams were in the damaged file: drop them all.
+        _drop_unknown_diagrams(run_dir, SPLITS, f"{str(path)!r} is damaged ({why})")
+        path.unlink()
+    elif split not in meta:
+        # Diagrams are only ever written after their settings: without them, this is damage.
+        _drop_unknown_diagrams(
+            run_dir, [split], f"{str(path)!r} is missing or has no entry for {split!r}"
+        )
     mine = {
         "k": graph.k,
         "metric": graph.metric,
@@ -265,14 +326,21 @@ def compute_topology(
         ``"skipped: <why>"``).
 
     Epochs whose losses hold NaN or inf are skipped with a :class:`TopologyWarning` that names
-    them; the others are computed.
+    them; the others are computed. Epochs missing between the first and last recorded one are
+    named in a :class:`TopologyWarning` too (e.g. "epochs 0-3, 5-9; epoch(s) 4 are missing").
+
+    Every loss table is checked to read back whole (its Parquet footer) before any work; a
+    damaged one raises :class:`~sampletopo._runfiles.DamagedFileError` naming it, since only a
+    new recording can replace it. Stored diagram tables are derived, so one that does not read
+    back whole, or whose graph settings are lost with a damaged ``meta.json``, is deleted and
+    computed again with a :class:`~sampletopo._runfiles.DamagedFileWarning`.
     """
     runs = _runs(run_dirs)
     jobs = check_int_range("jobs", jobs, 1, 256, where="compute_topology")
     for s in splits:
         if s not in SPLITS:
             raise SampletopoError(f"The 'splits' parameter holds {s!r}; allowed: {SPLITS}.")
-    from sampletopo.record import recorded_epochs
+    from sampletopo.record import _LOSS_FIX, LOSS_SCHEMA, _split_size, epoch_file, recorded_epochs
 
     tasks: list[tuple[str, str, list[int], str]] = []
     rows: list[dict[str, Any]] = []
@@ -286,12 +354,40 @@ def compute_topology(
                     stacklevel=2,
                 )
                 continue
+            gap = missing_epochs(rd, s)
+            if gap:
+                warnings.warn(
+                    f"Run {rd.name}: {s} losses are recorded for epochs {_ranges(eps)}; "
+                    f"epoch(s) {_ranges(gap)} are missing, so their topology is missing too and "
+                    "the curves skip them. Record them (the same `sampletopo train` or `sampletopo "
+                    "record` command records missing epochs), then run topology again.",
+                    TopologyWarning,
+                    stacklevel=2,
+                )
+            # Every table is checked before any work (footers only: cheap), so a damaged one is
+            # named at once, not after the graph is built or in a worker.
+            n = _split_size(rd, s)
+            for e in eps:
+                check_parquet(epoch_file(rd, s, e), LOSS_SCHEMA, rows=n, fix=_LOSS_FIX)
             graph = run_graph(rd, s, k=k, features=features)
             if overwrite:
                 for p in (rd / "topology" / s).glob("epoch=*.parquet"):
                     p.unlink()
             _check_meta(rd, s, graph, features)
             done = set(topology_epochs(rd, s))
+            for e in sorted(done):
+                why = parquet_problem(_epoch_path(rd, s, e), _SCHEMA)
+                if why is not None:
+                    # Derived from the losses: recomputed instead of refused.
+                    _epoch_path(rd, s, e).unlink()
+                    done.discard(e)
+                    warnings.warn(
+                        DamagedFileWarning(
+                            f"{str(_epoch_path(rd, s, e))!r} is damaged: {why}; it is computed "
+                            "again."
+                        ),
+                        stacklevel=2,
+                    )
             todo = [e for e in eps if e not in done]
             rows += [
                 {"run": rd.name, "split": s, "epoch": e, "status": "cached"}
@@ -362,6 +458,8 @@ def load_diagrams(
     for rd in _runs(run_dirs):
         splits = [split] if split else list(SPLITS)
         files = [str(_epoch_path(rd, s, e)) for s in splits for e in topology_epochs(rd, s)]
+        for f in files:  # footers only: a damaged table is named now, not at collect time
+            check_parquet(f, _SCHEMA, fix=_DIAGRAM_FIX)
         if files:
             frames.append(pl.scan_parquet(files).with_columns(run=pl.lit(rd.name)))
     if not frames:
@@ -396,7 +494,7 @@ def diagram_at(run_dir: str | Path, split: str, tree: str, epoch: int) -> Diagra
             f"Run {rd.name} has no {split} diagram for epoch {epoch}. Epochs with diagrams: "
             f"{_ranges(have) if have else 'none (run `sampletopo topology` first)'}."
         )
-    df = pl.read_parquet(path).filter(pl.col("tree") == tree)
+    df = read_parquet(path, _SCHEMA, fix=_DIAGRAM_FIX).filter(pl.col("tree") == tree)
     return Diagram.from_polars(df.rename({"tree": "kind"}))
 
 
@@ -450,15 +548,23 @@ def summarize(run_dirs: str | Path | Iterable[str | Path], *, write: bool = True
         stats = ll.group_by(["run", "split", "epoch"]).agg(
             mean_loss=pl.col("loss").mean(), accuracy=pl.col("correct").cast(pl.Float64).mean()
         )
-        df = (
-            topo.join(
-                stats.with_columns(pl.col("epoch").cast(pl.Int32)),
-                on=["run", "split", "epoch"],
-                how="left",
+        try:
+            df = (
+                topo.join(
+                    stats.with_columns(pl.col("epoch").cast(pl.Int32)),
+                    on=["run", "split", "epoch"],
+                    how="left",
+                )
+                .sort(["split", "tree", "epoch"])
+                .collect()
             )
-            .sort(["split", "tree", "epoch"])
-            .collect()
-        )
+        except pl.exceptions.PolarsError as exc:
+            # Every footer was checked when the tables were scanned: a data page is damaged.
+            raise SampletopoError(
+                f"A loss or diagram table of run {str(rd)!r} cannot be read "
+                f"({' '.join(str(exc).split())[:200]}). Record the run's losses again, or delete "
+                "its topology folder and run `sampletopo topology` again."
+            ) from exc
         if write:
             _write_atomic(df, rd / "topology" / "summary.parquet")
         out.append(df)
@@ -510,7 +616,9 @@ def wasserstein_to_reference(
     total = sum(len(w[2]) for w in work)
     with tqdm(total=total, desc="wasserstein", unit="epoch", disable=not progress) as bar:
         for rd, s, eps, ref in work:
-            tables = pl.read_parquet([str(_epoch_path(rd, s, e)) for e in eps])
+            tables = pl.concat(
+                [read_parquet(_epoch_path(rd, s, e), _SCHEMA, fix=_DIAGRAM_FIX) for e in eps]
+            )
             by_epoch = tables.partition_by(["epoch", "tree"], as_dict=True)
             for tree in TREES:
                 ref_d = Diagram.from_polars(by_epoch[(ref, tree)].rename({"tree": "kind"}))
@@ -543,12 +651,13 @@ def check_comparable(run_dirs: str | Path | Iterable[str | Path]) -> list[Path]:
     """
     runs = _runs(run_dirs)
     seen: dict[str, tuple[str, Any]] = {}
+    from sampletopo.record import read_manifest
+
     for rd in runs:
-        path = rd / "losses" / "manifest.json"
-        if not path.is_file():
+        man = read_manifest(rd)
+        if man is None:
             continue
-        man = json.loads(path.read_text())
-        for s, info in man.get("splits", {}).items():
+        for s, info in man["splits"].items():
             fp = info.get("fingerprint")
             if s in seen and seen[s][1] != fp:
                 raise SampletopoError(

@@ -41,10 +41,16 @@ def run_milestones(run_dirs: Iterable[Path]) -> list[int]:
 
     out: set[int] = set()
     for rd in run_dirs:
+        if not (Path(rd) / "config.toml").is_file():
+            continue  # a run recorded without one: no LR changes to mark
         try:
             out |= {int(m) for m in read_run_config(rd).get("milestones", []) or []}
-        except SampletopoError:
-            continue
+        except SampletopoError as exc:
+            warnings.warn(
+                f"LR changes of run {Path(rd).name} are not marked: {exc}",
+                FigureWarning,
+                stacklevel=2,
+            )
     return sorted(out)
 
 

@@ -19,6 +19,17 @@ the existence of ``epoch=NNNN.parquet`` is the sign that epoch ``NNNN`` is recor
 epoch that is already on disk is skipped (or refused with ``on_exists="error"``), never
 duplicated.
 
+Damaged files. A table can still be damaged afterwards (a copy cut short, a full disk elsewhere,
+another program). Whether it reads back whole is checked from its Parquet footer (the columns
+and types of :data:`LOSS_SCHEMA`, the split's size from the manifest; about 0.2 ms a table, see
+:mod:`sampletopo._runfiles`). The recorder moves such a table aside to
+``epoch=NNNN.parquet.damaged`` with a warning, and records that epoch again when it is reached
+(``sampletopo train`` resumes from before it; ``sampletopo record`` re-evaluates its
+checkpoint). The readers (:func:`load_losses`, :func:`loss_matrix`, :func:`read_loss_table`, and
+so topology, samples, figures and the report) cannot recompute it: they raise one
+:class:`~sampletopo._runfiles.DamagedFileError` naming the file and the fix. A damaged
+``manifest.json`` is refused by both, since it is what ties the tables to their data.
+
 Epoch convention: epoch ``e`` is the model after ``e`` full epochs of training; epoch 0 is the
 initial model. Losses are cross-entropy computed in float64 from the logits.
 
@@ -55,6 +66,14 @@ from torch import nn
 
 from sampletopo._errors import SampletopoError
 from sampletopo._io import write_atomic
+from sampletopo._runfiles import (
+    DamagedFileError,
+    check_parquet,
+    move_aside,
+    parquet_problem,
+    read_json,
+    read_parquet,
+)
 from sampletopo.data import SPLITS, Dataset, default_val_fraction, load_dataset
 from sampletopo.distributed import (
     CheckpointChangedError,
@@ -94,6 +113,8 @@ __all__ = [
     "model_from_config",
     "epoch_file",
     "evaluate_losses",
+    "read_loss_table",
+    "read_manifest",
     "LOSS_SCHEMA",
 ]
 
@@ -137,6 +158,86 @@ def _epoch_files(run_dir: Path, split: str) -> dict[int, Path]:
         if m:
             out[int(m.group(1))] = p
     return dict(sorted(out.items()))
+
+
+_LOSS_FIX = (
+    "Record that epoch again: run the same `sampletopo train` or `sampletopo record` command "
+    "(or restart your LossRecorder loop from before that epoch); it moves the damaged file "
+    "aside and records the epoch anew. Or delete the file to go on without that epoch."
+)
+_MANIFEST_FIX = (
+    "It records which data the run's loss tables hold. Restore it from a copy, or delete it: "
+    "the next recording writes a new one from the data it is given, and until then the tables "
+    "are not checked against the data."
+)
+
+
+def _manifest_problem(man: Any) -> str | None:
+    if not isinstance(man, dict):
+        return f"it holds a JSON {type(man).__name__}, not the manifest's object"
+    splits = man.get("splits")
+    if not isinstance(splits, dict):
+        return "its 'splits' entry is missing or not an object"
+    for s, info in splits.items():
+        n = info.get("n") if isinstance(info, dict) else None
+        if (
+            not isinstance(info, dict)
+            or not isinstance(info.get("fingerprint"), str)
+            or isinstance(n, bool)
+            or not isinstance(n, int)
+            or n < 0
+        ):
+            return f"its entry for split {s!r} is not {{'n': <int>, 'fingerprint': <str>}}"
+    if man.get("mode") not in ("eval", "train_pass"):
+        return f"its 'mode' entry is {man.get('mode')!r}, not 'eval' or 'train_pass'"
+    if "model" in man and not isinstance(man["model"], dict):
+        return "its 'model' entry is not an object"
+    return None
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's ``losses/manifest.json`` (dataset, mode, per split its size ``n`` and
+    fingerprint), ``None`` when there is none; a damaged one raises :class:`DamagedFileError`."""
+    path = Path(run_dir) / "losses" / "manifest.json"
+    if not path.is_file():
+        return None
+    man = read_json(path, fix=_MANIFEST_FIX)
+    why = _manifest_problem(man)
+    if why is not None:
+        raise DamagedFileError(path, why, _MANIFEST_FIX)
+    return man
+
+
+def _split_size(run_dir: Path, split: str) -> int | None:
+    man = read_manifest(run_dir)
+    info = (man or {}).get("splits", {}).get(split)
+    return int(info["n"]) if info else None
+
+
+def read_loss_table(
+    run_dir: str | Path, split: str, epoch: int, *, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """One recorded loss table, sorted by sample, checked to read back whole.
+
+    The file must have the columns of :data:`LOSS_SCHEMA` with their types, as many rows as the
+    manifest gives for the split, and samples ``0 .. n-1`` once each; anything else raises a
+    :class:`~sampletopo._runfiles.DamagedFileError` naming the file and how to record it again.
+
+    Parameters
+    ----------
+    columns : sequence of str, optional
+        Columns to return (``sample`` is always read); default all.
+    """
+    rd = Path(run_dir)
+    path = epoch_file(rd, split, epoch)
+    cols = list(LOSS_SCHEMA) if columns is None else list(dict.fromkeys(["sample", *columns]))
+    n = _split_size(rd, split)
+    df = read_parquet(path, LOSS_SCHEMA, columns=cols, rows=n, fix=_LOSS_FIX).sort("sample")
+    if not np.array_equal(df["sample"].to_numpy(), np.arange(df.height)):
+        raise DamagedFileError(
+            path, f"it does not hold samples 0..{df.height - 1} once each", _LOSS_FIX
+        )
+    return df
 
 
 def _write_atomic_parquet(df: pl.DataFrame, path: Path) -> None:
@@ -248,7 +349,9 @@ class LossRecorder:
     Notes
     -----
     Restarting is safe: the recorder reads which epochs are on disk when created, and refuses a
-    run folder whose recorded data (fingerprint) or mode differ from this one's.
+    run folder whose recorded data (fingerprint) or mode differ from this one's. A table there
+    that does not read back whole is moved aside (``epoch=NNNN.parquet.damaged``, with a
+    :class:`~sampletopo._runfiles.DamagedFileWarning`) and its epoch counts as not recorded.
 
     Under several processes every rank creates the recorder and calls the same hooks; the ranks
     must hold the same dataset (checked by fingerprint). In ``"eval"`` each rank evaluates a
@@ -324,6 +427,7 @@ class LossRecorder:
         on_main(self._world, self._check_manifest)
         on_main(self._world, self._write_config)
         on_main(self._world, self._clean_tmp)
+        on_main(self._world, self._set_aside_damaged)
 
     # -- run folder bookkeeping ----------------------------------------------------------------
 
@@ -372,8 +476,8 @@ class LossRecorder:
     def _check_manifest(self) -> None:
         path = self.run_dir / "losses" / "manifest.json"
         mine = self._manifest()
-        if path.is_file():
-            old = json.loads(path.read_text())
+        old = read_manifest(self.run_dir)
+        if old is not None:
             for s in self.splits:
                 theirs = old.get("splits", {}).get(s, {})
                 if theirs and theirs.get("fingerprint") != mine["splits"][s]["fingerprint"]:
@@ -402,7 +506,7 @@ class LossRecorder:
         if self._model_sig == sig["signature"]:
             return
         path = self.run_dir / "losses" / "manifest.json"
-        manifest = json.loads(path.read_text()) if path.is_file() else self._manifest()
+        manifest = read_manifest(self.run_dir) or self._manifest()
         old = manifest.get("model")
         if old is None:
             manifest["model"] = sig
@@ -422,6 +526,27 @@ class LossRecorder:
             if folder.is_dir():
                 for p in folder.glob(".epoch=*.tmp"):
                     p.unlink(missing_ok=True)
+
+    def _set_aside_damaged(self) -> None:
+        """Move aside every table of this recorder's splits that does not read back whole (a
+        footer check, see :mod:`sampletopo._runfiles`), so that its epoch counts as not recorded
+        and is recorded again when reached."""
+        for s in self.splits:
+            for ep, path in _epoch_files(self.run_dir, s).items():
+                self._whole(s, ep, path)
+
+    def _whole(self, split: str, epoch: int, path: Path) -> bool:
+        """Whether the table at ``path`` reads back whole; if not, it is moved aside, warning."""
+        why = parquet_problem(path, LOSS_SCHEMA, rows=self.dataset.n(split))
+        if why is None:
+            return True
+        move_aside(
+            path,
+            why=why,
+            then=f"epoch {epoch} of split {split!r} counts as not recorded and is recorded again "
+            "when the run reaches it (a loop restarted after that epoch leaves it missing).",
+        )
+        return False
 
     def recorded_epochs(self, split: str) -> list[int]:
         """Epochs of ``split`` already on disk, sorted."""
@@ -529,7 +654,8 @@ class LossRecorder:
         """Splits whose table of ``epoch`` is not on disk yet (refused with on_exists='error')."""
         todo = []
         for s in self.splits:
-            if epoch_file(self.run_dir, s, epoch).exists():
+            path = epoch_file(self.run_dir, s, epoch)
+            if path.exists() and self._whole(s, epoch, path):
                 if self.on_exists == "error":
                     raise SampletopoError(
                         f"Epoch {epoch} of split {s!r} is already recorded in "
@@ -768,7 +894,13 @@ def load_losses(
     splits = _check_split_arg(split)
     frames = []
     for rd in _run_dirs(Path(run_dir)):
-        files = [str(p) for s in splits for p in _epoch_files(rd, s).values()]
+        files = []
+        for s in splits:
+            n = _split_size(rd, s)
+            for p in _epoch_files(rd, s).values():
+                # The footers only (cheap): a damaged table is named here, not at collect time.
+                check_parquet(p, LOSS_SCHEMA, rows=n, fix=_LOSS_FIX)
+                files.append(str(p))
         if not files:
             continue
         frames.append(
@@ -782,7 +914,16 @@ def load_losses(
             f"No loss tables for split(s) {splits} under {str(run_dir)!r}. Record some first."
         )
     lf = pl.concat(frames).select(cols).sort(["run", "split", "epoch", "sample"])
-    return lf if lazy else lf.collect()
+    if lazy:
+        return lf
+    try:
+        return lf.collect()
+    except pl.exceptions.PolarsError as exc:
+        # The footers were sound, so a data page is damaged; polars does not say which file.
+        raise SampletopoError(
+            f"A loss table under {str(run_dir)!r} cannot be read ({' '.join(str(exc).split())[:200]}). "
+            f"Read the tables one by one with read_loss_table to find it. {_LOSS_FIX}"
+        ) from exc
 
 
 def loss_matrix(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -805,16 +946,17 @@ def loss_matrix(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
         )
     rows = []
     n_ref: int | None = None
-    for path in files.values():
-        df = pl.read_parquet(path, columns=["sample", "loss"]).sort("sample")
-        sample = df["sample"].to_numpy()
-        n = sample.size
+    for ep, path in files.items():
+        df = read_loss_table(rd, split, ep, columns=["loss"])
+        n = df.height
         if n_ref is None:
             n_ref = n
-        if n != n_ref or not np.array_equal(sample, np.arange(n)):
-            raise SampletopoError(
-                f"Loss table {str(path)!r} does not hold samples 0..{(n_ref or n) - 1} exactly "
-                f"once ({n} rows): the run folder is damaged or mixes data."
+        if n != n_ref:
+            raise DamagedFileError(
+                path,
+                f"it holds {n} samples where the table of epoch {next(iter(files))} holds "
+                f"{n_ref}: the run folder mixes data",
+                _LOSS_FIX,
             )
         rows.append(df["loss"].to_numpy().astype(np.float64))
     return np.asarray(list(files), dtype=np.int64), np.vstack(rows)
@@ -868,12 +1010,60 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
             "`sampletopo train`, `sampletopo record` or a LossRecorder."
         )
     cfg = read_toml(path, fix="Restore it, or record the run again into a new folder.")
+    _check_run_config(cfg, path)
     if "data_file" in cfg:
         cfg["data_file"] = str((Path(run_dir) / cfg["data_file"]).resolve())
     return cfg
 
 
 _DATA_KEYS = ("data", "data_root", "data_seed", "val_fraction", "max_samples", "data_file")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# The run config entries that readers use, and what each must be (when present).
+_RUN_CONFIG_TYPES: dict[str, tuple[str, Any]] = {
+    "data": ("a dataset name (string)", lambda v: isinstance(v, str) and v != ""),
+    "data_root": ("a folder path (string)", lambda v: isinstance(v, str)),
+    "data_seed": ("an int >= 0", lambda v: _is_int(v) and v >= 0),
+    "val_fraction": (
+        "a number in (0, 1) or 'test'",
+        lambda v: v == "test" or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+    ),
+    "max_samples": ("an int >= 0 (0: every sample)", lambda v: _is_int(v) and v >= 0),
+    "data_file": ("a file path (string)", lambda v: isinstance(v, str) and v != ""),
+    "data_rebuildable": ("true or false", lambda v: isinstance(v, bool)),
+    "model": ("a model name (string)", lambda v: isinstance(v, str)),
+    "model_kwargs": ("a table of model options", lambda v: isinstance(v, dict)),
+    "milestones": (
+        "a list of epoch numbers (ints)",
+        lambda v: isinstance(v, list) and all(_is_int(m) for m in v),
+    ),
+    "record_mode": ("'eval' or 'train_pass'", lambda v: v in ("eval", "train_pass")),
+    "record_splits": (
+        f"a list of splits from {SPLITS}",
+        lambda v: isinstance(v, list) and all(s in SPLITS for s in v),
+    ),
+    "source": ("a string (train, checkpoints or recorder)", lambda v: isinstance(v, str)),
+    "checkpoint_files": (
+        "a table of epoch = checkpoint path",
+        lambda v: isinstance(v, dict) and all(isinstance(p, str) for p in v.values()),
+    ),
+}
+
+
+def _check_run_config(cfg: Mapping[str, Any], path: Path) -> None:
+    """Refuse a run config whose entries have the wrong type, naming the entry and the file
+    (otherwise ``int("abc")`` or ``cfg["data"]`` fails far from the cause)."""
+    for key, (allowed, ok) in _RUN_CONFIG_TYPES.items():
+        if key in cfg and not ok(cfg[key]):
+            raise SampletopoError(
+                f"The {key!r} entry of {str(path)!r} must be {allowed}. Got {cfg[key]!r} "
+                "instead. Set it to the value the run was recorded with, or record the run again "
+                "into a new folder."
+            )
 
 
 def data_config(ds: Dataset, run_dir: str | Path) -> dict[str, Any]:
@@ -933,6 +1123,12 @@ def dataset_from_config(cfg: Mapping[str, Any]) -> Dataset:
             "cannot rebuild. Pass the Dataset itself (e.g. graph=/dataset= arguments), or record "
             "with a named dataset (load_dataset(...))."
         )
+    if not cfg.get("data"):
+        raise SampletopoError(
+            f"The config of run {cfg.get('variant', '?')!r} has no 'data' entry: it does not say "
+            'which dataset the run was recorded on. Add data = "NAME" (with the data_root, '
+            "data_seed, val_fraction and max_samples it was recorded with) to its config.toml."
+        )
     mx = cfg.get("max_samples", 0)
     return load_dataset(
         str(cfg["data"]),
@@ -948,11 +1144,10 @@ def check_run_data(
 ) -> None:
     """Refuse ``ds`` if it is not the data the run recorded (compares the losses' manifest)."""
     rd = Path(run_dir)
-    manifest = rd / "losses" / "manifest.json"
-    if not manifest.is_file():
+    old = read_manifest(rd)
+    if old is None:
         return
-    old = json.loads(manifest.read_text())
-    for s, info in old.get("splits", {}).items():
+    for s, info in old["splits"].items():
         if splits is not None and s not in splits:
             continue
         if info.get("fingerprint") != ds.fingerprint(s):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import json
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -267,7 +266,7 @@ def write_report(
         if cfg.is_file():
             parts.append(
                 "<details><summary>Resolved configuration (config.toml)</summary><pre>"
-                + html.escape(cfg.read_text())
+                + html.escape(cfg.read_text(errors="replace"))
                 + "</pre></details>"
             )
         for rd in runs:
@@ -275,15 +274,20 @@ def write_report(
             if rcfg.is_file():
                 parts.append(
                     f"<details><summary>{html.escape(rd.name)}: resolved run config</summary><pre>"
-                    + html.escape(rcfg.read_text())
+                    + html.escape(rcfg.read_text(errors="replace"))
                     + "</pre></details>"
                 )
-        meta = runs[0] / "topology" / "meta.json"
-        graph_note = ""
-        if meta.is_file():
-            m = json.loads(meta.read_text())
-            graph_note = "; ".join(
-                f"{s}: k={v.get('k')}, features={v.get('features')}" for s, v in m.items()
+        m, why = analysis._read_meta(runs[0])
+        graph_note = "; ".join(
+            f"{s}: k={v.get('k')}, features={v.get('features')}" for s, v in m.items()
+        )
+        if why is not None:
+            graph_note = "settings unknown"
+            warnings.warn(
+                f"{str(runs[0] / 'topology' / 'meta.json')!r} is damaged ({why}); the report "
+                "leaves the kNN graph settings out. Run `sampletopo topology` on the run again "
+                "to rewrite it.",
+                stacklevel=2,
             )
         parts.append(
             f"<h3>Summary at the final epoch</h3><p class='meta'>kNN graph {html.escape(graph_note)}. "

@@ -405,17 +405,9 @@ def _check_run(run_dir: Any, split: Any, epoch: Any, where: str) -> tuple[Path, 
 
 
 def _epoch_table(run_dir: Path, split: str, epoch: int) -> pl.DataFrame:
-    from sampletopo.record import epoch_file
+    from sampletopo.record import read_loss_table
 
-    path = epoch_file(run_dir, split, epoch)
-    df = pl.read_parquet(path, columns=["sample", "label", "pred", "loss", "correct"])
-    df = df.sort("sample")
-    if not np.array_equal(df["sample"].to_numpy(), np.arange(df.height)):
-        raise SampletopoError(
-            f"Loss table {str(path)!r} does not hold samples 0..{df.height - 1} once each: the "
-            "run folder is damaged or mixes data."
-        )
-    return df
+    return read_loss_table(run_dir, split, epoch, columns=["label", "pred", "loss", "correct"])
 
 
 def _run_dataset(run_dir: Path) -> Dataset | None:

@@ -425,7 +425,9 @@ def _has_results(run_dir: Path) -> bool:
 
 
 def _resume_epoch(run_dir: Path, rec: LossRecorder) -> int | None:
-    """Last epoch with a readable checkpoint and every split's losses up to it on disk."""
+    """Last epoch with a readable checkpoint and every split's losses up to it on disk (the
+    recorder has moved aside tables that do not read back whole: their epochs are trained and
+    recorded again, deterministically)."""
     last = rec.last_complete_epoch()
     if last is None:
         return None

@@ -1,0 +1,503 @@
+"""Damaged run files: one clear error naming the file and the fix, or a re-record / recompute
+with a warning that names it, never a traceback from polars, pyarrow or json.
+
+One real run (an MLP on digits, 4 epochs, topology computed) is made per module and copied for
+each damage.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import tomli_w
+import torch
+from polars.testing import assert_frame_equal
+
+from sampletopo import analysis
+from sampletopo._errors import SampletopoError
+from sampletopo._runfiles import DamagedFileError, DamagedFileWarning, parquet_problem
+from sampletopo.cli import main
+from sampletopo.data import Dataset, load_dataset
+from sampletopo.models import create_model
+from sampletopo.record import (
+    LOSS_SCHEMA,
+    LossRecorder,
+    epoch_file,
+    load_losses,
+    loss_matrix,
+    record_checkpoints,
+    recorded_epochs,
+)
+from sampletopo.samples import top_regions
+from sampletopo.train import TrainConfig, train_experiment
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+torch.set_num_threads(1)
+
+CFG = TrainConfig(
+    model="mlp",
+    model_kwargs={"hidden": [16]},
+    epochs=4,
+    data="digits",
+    device="cpu",
+    milestones=[2],
+    threads=1,
+)
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    """An experiment folder with one run, its losses and topology; never modified."""
+    out = tmp_path_factory.mktemp("pristine") / "exp"
+    [run] = train_experiment(CFG, out, progress=False)
+    analysis.compute_topology(run, k=10, progress=False)
+    return out
+
+
+@pytest.fixture
+def exp(pristine, tmp_path) -> Path:
+    """A copy of the pristine experiment, to damage."""
+    dst = tmp_path / "exp"
+    shutil.copytree(pristine, dst)
+    return dst
+
+
+# ---------------------------------------------------------------------------------------------
+# Ways to damage a file
+
+
+def _truncate(p: Path) -> None:
+    raw = p.read_bytes()
+    p.write_bytes(raw[: len(raw) // 2])
+
+
+def _garbage(p: Path) -> None:
+    p.write_bytes(np.random.default_rng(0).bytes(max(p.stat().st_size, 64)))
+
+
+def _empty(p: Path) -> None:
+    p.write_bytes(b"")
+
+
+def _wrong_schema(p: Path) -> None:
+    pl.DataFrame({"x": [1, 2, 3], "y": ["a", "b", "c"]}).write_parquet(p)
+
+
+def _wrong_type(p: Path) -> None:
+    df = pl.read_parquet(p)
+    df.with_columns(pl.col(df.columns[-1]).cast(pl.String)).write_parquet(p)
+
+
+def _too_few_rows(p: Path) -> None:
+    pl.read_parquet(p).head(10).write_parquet(p)
+
+
+PARQUET_DAMAGE: dict[str, Callable[[Path], None]] = {
+    "truncated": _truncate,
+    "garbage": _garbage,
+    "empty": _empty,
+    "wrong schema": _wrong_schema,
+    "wrong type": _wrong_type,
+}
+LOSS_DAMAGE = {**PARQUET_DAMAGE, "too few rows": _too_few_rows}
+
+JSON_DAMAGE: dict[str, Callable[[Path], None]] = {
+    "truncated": _truncate,
+    "garbage": _garbage,
+    "empty": _empty,
+    "invalid": lambda p: p.write_text("{not json"),
+    "a list": lambda p: p.write_text("[1, 2]"),
+}
+MANIFEST_DAMAGE = {
+    **JSON_DAMAGE,
+    "splits not objects": lambda p: p.write_text('{"mode": "eval", "splits": {"train": 5}}'),
+}
+
+
+def _cli_error(capsys, argv: list[str]) -> str:
+    """Run the command line; it must exit 2 with exactly one line on stderr and no traceback."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"sampletopo {argv[0]}: error: ")
+    return lines[0]
+
+
+def _commands(exp: Path, out: Path) -> dict[str, list[str]]:
+    run = str(exp / "run")
+    return {
+        "topology": ["topology", run, "--k", "10", "--no-progress"],
+        "samples": ["samples", run, "--split", "train", "--epoch", "2", "--k", "10"],
+        "figures": [
+            "figures",
+            run,
+            "--out",
+            str(out / "figs"),
+            "--formats",
+            "png",
+            "--no-progress",
+        ],
+        "report": ["report", str(exp), "--out", str(out / "report"), "--no-progress"],
+    }
+
+
+def _tables(run: Path, sub: str) -> dict[str, pl.DataFrame]:
+    return {
+        str(p.relative_to(run)): pl.read_parquet(p) for p in sorted((run / sub).rglob("*.parquet"))
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The footer check
+
+
+def test_the_footer_check_tells_whole_tables_from_damaged_ones(pristine, tmp_path):
+    path = epoch_file(pristine / "run", "train", 2)
+    n = pl.read_parquet(path).height
+    assert parquet_problem(path, LOSS_SCHEMA, rows=n) is None
+    assert "rows where" in str(parquet_problem(path, LOSS_SCHEMA, rows=n + 1))
+    for name, damage in LOSS_DAMAGE.items():
+        p = tmp_path / f"{name}.parquet"
+        shutil.copy(path, p)
+        damage(p)
+        assert parquet_problem(p, LOSS_SCHEMA, rows=n) is not None, name
+
+
+def test_the_error_survives_a_worker_process():
+    err = DamagedFileError("/x/epoch=0001.parquet", "it is empty", "Record it again.")
+    back = pickle.loads(pickle.dumps(err))
+    assert str(back) == str(err) and back.path == err.path
+
+
+# ---------------------------------------------------------------------------------------------
+# A damaged loss table: reported where it cannot be recomputed
+
+
+@pytest.mark.parametrize("damage", list(LOSS_DAMAGE))
+@pytest.mark.parametrize("command", ["topology", "samples", "figures", "report"])
+def test_a_damaged_loss_table_is_one_error_naming_it(exp, tmp_path, capsys, command, damage):
+    path = epoch_file(exp / "run", "train", 2)
+    LOSS_DAMAGE[damage](path)
+    line = _cli_error(capsys, _commands(exp, tmp_path)[command])
+    assert repr(str(path)) in line
+    assert "Record that epoch again" in line
+
+
+@pytest.mark.parametrize("damage", ["truncated", "wrong schema", "too few rows"])
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda run: load_losses(run),
+        lambda run: load_losses(run, lazy=True),
+        lambda run: loss_matrix(run, "train"),
+        lambda run: analysis.compute_topology(run, k=10, progress=False),
+        lambda run: analysis.summarize(run, write=False),
+        lambda run: top_regions(run, split="train", epoch=2, k=10),
+    ],
+    ids=[
+        "load_losses",
+        "load_losses-lazy",
+        "loss_matrix",
+        "compute_topology",
+        "summarize",
+        "top_regions",
+    ],
+)
+def test_the_python_api_raises_one_error_naming_the_table(exp, read, damage):
+    path = epoch_file(exp / "run", "train", 2)
+    LOSS_DAMAGE[damage](path)
+    with pytest.raises(DamagedFileError) as info:
+        read(exp / "run")
+    assert info.value.path == path
+    assert repr(str(path)) in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# A damaged loss table: recorded again where it can be
+
+
+def test_train_resume_records_a_damaged_table_again(pristine, exp):
+    run = exp / "run"
+    path = epoch_file(run, "train", 2)
+    _truncate(path)
+    with pytest.warns(DamagedFileWarning, match=r"epoch=0002\.parquet' is damaged") as rec:
+        train_experiment(CFG, exp, progress=False)
+    assert any(repr(str(path)) in str(w.message) for w in rec)
+    assert (path.parent / "epoch=0002.parquet.damaged").is_file()  # kept, not deleted
+    before, after = _tables(pristine / "run", "losses"), _tables(run, "losses")
+    assert list(after) == list(before)
+    for name, df in before.items():
+        assert_frame_equal(after[name], df)
+
+
+def test_record_checkpoints_records_a_damaged_table_again(pristine, tmp_path):
+    ckpts = pristine / "run" / "checkpoints"
+    kw = dict(model="mlp", model_kwargs={"hidden": [16]}, data="digits", progress=False)
+    ref = tmp_path / "ref"
+    assert record_checkpoints(ckpts, ref, **kw) == [0, 1, 2, 3, 4]
+    out = tmp_path / "out"
+    shutil.copytree(ref, out)
+    _garbage(epoch_file(out, "val", 3))
+    with pytest.warns(DamagedFileWarning, match=r"val.epoch=0003\.parquet' is damaged"):
+        assert record_checkpoints(ckpts, out, **kw) == [3]
+    before, after = _tables(ref, "losses"), _tables(out, "losses")
+    assert list(after) == list(before)
+    for name, df in before.items():
+        assert_frame_equal(after[name], df)
+
+
+def _toy() -> Dataset:
+    rng = np.random.default_rng(3)
+    return Dataset.from_arrays(
+        "toy",
+        train=(rng.random((40, 1, 4, 4)), rng.integers(0, 3, 40)),
+        val=(rng.random((12, 1, 4, 4)), rng.integers(0, 3, 12)),
+    )
+
+
+def _toy_model(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return create_model("mlp", num_classes=3, in_channels=1, input_size=4, hidden=[8])
+
+
+def test_the_recorder_sets_aside_a_damaged_table_and_records_it_again(tmp_path):
+    ds, run = _toy(), tmp_path / "run"
+    rec = LossRecorder(run, ds)
+    for e in range(3):
+        rec.on_train_epoch_end(e, _toy_model(e))
+    original = pl.read_parquet(epoch_file(run, "train", 1))
+    _wrong_type(epoch_file(run, "train", 1))
+    with pytest.warns(DamagedFileWarning, match=r"epoch 1 of split 'train' counts as not recorded"):
+        rec = LossRecorder(run, ds)
+    assert rec.recorded_epochs("train") == [0, 2]
+    assert rec.last_complete_epoch() == 0
+    assert rec.on_train_epoch_end(1, _toy_model(1)) == {
+        "train": epoch_file(run, "train", 1),
+        "val": None,
+    }
+    assert_frame_equal(pl.read_parquet(epoch_file(run, "train", 1)), original)
+    assert rec.last_complete_epoch() == 2
+
+    # Damaged while the recorder lives: found when that epoch is asked for again.
+    _truncate(epoch_file(run, "val", 2))
+    with pytest.warns(DamagedFileWarning, match=r"val.epoch=0002\.parquet' is damaged"):
+        written = rec.on_train_epoch_end(2, _toy_model(2))
+    assert written == {"train": None, "val": epoch_file(run, "val", 2)}
+    assert sorted(p.name for p in (run / "losses" / "val").iterdir()) == [
+        "epoch=0000.parquet",
+        "epoch=0001.parquet",
+        "epoch=0002.parquet",
+        "epoch=0002.parquet.damaged",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagram tables: derived, so topology recomputes them; readers name them
+
+
+@pytest.mark.parametrize("damage", list(PARQUET_DAMAGE))
+def test_topology_recomputes_a_damaged_diagram_table(pristine, exp, capsys, damage):
+    path = exp / "run" / "topology" / "val" / "epoch=0003.parquet"
+    PARQUET_DAMAGE[damage](path)
+    with pytest.warns(DamagedFileWarning) as caught:
+        assert main(_commands(exp, exp)["topology"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    [msg] = [str(w.message) for w in caught if issubclass(w.category, DamagedFileWarning)]
+    assert msg.startswith(f"{str(path)!r} is damaged") and msg.endswith("it is computed again.")
+    before = _tables(pristine / "run", "topology")
+    after = _tables(exp / "run", "topology")
+    for name in ("topology/val/epoch=0003.parquet", "topology/train/epoch=0003.parquet"):
+        assert_frame_equal(after[name], before[name])
+
+
+@pytest.mark.parametrize("damage", list(PARQUET_DAMAGE))
+@pytest.mark.parametrize("command", ["figures", "report"])
+def test_figures_and_report_name_a_damaged_diagram_table(exp, tmp_path, capsys, command, damage):
+    path = exp / "run" / "topology" / "train" / "epoch=0001.parquet"
+    PARQUET_DAMAGE[damage](path)
+    line = _cli_error(capsys, _commands(exp, tmp_path)[command])
+    assert repr(str(path)) in line
+    assert "run `sampletopo topology` on this run again" in line
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda run: analysis.load_diagrams(run),
+        lambda run: analysis.diagram_at(run, "train", "join", 1),
+        lambda run: analysis.wasserstein_to_reference(run, write=False),
+    ],
+    ids=["load_diagrams", "diagram_at", "wasserstein_to_reference"],
+)
+def test_diagram_readers_raise_one_error_naming_the_table(exp, read):
+    path = exp / "run" / "topology" / "train" / "epoch=0001.parquet"
+    _truncate(path)
+    with pytest.raises(DamagedFileError) as info:
+        read(exp / "run")
+    assert info.value.path == path
+
+
+# ---------------------------------------------------------------------------------------------
+# manifest.json and topology/meta.json
+
+
+@pytest.mark.parametrize("damage", list(MANIFEST_DAMAGE))
+@pytest.mark.parametrize("command", ["topology", "samples", "figures", "report"])
+def test_a_damaged_manifest_is_one_error_naming_it(exp, tmp_path, capsys, command, damage):
+    path = exp / "run" / "losses" / "manifest.json"
+    MANIFEST_DAMAGE[damage](path)
+    line = _cli_error(capsys, _commands(exp, tmp_path)[command])
+    assert f"{str(path)!r} is damaged" in line
+    assert "delete it" in line
+
+
+@pytest.mark.parametrize("damage", ["invalid", "splits not objects"])
+def test_recording_into_a_run_with_a_damaged_manifest_is_refused(pristine, exp, damage):
+    path = exp / "run" / "losses" / "manifest.json"
+    MANIFEST_DAMAGE[damage](path)
+    with pytest.raises(DamagedFileError, match="manifest.json' is damaged") as info:
+        train_experiment(CFG, exp, progress=False)
+    assert info.value.path == path
+    # Nothing recorded is lost, nothing is moved
+    assert _tables(exp / "run", "losses").keys() == _tables(pristine / "run", "losses").keys()
+    with pytest.raises(DamagedFileError, match="manifest.json' is damaged"):
+        LossRecorder(exp / "run", load_dataset("digits"))
+
+
+@pytest.mark.parametrize("damage", list(JSON_DAMAGE))
+def test_topology_recomputes_after_a_damaged_meta_json(pristine, exp, capsys, damage):
+    path = exp / "run" / "topology" / "meta.json"
+    JSON_DAMAGE[damage](path)
+    with pytest.warns(DamagedFileWarning) as caught:
+        assert main(_commands(exp, exp)["topology"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    [msg] = [str(w.message) for w in caught if issubclass(w.category, DamagedFileWarning)]
+    assert msg.startswith(f"{str(path)!r} is damaged") and "are computed again" in msg
+    assert json.loads(path.read_text()) == json.loads(
+        (pristine / "run" / "topology" / "meta.json").read_text()
+    )
+    before, after = _tables(pristine / "run", "topology"), _tables(exp / "run", "topology")
+    for name, df in before.items():
+        if "epoch=" in name:
+            assert_frame_equal(after[name], df)
+
+
+def test_the_report_leaves_out_the_graph_settings_of_a_damaged_meta_json(exp, tmp_path, capsys):
+    path = exp / "run" / "topology" / "meta.json"
+    _garbage(path)
+    with pytest.warns(UserWarning, match=r"meta\.json' is damaged .*leaves the kNN graph"):
+        assert main(_commands(exp, tmp_path)["report"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert "kNN graph settings unknown" in (tmp_path / "report" / "index.html").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# config.toml
+
+
+def _edit_config(run: Path, edit: Callable[[dict], None]) -> Path:
+    path = run / "config.toml"
+    cfg = tomllib.loads(path.read_text())
+    edit(cfg)
+    path.write_text(tomli_w.dumps(cfg))
+    return path
+
+
+def _drop(key: str) -> Callable[[dict], None]:
+    return lambda cfg: cfg.pop(key)
+
+
+def _set(key: str, value: object) -> Callable[[dict], None]:
+    return lambda cfg: cfg.update({key: value})
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (_drop("data"), "has no 'data' entry"),
+        (_set("data_seed", "abc"), "The 'data_seed' entry of"),
+        (_set("data", 3), "The 'data' entry of"),
+        (_set("max_samples", -1), "The 'max_samples' entry of"),
+    ],
+    ids=["no data", "data_seed a string", "data a number", "max_samples negative"],
+)
+@pytest.mark.parametrize("command", ["topology", "samples"])
+def test_a_run_config_without_data_or_with_wrong_types(
+    exp, tmp_path, capsys, command, edit, needle
+):
+    path = _edit_config(exp / "run", edit)
+    line = _cli_error(capsys, _commands(exp, tmp_path)[command])
+    assert needle in line and repr(str(path)) in line
+
+
+def test_train_resume_names_a_wrong_typed_config_entry(exp):
+    path = _edit_config(exp / "run", _set("data_seed", "abc"))
+    with pytest.raises(SampletopoError, match="The 'data_seed' entry of") as info:
+        train_experiment(CFG, exp, progress=False)
+    assert repr(str(path)) in str(info.value)
+
+
+def test_figures_warn_about_a_config_they_cannot_read_and_draw_the_rest(exp, tmp_path, capsys):
+    _edit_config(exp / "run", _set("milestones", "two"))
+    with pytest.warns(UserWarning, match="LR changes of run run are not marked: The 'milestones'"):
+        assert main(_commands(exp, tmp_path)["figures"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert (tmp_path / "figs" / "total_persistence.png").is_file()
+
+
+def test_the_report_shows_a_config_that_is_not_text(exp, tmp_path, capsys):
+    _garbage(exp / "run" / "config.toml")
+    with pytest.warns(UserWarning, match=r"LR changes of run run are not marked: .* not a valid"):
+        assert main(_commands(exp, tmp_path)["report"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert "run: resolved run config" in (tmp_path / "report" / "index.html").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# A missing middle epoch
+
+
+def test_topology_names_a_missing_middle_epoch(exp, capsys):
+    run = exp / "run"
+    epoch_file(run, "train", 2).unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", analysis.TopologyWarning)
+        with pytest.raises(
+            analysis.TopologyWarning,
+            match=r"train losses are recorded for epochs 0-1, 3-4; epoch\(s\) 2 are missing",
+        ):
+            analysis.compute_topology(run, k=10, progress=False)
+    shutil.rmtree(run / "topology")
+    with pytest.warns(analysis.TopologyWarning) as caught:
+        assert main(_commands(exp, exp)["topology"]) == 0
+    [msg] = [str(w.message) for w in caught if "recorded for epochs" in str(w.message)]
+    assert "train losses are recorded for epochs 0-1, 3-4; epoch(s) 2 are missing" in msg
+    assert analysis.topology_epochs(run, "train") == [0, 1, 3, 4]
+    assert recorded_epochs(run, "val") == [0, 1, 2, 3, 4]
+
+
+def test_topology_recomputes_diagrams_whose_meta_json_was_deleted(pristine, exp):
+    (exp / "run" / "topology" / "meta.json").unlink()
+    with pytest.warns(DamagedFileWarning, match=r"meta\.json' is missing or has no entry for"):
+        done = analysis.compute_topology(exp / "run", k=10, progress=False)
+    assert set(done["status"]) == {"computed"}
+    before, after = _tables(pristine / "run", "topology"), _tables(exp / "run", "topology")
+    for name, df in before.items():
+        if "epoch=" in name:
+            assert_frame_equal(after[name], df)
