@@ -285,6 +285,72 @@ def test_grid_resumes_from_side_file(tmp_path):
     assert not side.exists()
 
 
+def test_resume_file_round_trip_key_and_resumed_grid(tmp_path):
+    """The resume file on its own: what is written reads back; a file under another key (another
+    loss, distance, batch size or buffer) is refused; a grid resumed from a file holding some of
+    the points (not a prefix) equals the uninterrupted grid bit for bit and evaluates only the
+    rest."""
+    from sampletopo.landscape._grid import GridProgress, ResumeFile
+
+    base, x, y = least_squares()
+    model = CountingLinear(base, fail_after=None)
+    d = random_directions(model, dim=2, seed=0)
+    grid = dict(steps=5, distance=1.0, batch_size=8)
+    full = evaluate_grid(model, F.mse_loss, x, y, d, points_per_batch=1, progress=False, **grid)
+
+    # Written and read back: the on-disk arrays are the ones files from before this type had.
+    path = tmp_path / "grid.partial.npz"
+
+    def resume_file(*, loss_fn=F.mse_loss, targets=y, **changes) -> ResumeFile:
+        kw = {**grid, **changes}
+        return ResumeFile.for_grid(
+            path, model=model, loss_fn=loss_fn, inputs=x, targets=targets, directions=d, **kw
+        )
+
+    rf = resume_file()
+    assert rf.read(25) is None  # no file yet
+    part = GridProgress.empty(25)
+    ids = np.arange(0, 25, 3)  # 9 points, every third
+    part.record(ids, full.loss.ravel()[ids], full.accuracy.ravel()[ids])
+    rf.write(part)
+    with np.load(path) as z:
+        assert sorted(z.files) == ["accuracy", "done", "key", "loss"] and str(z["key"]) == rf.key
+        assert np.flatnonzero(z["done"]).tolist() == ids.tolist()
+    back = rf.read(25)
+    assert back is not None and not back.complete
+    np.testing.assert_array_equal(back.loss, part.loss)  # NaN where not done
+    np.testing.assert_array_equal(back.accuracy, part.accuracy)
+    np.testing.assert_array_equal(back.todo(), np.setdiff1d(np.arange(25), ids))
+
+    # The key: the same evaluation gives the same key, anything that changes a value another.
+    assert resume_file().key == rf.key
+    other_keys = {
+        resume_file(loss_fn=F.l1_loss).key,
+        resume_file(targets=2 * y).key,
+        resume_file(distance=2.0).key,
+        resume_file(batch_size=7).key,
+    }
+    assert len(other_keys) == 4 and rf.key not in other_keys
+    with pytest.raises(SampletopoError, match="belongs to another evaluation"):
+        ResumeFile(path, key=next(iter(other_keys))).read(25)
+    buffered = CountingLinear(base, fail_after=None)
+    buffered.register_buffer("scale", torch.ones(1))
+    with pytest.raises(SampletopoError, match="belongs to another evaluation"):
+        evaluate_grid(buffered, F.mse_loss, x, y, d, checkpoint=path, progress=False, **grid)
+    assert path.is_file()  # a refused file is left as it was
+
+    # Resumed: only the 16 missing points are evaluated, and the grid equals the full one.
+    resumed = CountingLinear(base, fail_after=None)
+    land = evaluate_grid(
+        resumed, F.mse_loss, x, y, d, points_per_batch=1, checkpoint=path, progress=False, **grid
+    )
+    assert resumed.calls == (25 - ids.size) * 4  # 30 samples in batches of 8: 4 per point
+    np.testing.assert_array_equal(land.loss, full.loss)
+    np.testing.assert_array_equal(land.accuracy, full.accuracy)
+    assert not path.exists()
+    rf.remove()  # nothing left to remove: no error
+
+
 def test_non_finite_losses_are_kept_and_reported():
     model, x, y = least_squares()
     d = random_directions(model, dim=2, seed=0, normalization="none")
