@@ -151,9 +151,9 @@ def run_demo(
 
     total = time.perf_counter() - t0
     notes = (
-        "<p class='meta'>Demo timings on this machine: "
+        "Demo timings on this machine: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-        + f"; total before the report {total:.0f} s.</p>"
+        + f"; total before the report {total:.0f} s."
     )
     index = write_report(
         [out / "lr-study", out / "skip-study"],

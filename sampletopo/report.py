@@ -1,15 +1,24 @@
 """One self-contained HTML report of one or more experiments.
 
-:func:`write_report` draws each experiment's figure set (sample-space topology always; landscape
-and Hessian figures when ``<experiment>/landscapes/*.npz`` exist) under
-``<report>/figures/<experiment>/{topology,landscape,samples}/`` and writes
-``<report>/index.html``: the resolved configs, a table of summary numbers per run, and every
-figure, runs side by side. Images are embedded as base64 data, so the page works offline and can
-be mailed as one file; PDFs of every figure sit beside the PNGs. Any PNG already placed in a
-``samples/`` (or other) folder of an experiment's figures is embedded too, under its folder name.
-What ``sampletopo samples RUN --figures`` wrote into each run's ``samples/`` folder (image grids,
-loss curves and the regions tables of :func:`sampletopo.samples.regions_path`) joins the
-"samples" section.
+:func:`write_report` writes ``<report>/index.html`` in three steps, each a public function:
+
+1. :func:`collect_experiment` does the work: it reads the stored summaries of an experiment's runs
+   (:mod:`sampletopo.analysis`), draws its figure set under
+   ``<report>/figures/<experiment>/{topology,landscape}/`` (landscape and Hessian figures when
+   ``<experiment>/landscapes/*.npz`` exist) and gathers what was drawn elsewhere: PNGs placed in
+   other folders of ``<report>/figures/<experiment>/`` (the demo's ``samples/``) and what
+   ``sampletopo samples RUN --figures`` wrote into each run's ``samples/`` folder (image grids,
+   loss curves and the regions tables of :func:`sampletopo.samples.regions_path`).
+2. :func:`report_context` turns those results into a plain dict of strings, numbers and lists:
+   tables as column names and rows of cell values, figures as paths relative to the page. No
+   HTML is in it.
+3. :func:`render_report` renders the package's template ``templates/report.html.j2`` (style in
+   ``templates/report.css``) through an autoescaping Jinja2 environment, so every run name, file
+   name and config value reaches the page escaped.
+
+The page holds the resolved configs, a table of summary numbers per run, and every figure, runs
+side by side. Images are embedded as base64 data, so the page works offline and can be mailed as
+one file; PDFs of every figure sit beside the PNGs.
 
 This module computes no topology (it reads what :mod:`sampletopo.analysis` stored).
 """
@@ -18,12 +27,15 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html
+import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 import polars as pl
 
@@ -31,13 +43,20 @@ from sampletopo import analysis
 from sampletopo._errors import SampletopoError
 from sampletopo._io import write_atomic
 
-__all__ = ["write_report", "run_table"]
+__all__ = [
+    "ExperimentResults",
+    "collect_experiment",
+    "render_report",
+    "report_context",
+    "run_table",
+    "write_report",
+]
 
-_SECTION_TITLES = {
-    "topology": "Sample space: per-sample loss on the kNN graph",
-    "landscape": "Parameter space: Hessian and loss landscapes",
-    "samples": "Which samples make the shape",
-}
+TEMPLATE = "report.html.j2"
+
+# Headings of figure folders other than topology/ and landscape/ (whose headings are in the
+# template); a folder not named here is headed by its own name.
+_FOLDER_TITLES = {"samples": "Which samples make the shape"}
 
 
 def run_table(
@@ -79,34 +98,50 @@ def run_table(
     return pl.DataFrame(rows)
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return html.escape(str(v))
+# --- 1. the work: summaries read, figures drawn ------------------------------------------------
 
 
-def _table_html(df: pl.DataFrame) -> str:
-    if df.height == 0:
-        return "<p><em>no rows</em></p>"
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in df.iter_rows()
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+@dataclass(frozen=True)
+class ExperimentResults:
+    """What the report shows of one experiment, computed and drawn; no HTML.
 
+    Attributes
+    ----------
+    name : str
+        The experiment folder's name.
+    runs : tuple of Path
+        Its run folders, in the order of :func:`sampletopo.analysis.check_comparable`.
+    config : str or None
+        Text of the experiment's ``config.toml`` (``None`` when absent).
+    run_configs : tuple of (str, str)
+        ``(run name, text of its config.toml)`` for each run that has one.
+    graph : dict or None
+        kNN graph settings per data split from the first run's ``topology/meta.json``;
+        ``None`` when that file is damaged.
+    summary : polars.DataFrame
+        :func:`run_table` of the runs.
+    topology, landscape : tuple of Path
+        PNGs of the sample-space and parameter-space figures (the landscape ones may be empty).
+    landscape_table : polars.DataFrame or None
+        One row of scalar metrics per stored landscape.
+    folders : dict of str to tuple of Path
+        PNGs of every other figure folder, by folder name; ``samples`` also holds what
+        ``sampletopo samples --figures`` wrote into the runs.
+    regions : polars.DataFrame or None
+        The runs' regions tables, in the columns worth a row on the page.
+    """
 
-def _img(path: Path) -> str:
-    raw = path.read_bytes()
-    # PNG header: width and height are big-endian uint32 at bytes 16-24. Wide figure sets
-    # (heatmap rows) get a full row of the page so their panels stay readable.
-    w, h = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
-    cls = " class='wide'" if h and w / h > 2.2 else ""
-    data = base64.b64encode(raw).decode("ascii")
-    cap = html.escape(path.stem)
-    return (
-        f'<figure{cls}><img alt="{cap}" src="data:image/png;base64,{data}"/>'
-        f"<figcaption>{cap}</figcaption></figure>"
-    )
+    name: str
+    runs: tuple[Path, ...]
+    config: str | None
+    run_configs: tuple[tuple[str, str], ...]
+    graph: dict[str, Any] | None
+    summary: pl.DataFrame
+    topology: tuple[Path, ...]
+    landscape: tuple[Path, ...]
+    landscape_table: pl.DataFrame | None
+    folders: dict[str, tuple[Path, ...]]
+    regions: pl.DataFrame | None
 
 
 # Columns of a regions table (sampletopo.samples.REGION_SCHEMA) worth a row in the report; the
@@ -204,6 +239,262 @@ def _comparison(runs: Sequence[Path], exp: Path, fig_dir: Path) -> Path | None:
     return save(fig, fig_dir / "comparison-random-directions-vs-heatmaps")[0]
 
 
+def _config_text(path: Path) -> str | None:
+    # errors="replace": a config that is not text is shown garbled rather than sinking the page.
+    return path.read_text(errors="replace") if path.is_file() else None
+
+
+def _graph_settings(run: Path) -> dict[str, Any] | None:
+    """The kNN graph settings of ``run``; ``None`` (and a warning) when meta.json is damaged."""
+    meta, why = analysis._read_meta(run)
+    if why is None:
+        return meta
+    warnings.warn(
+        f"{str(run / 'topology' / 'meta.json')!r} is damaged ({why}); the report "
+        "leaves the kNN graph settings out. Run `sampletopo topology` on the run again "
+        "to rewrite it.",
+        stacklevel=3,
+    )
+    return None
+
+
+def _other_folders(fig_dir: Path, run_pngs: Sequence[Path]) -> dict[str, tuple[Path, ...]]:
+    """PNGs of each figure folder besides topology/ and landscape/, by folder name."""
+    folders = {
+        p.name: sorted(p.rglob("*.png"))
+        for p in fig_dir.iterdir()
+        if p.is_dir() and p.name not in ("topology", "landscape")
+    }
+    # The demo draws into <report>/figures/<exp>/samples, the samples command into each
+    # run's samples/ folder; both belong to one section.
+    seen = {p.name for p in folders.get("samples", [])}
+    folders["samples"] = folders.get("samples", []) + [p for p in run_pngs if p.name not in seen]
+    return {name: tuple(pngs) for name, pngs in folders.items()}
+
+
+def collect_experiment(
+    experiment: str | Path,
+    fig_dir: str | Path,
+    *,
+    epochs: Sequence[int] | None = None,
+    progress: bool = True,
+) -> ExperimentResults:
+    """Read the summaries of one experiment and draw its figures into ``fig_dir``.
+
+    Parameters
+    ----------
+    experiment : path
+        An experiment folder (holding run folders whose topology was computed) or a run folder.
+    fig_dir : path
+        Where the figures go: ``topology/`` and ``landscape/`` are drawn into it; PNGs already
+        in its other subfolders are collected as they are.
+    epochs : sequence of int, optional
+        Heatmap epochs (default: first, around each LR change, last).
+    progress : bool
+        Show a progress bar while the figures are drawn.
+
+    Returns
+    -------
+    ExperimentResults
+    """
+    from sampletopo.figures import write_figure_set
+
+    exp, fig_dir = Path(experiment), Path(fig_dir)
+    runs = analysis.check_comparable(exp)
+    # One pass over the stored diagrams feeds both the table and the figures.
+    summary = analysis.summarize(runs)
+    wdist = analysis.wasserstein_to_reference(runs)
+    table = run_table(runs, summary=summary, wasserstein=wdist)
+    graph = _graph_settings(runs[0])
+    topology = write_figure_set(
+        runs,
+        fig_dir / "topology",
+        epochs=epochs,
+        progress=progress,
+        summary=summary,
+        wasserstein=wdist,
+    )
+    landscape, landscape_table = _landscape_section(exp, fig_dir / "landscape")
+    compare = _comparison(runs, exp, fig_dir / "landscape")
+    if compare is not None:
+        landscape.insert(0, compare)
+    run_pngs, regions = _run_samples(runs)
+    return ExperimentResults(
+        name=exp.name,
+        runs=tuple(runs),
+        config=_config_text(exp / "config.toml"),
+        run_configs=tuple(
+            (rd.name, text) for rd in runs if (text := _config_text(rd / "config.toml")) is not None
+        ),
+        graph=graph,
+        summary=table,
+        topology=tuple(topology),
+        landscape=tuple(landscape),
+        landscape_table=landscape_table,
+        folders=_other_folders(fig_dir, run_pngs),
+        regions=regions,
+    )
+
+
+# --- 2. the context: plain values for the template ---------------------------------------------
+
+
+def _table(df: pl.DataFrame) -> dict[str, Any]:
+    """Column names and rows of cell values (numbers stay numbers; the template formats them)."""
+    return {"columns": list(df.columns), "rows": [list(row) for row in df.iter_rows()]}
+
+
+def _is_wide(png: Path) -> bool:
+    # PNG header: width and height are big-endian uint32 at bytes 16-24. Wide figure sets
+    # (heatmap rows) get a full row of the page so their panels stay readable.
+    with png.open("rb") as fh:
+        head = fh.read(24)
+    w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return bool(h) and w / h > 2.2
+
+
+def _figure(png: Path, page_dir: Path) -> dict[str, Any]:
+    try:
+        path = Path(os.path.relpath(png, page_dir)).as_posix()
+    except ValueError:  # another drive (Windows): no relative path exists
+        path = Path(png).resolve().as_posix()
+    return {"path": path, "caption": png.stem, "wide": _is_wide(png)}
+
+
+def _graph_note(graph: Mapping[str, Any] | None) -> str:
+    if graph is None:
+        return "settings unknown"
+    return "; ".join(f"{s}: k={v.get('k')}, features={v.get('features')}" for s, v in graph.items())
+
+
+def _experiment_context(res: ExperimentResults, page_dir: Path) -> dict[str, Any]:
+    def figures(pngs: Iterable[Path]) -> list[dict[str, Any]]:
+        return [_figure(p, page_dir) for p in pngs]
+
+    sections = []
+    for name in sorted(res.folders):
+        regions = res.regions if name == "samples" else None
+        if res.folders[name] or regions is not None:
+            sections.append(
+                {
+                    "title": _FOLDER_TITLES.get(name, name),
+                    "regions": None if regions is None else _table(regions),
+                    "figures": figures(res.folders[name]),
+                }
+            )
+    landscape = None
+    if res.landscape:
+        table = res.landscape_table
+        landscape = {
+            "table": None if table is None else _table(table),
+            "figures": figures(res.landscape),
+        }
+    return {
+        "name": res.name,
+        "config": res.config,
+        "run_configs": [{"run": run, "text": text} for run, text in res.run_configs],
+        "graph_note": _graph_note(res.graph),
+        "summary": _table(res.summary),
+        "topology": figures(res.topology),
+        "landscape": landscape,
+        "sections": sections,
+    }
+
+
+def report_context(
+    results: Sequence[ExperimentResults],
+    *,
+    page_dir: str | Path,
+    title: str = "sampletopo report",
+    notes: str = "",
+    written: _dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The values the report template shows, as a plain dict (no HTML in it).
+
+    Parameters
+    ----------
+    results : sequence of ExperimentResults
+        One per experiment, in page order (see :func:`collect_experiment`).
+    page_dir : path
+        The folder of ``index.html``; figure paths are given relative to it.
+    title : str
+        Title of the page.
+    notes : str
+        Text shown under the title (e.g. timings).
+    written : datetime, optional
+        When the page was written (default: now).
+
+    Returns
+    -------
+    dict
+        ``title``, ``written`` (``YYYY-MM-DD HH:MM``), ``notes`` and ``experiments``: per
+        experiment its ``name``, ``config`` text (or ``None``), ``run_configs`` (``run``,
+        ``text``), ``graph_note``, ``summary`` table, ``topology`` figures, ``landscape``
+        (``table``, ``figures``; ``None`` without landscape figures) and ``sections`` (``title``,
+        ``regions`` table or ``None``, ``figures``). A table is ``{"columns": [...], "rows":
+        [[...], ...]}`` holding the values of its data frame; a figure is ``{"path", "caption",
+        "wide"}``.
+    """
+    page_dir = Path(page_dir)
+    when = written or _dt.datetime.now()
+    return {
+        "title": title,
+        "written": when.strftime("%Y-%m-%d %H:%M"),
+        "notes": notes,
+        "experiments": [_experiment_context(r, page_dir) for r in results],
+    }
+
+
+# --- 3. the page: the template rendered ---------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    """A table cell as text: floats to four significant digits, anything else as ``str``."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _data_uri(page_dir: Path, path: str) -> str:
+    data = base64.b64encode((page_dir / path).read_bytes()).decode("ascii")
+    return f"data:image/png;base64,{data}"
+
+
+def _environment(page_dir: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("sampletopo", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["cell"] = _cell
+    # Images are embedded, not linked, so the page stays one self-contained file.
+    env.filters["data_uri"] = partial(_data_uri, page_dir)
+    return env
+
+
+def render_report(context: Mapping[str, Any], *, page_dir: str | Path) -> str:
+    """Render the report template with ``context`` (see :func:`report_context`).
+
+    Every value is HTML-escaped by the template environment; figures are read from
+    ``page_dir / figure["path"]`` and embedded as base64 data.
+
+    Raises
+    ------
+    SampletopoError
+        When ``context`` lacks a value the template shows.
+    """
+    template = _environment(Path(page_dir)).get_template(TEMPLATE)
+    try:
+        return template.render(context)
+    except jinja2.UndefinedError as exc:
+        raise SampletopoError(
+            f"The 'context' parameter of render_report lacks a value the report template "
+            f"shows: {exc.message}. Build the context with report_context(...) and change "
+            "values in it rather than removing them."
+        ) from exc
+
+
 def write_report(
     experiments: str | Path | Iterable[str | Path],
     report_dir: str | Path,
@@ -222,10 +513,12 @@ def write_report(
         folders; each group is drawn and tabulated on its own.
     report_dir : path
         Where ``index.html`` and ``figures/`` go.
+    title : str
+        Title of the page.
     epochs : sequence of int, optional
         Heatmap epochs (default: first, around each LR change, last).
     notes : str
-        Extra HTML placed under the title (e.g. timings).
+        Text shown under the title (e.g. timings); plain text, escaped like every other value.
     progress : bool
         Show a progress bar while the figures are drawn.
 
@@ -234,8 +527,6 @@ def write_report(
     Path
         ``<report_dir>/index.html``.
     """
-    from sampletopo.figures import write_figure_set
-
     exps = (
         [Path(experiments)]
         if isinstance(experiments, (str, Path))
@@ -245,117 +536,11 @@ def write_report(
         raise SampletopoError("write_report: no experiment folders given.")
     out = Path(report_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p class='meta'>Written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by sampletopo.</p>",
-        notes,
-        "<nav><ul>"
-        + "".join(
-            f"<li><a href='#{html.escape(e.name)}'>{html.escape(e.name)}</a></li>" for e in exps
-        )
-        + "</ul></nav>",
+    results = [
+        collect_experiment(e, out / "figures" / e.name, epochs=epochs, progress=progress)
+        for e in exps
     ]
-    for exp in exps:
-        runs = analysis.check_comparable(exp)
-        name = exp.name
-        fig_root = out / "figures" / name
-        parts.append(f"<section id='{html.escape(name)}'><h2>{html.escape(name)}</h2>")
-        cfg = exp / "config.toml"
-        if cfg.is_file():
-            parts.append(
-                "<details><summary>Resolved configuration (config.toml)</summary><pre>"
-                + html.escape(cfg.read_text(errors="replace"))
-                + "</pre></details>"
-            )
-        for rd in runs:
-            rcfg = rd / "config.toml"
-            if rcfg.is_file():
-                parts.append(
-                    f"<details><summary>{html.escape(rd.name)}: resolved run config</summary><pre>"
-                    + html.escape(rcfg.read_text(errors="replace"))
-                    + "</pre></details>"
-                )
-        m, why = analysis._read_meta(runs[0])
-        graph_note = "; ".join(
-            f"{s}: k={v.get('k')}, features={v.get('features')}" for s, v in m.items()
-        )
-        if why is not None:
-            graph_note = "settings unknown"
-            warnings.warn(
-                f"{str(runs[0] / 'topology' / 'meta.json')!r} is damaged ({why}); the report "
-                "leaves the kNN graph settings out. Run `sampletopo topology` on the run again "
-                "to rewrite it.",
-                stacklevel=2,
-            )
-        parts.append(
-            f"<h3>Summary at the final epoch</h3><p class='meta'>kNN graph {html.escape(graph_note)}. "
-            "TP = total persistence (p=1) of finite pairs; W1 = Wasserstein-1 (L-inf ground) "
-            "between the first and the final epoch's split-tree diagram.</p>"
-        )
-        # One pass over the stored diagrams feeds both the table and the figures.
-        summary = analysis.summarize(runs)
-        wdist = analysis.wasserstein_to_reference(runs)
-        parts.append(_table_html(run_table(runs, summary=summary, wasserstein=wdist)))
-        topo = write_figure_set(
-            runs,
-            fig_root / "topology",
-            epochs=epochs,
-            progress=progress,
-            summary=summary,
-            wasserstein=wdist,
-        )
-        parts.append(f"<h3>{_SECTION_TITLES['topology']}</h3><div class='figs'>")
-        parts += [_img(p) for p in topo]
-        parts.append("</div>")
-        land, land_table = _landscape_section(exp, fig_root / "landscape")
-        compare = _comparison(runs, exp, fig_root / "landscape")
-        if compare is not None:
-            land.insert(0, compare)
-        if land:
-            parts.append(f"<h3>{_SECTION_TITLES['landscape']}</h3>")
-            if land_table is not None:
-                parts.append(_table_html(land_table))
-            parts.append("<div class='figs'>" + "".join(_img(p) for p in land) + "</div>")
-        run_pngs, regions = _run_samples(runs)
-        folders = {
-            p.name: sorted(p.rglob("*.png"))
-            for p in fig_root.iterdir()
-            if p.is_dir() and p.name not in ("topology", "landscape")
-        }
-        # The demo draws into <report>/figures/<exp>/samples, the samples command into each
-        # run's samples/ folder; both belong to one section.
-        seen = {p.name for p in folders.get("samples", [])}
-        folders["samples"] = folders.get("samples", []) + [
-            p for p in run_pngs if p.name not in seen
-        ]
-        for sub in sorted(folders):
-            pngs = folders[sub]
-            table = regions if sub == "samples" else None
-            if pngs or table is not None:
-                parts.append(f"<h3>{html.escape(_SECTION_TITLES.get(sub, sub))}</h3>")
-                if table is not None:
-                    parts.append(
-                        "<p class='meta'>Most persistent regions found by <code>sampletopo "
-                        "samples</code>: split-tree peaks are high-loss (hard) regions, join-tree "
-                        "basins low-loss (learned) ones.</p>" + _table_html(table)
-                    )
-                if pngs:
-                    parts.append("<div class='figs'>" + "".join(_img(p) for p in pngs) + "</div>")
-        parts.append("</section>")
-    parts.append("</body></html>")
-    index = out / "index.html"
-    return write_atomic(index, lambda fh: fh.write("\n".join(parts).encode("utf-8")))
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1500px;color:#222;padding:0 1em}
-h1{margin-bottom:0}.meta{color:#666;font-size:90%}
-table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f0f0f0}td:first-child{text-align:left}
-.figs{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0;flex:1 1 640px;max-width:100%}
-figure.wide{flex-basis:100%}
-figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:80%;color:#555}
-pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:85%}section{border-top:2px solid #ddd;margin-top:2em}
-"""
+    page = render_report(
+        report_context(results, page_dir=out, title=title, notes=notes), page_dir=out
+    )
+    return write_atomic(out / "index.html", lambda fh: fh.write(page.encode("utf-8")))

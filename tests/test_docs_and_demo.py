@@ -78,6 +78,9 @@ def test_demo_end_to_end_tiny(tmp_path):
     ):
         assert needle in html, needle
     assert html.count("data:image/png;base64,") >= 20
+    # The timings are plain text under the title, not HTML shown escaped.
+    assert "<p class='meta'>Demo timings on this machine: train + record" in html
+    assert "&lt;" not in html.split("<nav>", 1)[0]
     figs = {p.name for p in (tmp_path / "demo" / "report" / "figures").rglob("*.png")}
     assert any(n.startswith("heatmap-val-split") for n in figs)
     assert any("contour" in n or "random" in n for n in figs), figs
