@@ -23,6 +23,7 @@ This module draws nothing (see :mod:`sampletopo.plotting`) and trains nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import warnings
@@ -37,6 +38,7 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._folders import lock_folder
 from sampletopo._io import write_atomic
 from sampletopo.diagrams import Diagram, wasserstein
 from sampletopo.graph import Graph, knn_cache_path, knn_graph
@@ -266,8 +268,40 @@ def compute_topology(
 
     Epochs whose losses hold NaN or inf are skipped with a :class:`TopologyWarning` that names
     them; the others are computed.
+
+    Each run's ``topology`` folder is locked for the call (see :mod:`sampletopo._folders`): a
+    second process computing (or summarizing) the topology of the same run gets an error naming
+    this one, while the run itself may go on recording (the loss tables are whole files; epochs
+    recorded later are computed by the next call).
     """
     runs = _runs(run_dirs)
+    with contextlib.ExitStack() as locks:
+        for rd in runs:
+            locks.enter_context(
+                lock_folder(rd / "topology", what="computing topology", role="topology folder")
+            )
+        return _compute_topology(
+            runs,
+            splits=splits,
+            k=k,
+            features=features,
+            jobs=jobs,
+            overwrite=overwrite,
+            progress=progress,
+        )
+
+
+def _compute_topology(
+    runs: list[Path],
+    *,
+    splits: Sequence[str],
+    k: int,
+    features: str,
+    jobs: int,
+    overwrite: bool,
+    progress: bool,
+) -> pl.DataFrame:
+    """:func:`compute_topology` once the runs' topology folders are locked."""
     jobs = check_int_range("jobs", jobs, 1, 256, where="compute_topology")
     for s in splits:
         if s not in SPLITS:
@@ -460,7 +494,8 @@ def summarize(run_dirs: str | Path | Iterable[str | Path], *, write: bool = True
             .collect()
         )
         if write:
-            _write_atomic(df, rd / "topology" / "summary.parquet")
+            with lock_folder(rd / "topology", what="summarizing topology", role="topology folder"):
+                _write_atomic(df, rd / "topology" / "summary.parquet")
         out.append(df)
     return pl.concat(out).sort(["run", "split", "tree", "epoch"])
 
@@ -532,7 +567,10 @@ def wasserstein_to_reference(
         for rd in runs:
             part = df.filter(pl.col("run") == rd.name)
             if part.height:
-                _write_atomic(part, rd / "topology" / "wasserstein.parquet")
+                with lock_folder(
+                    rd / "topology", what="summarizing topology", role="topology folder"
+                ):
+                    _write_atomic(part, rd / "topology" / "wasserstein.parquet")
     return df
 
 

@@ -20,6 +20,7 @@ import base64
 import datetime as _dt
 import html
 import json
+import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ import polars as pl
 
 from sampletopo import analysis
 from sampletopo._errors import SampletopoError
+from sampletopo._folders import check_inside, lock_folder
 from sampletopo._io import write_atomic
 
 __all__ = ["write_report", "run_table"]
@@ -234,9 +236,12 @@ def write_report(
     -------
     Path
         ``<report_dir>/index.html``.
-    """
-    from sampletopo.figures import write_figure_set
 
+    Notes
+    -----
+    ``report_dir`` is locked while the report is written (see :mod:`sampletopo._folders`): a
+    second process writing a report there gets an error naming this one.
+    """
     exps = (
         [Path(experiments)]
         if isinstance(experiments, (str, Path))
@@ -244,7 +249,24 @@ def write_report(
     )
     if not exps:
         raise SampletopoError("write_report: no experiment folders given.")
-    out = Path(report_dir)
+    with lock_folder(report_dir, what="writing a report", role="report folder"):
+        return _write_report(
+            exps, Path(report_dir), title=title, epochs=epochs, notes=notes, progress=progress
+        )
+
+
+def _write_report(
+    exps: list[Path],
+    out: Path,
+    *,
+    title: str,
+    epochs: Sequence[int] | None,
+    notes: str,
+    progress: bool,
+) -> Path:
+    """:func:`write_report` once ``out`` is locked."""
+    from sampletopo.figures import write_figure_set
+
     (out / "figures").mkdir(parents=True, exist_ok=True)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -260,8 +282,8 @@ def write_report(
     ]
     for exp in exps:
         runs = analysis.check_comparable(exp)
-        name = exp.name
-        fig_root = out / "figures" / name
+        name = Path(os.path.abspath(exp)).name  # "." and "exp/.." have no usable name
+        fig_root = check_inside(out / "figures" / name, out / "figures", what="figure folder")
         parts.append(f"<section id='{html.escape(name)}'><h2>{html.escape(name)}</h2>")
         cfg = exp / "config.toml"
         if cfg.is_file():
