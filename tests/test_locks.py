@@ -61,23 +61,47 @@ def _toy() -> Dataset:
     return Dataset.from_arrays("toy", train=(x[:30], y[:30]), val=(x[30:], y[30:]))
 
 
-def _probe_child(folder: str, conn) -> None:  # noqa: ANN001
+def _forked(conn, fn, args) -> None:  # noqa: ANN001
     try:
-        with lock_folder(folder, what="probing"):
-            conn.send("free")
-    except FolderLockedError as exc:
-        conn.send(f"locked: {exc}")
+        conn.send(fn(*args))
+    except BaseException as exc:  # noqa: BLE001 -- reported to the parent
+        conn.send(f"{type(exc).__name__}: {exc}")
+    finally:
+        conn.close()
+
+
+def _in_other_process(fn, *args) -> str:  # noqa: ANN001, ANN002
+    """``fn(*args)`` in a forked process (no re-import: it takes a moment): its return value, or
+    its error as ``"ErrorType: message"``."""
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_forked, args=(child, fn, args))
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(120):
+            raise AssertionError("the other process did not answer in 120 s")
+        return parent.recv()
+    finally:
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def _take(folder: Path) -> str:
+    with lock_folder(folder, what="probing"):
+        return "free"
+
+
+def _take_output(path: Path) -> str:
+    with lock_output(path, what="probing"):
+        return "free"
 
 
 def _probe(folder: Path) -> str:
-    """Whether another process can take the lock of ``folder`` now ("free" or the error)."""
-    ctx = multiprocessing.get_context("fork")  # no re-import: the probe takes a moment
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_probe_child, args=(str(folder), child))
-    proc.start()
-    answer = parent.recv()
-    proc.join()
-    return answer
+    """Whether another process can take the lock of ``folder`` now: "free", or its error."""
+    return _in_other_process(_take, folder).replace("FolderLockedError: ", "locked: ")
 
 
 def _python(script: str, *args: str, **kw) -> subprocess.Popen:  # noqa: ANN003
@@ -178,21 +202,8 @@ def test_output_file_locks_guard_one_file_not_the_folder(tmp_path):
         assert (tmp_path / "landscapes" / ".run-epoch=0002.npz.lock").is_file()
         with lock_output(tmp_path / "landscapes" / "run-epoch=0003.npz", what="x"):
             pass  # another file of the same folder: free
-        ctx = multiprocessing.get_context("fork")
-        parent, child = ctx.Pipe()
-
-        def other(conn) -> None:  # noqa: ANN001
-            try:
-                lock_output(target, what="y")
-                conn.send("free")
-            except FolderLockedError as exc:
-                conn.send(str(exc))
-
-        proc = ctx.Process(target=other, args=(child,))
-        proc.start()
-        answer = parent.recv()
-        proc.join()
-        assert answer.startswith(f"Output file {str(target)!r} is written by another")
+        answer = _in_other_process(_take_output, target)
+        assert answer.startswith(f"FolderLockedError: Output file {str(target)!r} is written by")
         assert "computing the landscape of epoch 2" in answer
 
 
@@ -218,12 +229,9 @@ def test_a_recorder_holds_its_run_folder_until_closed(tmp_path):
     assert _probe(run) == "free"
 
 
-def _second_recorder(run: str, conn) -> None:  # noqa: ANN001
-    try:
-        LossRecorder(run, _toy())
-        conn.send("made")
-    except FolderLockedError as exc:
-        conn.send(str(exc))
+def _second_recorder(run: Path) -> str:
+    LossRecorder(run, _toy())
+    return "made"
 
 
 def test_a_second_writer_neither_records_nor_deletes_the_first_ones_temporary_files(tmp_path):
@@ -232,13 +240,9 @@ def test_a_second_writer_neither_records_nor_deletes_the_first_ones_temporary_fi
     half = run / "losses" / "val" / ".epoch=0001.parquet.abc.tmp"  # the first one's write
     half.parent.mkdir(parents=True)
     half.write_bytes(b"PAR1 half")
-    ctx = multiprocessing.get_context("fork")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_second_recorder, args=(str(run), child))
-    proc.start()
-    answer = parent.recv()
-    proc.join()
-    assert answer.startswith(f"Run folder {str(run)!r} is in use") and "recording losses" in answer
+    answer = _in_other_process(_second_recorder, run)
+    assert answer.startswith(f"FolderLockedError: Run folder {str(run)!r} is in use")
+    assert "recording losses" in answer
     assert half.read_bytes() == b"PAR1 half"
     first.close()
     # the folder free again, a new writer starts and clears what an earlier writer left
@@ -246,46 +250,31 @@ def test_a_second_writer_neither_records_nor_deletes_the_first_ones_temporary_fi
     assert not half.exists()
 
 
+def _train(exp: Path) -> str:
+    train_experiment(TrainConfig(**TINY), exp, progress=False)
+    return "trained"
+
+
+def _record(run: Path) -> str:
+    record_checkpoints(
+        run / "checkpoints", run, model="mlp", data="synthetic", model_kwargs={"hidden": [8]},
+        progress=False,
+    )  # fmt: skip
+    return "recorded"
+
+
 def test_training_and_recording_lock_their_folders(tmp_path):
     exp = tmp_path / "exp"
     with lock_folder(exp / "run", what="recording losses", role="run folder"):
-        ctx = multiprocessing.get_context("fork")
-        parent, child = ctx.Pipe()
-
-        def train(conn) -> None:  # noqa: ANN001
-            try:
-                train_experiment(TrainConfig(**TINY), exp, progress=False)
-                conn.send("trained")
-            except FolderLockedError as exc:
-                conn.send(str(exc))
-
-        proc = ctx.Process(target=train, args=(child,))
-        proc.start()
-        answer = parent.recv()
-        proc.join()
-    assert answer.startswith(f"Run folder {str(exp / 'run')!r} is in use")
+        answer = _in_other_process(_train, exp)
+    assert answer.startswith(f"FolderLockedError: Run folder {str(exp / 'run')!r} is in use")
     assert not (exp / "run" / "losses").exists()
     (run,) = train_experiment(TrainConfig(**TINY), exp, progress=False)
     assert not list(tmp_path.rglob(".*.lock"))  # every lock released and its file removed
     with lock_folder(run, what="training", role="run folder"):
-        ctx = multiprocessing.get_context("fork")
-        parent, child = ctx.Pipe()
-
-        def record(conn) -> None:  # noqa: ANN001
-            try:
-                record_checkpoints(
-                    run / "checkpoints", run, model="mlp", data="synthetic",
-                    model_kwargs={"hidden": [8]}, progress=False,
-                )  # fmt: skip
-                conn.send("recorded")
-            except FolderLockedError as exc:
-                conn.send(str(exc))
-
-        proc = ctx.Process(target=record, args=(child,))
-        proc.start()
-        answer = parent.recv()
-        proc.join()
-    assert answer.startswith(f"Run folder {str(run)!r} is in use") and "training" in answer
+        answer = _in_other_process(_record, run)
+    assert answer.startswith(f"FolderLockedError: Run folder {str(run)!r} is in use")
+    assert "training since" in answer
 
 
 # -- two `sampletopo train` on one --out -----------------------------------------------------------
