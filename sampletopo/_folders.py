@@ -207,7 +207,7 @@ _GUARD = threading.RLock()
 
 def _holder_info(what: str) -> dict[str, Any]:
     argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
-    command = " ".join(argv)
+    command = " ".join(argv).replace("\n", " ")
     if len(command) > 300:
         command = command[:297] + "..."
     return {
@@ -286,7 +286,7 @@ class FolderLock:
 
     def _acquire(self) -> None:
         created: list[Path] = []
-        folder = self.lock_file.parent
+        folder = Path(os.path.abspath(self.lock_file.parent))  # a later chdir changes nothing
         if not folder.is_dir():
             missing = [folder, *(p for p in folder.parents if not p.exists())]
             folder.mkdir(parents=True, exist_ok=True)
@@ -412,6 +412,11 @@ class FolderLock:
             self.release()
         except Exception:  # noqa: BLE001 -- interpreter shutdown: the kernel releases it anyway
             pass
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (pickle, copy.deepcopy of a callback) does not hold the lock, or releasing it
+        # would release the original's.
+        return {**self.__dict__, "_key": None}
 
     def __repr__(self) -> str:
         return f"FolderLock({str(self.target)!r}, held={self.held})"

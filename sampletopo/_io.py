@@ -39,6 +39,16 @@ class _Tracked(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
+    # Seeking is passed on, so zip-based writers (numpy, torch) write the same bytes as to a file.
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
     def write(self, b: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         if self.discard:
             return len(b)
