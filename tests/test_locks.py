@@ -35,6 +35,7 @@ from sampletopo._folders import (
     lock_output,
 )
 from sampletopo._io import write_atomic
+from sampletopo.analysis import compute_topology
 from sampletopo.cli import main
 from sampletopo.data import Dataset
 from sampletopo.record import (
@@ -275,6 +276,78 @@ def test_training_and_recording_lock_their_folders(tmp_path):
         answer = _in_other_process(_record, run)
     assert answer.startswith(f"FolderLockedError: Run folder {str(run)!r} is in use")
     assert "training since" in answer
+
+
+ANALYST = """
+    import sys
+    from pathlib import Path
+    from sampletopo._folders import FolderLockedError
+    from sampletopo.analysis import compute_topology, summarize
+    from sampletopo.figures import write_figure_set
+    from sampletopo.landscape import landscape_for_run
+    from sampletopo.report import write_report
+
+    run = Path(sys.argv[1])
+    writers = {
+        "topology": lambda: compute_topology(run, k=5, overwrite=True, progress=False),
+        "summarize": lambda: summarize(run),
+        "landscape": lambda: landscape_for_run(
+            run, 1, steps=3, n_samples=16, hessian=False, progress=False
+        ),
+        "figures": lambda: write_figure_set(run, run.parent / "figures", progress=False),
+        "report": lambda: write_report(run.parent, run.parent / "report", progress=False),
+        "samples": lambda: samples_command(run),
+    }
+
+    def samples_command(run):
+        import contextlib, io
+        from sampletopo.cli import main
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            if main(["samples", str(run), "--epoch", "1", "--k", "5"]) == 2:
+                raise FolderLockedError(err.getvalue().strip(), holder={})
+    for names in (["topology"], list(writers)):
+        input()  # the test process has taken the locks of this round
+        for name in names:
+            try:
+                writers[name]()
+                print(name, "done", flush=True)
+            except FolderLockedError as exc:
+                print(name, "refused", exc, flush=True)
+"""
+
+
+def test_analysis_goes_on_while_a_run_records_but_two_analyses_are_refused(tmp_path):
+    run = tmp_path / "exp" / "run"
+    train_run(TrainConfig(**TINY), run, progress=False)
+    compute_topology(run, k=5, progress=False)
+    analyst = _python(ANALYST, str(run), stdin=subprocess.PIPE)
+    assert analyst.stdin is not None and analyst.stdout is not None
+    with lock_folder(run, what="recording losses", role="run folder"):  # what a recorder holds
+        analyst.stdin.write("go\n")
+        analyst.stdin.flush()
+        assert analyst.stdout.readline() == "topology done\n"
+    held = {
+        "topology": lock_folder(run / "topology", what="computing topology"),
+        "landscape": lock_output(run.parent / "landscapes" / "run-epoch=0001.npz", what="lands"),
+        "figures": lock_folder(run.parent / "figures", what="drawing figures"),
+        "report": lock_folder(run.parent / "report", what="writing a report"),
+        "samples": lock_output(run / "samples" / "val-epoch=0001.parquet", what="regions"),
+    }
+    analyst.stdin.write("go\n")
+    analyst.stdin.flush()
+    lines = [analyst.stdout.readline() for _ in range(6)]
+    for lock in held.values():
+        lock.release()
+    analyst.communicate(timeout=60)
+    whose = {"topology": "computing topology", "summarize": "computing topology",
+             "landscape": "lands", "figures": "drawing figures", "report": "writing a report",
+             "samples": "regions"}  # fmt: skip
+    assert [ln.split()[0] for ln in lines] == list(whose), lines
+    for line, what in zip(lines, whose.values(), strict=True):
+        assert line.split()[1] == "refused", line
+        assert f"pid {os.getpid()} on host" in line and f", {what} since" in line, line
+    assert not list(tmp_path.rglob(".*.lock"))
 
 
 # -- two `sampletopo train` on one --out -----------------------------------------------------------
@@ -593,6 +666,7 @@ NO_PERMISSION = """
 """
 
 
+@pytest.mark.slow  # ~7 s; the one-line permission message itself is older than the locks
 def test_training_in_a_folder_one_may_not_write_is_one_line(tmp_path):
     base = Path(tempfile.mkdtemp())  # pytest's tmp_path is private to root: nobody can enter
     try:
