@@ -26,6 +26,7 @@ This module draws nothing (see :mod:`sampletopo.plotting`) and trains nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import warnings
@@ -40,6 +41,7 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._folders import lock_folder
 from sampletopo._io import write_atomic
 from sampletopo._runfiles import (
     DamagedFileError,
@@ -334,8 +336,40 @@ def compute_topology(
     new recording can replace it. Stored diagram tables are derived, so one that does not read
     back whole, or whose graph settings are lost with a damaged ``meta.json``, is deleted and
     computed again with a :class:`~sampletopo._runfiles.DamagedFileWarning`.
+
+    Each run's ``topology`` folder is locked for the call (see :mod:`sampletopo._folders`): a
+    second process computing (or summarizing) the topology of the same run gets an error naming
+    this one, while the run itself may go on recording (the loss tables are whole files; epochs
+    recorded later are computed by the next call).
     """
     runs = _runs(run_dirs)
+    with contextlib.ExitStack() as locks:
+        for rd in runs:
+            locks.enter_context(
+                lock_folder(rd / "topology", what="computing topology", role="topology folder")
+            )
+        return _compute_topology(
+            runs,
+            splits=splits,
+            k=k,
+            features=features,
+            jobs=jobs,
+            overwrite=overwrite,
+            progress=progress,
+        )
+
+
+def _compute_topology(
+    runs: list[Path],
+    *,
+    splits: Sequence[str],
+    k: int,
+    features: str,
+    jobs: int,
+    overwrite: bool,
+    progress: bool,
+) -> pl.DataFrame:
+    """:func:`compute_topology` once the runs' topology folders are locked."""
     jobs = check_int_range("jobs", jobs, 1, 256, where="compute_topology")
     for s in splits:
         if s not in SPLITS:
@@ -566,7 +600,8 @@ def summarize(run_dirs: str | Path | Iterable[str | Path], *, write: bool = True
                 "its topology folder and run `sampletopo topology` again."
             ) from exc
         if write:
-            _write_atomic(df, rd / "topology" / "summary.parquet")
+            with lock_folder(rd / "topology", what="summarizing topology", role="topology folder"):
+                _write_atomic(df, rd / "topology" / "summary.parquet")
         out.append(df)
     return pl.concat(out).sort(["run", "split", "tree", "epoch"])
 
@@ -640,7 +675,10 @@ def wasserstein_to_reference(
         for rd in runs:
             part = df.filter(pl.col("run") == rd.name)
             if part.height:
-                _write_atomic(part, rd / "topology" / "wasserstein.parquet")
+                with lock_folder(
+                    rd / "topology", what="summarizing topology", role="topology folder"
+                ):
+                    _write_atomic(part, rd / "topology" / "wasserstein.parquet")
     return df
 
 

@@ -3,13 +3,17 @@
 Each subcommand lives in its own module under :mod:`sampletopo.commands` and exposes
 ``register(subparsers)``; this file only discovers and dispatches them, so adding a command never
 touches this file. It also turns bad input (a :class:`SampletopoError`, or a path the operating
-system refuses) into one ``sampletopo COMMAND: error: ...`` line with exit code 2; any other
-exception is a bug and keeps its traceback.
+system refuses) and a write the operating system refuses (a full disk or quota, a file-size
+limit, a read-only file system, a name too long) into one ``sampletopo COMMAND: error: ...``
+line that names the path and the fix, with exit code 2; any other exception is a bug and keeps
+its traceback. Every file is written atomically (:func:`sampletopo._io.write_atomic`), so such
+a failure leaves what was written before whole and no temporary file behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import pkgutil
@@ -42,8 +46,23 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:  #
     return f"sampletopo: {category.__name__}: {message}\n"
 
 
-# OS errors that mean "this path is wrong here", and what to do about it. Other OSErrors (a full
-# disk, a broken pipe) and other exceptions are not the user's input and keep their traceback.
+_AGAIN = (
+    "what was written before is intact; run the same command again then (recorded epochs and "
+    "computed diagrams are kept and skipped)"
+)
+# Writes the system refuses for lack of room or rights, by errno, and what to do about them.
+_WRITE_ERRORS: dict[int, str] = {
+    errno.ENOSPC: f"the disk is full: free space or write to another disk (--out); {_AGAIN}",
+    errno.EDQUOT: f"your disk quota is used up: free space or write elsewhere (--out); {_AGAIN}",
+    errno.EFBIG: "a file would exceed the largest file size allowed here (see `ulimit -f`): raise "
+    f"the limit or write to another file system; {_AGAIN}",
+    errno.EROFS: "that file system is read-only: write to a writable folder (--out), or copy the "
+    "folder to one",
+    errno.ENAMETOOLONG: "a file or folder name is too long: use shorter folder or variant names",
+}
+# OS errors that mean "this path is wrong here", and what to do about it. Other OSErrors (a broken
+# pipe, an I/O error of the disk) and other exceptions are not the user's input and keep their
+# traceback.
 _PATH_ERRORS: tuple[tuple[type[OSError], str], ...] = (
     (NotADirectoryError, "part of that path is a file, not a folder; pick a path under a folder"),
     (IsADirectoryError, "that is a folder where a file is needed; pass a file path"),
@@ -56,7 +75,7 @@ _PATH_ERRORS: tuple[tuple[type[OSError], str], ...] = (
 def _path_error_message(exc: OSError, fix: str) -> str:
     paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
     what = exc.strerror or type(exc).__name__
-    where = " -> ".join(repr(p) for p in paths) if paths else str(exc)
+    where = " -> ".join(repr(p) for p in paths) if paths else "(the system named no file)"
     return f"{what}: {where}. Fix: {fix}."
 
 
@@ -76,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sampletopo {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
+        if exc.errno in _WRITE_ERRORS:
+            msg = _path_error_message(exc, _WRITE_ERRORS[exc.errno])
+            print(f"sampletopo {args.command}: error: {msg}", file=sys.stderr)
+            return 2
         for kind, fix in _PATH_ERRORS:
             if isinstance(exc, kind):
                 msg = _path_error_message(exc, fix)

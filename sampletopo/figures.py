@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from sampletopo import analysis
 from sampletopo._errors import SampletopoError
+from sampletopo._folders import check_inside, lock_folder
 
 __all__ = ["write_figure_set", "run_milestones", "comparison_figure"]
 
@@ -84,12 +85,35 @@ def write_figure_set(
         The runs' :func:`sampletopo.analysis.summarize` and
         :func:`sampletopo.analysis.wasserstein_to_reference` tables, when the caller already
         has them; computed (and stored) here otherwise.
+
+    Notes
+    -----
+    ``out_dir`` is locked while drawing (see :mod:`sampletopo._folders`): a second process
+    drawing into the same folder gets an error naming this one.
     """
+    runs = analysis.check_comparable(run_dirs)
+    with lock_folder(out_dir, what="drawing figures", role="figure folder"):
+        return _write_figure_set(
+            runs, Path(out_dir), epochs=epochs, formats=formats, prefix=prefix, title=title,
+            progress=progress, summary=summary, wasserstein=wasserstein,
+        )  # fmt: skip
+
+
+def _write_figure_set(
+    runs: list[Path],
+    out: Path,
+    *,
+    epochs: Sequence[int] | None,
+    formats: Sequence[str],
+    prefix: str,
+    title: str,
+    progress: bool,
+    summary: pl.DataFrame | None,
+    wasserstein: pl.DataFrame | None,
+) -> list[Path]:
+    """:func:`write_figure_set` once ``out`` is locked."""
     from sampletopo.plotting import _topology as P
 
-    runs = analysis.check_comparable(run_dirs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     for rd in runs:
         for s in analysis.SPLITS:
             gap = analysis.missing_epochs(rd, s)
@@ -131,7 +155,8 @@ def write_figure_set(
     bar = tqdm(total=n_figs, desc="figures", unit="fig", disable=not progress)
 
     def saved(fig: Any, stem: str) -> None:
-        pngs.append(P.save(fig, out / f"{name}{stem}", formats)[0])
+        path = check_inside(out / f"{name}{stem}", out, what="figure file")
+        pngs.append(P.save(fig, path, formats)[0])
         bar.update(1)
 
     suffix = f" — {title}" if title else ""

@@ -65,6 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sampletopo._errors import SampletopoError
+from sampletopo._folders import FolderLock, check_inside, lock_folder
 from sampletopo._io import write_atomic
 from sampletopo._runfiles import (
     DamagedFileError,
@@ -353,6 +354,15 @@ class LossRecorder:
     that does not read back whole is moved aside (``epoch=NNNN.parquet.damaged``, with a
     :class:`~sampletopo._runfiles.DamagedFileWarning`) and its epoch counts as not recorded.
 
+    One writer per run folder: the recorder locks ``run_dir`` (see :mod:`sampletopo._folders`)
+    from its creation until :meth:`close` (also :meth:`on_train_end`, the end of a ``with``
+    block, its garbage collection, or the end of the process, a killed one included). Another
+    process recording, training or recording checkpoints into the same folder meanwhile gets a
+    :class:`~sampletopo._folders.FolderLockedError` naming this one; analysis (topology,
+    samples, landscapes) of the folder is not blocked. Only after the lock is held are
+    temporary files of a killed earlier writer removed. In one process, several recorders on a
+    folder share its lock.
+
     Under several processes every rank creates the recorder and calls the same hooks; the ranks
     must hold the same dataset (checked by fingerprint). In ``"eval"`` each rank evaluates a
     disjoint, batch-aligned slice of each split (:func:`sampletopo.distributed.shard_bounds`);
@@ -424,10 +434,54 @@ class LossRecorder:
                 check_world_size(dataset.n(s), self._world.size, what=f"split {s!r}")
         self._model_sig: str | None = None
         self._source = _source  # who records: "recorder" (a user's loop), "train", "checkpoints"
-        on_main(self._world, self._check_manifest)
-        on_main(self._world, self._write_config)
-        on_main(self._world, self._clean_tmp)
-        on_main(self._world, self._set_aside_damaged)
+        self._closed = False
+        self._lock: FolderLock | None = None
+        if _source == "recorder":  # train_run and record_checkpoints hold the lock themselves
+            self._lock = on_main(
+                self._world,
+                lambda: lock_folder(self.run_dir, what="recording losses", role="run folder"),
+            )
+        try:
+            on_main(self._world, self._check_manifest)
+            on_main(self._world, self._write_config)
+            on_main(self._world, self._clean_tmp)
+            on_main(self._world, self._set_aside_damaged)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- the run folder's lock -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the run folder's lock; the recorder records nothing more afterwards."""
+        self._closed = True
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.release()
+
+    def on_train_end(self) -> None:
+        """The training loop ended: :meth:`close` the recorder."""
+        self.close()
+
+    def __enter__(self) -> LossRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 -- interpreter shutdown: the kernel drops the lock
+            pass
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SampletopoError(
+                f"This LossRecorder of {str(self.run_dir)!r} is closed (close(), on_train_end() "
+                "or the end of its with block) and records nothing more. Make a new LossRecorder "
+                "on the folder to go on recording."
+            )
 
     # -- run folder bookkeeping ----------------------------------------------------------------
 
@@ -634,6 +688,7 @@ class LossRecorder:
                 f"The 'epoch' parameter of on_train_epoch_end must be an int >= 0. Got {epoch!r}."
             )
         epoch = int(epoch)
+        self._check_open()
         on_main(self._world, lambda: self._check_model(model))
         if self._world.distributed:
             return self._epoch_end_distributed(epoch, model)
@@ -765,6 +820,7 @@ class LossRecorder:
 
     def write(self, split: str, epoch: int, losses: np.ndarray, preds: np.ndarray) -> Path:
         """Write one split's table for ``epoch`` atomically; warn about non-finite losses."""
+        self._check_open()
         labels = self._labels[split]
         losses = np.asarray(losses, dtype=np.float64)
         preds = np.asarray(preds, dtype=np.int64)
@@ -1078,7 +1134,8 @@ def data_config(ds: Dataset, run_dir: str | Path) -> dict[str, Any]:
     rd = Path(run_dir)
     tag = hashlib.sha256((ds.fingerprint("train") + ds.fingerprint("val")).encode()).hexdigest()
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", ds.name) or "data"
-    path = rd.resolve().parent / "datasets" / f"{safe}-{tag[:16]}.npz"
+    datasets = rd.resolve().parent / "datasets"
+    path = check_inside(datasets / f"{safe}-{tag[:16]}.npz", datasets, what="saved dataset")
     if not path.is_file():
         arrays: dict[str, Any] = {
             "name": np.array(ds.name),
@@ -1289,7 +1346,51 @@ def record_checkpoints(
     -------
     list of int
         The epochs recorded now (skipped ones excluded), sorted; the same on every rank.
+
+    Notes
+    -----
+    ``run_dir`` is locked for the whole call (by rank 0 under several processes), as by
+    :class:`LossRecorder`: a second writer of the folder gets an error naming this process.
     """
+    world = current_world(distributed=distributed, where="record_checkpoints")
+    lock = on_main(
+        world,
+        lambda: lock_folder(run_dir, what="recording losses of checkpoints", role="run folder"),
+    )
+    try:
+        return _record_checkpoints(
+            checkpoints, run_dir, model=model, data=data, data_root=data_root,
+            model_kwargs=model_kwargs, data_seed=data_seed, val_fraction=val_fraction,
+            max_samples=max_samples, splits=splits, batch_size=batch_size, device=device,
+            on_exists=on_exists, progress=progress, shard=shard, on_change=on_change,
+            distributed=distributed,
+        )  # fmt: skip
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _record_checkpoints(
+    checkpoints: str | Path,
+    run_dir: str | Path,
+    *,
+    model: str | nn.Module,
+    data: str | Dataset,
+    data_root: str | Path,
+    model_kwargs: Mapping[str, Any] | None,
+    data_seed: int,
+    val_fraction: float | str | None,
+    max_samples: int | None,
+    splits: Sequence[str],
+    batch_size: int,
+    device: str | torch.device | None,
+    on_exists: OnExists,
+    progress: bool,
+    shard: Shard,
+    on_change: OnChange,
+    distributed: bool | None,
+) -> list[int]:
+    """:func:`record_checkpoints` once ``run_dir`` is locked."""
     from tqdm.auto import tqdm
 
     from sampletopo.checkpoints import (

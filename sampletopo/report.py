@@ -41,6 +41,7 @@ import polars as pl
 
 from sampletopo import analysis
 from sampletopo._errors import SampletopoError
+from sampletopo._folders import check_inside, lock_folder
 from sampletopo._io import write_atomic
 
 __all__ = [
@@ -320,7 +321,7 @@ def collect_experiment(
         landscape.insert(0, compare)
     run_pngs, regions = _run_samples(runs)
     return ExperimentResults(
-        name=exp.name,
+        name=Path(os.path.abspath(exp)).name,
         runs=tuple(runs),
         config=_config_text(exp / "config.toml"),
         run_configs=tuple(
@@ -526,6 +527,11 @@ def write_report(
     -------
     Path
         ``<report_dir>/index.html``.
+
+    Notes
+    -----
+    ``report_dir`` is locked while the report is written (see :mod:`sampletopo._folders`): a
+    second process writing a report there gets an error naming this one.
     """
     exps = (
         [Path(experiments)]
@@ -534,12 +540,28 @@ def write_report(
     )
     if not exps:
         raise SampletopoError("write_report: no experiment folders given.")
-    out = Path(report_dir)
+    with lock_folder(report_dir, what="writing a report", role="report folder"):
+        return _write_report(
+            exps, Path(report_dir), title=title, epochs=epochs, notes=notes, progress=progress
+        )
+
+
+def _write_report(
+    exps: list[Path],
+    out: Path,
+    *,
+    title: str,
+    epochs: Sequence[int] | None,
+    notes: str,
+    progress: bool,
+) -> Path:
+    """:func:`write_report` once ``out`` is locked."""
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    results = [
-        collect_experiment(e, out / "figures" / e.name, epochs=epochs, progress=progress)
-        for e in exps
-    ]
+    results = []
+    for e in exps:
+        name = Path(os.path.abspath(e)).name  # "." and "exp/.." have no usable name
+        fig_dir = check_inside(out / "figures" / name, out / "figures", what="figure folder")
+        results.append(collect_experiment(e, fig_dir, epochs=epochs, progress=progress))
     page = render_report(
         report_context(results, page_dir=out, title=title, notes=notes), page_dir=out
     )

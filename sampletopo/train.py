@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from sampletopo._errors import SampletopoError
+from sampletopo._folders import check_inside, check_name, lock_folder
 from sampletopo.checkpoints import checkpoint_path, read_checkpoint, save_checkpoint
 from sampletopo.data import SPLITS, default_val_fraction, list_datasets
 from sampletopo.models import list_models, model_kwargs
@@ -350,6 +351,13 @@ def resolve_variants(
     A mapping of lists gives every combination (names like ``lr=0.1`` or
     ``lr=0.1,skip=false``); a list of mappings gives one variant each (named by its ``name``
     entry, else by its overrides). ``None`` or empty gives one variant named ``run``.
+
+    A name becomes the variant's folder name, so it must be one
+    (:func:`sampletopo._folders.check_name`): letters, digits and ``= . , - _ +``, not starting
+    with a dot, not a name the experiment folder uses itself (``graphs``, ``report``, ...). A
+    ``name`` given in the file that breaks the rule is refused; in a name made from the
+    overrides, other characters become ``_``. Names that differ only in case are refused as
+    duplicates (they are one folder on macOS and Windows).
     """
     if not variants:
         return [("run", base, {})]
@@ -375,16 +383,16 @@ def resolve_variants(
     seen: set[str] = set()
     for ov in combos:
         name = (
-            str(ov["name"])
+            check_name(ov["name"])
             if "name" in ov
-            else ",".join(f"{k}={_fmt(v)}" for k, v in ov.items() if k != "name")
+            else check_name(_safe(",".join(f"{k}={_fmt(v)}" for k, v in ov.items())))
         )
-        name = _safe(name)
-        if name in seen:
+        if name.casefold() in seen:
             raise SampletopoError(
-                f"Two variants share the name {name!r}; give them distinct names."
+                f"Two variants share the name {name!r} (names are compared without case); "
+                "give them distinct names."
             )
-        seen.add(name)
+        seen.add(name.casefold())
         cfg = _apply(base, ov)
         cfg.resolved(variant=name)  # validate early, before any training
         out.append((name, cfg, {k: v for k, v in ov.items() if k != "name"}))
@@ -456,16 +464,23 @@ def train_run(
     -------
     Path
         ``run_dir``.
+
+    Notes
+    -----
+    ``run_dir`` is locked while training (see :mod:`sampletopo._folders`): another process that
+    trains or records into it meanwhile gets an error naming this one. A folder that this call
+    made is removed again if it fails before writing anything (missing data, say).
     """
     config.resolved()  # validate before touching torch's thread setting
-    if not config.threads:
-        return _train_run(config, Path(run_dir), variant=variant, progress=progress)
-    before = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
-        return _train_run(config, Path(run_dir), variant=variant, progress=progress)
-    finally:
-        torch.set_num_threads(before)
+    with lock_folder(run_dir, what="training", role="run folder"):
+        if not config.threads:
+            return _train_run(config, Path(run_dir), variant=variant, progress=progress)
+        before = torch.get_num_threads()
+        torch.set_num_threads(config.threads)
+        try:
+            return _train_run(config, Path(run_dir), variant=variant, progress=progress)
+        finally:
+            torch.set_num_threads(before)
 
 
 def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: bool) -> Path:
@@ -644,6 +659,14 @@ def train_experiment(
     list of Path
         The variants' run folders, in order.
 
+    Notes
+    -----
+    One writer per experiment: ``out_dir`` is locked for the whole call and each run folder
+    while its variant trains (see :mod:`sampletopo._folders`). A second ``train`` on the same
+    folder gets one error naming the process that holds it; topology and other analysis of the
+    runs may go on meanwhile. Variant names are checked (:func:`resolve_variants`) and every
+    run folder must lie inside ``out_dir``.
+
     Examples
     --------
     >>> train_experiment(TrainConfig(model="cnn", epochs=2), "runs/lr",
@@ -672,9 +695,21 @@ def train_experiment(
             f"TOML path. Got {type(config).__name__}."
         )
     triples = resolve_variants(base, variants if variants is not None else file_variants)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    for name, _, _ in triples:
+        check_inside(Path(out_dir) / name, out_dir, what=f"run folder of variant {name!r}")
+    with lock_folder(out_dir, what="training", role="experiment folder"):
+        return _train_variants(base, triples, Path(out_dir), progress=progress)
 
+
+def _train_variants(
+    base: TrainConfig,
+    triples: list[tuple[str, TrainConfig, dict[str, Any]]],
+    out: Path,
+    *,
+    progress: bool,
+) -> list[Path]:
+    """:func:`train_experiment` once its folder is locked: the experiment's config, then each
+    variant."""
     exp_path = out / "config.toml"
     exp = base.resolved()
     exp.pop("variant")

@@ -176,11 +176,20 @@ def test_path_errors_are_one_line_other_errors_keep_their_traceback(monkeypatch,
         (FileExistsError(17, "File exists", "out"), "File exists: 'out'"),
         (IsADirectoryError(21, "Is a directory", "x.parquet"), "Is a directory: 'x.parquet'"),
         (PermissionError(13, "Permission denied", "/root"), "Permission denied: '/root'"),
+        # writes the system refuses: one line naming the path and the fix
+        (OSError(28, "No space left on device", "r/x.pt"), "device: 'r/x.pt'. Fix: the disk is"),
+        (
+            OSError(122, "Disk quota exceeded", "q"),
+            "Disk quota exceeded: 'q'. Fix: your disk quota",
+        ),
+        (OSError(27, "File too large", "big"), "File too large: 'big'. Fix: a file would exceed"),
+        (OSError(30, "Read-only file system", "ro"), "Read-only file system: 'ro'. Fix: that file"),
+        (OSError(28, "No space left on device"), "device: (the system named no file). Fix:"),
     ]:
         monkeypatch.setattr(report, "_run", raising(exc))
         assert main(["report", "exp"]) == 2
         assert needle in error_line(capsys, "report")
-    for exc in (KeyError("bug"), OSError(28, "No space left on device")):
+    for exc in (KeyError("bug"), OSError(5, "Input/output error")):
         monkeypatch.setattr(report, "_run", raising(exc))
         with pytest.raises(type(exc)):
             main(["report", "exp"])

@@ -94,12 +94,10 @@ def format_regions(table: Any, *, members_shown: int = 8) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     import warnings
-    from pathlib import Path
 
-    import polars as pl
-
+    from sampletopo._folders import lock_output
     from sampletopo.commands._common import check_out_dir, check_out_file
-    from sampletopo.samples import regions_path, top_regions, track_members, write_regions
+    from sampletopo.samples import regions_path, top_regions
 
     if args.out:
         check_out_file(
@@ -122,6 +120,21 @@ def _run(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"note: {w.message}")
     out = check_out_file(args.out or regions_path(args.run, args.split, args.epoch))
+    # The table and its figures are one output: a second process writing them meanwhile would
+    # leave the table of one call beside the figures of the other.
+    with lock_output(out, what=f"writing the {args.split} regions of epoch {args.epoch}"):
+        return _write(args, table, out)
+
+
+def _write(args: argparse.Namespace, table: Any, out: Any) -> int:
+    """Write the regions table (and figures) of :func:`_run` once ``out`` is locked."""
+    import warnings
+    from pathlib import Path
+
+    import polars as pl
+
+    from sampletopo.samples import track_members, write_regions
+
     write_regions(table, out)
     run = table["run"][0] if table.height else Path(args.run).name
     print(

@@ -11,6 +11,7 @@ What is not here: the pieces it calls (``_directions``, ``_grid``, ``_metrics``,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._folders import lock_output
 from sampletopo.landscape._directions import hessian_directions, random_directions
 from sampletopo.landscape._grid import evaluate_grid
 from sampletopo.landscape._metrics import landscape_metrics
@@ -32,7 +34,7 @@ def _subset(n: int, n_samples: int | None, seed: int) -> np.ndarray:
 
 def landscape_path(run_dir: str | Path, epoch: int) -> Path:
     """``<experiment>/landscapes/<variant>-epoch=NNNN.npz`` for a run directory."""
-    rd = Path(run_dir)
+    rd = Path(os.path.abspath(run_dir))  # "." has no name, and its parent is not "."'s parent
     return rd.parent / "landscapes" / f"{rd.name}-epoch={int(epoch):04d}.npz"
 
 
@@ -83,17 +85,14 @@ def landscape_for_run(
     -------
     Path
         The written file (default :func:`landscape_path`).
+
+    Notes
+    -----
+    The output file is locked for the call (``.<file>.lock`` beside it, see
+    :mod:`sampletopo._folders`): a second process computing the same file (it would resume from
+    the same partial file) gets an error naming this one. Landscapes of other epochs or runs,
+    and the run's own recording, go on at the same time.
     """
-    from torch.nn import functional as F
-
-    from sampletopo.hessian import (
-        hessian_operator,
-        hutchinson_trace,
-        spectral_density,
-        top_eigenpairs,
-    )
-    from sampletopo.record import load_run_model
-
     where = "landscape_for_run"
     if dirs not in ("hessian", "random"):
         raise SampletopoError(f"{where}: 'dirs' must be 'hessian' or 'random'. Got {dirs!r}.")
@@ -117,6 +116,46 @@ def landscape_for_run(
             f"{where}: 'out' must be a .npz file path (a NumPy archive is written). Got "
             f"{str(path)!r}."
         )
+    with lock_output(path, what=f"computing the landscape of epoch {epoch}"):
+        return _landscape_for_run(
+            run_dir, epoch, path, dirs=dirs, dim=dim, steps=steps, distance=distance,
+            n_samples=n_samples, seed=seed, connectivity=connectivity, batch_size=batch_size,
+            density_iter=density_iter, trace_rtol=trace_rtol,
+            trace_max_samples=trace_max_samples, hessian=hessian, progress=progress,
+        )  # fmt: skip
+
+
+def _landscape_for_run(
+    run_dir: str | Path,
+    epoch: int,
+    path: Path,
+    *,
+    dirs: Literal["hessian", "random"],
+    dim: int,
+    steps: int,
+    distance: float,
+    n_samples: int | None,
+    seed: int,
+    connectivity: Literal["axis", "freudenthal"],
+    batch_size: int | None,
+    density_iter: int,
+    trace_rtol: float,
+    trace_max_samples: int,
+    hessian: bool,
+    progress: bool,
+) -> Path:
+    """:func:`landscape_for_run` once its output file is locked."""
+    from torch.nn import functional as F
+
+    from sampletopo.hessian import (
+        hessian_operator,
+        hutchinson_trace,
+        spectral_density,
+        top_eigenpairs,
+    )
+    from sampletopo.record import load_run_model
+
+    where = "landscape_for_run"
     model, dataset = load_run_model(run_dir, epoch)
     x, y = dataset.tensors("train")
     idx = torch.from_numpy(_subset(int(x.shape[0]), n_samples, seed))
