@@ -97,7 +97,7 @@ def as_real_array(value: Any, *, name: str, where: str, fix: str = "") -> np.nda
     return arr
 
 
-def as_index_array(value: Any, *, name: str, where: str) -> np.ndarray:
+def as_index_array(value: Any, *, name: str, where: str, what: str = "sample ids") -> np.ndarray:
     """Return ``value`` as a 1-D int64 array of whole numbers; refuse fractions, NaN and bools.
 
     Floats are accepted only when every value is a whole number (``3.0``), so ``0.5`` is never
@@ -106,15 +106,15 @@ def as_index_array(value: Any, *, name: str, where: str) -> np.ndarray:
     arr = as_real_array(value, name=name, where=where).reshape(-1)
     if arr.dtype.kind == "b":
         raise SampletopoError(
-            f"{where}: {name!r} must hold integer sample ids. Got booleans; use np.flatnonzero(mask)."
+            f"{where}: {name!r} must hold integer {what}. Got booleans; use np.flatnonzero(mask)."
         )
     if arr.dtype.kind == "f":
         bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise SampletopoError(
-                f"{where}: {name!r} must hold integer sample ids. Got {arr[i]!r} at position {i}. "
-                "Pass whole numbers (ids are never rounded)."
+                f"{where}: {name!r} must hold integer {what}. Got {float(arr[i])!r} at position "
+                f"{i}. Pass whole numbers ({what} are never rounded)."
             )
         if arr.size and np.abs(arr).max() > 2**62:
             raise SampletopoError(f"{where}: {name!r} holds ids too large for int64.")

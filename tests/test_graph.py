@@ -309,3 +309,65 @@ def test_property_knn_is_exact_and_scale_free_cosine(data, e):
     g = st.knn_graph(np.ldexp(X, e), k=k, metric="cosine")
     assert edge_list(g) == brute_knn_edges_exact(X, k, "cosine")
     assert np.array_equal(st.knn_graph(X, k=k, metric="cosine").edges, g.edges)
+
+
+# --- Inputs that used to reach numpy unchecked ----------------------------------------------
+
+
+def test_graph_constructor_checks_and_canonicalises_edges():
+    # The constructor itself: canonical form whatever the orientation, order or repeats.
+    g = st.Graph(n=4, edges=np.array([[2, 1], [0, 3], [1, 2], [3, 0]]))
+    assert g.edges.tolist() == [[0, 3], [1, 2]] and g.degrees().tolist() == [1, 1, 1, 1]
+    mine = np.array([[0, 1]])
+    st.Graph(n=2, edges=mine)
+    assert mine.flags.writeable  # the caller's array is not frozen
+    for edges, match in [
+        ([[0, 4]], r"outside \[0, 3\]"),
+        ([[-1, 2]], "negative ids do not count from the end"),
+        ([[2, 2]], "self-loop"),
+        ([0, 1, 2], r"shape \(E, 2\)"),
+        (np.zeros((2, 5), dtype=int) + [[0], [1]], "transpose"),
+        ([[0.5, 1]], "integer vertex ids"),
+        ([[0, np.nan]], "integer vertex ids"),
+        ([["0", "1"]], "strings"),
+        ([[True, False]], "booleans"),
+        ([[0, 2**40]], "outside"),
+    ]:
+        with pytest.raises(SampletopoError, match=match):
+            st.Graph(n=4, edges=np.array(edges) if not isinstance(edges, np.ndarray) else edges)
+    for n in (0, -3, 2.5, "4"):
+        with pytest.raises(SampletopoError, match=r"'n' parameter of Graph"):
+            st.Graph(n=n, edges=np.empty((0, 2), dtype=np.int64))  # type: ignore[arg-type]
+    assert st.Graph(n=3, edges=np.array([[0.0, 2.0]])).edges.tolist() == [[0, 2]]
+
+
+def test_knn_refuses_inputs_numpy_would_mangle():
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    with pytest.raises(SampletopoError, match="too large for float32"):
+        st.knn_graph(X * 1e39, k=2)
+    with pytest.raises(SampletopoError, match="strings"):
+        st.knn_graph(X.astype(str), k=2)
+    with pytest.raises(SampletopoError, match="rectangular array"):
+        st.knn_graph([[0.0, 1.0], [2.0], [3.0, 4.0]], k=1)
+    with pytest.raises(SampletopoError, match="complex"):
+        st.knn_graph(X + 1j, k=2)
+    with pytest.raises(SampletopoError, match="not real numbers"):
+        st.knn_graph(np.array([[object(), 1.0], [1.0, 2.0]], dtype=object), k=1)
+    # 1e19 (squared distances overflow float32) and integer features are searched correctly.
+    assert np.array_equal(st.knn_graph(X * 1e19, k=3).edges, st.knn_graph(X, k=3).edges)
+    ints = np.arange(12).reshape(6, 2) ** 2
+    assert edge_list(st.knn_graph(ints, k=2)) == brute_knn_edges_exact(ints, 2)
+
+
+def test_old_cache_files_are_rebuilt(tmp_path):
+    X = np.array([[0.0], [2.1], [1.0]]) * 1e-3
+    g = st.knn_graph(X, k=1, cache_dir=tmp_path)
+    (path,) = tmp_path.glob("*.npz")
+    # Rewrite the file as version 1 (rounded distances) with the wrong edges it would hold.
+    with np.load(path) as z:
+        fields = dict(z)
+    fields.update(version=np.int64(1), edges=np.array([[0, 1], [0, 2]]))
+    np.savez_compressed(path, **fields)
+    assert st.knn_graph(X, k=1, cache_dir=tmp_path).edges.tolist() == g.edges.tolist()
+    with np.load(path) as z:
+        assert int(z["version"]) == 2
