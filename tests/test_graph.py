@@ -371,3 +371,20 @@ def test_old_cache_files_are_rebuilt(tmp_path):
     assert st.knn_graph(X, k=1, cache_dir=tmp_path).edges.tolist() == g.edges.tolist()
     with np.load(path) as z:
         assert int(z["version"]) == 2
+
+
+def test_cosine_parallel_rows_tie_exactly_whatever_the_factor():
+    # Five integer directions, each present at factors 1, 3, 5, 7 and 11 (exact in float32, but
+    # not powers of two, so the float64 unit vectors differ in their last bits): within a group
+    # every cosine distance is exactly 0, so each row's k nearest are the lowest-index other
+    # rows of its group.
+    dirs = np.random.default_rng(3).integers(-20, 21, size=(5, 4))
+    X = np.concatenate([dirs * f for f in (1, 3, 5, 7, 11)]).astype(np.float32)  # row 5 f + dir
+    unit = X / np.linalg.norm(X.astype(np.float64), axis=1, keepdims=True)
+    assert not np.array_equal(unit[0], unit[5])  # the rounding the exact test must see through
+    k = 2
+    expected = set()
+    for i in range(len(X)):
+        group = [j for j in range(len(X)) if j % 5 == i % 5 and j != i]
+        expected.update((min(i, j), max(i, j)) for j in group[:k])
+    assert edge_list(st.knn_graph(X, k=k, metric="cosine")) == sorted(expected)
