@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import gudhi
 import numpy as np
 import pytest
@@ -348,3 +350,28 @@ def test_values_must_be_real_numbers():
     # Large values are fine in float64: the sweep only compares them.
     d = st.join_tree(g, np.array([1.0, 2.0, 0.5]) * 1e300).diagram()
     assert d.birth.tolist() == [1e300, 0.5e300] and d.death.tolist() == [2e300, np.inf]
+
+
+@pytest.mark.skipif(
+    os.environ.get("NUMBA_BOUNDSCHECK") != "1",
+    reason="reads out of bounds unless numba checks bounds: run by make test's NUMBA_BOUNDSCHECK=1 pass",
+)
+def test_numba_bounds_checks_are_on():
+    """The bounds-checked run must really check: numba's on-disk cache does not key on
+    NUMBA_BOUNDSCHECK and would hand back unchecked code (hence its own NUMBA_CACHE_DIR in the
+    Makefile). Plant an out-of-bounds index in each compiled kernel and expect IndexError."""
+    from sampletopo import _sweep
+    from sampletopo.graph import _pair_keys, _row_norms
+
+    order = np.arange(3, dtype=np.int64)
+    indptr = np.array([0, 1, 2, 3], dtype=np.int64)
+    bad = np.array([1, 3, 1], dtype=np.int64)  # vertex 1's neighbour 3 does not exist
+    with pytest.raises(IndexError):
+        _sweep.sweep(order, indptr, bad)
+    rank = np.arange(3, dtype=np.int64)
+    with pytest.raises(IndexError):
+        _sweep.basin(0, 3, rank, indptr, np.array([3, 0, 1], dtype=np.int64))
+    X = np.zeros((2, 2), dtype=np.float32)
+    with pytest.raises(IndexError):
+        _pair_keys(X, np.empty(0), np.array([0], dtype=np.int64), np.array([2], dtype=np.int64))
+    assert _row_norms(X).tolist() == [0.0, 0.0]
