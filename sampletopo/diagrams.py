@@ -347,9 +347,7 @@ def _matching_bottleneck(a: np.ndarray, b: np.ndarray, internal_p: float) -> flo
     lo, hi = 0, values.shape[0] - 1  # the largest cost always admits a perfect matching
     while lo < hi:
         mid = (lo + hi) // 2
-        match = maximum_bipartite_matching(
-            sp.csr_matrix(cost <= values[mid]), perm_type="column"
-        )
+        match = maximum_bipartite_matching(sp.csr_matrix(cost <= values[mid]), perm_type="column")
         if (match >= 0).all():
             hi = mid
         else:

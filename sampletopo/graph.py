@@ -552,8 +552,16 @@ def _exact_rows(
 
 
 def _recall(
-    approx: np.ndarray, flat: Any, Xf: np.ndarray, Z: np.ndarray, inv: np.ndarray, unit: float,
-    k: int, *, metric: str, n_queries: int = 1000,
+    approx: np.ndarray,
+    flat: Any,
+    Xf: np.ndarray,
+    Z: np.ndarray,
+    inv: np.ndarray,
+    unit: float,
+    k: int,
+    *,
+    metric: str,
+    n_queries: int = 1000,
 ) -> float:
     """Share of the true k nearest neighbours found, on a seeded sample of query points."""
     rng = np.random.default_rng(0)
@@ -708,11 +716,7 @@ def knn_graph(
     src = np.repeat(rows, k)
     pairs = np.stack([src, nbr.ravel()], axis=1)
     edges = _canonical_edges(n, pairs[pairs[:, 1] >= 0])  # -1: an approximate index found fewer
-    recall = (
-        None
-        if index == "exact"
-        else _recall(nbr, flat, Xf, Z, inv, unit, k, metric=metric)
-    )
+    recall = None if index == "exact" else _recall(nbr, flat, Xf, Z, inv, unit, k, metric=metric)
     g = Graph(n=n, edges=edges, k=k, metric=metric, fingerprint=fp, recall=recall)
     if recall is not None:
         print(

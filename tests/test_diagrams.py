@@ -315,7 +315,9 @@ def test_essential_pairs_are_matched_in_sorted_order():
 
 
 def test_sample_ids_are_integers_and_not_negative():
-    with pytest.raises(SampletopoError, match=r"'birth_sample' must hold integer sample ids. Got 0.5"):
+    with pytest.raises(
+        SampletopoError, match=r"'birth_sample' must hold integer sample ids. Got 0.5"
+    ):
         st.Diagram([0.0], [1.0], [0.5], [3], "join")
     with pytest.raises(SampletopoError, match=r"'death_sample' must hold integer"):
         st.Diagram([0.0], [1.0], [0], [np.nan], "join")
