@@ -14,8 +14,10 @@ This module does not compute merge trees or read losses.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -485,7 +487,7 @@ def _top_k(
 
 def _exact_rows(
     search: Any,
-    flat: Any,
+    flat: Callable[[], Any],
     Xf: np.ndarray,
     Z: np.ndarray,
     inv: np.ndarray,
@@ -506,7 +508,8 @@ def _exact_rows(
     worst-case float32 bound, see below); when the k-th exact distance is not below
     ``last - err``, a true neighbour might hide behind the rounding or behind many equal
     distances (duplicates), so that row is searched again by a range search on the exact float32
-    index ``flat`` that returns every point within ``k-th + err`` -- complete by construction.
+    CPU index ``flat()`` that returns every point within ``k-th + err`` -- complete by
+    construction.
     """
     n, d = Z.shape
     m = min(n, k + 1 + extra)
@@ -522,7 +525,7 @@ def _exact_rows(
     zq = Z[rows].astype(np.float64)
     a = np.sqrt(np.einsum("ij,ij->i", zq, zq))
     dk = keys[:, k - 1] * unit
-    r = np.minimum(a, 1.0) if metric == "cosine" else a + np.sqrt(dk)
+    r = np.ones_like(a) if metric == "cosine" else a + np.sqrt(dk)  # cosine: unit rows
     err = tol * (a * a + r * r)
     last = _faiss_units(fd[:, m - 1], metric)
     redo = np.flatnonzero(~(last - err > dk))
@@ -538,9 +541,9 @@ def _exact_rows(
         radius = float(reach[s : s + 64].max()) * (1 + 1e-6) + 1e-30
         q = Z[rows[blk]]
         if metric == "cosine":
-            lims, _, found = flat.range_search(q, 1.0 - radius)
+            lims, _, found = flat().range_search(q, 1.0 - radius)
         else:
-            lims, _, found = flat.range_search(q, radius)
+            lims, _, found = flat().range_search(q, radius)
         counts = np.diff(lims.astype(np.int64))
         width = int(counts.max())
         # Ragged range results into a padded (rows, width) candidate matrix.
@@ -553,7 +556,7 @@ def _exact_rows(
 
 def _recall(
     approx: np.ndarray,
-    flat: Any,
+    flat: Callable[[], Any],
     Xf: np.ndarray,
     Z: np.ndarray,
     inv: np.ndarray,
@@ -567,7 +570,7 @@ def _recall(
     rng = np.random.default_rng(0)
     n = Xf.shape[0]
     q = np.sort(rng.choice(n, size=min(n_queries, n), replace=False)).astype(np.int64)
-    truth = _exact_rows(flat, flat, Xf, Z, inv, unit, q, k, 4, metric=metric, certify=True)
+    truth = _exact_rows(flat(), flat, Xf, Z, inv, unit, q, k, 4, metric=metric, certify=True)
     hits = sum(len(set(t.tolist()) & set(approx[i].tolist())) for t, i in zip(truth, q))
     return hits / (len(q) * k)
 
@@ -706,9 +709,14 @@ def knn_graph(
                 return g
     Z, unit, inv = _search_space(Xf, metric)
     idx = _build_index(Z, metric=metric, index=index, use_gpu=use_gpu)
-    # The exact CPU index also serves the range searches of uncertain rows and the recall truth.
-    on_cpu_flat = index == "exact" and type(idx).__name__.startswith("IndexFlat")
-    flat = idx if on_cpu_flat else _build_index(Z, metric=metric, index="exact", use_gpu=False)
+
+    @functools.cache
+    def flat() -> Any:
+        # The exact CPU index: range searches of uncertain rows, and the recall's ground truth.
+        if index == "exact" and type(idx).__name__.startswith("IndexFlat"):
+            return idx
+        return _build_index(Z, metric=metric, index="exact", use_gpu=False)
+
     rows = np.arange(n, dtype=np.int64)
     nbr = _exact_rows(
         idx, flat, Xf, Z, inv, unit, rows, k, 4, metric=metric, certify=index == "exact"
