@@ -45,4 +45,4 @@ demo: $(STAMP)
 	$(BIN)/sampletopo demo --out $(DEMO_OUT)
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache build/numba-boundscheck

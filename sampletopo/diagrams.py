@@ -13,7 +13,8 @@ sample (vertex) that created it and the one that killed it (``-1`` for an essent
 Summaries and distances use the finite pairs unless ``include_essential=True``.
 
 Distances: Wasserstein through gudhi's hera by default (POT's exact solver as the alternative)
-and bottleneck through gudhi, with the L-infinity ground metric as in the thesis. This module does
+and bottleneck through gudhi, with the L-infinity ground metric as in the thesis;
+``wasserstein(..., order=np.inf)`` is the bottleneck distance. This module does
 not compute merge trees; see :mod:`sampletopo.mergetree`.
 """
 
@@ -414,6 +415,8 @@ def wasserstein(
     if gaps is None:
         return float("inf")
     if np.isinf(order):
+        # Never hand order=inf to the p-Wasserstein solvers: the formula degenerates (x**inf,
+        # then **(1/inf) = 1) and gudhi 3.13's hera.wasserstein_distance does not return.
         if backend == "hera" and np.isinf(internal_p):
             fin = _hera_bottleneck(a, b)
         else:
@@ -458,6 +461,7 @@ def bottleneck(d1: Diagram, d2: Diagram, *, include_essential: bool = False) -> 
     Computed exactly by gudhi's hera (``delta=0``). Note: gudhi 3.13's own exact
     ``gudhi.bottleneck_distance(a, b, 0)`` returned 22.0 where the true distance is 0.5 on a case
     our property tests found (see ``tests/test_diagrams.py``); hera's is used for that reason.
+    The same as ``wasserstein(d1, d2, order=np.inf)``, which also takes another ``internal_p``.
     """
     _check_pair(d1, d2, "bottleneck")
     a, b, gaps = _prepare(d1, d2, include_essential)

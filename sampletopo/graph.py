@@ -53,6 +53,11 @@ def fingerprint(X: np.ndarray) -> str:
 class Graph:
     """An undirected simple graph on vertices ``0..n-1``.
 
+    However it is made (``Graph(n=..., edges=...)`` included), the edges are checked and stored
+    in canonical form: ids outside ``[0, n - 1]`` (negative ones too), self-loops, fractional or
+    non-numeric ids and a shape other than ``(E, 2)`` are refused with a
+    :class:`~sampletopo.SampletopoError`; orientation, duplicates and order are normalised.
+
     Attributes
     ----------
     n : int
