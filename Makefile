@@ -24,8 +24,14 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[dev]' $(TORCH_PINS)
 	touch $(STAMP)
 
+# The second run repeats the core tests with numba's bounds checks on (numba checks none by
+# default, so an index bug reads or writes out of bounds silently or kills the interpreter). It
+# has its own numba cache: the cache does not key on NUMBA_BOUNDSCHECK and would otherwise hand
+# back unchecked code; test_numba_bounds_checks_are_on fails if the checks are not really on.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
+	NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=build/numba-boundscheck \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_mergetree.py tests/test_graph.py
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m ''
@@ -39,4 +45,4 @@ demo: $(STAMP)
 	$(BIN)/sampletopo demo --out $(DEMO_OUT)
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache build/numba-boundscheck

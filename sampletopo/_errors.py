@@ -35,8 +35,8 @@ def check_int_range(
 def check_finite_values(
     values: Any, n: int | None, *, name: str = "values", where: str
 ) -> np.ndarray:
-    """Return a 1-D float64 copy of ``values``; refuse NaN/inf and a wrong length."""
-    arr = np.asarray(values, dtype=np.float64)
+    """Return a 1-D float64 copy of ``values``; refuse NaN/inf, non-numbers and a wrong length."""
+    arr = np.array(as_real_array(values, name=name, where=where), dtype=np.float64)
     if arr.ndim != 1:
         raise SampletopoError(
             f"{where}: {name!r} must be 1-D with one value per vertex. Got shape {arr.shape}."
@@ -54,3 +54,95 @@ def check_finite_values(
             f"{arr[idx[0]]!r}). Merge trees need finite values: drop or repair those samples first."
         )
     return arr
+
+
+def as_real_array(value: Any, *, name: str, where: str, fix: str = "") -> np.ndarray:
+    """Return ``value`` as an array of real numbers (bool, integer or float dtype), unchanged.
+
+    Refuses, each with its own message, what numpy would otherwise convert silently or fail on
+    deep inside a computation: ragged nesting, strings, complex numbers (``np.asarray(...,
+    dtype=float)`` drops the imaginary part with only a warning) and objects that are not numbers.
+    An object array of plain numbers (e.g. from pandas) is converted to float64.
+    """
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise SampletopoError(
+            f"{where}: {name!r} must be a rectangular array of real numbers, but numpy cannot make "
+            f"one array of it ({exc}). Check that every row has the same length."
+        ) from exc
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise SampletopoError(
+            f"{where}: {name!r} holds complex numbers (dtype {arr.dtype}). Pass real values, e.g. "
+            f"np.real(x) or np.abs(x). {fix}".rstrip()
+        )
+    if kind in "USa":
+        raise SampletopoError(
+            f"{where}: {name!r} holds strings (dtype {arr.dtype}), e.g. {arr.reshape(-1)[:1].tolist()}. "
+            f"Convert them to numbers first. {fix}".rstrip()
+        )
+    if kind == "O":
+        try:
+            return arr.astype(np.float64)
+        except (ValueError, TypeError) as exc:
+            raise SampletopoError(
+                f"{where}: {name!r} holds objects that are not real numbers ({exc}). Pass a numeric "
+                f"array. {fix}".rstrip()
+            ) from exc
+    if kind not in "biuf":
+        raise SampletopoError(
+            f"{where}: {name!r} must hold real numbers. Got dtype {arr.dtype}. {fix}".rstrip()
+        )
+    return arr
+
+
+def as_index_array(value: Any, *, name: str, where: str, what: str = "sample ids") -> np.ndarray:
+    """Return ``value`` as a 1-D int64 array of whole numbers; refuse fractions, NaN and bools.
+
+    Floats are accepted only when every value is a whole number (``3.0``), so ``0.5`` is never
+    truncated to ``0``. Ranges are the caller's to check.
+    """
+    arr = as_real_array(value, name=name, where=where).reshape(-1)
+    if arr.dtype.kind == "b":
+        raise SampletopoError(
+            f"{where}: {name!r} must hold integer {what}. Got booleans; use np.flatnonzero(mask)."
+        )
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise SampletopoError(
+                f"{where}: {name!r} must hold integer {what}. Got {float(arr[i])!r} at position "
+                f"{i}. Pass whole numbers ({what} are never rounded)."
+            )
+        if arr.size and np.abs(arr).max() > 2**62:
+            raise SampletopoError(f"{where}: {name!r} holds ids too large for int64.")
+    return arr.astype(np.int64)
+
+
+def check_real_number(
+    name: str,
+    value: Any,
+    *,
+    where: str,
+    low: float,
+    low_inclusive: bool = True,
+    allow_inf: bool = False,
+    fix: str = "",
+) -> float:
+    """Return ``value`` as a float if it is a real number above ``low`` (NaN and bools refused)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    v = float(value) if ok else float("nan")
+    if ok and not np.isnan(v):
+        above = v >= low if low_inclusive else v > low
+        if above and (allow_inf or np.isfinite(v)):
+            return v
+    bracket = "[" if low_inclusive else "("
+    allowed = f"a real number in {bracket}{low:g}, inf" + ("]" if allow_inf else ")")
+    msg = f"The {name!r} parameter of {where} must be {allowed}. Got {value!r} instead."
+    if fix:
+        msg += f" {fix}"
+    raise SampletopoError(msg)

@@ -13,7 +13,8 @@ sample (vertex) that created it and the one that killed it (``-1`` for an essent
 Summaries and distances use the finite pairs unless ``include_essential=True``.
 
 Distances: Wasserstein through gudhi's hera by default (POT's exact solver as the alternative)
-and bottleneck through gudhi, with the L-infinity ground metric as in the thesis. This module does
+and bottleneck through gudhi, with the L-infinity ground metric as in the thesis;
+``wasserstein(..., order=np.inf)`` is the bottleneck distance. This module does
 not compute merge trees; see :mod:`sampletopo.mergetree`.
 """
 
@@ -25,7 +26,13 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import (
+    SampletopoError,
+    as_index_array,
+    as_real_array,
+    check_int_range,
+    check_real_number,
+)
 
 __all__ = ["Diagram", "check_diagram", "total_persistence", "wasserstein", "bottleneck"]
 
@@ -36,10 +43,11 @@ def check_diagram(birth, death, birth_sample, death_sample, kind: str) -> tuple[
     """Validate and normalize the arrays of a diagram; every Diagram goes through here."""
     if kind not in ("join", "split"):
         raise SampletopoError(f"Diagram: 'kind' must be 'join' or 'split'. Got {kind!r}.")
-    b = np.asarray(birth, dtype=np.float64).reshape(-1)
-    d = np.asarray(death, dtype=np.float64).reshape(-1)
-    bs = np.asarray(birth_sample, dtype=np.int64).reshape(-1)
-    ds = np.asarray(death_sample, dtype=np.int64).reshape(-1)
+    b = as_real_array(birth, name="birth", where="Diagram").astype(np.float64).reshape(-1)
+    d = as_real_array(death, name="death", where="Diagram").astype(np.float64).reshape(-1)
+    # Sample ids are never rounded: 0.5 is refused rather than silently becoming sample 0.
+    bs = as_index_array(birth_sample, name="birth_sample", where="Diagram")
+    ds = as_index_array(death_sample, name="death_sample", where="Diagram")
     if not (b.shape == d.shape == bs.shape == ds.shape):
         raise SampletopoError(
             "Diagram: birth, death, birth_sample and death_sample must have the same length. Got "
@@ -68,6 +76,14 @@ def check_diagram(birth, death, birth_sample, death_sample, kind: str) -> tuple[
         raise SampletopoError(
             "Diagram: death_sample must be -1 exactly for the essential (infinite) pairs."
         )
+    for name, ids in (("birth_sample", bs), ("death_sample", ds)):
+        neg = ids < (0 if name == "birth_sample" else -1)
+        if neg.any():
+            i = int(np.flatnonzero(neg)[0])
+            raise SampletopoError(
+                f"Diagram: {name!r} holds sample ids, which are >= 0 (death_sample is -1 for an "
+                f"essential pair). Pair {i} has {name}={int(ids[i])}."
+            )
     return b, d, bs, ds
 
 
@@ -125,17 +141,58 @@ class Diagram:
         return self.select(~self.essential)
 
     def select(self, mask_or_index: np.ndarray) -> Diagram:
-        """A sub-diagram of the pairs picked by a boolean mask or an index array."""
-        m = np.asarray(mask_or_index)
+        """A sub-diagram of the pairs picked by a boolean mask or an index array.
+
+        Parameters
+        ----------
+        mask_or_index : array-like of bool, shape (len(self),), or array-like of int
+            A mask with one entry per pair, or pair positions in ``[0, len(self) - 1]`` (in the
+            order wanted; repeats allowed). Negative positions are refused rather than counted
+            from the end, as numpy would: in a diagram -1 means "essential", never "the last".
+        """
+        m = as_real_array(mask_or_index, name="mask_or_index", where="Diagram.select")
+        m = m.reshape(-1) if m.ndim == 0 else m
+        if m.dtype.kind == "b":
+            if m.shape != (len(self),):
+                raise SampletopoError(
+                    f"Diagram.select: a boolean mask needs one entry per pair, shape "
+                    f"({len(self)},). Got shape {m.shape}."
+                )
+            idx = np.flatnonzero(m)
+        else:
+            if m.ndim != 1:
+                raise SampletopoError(
+                    f"Diagram.select: 'mask_or_index' must be 1-D. Got shape {m.shape}."
+                )
+            idx = as_index_array(
+                m, name="mask_or_index", where="Diagram.select", what="pair positions"
+            )
+            bad = (idx < 0) | (idx >= len(self))
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise SampletopoError(
+                    f"Diagram.select: pair positions must be in [0, {len(self) - 1}] (this "
+                    f"diagram has {len(self)} pairs; negative positions are not counted from the "
+                    f"end). Got {int(idx[i])} at position {i}."
+                )
         return Diagram(
-            self.birth[m], self.death[m], self.birth_sample[m], self.death_sample[m], self.kind
+            self.birth[idx],
+            self.death[idx],
+            self.birth_sample[idx],
+            self.death_sample[idx],
+            self.kind,
         )
 
     def top(self, n: int) -> Diagram:
-        """The ``n`` most persistent finite pairs, most persistent first (ties: lower birth sample)."""
+        """The ``n`` most persistent finite pairs, most persistent first (ties: lower birth sample).
+
+        ``n`` is an int >= 0 (negative counts are refused); fewer pairs come back when the
+        diagram has fewer than ``n`` finite pairs.
+        """
+        n = check_int_range("n", n, 0, None, where="Diagram.top")
         f = self.finite()
         order = np.lexsort((f.birth_sample, -f.persistence))
-        return f.select(order[: max(int(n), 0)])
+        return f.select(order[:n])
 
     def as_lower(self) -> np.ndarray:
         """Pairs as an (m, 2) array with birth <= death: split pairs are negated.
@@ -207,7 +264,8 @@ def total_persistence(d: Diagram, p: float = 1, *, include_essential: bool = Fal
     """Degree-``p`` total persistence: ``sum |death - birth| ** p`` over the pairs.
 
     No ``1/p`` root is taken (the convention of Cohen-Steiner et al.); with ``p=1`` this is the
-    sum of lifetimes used in the thesis. Essential pairs are left out unless
+    sum of lifetimes used in the thesis. ``p`` is a finite real number > 0 (``p=0`` would count
+    pairs, NaN or inf mean nothing here; all are refused). Essential pairs are left out unless
     ``include_essential=True``, in which case the result is ``inf`` whenever there is one.
 
     Examples
@@ -218,8 +276,7 @@ def total_persistence(d: Diagram, p: float = 1, *, include_essential: bool = Fal
     (2.5, 4.25)
     """
     d = _as_diagram(d, "d", "total_persistence")
-    if not p > 0:
-        raise SampletopoError(f"total_persistence: 'p' must be > 0. Got {p!r}.")
+    p = check_real_number("p", p, where="total_persistence", low=0.0, low_inclusive=False)
     src = d if include_essential else d.finite()
     return float(np.sum(src.persistence**p))
 
@@ -234,33 +291,89 @@ def _check_pair(d1: Diagram, d2: Diagram, where: str) -> None:
         )
 
 
+def _ground(x: np.ndarray, y: np.ndarray, internal_p: float) -> np.ndarray:
+    """L^q distances between the points of ``x`` and ``y`` (rows), ``q = internal_p``."""
+    diff = np.abs(x[:, None, :] - y[None, :, :])
+    if np.isinf(internal_p):
+        return diff.max(axis=2)
+    return (diff**internal_p).sum(axis=2) ** (1.0 / internal_p)
+
+
+def _to_diagonal(x: np.ndarray, internal_p: float) -> np.ndarray:
+    """L^q distance from each point to the nearest point of the diagonal."""
+    half = (x[:, 1] - x[:, 0]) / 2.0
+    return half if np.isinf(internal_p) else half * 2.0 ** (1.0 / internal_p)
+
+
+def _augmented_cost(a: np.ndarray, b: np.ndarray, internal_p: float) -> np.ndarray:
+    """The classic augmentation: each point may go to its own copy of the diagonal, and two
+    diagonal copies match for free, so a perfect matching of size n + m is a partial matching."""
+    n, m = a.shape[0], b.shape[0]
+    cost = np.zeros((n + m, n + m))
+    if n and m:
+        cost[:n, :m] = _ground(a, b, internal_p)
+    if n:
+        cost[:n, m:] = _to_diagonal(a, internal_p)[:, None]
+    if m:
+        cost[n:, :m] = _to_diagonal(b, internal_p)[None, :]
+    return cost
+
+
 def _pot_wasserstein(a: np.ndarray, b: np.ndarray, order: float, internal_p: float) -> float:
     import ot
 
     n, m = a.shape[0], b.shape[0]
     if n == 0 and m == 0:
         return 0.0
-
-    def ground(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        diff = np.abs(x[:, None, :] - y[None, :, :])
-        if np.isinf(internal_p):
-            return diff.max(axis=2)
-        return (diff**internal_p).sum(axis=2) ** (1.0 / internal_p)
-
-    def to_diag(x: np.ndarray) -> np.ndarray:
-        # Distance to the nearest diagonal point under the internal L^q norm.
-        half = (x[:, 1] - x[:, 0]) / 2.0
-        if np.isinf(internal_p):
-            return half
-        return half * 2.0 ** (1.0 / internal_p)
-
-    # The classic augmentation: each point may go to a copy of the diagonal.
-    cost = np.zeros((n + m, n + m))
-    cost[:n, :m] = ground(a, b) ** order if n and m else 0.0
-    cost[:n, m:] = (to_diag(a) ** order)[:, None] if n else 0.0
-    cost[n:, :m] = (to_diag(b) ** order)[None, :] if m else 0.0
+    cost = _augmented_cost(a, b, internal_p) ** order
     w = np.ones(n + m)
     return float(ot.emd2(w, w, cost, numItermax=max(100000, 50 * (n + m) ** 2)) ** (1.0 / order))
+
+
+def _matching_bottleneck(a: np.ndarray, b: np.ndarray, internal_p: float) -> float:
+    """Exact bottleneck distance with the L^q ground metric, by threshold search.
+
+    The answer is one of the augmented costs: the smallest ``t`` for which the edges of cost
+    ``<= t`` hold a perfect matching (scipy's Hopcroft-Karp), found by bisection over the sorted
+    distinct costs. O((n + m)^2 log(n + m)) memory and time: an independent check of hera's
+    geometric algorithm, and the only one here for a finite ``internal_p``.
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import maximum_bipartite_matching
+
+    if a.shape[0] == 0 and b.shape[0] == 0:
+        return 0.0
+    cost = _augmented_cost(a, b, internal_p)
+    values = np.unique(cost)
+    lo, hi = 0, values.shape[0] - 1  # the largest cost always admits a perfect matching
+    while lo < hi:
+        mid = (lo + hi) // 2
+        match = maximum_bipartite_matching(sp.csr_matrix(cost <= values[mid]), perm_type="column")
+        if (match >= 0).all():
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(values[lo])
+
+
+def _check_order_and_p(order: float, internal_p: float, where: str) -> tuple[float, float]:
+    order = check_real_number(
+        "order",
+        order,
+        where=where,
+        low=1.0,
+        allow_inf=True,
+        fix="order=inf is the bottleneck distance.",
+    )
+    internal_p = check_real_number(
+        "internal_p",
+        internal_p,
+        where=where,
+        low=1.0,
+        allow_inf=True,
+        fix="It is the q of the L^q ground metric between points: 1, 2 or inf (the default).",
+    )
+    return order, internal_p
 
 
 def wasserstein(
@@ -279,23 +392,36 @@ def wasserstein(
 
     Parameters
     ----------
-    order : float >= 1
-    internal_p : float, default inf
-        Ground metric between points.
+    order : float in [1, inf]
+        ``p``. ``order=inf`` is the limit ``p -> inf``, the bottleneck distance: the smallest
+        possible largest move, ``inf over matchings max ||x - gamma(x)||_q`` (so
+        ``wasserstein(a, b, order=np.inf) == bottleneck(a, b)`` for the default ``internal_p``).
+    internal_p : float in [1, inf], default inf
+        ``q``, the ground metric between points. Values below 1 (not a metric), 0 and NaN are
+        refused.
     backend : {"hera", "pot"}
         gudhi's hera (fast; exact for the default settings up to its tiny relative error) or
-        POT's exact network-simplex solver on the augmented cost matrix.
+        POT's exact network-simplex solver on the augmented cost matrix. For ``order=inf``:
+        hera's exact bottleneck distance when ``internal_p=inf``; otherwise, and always with
+        ``backend="pot"``, an exact threshold matching (scipy) that any ``internal_p`` allows.
     include_essential : bool
         Also match essential pairs (by birth); ``inf`` when the counts differ.
     """
     _check_pair(d1, d2, "wasserstein")
-    if not order >= 1:
-        raise SampletopoError(f"wasserstein: 'order' must be >= 1. Got {order!r}.")
+    order, internal_p = _check_order_and_p(order, internal_p, "wasserstein")
     if backend not in ("hera", "pot"):
         raise SampletopoError(f"wasserstein: 'backend' must be 'hera' or 'pot'. Got {backend!r}.")
     a, b, gaps = _prepare(d1, d2, include_essential)
     if gaps is None:
         return float("inf")
+    if np.isinf(order):
+        # Never hand order=inf to the p-Wasserstein solvers: the formula degenerates (x**inf,
+        # then **(1/inf) = 1) and gudhi 3.13's hera.wasserstein_distance does not return.
+        if backend == "hera" and np.isinf(internal_p):
+            fin = _hera_bottleneck(a, b)
+        else:
+            fin = _matching_bottleneck(a, b, internal_p)
+        return max(fin, float(gaps.max(initial=0.0)))
     extra = float(np.sum(gaps**order))
     if backend == "hera":
         from gudhi.hera import wasserstein_distance
@@ -335,12 +461,16 @@ def bottleneck(d1: Diagram, d2: Diagram, *, include_essential: bool = False) -> 
     Computed exactly by gudhi's hera (``delta=0``). Note: gudhi 3.13's own exact
     ``gudhi.bottleneck_distance(a, b, 0)`` returned 22.0 where the true distance is 0.5 on a case
     our property tests found (see ``tests/test_diagrams.py``); hera's is used for that reason.
+    The same as ``wasserstein(d1, d2, order=np.inf)``, which also takes another ``internal_p``.
     """
     _check_pair(d1, d2, "bottleneck")
-    from gudhi.hera import bottleneck_distance
-
     a, b, gaps = _prepare(d1, d2, include_essential)
     if gaps is None:
         return float("inf")
-    fin = float(bottleneck_distance(a, b, delta=0.0)) if len(a) or len(b) else 0.0
-    return max(fin, float(gaps.max(initial=0.0)))
+    return max(_hera_bottleneck(a, b), float(gaps.max(initial=0.0)))
+
+
+def _hera_bottleneck(a: np.ndarray, b: np.ndarray) -> float:
+    from gudhi.hera import bottleneck_distance
+
+    return float(bottleneck_distance(a, b, delta=0.0)) if len(a) or len(b) else 0.0

@@ -14,23 +14,26 @@ This module does not compute merge trees or read losses.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 from scipy.sparse.csgraph import connected_components
 
-from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._errors import SampletopoError, as_real_array, check_int_range
 from sampletopo._io import write_atomic
 
 __all__ = ["Graph", "knn_graph", "knn_cache_path", "graph_from_edges", "grid_graph", "fingerprint"]
 
 Metric = Literal["l2", "cosine"]
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: kNN neighbours ordered by exact distance (1: rounded)
 
 
 def fingerprint(X: np.ndarray) -> str:
@@ -49,6 +52,11 @@ def fingerprint(X: np.ndarray) -> str:
 @dataclass(frozen=True, eq=False)
 class Graph:
     """An undirected simple graph on vertices ``0..n-1``.
+
+    However it is made (``Graph(n=..., edges=...)`` included), the edges are checked and stored
+    in canonical form: ids outside ``[0, n - 1]`` (negative ones too), self-loops, fractional or
+    non-numeric ids and a shape other than ``(E, 2)`` are refused with a
+    :class:`~sampletopo.SampletopoError`; orientation, duplicates and order are normalised.
 
     Attributes
     ----------
@@ -75,7 +83,12 @@ class Graph:
     _csr: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        e = self.edges
+        # Every Graph -- from knn_graph, grid_graph, graph_from_edges, a file or a direct
+        # Graph(n=..., edges=...) -- is checked and canonicalised here, once.
+        n = check_int_range("n", self.n, 1, None, where="Graph")
+        e = _check_edges(n, self.edges, where="Graph")
+        object.__setattr__(self, "n", n)
+        object.__setattr__(self, "edges", e)
         rows = np.concatenate([e[:, 0], e[:, 1]])
         cols = np.concatenate([e[:, 1], e[:, 0]])
         order = np.lexsort((cols, rows))
@@ -84,7 +97,7 @@ class Graph:
         object.__setattr__(
             self, "_csr", (indptr, np.ascontiguousarray(cols[order], dtype=np.int64))
         )
-        self.edges.setflags(write=False)
+        e.setflags(write=False)
 
     @property
     def n_edges(self) -> int:
@@ -186,16 +199,69 @@ def _canonical_edges(n: int, edges: np.ndarray) -> np.ndarray:
     return np.stack([key // n, key % n], axis=1).astype(np.int64)
 
 
+def _check_edges(n: int, edges: Any, *, where: str) -> np.ndarray:
+    """A fresh canonical int64 ``(E, 2)`` edge array, or one clear error.
+
+    Refused: a shape other than ``(E, 2)``, non-integer or non-numeric ids, ids outside
+    ``[0, n - 1]`` (negative ones included: they never count from the end) and self-loops.
+    Canonicalised: orientation (stored as ``u < v``), duplicates and row order.
+    """
+    arr = as_real_array(edges, name="edges", where=where)
+    if arr.size == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise SampletopoError(
+            f"{where}: 'edges' must have shape (E, 2), one row (u, v) per edge. Got shape "
+            f"{arr.shape}."
+            + (" Did you mean to transpose?" if arr.ndim == 2 and arr.shape[0] == 2 else "")
+        )
+    if arr.dtype.kind == "b":
+        raise SampletopoError(
+            f"{where}: 'edges' must hold integer vertex ids. Got booleans; for an adjacency mask "
+            "use np.argwhere(mask)."
+        )
+    if arr.dtype.kind == "f":
+        frac = ~np.isfinite(arr) | (arr != np.round(arr))
+        if frac.any():
+            i = int(np.flatnonzero(frac.any(axis=1))[0])
+            raise SampletopoError(
+                f"{where}: 'edges' must hold integer vertex ids. Edge {i} is {arr[i].tolist()}. "
+                "Pass whole numbers (ids are never rounded)."
+            )
+    # Compare in the given dtype, before any cast can wrap a huge id into range.
+    bad = (arr < 0) | (arr >= n)
+    if bad.any():
+        i = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise SampletopoError(
+            f"{where}: edge {i} = {arr[i].tolist()} has a vertex outside [0, {n - 1}]. "
+            f"Vertex ids must be in [0, n - 1] with n={n}; negative ids do not count from the end."
+        )
+    arr = arr.astype(np.int64)
+    loops = arr[:, 0] == arr[:, 1]
+    if loops.any():
+        i = int(np.flatnonzero(loops)[0])
+        raise SampletopoError(
+            f"{where}: edge {i} = {arr[i].tolist()} is a self-loop. Remove self-loops."
+        )
+    key = arr[:, 0] * np.int64(n) + arr[:, 1]
+    if (arr[:, 0] < arr[:, 1]).all() and (np.diff(key) > 0).all():
+        return arr  # already canonical (astype made it a fresh array, safe to freeze)
+    return _canonical_edges(n, arr)
+
+
 def graph_from_edges(n: int, edges: np.ndarray) -> Graph:
     """Make a :class:`Graph` from any edge list.
 
     Edges may come in either orientation and more than once; they are stored once as ``u < v``.
+    (The :class:`Graph` constructor itself does the same checks; this is the named entry point.)
 
     Parameters
     ----------
     n : int
         Number of vertices; every edge end must be in ``[0, n - 1]``.
     edges : array-like of int, shape (E, 2)
+        Integer vertex ids (whole-number floats are accepted). Out-of-range or negative ids,
+        self-loops and fractional ids are refused.
 
     Examples
     --------
@@ -204,33 +270,7 @@ def graph_from_edges(n: int, edges: np.ndarray) -> Graph:
     ([[0, 1], [1, 2]], 2)
     """
     n = check_int_range("n", n, 1, None, where="graph_from_edges")
-    arr = np.asarray(edges)
-    if arr.size == 0:
-        arr = np.empty((0, 2), dtype=np.int64)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise SampletopoError(
-            f"graph_from_edges: 'edges' must have shape (E, 2). Got shape {arr.shape}."
-            + (" Did you mean to transpose?" if arr.ndim == 2 and arr.shape[0] == 2 else "")
-        )
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.equal(np.mod(arr, 1), 0)):
-            raise SampletopoError("graph_from_edges: 'edges' must hold integer vertex ids.")
-    arr = arr.astype(np.int64)
-    if arr.size:
-        bad = (arr < 0) | (arr >= n)
-        if bad.any():
-            i = int(np.flatnonzero(bad.any(axis=1))[0])
-            raise SampletopoError(
-                f"graph_from_edges: edge {i} = {arr[i].tolist()} has a vertex outside [0, {n - 1}]. "
-                f"Vertex ids must be < n={n}."
-            )
-        loops = arr[:, 0] == arr[:, 1]
-        if loops.any():
-            i = int(np.flatnonzero(loops)[0])
-            raise SampletopoError(
-                f"graph_from_edges: edge {i} = {arr[i].tolist()} is a self-loop. Remove self-loops."
-            )
-    return Graph(n=n, edges=_canonical_edges(n, arr))
+    return Graph(n=n, edges=_check_edges(n, edges, where="graph_from_edges"))
 
 
 def grid_graph(shape: tuple[int, ...], *, connectivity: str = "axis") -> Graph:
@@ -296,20 +336,16 @@ def _faiss_index(d: int, *, metric: str, index: str, n: int) -> Any:
     return idx
 
 
-def _faiss_search(
-    X: np.ndarray, n_neighbors: int, *, metric: str, use_gpu: bool | None, index: str = "exact"
-):
+def _build_index(Z: np.ndarray, *, metric: str, index: str, use_gpu: bool | None) -> Any:
+    """A FAISS index over the rows of ``Z`` (on the GPUs when asked for or available)."""
     import faiss
 
-    d = X.shape[1]
-    idx: Any = _faiss_index(d, metric=metric, index=index, n=X.shape[0])
-    on_gpu = False
+    idx: Any = _faiss_index(Z.shape[1], metric=metric, index=index, n=Z.shape[0])
     n_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
     if use_gpu is not False and n_gpus > 0 and index != "hnsw":  # FAISS has no GPU HNSW
         opts = faiss.GpuMultipleClonerOptions()
         opts.shard = True  # split the database over the GPUs rather than copying it to each
         idx = faiss.index_cpu_to_all_gpus(idx, co=opts)
-        on_gpu = True
     elif use_gpu:
         raise SampletopoError(
             "knn_graph: use_gpu=True but FAISS sees no GPU (faiss-cpu installed, no CUDA device, "
@@ -318,32 +354,229 @@ def _faiss_search(
         )
     if not idx.is_trained:
         rng = np.random.default_rng(0)  # a seeded training sample keeps the graph deterministic
-        sample = X[rng.choice(X.shape[0], size=min(X.shape[0], 50_000), replace=False)]
+        sample = Z[rng.choice(Z.shape[0], size=min(Z.shape[0], 50_000), replace=False)]
         idx.train(sample)
-    idx.add(X)
-    dist, nbr = idx.search(X, n_neighbors)
+    idx.add(Z)
+    return idx
+
+
+@njit(cache=True, nogil=True)
+def _pair_keys(
+    X: np.ndarray, inv_norm: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
+    """Exact distances of the row pairs ``(rows[t], cols[t])`` of ``X``, in float64.
+
+    L2 (``inv_norm`` empty): the squared Euclidean distance. Cosine: ``|u_i - u_j|^2 / 2`` with
+    ``u = x * inv_norm``, which equals ``1 - cos`` but keeps its precision for nearly parallel
+    rows (``1 - u.v`` cancels); rows that are exactly parallel (same direction, any factor) get
+    exactly 0. Each float32 difference is exact in float64 and its square loses nothing; the sum
+    runs in feature order. So the key is a fixed function of the features: equal keys are the
+    only ties, and scaling ``X`` by a power of two scales every key exactly.
+    """
+    out = np.empty(rows.shape[0], dtype=np.float64)
+    d = X.shape[1]
+    cosine = inv_norm.shape[0] > 0
+    for t in range(rows.shape[0]):
+        i = rows[t]
+        j = cols[t]
+        s = 0.0
+        if cosine:
+            a = inv_norm[i]
+            b = inv_norm[j]
+            for c in range(d):
+                z = np.float64(X[i, c]) * a - np.float64(X[j, c]) * b
+                s += z * z
+            s *= 0.5
+            # Parallel rows differ only by rounding here (key below ~1e-31 d). Decide exactly:
+            # a product of two float32 numbers is exact in float64, so x_i = lambda x_j (lambda
+            # > 0) is checked without error against the largest coordinate of x_i.
+            if s < 1e-20:
+                c0 = 0
+                big = 0.0
+                for c in range(d):
+                    v = abs(np.float64(X[i, c]))
+                    if v > big:
+                        big = v
+                        c0 = c
+                xi0 = np.float64(X[i, c0])
+                xj0 = np.float64(X[j, c0])
+                parallel = xj0 != 0.0 and (xi0 > 0.0) == (xj0 > 0.0)
+                c = 0
+                while parallel and c < d:
+                    parallel = np.float64(X[i, c]) * xj0 == np.float64(X[j, c]) * xi0
+                    c += 1
+                if parallel:
+                    s = 0.0
+        else:
+            for c in range(d):
+                z = np.float64(X[i, c]) - np.float64(X[j, c])
+                s += z * z
+        out[t] = s
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _row_norms(X: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """Euclidean norm of each row in float64, summed in feature order (as :func:`_pair_keys`)."""
+    out = np.empty(X.shape[0], dtype=np.float64)
+    for i in range(X.shape[0]):
+        s = 0.0
+        for c in range(X.shape[1]):
+            v = np.float64(X[i, c])
+            s += v * v
+        out[i] = np.sqrt(s)
+    return out
+
+
+def _row_blocks(n: int, d: int, budget: int = 1 << 22):
+    step = max(1, budget // max(d, 1))
+    for s in range(0, n, step):
+        yield slice(s, min(n, s + step))
+
+
+def _search_space(Xf: np.ndarray, metric: str) -> tuple[np.ndarray, float, np.ndarray]:
+    """The float32 points FAISS searches, the factor from exact keys to FAISS's units, and the
+    inverse row norms for cosine (empty for L2).
+
+    L2: the rows are centred (distances do not change) and scaled by a power of two so that every
+    coordinate is below 1 in magnitude. FAISS's float32 ``|x|^2 + |y|^2 - 2 x.y`` then neither
+    overflows (features of 1e19) nor underflows (1e-30), and its rounding, which grows with the
+    norms, is as small as the data allows. Cosine: unit rows, normalized in float64.
+    """
+    n, d = Xf.shape
+    Z = np.empty((n, d), dtype=np.float32)
     if metric == "cosine":
-        dist = 1.0 - dist  # cosine distance; smaller is nearer, as for L2
-    return dist, nbr, on_gpu
+        norms = _row_norms(Xf)
+        if (norms == 0).any():
+            i = int(np.flatnonzero(norms == 0)[0])
+            raise SampletopoError(
+                f"knn_graph: row {i} of 'X' is all zeros, which has no cosine direction. "
+                "Use metric='l2' or drop the row."
+            )
+        inv = 1.0 / norms
+        for b in _row_blocks(n, d):
+            Z[b] = Xf[b] * inv[b, None]
+        return Z, 1.0, inv
+    mu = Xf.mean(axis=0, dtype=np.float64)
+    dev = 0.0
+    for b in _row_blocks(n, d):
+        dev = max(dev, float(np.abs(Xf[b] - mu).max()))
+    p = 0 if dev == 0.0 else -int(np.frexp(dev)[1])  # dev * 2**p in [0.5, 1)
+    for b in _row_blocks(n, d):
+        Z[b] = np.ldexp(Xf[b] - mu, p)
+    return Z, float(np.ldexp(1.0, 2 * p)), np.empty(0)
+
+
+def _faiss_units(fd: np.ndarray, metric: str) -> np.ndarray:
+    fd = fd.astype(np.float64)
+    return 1.0 - fd if metric == "cosine" else fd  # cosine: similarity -> distance
+
+
+def _top_k(
+    Xf: np.ndarray, inv: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Order each row's candidates by (exact distance, index) and keep ``k``: ``(nbr, keys)``.
+
+    ``cand`` holds ``len(rows)`` lists of equal length; entries -1 (none found) and the row itself
+    are dropped. Rows left with fewer than ``k`` candidates get -1 / inf at the end.
+    """
+    m = cand.shape[1]
+    valid = (cand >= 0) & (cand != rows[:, None])
+    keys = np.full(cand.shape, np.inf)
+    keys[valid] = _pair_keys(Xf, inv, np.repeat(rows, m)[valid.ravel()], cand[valid])
+    ikey = np.where(valid, cand, np.iinfo(np.int64).max)
+    order = np.lexsort((ikey, keys), axis=1)[:, :k]
+    nbr = np.take_along_axis(np.where(valid, cand, -1), order, axis=1)
+    return nbr, np.take_along_axis(keys, order, axis=1)
+
+
+def _exact_rows(
+    search: Any,
+    flat: Callable[[], Any],
+    Xf: np.ndarray,
+    Z: np.ndarray,
+    inv: np.ndarray,
+    unit: float,
+    rows: np.ndarray,
+    k: int,
+    extra: int,
+    *,
+    metric: str,
+    certify: bool,
+) -> np.ndarray:
+    """The ``k`` nearest neighbours of ``rows`` by exact float64 distance, ties by lower index.
+
+    ``search`` (any FAISS index over ``Z``) proposes ``k + 1 + extra`` candidates per row; their
+    distances are recomputed exactly (:func:`_pair_keys`) and re-ordered. With ``certify`` the
+    result is proven complete against FAISS's float32 rounding: a point FAISS did not return has
+    a FAISS distance of at least the last candidate's, and FAISS's error is at most ``err`` (a
+    worst-case float32 bound, see below); when the k-th exact distance is not below
+    ``last - err``, a true neighbour might hide behind the rounding or behind many equal
+    distances (duplicates), so that row is searched again by a range search on the exact float32
+    CPU index ``flat()`` that returns every point within ``k-th + err`` -- complete by
+    construction.
+    """
+    n, d = Z.shape
+    m = min(n, k + 1 + extra)
+    fd, cand = search.search(Z[rows], m)
+    nbr, keys = _top_k(Xf, inv, rows, cand.astype(np.int64), k)
+    if not certify or m == n:
+        return nbr
+    # FAISS's float32 distance (norms, one matrix product, two additions) is off by at most
+    # (2 d + 16) eps32 (|z_i|^2 + |z_j|^2) in the worst case -- d eps per inner product,
+    # whatever the summation order -- including the float32 rounding of the centred,
+    # scaled points. Only points with |z_j| <= |z_i| + sqrt(k-th) can be nearer than the k-th.
+    tol = (2 * d + 16) * float(np.finfo(np.float32).eps)
+    zq = Z[rows].astype(np.float64)
+    a = np.sqrt(np.einsum("ij,ij->i", zq, zq))
+    dk = keys[:, k - 1] * unit
+    r = np.ones_like(a) if metric == "cosine" else a + np.sqrt(dk)  # cosine: unit rows
+    err = tol * (a * a + r * r)
+    last = _faiss_units(fd[:, m - 1], metric)
+    redo = np.flatnonzero(~(last - err > dk))
+    if redo.size == 0:
+        return nbr
+    # Range search, a block of rows at a time (one radius per call: the block's largest, rows
+    # sorted by radius so a block's radii are alike). Extra points only cost exact distances.
+    reach = dk[redo] + 1.5 * err[redo]
+    redo = redo[np.argsort(reach, kind="stable")]
+    reach = np.sort(reach, kind="stable")
+    for s in range(0, redo.size, 64):
+        blk = redo[s : s + 64]
+        radius = float(reach[s : s + 64].max()) * (1 + 1e-6) + 1e-30
+        q = Z[rows[blk]]
+        if metric == "cosine":
+            lims, _, found = flat().range_search(q, 1.0 - radius)
+        else:
+            lims, _, found = flat().range_search(q, radius)
+        counts = np.diff(lims.astype(np.int64))
+        width = int(counts.max())
+        # Ragged range results into a padded (rows, width) candidate matrix.
+        padded = np.full((blk.size, width), -1, dtype=np.int64)
+        col = np.arange(found.size) - np.repeat(lims[:-1].astype(np.int64), counts)
+        padded[np.repeat(np.arange(blk.size), counts), col] = found
+        nbr[blk], _ = _top_k(Xf, inv, rows[blk], padded, k)
+    return nbr
 
 
 def _recall(
-    Xs: np.ndarray, nbr: np.ndarray, k: int, *, metric: str, n_queries: int = 1000
+    approx: np.ndarray,
+    flat: Callable[[], Any],
+    Xf: np.ndarray,
+    Z: np.ndarray,
+    inv: np.ndarray,
+    unit: float,
+    k: int,
+    *,
+    metric: str,
+    n_queries: int = 1000,
 ) -> float:
     """Share of the true k nearest neighbours found, on a seeded sample of query points."""
-    import faiss
-
     rng = np.random.default_rng(0)
-    q = np.sort(rng.choice(Xs.shape[0], size=min(n_queries, Xs.shape[0]), replace=False))
-    exact: Any = (
-        faiss.IndexFlatIP(Xs.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(Xs.shape[1])
-    )
-    exact.add(Xs)
-    _, truth = exact.search(Xs[q], k + 1)
-    hits = 0
-    for row, qi in enumerate(q):
-        t = [j for j in truth[row] if j != qi][:k]
-        hits += len(set(t) & set(nbr[qi].tolist()))
+    n = Xf.shape[0]
+    q = np.sort(rng.choice(n, size=min(n_queries, n), replace=False)).astype(np.int64)
+    truth = _exact_rows(flat(), flat, Xf, Z, inv, unit, q, k, 4, metric=metric, certify=True)
+    hits = sum(len(set(t.tolist()) & set(approx[i].tolist())) for t, i in zip(truth, q))
     return hits / (len(q) * k)
 
 
@@ -365,17 +598,38 @@ def knn_graph(
     index: Literal["exact", "hnsw", "ivf"] = "exact",
     verbose: bool = False,
 ) -> Graph:
-    """The symmetrized k-nearest-neighbour graph of the rows of ``X`` (exact FAISS search).
+    """The symmetrized k-nearest-neighbour graph of the rows of ``X`` (exact distances).
 
     ``(u, v)`` is an edge when either point is among the other's ``k`` nearest neighbours (so a
     vertex may have more than ``k`` neighbours, never fewer than ``k``). The point itself is never
-    its own neighbour. Ties in distance -- exact duplicate points above all -- are broken by the
-    lower sample index, so the graph depends only on ``X``.
+    its own neighbour.
+
+    Distances and ties. The features are stored as float32 (as FAISS searches them, and as
+    :func:`fingerprint` hashes them). FAISS proposes candidates; their distances are then
+    recomputed exactly in float64 from those float32 values (squared Euclidean, or
+    ``|u - v|^2 / 2 = 1 - cos`` of the rows normalized in float64) and each point's neighbours
+    are ordered by ``(distance, sample index)``. Two distances tie only when they are equal, and
+    a tie goes to the lower sample index (scikit-learn's brute force gives the higher one).
+    Exact duplicates always tie; distances that are equal in exact arithmetic but not after
+    float64 rounding (about 1e-16 relative: rows parallel up to a factor that is not a power of
+    two, under ``metric="cosine"``) are ordered by their rounded values. Nothing is rounded to
+    an absolute number of decimals, so the graph does not depend on the scale of ``X``: scaling
+    ``X`` by a power of two gives the identical graph (any other factor, up to the float32
+    rounding of the scaled features), from 1e-30 to 1e30 and beyond.
+
+    Exact search (``index="exact"``) is complete as well as exact: for each point the code
+    checks, with a worst-case bound on FAISS's float32 rounding, that no point FAISS left out
+    can be nearer than (or tie with) the k-th neighbour, and searches every point within that
+    bound again where it cannot tell (many duplicates or equal distances, or rounding larger
+    than the gaps between distances). Such points cost an extra range search; the graph is the
+    one an exact float64 brute force gives.
 
     Parameters
     ----------
     X : array-like, shape (n_samples, n_features)
-        Features, one row per sample; row ``i`` becomes vertex ``i``.
+        Features, one row per sample; row ``i`` becomes vertex ``i``. Real numbers that fit in
+        float32 (``|x| < 3.4e38``); NaN, inf, strings, complex numbers and ragged rows are
+        refused.
     k : int, default 20
         Neighbours per point, in ``[1, n_samples - 1]`` (20 as in the thesis).
     metric : {"l2", "cosine"}
@@ -383,16 +637,19 @@ def knn_graph(
         L2-normalized rows (``IndexFlatIP``).
     cache_dir : path, optional
         Folder of cached graphs. The file name carries metric, k and the features' fingerprint, so
-        the same features are searched once and other features never reuse the file.
+        the same features are searched once and other features never reuse the file. Files
+        written before exact tie-breaking (format version 1) are rebuilt.
     use_gpu : bool or None
         None (default): a FAISS GPU index when FAISS sees a GPU, the CPU otherwise. The exact
-        search gives the same graph on both (up to float ties).
+        search gives the same graph on both (candidates from either are re-ordered by exact
+        distance; the completeness bound assumes FAISS computes in float32, not TF32).
     index : {"exact", "hnsw", "ivf"}
         ``"exact"`` (default, ``IndexFlat``) or an approximate FAISS index for large ``n``:
         ``"hnsw"`` (HNSW, 32 links, efSearch 128; CPU only) or ``"ivf"`` (IVF-Flat with about
-        sqrt(n) lists, trained on a seeded sample). With an approximate index the recall of the
-        neighbour lists against exact search is measured on 1,000 seeded query points, stored
-        in ``graph.recall`` and printed.
+        sqrt(n) lists, trained on a seeded sample). An approximate index's candidates are also
+        re-ordered by exact distance, but a neighbour it never proposes stays missing: the recall
+        of the neighbour lists against exact search is measured on 1,000 seeded query points,
+        stored in ``graph.recall`` and printed.
     verbose : bool
         Print the number of connected components (a kNN graph of clustered data may have several;
         each has its own essential persistence pair).
@@ -407,8 +664,10 @@ def knn_graph(
     >>> X = np.array([[0.0], [1.0], [3.0], [10.0]])
     >>> knn_graph(X, k=1).edges.tolist()
     [[0, 1], [1, 2], [2, 3]]
+    >>> knn_graph(X * 1e-6, k=1).edges.tolist()  # the scale does not matter
+    [[0, 1], [1, 2], [2, 3]]
     """
-    arr = np.asarray(X)
+    arr = as_real_array(X, name="X", where="knn_graph")
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise SampletopoError(
             f"knn_graph: 'X' must be a non-empty 2-D array (n_samples, n_features). Got shape "
@@ -430,45 +689,47 @@ def knn_graph(
             f"knn_graph: 'index' must be 'exact', 'hnsw' or 'ivf'. Got {index!r}. Use 'exact' "
             "unless n is too large for it."
         )
-    Xf = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(Xf).all():
-        i = int(np.flatnonzero(~np.isfinite(Xf).all(axis=1))[0])
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        i = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
         raise SampletopoError(
             f"knn_graph: 'X' holds non-finite values (first in row {i}). Impute or drop those rows."
+        )
+    with np.errstate(over="ignore"):
+        Xf = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(Xf).all():
+        i = int(np.flatnonzero(~np.isfinite(Xf).all(axis=1))[0])
+        big = float(np.abs(arr[i].astype(np.float64)).max())
+        raise SampletopoError(
+            f"knn_graph: 'X' row {i} holds a value ({big:.3g}) too large for float32, in which "
+            "features are stored and searched (largest 3.4e38). Divide X by a constant first "
+            "(the graph does not depend on the scale)."
         )
     fp = fingerprint(Xf)
     cache_path = None
     if cache_dir is not None:
         cache_path = knn_cache_path(cache_dir, fingerprint=fp, k=k, metric=metric, index=index)
-        if cache_path.exists():
+        if cache_path.exists() and _file_version(cache_path) >= 2:
             g = Graph.load(cache_path)
             if g.fingerprint == fp and g.k == k and g.metric == metric and g.n == n:
                 return g
-    if metric == "cosine":
-        norms = np.linalg.norm(Xf, axis=1, keepdims=True)
-        if (norms == 0).any():
-            i = int(np.flatnonzero(norms[:, 0] == 0)[0])
-            raise SampletopoError(
-                f"knn_graph: row {i} of 'X' is all zeros, which has no cosine direction. "
-                "Use metric='l2' or drop the row."
-            )
-        Xs = Xf / norms
-    else:
-        Xs = Xf
-    # A few extra candidates let us drop the point itself wherever it lands among its duplicates,
-    # and re-break distance ties by index.
-    extra = min(n - 1 - k, 4)
-    dist, nbr, _ = _faiss_search(Xs, k + 1 + extra, metric=metric, use_gpu=use_gpu, index=index)
-    rows = np.repeat(np.arange(n, dtype=np.int64), nbr.shape[1]).reshape(nbr.shape)
-    valid = (nbr >= 0) & (nbr != rows)
-    # Round away float noise so that exact duplicates tie, then order by (distance, index).
-    dkey = np.where(valid, np.round(dist.astype(np.float64), 5), np.inf)
-    ikey = np.where(valid, nbr, np.iinfo(np.int64).max)
-    order = np.lexsort((ikey, dkey), axis=1)
-    nbr_sorted = np.take_along_axis(nbr, order, axis=1)[:, :k].astype(np.int64)
-    src = np.repeat(np.arange(n, dtype=np.int64), k)
-    edges = _canonical_edges(n, np.stack([src, nbr_sorted.ravel()], axis=1))
-    recall = None if index == "exact" else _recall(Xs, nbr_sorted, k, metric=metric)
+    Z, unit, inv = _search_space(Xf, metric)
+    idx = _build_index(Z, metric=metric, index=index, use_gpu=use_gpu)
+
+    @functools.cache
+    def flat() -> Any:
+        # The exact CPU index: range searches of uncertain rows, and the recall's ground truth.
+        if index == "exact" and type(idx).__name__.startswith("IndexFlat"):
+            return idx
+        return _build_index(Z, metric=metric, index="exact", use_gpu=False)
+
+    rows = np.arange(n, dtype=np.int64)
+    nbr = _exact_rows(
+        idx, flat, Xf, Z, inv, unit, rows, k, 4, metric=metric, certify=index == "exact"
+    )
+    src = np.repeat(rows, k)
+    pairs = np.stack([src, nbr.ravel()], axis=1)
+    edges = _canonical_edges(n, pairs[pairs[:, 1] >= 0])  # -1: an approximate index found fewer
+    recall = None if index == "exact" else _recall(nbr, flat, Xf, Z, inv, unit, k, metric=metric)
     g = Graph(n=n, edges=edges, k=k, metric=metric, fingerprint=fp, recall=recall)
     if recall is not None:
         print(
@@ -481,3 +742,12 @@ def knn_graph(
     if cache_path is not None:
         g.save(cache_path)
     return g
+
+
+def _file_version(path: Path) -> int:
+    """The format version written in a graph file (0 when unreadable: it is rebuilt)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return int(z["version"])
+    except (OSError, KeyError, ValueError):
+        return 0

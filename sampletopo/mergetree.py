@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from sampletopo import _sweep
-from sampletopo._errors import SampletopoError, check_finite_values
+from sampletopo._errors import SampletopoError, check_finite_values, check_int_range
 from sampletopo.diagrams import Diagram
 from sampletopo.graph import Graph
 
@@ -127,9 +127,19 @@ class MergeTree:
         vertices swept before the killing saddle (lower values); for a split tree, the whole peak
         region above its saddle. Younger branches that merged into it earlier are included. For
         the essential pair, the whole connected component.
+
+        ``birth_sample`` is a vertex id (an int in ``[0, n - 1]``; negative ids are refused, not
+        counted from the end, and a float is never rounded to a vertex).
         """
-        v = int(birth_sample)
-        if not 0 <= v < self.n or v not in set(self.leaves.tolist()):
+        v = check_int_range(
+            "birth_sample",
+            birth_sample,
+            0,
+            self.n - 1,
+            where="MergeTree.members",
+            fix="Pass a leaf of the tree (a vertex in tree.leaves, e.g. a diagram's birth_sample).",
+        )
+        if v not in set(self.leaves.tolist()):
             raise SampletopoError(
                 f"MergeTree.members: 'birth_sample' must be a leaf of this {self.kind} tree "
                 f"(a vertex in tree.leaves). Got {birth_sample!r}."

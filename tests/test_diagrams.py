@@ -177,3 +177,174 @@ def test_hera_traps_diagonal_points_and_essential_pairs():
     assert u1h == pytest.approx(4.5) and u1p == pytest.approx(4.5)
     assert u2h == pytest.approx(np.sqrt(1.5**2 + 1 + 4)) and u2p == pytest.approx(u2h)
     assert b3 == pytest.approx(2.0)
+
+
+# --- Issue 11: order=inf, ground metric, validation, and tests that can fail ----------------
+
+
+def brute_matching_costs(a, b, internal_p):
+    """Every partial matching of two tiny diagrams as a list of per-move L^q costs."""
+    a, b = np.asarray(a, float).reshape(-1, 2), np.asarray(b, float).reshape(-1, 2)
+
+    def dist(x, y):
+        diff = np.abs(np.subtract(x, y))
+        return diff.max() if np.isinf(internal_p) else (diff**internal_p).sum() ** (1 / internal_p)
+
+    def to_diag(x):
+        h = (x[1] - x[0]) / 2
+        return dist(x, (x[0] + h, x[0] + h))
+
+    pts_a = [tuple(p) for p in a] + [None] * len(b)
+    pts_b = [tuple(p) for p in b] + [None] * len(a)
+    out = []
+    for perm in itertools.permutations(range(len(pts_b))):
+        costs = []
+        for i, j in enumerate(perm):
+            x, y = pts_a[i], pts_b[j]
+            if x is None and y is None:
+                continue
+            costs.append(to_diag(y) if x is None else to_diag(x) if y is None else dist(x, y))
+        out.append(costs)
+    return out
+
+
+def test_order_inf_is_the_bottleneck_distance():
+    d = join([[0.0, 1.0], [0.2, 0.7], [0.5, np.inf]])
+    a = st.Diagram([3.0, 2.0], [1.0, 1.5], [0, 1], [5, 6], "split")
+    b = st.Diagram([2.8], [1.0], [0], [5], "split")
+    for backend in ("hera", "pot"):
+        assert st.wasserstein(d, d, order=np.inf, backend=backend) == 0.0  # was 1.0
+        # (3,1)<->(2.8,1) moves 0.2, (2,1.5) goes to the diagonal: 0.25 (was 1.0).
+        assert st.wasserstein(a, b, order=np.inf, backend=backend) == pytest.approx(0.25)
+        # Essential births 0.5 and 0.0 are 0.5 apart; the finite parts match at 0.1.
+        e = join([[0.0, 1.1], [0.0, np.inf]])
+        assert st.wasserstein(
+            d.select([0, 2]), e, order=np.inf, include_essential=True, backend=backend
+        ) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("internal_p", [1.0, 2.0, np.inf])
+def test_order_inf_matches_brute_force(seed, internal_p):
+    rng = np.random.default_rng(seed)
+    a = np.sort(rng.random((3, 2)), axis=1)
+    b = np.sort(rng.random((int(rng.integers(1, 4)), 2)), axis=1)
+    expected = min(max(c) for c in brute_matching_costs(a, b, internal_p))
+    for backend in ("hera", "pot"):
+        got = st.wasserstein(join(a), join(b), order=np.inf, internal_p=internal_p, backend=backend)
+        assert got == pytest.approx(expected, rel=1e-12)
+    if np.isinf(internal_p):
+        assert st.bottleneck(join(a), join(b)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_finite_internal_p_is_used_by_both_backends():
+    # (0,4) -> (1,5) moves (1,1): L1 2, L2 sqrt(2), Linf 1; the diagonal costs 2 each (Linf) or
+    # more, so matching the two points is optimal for every q.
+    a, b = join([[0.0, 4.0]]), join([[1.0, 5.0]])
+    for q, expected in ((1.0, 2.0), (2.0, np.sqrt(2.0)), (np.inf, 1.0)):
+        for backend in ("hera", "pot"):
+            for order in (1, 2):
+                got = st.wasserstein(a, b, order=order, internal_p=q, backend=backend)
+                assert got == pytest.approx(expected, rel=1e-6), (q, backend, order)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_finite_internal_p_matches_brute_force(seed):
+    rng = np.random.default_rng(100 + seed)
+    a = np.sort(rng.random((3, 2)), axis=1)
+    b = np.sort(rng.random((2, 2)), axis=1)
+    for q in (1.0, 2.0):
+        for order in (1, 2):
+            expected = min(sum(c**order for c in m) for m in brute_matching_costs(a, b, q)) ** (
+                1 / order
+            )
+            for backend in ("hera", "pot"):
+                got = st.wasserstein(join(a), join(b), order=order, internal_p=q, backend=backend)
+                assert got == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["hera", "pot"])
+def test_order_and_internal_p_are_validated(backend):
+    d = join([[0.0, 1.0]])
+    for bad in (0, -1, np.nan, 0.5, True, "2"):
+        with pytest.raises(SampletopoError, match=r"'internal_p' parameter of wasserstein"):
+            st.wasserstein(d, d, internal_p=bad, backend=backend)
+    for bad in (0, -np.inf, np.nan, 0.5, False, "inf"):
+        with pytest.raises(SampletopoError, match=r"'order' parameter of wasserstein"):
+            st.wasserstein(d, d, order=bad, backend=backend)
+
+
+def test_total_persistence_rejects_p_that_is_not_positive():
+    d = join([[0, 2], [1, 1.5]])
+    for bad in (0, -1, np.nan, np.inf, True, "1"):
+        with pytest.raises(SampletopoError, match=r"'p' parameter of total_persistence"):
+            st.total_persistence(d, p=bad)
+    assert st.total_persistence(d, p=0.5) == pytest.approx(2**0.5 + 0.5**0.5)
+
+
+def test_top_returns_n_pairs_and_breaks_ties_by_lower_birth_sample():
+    # Persistences 1, 2, 2, 0.5, 2 (birth samples 7, 9, 3, 1, 5) and one essential pair.
+    d = st.Diagram(
+        [0.0, 0.0, 1.0, 0.0, 3.0, 0.0],
+        [1.0, 2.0, 3.0, 0.5, 5.0, np.inf],
+        [7, 9, 3, 1, 5, 0],
+        [17, 19, 13, 11, 15, -1],
+        "join",
+    )
+    assert d.top(1).birth_sample.tolist() == [3]
+    assert d.top(2).birth_sample.tolist() == [3, 5]
+    assert d.top(4).birth_sample.tolist() == [3, 5, 9, 7]
+    assert d.top(9).birth_sample.tolist() == [3, 5, 9, 7, 1]  # all finite pairs, no more
+    assert len(d.top(0)) == 0
+    assert d.top(np.int64(2)).persistence.tolist() == [2.0, 2.0]
+    for bad in (-1, 2.0, 1.5, True):
+        with pytest.raises(SampletopoError, match=r"'n' parameter of Diagram.top"):
+            d.top(bad)
+
+
+def test_essential_pairs_are_matched_in_sorted_order():
+    # Births listed in opposite orders: the optimal matching pairs 0<->0.2 and 5<->5.1.
+    a = st.Diagram([0.0, 5.0], [np.inf, np.inf], [0, 1], [-1, -1], "join")
+    b = st.Diagram([5.1, 0.2], [np.inf, np.inf], [2, 3], [-1, -1], "join")
+    for backend in ("hera", "pot"):
+        w1 = st.wasserstein(a, b, include_essential=True, backend=backend)
+        assert w1 == pytest.approx(0.3)
+        w2 = st.wasserstein(a, b, order=2, include_essential=True, backend=backend)
+        assert w2 == pytest.approx(np.sqrt(0.2**2 + 0.1**2))
+    assert st.bottleneck(a, b, include_essential=True) == pytest.approx(0.2)
+
+
+def test_sample_ids_are_integers_and_not_negative():
+    with pytest.raises(
+        SampletopoError, match=r"'birth_sample' must hold integer sample ids. Got 0.5"
+    ):
+        st.Diagram([0.0], [1.0], [0.5], [3], "join")
+    with pytest.raises(SampletopoError, match=r"'death_sample' must hold integer"):
+        st.Diagram([0.0], [1.0], [0], [np.nan], "join")
+    with pytest.raises(SampletopoError, match=r"'birth_sample' holds sample ids, which are >= 0"):
+        st.Diagram([0.0], [1.0], [-2], [3], "join")
+    with pytest.raises(SampletopoError, match=r"'death_sample' holds sample ids"):
+        st.Diagram([0.0, 0.0], [1.0, 2.0], [0, 1], [3, -4], "join")
+    with pytest.raises(SampletopoError, match="booleans"):
+        st.Diagram([0.0], [1.0], [True], [3], "join")
+    with pytest.raises(SampletopoError, match="strings"):
+        st.Diagram(["0.0"], [1.0], [0], [3], "join")
+    with pytest.raises(SampletopoError, match="complex"):
+        st.Diagram([0.0 + 1j], [1.0], [0], [3], "join")
+    d = st.Diagram([0.0], [1.0], [4.0], [3.0], "join")  # whole-number floats are ids
+    assert d.birth_sample.tolist() == [4] and d.birth_sample.dtype == np.int64
+
+
+def test_select_positions_and_masks():
+    d = join([[0.0, 1.0], [0.2, 0.7], [0.5, np.inf]])
+    assert d.select([2, 0]).birth.tolist() == [0.5, 0.0]
+    assert d.select(np.array([False, True, False])).birth.tolist() == [0.2]
+    assert len(d.select([])) == 0
+    with pytest.raises(SampletopoError, match="negative positions are not counted from the end"):
+        d.select([-1])
+    with pytest.raises(SampletopoError, match=r"must be in \[0, 2\]"):
+        d.select([3])
+    with pytest.raises(SampletopoError, match="one entry per pair"):
+        d.select([True, False])
+    with pytest.raises(SampletopoError, match="integer pair positions. Got 0.5"):
+        d.select([0.5])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import gudhi
 import numpy as np
 import pytest
@@ -268,3 +270,108 @@ def test_bad_input_messages():
         st.join_tree(g, [0.0, 1.0, 2.0, 3.0]).members(2)
     with pytest.raises(SampletopoError, match="inf"):
         st.join_tree(g, [0.0, np.inf, 1.0, 2.0])
+
+
+# --- Issue 11: tests that can fail, and values that reach numpy unchecked ------------------
+
+
+def test_include_zero_keeps_zero_persistence_pairs():
+    # Sweep order 2 (0.0), 0 (1.0), 1 (1.0): vertex 0 is a second minimum that dies at once at
+    # vertex 1, whose value is equal -- a pair (1, 1) of zero persistence.
+    tree = st.join_tree(path(3), [1.0, 1.0, 0.0])
+    d = tree.diagram()
+    assert (d.birth.tolist(), d.death.tolist()) == ([0.0], [np.inf])
+    z = tree.diagram(include_zero=True)
+    assert z.birth.tolist() == [1.0, 0.0] and z.death.tolist() == [1.0, np.inf]
+    assert z.birth_sample.tolist() == [0, 2] and z.death_sample.tolist() == [1, -1]
+
+
+def test_arcs_table_by_hand():
+    # Nodes: 0 leaf (v0), 1 leaf (v3), 2 saddle (v6), 3 root (v7).
+    edges = [[0, 1], [1, 2], [0, 2], [3, 4], [4, 5], [3, 5], [2, 6], [6, 5], [6, 7]]
+    f = np.array([0.0, 0.4, 0.6, 0.2, 0.3, 0.5, 1.0, 2.0])
+    arcs = st.join_tree(st.graph_from_edges(8, edges), f).arcs()
+    assert arcs.rows() == [
+        # arc, lower_node, upper_node, lower_vertex, upper_vertex, n_vertices
+        (0, 0, 2, 0, 6, 3),  # vertices 0, 1, 2
+        (1, 1, 2, 3, 6, 3),  # vertices 3, 4, 5
+        (2, 2, 3, 6, 7, 2),  # vertices 6, 7
+    ]
+    two = st.join_tree(path(5), [0.0, 1.0, 3.0, 2.0, 0.5]).arcs()
+    assert two["arc"].to_list() == [0, 1] and two["n_vertices"].to_list() == [2, 2]
+
+
+def test_bottleneck_lower_bound_by_hand():
+    # f: pairs (0.5, 2) and essential (0, inf); h: (1.5, 2) and (0, inf). Moving (0.5,2) onto
+    # (1.5,2) costs 1, sending both to the diagonal max(0.75, 0.25): the distance is 0.75.
+    f, h = [0.0, 2.0, 0.5], [0.0, 2.0, 1.5]
+    df, dh = st.join_tree(path(3), f).diagram(), st.join_tree(path(3), h).diagram()
+    assert st.bottleneck(df, dh, include_essential=True) == pytest.approx(0.75)
+    assert st.wasserstein(df, dh, order=np.inf, include_essential=True) == pytest.approx(0.75)
+
+
+@settings(max_examples=100, deadline=None)
+@given(graph_and_values(), st_h.lists(finite_values, min_size=25, max_size=25))
+def test_stability_bottleneck_lower_bounds(data, noise):
+    # A bottleneck that returned 0 would pass the upper-bound test; these bounds are tight
+    # enough to catch it: the most persistent pair moves by at most 2 d_B in persistence, and
+    # the global minimum (maximum) is an essential birth matched to the other's.
+    n, edges, f = data
+    g = st.graph_from_edges(n, edges)
+    h = f + np.array(noise[:n]) / 10.0
+    for build, extreme in ((st.join_tree, np.min), (st.split_tree, np.max)):
+        a, b = build(g, f).diagram(), build(g, h).diagram()
+        dist = st.bottleneck(a, b, include_essential=True)
+        top = abs(a.finite().persistence.max(initial=0.0) - b.finite().persistence.max(initial=0.0))
+        assert dist >= top / 2 - 1e-9
+        assert dist >= abs(extreme(f) - extreme(h)) - 1e-9
+
+
+def test_members_takes_a_vertex_id_not_a_python_index():
+    tree = st.join_tree(path(5), [0.0, 1.0, 3.0, 2.0, 0.5])
+    assert tree.members(np.int64(4)).tolist() == [3, 4]
+    with pytest.raises(SampletopoError, match=r"'birth_sample' parameter of MergeTree.members"):
+        tree.members(-1)  # would be vertex 4 as a numpy index
+    for bad in (4.0, 0.5, True, 5):
+        with pytest.raises(SampletopoError, match=r"'birth_sample' parameter of MergeTree"):
+            tree.members(bad)
+
+
+def test_values_must_be_real_numbers():
+    g = path(3)
+    with pytest.raises(SampletopoError, match="strings"):
+        st.join_tree(g, ["1.0", "2.0", "0.5"])
+    with pytest.raises(SampletopoError, match="complex"):
+        st.join_tree(g, np.array([1.0, 2.0, 0.5]) + 1j)
+    with pytest.raises(SampletopoError, match="rectangular array"):
+        st.split_tree(g, [[1.0, 2.0], [0.5]])
+    with pytest.raises(SampletopoError, match="has 2 values but the graph has 3"):
+        st.join_tree(g, [1.0, 2.0])
+    # Large values are fine in float64: the sweep only compares them.
+    d = st.join_tree(g, np.array([1.0, 2.0, 0.5]) * 1e300).diagram()
+    assert d.birth.tolist() == [1e300, 0.5e300] and d.death.tolist() == [2e300, np.inf]
+
+
+@pytest.mark.skipif(
+    os.environ.get("NUMBA_BOUNDSCHECK") != "1",
+    reason="reads out of bounds unless numba checks bounds: run by make test's NUMBA_BOUNDSCHECK=1 pass",
+)
+def test_numba_bounds_checks_are_on():
+    """The bounds-checked run must really check: numba's on-disk cache does not key on
+    NUMBA_BOUNDSCHECK and would hand back unchecked code (hence its own NUMBA_CACHE_DIR in the
+    Makefile). Plant an out-of-bounds index in each compiled kernel and expect IndexError."""
+    from sampletopo import _sweep
+    from sampletopo.graph import _pair_keys, _row_norms
+
+    order = np.arange(3, dtype=np.int64)
+    indptr = np.array([0, 1, 2, 3], dtype=np.int64)
+    bad = np.array([1, 3, 1], dtype=np.int64)  # vertex 1's neighbour 3 does not exist
+    with pytest.raises(IndexError):
+        _sweep.sweep(order, indptr, bad)
+    rank = np.arange(3, dtype=np.int64)
+    with pytest.raises(IndexError):
+        _sweep.basin(0, 3, rank, indptr, np.array([3, 0, 1], dtype=np.int64))
+    X = np.zeros((2, 2), dtype=np.float32)
+    with pytest.raises(IndexError):
+        _pair_keys(X, np.empty(0), np.array([0], dtype=np.int64), np.array([2], dtype=np.int64))
+    assert _row_norms(X).tolist() == [0.0, 0.0]
