@@ -36,7 +36,12 @@ def _cuda_missing() -> str:
 
 
 def resolve_device(
-    device: Any, *, where: str, param: str = "device", allow_none: bool = True
+    device: Any,
+    *,
+    where: str,
+    param: str = "device",
+    allow_none: bool = True,
+    kind: str | None = None,
 ) -> torch.device | None:
     """The :class:`torch.device` that ``device`` names, checked to exist on this machine.
 
@@ -49,6 +54,9 @@ def resolve_device(
         not be real numbers on this machine.
     where, param : str
         The function (or command) and the parameter (or flag) named in the error.
+    kind : str, optional
+        What ``param`` is called in the error: default ``"flag"`` for ``--name``, else
+        ``"parameter"`` (the training config passes ``"setting"``).
     allow_none : bool
         Whether ``None`` (the caller's own default, returned as ``None``) is accepted.
 
@@ -61,7 +69,8 @@ def resolve_device(
     if device is None and allow_none:
         return None
     allowed = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-    head = f"The {param!r} parameter of {where} must be {allowed}"
+    kind = kind or ("flag" if param.startswith("--") else "parameter")
+    head = f"The {param!r} {kind} of {where} must be {allowed}"
     if isinstance(device, str) and device.strip().lower() == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not isinstance(device, (str, torch.device)):
@@ -92,9 +101,7 @@ def resolve_device(
         return dev
     if dev.type == "mps":
         if not torch.backends.mps.is_available():
-            raise SampletopoError(
-                f"{head}, and 'mps' is not available here. Use 'cpu' or 'auto'."
-            )
+            raise SampletopoError(f"{head}, and 'mps' is not available here. Use 'cpu' or 'auto'.")
         return dev
     raise SampletopoError(
         f"{head}. Got {str(device)!r}, a device type ({dev.type}) sampletopo does not compute "

@@ -102,9 +102,10 @@ def _dataset(key: str):
 
 
 def _run_dataset(run_dir: Path):
-    from sampletopo.record import _DATA_KEYS, read_run_config
+    from sampletopo.record import _DATA_KEYS, read_run_config, warn_foreign_data_root
 
     cfg = read_run_config(run_dir)
+    warn_foreign_data_root(cfg, run_dir)
     keep = {k: cfg.get(k) for k in (*_DATA_KEYS, "data_rebuildable")}
     return _dataset(json.dumps(keep, sort_keys=True, default=str))
 

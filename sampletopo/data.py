@@ -108,7 +108,10 @@ class Dataset:
                     f"Got {type(pair).__name__} instead."
                 )
             raw[split], labels[split] = _check_arrays(
-                *pair, part=f"split {split!r}", where=where, num_classes=None if names is None else len(names)
+                *pair,
+                part=f"split {split!r}",
+                where=where,
+                num_classes=None if names is None else len(names),
             )
         if raw["train"].dtype != raw["val"].dtype or raw["train"].shape[1:] != raw["val"].shape[1:]:
             raise SampletopoError(
@@ -395,7 +398,9 @@ def _check_class_names(class_names: Any, *, where: str) -> list[str] | None:
     if class_names is None:
         return None
     try:
-        ok = not isinstance(class_names, (str, bytes)) and all(isinstance(c, str) for c in class_names)
+        ok = not isinstance(class_names, (str, bytes)) and all(
+            isinstance(c, str) for c in class_names
+        )
     except TypeError:  # not iterable
         ok = False
     if not ok:

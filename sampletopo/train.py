@@ -228,7 +228,7 @@ def _validate(c: TrainConfig) -> None:
         raise bad("nesterov", "a bool")
     if not isinstance(c.device, str):
         raise bad("device", "a string such as 'auto', 'cpu' or 'cuda'")
-    resolve_device(c.device, where="the training config", allow_none=False)
+    resolve_device(c.device, where="the training config", allow_none=False, kind="setting")
 
 
 def scale_milestones(
@@ -426,7 +426,7 @@ def resolve_variants(
 
 
 def _device(name: str) -> torch.device:
-    dev = resolve_device(name, where="the training config", allow_none=False)
+    dev = resolve_device(name, where="the training config", allow_none=False, kind="setting")
     assert dev is not None
     return dev
 
