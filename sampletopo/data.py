@@ -441,7 +441,8 @@ def _load_user_features(path: Path, n: int, split: str) -> np.ndarray:
             f"Features file {str(path)!r} holds dtype {arr.dtype}, not real numbers (complex "
             "values, strings and records have no distance for the kNN graph). Save a float array."
         )
-    out = np.ascontiguousarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
+        out = np.ascontiguousarray(arr, dtype=np.float32)
     finite = np.isfinite(out).all(axis=1)
     if not finite.all():
         i = int(np.flatnonzero(~finite)[0])
@@ -449,7 +450,7 @@ def _load_user_features(path: Path, n: int, split: str) -> np.ndarray:
         raise SampletopoError(
             f"Features file {str(path)!r} holds {int((~finite).sum())} row(s) with NaN or "
             f"infinite values, or values beyond float32's range (first: row {i}, column {j}, "
-            f"value {arr[i, j]!r}). The kNN graph needs finite features: repair those rows first."
+            f"value {_show(arr[i, j])}). The kNN graph needs finite features: repair those rows first."
         )
     return out
 
@@ -544,16 +545,17 @@ _CIFAR_GLOBALS = {
 }
 
 
+class _ForeignObject(pickle.UnpicklingError):
+    """A pickle asked for a global that CIFAR-10 files never hold."""
+
+
 class _CifarUnpickler(pickle.Unpickler):
     """An unpickler that builds only plain data and numpy arrays, never other objects."""
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _CIFAR_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"it asks to import {module}.{name}, which CIFAR-10 files never hold (only numpy "
-            "arrays and plain data); refused without running it"
-        )
+        raise _ForeignObject(f"{module}.{name}")
 
 
 def _unpickle(path: Path) -> dict[str, Any]:
@@ -562,6 +564,13 @@ def _unpickle(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
             obj = _CifarUnpickler(fh, encoding="latin1").load()
+    except _ForeignObject as exc:
+        raise SampletopoError(
+            f"CIFAR-10 file {str(path)!r} asks the unpickler for {exc}, which CIFAR-10 files "
+            "never hold (only numpy arrays and plain data): it was refused without being run, "
+            "since loading it could run code. The file was altered or is not CIFAR-10: unpack "
+            "cifar-10-python.tar.gz from its official source again."
+        ) from None
     except (pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
         raise SampletopoError(
             f"CIFAR-10 file {str(path)!r} could not be read ({type(exc).__name__}: {exc}): it is "

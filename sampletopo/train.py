@@ -382,6 +382,7 @@ def resolve_variants(
     """
     _check_model_kwargs_table(base.model_kwargs, where="the training config")
     if variants is None or (isinstance(variants, (Mapping, list, tuple)) and not variants):
+        base.resolved(variant="run")  # validate before any folder is made, as for variants
         return [("run", base, {})]
     combos: list[dict[str, Any]]
     if isinstance(variants, Mapping):
