@@ -83,7 +83,14 @@ class Dataset:
         class_names: list[str] | None = None,
     ) -> Dataset:
         """A dataset from in-memory arrays: ``(x, y)`` per split, ``x`` of shape ``(n, C, H, W)``
-        with values in [0, 1] (float) or 0..255 (uint8), ``y`` integer labels from 0.
+        with values in [0, 1] (float or bool) or 0..255 (uint8), ``y`` integer labels from 0.
+
+        Refused with one :class:`SampletopoError` naming the split, the first bad sample and the
+        fix (one NaN pixel would otherwise make every recorded loss NaN): ragged input, object
+        arrays (``None``), strings, complex values, NaN or infinite pixels (or floats beyond
+        float32's range), labels that are not integers, and labels outside ``[0, C)``, where
+        ``C = len(class_names)``, or without class names at most :data:`MAX_CLASSES` (100,000;
+        the class count is then the largest label + 1).
 
         Examples
         --------
@@ -735,7 +742,8 @@ def load_dataset(
         Folder holding local data sets in torchvision's on-disk format (``cifar10``, ``mnist``).
         Not used by ``digits`` and ``synthetic``.
     seed : int
-        Seed of the stratified split (and of ``max_samples`` subsampling).
+        Seed of the stratified split (and of ``max_samples`` subsampling), in
+        ``[0, 2**63 - 1]`` (run configs store it as a 64-bit int).
     val_fraction : float, "test" or None
         Fraction of each class put in ``val``, or ``"test"`` to use the official test set as
         ``val`` (``cifar10``, ``mnist`` only). ``None`` means the data set's default: ``0.2`` for

@@ -324,7 +324,8 @@ class LossRecorder:
     batch_size : int
         Batch size of the eval passes.
     device : str or torch.device, optional
-        Device of the eval passes; default: the model's device.
+        Device of the eval passes (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``;
+        checked against this machine); default: the model's device.
     on_exists : {"skip", "error"}
         What to do when asked to record an epoch already on disk: skip it (the default; this is
         what makes a restarted run continue without duplicates) or raise.
