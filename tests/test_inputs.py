@@ -657,3 +657,8 @@ def test_a_run_config_reading_cifar_pickles_from_elsewhere_warns_once(tmp_path, 
         assert not warn_foreign_data_root(vouched, other)
     with pytest.warns(DataRootWarning, match="/srv/x"):
         assert warn_foreign_data_root({"data": "cifar10", "data_root": "/srv/x"}, other)
+
+
+def test_model_options_too_large_to_allocate_are_one_clear_error():
+    with pytest.raises(SampletopoError, match=r"'mlp'.*\[1099511627776\].*too large to allocate"):
+        create_model("mlp", hidden=[2**40], in_channels=1, input_size=8)
