@@ -18,6 +18,13 @@ class SampletopoError(ValueError):
     """
 
 
+# Bounds shared by every entry point, chosen so a value that passes fits wherever it is stored.
+# Seeds: run configs are TOML (64-bit signed ints) and torch.manual_seed takes at most 2**64 - 1.
+MAX_SEED = 2**63 - 1
+# Epochs: the loss tables' ``epoch`` column is a Parquet int32.
+MAX_EPOCH = 2**31 - 1
+
+
 def check_int_range(
     name: str, value: Any, low: int, high: int | None, *, where: str, fix: str = ""
 ) -> int:

@@ -121,7 +121,7 @@ def _dataset(key: str):
 
 
 def _run_dataset(run_dir: Path):
-    from sampletopo.record import _DATA_KEYS, read_run_config
+    from sampletopo.record import _DATA_KEYS, read_run_config, warn_foreign_data_root
 
     cfg = read_run_config(run_dir)
     if not cfg.get("data") and not cfg.get("data_file"):
@@ -131,6 +131,7 @@ def _run_dataset(run_dir: Path):
             'data = "NAME" (with the data_root, data_seed, val_fraction and max_samples it was '
             "recorded with), as `sampletopo train` writes it."
         )
+    warn_foreign_data_root(cfg, run_dir)
     keep = {k: cfg.get(k) for k in (*_DATA_KEYS, "data_rebuildable")}
     return _dataset(json.dumps(keep, sort_keys=True, default=str))
 

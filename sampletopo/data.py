@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import MAX_SEED, SampletopoError, check_int_range
 
 __all__ = ["Dataset", "load_dataset", "list_datasets", "SPLITS"]
 
@@ -83,7 +83,14 @@ class Dataset:
         class_names: list[str] | None = None,
     ) -> Dataset:
         """A dataset from in-memory arrays: ``(x, y)`` per split, ``x`` of shape ``(n, C, H, W)``
-        with values in [0, 1] (float) or 0..255 (uint8), ``y`` integer labels from 0.
+        with values in [0, 1] (float or bool) or 0..255 (uint8), ``y`` integer labels from 0.
+
+        Refused with one :class:`SampletopoError` naming the split, the first bad sample and the
+        fix (one NaN pixel would otherwise make every recorded loss NaN): ragged input, object
+        arrays (``None``), strings, complex values, NaN or infinite pixels (or floats beyond
+        float32's range), labels that are not integers, and labels outside ``[0, C)``, where
+        ``C = len(class_names)``, or without class names at most :data:`MAX_CLASSES` (100,000;
+        the class count is then the largest label + 1).
 
         Examples
         --------
@@ -93,34 +100,35 @@ class Dataset:
         >>> ds.n("train"), ds.num_classes
         (20, 2)
         """
+        where = "Dataset.from_arrays"
+        if not isinstance(name, str) or not name:
+            raise SampletopoError(
+                f"The 'name' parameter of {where} must be a non-empty str. Got {name!r} instead."
+            )
+        names = _check_class_names(class_names, where=where)
         raw: dict[str, np.ndarray] = {}
         labels: dict[str, np.ndarray] = {}
-        dtypes = set()
-        for split, (x, y) in (("train", train), ("val", val)):
-            x = np.asarray(x)
-            y = np.asarray(y)
-            if x.ndim != 4 or y.ndim != 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        for split, pair in (("train", train), ("val", val)):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise SampletopoError(
-                    f"Dataset.from_arrays: split {split!r} needs x of shape (n, C, H, W) and y of "
-                    f"shape (n,) with n >= 1. Got x {x.shape} and y {y.shape}."
+                    f"The {split!r} parameter of {where} must be a pair (x, y) of arrays. "
+                    f"Got {type(pair).__name__} instead."
                 )
-            if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-                raise SampletopoError(
-                    f"Dataset.from_arrays: labels of split {split!r} must be integers >= 0."
-                )
-            raw[split] = np.ascontiguousarray(x if x.dtype == np.uint8 else x.astype(np.float32))
-            labels[split] = np.ascontiguousarray(y, dtype=np.int64)
-            dtypes.add(raw[split].dtype)
-        if len(dtypes) != 1 or raw["train"].shape[1:] != raw["val"].shape[1:]:
+            raw[split], labels[split] = _check_arrays(
+                *pair,
+                part=f"split {split!r}",
+                where=where,
+                num_classes=None if names is None else len(names),
+            )
+        if raw["train"].dtype != raw["val"].dtype or raw["train"].shape[1:] != raw["val"].shape[1:]:
             raise SampletopoError(
-                "Dataset.from_arrays: train and val inputs must share dtype and (C, H, W)."
+                f"{where}: train and val inputs must share dtype and (C, H, W). Got train "
+                f"{raw['train'].dtype} {raw['train'].shape[1:]} and val {raw['val'].dtype} "
+                f"{raw['val'].shape[1:]}."
             )
         k = int(max(labels["train"].max(), labels["val"].max())) + 1
-        names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
-        if len(names) < k:
-            raise SampletopoError(
-                f"Dataset.from_arrays: {len(names)} class names for labels up to {k - 1}."
-            )
+        if names is None:
+            names = [str(i) for i in range(k)]
         c, h, w = (int(v) for v in raw["train"].shape[1:])
         scale = 1.0 / 255.0 if raw["train"].dtype == np.uint8 else 1.0
         return cls(
@@ -275,6 +283,143 @@ class Dataset:
         return f"Dataset({self.name!r}, {sizes}, input_shape={self.input_shape}, classes={self.num_classes})"
 
 
+# ---------------------------------------------------------------------------------------------
+# Checks on input arrays: every way data gets in (from_arrays, the folder loaders, saved .npz
+# datasets, user feature files) passes through these, so a NaN pixel or a label beyond the class
+# count is refused where it enters instead of turning every recorded loss into NaN later.
+
+# Without class names, the class count is inferred as the largest label + 1; a stray huge label
+# (a uint64 id, a hash) must not silently make a model with billions of outputs.
+MAX_CLASSES = 100_000
+
+# Pixel dtypes by numpy kind: bool, unsigned and signed ints, floats. Complex, object (None),
+# strings, bytes, datetimes and structured arrays have no meaning as pixels.
+_PIXEL_KINDS = "buif"
+
+
+def _first_odd_sample(x: Any) -> int:
+    """Index of the first sample whose shape differs from sample 0's (for ragged input)."""
+    try:
+        first = np.shape(x[0])
+        for i, sample in enumerate(x):
+            if np.shape(sample) != first:
+                return i
+    except (TypeError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _as_array(value: Any, *, what: str, where: str) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except ValueError as exc:  # numpy refuses ragged nested sequences
+        raise SampletopoError(
+            f"{where}: {what} is ragged: sample {_first_odd_sample(value)} has another shape "
+            "than sample 0. Stack samples of one shape into one array first."
+        ) from exc
+
+
+def _show(v: Any) -> str:
+    """``repr`` of a value with numpy scalars shown as plain Python numbers (``nan``, ``7``)."""
+    return repr(v.item() if isinstance(v, np.generic) else v)
+
+
+def _first_bad_value(arr: np.ndarray) -> str:
+    """Where the first value that is not a real number sits in an array of a non-numeric dtype:
+    ``"sample 2: None"`` (for object arrays, the first non-number; else the first value)."""
+    flat = arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, 1)
+    if arr.dtype.kind == "O":
+        for i, row in enumerate(flat):
+            for v in row:
+                if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                    return f"sample {i}: {_show(v)}"
+    return f"sample 0: {_show(flat[0, 0])}" if flat.size else "no values"
+
+
+def _check_arrays(
+    x: Any, y: Any, *, part: str, where: str, num_classes: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(x, y)`` of one split as stored: ``x`` uint8 or float32 ``(n, C, H, W)``,
+    ``y`` int64 ``(n,)``; refuse anything a model or the kNN graph cannot use.
+
+    Refused with one :class:`SampletopoError` naming ``part`` (e.g. ``"split 'train'"``), the
+    first bad sample and the fix: ragged input, object arrays (``None``), strings, complex values, NaN or infinite pixels
+    (also finite floats beyond float32's range, which become infinite when stored), labels that
+    are not integers, and labels outside ``[0, num_classes)`` (``num_classes=None``: at most
+    :data:`MAX_CLASSES` classes).
+    """
+    x = _as_array(x, what=f"x of {part}", where=where)
+    y = _as_array(y, what=f"y of {part}", where=where)
+    if x.ndim != 4 or y.ndim != 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0 or 0 in x.shape:
+        raise SampletopoError(
+            f"{where}: {part} needs x of shape (n, C, H, W) and y of shape (n,) with "
+            f"n >= 1 (and C, H, W >= 1). Got x {x.shape} and y {y.shape}."
+        )
+    if x.dtype.kind not in _PIXEL_KINDS:
+        raise SampletopoError(
+            f"{where}: x of {part} has dtype {x.dtype} ({_first_bad_value(x)}); pixels must be "
+            "real numbers: floats in [0, 1] or uint8 in 0..255. Replace missing values, then "
+            "convert with np.asarray(x, dtype=np.float32)."
+        )
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
+        stored = x if x.dtype == np.uint8 else x.astype(np.float32)
+    if stored.dtype.kind == "f":
+        finite = np.isfinite(stored).reshape(stored.shape[0], -1).all(axis=1)
+        if not finite.all():
+            i = int(np.flatnonzero(~finite)[0])
+            j = int(np.flatnonzero(~np.isfinite(stored[i]).reshape(-1))[0])
+            v = x[i].reshape(-1)[j]
+            why = "" if not np.isfinite(v) else ", beyond float32's range"
+            raise SampletopoError(
+                f"{where}: x of {part} holds {int((~finite).sum())} sample(s) with NaN "
+                f"or infinite pixels (first: sample {i}, value {_show(v)}{why}). A single one "
+                "makes every loss NaN: drop or repair those samples (e.g. np.nan_to_num) first."
+            )
+    if y.dtype.kind not in "ui":
+        raise SampletopoError(
+            f"{where}: labels (y) of {part} must be integers in [0, num_classes). Got "
+            f"dtype {y.dtype} ({_first_bad_value(y)}). Map classes to 0..num_classes-1, e.g. with "
+            "np.unique(y, return_inverse=True)."
+        )
+    high = MAX_CLASSES if num_classes is None else num_classes
+    bad = (y < 0) | (y >= high)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        if num_classes is None:
+            allowed = f"[0, {MAX_CLASSES}) (class count inferred as the largest label + 1)"
+            fix = (
+                "Map classes to 0..num_classes-1 (np.unique(y, return_inverse=True)), or pass "
+                "class_names to allow more classes."
+            )
+        else:
+            allowed = f"[0, {num_classes}) ({num_classes} classes)"
+            fix = "Map classes to 0..num_classes-1, or pass one class name per class."
+        raise SampletopoError(
+            f"{where}: labels of {part} must be integers in {allowed}. Got {_show(y[i])} at "
+            f"sample {i} ({int(bad.sum())} label(s) outside). {fix}"
+        )
+    return np.ascontiguousarray(stored), np.ascontiguousarray(y, dtype=np.int64)
+
+
+def _check_class_names(class_names: Any, *, where: str) -> list[str] | None:
+    if class_names is None:
+        return None
+    try:
+        ok = not isinstance(class_names, (str, bytes)) and all(
+            isinstance(c, str) for c in class_names
+        )
+    except TypeError:  # not iterable
+        ok = False
+    if not ok:
+        raise SampletopoError(
+            f"The 'class_names' parameter of {where} must be a list of str, one per class. "
+            f"Got {class_names!r} instead."
+        )
+    if not class_names:
+        raise SampletopoError(f"The 'class_names' parameter of {where} must not be empty.")
+    return list(class_names)
+
+
 def _load_user_features(path: Path, n: int, split: str) -> np.ndarray:
     if path.suffix != ".npy":
         raise SampletopoError(
@@ -283,15 +428,38 @@ def _load_user_features(path: Path, n: int, split: str) -> np.ndarray:
         )
     if not path.is_file():
         raise SampletopoError(f"Features file {str(path)!r} does not exist.")
-    arr = np.load(path, allow_pickle=False)
-    if arr.ndim != 2 or arr.shape[0] != n:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        # allow_pickle=False refuses object arrays with a ValueError; a damaged header too.
         raise SampletopoError(
-            f"Features file {str(path)!r} has shape {arr.shape}, but split {split!r} has {n} "
-            f"samples: it must have shape ({n}, d), one row per sample in the split's order."
+            f"Features file {str(path)!r} could not be read as a numeric .npy array ({exc}). "
+            "Save a float array with numpy.save(path, array)."
+        ) from exc
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] == 0:
+        shape = getattr(arr, "shape", type(arr).__name__)
+        raise SampletopoError(
+            f"Features file {str(path)!r} has shape {shape}, but split {split!r} has {n} "
+            f"samples: it must have shape ({n}, d) with d >= 1, one row per sample in the "
+            "split's order."
         )
-    if not np.issubdtype(arr.dtype, np.number):
-        raise SampletopoError(f"Features file {str(path)!r} holds dtype {arr.dtype}, not numbers.")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.dtype.kind not in _PIXEL_KINDS:
+        raise SampletopoError(
+            f"Features file {str(path)!r} holds dtype {arr.dtype}, not real numbers (complex "
+            "values, strings and records have no distance for the kNN graph). Save a float array."
+        )
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    finite = np.isfinite(out).all(axis=1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        j = int(np.flatnonzero(~np.isfinite(out[i]))[0])
+        raise SampletopoError(
+            f"Features file {str(path)!r} holds {int((~finite).sum())} row(s) with NaN or "
+            f"infinite values, or values beyond float32's range (first: row {i}, column {j}, "
+            f"value {_show(arr[i, j])}). The kNN graph needs finite features: repair those rows first."
+        )
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,15 +538,50 @@ CIFAR_HELP = (
 )
 
 
+# What CIFAR-10's python pickles are made of: dicts, lists, bytes and str, and numpy arrays
+# (plus _codecs.encode, which Python 3 pickles use for bytes). Anything else a file asks the
+# unpickler to import could run code when a shared run folder's data_root points at it.
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class _ForeignObject(pickle.UnpicklingError):
+    """A pickle asked for a global that CIFAR-10 files never hold."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only plain data and numpy arrays, never other objects."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _CIFAR_GLOBALS:
+            return super().find_class(module, name)
+        raise _ForeignObject(f"{module}.{name}")
+
+
 def _unpickle(path: Path) -> dict[str, Any]:
-    # The CIFAR-10 python format is a pickle by definition; only load files the user put there.
+    # The CIFAR-10 python format is a pickle by definition. A restricted unpickler keeps a
+    # tampered file (say, in a data_root a shared run config points at) from running code.
     try:
         with open(path, "rb") as fh:
-            obj = pickle.load(fh, encoding="latin1")
+            obj = _CifarUnpickler(fh, encoding="latin1").load()
+    except _ForeignObject as exc:
+        raise SampletopoError(
+            f"CIFAR-10 file {str(path)!r} asks the unpickler for {exc}, which CIFAR-10 files "
+            "never hold (only numpy arrays and plain data): it was refused without being run, "
+            "since loading it could run code. The file was altered or is not CIFAR-10: unpack "
+            "cifar-10-python.tar.gz from its official source again."
+        ) from None
     except (pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
         raise SampletopoError(
             f"CIFAR-10 file {str(path)!r} could not be read ({type(exc).__name__}: {exc}): it is "
-            "corrupt or truncated. Unpack cifar-10-python.tar.gz again."
+            "corrupt or truncated, or not a CIFAR-10 file. Unpack cifar-10-python.tar.gz again."
         ) from exc
     if not isinstance(obj, dict):
         raise SampletopoError(f"CIFAR-10 file {str(path)!r} does not hold a dict: wrong file?")
@@ -391,12 +594,26 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise SampletopoError(
             f"CIFAR-10 file {str(path)!r} lacks the 'data' or 'labels' entry: wrong file?"
         )
-    data = np.asarray(d["data"], dtype=np.uint8)
+    where = f"CIFAR-10 file {str(path)!r}"
+    data = _as_array(d["data"], what="'data'", where=where)
     if data.ndim != 2 or data.shape[1] != 3072:
+        raise SampletopoError(f"{where}: 'data' has shape {data.shape}, expected (n, 3072).")
+    # Casting floats or wider ints to uint8 would wrap or truncate silently: refuse instead.
+    if data.dtype != np.uint8 and (
+        data.dtype.kind not in "ui" or (data.size and (data.min() < 0 or data.max() > 255))
+    ):
         raise SampletopoError(
-            f"CIFAR-10 file {str(path)!r}: 'data' has shape {data.shape}, expected (n, 3072)."
+            f"{where}: 'data' must hold bytes 0..255 (uint8); got dtype {data.dtype}. It is not "
+            "the CIFAR-10 python version: unpack cifar-10-python.tar.gz again."
         )
-    return data.reshape(-1, 3, 32, 32), np.asarray(d["labels"], dtype=np.int64)
+    x, y = _check_arrays(
+        data.astype(np.uint8).reshape(-1, 3, 32, 32),
+        d["labels"],
+        part="this file",
+        where=where,
+        num_classes=10,
+    )
+    return x, y
 
 
 def _load_cifar10(root: Path, seed: int) -> _Raw:
@@ -481,6 +698,10 @@ def _load_mnist(root: Path, seed: int) -> _Raw:
             raise SampletopoError(
                 f"MNIST {what} images ({xx.shape[0]}) and labels ({yy.shape[0]}) differ in count."
             )
+        # A label byte beyond 9 would reach cross_entropy as an out-of-range class.
+        _check_arrays(
+            xx, yy, part=f"the {what} files", where=f"MNIST in {str(base)!r}", num_classes=10
+        )
     return tx, ty, vx, vy, [str(i) for i in range(10)], 1.0 / 255.0
 
 
@@ -521,7 +742,8 @@ def load_dataset(
         Folder holding local data sets in torchvision's on-disk format (``cifar10``, ``mnist``).
         Not used by ``digits`` and ``synthetic``.
     seed : int
-        Seed of the stratified split (and of ``max_samples`` subsampling).
+        Seed of the stratified split (and of ``max_samples`` subsampling), in
+        ``[0, 2**63 - 1]`` (run configs store it as a 64-bit int).
     val_fraction : float, "test" or None
         Fraction of each class put in ``val``, or ``"test"`` to use the official test set as
         ``val`` (``cifar10``, ``mnist`` only). ``None`` means the data set's default: ``0.2`` for
@@ -544,8 +766,14 @@ def load_dataset(
         raise SampletopoError(
             f"Unknown dataset {name!r}. Known datasets: {', '.join(list_datasets())}."
         )
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise SampletopoError(f"The 'seed' parameter of load_dataset must be an int. Got {seed!r}.")
+    seed = check_int_range(
+        "seed",
+        seed,
+        0,
+        MAX_SEED,
+        where="load_dataset",
+        fix="Seeds are stored as int64 in run configs (data_seed, --data-seed).",
+    )
     if max_samples is not None and (
         not isinstance(max_samples, (int, np.integer)) or max_samples < 10
     ):

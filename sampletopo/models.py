@@ -21,7 +21,7 @@ train, record or load checkpoints.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from torch import nn
 
 from sampletopo._errors import SampletopoError
 
-__all__ = ["create_model", "list_models", "model_kwargs"]
+__all__ = ["create_model", "list_models", "model_kwargs", "check_model_options"]
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -281,8 +281,6 @@ def _wrn(
             f"The 'depth' option of a Wide ResNet must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, "
             f"...). Got {depth!r} instead."
         )
-    if not 0.0 <= float(dropout) < 1.0:
-        raise SampletopoError(f"The 'dropout' option of wrn16 must be in [0, 1). Got {dropout!r}.")
     common.pop("input_size")
     return WideResNet(
         depth=depth, widen=widen, width=width, dropout=float(dropout), skip=skip, **common
@@ -304,10 +302,7 @@ def _cnn(*, width: int, batchnorm: bool, skip: bool, **common: Any) -> nn.Module
 
 
 def _mlp(*, hidden: Sequence[int], skip: bool, **common: Any) -> nn.Module:
-    if isinstance(hidden, int):
-        hidden = [hidden]
-    sizes = [_pos_int("hidden", h, "mlp") for h in hidden]
-    return MLP(hidden=sizes, **common)
+    return MLP(hidden=list(hidden), **common)
 
 
 _REGISTRY: dict[str, _Entry] = {
@@ -342,6 +337,69 @@ def _check_name(name: str) -> _Entry:
     if name not in _REGISTRY:
         raise SampletopoError(f"Unknown model {name!r}. Known models: {', '.join(list_models())}.")
     return _REGISTRY[name]
+
+
+def check_model_options(name: str, options: Any, *, where: str = "create_model") -> dict[str, Any]:
+    """Check model options (and ``skip``) for ``name`` without building the model.
+
+    Returns the options with every default filled in and normalised (``hidden=64`` becomes
+    ``[64]``). ``depth``, ``width`` and ``widen`` must be positive ints, ``hidden`` a positive
+    int or a list of them, ``dropout`` a number in [0, 1), ``batchnorm`` and ``skip`` bools.
+    The training config calls this before any folder is written; :func:`create_model` calls it
+    too.
+
+    Raises
+    ------
+    SampletopoError
+        ``options`` is not a mapping (e.g. ``model_kwargs = 3`` in a TOML file), or holds an
+        unknown option or a value of the wrong type or range.
+    """
+    entry = _check_name(name)
+    if not isinstance(options, Mapping):
+        raise SampletopoError(
+            f"The model options of {where} must be a table (mapping) of option -> value, e.g. "
+            f"{{'width': 8}}. Got {options!r} ({type(options).__name__}) instead. In a TOML "
+            "file write [model_kwargs] followed by one 'name = value' line per option."
+        )
+    unknown = sorted(set(map(str, options)) - set(entry.defaults) - {"skip"})
+    if unknown:
+        raise SampletopoError(
+            f"Unknown option(s) {unknown} for model {name!r}. Allowed options: "
+            f"{sorted([*entry.defaults, 'skip'])}."
+        )
+    opts = {**entry.defaults, **dict(options)}
+    skip = opts.pop("skip", True)
+    if not isinstance(skip, bool):
+        raise SampletopoError(
+            f"The 'skip' option of model {name!r} must be true or false. Got {skip!r} instead."
+        )
+    for key in ("depth", "width", "widen"):
+        if key in opts:
+            opts[key] = _pos_int(key, opts[key], name)
+    if "dropout" in opts:
+        d = opts["dropout"]
+        ok = isinstance(d, (int, float)) and not isinstance(d, bool) and 0.0 <= float(d) < 1.0
+        if not ok:
+            raise SampletopoError(
+                f"The 'dropout' option of model {name!r} must be a number in [0, 1). Got {d!r} "
+                "instead."
+            )
+        opts["dropout"] = float(d)
+    if "batchnorm" in opts and not isinstance(opts["batchnorm"], bool):
+        raise SampletopoError(
+            f"The 'batchnorm' option of model {name!r} must be true or false. Got "
+            f"{opts['batchnorm']!r} instead."
+        )
+    if "hidden" in opts:
+        h = opts["hidden"]
+        sizes = [h] if isinstance(h, int) and not isinstance(h, bool) else h
+        if not isinstance(sizes, (list, tuple)):
+            raise SampletopoError(
+                f"The 'hidden' option of model {name!r} must be a positive int or a list of "
+                f"them (one per hidden layer). Got {h!r} instead."
+            )
+        opts["hidden"] = [_pos_int("hidden", v, name) for v in sizes]
+    return {"skip": skip, **opts}
 
 
 def create_model(
@@ -389,10 +447,8 @@ def create_model(
         )
     if not isinstance(skip, bool):
         raise SampletopoError(f"The 'skip' parameter of create_model must be a bool. Got {skip!r}.")
-    opts = {**entry.defaults, **kw}
-    for key in ("depth", "width", "widen"):
-        if key in opts:
-            opts[key] = _pos_int(key, opts[key], name)
+    opts = check_model_options(name, {**kw, "skip": skip})
+    opts.pop("skip")
     num_classes = _pos_int("num_classes", num_classes, name)
     in_channels = _pos_int("in_channels", in_channels, name)
     input_size = _pos_int("input_size", input_size, name)
@@ -400,10 +456,20 @@ def create_model(
         raise SampletopoError(
             f"The 'input_size' parameter of create_model must be >= 4. Got {input_size!r}."
         )
-    return entry.build(
-        skip=skip,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        input_size=input_size,
-        **opts,
-    )
+    try:
+        return entry.build(
+            skip=skip,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            input_size=input_size,
+            **opts,
+        )
+    except (MemoryError, RuntimeError) as exc:
+        # Options like width=10**6 pass the type checks but ask for more memory than there is;
+        # torch reports that from deep inside its allocator. Other RuntimeErrors are bugs.
+        if not isinstance(exc, MemoryError) and "alloc" not in str(exc):
+            raise
+        raise SampletopoError(
+            f"Model {name!r} with options {opts} (num_classes={num_classes}) is too large to "
+            "allocate here. Use smaller width/widen/depth/hidden options."
+        ) from None

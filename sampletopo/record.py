@@ -64,7 +64,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sampletopo._errors import SampletopoError
+from sampletopo._device import resolve_device
+from sampletopo._errors import MAX_EPOCH, MAX_SEED, SampletopoError, check_int_range
 from sampletopo._folders import FolderLock, check_inside, lock_folder
 from sampletopo._io import write_atomic
 from sampletopo._runfiles import (
@@ -75,7 +76,7 @@ from sampletopo._runfiles import (
     read_json,
     read_parquet,
 )
-from sampletopo.data import SPLITS, Dataset, default_val_fraction, load_dataset
+from sampletopo.data import SPLITS, Dataset, default_val_fraction, list_datasets, load_dataset
 from sampletopo.distributed import (
     CheckpointChangedError,
     World,
@@ -263,6 +264,29 @@ def _table(
     )
 
 
+def _check_outputs(logits: Any, n: int, classes: int, *, what: str) -> None:
+    """Refuse model outputs that are not ``(n, C)`` float logits with ``C >= classes``.
+
+    Without this, a model returning ``(B,)``, ``(B, C, H, W)`` or too few classes fails deep
+    inside ``cross_entropy`` (or, on a GPU, with a device-side assert that breaks the process).
+    """
+    if not isinstance(logits, torch.Tensor):
+        raise SampletopoError(
+            f"{what}: the model returned {type(logits).__name__}, not a tensor of logits. Make "
+            "its forward return only the (batch, classes) logits (e.g. wrap it and return "
+            "out[0] or out.logits)."
+        )
+    c = int(logits.shape[1]) if logits.ndim == 2 else 0
+    if logits.ndim != 2 or logits.shape[0] != n or c < classes or not logits.is_floating_point():
+        raise SampletopoError(
+            f"{what}: the model's output for a batch of {n} samples has shape "
+            f"{tuple(logits.shape)} ({logits.dtype}); per-sample cross-entropy needs float logits "
+            f"of shape ({n}, C) with C >= {classes}, one column per class (the labels run "
+            f"0..{classes - 1}). Build the model with num_classes={classes}, and make it return "
+            "one row of class scores per sample (no spatial maps, no squeezed single column)."
+        )
+
+
 def _per_sample(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # float64 keeps tiny losses of confident predictions distinct instead of rounding to 0.
     logits = logits.detach()
@@ -286,10 +310,15 @@ def evaluate_losses(
     *,
     batch_size: int = 512,
     device: str | torch.device | None = None,
+    num_classes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample cross-entropy losses and predictions of ``model`` in eval mode.
 
     The model's train/eval flag is restored afterwards.
+
+    ``y`` holds integer labels from 0; the model must return float logits of shape
+    ``(batch, C)`` with ``C >= num_classes`` (default: the largest label + 1), else one
+    :class:`SampletopoError` names the shapes. The recorder passes the dataset's class count.
 
     Returns
     -------
@@ -298,7 +327,25 @@ def evaluate_losses(
     preds : numpy.ndarray
         int64, shape ``(n,)``.
     """
-    dev = torch.device(device) if device is not None else _model_device(model)
+    where = "evaluate_losses"
+    check_int_range("batch_size", batch_size, 1, None, where=where)
+    resolved = resolve_device(device, where=where)
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise SampletopoError(
+            f"{where}: x and y must be torch tensors (e.g. from Dataset.tensors(split)). Got "
+            f"{type(x).__name__} and {type(y).__name__}."
+        )
+    if y.ndim != 1 or x.ndim < 1 or x.shape[0] != y.shape[0] or y.is_floating_point():
+        raise SampletopoError(
+            f"{where}: y must be integer labels of shape (n,) with one per row of x. Got x "
+            f"{tuple(x.shape)} and y {tuple(y.shape)} ({y.dtype})."
+        )
+    if y.numel() and int(y.min()) < 0:
+        raise SampletopoError(f"{where}: labels must be >= 0. Got {int(y.min())}.")
+    classes = int(y.max()) + 1 if y.numel() else 0  # one check here, not one sync per batch
+    if num_classes is not None:
+        classes = max(classes, check_int_range("num_classes", num_classes, 1, None, where=where))
+    dev = resolved if resolved is not None else _model_device(model)
     was_training = model.training
     model.eval()
     try:
@@ -306,7 +353,9 @@ def evaluate_losses(
         for start in range(0, x.shape[0], batch_size):
             xb = x[start : start + batch_size].to(dev, non_blocking=True)
             yb = y[start : start + batch_size].to(dev, non_blocking=True)
-            loss, pred = _per_sample(model(xb), yb)
+            out = model(xb)
+            _check_outputs(out, int(xb.shape[0]), classes, what=where)
+            loss, pred = _per_sample(out, yb)
             losses.append(loss)
             preds.append(pred)
         out_l = torch.cat(losses).cpu().numpy() if losses else np.zeros(0)
@@ -318,6 +367,45 @@ def evaluate_losses(
 
 # ---------------------------------------------------------------------------------------------
 # Recorder
+
+
+def check_dataset(dataset: Any, *, where: str, param: str = "dataset") -> Dataset:
+    """Refuse anything but a :class:`~sampletopo.data.Dataset`, naming what was given."""
+    if not isinstance(dataset, Dataset):
+        raise SampletopoError(
+            f"The {param!r} parameter of {where} must be a sampletopo Dataset. Got "
+            f"{type(dataset).__name__} instead. Build one with load_dataset(name) or "
+            "Dataset.from_arrays(name, train=(x, y), val=(x, y))."
+        )
+    return dataset
+
+
+def _check_recorder_args(
+    *, splits: Any, mode: Any, batch_size: Any, on_exists: Any, where: str
+) -> tuple[str, ...]:
+    """The checks of :class:`LossRecorder`'s options, shared with :func:`record_checkpoints`
+    (which runs them before it writes anything). Returns ``splits`` as a tuple."""
+    if mode not in ("eval", "train_pass"):
+        raise SampletopoError(
+            f"The 'mode' parameter of {where} must be 'eval' or 'train_pass'. Got {mode!r} instead."
+        )
+    if on_exists not in ("skip", "error"):
+        raise SampletopoError(
+            f"The 'on_exists' parameter of {where} must be 'skip' or 'error'. "
+            f"Got {on_exists!r} instead."
+        )
+    try:
+        seq = (splits,) if isinstance(splits, str) else tuple(splits)
+    except TypeError:  # not iterable
+        seq = ()
+    bad = [s for s in seq if s not in SPLITS]
+    if bad or not seq or len(set(seq)) != len(seq):
+        raise SampletopoError(
+            f"The 'splits' parameter of {where} must be distinct names from {SPLITS}. "
+            f"Got {splits!r} instead."
+        )
+    check_int_range("batch_size", batch_size, 1, None, where=where)
+    return seq
 
 
 class LossRecorder:
@@ -338,7 +426,8 @@ class LossRecorder:
     batch_size : int
         Batch size of the eval passes.
     device : str or torch.device, optional
-        Device of the eval passes; default: the model's device.
+        Device of the eval passes (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``;
+        checked against this machine); default: the model's device.
     on_exists : {"skip", "error"}
         What to do when asked to record an epoch already on disk: skip it (the default; this is
         what makes a restarted run continue without duplicates) or raise.
@@ -395,33 +484,20 @@ class LossRecorder:
         distributed: bool | None = None,
         _source: str = "recorder",
     ) -> None:
-        if mode not in ("eval", "train_pass"):
-            raise SampletopoError(
-                f"The 'mode' parameter of LossRecorder must be 'eval' or 'train_pass'. "
-                f"Got {mode!r} instead."
-            )
-        if on_exists not in ("skip", "error"):
-            raise SampletopoError(
-                "The 'on_exists' parameter of LossRecorder must be 'skip' or 'error'. "
-                f"Got {on_exists!r} instead."
-            )
-        splits = tuple(splits)
-        bad = [s for s in splits if s not in SPLITS]
-        if bad or not splits or len(set(splits)) != len(splits):
-            raise SampletopoError(
-                f"The 'splits' parameter of LossRecorder must be distinct names from {SPLITS}. "
-                f"Got {splits!r} instead."
-            )
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise SampletopoError(
-                f"The 'batch_size' parameter of LossRecorder must be an int >= 1. Got {batch_size!r}."
-            )
+        check_dataset(dataset, where="LossRecorder")
+        splits = _check_recorder_args(
+            splits=splits,
+            mode=mode,
+            batch_size=batch_size,
+            on_exists=on_exists,
+            where="LossRecorder",
+        )
+        self.device = resolve_device(device, where="LossRecorder")
         self.run_dir = Path(run_dir)
         self.dataset = dataset
         self.splits = splits
         self.mode: RecordMode = mode
-        self.batch_size = batch_size
-        self.device = torch.device(device) if device is not None else None
+        self.batch_size = int(batch_size)
         self.on_exists: OnExists = on_exists
         self.nonfinite: dict[tuple[str, int], int] = {}
         self._labels = {s: dataset.labels(s) for s in splits}
@@ -562,7 +638,11 @@ class LossRecorder:
         path = self.run_dir / "losses" / "manifest.json"
         manifest = read_manifest(self.run_dir) or self._manifest()
         old = manifest.get("model")
-        if old is None:
+        # A model whose first epoch was refused (say, for outputs that do not fit the labels)
+        # recorded nothing: it must not lock the run folder against the corrected model.
+        if old is None or (
+            old.get("signature") != sig["signature"] and not has_losses(self.run_dir)
+        ):
             manifest["model"] = sig
             _write_json(path, manifest)
         elif old.get("signature") != sig["signature"]:
@@ -656,9 +736,51 @@ class LossRecorder:
         """
         if self.mode != "train_pass":
             return
+        where = "on_train_batch_end"
         with torch.no_grad():
+            if not isinstance(targets, torch.Tensor) or targets.ndim != 1:
+                raise SampletopoError(
+                    f"{where}: 'targets' must be the batch's labels as a 1-D tensor. Got "
+                    f"{getattr(targets, 'shape', type(targets).__name__)}."
+                )
+            b = int(targets.shape[0])
+            _check_outputs(logits, b, self.dataset.num_classes, what=where)
             dev = logits.device
-            idx = torch.as_tensor(indices, device=dev, dtype=torch.long)
+            try:
+                idx = torch.as_tensor(indices, device=dev, dtype=torch.long).reshape(-1)
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise SampletopoError(
+                    f"{where}: 'indices' must be the batch's sample indices (ints). Got "
+                    f"{type(indices).__name__} ({exc})."
+                ) from None
+            n = self.dataset.n("train")
+            if idx.numel() != b or (losses is not None and losses.numel() != b):
+                raise SampletopoError(
+                    f"{where}: a batch of {b} targets came with {idx.numel()} indices"
+                    + ("" if losses is None else f" and {losses.numel()} losses")
+                    + ". Pass one index (and loss) per sample of the batch."
+                )
+            if b:
+                # One host sync per batch; an index out of range would otherwise be a GPU
+                # device-side assert, which leaves the CUDA context unusable.
+                lo, hi, tlo, thi = torch.stack(
+                    [
+                        idx.min(),
+                        idx.max(),
+                        targets.to(dev).min().long(),
+                        targets.to(dev).max().long(),
+                    ]
+                ).tolist()
+                if lo < 0 or hi >= n:
+                    raise SampletopoError(
+                        f"{where}: sample indices must lie in [0, {n}) (the train split's "
+                        f"positions). Got {lo if lo < 0 else hi}."
+                    )
+                if tlo < 0 or thi >= self.dataset.num_classes:
+                    raise SampletopoError(
+                        f"{where}: targets must be labels in [0, {self.dataset.num_classes}). "
+                        f"Got {tlo if tlo < 0 else thi}."
+                    )
             if self._buf is None or self._buf["loss"].device != dev:
                 n = self.dataset.n("train")
                 self._buf = {
@@ -683,11 +805,15 @@ class LossRecorder:
         dict
             Split -> written file, or ``None`` for a split skipped because it was on disk.
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise SampletopoError(
-                f"The 'epoch' parameter of on_train_epoch_end must be an int >= 0. Got {epoch!r}."
-            )
-        epoch = int(epoch)
+        epoch = check_int_range(
+            "epoch",
+            epoch,
+            0,
+            MAX_EPOCH,
+            where="on_train_epoch_end",
+            fix="Pass the number of epochs trained so far (0 = the initial model); loss tables "
+            "store it as int32.",
+        )
         self._check_open()
         on_main(self._world, lambda: self._check_model(model))
         if self._world.distributed:
@@ -701,7 +827,14 @@ class LossRecorder:
             else:
                 dev = self.device if self.device is not None else _model_device(model)
                 x, y = self._split_tensors(s, dev)
-                losses, preds = evaluate_losses(model, x, y, batch_size=self.batch_size, device=dev)
+                losses, preds = evaluate_losses(
+                    model,
+                    x,
+                    y,
+                    batch_size=self.batch_size,
+                    device=dev,
+                    num_classes=self.dataset.num_classes,
+                )
             out[s] = self.write(s, epoch, losses, preds)
         return out
 
@@ -744,7 +877,12 @@ class LossRecorder:
                 )
                 x, y = self._split_tensors(s, dev)
                 res[s] = evaluate_losses(
-                    net, x[lo:hi], y[lo:hi], batch_size=self.batch_size, device=dev
+                    net,
+                    x[lo:hi],
+                    y[lo:hi],
+                    batch_size=self.batch_size,
+                    device=dev,
+                    num_classes=self.dataset.num_classes,
                 )
             return res
 
@@ -1169,6 +1307,64 @@ def _load_saved_dataset(path: Path) -> Dataset:
         ) from exc
 
 
+class DataRootWarning(UserWarning):
+    """A run folder's config reads pickle-based data from a folder outside the run's experiment."""
+
+
+# Data sets whose files are Python pickles (CIFAR-10's python version). MNIST is raw IDX bytes,
+# saved in-memory datasets are .npz read with allow_pickle=False, digits/synthetic read no files.
+_PICKLED_DATA = frozenset({"cifar10"})
+TRUSTED_DATA_ENV = "SAMPLETOPO_TRUSTED_DATA"
+_warned_roots: set[tuple[str, str]] = set()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def warn_foreign_data_root(cfg: Mapping[str, Any], run_dir: str | Path) -> bool:
+    """Warn (once per data root and experiment) when the config of the run folder ``run_dir``
+    sends the data loader to a pickle-based data set outside the places the user vouches for.
+
+    A run folder is something people share; its ``config.toml`` names ``data_root``, and
+    opening the run (topology, samples, report, landscape) reads the data from there. CIFAR-10's
+    python files are pickles, which in general can run code when loaded. sampletopo reads them
+    with a restricted unpickler that builds only numpy arrays and plain data, so a tampered
+    file is refused, but a data root nobody chose is still worth a look. Trusted, so silent:
+    a root inside the run's experiment folder (the run folder's parent), the ``data`` folder of
+    the current working directory (the default ``--data-root``), and the folders listed in the
+    ``SAMPLETOPO_TRUSTED_DATA`` environment variable (separated by ``os.pathsep``).
+
+    Returns whether it warned.
+    """
+    if cfg.get("data_file") or str(cfg.get("data")) not in _PICKLED_DATA:
+        return False
+    root = Path(str(cfg.get("data_root", "data"))).expanduser().resolve()
+    experiment = Path(run_dir).resolve().parent
+    trusted = [experiment, Path("data").resolve()]
+    trusted += [
+        Path(t).expanduser().resolve()
+        for t in os.environ.get(TRUSTED_DATA_ENV, "").split(os.pathsep)
+        if t.strip()
+    ]
+    key = (str(root), str(experiment))
+    if any(_inside(root, t) for t in trusted) or key in _warned_roots:
+        return False
+    _warned_roots.add(key)
+    warnings.warn(
+        DataRootWarning(
+            f"The config.toml of run {str(run_dir)!r} reads {cfg.get('data')} from data_root "
+            f"{str(root)!r}, outside the experiment folder {str(experiment)!r} and outside "
+            "./data. Its files are Python pickles: they are loaded with a restricted unpickler "
+            "(numpy arrays and plain data only), but check that the folder is the data you "
+            f"expect. To vouch for it, add it to {TRUSTED_DATA_ENV} (folders separated by "
+            f"{os.pathsep!r}) or move the data under the experiment folder."
+        ),
+        stacklevel=3,
+    )
+    return True
+
+
 def dataset_from_config(cfg: Mapping[str, Any]) -> Dataset:
     """The dataset a run config describes (same name, root, split seed and fraction, or the
     saved in-memory dataset its ``data_file`` names)."""
@@ -1271,6 +1467,7 @@ def load_run_model(
                 f"config.toml of {str(rd)!r} lacks {key!r}: cannot rebuild the model."
             )
     path = _find_checkpoint(rd, cfg, int(epoch))
+    warn_foreign_data_root(cfg, rd)
     ds = dataset_from_config(cfg)
     check_run_data(rd, ds)
     model = model_from_config(cfg, ds)
@@ -1410,6 +1607,30 @@ def _record_checkpoints(
             "The 'on_change' parameter of record_checkpoints must be 'error' or 'skip'. "
             f"Got {on_change!r} instead."
         )
+    where = "record_checkpoints"
+    # Every argument is checked before the folder is listed or anything is written.
+    if not isinstance(data, (str, Dataset)):
+        raise SampletopoError(
+            f"The 'data' parameter of {where} must be a dataset name (one of "
+            f"{', '.join(list_datasets())}) or a sampletopo Dataset. Got {type(data).__name__} "
+            "instead. Wrap arrays with Dataset.from_arrays(name, train=(x, y), val=(x, y))."
+        )
+    if not isinstance(model, (str, nn.Module)):
+        raise SampletopoError(
+            f"The 'model' parameter of {where} must be a model name or a torch.nn.Module. Got "
+            f"{type(model).__name__} instead."
+        )
+    if model_kwargs is not None and not isinstance(model_kwargs, Mapping):
+        raise SampletopoError(
+            f"The 'model_kwargs' parameter of {where} must be a mapping of model options, e.g. "
+            f"{{'width': 8}}. Got {model_kwargs!r} instead."
+        )
+    if not isinstance(data, Dataset):
+        check_int_range("data_seed", data_seed, 0, MAX_SEED, where=where)
+    _check_recorder_args(
+        splits=splits, mode="eval", batch_size=batch_size, on_exists=on_exists, where=where
+    )
+    requested = resolve_device(device, where=where)
     world = current_world(distributed=distributed, where="record_checkpoints")
     # Listed once, by rank 0: later changes to the folder are noticed, never half-followed.
     listed = on_main(world, lambda: snapshot_checkpoints(list_checkpoints(checkpoints)), share=True)
@@ -1429,8 +1650,8 @@ def _record_checkpoints(
         net = create_model(model, num_classes=ds.num_classes, in_channels=c, input_size=h, **kwargs)
     else:
         net = model
-    if device is not None:
-        dev = torch.device(device)
+    if requested is not None:
+        dev = requested
     elif isinstance(model, nn.Module) and next(model.parameters(), None) is not None:
         dev = _model_device(model)
     else:
@@ -1602,7 +1823,11 @@ def _record_checkpoints(
                         "ok",
                         {
                             s: evaluate_losses(
-                                net, *ds.tensors(s), batch_size=batch_size, device=dev
+                                net,
+                                *ds.tensors(s),
+                                batch_size=batch_size,
+                                device=dev,
+                                num_classes=ds.num_classes,
                             )
                             for s in splits
                         },

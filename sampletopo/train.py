@@ -37,11 +37,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sampletopo._errors import SampletopoError
+from sampletopo._device import resolve_device
+from sampletopo._errors import MAX_EPOCH, MAX_SEED, SampletopoError
 from sampletopo._folders import check_inside, check_name, lock_folder
 from sampletopo.checkpoints import checkpoint_path, read_checkpoint, save_checkpoint
-from sampletopo.data import SPLITS, default_val_fraction, list_datasets
-from sampletopo.models import list_models, model_kwargs
+from sampletopo.data import SPLITS, _check_val_fraction, default_val_fraction, list_datasets
+from sampletopo.models import check_model_options, list_models, model_kwargs
 from sampletopo.record import (
     LossRecorder,
     NonFiniteLossWarning,
@@ -91,9 +92,11 @@ class TrainConfig:
     model, model_kwargs
         Passed to :func:`sampletopo.models.create_model`; ``model_kwargs`` may hold ``skip``.
     seed : int
-        Seed of the initial weights and of the shuffling.
+        Seed of the initial weights and of the shuffling, in ``[0, 2**63 - 1]`` (as
+        ``data_seed``): seeds are stored in TOML run configs, whose integers are 64-bit.
     epochs, lr, momentum, nesterov, weight_decay, milestones, gamma, batch_size
-        SGD and schedule. ``milestones=None`` scales 60/125/150 of 200 to ``epochs``.
+        SGD and schedule. ``milestones=None`` scales 60/125/150 of 200 to ``epochs``;
+        ``epochs`` is at most ``2**31 - 1`` (the loss tables store epochs as int32).
     record_mode : {"eval", "train_pass"}
         See :class:`sampletopo.record.LossRecorder`.
     record_splits, record_batch_size
@@ -102,7 +105,8 @@ class TrainConfig:
         Save a checkpoint every this many epochs (epoch 0 and the last epoch always). A
         restarted run resumes from the last checkpoint, so 1 loses the least work.
     device : str
-        ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...;
+        checked against this machine's devices when the settings are validated.
     threads : int
         torch CPU threads while training (0: leave torch's setting alone). On a machine whose
         cores are shared with other work, 1 is often several times faster than the default.
@@ -178,19 +182,32 @@ def _validate(c: TrainConfig) -> None:
         raise SampletopoError(
             f"Unknown model option(s) {extra} for model {c.model!r}. Allowed: {sorted(allowed_mk)}."
         )
-    for key, low in (
-        ("epochs", 1),
-        ("batch_size", 1),
-        ("record_batch_size", 1),
-        ("checkpoint_every", 1),
-        ("seed", 0),
-        ("data_seed", 0),
-        ("max_samples", 0),
-        ("threads", 0),
+    # Types and ranges of the options too, so a typo fails before any folder is written.
+    check_model_options(c.model, c.model_kwargs, where="the training config")
+    for key in ("name", "data_root"):
+        if not isinstance(getattr(c, key), str) or not getattr(c, key):
+            raise bad(key, "a non-empty string")
+    for key, low, high in (
+        ("epochs", 1, MAX_EPOCH),
+        ("batch_size", 1, None),
+        ("record_batch_size", 1, None),
+        ("checkpoint_every", 1, None),
+        ("seed", 0, MAX_SEED),
+        ("data_seed", 0, MAX_SEED),
+        ("max_samples", 0, None),
+        ("threads", 0, None),
     ):
         v = getattr(c, key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise bad(key, f"an int >= {low}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < low or (high and v > high):
+            raise bad(key, f"an int >= {low}" + (f" and <= {high}" if high else ""))
+    if 0 < c.max_samples < 10:
+        raise bad("max_samples", "0 (every sample) or an int >= 10")
+    if c.val_fraction is not None:
+        try:
+            _check_val_fraction(c.val_fraction, allow_test=default_val_fraction(c.data) == "test")
+        except SampletopoError:
+            allowed = "'test' or " if default_val_fraction(c.data) == "test" else ""
+            raise bad("val_fraction", f"{allowed}a float in (0, 1)") from None
     for key in ("lr", "momentum", "weight_decay", "gamma"):
         v = getattr(c, key)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
@@ -212,6 +229,7 @@ def _validate(c: TrainConfig) -> None:
         raise bad("nesterov", "a bool")
     if not isinstance(c.device, str):
         raise bad("device", "a string such as 'auto', 'cpu' or 'cuda'")
+    resolve_device(c.device, where="the training config", allow_none=False, kind="setting")
 
 
 def scale_milestones(
@@ -257,7 +275,17 @@ def _config_from_mapping(d: Mapping[str, Any], *, where: str) -> TrainConfig:
             f"{where}: unknown setting(s) {unknown}. Known settings: {sorted(_FIELDS)} plus a "
             "[variants] table."
         )
+    # Checked here, not only in _validate: variants are merged into model_kwargs before that.
+    _check_model_kwargs_table(d.get("model_kwargs", {}), where=where)
     return TrainConfig(**dict(d))
+
+
+def _check_model_kwargs_table(value: Any, *, where: str) -> None:
+    if not isinstance(value, Mapping):
+        raise SampletopoError(
+            f"{where}: the 'model_kwargs' setting must be a table of model options, e.g. "
+            f"[model_kwargs] then 'width = 8'. Got {value!r} ({type(value).__name__}) instead."
+        )
 
 
 def load_train_config(path: str | Path) -> tuple[TrainConfig, Any]:
@@ -326,7 +354,8 @@ def _apply(base: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
             continue
         if key.startswith("model_kwargs."):
             mk[key.split(".", 1)[1]] = value
-        elif key == "model_kwargs" and isinstance(value, Mapping):
+        elif key == "model_kwargs":
+            _check_model_kwargs_table(value, where=f"variant {overrides.get('name', '')!r}")
             mk.update(value)
         elif key in _FIELDS:
             top[key] = value
@@ -359,7 +388,9 @@ def resolve_variants(
     overrides, other characters become ``_``. Names that differ only in case are refused as
     duplicates (they are one folder on macOS and Windows).
     """
-    if not variants:
+    _check_model_kwargs_table(base.model_kwargs, where="the training config")
+    if variants is None or (isinstance(variants, (Mapping, list, tuple)) and not variants):
+        base.resolved(variant="run")  # validate before any folder is made, as for variants
         return [("run", base, {})]
     combos: list[dict[str, Any]]
     if isinstance(variants, Mapping):
@@ -372,7 +403,7 @@ def resolve_variants(
                 raise SampletopoError(f"Variant axis {k!r} has no values.")
             lists.append(vals)
         combos = [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*lists)]
-    elif isinstance(variants, Sequence) and all(isinstance(v, Mapping) for v in variants):
+    elif isinstance(variants, (list, tuple)) and all(isinstance(v, Mapping) for v in variants):
         combos = [dict(v) for v in variants]
     else:
         raise SampletopoError(
@@ -404,19 +435,16 @@ def resolve_variants(
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise SampletopoError(
-            f"The 'device' setting must be 'auto', 'cpu', 'cuda' or 'cuda:N'. Got {name!r}."
-        ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SampletopoError(
-            f"device={name!r} but CUDA is not available here; use 'cpu' or 'auto'."
-        )
+    dev = resolve_device(name, where="the training config", allow_none=False, kind="setting")
+    assert dev is not None
     return dev
+
+
+def _shuffle_seed(seed: int, epoch: int) -> int:
+    """Seed of epoch ``epoch``'s shuffling generator. Wrapped into torch's seed range
+    ``[0, 2**64)``, so every seed in ``[0, 2**63 - 1]`` works; below ``2**64 / 1_000_003``
+    (any seed anyone types) it is ``seed * 1_000_003 + epoch`` exactly, as before."""
+    return (seed * 1_000_003 + epoch) % 2**64
 
 
 class RunDivergedError(SampletopoError):
@@ -582,7 +610,7 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
         lr = lr_at_epoch(epoch, lr=config.lr, milestones=cfg["milestones"], gamma=config.gamma)
         for group in opt.param_groups:
             group["lr"] = lr
-        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        gen = torch.Generator().manual_seed(_shuffle_seed(config.seed, epoch))
         perm = torch.randperm(n, generator=gen).to(dev)
         model.train()
         rec.on_train_epoch_start(epoch)

@@ -87,6 +87,17 @@ def add_command(sub: Any, name: str, *, help: str, description: str) -> argparse
     return sub.add_parser(name, help=help, description=description, formatter_class=HelpFormatter)
 
 
+def check_seed_flag(value: int | None, flag: str) -> None:
+    """Refuse a seed flag outside ``[0, 2**63 - 1]`` (run configs store seeds as 64-bit ints;
+    numpy refuses negative seeds) before anything runs; ``None`` means the flag was not given."""
+    from sampletopo._errors import MAX_SEED
+
+    if value is not None and not 0 <= value <= MAX_SEED:
+        raise SampletopoError(
+            f"The '{flag}' flag takes a seed in [0, {MAX_SEED}] (2**63 - 1). Got {value} instead."
+        )
+
+
 def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
     """``path`` as a folder that exists or can be made: refuse a file in the way, naming it."""
     p = Path(path)

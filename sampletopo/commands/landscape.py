@@ -120,8 +120,9 @@ def _trace_text(trace: Any, value: float) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from sampletopo._errors import SampletopoError
-    from sampletopo.commands._common import check_out_file
+    from sampletopo.commands._common import check_out_file, check_seed_flag
 
+    check_seed_flag(args.seed, "--seed")
     if args.no_hessian and args.dirs == "hessian":
         raise SampletopoError(
             "--no-hessian skips the Hessian, but --dirs hessian needs its eigenvectors. Use "

@@ -60,7 +60,9 @@ def register(subparsers: Any) -> None:
         help="splits to record",
     )
     p.add_argument("--batch-size", type=int, default=512, help="evaluation batch size")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument(
+        "--device", default=None, help="auto, cpu, cuda, cuda:N (default: cuda if available)"
+    )
     p.add_argument(
         "--on-exists",
         choices=["skip", "error"],
@@ -88,19 +90,22 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    import torch
-
-    from sampletopo.commands._common import check_out_dir
+    from sampletopo._device import resolve_device
+    from sampletopo.commands._common import check_out_dir, check_seed_flag
     from sampletopo.commands.train import _parse_kv, _val_fraction
     from sampletopo.distributed import process_group, rank_device
     from sampletopo.record import NonFiniteLossWarning, record_checkpoints, recorded_epochs
 
     check_out_dir(args.out)
+    check_seed_flag(args.data_seed, "--data-seed")
+    # Checked here, before a process group is joined or any folder is made.
+    device = resolve_device(
+        args.device or "auto", where="sampletopo record", param="--device", allow_none=False
+    )
     kwargs = _parse_kv(args.model_kw, "--model-kw")
     if args.skip is not None:
         kwargs["skip"] = args.skip == "true"
     vf = None if args.val_fraction is None else _val_fraction(args.val_fraction)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     with process_group(device=device) as world, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonFiniteLossWarning)
         done = record_checkpoints(

@@ -136,10 +136,13 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from sampletopo._errors import SampletopoError
-    from sampletopo.commands._common import check_out_dir
+    from sampletopo.commands._common import check_out_dir, check_seed_flag
     from sampletopo.train import TrainConfig, resolve_variants, train_experiment
 
     check_out_dir(args.out)
+    check_seed_flag(args.data_seed, "--data-seed")
+    for seed in args.seed or []:
+        check_seed_flag(seed, "--seed")
     if args.config:
         base, file_variants = _load_config(args.config)
     else:
