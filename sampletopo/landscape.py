@@ -50,6 +50,7 @@ from tqdm.auto import tqdm
 from sampletopo._batching import auto_batch_size
 from sampletopo._errors import SampletopoError, check_int_range
 from sampletopo._io import write_atomic
+from sampletopo._runfiles import read_npz
 from sampletopo.hessian import Eigenpairs, eval_mode, trainable_parameters
 
 __all__ = [
@@ -437,7 +438,7 @@ def load_landscape(path: str | Path) -> tuple[Landscape, dict[str, Any]]:
             f"load_landscape: no file at {str(path)!r}. Compute it first, e.g. with "
             "`sampletopo landscape RUN --epoch E`."
         )
-    with np.load(path, allow_pickle=False) as z:
+    with read_npz(path, fix="Compute the landscape again.") as z:
         meta = json.loads(str(z["directions_json"]))
         coords = []
         k = 0
@@ -616,7 +617,7 @@ def evaluate_grid(
             batch_size,
         )
         if ckpt.is_file():
-            with np.load(ckpt, allow_pickle=False) as z:
+            with read_npz(ckpt, fix="Delete it to evaluate the grid from the start.") as z:
                 if str(z["key"]) != key:
                     raise SampletopoError(
                         f"{where}: the checkpoint file {str(ckpt)!r} belongs to another "

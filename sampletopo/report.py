@@ -30,6 +30,7 @@ import polars as pl
 from sampletopo import analysis
 from sampletopo._errors import SampletopoError
 from sampletopo._io import write_atomic
+from sampletopo._runfiles import DamagedFileError, parquet_problem
 
 __all__ = ["write_report", "run_table"]
 
@@ -139,6 +140,9 @@ def _run_samples(runs: Sequence[Path]) -> tuple[list[Path], pl.DataFrame | None]
         pngs += sorted(folder.glob("*.png"))
         for f in sorted(folder.glob("*.parquet")):
             try:
+                why = parquet_problem(f, {})  # footer and page checksums: no wrong numbers shown
+                if why is not None:
+                    raise DamagedFileError(f, why, "Write it again with `sampletopo samples`.")
                 cols = [c for c in _REGION_COLUMNS if c in pl.read_parquet_schema(f)]
                 tables.append(pl.read_parquet(f, columns=cols))
             except Exception as exc:  # one unreadable table must not sink the report
