@@ -331,7 +331,7 @@ def compute_topology(
     them; the others are computed. Epochs missing between the first and last recorded one are
     named in a :class:`TopologyWarning` too (e.g. "epochs 0-3, 5-9; epoch(s) 4 are missing").
 
-    Every loss table is checked to read back whole (its Parquet footer and page checksums, see
+    Every loss table is checked to read back whole (its Parquet footer and checksum, see
     :mod:`sampletopo._runfiles`) before any work; a damaged one raises
     :class:`~sampletopo._runfiles.DamagedFileError` naming it, since only a new recording can
     replace it. Stored diagram tables are derived, so one that does not read
@@ -367,7 +367,7 @@ def compute_topology(
                     TopologyWarning,
                     stacklevel=2,
                 )
-            # Every table is checked before any work (footer and page checksums: cheap), so a
+            # Every table is checked before any work (footer and checksum: cheap), so a
             # damaged one is named at once, not after the graph is built or in a worker.
             n = _split_size(rd, s)
             for e in eps:
@@ -461,7 +461,7 @@ def load_diagrams(
     for rd in _runs(run_dirs):
         splits = [split] if split else list(SPLITS)
         files = [_epoch_path(rd, s, e) for s in splits for e in topology_epochs(rd, s)]
-        if files:  # each verified now (footer, page checksums), not at collect time
+        if files:  # each verified now (footer, checksum), not at collect time
             frames.append(
                 scan_parquet(files, _SCHEMA, fix=_DIAGRAM_FIX).with_columns(run=pl.lit(rd.name))
             )
@@ -562,7 +562,7 @@ def summarize(run_dirs: str | Path | Iterable[str | Path], *, write: bool = True
                 .collect()
             )
         except pl.exceptions.PolarsError as exc:
-            # Every table was verified when scanned: one changed since, or predates page checksums.
+            # Every table was verified when scanned: one changed since, or predates checksums.
             raise SampletopoError(
                 f"A loss or diagram table of run {str(rd)!r} cannot be read "
                 f"({' '.join(str(exc).split())[:200]}). Record the run's losses again, or delete "

@@ -22,10 +22,9 @@ duplicated.
 Damaged files. A table can still be damaged afterwards (a copy cut short, a full disk elsewhere,
 another program, bytes changed on disk). Whether it reads back whole is checked from its Parquet
 footer (the columns and types of :data:`LOSS_SCHEMA`, the split's size from the manifest) and
-the CRC-32 checksum of each of its pages (about 0.5 ms a table, see :mod:`sampletopo._runfiles`;
-tables written before page checksums are checked by their footer and page layout only). The
-recorder moves such a table aside to
-``epoch=NNNN.parquet.damaged`` with a warning, and records that epoch again when it is reached
+the CRC-32 checksum stored in it (about 0.2 ms a table, see :mod:`sampletopo._runfiles`;
+tables written before checksums are checked by their footer only). The recorder moves such a
+table aside to ``epoch=NNNN.parquet.damaged`` with a warning, and records that epoch again when it is reached
 (``sampletopo train`` resumes from before it; ``sampletopo record`` re-evaluates its
 checkpoint). The readers (:func:`load_losses`, :func:`loss_matrix`, :func:`read_loss_table`, and
 so topology, samples, figures and the report) cannot recompute it: they raise one
@@ -902,7 +901,7 @@ def load_losses(
         for s in splits:
             files = list(_epoch_files(rd, s).values())
             if files:
-                # Each table is verified now (footer and page checksums), so a damaged one is
+                # Each table is verified now (footer and checksum), so a damaged one is
                 # named here, not at collect time; see sampletopo._runfiles for the cost.
                 scans.append(
                     scan_parquet(

@@ -140,7 +140,7 @@ def _run_samples(runs: Sequence[Path]) -> tuple[list[Path], pl.DataFrame | None]
         pngs += sorted(folder.glob("*.png"))
         for f in sorted(folder.glob("*.parquet")):
             try:
-                why = parquet_problem(f, {})  # footer and page checksums: no wrong numbers shown
+                why = parquet_problem(f, {})  # footer and checksum: no wrong numbers shown
                 if why is not None:
                     raise DamagedFileError(f, why, "Write it again with `sampletopo samples`.")
                 cols = [c for c in _REGION_COLUMNS if c in pl.read_parquet_schema(f)]
