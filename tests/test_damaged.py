@@ -106,13 +106,15 @@ def _too_few_rows(p: Path) -> None:
 
 
 def _flip_page(p: Path) -> None:
-    """One byte changed in the data pages, footer intact: the last byte of the largest column
-    chunk (the footer says where it is) is always page data."""
+    """One byte changed in the data pages, footer intact: the last byte of the largest float
+    column (losses, persistences), which the footer places, is always page data and reads back
+    as another number."""
     import pyarrow.parquet as pq
 
     group = pq.read_metadata(p).row_group(0)
     col = max(
-        (group.column(c) for c in range(group.num_columns)), key=lambda c: c.total_compressed_size
+        (group.column(c) for c in range(group.num_columns)),
+        key=lambda c: (c.physical_type == "DOUBLE", c.total_compressed_size),
     )
     start = col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
     raw = bytearray(p.read_bytes())
