@@ -355,3 +355,23 @@ def test_a_damaged_saved_dataset_is_one_error_naming_it(tmp_path):
     with pytest.raises(DamagedFileError, match="record the run again") as err:
         dataset_from_config(cfg)
     assert err.value.path == path
+
+
+def test_a_damaged_grid_checkpoint_is_one_error_naming_it(tmp_path):
+    import torch
+    import torch.nn.functional as F
+
+    from sampletopo.landscape import evaluate_grid, random_directions
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1, bias=False).double()
+    x, y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+    d = random_directions(model, dim=2, seed=0)
+    ckpt = tmp_path / "grid.partial.npz"
+    grid = np.zeros((3, 3))
+    np.savez(ckpt, key=np.array("k"), loss=grid, accuracy=grid, done=grid.astype(bool))
+    info = zipfile.ZipFile(ckpt).getinfo("loss.npy")
+    _flipped_bytes(ckpt, ckpt.read_bytes(), info.header_offset + info.compress_size)
+    with pytest.raises(DamagedFileError, match="Delete it to evaluate the grid") as err:
+        evaluate_grid(model, F.mse_loss, x, y, d, steps=3, checkpoint=ckpt, progress=False)
+    assert err.value.path == ckpt
