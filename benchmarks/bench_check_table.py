@@ -44,6 +44,12 @@ def _ms(fn, repeat: int) -> float:
     return float(np.median(times)) * 1e3
 
 
+def _loss_column(run: Path) -> pl.DataFrame:
+    lf = load_losses(run, lazy=True)
+    assert isinstance(lf, pl.LazyFrame)
+    return lf.select("loss").collect()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=50_000)
@@ -94,7 +100,7 @@ def main() -> None:
         checks = _ms(lambda: [parquet_problem(f, LOSS_SCHEMA, rows=args.n) for f in files], rr)
         checked = _ms(lambda: load_losses(run), rr)
         unchecked = _ms(lambda: pl.scan_parquet(files).sort(key).collect(), rr)
-        col = _ms(lambda: load_losses(run, lazy=True).select("loss").collect(), rr)  # type: ignore[union-attr]
+        col = _ms(lambda: _loss_column(run), rr)
         col_plain = _ms(lambda: pl.scan_parquet(files).sort(key).select("loss").collect(), rr)
         print(f"{args.tables} such tables in one run:")
         print(f"  checking them all:                       {checks:7.0f} ms")

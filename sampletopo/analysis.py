@@ -334,9 +334,9 @@ def compute_topology(
     Every loss table is checked to read back whole (its Parquet footer and checksum, see
     :mod:`sampletopo._runfiles`) before any work; a damaged one raises
     :class:`~sampletopo._runfiles.DamagedFileError` naming it, since only a new recording can
-    replace it. Stored diagram tables are derived, so one that does not read
-    back whole, or whose graph settings are lost with a damaged ``meta.json``, is deleted and
-    computed again with a :class:`~sampletopo._runfiles.DamagedFileWarning`.
+    replace it. Stored diagram tables are derived, so one that does not read back whole, or
+    whose graph settings are lost with a damaged ``meta.json``, is deleted and computed again
+    with a :class:`~sampletopo._runfiles.DamagedFileWarning`.
     """
     runs = _runs(run_dirs)
     jobs = check_int_range("jobs", jobs, 1, 256, where="compute_topology")

@@ -24,9 +24,9 @@ another program, bytes changed on disk). Whether it reads back whole is checked 
 footer (the columns and types of :data:`LOSS_SCHEMA`, the split's size from the manifest) and
 the CRC-32 checksum stored in it (about 0.2 ms a table, see :mod:`sampletopo._runfiles`;
 tables written before checksums are checked by their footer only). The recorder moves such a
-table aside to ``epoch=NNNN.parquet.damaged`` with a warning, and records that epoch again when it is reached
-(``sampletopo train`` resumes from before it; ``sampletopo record`` re-evaluates its
-checkpoint). The readers (:func:`load_losses`, :func:`loss_matrix`, :func:`read_loss_table`, and
+table aside to ``epoch=NNNN.parquet.damaged`` with a warning, and records that epoch again when
+it is reached (``sampletopo train`` resumes from before it; ``sampletopo record`` re-evaluates
+its checkpoint). The readers (:func:`load_losses`, :func:`loss_matrix`, :func:`read_loss_table`, and
 so topology, samples, figures and the report) cannot recompute it: they raise one
 :class:`~sampletopo._runfiles.DamagedFileError` naming the file and the fix. A damaged
 ``manifest.json`` is refused by both, since it is what ties the tables to their data.
@@ -531,9 +531,9 @@ class LossRecorder:
                     p.unlink(missing_ok=True)
 
     def _set_aside_damaged(self) -> None:
-        """Move aside every table of this recorder's splits that does not read back whole (a
-        footer and page checksums, see :mod:`sampletopo._runfiles`), so that its epoch counts as not recorded
-        and is recorded again when reached."""
+        """Move aside every table of this recorder's splits that does not read back whole (its
+        footer and checksum, see :mod:`sampletopo._runfiles`), so that its epoch counts as not
+        recorded and is recorded again when reached."""
         for s in self.splits:
             for ep, path in _epoch_files(self.run_dir, s).items():
                 self._whole(s, ep, path)
@@ -926,7 +926,7 @@ def load_losses(
     try:
         return lf.collect()
     except pl.exceptions.PolarsError as exc:
-        # Every table was verified when listed, so this one changed since, or predates page
+        # Every table was verified when listed, so this one changed since, or predates
         # checksums; polars does not say which file.
         raise SampletopoError(
             f"A loss table under {str(run_dir)!r} cannot be read ({' '.join(str(exc).split())[:200]}). "
