@@ -17,11 +17,12 @@ needs. Bytes changed inside the file leave the footer sound and read back as oth
 footer (key ``sampletopo.crc32``: eight hexadecimal digits, computed with ``00000000`` in their
 place) and :func:`parquet_problem` compares it. It covers every byte: page data, page headers
 (their value counts and encodings, which Parquet's own page checksums leave out) and the footer
-(the statistics polars skips row groups by); a CRC-32 catches every change of up to 4
-consecutive bytes and all but one in 2**32 of the others. Only the 16 bytes of the key itself
-are outside it: a change there makes the file read as one written before checksums. Every page
-also carries Parquet's own page checksum, so other tools (pyarrow's
-``page_checksum_verification``) can verify the pages too.
+(the statistics polars skips row groups by); a CRC-32 catches every change within 4
+consecutive bytes and all but one in 2**32 of the others. The checksum's own entry is covered
+too: a changed digit no longer matches, and an entry the footer's key-value list no longer
+reaches, or whose key has changed bytes (up to 4 of its 16), is named rather than taken for a
+file written before checksums. Every page also carries Parquet's own page checksum, so other
+tools (pyarrow's ``page_checksum_verification``) can verify the pages too.
 
 The whole file is read once to check it, whatever columns the caller then reads: that is what
 lets lazy scans (:func:`scan_parquet`, behind ``load_losses`` and ``load_diagrams``) stay lazy:
