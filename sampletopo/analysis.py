@@ -50,6 +50,8 @@ from sampletopo._runfiles import (
     parquet_problem,
     read_json,
     read_parquet,
+    scan_parquet,
+    write_parquet,
 )
 from sampletopo.diagrams import Diagram, wasserstein
 from sampletopo.graph import Graph, knn_cache_path, knn_graph
@@ -195,7 +197,7 @@ def _diagram_table(split: str, epoch: int, losses: np.ndarray, graph: Graph) -> 
 
 
 def _write_atomic(df: pl.DataFrame, path: Path) -> None:
-    write_atomic(path, df.write_parquet)
+    write_parquet(df, path)
 
 
 def _epoch_losses(run_dir: Path, split: str, epoch: int) -> np.ndarray:
@@ -332,11 +334,12 @@ def compute_topology(
     them; the others are computed. Epochs missing between the first and last recorded one are
     named in a :class:`TopologyWarning` too (e.g. "epochs 0-3, 5-9; epoch(s) 4 are missing").
 
-    Every loss table is checked to read back whole (its Parquet footer) before any work; a
-    damaged one raises :class:`~sampletopo._runfiles.DamagedFileError` naming it, since only a
-    new recording can replace it. Stored diagram tables are derived, so one that does not read
-    back whole, or whose graph settings are lost with a damaged ``meta.json``, is deleted and
-    computed again with a :class:`~sampletopo._runfiles.DamagedFileWarning`.
+    Every loss table is checked to read back whole (its Parquet footer and checksum, see
+    :mod:`sampletopo._runfiles`) before any work; a damaged one raises
+    :class:`~sampletopo._runfiles.DamagedFileError` naming it, since only a new recording can
+    replace it. Stored diagram tables are derived, so one that does not read back whole, or
+    whose graph settings are lost with a damaged ``meta.json``, is deleted and computed again
+    with a :class:`~sampletopo._runfiles.DamagedFileWarning`.
 
     Each run's ``topology`` folder is locked for the call (see :mod:`sampletopo._folders`): a
     second process computing (or summarizing) the topology of the same run gets an error naming
@@ -399,8 +402,8 @@ def _compute_topology(
                     TopologyWarning,
                     stacklevel=2,
                 )
-            # Every table is checked before any work (footers only: cheap), so a damaged one is
-            # named at once, not after the graph is built or in a worker.
+            # Every table is checked before any work (footer and checksum: cheap), so a
+            # damaged one is named at once, not after the graph is built or in a worker.
             n = _split_size(rd, s)
             for e in eps:
                 check_parquet(epoch_file(rd, s, e), LOSS_SCHEMA, rows=n, fix=_LOSS_FIX)
@@ -492,11 +495,11 @@ def load_diagrams(
     frames = []
     for rd in _runs(run_dirs):
         splits = [split] if split else list(SPLITS)
-        files = [str(_epoch_path(rd, s, e)) for s in splits for e in topology_epochs(rd, s)]
-        for f in files:  # footers only: a damaged table is named now, not at collect time
-            check_parquet(f, _SCHEMA, fix=_DIAGRAM_FIX)
-        if files:
-            frames.append(pl.scan_parquet(files).with_columns(run=pl.lit(rd.name)))
+        files = [_epoch_path(rd, s, e) for s in splits for e in topology_epochs(rd, s)]
+        if files:  # each verified now (footer, checksum), not at collect time
+            frames.append(
+                scan_parquet(files, _SCHEMA, fix=_DIAGRAM_FIX).with_columns(run=pl.lit(rd.name))
+            )
     if not frames:
         raise SampletopoError(
             f"No stored diagrams under {_paths_text(run_dirs)}. Run `sampletopo topology "
@@ -594,7 +597,7 @@ def summarize(run_dirs: str | Path | Iterable[str | Path], *, write: bool = True
                 .collect()
             )
         except pl.exceptions.PolarsError as exc:
-            # Every footer was checked when the tables were scanned: a data page is damaged.
+            # Every table was verified when scanned: one changed since, or predates checksums.
             raise SampletopoError(
                 f"A loss or diagram table of run {str(rd)!r} cannot be read "
                 f"({' '.join(str(exc).split())[:200]}). Record the run's losses again, or delete "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,14 +159,21 @@ class Graph:
 
     @classmethod
     def load(cls, path: str | Path, *, features: np.ndarray | None = None) -> Graph:
-        """Read a graph written by :meth:`save`; with ``features``, refuse one built from other data."""
+        """Read a graph written by :meth:`save`; with ``features``, refuse one built from other data.
+
+        A damaged file (cut short, changed bytes: the zip's CRC-32 is checked) raises
+        :class:`~sampletopo._runfiles.DamagedFileError` naming it.
+        """
+        from sampletopo._runfiles import DamagedFileError, read_npz
+
         path = Path(path)
         if not path.exists():
             raise SampletopoError(
                 f"No graph file at {path}. Build one with knn_graph(X, cache_dir=...)."
             )
+        fix = "Delete it and build the graph again (knn_graph(X, cache_dir=...) rebuilds it)."
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with read_npz(path, fix=fix) as z:
                 g = cls(
                     n=int(z["n"]),
                     edges=np.asarray(z["edges"], dtype=np.int64),
@@ -176,10 +184,10 @@ class Graph:
                         None if "recall" not in z or np.isnan(z["recall"]) else float(z["recall"])
                     ),
                 )
-        except (OSError, KeyError, ValueError) as exc:
-            raise SampletopoError(
-                f"Cannot read the graph file {path} ({exc}). Delete it and build the graph again."
-            ) from exc
+        except DamagedFileError:
+            raise
+        except (KeyError, ValueError) as exc:
+            raise DamagedFileError(path, f"it does not hold a graph ({exc})", fix) from exc
         if features is not None:
             g.check_features(features)
         return g
@@ -580,6 +588,26 @@ def _recall(
     return hits / (len(q) * k)
 
 
+def _load_cached(path: Path) -> Graph | None:
+    """The cached graph at ``path``; ``None``, with a warning, when the file is damaged (it is a
+    cache: the caller builds the graph again and replaces the file)."""
+    import warnings
+
+    from sampletopo._runfiles import DamagedFileError, DamagedFileWarning
+
+    try:
+        return Graph.load(path)
+    except DamagedFileError as exc:
+        warnings.warn(
+            DamagedFileWarning(
+                f"{str(path)!r} is damaged: {exc.why}. It is a cached kNN graph: it is built "
+                "again and the file replaced."
+            ),
+            stacklevel=3,
+        )
+        return None
+
+
 def knn_cache_path(
     cache_dir: str | Path, *, fingerprint: str, k: int, metric: str, index: str = "exact"
 ) -> Path:
@@ -709,8 +737,8 @@ def knn_graph(
     if cache_dir is not None:
         cache_path = knn_cache_path(cache_dir, fingerprint=fp, k=k, metric=metric, index=index)
         if cache_path.exists() and _file_version(cache_path) >= 2:
-            g = Graph.load(cache_path)
-            if g.fingerprint == fp and g.k == k and g.metric == metric and g.n == n:
+            g = _load_cached(cache_path)
+            if g is not None and (g.fingerprint, g.k, g.metric, g.n) == (fp, k, metric, n):
                 return g
     Z, unit, inv = _search_space(Xf, metric)
     idx = _build_index(Z, metric=metric, index=index, use_gpu=use_gpu)
@@ -749,5 +777,5 @@ def _file_version(path: Path) -> int:
     try:
         with np.load(path, allow_pickle=False) as z:
             return int(z["version"])
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return 0

@@ -20,12 +20,13 @@ epoch that is already on disk is skipped (or refused with ``on_exists="error"``)
 duplicated.
 
 Damaged files. A table can still be damaged afterwards (a copy cut short, a full disk elsewhere,
-another program). Whether it reads back whole is checked from its Parquet footer (the columns
-and types of :data:`LOSS_SCHEMA`, the split's size from the manifest; about 0.2 ms a table, see
-:mod:`sampletopo._runfiles`). The recorder moves such a table aside to
-``epoch=NNNN.parquet.damaged`` with a warning, and records that epoch again when it is reached
-(``sampletopo train`` resumes from before it; ``sampletopo record`` re-evaluates its
-checkpoint). The readers (:func:`load_losses`, :func:`loss_matrix`, :func:`read_loss_table`, and
+another program, bytes changed on disk). Whether it reads back whole is checked from its Parquet
+footer (the columns and types of :data:`LOSS_SCHEMA`, the split's size from the manifest) and
+the CRC-32 checksum stored in it (about 0.2 ms a table, see :mod:`sampletopo._runfiles`;
+tables written before checksums are checked by their footer only). The recorder moves such a
+table aside to ``epoch=NNNN.parquet.damaged`` with a warning, and records that epoch again when
+it is reached (``sampletopo train`` resumes from before it; ``sampletopo record`` re-evaluates
+its checkpoint). The readers (:func:`load_losses`, :func:`loss_matrix`, :func:`read_loss_table`, and
 so topology, samples, figures and the report) cannot recompute it: they raise one
 :class:`~sampletopo._runfiles.DamagedFileError` naming the file and the fix. A damaged
 ``manifest.json`` is refused by both, since it is what ties the tables to their data.
@@ -70,11 +71,13 @@ from sampletopo._folders import FolderLock, check_inside, lock_folder
 from sampletopo._io import write_atomic
 from sampletopo._runfiles import (
     DamagedFileError,
-    check_parquet,
     move_aside,
     parquet_problem,
     read_json,
+    read_npz,
     read_parquet,
+    scan_parquet,
+    write_parquet,
 )
 from sampletopo.data import SPLITS, Dataset, default_val_fraction, list_datasets, load_dataset
 from sampletopo.distributed import (
@@ -243,7 +246,7 @@ def read_loss_table(
 
 
 def _write_atomic_parquet(df: pl.DataFrame, path: Path) -> None:
-    write_atomic(path, df.write_parquet)
+    write_parquet(df, path)
 
 
 def _table(
@@ -662,9 +665,9 @@ class LossRecorder:
                     p.unlink(missing_ok=True)
 
     def _set_aside_damaged(self) -> None:
-        """Move aside every table of this recorder's splits that does not read back whole (a
-        footer check, see :mod:`sampletopo._runfiles`), so that its epoch counts as not recorded
-        and is recorded again when reached."""
+        """Move aside every table of this recorder's splits that does not read back whole (its
+        footer and checksum, see :mod:`sampletopo._runfiles`), so that its epoch counts as not
+        recorded and is recorded again when reached."""
         for s in self.splits:
             for ep, path in _epoch_files(self.run_dir, s).items():
                 self._whole(s, ep, path)
@@ -1088,20 +1091,24 @@ def load_losses(
     splits = _check_split_arg(split)
     frames = []
     for rd in _run_dirs(Path(run_dir)):
-        files = []
+        scans = []
         for s in splits:
-            n = _split_size(rd, s)
-            for p in _epoch_files(rd, s).values():
-                # The footers only (cheap): a damaged table is named here, not at collect time.
-                check_parquet(p, LOSS_SCHEMA, rows=n, fix=_LOSS_FIX)
-                files.append(str(p))
-        if not files:
+            files = list(_epoch_files(rd, s).values())
+            if files:
+                # Each table is verified now (footer and checksum), so a damaged one is
+                # named here, not at collect time; see sampletopo._runfiles for the cost.
+                scans.append(
+                    scan_parquet(
+                        files,
+                        LOSS_SCHEMA,
+                        rows=_split_size(rd, s),
+                        fix=_LOSS_FIX,
+                        hive_partitioning=False,
+                    )
+                )
+        if not scans:
             continue
-        frames.append(
-            pl.scan_parquet(files, hive_partitioning=False).with_columns(
-                run=pl.lit(rd.resolve().name, dtype=pl.String)
-            )
-        )
+        frames.append(pl.concat(scans).with_columns(run=pl.lit(rd.resolve().name, dtype=pl.String)))
     cols = ["run", "split", "epoch", "sample", "label", "pred", "loss", "correct"]
     if not frames:
         raise SampletopoError(
@@ -1113,7 +1120,8 @@ def load_losses(
     try:
         return lf.collect()
     except pl.exceptions.PolarsError as exc:
-        # The footers were sound, so a data page is damaged; polars does not say which file.
+        # Every table was verified when listed, so this one changed since, or predates
+        # checksums; polars does not say which file.
         raise SampletopoError(
             f"A loss table under {str(run_dir)!r} cannot be read ({' '.join(str(exc).split())[:200]}). "
             f"Read the tables one by one with read_loss_table to find it. {_LOSS_FIX}"
@@ -1292,19 +1300,20 @@ def _load_saved_dataset(path: Path) -> Dataset:
             f"The saved dataset {str(path)!r} that the run's config.toml names is missing. "
             "Restore it (it lives in <experiment>/datasets/), or record the run again."
         )
+    fix = (
+        "It holds the data the run was recorded from: restore it from a copy, or record the run "
+        "again."
+    )
+    z = read_npz(path, fix=fix)  # a damaged file (changed bytes included) is one error
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return Dataset.from_arrays(
-                str(z["name"]),
-                train=(z["train_x"], z["train_y"]),
-                val=(z["val_x"], z["val_y"]),
-                class_names=[str(c) for c in z["class_names"]],
-            )
-    except (OSError, ValueError, KeyError) as exc:
-        raise SampletopoError(
-            f"The saved dataset {str(path)!r} could not be read ({exc}): it is damaged. Record "
-            "the run again."
-        ) from exc
+        return Dataset.from_arrays(
+            str(z["name"]),
+            train=(z["train_x"], z["train_y"]),
+            val=(z["val_x"], z["val_y"]),
+            class_names=[str(c) for c in z["class_names"]],
+        )
+    except (ValueError, KeyError) as exc:
+        raise DamagedFileError(path, f"it does not hold a dataset ({exc})", fix) from exc
 
 
 class DataRootWarning(UserWarning):

@@ -43,6 +43,7 @@ from sampletopo import analysis
 from sampletopo._errors import SampletopoError
 from sampletopo._folders import check_inside, lock_folder
 from sampletopo._io import write_atomic
+from sampletopo._runfiles import DamagedFileError, parquet_problem, read_parquet
 
 __all__ = [
     "ExperimentResults",
@@ -164,6 +165,9 @@ _REGION_COLUMNS = (
 )
 
 
+_REGIONS_FIX = "Write it again with `sampletopo samples`."
+
+
 def _run_samples(runs: Sequence[Path]) -> tuple[list[Path], pl.DataFrame | None]:
     """PNGs and regions tables that ``sampletopo samples`` wrote into each run's ``samples/``."""
     pngs: list[Path] = []
@@ -175,8 +179,12 @@ def _run_samples(runs: Sequence[Path]) -> tuple[list[Path], pl.DataFrame | None]
         pngs += sorted(folder.glob("*.png"))
         for f in sorted(folder.glob("*.parquet")):
             try:
+                # Checked (footer and checksum) before its schema is read: no wrong numbers shown.
+                why = parquet_problem(f, {})
+                if why is not None:
+                    raise DamagedFileError(f, why, _REGIONS_FIX)
                 cols = [c for c in _REGION_COLUMNS if c in pl.read_parquet_schema(f)]
-                tables.append(pl.read_parquet(f, columns=cols))
+                tables.append(read_parquet(f, {}, columns=cols, fix=_REGIONS_FIX))
             except Exception as exc:  # one unreadable table must not sink the report
                 warnings.warn(f"Regions table {f} left out of the report: {exc}", stacklevel=2)
     table = pl.concat(tables, how="diagonal_relaxed") if tables else None

@@ -40,7 +40,7 @@ import numpy as np
 import polars as pl
 
 from sampletopo._errors import SampletopoError, check_finite_values, check_int_range
-from sampletopo._io import write_atomic
+from sampletopo._runfiles import write_parquet
 from sampletopo.graph import Graph
 from sampletopo.mergetree import MergeTree, join_tree, split_tree
 
@@ -516,13 +516,14 @@ def regions_path(run_dir: str | Path, split: str, epoch: int) -> Path:
 
 
 def write_regions(table: pl.DataFrame, path: str | Path) -> Path:
-    """Write a regions table to Parquet atomically (temporary file, then rename)."""
+    """Write a regions table to Parquet atomically (temporary file, then rename), with page
+    checksums (:func:`sampletopo._runfiles.write_parquet`)."""
     path = Path(path)
     if path.suffix != ".parquet":
         raise SampletopoError(
             f"write_regions: 'path' must end in .parquet. Got {str(path)!r}. Add the suffix."
         )
-    return write_atomic(path, table.write_parquet)
+    return write_parquet(table, path)
 
 
 # ---------------------------------------------------------------------------------------------

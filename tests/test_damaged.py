@@ -105,12 +105,30 @@ def _too_few_rows(p: Path) -> None:
     pl.read_parquet(p).head(10).write_parquet(p)
 
 
+def _flip_page(p: Path) -> None:
+    """One byte changed in the data pages, footer intact: the last byte of the largest float
+    column (losses, persistences), which the footer places, is always page data and reads back
+    as another number."""
+    import pyarrow.parquet as pq
+
+    group = pq.read_metadata(p).row_group(0)
+    col = max(
+        (group.column(c) for c in range(group.num_columns)),
+        key=lambda c: (c.physical_type == "DOUBLE", c.total_compressed_size),
+    )
+    start = col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
+    raw = bytearray(p.read_bytes())
+    raw[start + col.total_compressed_size - 1] ^= 0x40
+    p.write_bytes(bytes(raw))
+
+
 PARQUET_DAMAGE: dict[str, Callable[[Path], None]] = {
     "truncated": _truncate,
     "garbage": _garbage,
     "empty": _empty,
     "wrong schema": _wrong_schema,
     "wrong type": _wrong_type,
+    "data page": _flip_page,
 }
 LOSS_DAMAGE = {**PARQUET_DAMAGE, "too few rows": _too_few_rows}
 
@@ -199,7 +217,7 @@ def test_a_damaged_loss_table_is_one_error_naming_it(exp, tmp_path, capsys, comm
     assert "Record that epoch again" in line
 
 
-@pytest.mark.parametrize("damage", ["truncated", "wrong schema", "too few rows"])
+@pytest.mark.parametrize("damage", ["truncated", "wrong schema", "too few rows", "data page"])
 @pytest.mark.parametrize(
     "read",
     [
@@ -232,10 +250,11 @@ def test_the_python_api_raises_one_error_naming_the_table(exp, read, damage):
 # A damaged loss table: recorded again where it can be
 
 
-def test_train_resume_records_a_damaged_table_again(pristine, exp):
+@pytest.mark.parametrize("damage", ["truncated", "data page"])
+def test_train_resume_records_a_damaged_table_again(pristine, exp, damage):
     run = exp / "run"
     path = epoch_file(run, "train", 2)
-    _truncate(path)
+    LOSS_DAMAGE[damage](path)
     with pytest.warns(DamagedFileWarning, match=r"epoch=0002\.parquet' is damaged") as rec:
         train_experiment(CFG, exp, progress=False)
     assert any(repr(str(path)) in str(w.message) for w in rec)
@@ -254,8 +273,13 @@ def test_record_checkpoints_records_a_damaged_table_again(pristine, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(ref, out)
     _garbage(epoch_file(out, "val", 3))
-    with pytest.warns(DamagedFileWarning, match=r"val.epoch=0003\.parquet' is damaged"):
-        assert record_checkpoints(ckpts, out, **kw) == [3]
+    _flip_page(epoch_file(out, "train", 1))
+    with pytest.warns(DamagedFileWarning) as rec:
+        assert record_checkpoints(ckpts, out, **kw) == [1, 3]
+    msgs = sorted(str(w.message) for w in rec)
+    assert len(msgs) == 2
+    assert "train/epoch=0001.parquet' is damaged: its bytes do not match the CRC-32" in msgs[0]
+    assert "val/epoch=0003.parquet' is damaged" in msgs[1]
     before, after = _tables(ref, "losses"), _tables(out, "losses")
     assert list(after) == list(before)
     for name, df in before.items():
@@ -467,6 +491,74 @@ def test_the_report_shows_a_config_that_is_not_text(exp, tmp_path, capsys):
         assert main(_commands(exp, tmp_path)["report"]) == 0
     assert "Traceback" not in capsys.readouterr().err
     assert "run: resolved run config" in (tmp_path / "report" / "index.html").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# Every table carries the checksum; a damaged regions table is left out of the report
+
+
+def test_every_table_a_run_holds_carries_the_checksum(exp, tmp_path):
+    import pyarrow.parquet as pq
+
+    run = exp / "run"
+    analysis.summarize(run)
+    analysis.wasserstein_to_reference(run)
+    assert main(_commands(exp, tmp_path)["samples"]) == 0
+    tables = sorted(exp.rglob("*.parquet"))
+    where = {
+        str(p.relative_to(run).parent if p.name.startswith("epoch=") else p.relative_to(run))
+        for p in tables
+    }
+    assert where == {
+        "losses/train",
+        "losses/val",
+        "topology/train",
+        "topology/val",
+        "topology/summary.parquet",
+        "topology/wasserstein.parquet",
+        "samples/train-epoch=0002.parquet",
+    }
+    for p in tables:
+        assert b"sampletopo.crc32" in (pq.read_metadata(p).metadata or {}), p
+        assert parquet_problem(p, {}) is None, p
+
+    # The report's regions section (the whole report is drawn in the tests above): a damaged
+    # table is left out with a warning naming it, never shown with other numbers.
+    from sampletopo.report import _run_samples
+
+    assert _run_samples([run])[1] is not None
+    regions = run / "samples" / "train-epoch=0002.parquet"
+    _flip_page(regions)
+    with pytest.warns(UserWarning, match=r"Regions table .* left out of the report: .*is damaged"):
+        assert _run_samples([run])[1] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables written before checksums (polars' writer)
+
+
+def test_a_run_written_before_checksums_reads_and_resumes_as_before(pristine, exp):
+    run = exp / "run"
+    for p in sorted(run.rglob("epoch=*.parquet")):
+        pl.read_parquet(p).write_parquet(p)  # the writer used before: no checksums
+    before = _tables(pristine / "run", "losses")
+    assert_frame_equal(
+        load_losses(run).drop("run"),
+        load_losses(pristine / "run").drop("run"),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DamagedFileWarning)
+        done = analysis.compute_topology(run, k=10, progress=False)
+        assert set(done["status"]) == {"cached"}
+        assert_frame_equal(
+            analysis.load_diagrams(run).sort(["split", "tree", "epoch", "birth"]),
+            analysis.load_diagrams(pristine / "run").sort(["split", "tree", "epoch", "birth"]),
+        )
+        train_experiment(CFG, exp, progress=False)  # nothing set aside, nothing recorded again
+    after = _tables(run, "losses")
+    assert list(after) == list(before)
+    for name, df in before.items():
+        assert_frame_equal(after[name], df)
 
 
 # ---------------------------------------------------------------------------------------------

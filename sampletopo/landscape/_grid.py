@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from sampletopo._batching import auto_batch_size
 from sampletopo._errors import SampletopoError, check_int_range
 from sampletopo._io import write_atomic
+from sampletopo._runfiles import read_npz
 from sampletopo.hessian import LossFn, eval_mode, trainable_parameters
 from sampletopo.landscape._directions import Directions
 
@@ -119,7 +120,7 @@ def load_landscape(path: str | Path) -> tuple[Landscape, dict[str, Any]]:
             f"load_landscape: no file at {str(path)!r}. Compute it first, e.g. with "
             "`sampletopo landscape RUN --epoch E`."
         )
-    with np.load(path, allow_pickle=False) as z:
+    with read_npz(path, fix="Compute the landscape again.") as z:
         meta = json.loads(str(z["directions_json"]))
         coords = []
         k = 0
@@ -306,7 +307,7 @@ class ResumeFile:
         if not self.path.is_file():
             return None
         progress = GridProgress.empty(n_points)
-        with np.load(self.path, allow_pickle=False) as z:
+        with read_npz(self.path, fix="Delete it to evaluate the grid from the start.") as z:
             if str(z["key"]) != self.key:
                 raise SampletopoError(
                     f"{where}: the checkpoint file {str(self.path)!r} belongs to another "
