@@ -254,6 +254,16 @@ def _read_meta(run_dir: Path) -> tuple[dict[str, Any], str | None]:
     return meta, None
 
 
+def graph_digest(graph: Graph) -> str:
+    """A short hash of a graph's edges: tells which graph stored diagrams were computed on."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=8)
+    h.update(np.int64(graph.n).tobytes())
+    h.update(np.ascontiguousarray(graph.edges, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
 def _drop_unknown_diagrams(run_dir: Path, splits: Sequence[str], why: str) -> None:
     """Delete stored diagrams whose graph settings are unknown, so they are computed again."""
     stored = [p for s in splits for p in sorted((run_dir / "topology" / s).glob("epoch=*.parquet"))]
@@ -287,8 +297,31 @@ def _check_meta(run_dir: Path, split: str, graph: Graph, features: str) -> None:
         "metric": graph.metric,
         "features": str(features),
         "graph": graph.fingerprint,
+        "edges": graph_digest(graph),
     }
     old = meta.get(split)
+    if (
+        old is not None
+        and {**old, "edges": mine["edges"]} == mine
+        and old.get("edges") != mine["edges"]
+    ):
+        # Same settings and features, other edges: the diagrams were computed on a kNN graph
+        # built by an older rule (before sampletopo 0.2 rounded distances to 5 decimals, which
+        # dropped true neighbours of small-scale features). They are recomputed, not reused.
+        stored = topology_epochs(run_dir, split)
+        for e in stored:
+            _epoch_path(run_dir, split, e).unlink()
+        if stored:
+            warnings.warn(
+                TopologyWarning(
+                    f"Run {run_dir.name}: its {len(stored)} stored {split} diagram table(s) were "
+                    "computed on a kNN graph with other edges (an older sampletopo's graph "
+                    f"rule, or a changed graph cache) than today's graph for k={graph.k}, "
+                    f"features={features!r}; they were deleted and are computed again."
+                ),
+                stacklevel=3,
+            )
+        old = None
     if old is not None and old != mine and topology_epochs(run_dir, split):
         raise SampletopoError(
             f"{str(run_dir)!r} already holds {split} diagrams computed with {old}; now asked for "

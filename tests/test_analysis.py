@@ -252,3 +252,34 @@ def test_record_checkpoints_config_rebuilds_the_given_dataset(tmp_path):
     again = dataset_from_config(read_run_config(tmp_path / "run"))
     assert again.fingerprint("val") == ds.fingerprint("val")
     assert analysis.run_graph(tmp_path / "run", "val", k=5).n == ds.n("val")
+
+
+def test_diagrams_of_another_graph_are_recomputed_not_reused(experiment, tmp_path):
+    """Stored diagrams whose meta.json has the same settings but other graph edges (an older
+    sampletopo's kNN rule, or no edge digest at all) are recomputed with a warning, and come out
+    equal to freshly computed ones."""
+    import json
+
+    out, runs = experiment
+    copy = tmp_path / "exp"
+    shutil.copytree(out, copy)
+    rd = copy / runs[0].name
+    fresh = pl.read_parquet(rd / "topology" / "val" / "epoch=0002.parquet")
+    meta_path = rd / "topology" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    # An older meta.json: no edge digest; and diagrams that are not today's (a planted value).
+    meta["val"].pop("edges")
+    meta_path.write_text(json.dumps(meta))
+    stale = fresh.with_columns(pl.col("birth") + 1.0)
+    st._runfiles.write_parquet(stale, rd / "topology" / "val" / "epoch=0002.parquet")
+    with pytest.warns(analysis.TopologyWarning, match=r"other edges.*computed again"):
+        done = analysis.compute_topology(rd, k=10, splits=["val"], progress=False)
+    assert set(done["status"]) == {"computed"}
+    again = pl.read_parquet(rd / "topology" / "val" / "epoch=0002.parquet")
+    assert again.equals(fresh)
+    assert "edges" in json.loads(meta_path.read_text())["val"]
+    # Today's digest: nothing is recomputed.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", analysis.TopologyWarning)
+        done = analysis.compute_topology(rd, k=10, splits=["val"], progress=False)
+    assert set(done["status"]) == {"cached"}
