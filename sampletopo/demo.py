@@ -65,10 +65,12 @@ def run_demo(
 
     from sampletopo import analysis
     from sampletopo.report import write_report
+    from sampletopo.runs import Report, Run
     from sampletopo.train import TrainConfig, train_experiment
 
     s = settings or DemoSettings()
     out = Path(out)
+    report = Report(out / "report")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -131,7 +133,7 @@ def run_demo(
         for rd in lr_runs + skip_runs:
             landscape(rd, dirs="random", dim=2, steps=s.landscape_steps)
         for rd in lr_runs:
-            p = out / "lr-study" / "landscapes" / f"{rd.name}-hessian3d-epoch={s.epochs:04d}.npz"
+            p = Run(rd).landscape_file(s.epochs, tag="hessian3d")
             landscape(rd, dirs="hessian", dim=3, steps=s.landscape_3d_steps, out=p)
         t = lap("Hessian + landscapes", t)
 
@@ -142,7 +144,7 @@ def run_demo(
             for rd in runs:
                 sample_figures(
                     rd,
-                    out / "report" / "figures" / exp / "samples",
+                    report.section_dir(exp, "samples"),
                     split="val",
                     epoch=s.epochs,
                     top=s.top_regions,
@@ -157,7 +159,7 @@ def run_demo(
     )
     index = write_report(
         [out / "lr-study", out / "skip-study"],
-        out / "report",
+        report.path,
         title="sampletopo demo: LR 0.1 vs 0.01 and skip vs no skip on digits",
         notes=notes,
         progress=progress,

@@ -33,15 +33,16 @@ from sampletopo._errors import (
     check_int_range,
     check_real_number,
 )
+from sampletopo._names import TREES, Tree
 
 __all__ = ["Diagram", "check_diagram", "total_persistence", "wasserstein", "bottleneck"]
 
-Kind = Literal["join", "split"]
+Kind = Tree
 
 
 def check_diagram(birth, death, birth_sample, death_sample, kind: str) -> tuple[np.ndarray, ...]:
     """Validate and normalize the arrays of a diagram; every Diagram goes through here."""
-    if kind not in ("join", "split"):
+    if kind not in TREES:
         raise SampletopoError(f"Diagram: 'kind' must be 'join' or 'split'. Got {kind!r}.")
     b = as_real_array(birth, name="birth", where="Diagram").astype(np.float64).reshape(-1)
     d = as_real_array(death, name="death", where="Diagram").astype(np.float64).reshape(-1)

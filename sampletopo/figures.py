@@ -26,8 +26,9 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from sampletopo import analysis
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import SampletopoError, ranges_text
 from sampletopo._folders import check_inside, lock_folder
+from sampletopo.runs import Run, epoch_tag
 
 __all__ = ["write_figure_set", "run_milestones", "comparison_figure"]
 
@@ -38,14 +39,13 @@ class FigureWarning(UserWarning):
 
 def run_milestones(run_dirs: Iterable[Path]) -> list[int]:
     """LR-annealing epochs of the runs (union of their configs' ``milestones``)."""
-    from sampletopo.record import read_run_config
-
     out: set[int] = set()
     for rd in run_dirs:
-        if not (Path(rd) / "config.toml").is_file():
+        run = Run(rd)
+        if not run.has_config():
             continue  # a run recorded without one: no LR changes to mark
         try:
-            out |= {int(m) for m in read_run_config(rd).get("milestones", []) or []}
+            out |= {int(m) for m in run.read_config().get("milestones", []) or []}
         except SampletopoError as exc:
             warnings.warn(
                 f"LR changes of run {Path(rd).name} are not marked: {exc}",
@@ -119,7 +119,7 @@ def _write_figure_set(
             gap = analysis.missing_epochs(rd, s)
             if gap:
                 warnings.warn(
-                    f"Run {rd.name} has no {s} losses for epoch(s) {analysis._ranges(gap)}; the "
+                    f"Run {rd.name} has no {s} losses for epoch(s) {ranges_text(gap)}; the "
                     "curves skip them.",
                     FigureWarning,
                     stacklevel=2,
@@ -144,7 +144,7 @@ def _write_figure_set(
         if absent:
             warnings.warn(
                 f"Epoch(s) {absent} have no diagrams in every run (common epochs: "
-                f"{analysis._ranges(common_sorted) or 'none'}); they are left out of the heatmaps.",
+                f"{ranges_text(common_sorted) or 'none'}); they are left out of the heatmaps.",
                 FigureWarning,
                 stacklevel=2,
             )
@@ -204,7 +204,7 @@ def _write_figure_set(
                     )
             fig.suptitle(f"{rd.name}: persistence diagrams and barcodes at epoch {last}")
             fig.tight_layout()
-            saved(fig, f"diagrams-{rd.name}-epoch={last:04d}")
+            saved(fig, f"diagrams-{rd.name}-{epoch_tag(last)}")
     bar.close()
     return pngs
 

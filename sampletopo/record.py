@@ -49,11 +49,6 @@ Two modes:
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import os
-import re
-import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -67,19 +62,27 @@ from torch import nn
 
 from sampletopo._device import resolve_device
 from sampletopo._errors import MAX_EPOCH, MAX_SEED, SampletopoError, check_int_range
-from sampletopo._folders import FolderLock, check_inside, lock_folder
-from sampletopo._io import write_atomic
+from sampletopo._folders import FolderLock, lock_folder
+from sampletopo._runconfig import (
+    DATA_KEYS,
+    dataset_from_config,
+    model_from_config,
+    model_signature,
+    write_toml,
+)
+from sampletopo._runconfig import TRUSTED_DATA_ENV as TRUSTED_DATA_ENV
+from sampletopo._runconfig import DataRootWarning as DataRootWarning
+from sampletopo._runconfig import read_toml as read_toml
+from sampletopo._runconfig import warn_foreign_data_root as warn_foreign_data_root
 from sampletopo._runfiles import (
     DamagedFileError,
     move_aside,
     parquet_problem,
-    read_json,
-    read_npz,
     read_parquet,
     scan_parquet,
     write_parquet,
 )
-from sampletopo.data import SPLITS, Dataset, default_val_fraction, list_datasets, load_dataset
+from sampletopo.data import Dataset, default_val_fraction, list_datasets, load_dataset
 from sampletopo.distributed import (
     CheckpointChangedError,
     World,
@@ -99,11 +102,8 @@ from sampletopo.distributed import (
     snapshot_checkpoints,
     sync_model,
 )
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from sampletopo.runs import LOSS_FIX as _LOSS_FIX
+from sampletopo.runs import LOSS_SCHEMA, SPLITS, PathLike, Run, data_config, find_runs
 
 __all__ = [
     "LossRecorder",
@@ -128,17 +128,6 @@ OnExists = Literal["skip", "error"]
 Shard = Literal["samples", "checkpoints"]
 OnChange = Literal["error", "skip"]
 
-LOSS_SCHEMA: dict[str, Any] = {
-    "epoch": pl.Int32,
-    "split": pl.String,
-    "sample": pl.Int64,
-    "label": pl.Int64,
-    "pred": pl.Int64,
-    "loss": pl.Float64,
-    "correct": pl.Boolean,
-}
-_EPOCH_RE = re.compile(r"^epoch=(\d+)\.parquet$")
-
 
 class NonFiniteLossWarning(RuntimeWarning):
     """Some recorded losses are NaN or infinite; they are stored as such, never dropped."""
@@ -148,79 +137,27 @@ class NonFiniteLossWarning(RuntimeWarning):
 # Files
 
 
-def epoch_file(run_dir: str | Path, split: str, epoch: int) -> Path:
+def epoch_file(run_dir: PathLike, split: str, epoch: int) -> Path:
     """Path of the loss table of ``split`` at ``epoch``: ``run_dir/losses/split/epoch=NNNN.parquet``."""
-    return Path(run_dir) / "losses" / split / f"epoch={int(epoch):04d}.parquet"
+    return Run(run_dir).loss_file(split, epoch)
 
 
 def _epoch_files(run_dir: Path, split: str) -> dict[int, Path]:
-    folder = run_dir / "losses" / split
-    if not folder.is_dir():
-        return {}
-    out = {}
-    for p in folder.iterdir():
-        m = _EPOCH_RE.match(p.name)
-        if m:
-            out[int(m.group(1))] = p
-    return dict(sorted(out.items()))
+    return Run(run_dir).loss_files(split)
 
 
-_LOSS_FIX = (
-    "Record that epoch again: run the same `sampletopo train` or `sampletopo record` command "
-    "(or restart your LossRecorder loop from before that epoch); it moves the damaged file "
-    "aside and records the epoch anew. Or delete the file to go on without that epoch."
-)
-_MANIFEST_FIX = (
-    "It records which data the run's loss tables hold. Restore it from a copy, or delete it: "
-    "the next recording writes a new one from the data it is given, and until then the tables "
-    "are not checked against the data."
-)
-
-
-def _manifest_problem(man: Any) -> str | None:
-    if not isinstance(man, dict):
-        return f"it holds a JSON {type(man).__name__}, not the manifest's object"
-    splits = man.get("splits")
-    if not isinstance(splits, dict):
-        return "its 'splits' entry is missing or not an object"
-    for s, info in splits.items():
-        n = info.get("n") if isinstance(info, dict) else None
-        if (
-            not isinstance(info, dict)
-            or not isinstance(info.get("fingerprint"), str)
-            or isinstance(n, bool)
-            or not isinstance(n, int)
-            or n < 0
-        ):
-            return f"its entry for split {s!r} is not {{'n': <int>, 'fingerprint': <str>}}"
-    if man.get("mode") not in ("eval", "train_pass"):
-        return f"its 'mode' entry is {man.get('mode')!r}, not 'eval' or 'train_pass'"
-    if "model" in man and not isinstance(man["model"], dict):
-        return "its 'model' entry is not an object"
-    return None
-
-
-def read_manifest(run_dir: str | Path) -> dict[str, Any] | None:
+def read_manifest(run_dir: PathLike) -> dict[str, Any] | None:
     """The run's ``losses/manifest.json`` (dataset, mode, per split its size ``n`` and
     fingerprint), ``None`` when there is none; a damaged one raises :class:`DamagedFileError`."""
-    path = Path(run_dir) / "losses" / "manifest.json"
-    if not path.is_file():
-        return None
-    man = read_json(path, fix=_MANIFEST_FIX)
-    why = _manifest_problem(man)
-    if why is not None:
-        raise DamagedFileError(path, why, _MANIFEST_FIX)
-    return man
+    return Run(run_dir).read_manifest()
 
 
 def _split_size(run_dir: Path, split: str) -> int | None:
-    man = read_manifest(run_dir)
-    info = (man or {}).get("splits", {}).get(split)
-    return int(info["n"]) if info else None
+    return Run(run_dir).split_size(split)
 
 
 def read_loss_table(
-    run_dir: str | Path, split: str, epoch: int, *, columns: Sequence[str] | None = None
+    run_dir: PathLike, split: str, epoch: int, *, columns: Sequence[str] | None = None
 ) -> pl.DataFrame:
     """One recorded loss table, sorted by sample, checked to read back whole.
 
@@ -476,7 +413,7 @@ class LossRecorder:
 
     def __init__(
         self,
-        run_dir: str | Path,
+        run_dir: PathLike,
         dataset: Dataset,
         *,
         splits: Sequence[str] = SPLITS,
@@ -583,7 +520,7 @@ class LossRecorder:
         """A run folder without ``config.toml`` gets one naming its data (and how to rebuild
         it), so the topology, sample and report commands can use a run recorded from any
         training loop. Folders written by ``sampletopo train`` or ``record`` already have one."""
-        path = self.run_dir / "config.toml"
+        path = Run(self.run_dir).config_file
         if path.exists():
             theirs = read_run_config(self.run_dir).get("source", "train")
             if theirs != self._source and has_losses(self.run_dir):
@@ -607,7 +544,6 @@ class LossRecorder:
         write_toml(path, cfg)
 
     def _check_manifest(self) -> None:
-        path = self.run_dir / "losses" / "manifest.json"
         mine = self._manifest()
         old = read_manifest(self.run_dir)
         if old is not None:
@@ -627,7 +563,7 @@ class LossRecorder:
                     "approximate losses: use the same mode or a new run folder."
                 )
             return
-        _write_json(path, mine)
+        Run(self.run_dir).write_manifest(mine)
 
     def _check_model(self, model: nn.Module) -> None:
         """The run folder holds losses of one architecture: the first recorded model's class and
@@ -638,7 +574,6 @@ class LossRecorder:
         sig = model_signature(net)
         if self._model_sig == sig["signature"]:
             return
-        path = self.run_dir / "losses" / "manifest.json"
         manifest = read_manifest(self.run_dir) or self._manifest()
         old = manifest.get("model")
         # A model whose first epoch was refused (say, for outputs that do not fit the labels)
@@ -647,7 +582,7 @@ class LossRecorder:
             old.get("signature") != sig["signature"] and not has_losses(self.run_dir)
         ):
             manifest["model"] = sig
-            _write_json(path, manifest)
+            Run(self.run_dir).write_manifest(manifest)
         elif old.get("signature") != sig["signature"]:
             raise SampletopoError(
                 f"Run folder {str(self.run_dir)!r} holds losses of another model "
@@ -659,10 +594,8 @@ class LossRecorder:
 
     def _clean_tmp(self) -> None:
         for s in self.splits:
-            folder = self.run_dir / "losses" / s
-            if folder.is_dir():
-                for p in folder.glob(".epoch=*.tmp"):
-                    p.unlink(missing_ok=True)
+            for p in Run(self.run_dir).loss_temporaries(s):
+                p.unlink(missing_ok=True)
 
     def _set_aside_damaged(self) -> None:
         """Move aside every table of this recorder's splits that does not read back whole (its
@@ -1035,20 +968,6 @@ class LossRecorder:
 # Readers
 
 
-def _run_dirs(path: Path) -> list[Path]:
-    """``path`` itself if it is a run folder, else its run (variant) sub-folders."""
-    if (path / "losses").is_dir():
-        return [path]
-    if path.is_dir():
-        subs = sorted(p for p in path.iterdir() if (p / "losses").is_dir())
-        if subs:
-            return subs
-    raise SampletopoError(
-        f"{str(path)!r} is not a run folder: it has no 'losses' folder (nor do its sub-folders). "
-        "Pass the folder the recorder or `sampletopo train` wrote."
-    )
-
-
 def _check_split_arg(split: str | None) -> list[str]:
     if split is None:
         return list(SPLITS)
@@ -1059,7 +978,7 @@ def _check_split_arg(split: str | None) -> list[str]:
     return [split]
 
 
-def recorded_epochs(run_dir: str | Path, split: str) -> list[int]:
+def recorded_epochs(run_dir: PathLike, split: str) -> list[int]:
     """Epochs of ``split`` recorded in the run folder ``run_dir``, sorted."""
     if split is None:
         raise SampletopoError(f"recorded_epochs: 'split' must be one of {SPLITS}. Got None.")
@@ -1068,7 +987,7 @@ def recorded_epochs(run_dir: str | Path, split: str) -> list[int]:
 
 
 def load_losses(
-    run_dir: str | Path, *, split: str | None = None, lazy: bool = False
+    run_dir: PathLike, *, split: str | None = None, lazy: bool = False
 ) -> pl.DataFrame | pl.LazyFrame:
     """A run's loss tables in long format.
 
@@ -1090,10 +1009,10 @@ def load_losses(
     """
     splits = _check_split_arg(split)
     frames = []
-    for rd in _run_dirs(Path(run_dir)):
+    for run in find_runs(run_dir):
         scans = []
         for s in splits:
-            files = list(_epoch_files(rd, s).values())
+            files = list(run.loss_files(s).values())
             if files:
                 # Each table is verified now (footer and checksum), so a damaged one is
                 # named here, not at collect time; see sampletopo._runfiles for the cost.
@@ -1101,14 +1020,14 @@ def load_losses(
                     scan_parquet(
                         files,
                         LOSS_SCHEMA,
-                        rows=_split_size(rd, s),
+                        rows=run.split_size(s),
                         fix=_LOSS_FIX,
                         hive_partitioning=False,
                     )
                 )
         if not scans:
             continue
-        frames.append(pl.concat(scans).with_columns(run=pl.lit(rd.resolve().name, dtype=pl.String)))
+        frames.append(pl.concat(scans).with_columns(run=pl.lit(run.name, dtype=pl.String)))
     cols = ["run", "split", "epoch", "sample", "label", "pred", "loss", "correct"]
     if not frames:
         raise SampletopoError(
@@ -1128,7 +1047,7 @@ def load_losses(
         ) from exc
 
 
-def loss_matrix(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+def loss_matrix(run_dir: PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
     """A run's losses of one split as an (epochs x samples) array.
 
     Returns
@@ -1164,327 +1083,33 @@ def loss_matrix(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     return np.asarray(list(files), dtype=np.int64), np.vstack(rows)
 
 
-def read_toml(path: Path, *, fix: str) -> dict[str, Any]:
-    """A TOML file as a dict; a file that is not valid TOML gives one error ending in ``fix``."""
-    try:
-        with open(path, "rb") as fh:
-            return dict(tomllib.load(fh))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SampletopoError(f"{str(path)!r} is not a valid TOML file ({exc}). {fix}") from exc
-
-
-def write_toml(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as a TOML file, atomically (see :func:`sampletopo._io.write_atomic`)."""
-    import tomli_w
-
-    write_atomic(path, lambda fh: fh.write(tomli_w.dumps(dict(data)).encode()))
-
-
-def _write_json(path: Path, data: Any) -> None:
-    write_atomic(path, lambda fh: fh.write(json.dumps(data, indent=2).encode()))
-
-
 def has_losses(run_dir: Path) -> bool:
     """Whether any loss table is recorded in ``run_dir``."""
-    return any(any((run_dir / "losses" / s).glob("epoch=*.parquet")) for s in SPLITS)
+    return Run(run_dir).has_losses()
 
 
-def model_signature(model: nn.Module) -> dict[str, Any]:
-    """Class name, parameter count and a hash of the parameter names and shapes of ``model``:
-    what identifies an architecture (not its weights)."""
-    h = hashlib.sha256(type(model).__name__.encode())
-    n = 0
-    for name, p in model.named_parameters():
-        h.update(f"{name}:{tuple(p.shape)};".encode())
-        n += p.numel()
-    return {"class": type(model).__name__, "n_params": int(n), "signature": h.hexdigest()[:16]}
-
-
-def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+def read_run_config(run_dir: PathLike) -> dict[str, Any]:
     """The resolved ``config.toml`` of a run (variant) folder, as a dict.
 
     A ``data_file`` entry (a saved in-memory dataset, see :func:`data_config`) is returned as an
     absolute path."""
-    path = Path(run_dir) / "config.toml"
-    if not path.is_file():
-        raise SampletopoError(
-            f"{str(run_dir)!r} has no config.toml: it is not a run folder written by "
-            "`sampletopo train`, `sampletopo record` or a LossRecorder."
-        )
-    cfg = read_toml(path, fix="Restore it, or record the run again into a new folder.")
-    _check_run_config(cfg, path)
-    if "data_file" in cfg:
-        cfg["data_file"] = str((Path(run_dir) / cfg["data_file"]).resolve())
-    return cfg
+    return Run(run_dir).read_config()
 
 
-_DATA_KEYS = ("data", "data_root", "data_seed", "val_fraction", "max_samples", "data_file")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-# The run config entries that readers use, and what each must be (when present).
-_RUN_CONFIG_TYPES: dict[str, tuple[str, Any]] = {
-    "data": ("a dataset name (string)", lambda v: isinstance(v, str) and v != ""),
-    "data_root": ("a folder path (string)", lambda v: isinstance(v, str)),
-    "data_seed": ("an int >= 0", lambda v: _is_int(v) and v >= 0),
-    "val_fraction": (
-        "a number in (0, 1) or 'test'",
-        lambda v: v == "test" or (isinstance(v, (int, float)) and not isinstance(v, bool)),
-    ),
-    "max_samples": ("an int >= 0 (0: every sample)", lambda v: _is_int(v) and v >= 0),
-    "data_file": ("a file path (string)", lambda v: isinstance(v, str) and v != ""),
-    "data_rebuildable": ("true or false", lambda v: isinstance(v, bool)),
-    "model": ("a model name (string)", lambda v: isinstance(v, str)),
-    "model_kwargs": ("a table of model options", lambda v: isinstance(v, dict)),
-    "milestones": (
-        "a list of epoch numbers (ints)",
-        lambda v: isinstance(v, list) and all(_is_int(m) for m in v),
-    ),
-    "record_mode": ("'eval' or 'train_pass'", lambda v: v in ("eval", "train_pass")),
-    "record_splits": (
-        f"a list of splits from {SPLITS}",
-        lambda v: isinstance(v, list) and all(s in SPLITS for s in v),
-    ),
-    "source": ("a string (train, checkpoints or recorder)", lambda v: isinstance(v, str)),
-    "checkpoint_files": (
-        "a table of epoch = checkpoint path",
-        lambda v: isinstance(v, dict) and all(isinstance(p, str) for p in v.values()),
-    ),
-}
-
-
-def _check_run_config(cfg: Mapping[str, Any], path: Path) -> None:
-    """Refuse a run config whose entries have the wrong type, naming the entry and the file
-    (otherwise ``int("abc")`` or ``cfg["data"]`` fails far from the cause)."""
-    for key, (allowed, ok) in _RUN_CONFIG_TYPES.items():
-        if key in cfg and not ok(cfg[key]):
-            raise SampletopoError(
-                f"The {key!r} entry of {str(path)!r} must be {allowed}. Got {cfg[key]!r} "
-                "instead. Set it to the value the run was recorded with, or record the run again "
-                "into a new folder."
-            )
-
-
-def data_config(ds: Dataset, run_dir: str | Path) -> dict[str, Any]:
-    """The config entries that rebuild ``ds`` for a run folder.
-
-    A dataset from :func:`~sampletopo.data.load_dataset` is described by its settings. In-memory
-    data (:meth:`Dataset.from_arrays`) cannot be rebuilt from settings, so it is saved once, as
-    ``<experiment>/datasets/<name>-<fingerprint>.npz`` beside the run folder (the same place
-    for every run of that data; as big as the arrays), and the config points at that file."""
-    if ds.settings:
-        return dict(ds.settings)
-    rd = Path(run_dir)
-    tag = hashlib.sha256((ds.fingerprint("train") + ds.fingerprint("val")).encode()).hexdigest()
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", ds.name) or "data"
-    datasets = rd.resolve().parent / "datasets"
-    path = check_inside(datasets / f"{safe}-{tag[:16]}.npz", datasets, what="saved dataset")
-    if not path.is_file():
-        arrays: dict[str, Any] = {
-            "name": np.array(ds.name),
-            "class_names": np.array(ds.class_names),
-        }
-        for s in SPLITS:
-            arrays[f"{s}_x"] = ds._raw[s]
-            arrays[f"{s}_y"] = ds.labels(s)
-        write_atomic(path, lambda fh: np.savez(fh, **arrays))
-    return {"data": ds.name, "data_file": os.path.relpath(path, rd.resolve())}
-
-
-def _load_saved_dataset(path: Path) -> Dataset:
-    if not path.is_file():
-        raise SampletopoError(
-            f"The saved dataset {str(path)!r} that the run's config.toml names is missing. "
-            "Restore it (it lives in <experiment>/datasets/), or record the run again."
-        )
-    fix = (
-        "It holds the data the run was recorded from: restore it from a copy, or record the run "
-        "again."
-    )
-    z = read_npz(path, fix=fix)  # a damaged file (changed bytes included) is one error
-    try:
-        return Dataset.from_arrays(
-            str(z["name"]),
-            train=(z["train_x"], z["train_y"]),
-            val=(z["val_x"], z["val_y"]),
-            class_names=[str(c) for c in z["class_names"]],
-        )
-    except (ValueError, KeyError) as exc:
-        raise DamagedFileError(path, f"it does not hold a dataset ({exc})", fix) from exc
-
-
-class DataRootWarning(UserWarning):
-    """A run folder's config reads pickle-based data from a folder outside the run's experiment."""
-
-
-# Data sets whose files are Python pickles (CIFAR-10's python version). MNIST is raw IDX bytes,
-# saved in-memory datasets are .npz read with allow_pickle=False, digits/synthetic read no files.
-_PICKLED_DATA = frozenset({"cifar10"})
-TRUSTED_DATA_ENV = "SAMPLETOPO_TRUSTED_DATA"
-_warned_roots: set[tuple[str, str]] = set()
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def warn_foreign_data_root(cfg: Mapping[str, Any], run_dir: str | Path) -> bool:
-    """Warn (once per data root and experiment) when the config of the run folder ``run_dir``
-    sends the data loader to a pickle-based data set outside the places the user vouches for.
-
-    A run folder is something people share; its ``config.toml`` names ``data_root``, and
-    opening the run (topology, samples, report, landscape) reads the data from there. CIFAR-10's
-    python files are pickles, which in general can run code when loaded. sampletopo reads them
-    with a restricted unpickler that builds only numpy arrays and plain data, so a tampered
-    file is refused, but a data root nobody chose is still worth a look. Trusted, so silent:
-    a root inside the run's experiment folder (the run folder's parent), the ``data`` folder of
-    the current working directory (the default ``--data-root``), and the folders listed in the
-    ``SAMPLETOPO_TRUSTED_DATA`` environment variable (separated by ``os.pathsep``).
-
-    Returns whether it warned.
-    """
-    if cfg.get("data_file") or str(cfg.get("data")) not in _PICKLED_DATA:
-        return False
-    root = Path(str(cfg.get("data_root", "data"))).expanduser().resolve()
-    experiment = Path(run_dir).resolve().parent
-    trusted = [experiment, Path("data").resolve()]
-    trusted += [
-        Path(t).expanduser().resolve()
-        for t in os.environ.get(TRUSTED_DATA_ENV, "").split(os.pathsep)
-        if t.strip()
-    ]
-    key = (str(root), str(experiment))
-    if any(_inside(root, t) for t in trusted) or key in _warned_roots:
-        return False
-    _warned_roots.add(key)
-    warnings.warn(
-        DataRootWarning(
-            f"The config.toml of run {str(run_dir)!r} reads {cfg.get('data')} from data_root "
-            f"{str(root)!r}, outside the experiment folder {str(experiment)!r} and outside "
-            "./data. Its files are Python pickles: they are loaded with a restricted unpickler "
-            "(numpy arrays and plain data only), but check that the folder is the data you "
-            f"expect. To vouch for it, add it to {TRUSTED_DATA_ENV} (folders separated by "
-            f"{os.pathsep!r}) or move the data under the experiment folder."
-        ),
-        stacklevel=3,
-    )
-    return True
-
-
-def dataset_from_config(cfg: Mapping[str, Any]) -> Dataset:
-    """The dataset a run config describes (same name, root, split seed and fraction, or the
-    saved in-memory dataset its ``data_file`` names)."""
-    if cfg.get("data_file"):
-        return _load_saved_dataset(Path(cfg["data_file"]))
-    if cfg.get("data_rebuildable", True) is False:
-        raise SampletopoError(
-            f"Run {cfg.get('variant', '?')!r} was recorded on in-memory data that its config.toml "
-            "cannot rebuild. Pass the Dataset itself (e.g. graph=/dataset= arguments), or record "
-            "with a named dataset (load_dataset(...))."
-        )
-    if not cfg.get("data"):
-        raise SampletopoError(
-            f"The config of run {cfg.get('variant', '?')!r} has no 'data' entry: it does not say "
-            'which dataset the run was recorded on. Add data = "NAME" (with the data_root, '
-            "data_seed, val_fraction and max_samples it was recorded with) to its config.toml."
-        )
-    mx = cfg.get("max_samples", 0)
-    return load_dataset(
-        str(cfg["data"]),
-        root=cfg.get("data_root", "data"),
-        seed=int(cfg.get("data_seed", 0)),
-        val_fraction=cfg.get("val_fraction"),
-        max_samples=int(mx) if mx else None,
-    )
-
-
-def check_run_data(
-    run_dir: str | Path, ds: Dataset, *, splits: Sequence[str] | None = None
-) -> None:
+def check_run_data(run_dir: PathLike, ds: Dataset, *, splits: Sequence[str] | None = None) -> None:
     """Refuse ``ds`` if it is not the data the run recorded (compares the losses' manifest)."""
-    rd = Path(run_dir)
-    old = read_manifest(rd)
-    if old is None:
-        return
-    for s, info in old["splits"].items():
-        if splits is not None and s not in splits:
-            continue
-        if info.get("fingerprint") != ds.fingerprint(s):
-            raise SampletopoError(
-                f"The data rebuilt from {str(rd / 'config.toml')!r} differs from the data the "
-                f"run recorded (split {s!r}: fingerprint {ds.fingerprint(s)} vs "
-                f"{info.get('fingerprint')}). Check data_root and the data files, or the data "
-                "settings in config.toml."
-            )
-
-
-def model_from_config(cfg: Mapping[str, Any], dataset: Dataset) -> nn.Module:
-    """A freshly initialised model as a run config describes it, sized for ``dataset``."""
-    from sampletopo.models import create_model
-
-    c, h, _ = dataset.input_shape
-    return create_model(
-        str(cfg["model"]),
-        num_classes=dataset.num_classes,
-        in_channels=c,
-        input_size=h,
-        **dict(cfg.get("model_kwargs", {})),
-    )
-
-
-def _find_checkpoint(run_dir: Path, cfg: Mapping[str, Any], epoch: int) -> Path:
-    from sampletopo.checkpoints import checkpoint_path
-
-    own = checkpoint_path(run_dir / "checkpoints", epoch)
-    if own.is_file():
-        return own
-    files = cfg.get("checkpoint_files", {})
-    if str(epoch) in files:
-        return Path(files[str(epoch)])
-    known = sorted(
-        {int(k) for k in files}
-        | {
-            int(m.group(1))
-            for p in (run_dir / "checkpoints").glob("epoch=*.pt")
-            if (m := re.match(r"epoch=(\d+)\.pt$", p.name))
-        }
-    )
-    raise SampletopoError(
-        f"Run {str(run_dir)!r} has no checkpoint for epoch {epoch}. Epochs with checkpoints: "
-        f"{known if known else 'none'}."
-    )
+    Run(run_dir).check_data(ds, splits=splits)
 
 
 def load_run_model(
-    run_dir: str | Path, epoch: int, *, device: str | torch.device = "cpu"
+    run_dir: PathLike, epoch: int, *, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, Dataset]:
     """The model of a run at ``epoch``, in eval mode, and the run's dataset.
 
     Built from the run's ``config.toml`` and its checkpoint of that epoch (loaded with
     ``weights_only=True``).
     """
-    from sampletopo.checkpoints import extract_state_dict, load_state_dict_into, read_checkpoint
-
-    rd = Path(run_dir)
-    cfg = read_run_config(rd)
-    for key in ("data", "model"):
-        if key not in cfg:
-            raise SampletopoError(
-                f"config.toml of {str(rd)!r} lacks {key!r}: cannot rebuild the model."
-            )
-    path = _find_checkpoint(rd, cfg, int(epoch))
-    warn_foreign_data_root(cfg, rd)
-    ds = dataset_from_config(cfg)
-    check_run_data(rd, ds)
-    model = model_from_config(cfg, ds)
-    load_state_dict_into(
-        model, extract_state_dict(read_checkpoint(path), source=str(path)), source=str(path)
-    )
-    model.to(device).eval()
-    return model, ds
+    return Run(run_dir).load_model(epoch, device=device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1493,7 +1118,7 @@ def load_run_model(
 
 def record_checkpoints(
     checkpoints: str | Path,
-    run_dir: str | Path,
+    run_dir: PathLike,
     *,
     model: str | nn.Module,
     data: str | Dataset,
@@ -1578,7 +1203,7 @@ def record_checkpoints(
 
 def _record_checkpoints(
     checkpoints: str | Path,
-    run_dir: str | Path,
+    run_dir: PathLike,
     *,
     model: str | nn.Module,
     data: str | Dataset,
@@ -1712,7 +1337,7 @@ def _record_checkpoints(
 
     def write_config() -> None:
         rd.mkdir(parents=True, exist_ok=True)
-        cfg_path = rd / "config.toml"
+        cfg_path = Run(rd).config_file
         cfg: dict[str, Any] = {
             "variant": rd.resolve().name,
             "source": "checkpoints",
@@ -1742,7 +1367,7 @@ def _record_checkpoints(
         if cfg_path.exists():
             old = read_run_config(rd)
             # data_file is compared through the data's fingerprints (the manifest) instead.
-            ident = [k for k in (*_DATA_KEYS, "source", "checkpoint_dir", "model", "model_kwargs")
+            ident = [k for k in (*DATA_KEYS, "source", "checkpoint_dir", "model", "model_kwargs")
                      if k != "data_file" and old.get(k) != cfg.get(k)]  # fmt: skip
             if ident and has_losses(rd):
                 shown = ", ".join(f"{k}: {old.get(k)!r} -> {cfg.get(k)!r}" for k in ident[:3])

@@ -40,19 +40,18 @@ import torch.nn.functional as F
 from sampletopo._device import resolve_device
 from sampletopo._errors import MAX_EPOCH, MAX_SEED, SampletopoError
 from sampletopo._folders import check_inside, check_name, lock_folder
-from sampletopo.checkpoints import checkpoint_path, read_checkpoint, save_checkpoint
-from sampletopo.data import SPLITS, _check_val_fraction, default_val_fraction, list_datasets
+from sampletopo.checkpoints import read_checkpoint, save_checkpoint
+from sampletopo.data import _check_val_fraction, default_val_fraction, list_datasets
 from sampletopo.models import check_model_options, list_models, model_kwargs
 from sampletopo.record import (
     LossRecorder,
     NonFiniteLossWarning,
     dataset_from_config,
-    has_losses,
     model_from_config,
-    read_run_config,
     read_toml,
     write_toml,
 )
+from sampletopo.runs import SPLITS, Experiment, Run
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -455,12 +454,7 @@ class RunDivergedError(SampletopoError):
         self.epoch = epoch
 
 
-def _has_results(run_dir: Path) -> bool:
-    """Whether anything was trained or recorded in ``run_dir`` (a checkpoint or a loss table)."""
-    return any((run_dir / "checkpoints").glob("epoch=*.pt")) or has_losses(run_dir)
-
-
-def _resume_epoch(run_dir: Path, rec: LossRecorder) -> int | None:
+def _resume_epoch(run: Run, rec: LossRecorder) -> int | None:
     """Last epoch with a readable checkpoint and every split's losses up to it on disk (the
     recorder has moved aside tables that do not read back whole: their epochs are trained and
     recorded again, deterministically)."""
@@ -468,7 +462,7 @@ def _resume_epoch(run_dir: Path, rec: LossRecorder) -> int | None:
     if last is None:
         return None
     for e in range(last, -1, -1):
-        p = checkpoint_path(run_dir / "checkpoints", e)
+        p = run.checkpoint_file(e)
         if p.is_file():
             try:
                 obj = read_checkpoint(p)
@@ -516,9 +510,9 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
 
     name = variant if variant is not None else rd.name
     cfg = config.resolved(variant=name)
-    cfg_path = rd / "config.toml"
-    if cfg_path.is_file() and _has_results(rd):
-        old = read_run_config(rd)
+    run = Run(rd)
+    if run.has_config() and run.has_results():
+        old = run.read_config()
         diff = sorted(
             k for k in set(old) | set(cfg) if k not in _RESUME_FREE and old.get(k) != cfg.get(k)
         )
@@ -529,9 +523,9 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
                 "runs: pass a new output folder, or the same settings to resume."
             )
     ds = dataset_from_config(cfg)  # before writing anything: missing data leaves no folder
-    if not (cfg_path.is_file() and _has_results(rd)):
+    if not (run.has_config() and run.has_results()):
         # A new run, or a folder where an earlier attempt failed before anything was trained.
-        write_toml(cfg_path, cfg)
+        run.write_config(cfg)
 
     dev = _device(config.device)
     torch.manual_seed(config.seed)
@@ -552,7 +546,6 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
         batch_size=config.record_batch_size,
         device=dev,
     )
-    ckpt_dir = rd / "checkpoints"
 
     def save(epoch: int, **extra: Any) -> None:
         if epoch % config.checkpoint_every and epoch not in (0, config.epochs):
@@ -568,12 +561,12 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
         }
         if dev.type == "cuda":
             payload["rng_cuda"] = torch.cuda.get_rng_state(dev)
-        save_checkpoint(checkpoint_path(ckpt_dir, epoch), payload)
+        save_checkpoint(run.checkpoint_file(epoch), payload)
 
     # A run killed while writing a checkpoint leaves its temporary file: never a checkpoint.
-    for stale in ckpt_dir.glob(".epoch=*.tmp"):
+    for stale in run.checkpoint_temporaries():
         stale.unlink(missing_ok=True)
-    start = _resume_epoch(rd, rec)
+    start = _resume_epoch(run, rec)
     if start is None:
         # Record first, then checkpoint: the checkpoint's recorder state then includes this
         # epoch (its non-finite counts). A crash in between leaves tables without a checkpoint;
@@ -582,7 +575,7 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
         save(0)
         start = 0
     else:
-        state = read_checkpoint(checkpoint_path(ckpt_dir, start))
+        state = read_checkpoint(run.checkpoint_file(start))
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng_cpu"])
@@ -738,13 +731,14 @@ def _train_variants(
 ) -> list[Path]:
     """:func:`train_experiment` once its folder is locked: the experiment's config, then each
     variant."""
-    exp_path = out / "config.toml"
+    experiment = Experiment(out)
+    exp_path = experiment.config_file
     exp = base.resolved()
     exp.pop("variant")
     listed: dict[str, Any] = {}
     if exp_path.is_file():
         old = read_toml(exp_path, fix="Restore it or pass a new --out folder.")
-        started = [n for n in old.get("variants", {}) if _has_results(out / n)]
+        started = [n for n in old.get("variants", {}) if Run(out / n).has_results()]
         if "variant_names" not in old:
             raise SampletopoError(
                 f"{str(out)!r} is a run folder, not an experiment folder: `sampletopo train "
@@ -766,7 +760,7 @@ def _train_variants(
         if started:
             listed = dict(old.get("variants", {}))
     else:
-        others = sorted(p.name for p in out.iterdir() if (p / "config.toml").is_file())
+        others = experiment.folders_with_config()
         if others:
             raise SampletopoError(
                 f"{str(out)!r} already holds run folders ({', '.join(others[:4])}) that no "

@@ -626,8 +626,8 @@ def test_recorder_options_are_checked_before_record_checkpoints_writes(ds, tmp_p
 
 
 def test_a_run_config_reading_cifar_pickles_from_elsewhere_warns_once(tmp_path, monkeypatch):
-    from sampletopo import analysis
     from sampletopo.record import DataRootWarning, warn_foreign_data_root
+    from sampletopo.runs import Run
 
     elsewhere = tmp_path / "downloads"
     _cifar_folder(elsewhere)
@@ -642,7 +642,7 @@ def test_a_run_config_reading_cifar_pickles_from_elsewhere_warns_once(tmp_path, 
     with pytest.warns(
         DataRootWarning, match=rf"run1.*{elsewhere}.*outside the experiment.*pickles"
     ):
-        ds = analysis._run_dataset(run)  # what topology/samples/report use to load a run's data
+        ds = Run(run).dataset()  # what topology/samples/report use to load a run's data
     assert ds.n("train") == 10
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataRootWarning)

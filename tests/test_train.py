@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from sampletopo._errors import SampletopoError
+from sampletopo._folders import StaleLockWarning
 from sampletopo.cli import main
 from sampletopo.record import (
     NonFiniteLossWarning,
@@ -168,6 +169,13 @@ def _check_every_epoch_once(run: Path, reference: Path) -> None:
         )
 
 
+def _restart(out: Path, pid: int) -> None:
+    """Train again into ``out``: the killed process ``pid`` held its lock, so the restart takes
+    it over, saying so."""
+    with pytest.warns(StaleLockWarning, match=rf"Took over the lock of .*pid {pid} .*training"):
+        train_run(TrainConfig(epochs=EPOCHS, **TINY), out, progress=False)
+
+
 def test_sigkill_at_a_random_moment_then_restart(tmp_path, reference):
     out = tmp_path / "run"
     proc = _spawn(tmp_path, out, "none", "0", "-")
@@ -179,7 +187,7 @@ def test_sigkill_at_a_random_moment_then_restart(tmp_path, reference):
     assert proc.wait() == -signal.SIGKILL  # it died mid-run
     done = recorded_epochs(out, "train")
     assert 4 <= len(done) < EPOCHS + 1
-    train_run(TrainConfig(epochs=EPOCHS, **TINY), out, progress=False)
+    _restart(out, proc.pid)
     _check_every_epoch_once(out, reference)
 
 
@@ -195,7 +203,7 @@ def test_sigkill_while_writing_then_restart(tmp_path, reference, split, epoch, w
     assert recorded_epochs(out, "train") == list(range(epoch + (when == "after")))
     if when == "during":
         assert list((out / "losses" / "train").glob(".epoch=*.tmp"))
-    train_run(TrainConfig(epochs=EPOCHS, **TINY), out, progress=False)
+    _restart(out, proc.pid)
     _check_every_epoch_once(out, reference)
 
 

@@ -129,7 +129,10 @@ def _run(args: argparse.Namespace) -> int:
             "--dirs random with --no-hessian, or drop --no-hessian."
         )
     if args.out:
-        check_out_file(args.out, example=f"epoch={args.epoch:04d}.npz", suffix=".npz")
+        from sampletopo.runs import Run
+
+        example = Run(args.run).landscape_file(args.epoch).name
+        check_out_file(args.out, example=example, suffix=".npz")
 
     from sampletopo.landscape import landscape_for_run, load_landscape
 

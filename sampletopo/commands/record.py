@@ -16,6 +16,7 @@ import argparse
 from typing import Any
 
 from sampletopo.commands._common import add_command
+from sampletopo.runs import SPLITS
 
 
 def register(subparsers: Any) -> None:
@@ -55,8 +56,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--splits",
         nargs="+",
-        choices=["train", "val"],
-        default=["train", "val"],
+        choices=list(SPLITS),
+        default=list(SPLITS),
         help="splits to record",
     )
     p.add_argument("--batch-size", type=int, default=512, help="evaluation batch size")

@@ -30,6 +30,7 @@ from matplotlib.ticker import LogLocator, MaxNLocator, StrMethodFormatter
 
 from sampletopo._errors import SampletopoError
 from sampletopo.diagrams import Diagram
+from sampletopo.runs import SPLITS, TREES
 
 __all__ = [
     "plot_total_persistence",
@@ -130,8 +131,8 @@ def _panels(
     curve that ran under it in every panel. ``extra`` adds handles (e.g. a line-style key).
     """
     fig, axes = _grid(2, 2, 5.2, 3.6)
-    for i, split in enumerate(("train", "val")):
-        for j, tree in enumerate(("join", "split")):
+    for i, split in enumerate(SPLITS):
+        for j, tree in enumerate(TREES):
             plot(table, split=split, tree=tree, ax=axes[i, j], legend=False, **kw)
     handles: dict[str, Any] = {}
     for ax in axes.ravel():  # union over panels: a run may lack a split
