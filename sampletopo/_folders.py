@@ -19,7 +19,7 @@ writer that fails at its start leaves nothing behind.
 
 A lock belongs to a process, not to a thread or an object: within one process, taking the same
 lock again (``train_experiment`` -> ``train_run``, or a notebook cell that makes a second
-:class:`~sampletopo.record.LossRecorder` on a folder before the first is collected) shares it,
+:class:`~sampletopo.recorder.LossRecorder` on a folder before the first is collected) shares it,
 and the lock is released when its last holder in the process releases it, or at the process's
 exit. Locks guard against other processes, not against threads of one process. Under
 ``torch.distributed`` only the rank that writes (rank 0) locks. A process forked while holding a

@@ -131,7 +131,7 @@ def _diagram_table(split: str, epoch: int, losses: np.ndarray, graph: Graph) -> 
 
 
 def _epoch_losses(run: Run, split: str, epoch: int) -> np.ndarray:
-    from sampletopo.record import read_loss_table
+    from sampletopo.readers import read_loss_table
 
     df = read_loss_table(run, split, epoch, columns=["loss"])
     return df["loss"].to_numpy().astype(np.float64)
@@ -524,7 +524,7 @@ def summarize(run_dirs: PathLike | Iterable[PathLike], *, write: bool = True) ->
 
 def _summary(run: Run) -> pl.DataFrame:
     """The rows of :func:`summarize` of one run."""
-    from sampletopo.record import load_losses
+    from sampletopo.readers import load_losses
 
     finite = pl.col("persistence").is_finite()
     lf = load_diagrams(run, lazy=True)

@@ -1,7 +1,7 @@
 """Recording under ``torch.distributed`` (torchrun): who evaluates what, and how results meet.
 
-Holds the pieces :mod:`sampletopo.record` uses when it runs in several processes: the
-:class:`World` a process belongs to, :func:`process_group` (joins the group torchrun describes in
+Holds the pieces :mod:`sampletopo.recorder` and :mod:`sampletopo.from_checkpoints` use when they
+run in several processes: the :class:`World` a process belongs to, :func:`process_group` (joins the group torchrun describes in
 the environment; gloo on the CPU, NCCL on GPUs), :func:`shard_bounds` (each rank's disjoint,
 batch-aligned slice of a split), :func:`check_same_dataset` (every rank must hold the same data),
 collective error handling (:func:`on_main`, :func:`everywhere`: an error on one rank is raised
@@ -46,6 +46,7 @@ __all__ = [
     "gather_shards",
     "merge_by_index",
     "gather_to_main",
+    "gather_all",
     "sync_model",
     "ListedCheckpoint",
     "CheckpointChangedError",
@@ -235,7 +236,10 @@ def check_world_size(n: int, world_size: int, *, what: str) -> None:
         )
 
 
-def _gather_objects(world: World, obj: Any) -> list[Any]:
+def gather_all(world: World, obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` alone."""
+    if not world.distributed:
+        return [obj]
     out: list[Any] = [None] * world.size
     dist.all_gather_object(out, obj)
     return out
@@ -248,7 +252,7 @@ def check_same_dataset(
     if not world.distributed:
         return
     mine = f"{dataset.name}: " + ", ".join(f"{s}={dataset.fingerprint(s)}" for s in splits)
-    seen = _gather_objects(world, mine)
+    seen = gather_all(world, mine)
     for r, theirs in enumerate(seen):
         if theirs != seen[0]:
             raise SampletopoError(
@@ -322,7 +326,7 @@ def everywhere(world: World, fn: Callable[[], T]) -> T:
         result = fn()
     except BaseException as exc:  # noqa: BLE001 -- reported to the other ranks, re-raised
         failure = exc
-    statuses = _gather_objects(world, None if failure is None else error_status(failure))
+    statuses = gather_all(world, None if failure is None else error_status(failure))
     for r, st in enumerate(statuses):
         if st is not None:
             if r == world.rank and failure is not None:
@@ -444,7 +448,7 @@ def sync_model(world: World, model: torch.nn.Module, *, where: str = "LossRecord
                 b.copy_(flat[start : start + b.numel()].view_as(b))
                 start += b.numel()
         sums = np.array([float(p.double().sum()) for p in model.parameters()], dtype=np.float64)
-    digests = _gather_objects(world, hashlib.sha256(sums.tobytes()).hexdigest()[:16])
+    digests = gather_all(world, hashlib.sha256(sums.tobytes()).hexdigest()[:16])
     for r, d in enumerate(digests):
         if d != digests[0]:
             raise SampletopoError(

@@ -90,6 +90,7 @@ __all__ = [
     "data_config",
     "epoch_tag",
     "find_runs",
+    "load_run_model",
     "parse_epoch",
     "runs_in",
 ]
@@ -647,6 +648,17 @@ class Run:
 @functools.lru_cache(maxsize=8)
 def _cached_dataset(key: str) -> Dataset:
     return dataset_from_config(json.loads(key))
+
+
+def load_run_model(
+    run_dir: PathLike, epoch: int, *, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, Dataset]:
+    """The model of a run at ``epoch``, in eval mode, and the run's dataset.
+
+    Built from the run's ``config.toml`` and its checkpoint of that epoch (loaded with
+    ``weights_only=True``); see :meth:`Run.load_model`.
+    """
+    return as_run(run_dir).load_model(epoch, device=device)
 
 
 def checkpoint_name(folder: str | Path, epoch: int) -> Path:

@@ -386,7 +386,7 @@ def _check_run(run_dir: Any, split: Any, epoch: Any, where: str) -> tuple[Run, i
 
 
 def _epoch_table(run: Run, split: str, epoch: int) -> pl.DataFrame:
-    from sampletopo.record import read_loss_table
+    from sampletopo.readers import read_loss_table
 
     return read_loss_table(run, split, epoch, columns=["label", "pred", "loss", "correct"])
 
@@ -582,7 +582,7 @@ class MemberTracks:
 
 
 def _loss_and_correct(run_dir: Run, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from sampletopo.record import load_losses
+    from sampletopo.readers import load_losses
 
     df = load_losses(run_dir, split=split)
     assert isinstance(df, pl.DataFrame)

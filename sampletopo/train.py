@@ -40,17 +40,11 @@ import torch.nn.functional as F
 from sampletopo._device import resolve_device
 from sampletopo._errors import MAX_EPOCH, MAX_SEED, SampletopoError
 from sampletopo._folders import check_inside, check_name, lock_folder
+from sampletopo._runconfig import dataset_from_config, model_from_config, read_toml, write_toml
 from sampletopo.checkpoints import read_checkpoint, save_checkpoint
 from sampletopo.data import _check_val_fraction, default_val_fraction, list_datasets
 from sampletopo.models import check_model_options, list_models, model_kwargs
-from sampletopo.record import (
-    LossRecorder,
-    NonFiniteLossWarning,
-    dataset_from_config,
-    model_from_config,
-    read_toml,
-    write_toml,
-)
+from sampletopo.recorder import LossRecorder, NonFiniteLossWarning
 from sampletopo.runs import SPLITS, Experiment, Run
 
 if sys.version_info >= (3, 11):
@@ -97,7 +91,7 @@ class TrainConfig:
         SGD and schedule. ``milestones=None`` scales 60/125/150 of 200 to ``epochs``;
         ``epochs`` is at most ``2**31 - 1`` (the loss tables store epochs as int32).
     record_mode : {"eval", "train_pass"}
-        See :class:`sampletopo.record.LossRecorder`.
+        See :class:`sampletopo.recorder.LossRecorder`.
     record_splits, record_batch_size
         Splits to record and the batch size of the eval passes.
     checkpoint_every : int
@@ -537,10 +531,10 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
         weight_decay=config.weight_decay,
         nesterov=config.nesterov,
     )
-    rec = LossRecorder(
+    rec = LossRecorder._for_driver(
         rd,
         ds,
-        _source="train",
+        source="train",
         splits=cfg["record_splits"],
         mode=cfg["record_mode"],
         batch_size=config.record_batch_size,

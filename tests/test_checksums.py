@@ -30,10 +30,11 @@ from sampletopo._runfiles import (
     scan_parquet,
     write_parquet,
 )
+from sampletopo._writer import loss_table
 from sampletopo.data import Dataset
 from sampletopo.graph import Graph, knn_graph
 from sampletopo.landscape import Directions, Landscape, load_landscape
-from sampletopo.record import LOSS_SCHEMA, _table, data_config, dataset_from_config
+from sampletopo.record import LOSS_SCHEMA, data_config, dataset_from_config
 
 N = 3000
 FIX = "Test fix."
@@ -42,7 +43,7 @@ KEY = b"sampletopo.crc32"
 
 def _loss_table(n: int = N, seed: int = 0) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
-    return _table(3, "train", rng.integers(0, 10, n), rng.integers(0, 10, n), rng.random(n) * 4)
+    return loss_table(3, "train", rng.integers(0, 10, n), rng.integers(0, 10, n), rng.random(n) * 4)
 
 
 @pytest.fixture(scope="module")

@@ -354,11 +354,11 @@ def test_analysis_goes_on_while_a_run_records_but_two_analyses_are_refused(tmp_p
 
 SLOW_TRAIN = """
     import os, sys, time
-    import sampletopo.record as R
+    import sampletopo._writer as W
     from sampletopo.cli import main
 
     started, go = sys.argv[1], sys.argv[2]
-    original = R._write_atomic_parquet
+    original = W._write_table
 
     def held_write(df, path):
         # The first table: leave a temporary file as a half-written table would, and wait.
@@ -373,7 +373,7 @@ SLOW_TRAIN = """
             tmp.unlink()
         original(df, path)
 
-    R._write_atomic_parquet = held_write
+    W._write_table = held_write
     sys.exit(main(sys.argv[3:]))
 """
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sampletopo._errors import SampletopoError
+from sampletopo._writer import RunWriter
 from sampletopo.checkpoints import (
     checkpoint_epoch,
     extract_state_dict,
@@ -31,6 +32,7 @@ from sampletopo.record import (
     record_checkpoints,
     recorded_epochs,
 )
+from sampletopo.runs import SPLITS
 
 torch.set_num_threads(1)
 
@@ -424,7 +426,12 @@ def test_a_run_folder_refuses_another_model_instead_of_skipping_its_epochs(ds, t
     rec = LossRecorder(tmp_path / "run", ds)
     rec.on_train_epoch_end(0, _model())
     rec.on_train_epoch_end(0, _model(seed=3))  # same architecture, a restart: skipped
-    LossRecorder(tmp_path / "run", ds)._check_model(torch.compile(_model()))  # compiled: same
+    # The model check of the writer every recorder shares; a compiled model is the same model.
+    writer = RunWriter(
+        tmp_path / "run", ds, splits=SPLITS, mode="eval", on_exists="skip", source="recorder"
+    )
+    writer.check_model(torch.compile(_model()))
+    writer.close()
     other = create_model("mlp", in_channels=1, input_size=8)
     with pytest.raises(
         SampletopoError,

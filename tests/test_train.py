@@ -117,11 +117,11 @@ SCRIPT = (
     import os, signal, sys
     import torch
     torch.set_num_threads(1)
-    import sampletopo.record as R
+    import sampletopo._writer as W
     from sampletopo.train import TrainConfig, train_run
 
     out, split, epoch, when = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    original = R._write_atomic_parquet
+    original = W._write_table
 
     def dying_write(df, path):
         if path.parent.name == split and path.name == f"epoch={epoch:04d}.parquet":
@@ -133,7 +133,7 @@ SCRIPT = (
         original(df, path)
 
     if split != "none":
-        R._write_atomic_parquet = dying_write
+        W._write_table = dying_write
     train_run(TrainConfig(epochs=EPOCHS, **TINY), out, progress=False)
     """
     )

@@ -92,10 +92,12 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from sampletopo._device import resolve_device
+    from sampletopo._writer import NonFiniteLossWarning
     from sampletopo.commands._common import check_out_dir, check_seed_flag
     from sampletopo.commands.train import _parse_kv, _val_fraction
     from sampletopo.distributed import process_group, rank_device
-    from sampletopo.record import NonFiniteLossWarning, record_checkpoints, recorded_epochs
+    from sampletopo.from_checkpoints import record_checkpoints
+    from sampletopo.readers import recorded_epochs
 
     check_out_dir(args.out)
     check_seed_flag(args.data_seed, "--data-seed")
