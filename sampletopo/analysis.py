@@ -38,6 +38,10 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
+from sampletopo._deprecated import diagram_at as diagram_at
+from sampletopo._deprecated import load_diagrams as load_diagrams
+from sampletopo._deprecated import run_graph as run_graph
+from sampletopo._deprecated import topology_epochs as topology_epochs
 from sampletopo._errors import SampletopoError, check_int_range, ranges_text
 from sampletopo._folders import lock_folder
 from sampletopo._runfiles import (
@@ -45,12 +49,12 @@ from sampletopo._runfiles import (
     check_parquet,
     parquet_problem,
     read_parquet,
-    scan_parquet,
     write_parquet,
 )
 from sampletopo.diagrams import Diagram, wasserstein
 from sampletopo.graph import Graph, knn_cache_path, knn_graph
 from sampletopo.mergetree import join_tree, split_tree
+from sampletopo.readers import read_loss_table, scan_diagrams, scan_losses
 from sampletopo.runs import (
     DIAGRAM_FIX,
     DIAGRAM_SCHEMA,
@@ -65,15 +69,13 @@ from sampletopo.runs import (
 )
 
 __all__ = [
-    "run_graph",
+    "TopologyWarning",
+    "check_comparable",
     "compute_topology",
-    "load_diagrams",
-    "diagram_at",
+    "graph_for_run",
+    "missing_epochs",
     "summarize",
     "wasserstein_to_reference",
-    "check_comparable",
-    "topology_epochs",
-    "TREES",
 ]
 
 
@@ -81,10 +83,10 @@ class TopologyWarning(UserWarning):
     """Something was skipped (a missing or non-finite epoch) and the rest carried on."""
 
 
-def run_graph(
-    run_dir: PathLike,
-    split: str,
+def graph_for_run(
+    run: PathLike,
     *,
+    split: str,
     k: int = 20,
     features: str = "raw",
     metric: str = "l2",
@@ -96,7 +98,7 @@ def run_graph(
 
     Parameters
     ----------
-    run_dir : path
+    run : path or Run
         A run (variant) folder written by ``sampletopo train`` or the recorder.
     split : {"train", "val"}
     k : int
@@ -106,34 +108,29 @@ def run_graph(
     """
     if split not in SPLITS:
         raise SampletopoError(f"The 'split' parameter must be one of {SPLITS}. Got {split!r}.")
-    run = as_run(run_dir)
+    run = as_run(run)
     ds = run.dataset()
     run.check_data(ds, splits=[split])  # never a graph over other samples than recorded
     if features in ("raw", "standardized", "pca"):
         X = ds.features(split, kind=features)  # type: ignore[arg-type]
     else:
         X = ds.features(split, path=features)
-    k = check_int_range("k", k, 1, X.shape[0] - 1, where="run_graph", fix="Use fewer neighbours.")
+    k = check_int_range(
+        "k", k, 1, X.shape[0] - 1, where="graph_for_run", fix="Use fewer neighbours."
+    )
     return knn_graph(X, k=k, metric=metric, cache_dir=run.experiment.graphs_dir)  # type: ignore[arg-type]
-
-
-def topology_epochs(run_dir: PathLike, split: str) -> list[int]:
-    """Epochs whose diagrams are stored for ``split`` in ``run_dir``."""
-    return as_run(run_dir).diagram_epochs(split)
 
 
 def _diagram_table(split: str, epoch: int, losses: np.ndarray, graph: Graph) -> pl.DataFrame:
     parts = []
-    for tree, build in (("join", join_tree), ("split", split_tree)):
-        df = build(graph, losses).diagram().to_polars().drop("kind")
-        parts.append(df.with_columns(tree=pl.lit(tree), split=pl.lit(split), epoch=pl.lit(epoch)))
+    for build in (join_tree, split_tree):  # each diagram's table names its tree
+        df = build(graph, losses).diagram().to_polars()
+        parts.append(df.with_columns(split=pl.lit(split), epoch=pl.lit(epoch)))
     return pl.concat(parts).select(list(DIAGRAM_SCHEMA)).cast(DIAGRAM_SCHEMA)  # type: ignore[arg-type]
 
 
 def _epoch_losses(run: Run, split: str, epoch: int) -> np.ndarray:
-    from sampletopo.readers import read_loss_table
-
-    df = read_loss_table(run, split, epoch, columns=["loss"])
+    df = read_loss_table(run, split=split, epoch=epoch, columns=["loss"])
     return df["loss"].to_numpy().astype(np.float64)
 
 
@@ -265,7 +262,7 @@ def compute_topology(
         Run folders, or experiment folders holding runs.
     splits : sequence of {"train", "val"}
     k, features :
-        kNN graph settings, see :func:`run_graph`.
+        kNN graph settings, see :func:`graph_for_run`.
     jobs : int
         Worker processes. Results are identical to ``jobs=1``, file for file.
     overwrite : bool
@@ -379,7 +376,7 @@ def _plan(
     n = run.split_size(s)
     for e in eps:
         check_parquet(run.loss_file(s, e), LOSS_SCHEMA, rows=n, fix=LOSS_FIX)
-    graph = run_graph(run, s, k=k, features=features)
+    graph = graph_for_run(run, split=s, k=k, features=features)
     if overwrite:
         for p in run.diagram_files(s).values():
             p.unlink()
@@ -440,71 +437,6 @@ def _run_tasks(
     return results
 
 
-def _scan_run_diagrams(run: Run, splits: Sequence[str]) -> pl.LazyFrame | None:
-    files = [p for s in splits for p in run.diagram_files(s).values()]
-    if not files:
-        return None
-    # Each table is verified now (footer, checksum), not at collect time.
-    lf = scan_parquet(files, DIAGRAM_SCHEMA, fix=DIAGRAM_FIX)
-    return lf.with_columns(run=pl.lit(run.name))
-
-
-def load_diagrams(
-    run_dirs: PathLike | Iterable[PathLike],
-    *,
-    split: str | None = None,
-    tree: str | None = None,
-    lazy: bool = False,
-) -> pl.DataFrame | pl.LazyFrame:
-    """Stored diagrams of one or more runs as one long table (adds a ``run`` column).
-
-    Scanned lazily with polars: with ``lazy=True`` nothing is read until ``.collect()``.
-    """
-    splits = [split] if split else list(SPLITS)
-    frames = [f for run in runs_in(run_dirs) if (f := _scan_run_diagrams(run, splits)) is not None]
-    if not frames:
-        raise SampletopoError(
-            f"No stored diagrams under {_paths_text(run_dirs)}. Run `sampletopo topology "
-            "RUN...` first."
-        )
-    lf = pl.concat(frames)
-    if tree is not None:
-        if tree not in TREES:
-            raise SampletopoError(f"The 'tree' parameter must be one of {TREES}. Got {tree!r}.")
-        lf = lf.filter(pl.col("tree") == tree)
-    lf = lf.select(["run", *DIAGRAM_SCHEMA])
-    return lf if lazy else lf.collect()
-
-
-def diagram_at(run_dir: PathLike, split: str, tree: str, epoch: int) -> Diagram:
-    """The stored diagram of one run, split (``"train"``/``"val"``), tree (``"join"``: valleys,
-    ``"split"``: peaks) and epoch."""
-    if split not in SPLITS:
-        raise SampletopoError(f"diagram_at: 'split' must be one of {SPLITS}. Got {split!r}.")
-    if tree not in TREES:
-        raise SampletopoError(
-            f"diagram_at: 'tree' must be 'join' (sublevel sets: valleys, learned regions) or "
-            f"'split' (superlevel sets: peaks, hard regions). Got {tree!r}."
-        )
-    run = as_run(run_dir)
-    path = run.diagram_file(split, int(epoch))
-    if not path.is_file():
-        have = run.diagram_epochs(split)
-        raise SampletopoError(
-            f"Run {run.name} has no {split} diagram for epoch {epoch}. Epochs with diagrams: "
-            f"{ranges_text(have) if have else 'none (run `sampletopo topology` first)'}."
-        )
-    df = read_parquet(path, DIAGRAM_SCHEMA, fix=DIAGRAM_FIX).filter(pl.col("tree") == tree)
-    return Diagram.from_polars(df.rename({"tree": "kind"}))
-
-
-def _paths_text(paths: Any) -> str:
-    """Paths as plain quoted strings for messages (never ``PosixPath(...)``)."""
-    if isinstance(paths, (str, Path, Run)):
-        return repr(str(paths))
-    return ", ".join(repr(str(p)) for p in paths)
-
-
 def summarize(run_dirs: PathLike | Iterable[PathLike], *, write: bool = True) -> pl.DataFrame:
     """Per run x split x tree x epoch: total persistence (p=1, 2), pairs, largest persistence,
     mean loss and accuracy.
@@ -524,22 +456,22 @@ def summarize(run_dirs: PathLike | Iterable[PathLike], *, write: bool = True) ->
 
 def _summary(run: Run) -> pl.DataFrame:
     """The rows of :func:`summarize` of one run."""
-    from sampletopo.readers import load_losses
-
     finite = pl.col("persistence").is_finite()
-    lf = load_diagrams(run, lazy=True)
-    assert isinstance(lf, pl.LazyFrame)
-    topo = lf.group_by(["run", "split", "tree", "epoch"]).agg(
-        total_persistence_1=pl.col("persistence").filter(finite).sum(),
-        total_persistence_2=(pl.col("persistence").filter(finite) ** 2).sum(),
-        n_pairs=finite.sum().cast(pl.Int64),
-        max_persistence=pl.col("persistence").filter(finite).max().fill_null(0.0),
-        n_essential=(~finite).sum().cast(pl.Int64),
+    topo = (
+        scan_diagrams(run)
+        .group_by(["run", "split", "tree", "epoch"])
+        .agg(
+            total_persistence_1=pl.col("persistence").filter(finite).sum(),
+            total_persistence_2=(pl.col("persistence").filter(finite) ** 2).sum(),
+            n_pairs=finite.sum().cast(pl.Int64),
+            max_persistence=pl.col("persistence").filter(finite).max().fill_null(0.0),
+            n_essential=(~finite).sum().cast(pl.Int64),
+        )
     )
-    ll = load_losses(run, lazy=True)
-    assert isinstance(ll, pl.LazyFrame)
-    stats = ll.group_by(["run", "split", "epoch"]).agg(
-        mean_loss=pl.col("loss").mean(), accuracy=pl.col("correct").cast(pl.Float64).mean()
+    stats = (
+        scan_losses(run)
+        .group_by(["run", "split", "epoch"])
+        .agg(mean_loss=pl.col("loss").mean(), accuracy=pl.col("correct").cast(pl.Float64).mean())
     )
     try:
         return (
@@ -629,9 +561,9 @@ def _distances(
     by_epoch = tables.partition_by(["epoch", "tree"], as_dict=True)
     rows = []
     for tree in TREES:
-        ref_d = Diagram.from_polars(by_epoch[(ref, tree)].rename({"tree": "kind"}))
+        ref_d = Diagram.from_polars(by_epoch[(ref, tree)])
         for e in eps:
-            d = Diagram.from_polars(by_epoch[(e, tree)].rename({"tree": "kind"}))
+            d = Diagram.from_polars(by_epoch[(e, tree)])
             row: dict[str, Any] = {
                 "run": run.name,
                 "split": s,

@@ -9,11 +9,14 @@ What was here lives, one job per module, in:
 - :mod:`sampletopo.readers`: the loss tables, manifest and run config read back;
 - :mod:`sampletopo.runs`: where everything lies, and a run's dataset and model.
 
-Every public name that was importable from here still is.
+Every public name that was importable from here still is; the readers renamed since
+(``load_losses``, ``loss_matrix``, ``recorded_epochs``) warn with a ``DeprecationWarning`` that
+names their replacement (see :mod:`sampletopo._deprecated`).
 """
 
 from __future__ import annotations
 
+from sampletopo._deprecated import load_losses, loss_matrix, recorded_epochs
 from sampletopo._runconfig import (
     TRUSTED_DATA_ENV,
     DataRootWarning,
@@ -26,14 +29,7 @@ from sampletopo._runconfig import (
 )
 from sampletopo._writer import NonFiniteLossWarning
 from sampletopo.from_checkpoints import record_checkpoints
-from sampletopo.readers import (
-    load_losses,
-    loss_matrix,
-    read_loss_table,
-    read_manifest,
-    read_run_config,
-    recorded_epochs,
-)
+from sampletopo.readers import read_loss_table, read_manifest, read_run_config
 from sampletopo.recorder import LossRecorder, check_dataset, evaluate_losses
 from sampletopo.runs import LOSS_SCHEMA, PathLike, as_run, data_config, load_run_model
 

@@ -22,13 +22,14 @@ duplicated.
 
 Damaged files. A table can still be damaged afterwards (a copy cut short, a full disk elsewhere,
 another program, bytes changed on disk). Whether it reads back whole is checked from its Parquet
-footer (the columns and types of :data:`LOSS_SCHEMA`, the split's size from the manifest) and
+footer (the columns and types of :data:`~sampletopo.runs.LOSS_SCHEMA`, the split's size from
+the manifest) and
 the CRC-32 checksum stored in it (about 0.2 ms a table, see :mod:`sampletopo._runfiles`;
 tables written before checksums are checked by their footer only). The recorder moves such a
 table aside to ``epoch=NNNN.parquet.damaged`` with a warning, and records that epoch again when
 it is reached (``sampletopo train`` resumes from before it; ``sampletopo record`` re-evaluates
-its checkpoint). The readers (:func:`load_losses`, :func:`loss_matrix`, :func:`read_loss_table`, and
-so topology, samples, figures and the report) cannot recompute it: they raise one
+its checkpoint). The readers (:mod:`sampletopo.readers`, and so topology, samples, figures and
+the report) cannot recompute it: they raise one
 :class:`~sampletopo._runfiles.DamagedFileError` naming the file and the fix. A damaged
 ``manifest.json`` is refused by both, since it is what ties the tables to their data.
 

@@ -44,7 +44,7 @@ from sampletopo._errors import SampletopoError
 from sampletopo._folders import lock_folder
 from sampletopo._io import write_atomic
 from sampletopo._runfiles import DamagedFileError, parquet_problem, read_parquet
-from sampletopo.runs import Experiment, Report, Run
+from sampletopo.runs import SPLITS, Experiment, Report, Run
 
 __all__ = [
     "ExperimentResults",
@@ -82,7 +82,7 @@ def run_table(
     rows = []
     for rd in runs:
         row: dict[str, Any] = {"run": rd.name}
-        for s in analysis.SPLITS:
+        for s in SPLITS:
             sub = summary.filter((pl.col("run") == rd.name) & (pl.col("split") == s))
             if sub.height == 0:
                 continue
@@ -200,7 +200,7 @@ def _landscape_section(exp: Path, fig_dir: Path) -> tuple[list[Path], pl.DataFra
     files = Experiment(exp).landscape_files()
     if not files:
         return [], None
-    from sampletopo.landscape import load_landscape
+    from sampletopo.landscape import read_landscape
     from sampletopo.plotting._landscape import save_landscape_figures
 
     pngs: list[Path] = []
@@ -209,7 +209,7 @@ def _landscape_section(exp: Path, fig_dir: Path) -> tuple[list[Path], pl.DataFra
         try:
             made = save_landscape_figures(f, out_dir=fig_dir)
             pngs += [Path(p) for p in made if str(p).endswith(".png")]
-            _, extra = load_landscape(f)
+            _, extra = read_landscape(f)
         except Exception as exc:  # a broken landscape must not sink the whole report
             warnings.warn(f"Landscape {f.name} left out of the report: {exc}", stacklevel=2)
             continue
@@ -224,13 +224,13 @@ def _landscape_section(exp: Path, fig_dir: Path) -> tuple[list[Path], pl.DataFra
 def _comparison(runs: Sequence[Path], exp: Path, fig_dir: Path) -> Path | None:
     """The random-direction plot beside the heatmaps, when the runs have 2-D random landscapes."""
     from sampletopo.figures import comparison_figure
-    from sampletopo.landscape import load_landscape
+    from sampletopo.landscape import read_landscape
     from sampletopo.plotting._topology import save
 
     found: dict[str, Path] = {}
     for f in Experiment(exp).landscape_files():
         try:
-            land, extra = load_landscape(f)
+            land, extra = read_landscape(f)
         except Exception:  # reported by the landscape section
             continue
         if (

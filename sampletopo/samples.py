@@ -388,7 +388,9 @@ def _check_run(run_dir: Any, split: Any, epoch: Any, where: str) -> tuple[Run, i
 def _epoch_table(run: Run, split: str, epoch: int) -> pl.DataFrame:
     from sampletopo.readers import read_loss_table
 
-    return read_loss_table(run, split, epoch, columns=["label", "pred", "loss", "correct"])
+    return read_loss_table(
+        run, split=split, epoch=epoch, columns=["label", "pred", "loss", "correct"]
+    )
 
 
 def _run_dataset(run: Run) -> Dataset | None:
@@ -426,8 +428,8 @@ def top_regions(
     tree : {"split", "join", "both"}
         Peaks (hard regions), basins (learned regions), or both.
     k, features
-        The split's kNN graph: ``sampletopo.analysis.run_graph(run_dir, split, k=k,
-        features=features)``, cached in ``<experiment>/graphs/``.
+        The split's kNN graph: ``sampletopo.analysis.graph_for_run(run_dir, split=split,
+        k=k, features=features)``, cached in ``<experiment>/graphs/``.
     essential : bool
         Report each component's essential pair too (see the module docstring).
     graph : Graph, optional
@@ -459,9 +461,9 @@ def top_regions(
             "there. Pick an earlier epoch."
         )
     if graph is None:
-        from sampletopo.analysis import run_graph
+        from sampletopo.analysis import graph_for_run
 
-        graph = run_graph(rd, split, k=k, features=features)
+        graph = graph_for_run(rd, split=split, k=k, features=features)
     if graph.n != df.height:
         raise SampletopoError(
             f"{where}: the graph has {graph.n} vertices but split {split!r} has {df.height} "
@@ -582,10 +584,9 @@ class MemberTracks:
 
 
 def _loss_and_correct(run_dir: Run, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from sampletopo.readers import load_losses
+    from sampletopo.readers import read_losses
 
-    df = load_losses(run_dir, split=split)
-    assert isinstance(df, pl.DataFrame)
+    df = read_losses(run_dir, split=split)
     epochs = df["epoch"].unique().sort().to_numpy().astype(np.int64)
     n = df.filter(pl.col("epoch") == epochs[0]).height
     if df.height != epochs.size * n:

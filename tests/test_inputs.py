@@ -30,12 +30,12 @@ from sampletopo.checkpoints import checkpoint_epoch, read_checkpoint
 from sampletopo.cli import main
 from sampletopo.data import Dataset, load_dataset
 from sampletopo.models import create_model
+from sampletopo.readers import loss_epochs
 from sampletopo.record import (
     LossRecorder,
     evaluate_losses,
     read_run_config,
     record_checkpoints,
-    recorded_epochs,
 )
 from sampletopo.train import TrainConfig, load_train_config, resolve_variants, train_experiment
 
@@ -565,10 +565,10 @@ def test_model_outputs_that_do_not_fit_the_labels_are_one_clear_error(
     rec = LossRecorder(tmp_path / "r", ds, batch_size=100)
     with pytest.raises(SampletopoError, match=pattern):
         rec.on_train_epoch_end(0, _Out(make))
-    assert recorded_epochs(tmp_path / "r", "train") == []
+    assert loss_epochs(tmp_path / "r", split="train") == []
     # the refused model does not lock the folder: the corrected one records there
     rec.on_train_epoch_end(0, _mlp())
-    assert recorded_epochs(tmp_path / "r", "val") == [0]
+    assert loss_epochs(tmp_path / "r", split="val") == [0]
 
 
 def test_a_model_with_fewer_outputs_than_the_largest_label_is_refused_without_num_classes(ds):

@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from sampletopo.commands.train import _parse_kv, _val_fraction
     from sampletopo.distributed import process_group, rank_device
     from sampletopo.from_checkpoints import record_checkpoints
-    from sampletopo.readers import recorded_epochs
+    from sampletopo.readers import loss_epochs
 
     check_out_dir(args.out)
     check_seed_flag(args.data_seed, "--data-seed")
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     ranks = f" with {world.size} processes (--shard {args.shard})" if world.distributed else ""
     print(f"recorded {len(done)} epoch(s) into {args.out}{ranks}: {done}")
     for s in args.splits:
-        print(f"  {s}: {len(recorded_epochs(args.out, s))} epoch(s) on disk")
+        print(f"  {s}: {len(loss_epochs(args.out, split=s))} epoch(s) on disk")
     nonfinite = [w for w in caught if issubclass(w.category, NonFiniteLossWarning)]
     if nonfinite:
         print(f"WARNING: {len(nonfinite)} table(s) hold NaN/inf losses (kept, see above).")
