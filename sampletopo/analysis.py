@@ -46,20 +46,21 @@ from sampletopo._errors import SampletopoError, check_int_range, ranges_text
 from sampletopo._folders import lock_folder
 from sampletopo._runfiles import (
     DamagedFileWarning,
-    check_parquet,
     parquet_problem,
-    read_parquet,
     write_parquet,
 )
 from sampletopo.diagrams import Diagram, wasserstein
 from sampletopo.graph import Graph, knn_cache_path, knn_graph
 from sampletopo.mergetree import join_tree, split_tree
-from sampletopo.readers import read_loss_table, scan_diagrams, scan_losses
+from sampletopo.readers import (
+    check_loss_tables,
+    read_diagrams,
+    read_loss_table,
+    scan_diagrams,
+    scan_losses,
+)
 from sampletopo.runs import (
-    DIAGRAM_FIX,
     DIAGRAM_SCHEMA,
-    LOSS_FIX,
-    LOSS_SCHEMA,
     SPLITS,
     TREES,
     PathLike,
@@ -373,9 +374,7 @@ def _plan(
         )
     # Every table is checked before any work (footer and checksum: cheap), so a damaged one is
     # named at once, not after the graph is built or in a worker.
-    n = run.split_size(s)
-    for e in eps:
-        check_parquet(run.loss_file(s, e), LOSS_SCHEMA, rows=n, fix=LOSS_FIX)
+    check_loss_tables(run, split=s)
     graph = graph_for_run(run, split=s, k=k, features=features)
     if overwrite:
         for p in run.diagram_files(s).values():
@@ -555,10 +554,7 @@ def _distances(
     run: Run, s: str, eps: list[int], ref: int, orders: Sequence[float]
 ) -> list[dict[str, Any]]:
     """The rows of :func:`wasserstein_to_reference` of one run and split."""
-    tables = pl.concat(
-        [read_parquet(run.diagram_file(s, e), DIAGRAM_SCHEMA, fix=DIAGRAM_FIX) for e in eps]
-    )
-    by_epoch = tables.partition_by(["epoch", "tree"], as_dict=True)
+    by_epoch = read_diagrams(run, split=s).partition_by(["epoch", "tree"], as_dict=True)
     rows = []
     for tree in TREES:
         ref_d = Diagram.from_polars(by_epoch[(ref, tree)])

@@ -245,6 +245,15 @@ def gather_all(world: World, obj: Any) -> list[Any]:
     return out
 
 
+def _refuse_disagreement(world: World, value: Any, message: Callable[[int, Any, Any], str]) -> None:
+    """Raise on every rank, with ``message(rank, its value, rank 0's value)``, unless every rank
+    holds a ``value`` equal to rank 0's."""
+    seen = gather_all(world, value)
+    for r, theirs in enumerate(seen):
+        if theirs != seen[0]:
+            raise SampletopoError(message(r, theirs, seen[0]))
+
+
 def check_same_dataset(
     dataset: Any, splits: Sequence[str], world: World, *, where: str = "LossRecorder"
 ) -> None:
@@ -252,14 +261,15 @@ def check_same_dataset(
     if not world.distributed:
         return
     mine = f"{dataset.name}: " + ", ".join(f"{s}={dataset.fingerprint(s)}" for s in splits)
-    seen = gather_all(world, mine)
-    for r, theirs in enumerate(seen):
-        if theirs != seen[0]:
-            raise SampletopoError(
-                f"{where}: the ranks disagree about the dataset: rank 0 has {seen[0]!r}, rank {r} "
-                f"has {theirs!r}. Every rank must load the same data (same files, data_root, "
-                "data seed, val fraction and max_samples)."
-            )
+    _refuse_disagreement(
+        world,
+        mine,
+        lambda r, theirs, first: (
+            f"{where}: the ranks disagree about the dataset: rank 0 has {first!r}, rank {r} "
+            f"has {theirs!r}. Every rank must load the same data (same files, data_root, "
+            "data seed, val fraction and max_samples)."
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,14 +458,15 @@ def sync_model(world: World, model: torch.nn.Module, *, where: str = "LossRecord
                 b.copy_(flat[start : start + b.numel()].view_as(b))
                 start += b.numel()
         sums = np.array([float(p.double().sum()) for p in model.parameters()], dtype=np.float64)
-    digests = gather_all(world, hashlib.sha256(sums.tobytes()).hexdigest()[:16])
-    for r, d in enumerate(digests):
-        if d != digests[0]:
-            raise SampletopoError(
-                f"{where}: rank {r} holds other model weights than rank 0 (checksum {d} vs "
-                f"{digests[0]}). Every rank must evaluate the same model: wrap it in "
-                "DistributedDataParallel, or load the same checkpoint on every rank."
-            )
+    _refuse_disagreement(
+        world,
+        hashlib.sha256(sums.tobytes()).hexdigest()[:16],
+        lambda r, d, first: (
+            f"{where}: rank {r} holds other model weights than rank 0 (checksum {d} vs "
+            f"{first}). Every rank must evaluate the same model: wrap it in "
+            "DistributedDataParallel, or load the same checkpoint on every rank."
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

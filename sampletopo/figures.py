@@ -161,20 +161,14 @@ def _write_figure_set(
 
     suffix = f" — {title}" if title else ""
 
-    fig = P.total_persistence_figure(
-        summary,
-        p=1,
-        milestones=milestones,
-        title="Total persistence (p=1) of the per-sample loss" + suffix,
-    )
-    saved(fig, "total_persistence")
-    fig = P.wasserstein_figure(
-        wdist,
-        order=1,
-        milestones=milestones,
-        title="Wasserstein-1 distance to the final epoch's diagram" + suffix,
-    )
-    saved(fig, "wasserstein")
+    curves = (
+        ("total_persistence", P.total_persistence_figure, summary, {"p": 1},
+         "Total persistence (p=1) of the per-sample loss"),
+        ("wasserstein", P.wasserstein_figure, wdist, {"order": 1},
+         "Wasserstein-1 distance to the final epoch's diagram"),
+    )  # fmt: skip
+    for stem, draw, table, kw, heading in curves:
+        saved(draw(table, **kw, milestones=milestones, title=heading + suffix), stem)
 
     if not chosen:
         why = (

@@ -36,6 +36,7 @@ release (:mod:`sampletopo._deprecated`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -44,7 +45,13 @@ import polars as pl
 
 from sampletopo._deprecated import warn_renamed
 from sampletopo._errors import SampletopoError, ranges_text
-from sampletopo._runfiles import DamagedFileError, parquet_problem, read_parquet, scan_parquet
+from sampletopo._runfiles import (
+    DamagedFileError,
+    check_parquet,
+    parquet_problem,
+    read_parquet,
+    scan_parquet,
+)
 from sampletopo.diagrams import Diagram
 from sampletopo.runs import (
     DIAGRAM_FIX,
@@ -54,12 +61,12 @@ from sampletopo.runs import (
     SPLITS,
     TREES,
     PathLike,
-    Run,
     as_run,
     runs_in,
 )
 
 __all__ = [
+    "check_loss_tables",
     "diagram_epochs",
     "loss_epochs",
     "read_diagram",
@@ -99,7 +106,7 @@ def _tree(tree: Any, where: str) -> str:
 
 def _paths_text(paths: Any) -> str:
     """Paths as plain quoted strings for messages (never ``PosixPath(...)``)."""
-    if isinstance(paths, (str, Run)) or hasattr(paths, "__fspath__"):
+    if isinstance(paths, (str, os.PathLike)):
         return repr(str(paths))
     return ", ".join(repr(str(p)) for p in paths)
 
@@ -179,6 +186,17 @@ def read_loss_table(
             path, f"it does not hold samples 0..{df.height - 1} once each", LOSS_FIX
         )
     return df
+
+
+def check_loss_tables(run: PathLike, *, split: str) -> None:
+    """Check that every loss table of ``split`` reads back whole (footer, checksum, the split's
+    size): cheap, no data is decoded. A damaged one raises
+    :class:`~sampletopo._runfiles.DamagedFileError` naming it."""
+    _splits(split, "check_loss_tables", required=True)
+    r = as_run(run)
+    n = r.split_size(split)
+    for path in r.loss_files(split).values():
+        check_parquet(path, LOSS_SCHEMA, rows=n, fix=LOSS_FIX)
 
 
 def scan_losses(runs: PathLike | Iterable[PathLike], *, split: str | None = None) -> pl.LazyFrame:

@@ -290,6 +290,8 @@ class LossRecorder:
     ...     rec.on_train_epoch_end(epoch, model)
     """
 
+    _driver: Source  # set by _for_driver only, for its __init__ call
+
     def __init__(
         self,
         run_dir: PathLike,
@@ -302,41 +304,8 @@ class LossRecorder:
         on_exists: OnExists = "skip",
         distributed: bool | None = None,
     ) -> None:
-        self._setup(
-            run_dir,
-            dataset,
-            source="recorder",
-            splits=splits,
-            mode=mode,
-            batch_size=batch_size,
-            device=device,
-            on_exists=on_exists,
-            distributed=distributed,
-        )
-
-    @classmethod
-    def _for_driver(cls, run_dir: PathLike, dataset: Dataset, *, source: Source, **options: Any):
-        """The recorder of one of sampletopo's own drivers: ``train_run`` (``source="train"``)
-        or ``record_checkpoints`` (``"checkpoints"``). They lock the run folder and write its
-        config themselves, so this recorder does neither; ``options`` are those of the
-        constructor. Internal: a training loop of your own uses the constructor."""
-        rec = cls.__new__(cls)
-        rec._setup(run_dir, dataset, source=source, **options)
-        return rec
-
-    def _setup(
-        self,
-        run_dir: PathLike,
-        dataset: Dataset,
-        *,
-        source: Source,
-        splits: Sequence[str] = SPLITS,
-        mode: RecordMode = "eval",
-        batch_size: int = 512,
-        device: str | torch.device | None = None,
-        on_exists: OnExists = "skip",
-        distributed: bool | None = None,
-    ) -> None:
+        # Who records: a user's loop, unless _for_driver said otherwise (see there).
+        source: Source = self.__dict__.pop("_driver", "recorder")
         self._closed = True  # until the writer is made: close() and __del__ find nothing
         self._writer: RunWriter | None = None
         check_dataset(dataset, where="LossRecorder")
@@ -372,6 +341,19 @@ class LossRecorder:
             ),
         )
         self._closed = False
+
+    @classmethod
+    def _for_driver(
+        cls, run_dir: PathLike, dataset: Dataset, *, source: Source, **options: Any
+    ) -> LossRecorder:
+        """The recorder of one of sampletopo's own drivers: ``train_run`` (``source="train"``)
+        or ``record_checkpoints`` (``"checkpoints"``). They lock the run folder and write its
+        config themselves, so this recorder does neither; ``options`` are those of the
+        constructor. Internal: a training loop of your own uses the constructor."""
+        rec = cls.__new__(cls)
+        rec._driver = source  # read (and dropped) by __init__
+        rec.__init__(run_dir, dataset, **options)  # type: ignore[misc]
+        return rec
 
     # -- the run folder's lock -----------------------------------------------------------------
 
