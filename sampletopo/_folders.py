@@ -117,8 +117,8 @@ def check_name(name: Any, *, what: str = "variant name") -> str:
 
     A name is letters and digits (any script) and the characters ``= . , - _ +``, at most 128
     bytes in UTF-8; it does not start with a dot (so never ``.`` or ``..``) and is not one of
-    :data:`sampletopo.runs.RESERVED_NAMES` (compared without case). The automatic variant names (``lr=0.1``,
-    ``lr=0.1,skip=false``, ``run``) are such names.
+    :data:`sampletopo.runs.RESERVED_NAMES` (compared without case). The automatic variant names
+    (``lr=0.1``, ``lr=0.1,skip=false``, ``run``) are such names.
 
     Examples
     --------

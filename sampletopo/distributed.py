@@ -1,13 +1,14 @@
 """Recording under ``torch.distributed`` (torchrun): who evaluates what, and how results meet.
 
 Holds the pieces :mod:`sampletopo.recorder` and :mod:`sampletopo.from_checkpoints` use when they
-run in several processes: the :class:`World` a process belongs to, :func:`process_group` (joins the group torchrun describes in
-the environment; gloo on the CPU, NCCL on GPUs), :func:`shard_bounds` (each rank's disjoint,
-batch-aligned slice of a split), :func:`check_same_dataset` (every rank must hold the same data),
-collective error handling (:func:`on_main`, :func:`everywhere`: an error on one rank is raised
-on every rank instead of leaving the others waiting forever), the gathers of per-sample results
-to rank 0, and a listing of a checkpoint folder taken once (:func:`snapshot_checkpoints`,
-:func:`read_listed_checkpoint`) so that a folder changing while it is read is noticed.
+run in several processes: the :class:`World` a process belongs to, :func:`process_group` (joins
+the group torchrun describes in the environment; gloo on the CPU, NCCL on GPUs),
+:func:`shard_bounds` (each rank's disjoint, batch-aligned slice of a split),
+:func:`check_same_dataset` (every rank must hold the same data), collective error handling
+(:func:`on_main`, :func:`everywhere`: an error on one rank is raised on every rank instead of
+leaving the others waiting forever), the gathers of per-sample results to rank 0, and a listing
+of a checkpoint folder taken once (:func:`snapshot_checkpoints`, :func:`read_listed_checkpoint`)
+so that a folder changing while it is read is noticed.
 
 It writes no files and builds no models: rank 0 writes through the recorder, atomically.
 Nothing here is needed in a single process; every helper is a no-op there.

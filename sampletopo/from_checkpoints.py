@@ -89,7 +89,8 @@ def record_checkpoints(
         A registered dataset name (loaded from ``data_root`` with ``data_seed``,
         ``val_fraction`` and ``max_samples``) or a :class:`Dataset`.
     splits, batch_size, on_exists
-        As for :class:`~sampletopo.recorder.LossRecorder` (mode ``"eval"``). Epochs already on disk are skipped.
+        As for :class:`~sampletopo.recorder.LossRecorder` (mode ``"eval"``). Epochs already on
+        disk are skipped.
     device : str or torch.device, optional
         Device of the eval passes. Default: the device of a ``model`` instance; for a model
         name, the GPU when CUDA is available (this rank's, under an NCCL process group), else
@@ -107,7 +108,8 @@ def record_checkpoints(
         folder was listed: raise (the default), or skip its epoch with a warning. Its epoch is
         never partly recorded.
     distributed : bool, optional
-        As for :class:`~sampletopo.recorder.LossRecorder`: ``None`` uses an initialised process group if there is one.
+        As for :class:`~sampletopo.recorder.LossRecorder`: ``None`` uses an initialised process
+        group if there is one.
 
     Returns
     -------

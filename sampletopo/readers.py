@@ -169,6 +169,9 @@ def read_loss_table(
         A recorded epoch of ``split``.
     columns : sequence of str, optional
         Columns to return (``sample`` is always read); default all.
+
+    ``read_loss_table(run, split, epoch)``, positional as in sampletopo 0.1, still works for one
+    release, with a :class:`DeprecationWarning`.
     """
     if args:  # the 0.1 signature: read_loss_table(run, split, epoch)
         warn_renamed("read_loss_table(run, split, epoch)", "read_loss_table(run, split=, epoch=)")

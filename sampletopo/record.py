@@ -70,7 +70,8 @@ def epoch_file(run_dir: PathLike, split: str, epoch: int):  # noqa: ANN201
 
 
 def has_losses(run_dir: PathLike) -> bool:
-    """Whether any loss table is recorded in ``run_dir`` (:meth:`sampletopo.runs.Run.has_losses`)."""
+    """Whether any loss table is recorded in ``run_dir``
+    (:meth:`sampletopo.runs.Run.has_losses`)."""
     return as_run(run_dir).has_losses()
 
 

@@ -15,7 +15,7 @@ A *run* (variant) folder holds what one training run recorded and what was compu
     <run>/checkpoints/epoch=NNNN.pt                 checkpoints of ``sampletopo train``
     <run>/topology/meta.json                        kNN graph settings per split
     <run>/topology/<split>/epoch=NNNN.parquet       join and split diagrams per split and epoch
-    <run>/topology/summary.parquet                  summaries (:func:`sampletopo.analysis.summarize`)
+    <run>/topology/summary.parquet                  summaries (sampletopo.analysis.summarize)
     <run>/topology/wasserstein.parquet              distances to a reference epoch
     <run>/samples/<split>-epoch=NNNN.parquet        regions tables (``sampletopo samples``)
 

@@ -363,8 +363,8 @@ def _check_run(run_dir: Any, split: Any, epoch: Any, where: str) -> tuple[Run, i
     rec = _recorded(run)
     if not rec:
         raise SampletopoError(
-            f"{where}: {str(run.path)!r} holds no recorded losses (no losses/<split>/epoch=NNNN.parquet). "
-            "Pass a run (variant) folder written by `sampletopo train` or the LossRecorder."
+            f"{where}: {str(run.path)!r} holds no recorded losses (no "
+            "losses/<split>/epoch=NNNN.parquet). Pass a run (variant) folder written by `sampletopo train` or the LossRecorder."
         )
     if split not in rec:
         raise SampletopoError(

@@ -1,4 +1,4 @@
-"""The package's shape stays as issue 12 left it: one module knows the run folder, no long functions.
+"""The package's shape stays as issue 12 left it: one module knows the run folder, short functions.
 
 Both tests read the source with :mod:`ast`, so they see code, not comments or docstrings:
 
