@@ -11,7 +11,7 @@ Writes one loss table of ``--n`` samples (the recorder's schema and writer,
   ``pl.from_arrow`` (the alternative for eager reads);
 
 then, with ``--tables`` such tables in one run folder (``--tables 400``: 200 epochs x 2 splits),
-checking them all, and ``load_losses`` (every table checked when listed, then scanned and
+checking them all, and ``read_losses`` (every table checked when listed, then scanned and
 sorted by polars) against the same scan and sort unchecked. Not a test.
 
     python benchmarks/bench_check_table.py [--n 50000] [--repeat 200] [--tables 400]
@@ -30,7 +30,9 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from sampletopo._runfiles import _checksum_problem, parquet_problem
-from sampletopo.record import LOSS_SCHEMA, _table, _write_atomic_parquet, epoch_file, load_losses
+from sampletopo._writer import _write_table, loss_table
+from sampletopo.readers import read_losses, scan_losses
+from sampletopo.runs import LOSS_SCHEMA, Run
 
 
 def _ms(fn, repeat: int) -> float:
@@ -45,9 +47,7 @@ def _ms(fn, repeat: int) -> float:
 
 
 def _loss_column(run: Path) -> pl.DataFrame:
-    lf = load_losses(run, lazy=True)
-    assert isinstance(lf, pl.LazyFrame)
-    return lf.select("loss").collect()
+    return scan_losses(run).select("loss").collect()
 
 
 def main() -> None:
@@ -58,13 +58,13 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, args.n)
-    df = _table(7, "train", labels, rng.integers(0, 10, args.n), rng.random(args.n))
+    df = loss_table(7, "train", labels, rng.integers(0, 10, args.n), rng.random(args.n))
     tmp = Path(tempfile.mkdtemp())
     try:
         path = tmp / "epoch=0007.parquet"
         old = tmp / "old.parquet"
         r = args.repeat
-        write = _ms(lambda: _write_atomic_parquet(df, path), max(r // 10, 3))
+        write = _ms(lambda: _write_table(df, path), max(r // 10, 3))
         write_old = _ms(lambda: df.write_parquet(old), max(r // 10, 3))
         assert parquet_problem(path, LOSS_SCHEMA, rows=args.n) is None
         meta = pq.read_metadata(path)
@@ -91,22 +91,22 @@ def main() -> None:
         run = tmp / "run"
         for i in range(args.tables):
             split, epoch = ("train", "val")[i % 2], i // 2
-            dest = epoch_file(run, split, epoch)
+            dest = Run(run).loss_file(split, epoch)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, dest)
         files = sorted(str(p) for p in (run / "losses").rglob("*.parquet"))
         rr = 3
         key = ["split", "epoch", "sample"]
         checks = _ms(lambda: [parquet_problem(f, LOSS_SCHEMA, rows=args.n) for f in files], rr)
-        checked = _ms(lambda: load_losses(run), rr)
+        checked = _ms(lambda: read_losses(run), rr)
         unchecked = _ms(lambda: pl.scan_parquet(files).sort(key).collect(), rr)
         col = _ms(lambda: _loss_column(run), rr)
         col_plain = _ms(lambda: pl.scan_parquet(files).sort(key).select("loss").collect(), rr)
         print(f"{args.tables} such tables in one run:")
         print(f"  checking them all:                       {checks:7.0f} ms")
-        print(f"  load_losses (checked when listed):       {checked:7.0f} ms")
+        print(f"  read_losses (checked when listed):       {checked:7.0f} ms")
         print(f"  the same scan and sort, unchecked:       {unchecked:7.0f} ms")
-        print(f"  load_losses(lazy=True), 'loss' column:   {col:7.0f} ms")
+        print(f"  scan_losses, 'loss' column:             {col:7.0f} ms")
         print(f"  the same, unchecked:                     {col_plain:7.0f} ms")
     finally:
         shutil.rmtree(tmp)

@@ -3,7 +3,9 @@
 The core is imported eagerly and is light (numpy, numba, faiss, gudhi, polars): graphs, merge
 trees and diagrams. Everything that needs torch or matplotlib -- data, models, recording,
 training, analysis of runs, landscapes, Hessians, figures -- is imported on first use through
-the names below, so ``import sampletopo`` stays fast.
+the names below, so ``import sampletopo`` stays fast. So are the run folder (:class:`Run`), its
+readers (``read_*`` / ``scan_*``), and the error and warning classes a caller may catch or
+filter; the readers' former names still work for one release, with a ``DeprecationWarning``.
 
 >>> import numpy as np, sampletopo as st
 >>> g = st.knn_graph(np.random.default_rng(0).normal(size=(200, 5)), k=10)
@@ -26,27 +28,41 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first access (PEP 562).
 _LAZY = {
+    # the run folder, and reading it back (read_* -> DataFrame or object, scan_* -> LazyFrame)
+    "Run": "runs",
+    "Experiment": "runs",
+    "find_runs": "runs",
+    "SPLITS": "runs",
+    "TREES": "runs",
+    "load_run_model": "runs",
+    "read_losses": "readers",
+    "scan_losses": "readers",
+    "read_loss_matrix": "readers",
+    "read_loss_table": "readers",
+    "loss_epochs": "readers",
+    "read_diagrams": "readers",
+    "scan_diagrams": "readers",
+    "read_diagram": "readers",
+    "diagram_epochs": "readers",
+    "read_summaries": "readers",
+    "read_wasserstein": "readers",
+    "read_manifest": "readers",
+    "read_run_config": "readers",
     # data, models, recording, training
     "Dataset": "data",
     "load_dataset": "data",
     "list_datasets": "data",
     "create_model": "models",
     "list_models": "models",
-    "LossRecorder": "record",
-    "load_losses": "record",
-    "loss_matrix": "record",
-    "recorded_epochs": "record",
-    "read_run_config": "record",
-    "record_checkpoints": "record",
-    "load_run_model": "record",
+    "LossRecorder": "recorder",
+    "evaluate_losses": "recorder",
+    "record_checkpoints": "from_checkpoints",
     "TrainConfig": "train",
     "train_experiment": "train",
     "train_run": "train",
     # sample-space analysis, figures, report, demo
-    "run_graph": "analysis",
+    "graph_for_run": "analysis",
     "compute_topology": "analysis",
-    "load_diagrams": "analysis",
-    "diagram_at": "analysis",
     "summarize": "analysis",
     "wasserstein_to_reference": "analysis",
     "write_figure_set": "figures",
@@ -64,20 +80,41 @@ _LAZY = {
     "Eigenpairs": "hessian",
     "SpectralDensity": "hessian",
     "TraceEstimate": "hessian",
-    "TraceNotConvergedWarning": "hessian",
     "Directions": "landscape",
     "Landscape": "landscape",
     "LandscapeMetrics": "landscape",
     "LandscapeProfile": "landscape",
-    "NonFiniteLandscapeWarning": "landscape",
     "random_directions": "landscape",
     "hessian_directions": "landscape",
     "evaluate_grid": "landscape",
     "landscape_metrics": "landscape",
     "landscape_profile": "landscape",
     "smad": "landscape",
-    "load_landscape": "landscape",
+    "read_landscape": "landscape",
     "landscape_for_run": "landscape",
+    # errors a caller may catch (all are SampletopoError) and warnings a caller may filter
+    "FolderLockedError": "_folders",
+    "DamagedFileError": "_runfiles",
+    "CheckpointChangedError": "distributed",
+    "RunDivergedError": "train",
+    "StaleLockWarning": "_folders",
+    "DamagedFileWarning": "_runfiles",
+    "DataRootWarning": "_runconfig",
+    "NonFiniteLossWarning": "_writer",
+    "TopologyWarning": "analysis",
+    "FewerPairsWarning": "samples",
+    "FigureWarning": "figures",
+    "NoImagesWarning": "plotting._samples",
+    "NonFiniteLandscapeWarning": "landscape",
+    "TraceNotConvergedWarning": "hessian",
+    # former names, working for one release with a DeprecationWarning (see sampletopo._deprecated)
+    "load_losses": "_deprecated",
+    "loss_matrix": "_deprecated",
+    "recorded_epochs": "_deprecated",
+    "load_diagrams": "_deprecated",
+    "diagram_at": "_deprecated",
+    "run_graph": "_deprecated",
+    "load_landscape": "_deprecated",
 }
 
 

@@ -16,7 +16,7 @@ import torch
 
 from sampletopo._errors import SampletopoError
 
-__all__ = ["resolve_device", "available_devices"]
+__all__ = ["resolve_device", "available_devices", "model_device"]
 
 
 def available_devices() -> list[str]:
@@ -107,3 +107,12 @@ def resolve_device(
         f"{head}. Got {str(device)!r}, a device type ({dev.type}) sampletopo does not compute "
         f"losses on. Usable here: {', '.join(available_devices())}."
     )
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (or buffer); the CPU for a model without any."""
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")

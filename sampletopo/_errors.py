@@ -153,3 +153,21 @@ def check_real_number(
     if fix:
         msg += f" {fix}"
     raise SampletopoError(msg)
+
+
+def ranges_text(values: Any) -> str:
+    """Integers as compact ranges for messages, e.g. epochs present or missing.
+
+    >>> ranges_text([0, 1, 2, 3, 5, 7, 8])
+    '0-3, 5, 7-8'
+    """
+    parts: list[str] = []
+    vals = sorted(int(v) for v in values)
+    i = 0
+    while i < len(vals):
+        j = i
+        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
+            j += 1
+        parts.append(str(vals[i]) if i == j else f"{vals[i]}-{vals[j]}")
+        i = j + 1
+    return ", ".join(parts)

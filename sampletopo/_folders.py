@@ -19,7 +19,7 @@ writer that fails at its start leaves nothing behind.
 
 A lock belongs to a process, not to a thread or an object: within one process, taking the same
 lock again (``train_experiment`` -> ``train_run``, or a notebook cell that makes a second
-:class:`~sampletopo.record.LossRecorder` on a folder before the first is collected) shares it,
+:class:`~sampletopo.recorder.LossRecorder` on a folder before the first is collected) shares it,
 and the lock is released when its last holder in the process releases it, or at the process's
 exit. Locks guard against other processes, not against threads of one process. Under
 ``torch.distributed`` only the rank that writes (rank 0) locks. A process forked while holding a
@@ -59,7 +59,6 @@ __all__ = [
     "FolderLockedError",
     "StaleLockWarning",
     "NAME_CHARACTERS",
-    "RESERVED_NAMES",
     "check_folder",
     "check_inside",
     "check_name",
@@ -87,9 +86,15 @@ class StaleLockWarning(RuntimeWarning):
 
 #: Characters allowed in a name that becomes a folder name, besides letters and digits.
 NAME_CHARACTERS = "=.,-_+"
-#: Names taken by the experiment folder's own files and folders.
-RESERVED_NAMES = ("config.toml", "datasets", "figures", "graphs", "landscapes", "report")
 _NAME_MAX_BYTES = 128
+
+
+def _reserved() -> tuple[str, ...]:
+    # The experiment folder's own file and folder names: the run-folder module knows them
+    # (imported here, not at the top, because it imports this module).
+    from sampletopo.runs import RESERVED_NAMES
+
+    return RESERVED_NAMES
 
 
 def _name_problem(name: str) -> str | None:
@@ -100,7 +105,7 @@ def _name_problem(name: str) -> str | None:
         return f"it holds {''.join(bad)!r}"
     if name.startswith("."):
         return "it starts with a dot ('.' and '..' are this folder and its parent)"
-    if name.casefold() in RESERVED_NAMES:
+    if name.casefold() in _reserved():
         return "the experiment folder uses that name itself"
     if len(name.encode()) > _NAME_MAX_BYTES:
         return f"it is longer than {_NAME_MAX_BYTES} bytes"
@@ -112,8 +117,8 @@ def check_name(name: Any, *, what: str = "variant name") -> str:
 
     A name is letters and digits (any script) and the characters ``= . , - _ +``, at most 128
     bytes in UTF-8; it does not start with a dot (so never ``.`` or ``..``) and is not one of
-    :data:`RESERVED_NAMES` (compared without case). The automatic variant names (``lr=0.1``,
-    ``lr=0.1,skip=false``, ``run``) are such names.
+    :data:`sampletopo.runs.RESERVED_NAMES` (compared without case). The automatic variant names
+    (``lr=0.1``, ``lr=0.1,skip=false``, ``run``) are such names.
 
     Examples
     --------
@@ -130,12 +135,12 @@ def check_name(name: Any, *, what: str = "variant name") -> str:
         return text
     fixed = "".join(ch if (ch.isalnum() or ch in NAME_CHARACTERS) else "_" for ch in text)
     fixed = fixed.lstrip(".")[:64] or "run"
-    if fixed.casefold() in RESERVED_NAMES:
+    if fixed.casefold() in _reserved():
         fixed = f"{fixed}-run"
     raise SampletopoError(
         f"The {what} {text!r} cannot be a folder name: {why}. Names use letters, digits and "
         f"{' '.join(NAME_CHARACTERS)}, at most {_NAME_MAX_BYTES} bytes, do not start with a dot "
-        f"and are none of {', '.join(RESERVED_NAMES)}. Try {fixed!r}."
+        f"and are none of {', '.join(_reserved())}. Try {fixed!r}."
     )
 
 
@@ -166,7 +171,7 @@ def check_inside(path: str | Path, folder: str | Path, *, what: str = "path") ->
     return Path(path)
 
 
-def check_folder(folder: str | Path, *, role: str = "folder") -> Path:
+def check_folder(folder: str | os.PathLike[str], *, role: str = "folder") -> Path:
     """Return ``folder`` as a Path if it is a folder or can be made one, else raise.
 
     Refuses an existing file at ``folder`` and a file in place of one of its parents, naming it.
@@ -454,7 +459,7 @@ def _release_all() -> None:
                 _release(held)
 
 
-def lock_folder(folder: str | Path, *, what: str, role: str = "folder") -> FolderLock:
+def lock_folder(folder: str | os.PathLike[str], *, what: str, role: str = "folder") -> FolderLock:
     """Take the lock of ``folder`` (made if missing) and return it, held.
 
     Parameters
@@ -475,7 +480,7 @@ def lock_folder(folder: str | Path, *, what: str, role: str = "folder") -> Folde
     return FolderLock(p, p / LOCK_NAME, what=what, role=role)
 
 
-def lock_output(path: str | Path, *, what: str) -> FolderLock:
+def lock_output(path: str | os.PathLike[str], *, what: str) -> FolderLock:
     """Take the lock of one output file (``<folder>/.<name>.lock``) and return it, held.
 
     For writers of a single file (a landscape, a regions table) so that several of them may

@@ -25,7 +25,7 @@ file written before checksums. Every page also carries Parquet's own page checks
 tools (pyarrow's ``page_checksum_verification``) can verify the pages too.
 
 The whole file is read once to check it, whatever columns the caller then reads: that is what
-lets lazy scans (:func:`scan_parquet`, behind ``load_losses`` and ``load_diagrams``) stay lazy:
+lets lazy scans (:func:`scan_parquet`, behind ``scan_losses`` and ``scan_diagrams``) stay lazy:
 each file is verified once, when it is listed, and polars then scans it as before. A file
 changed between that check and ``collect`` is not caught (the atomic writes of
 :mod:`sampletopo._io` make a whole new file the only change a run makes).
@@ -38,9 +38,9 @@ machine, 50,000-row loss table (476 KB; 509 KB from polars' writer): writing it 
 (polars' writer, without checksums: 5 ms); checking it 0.17 ms, of which reading the file and
 its CRC-32 take 0.08 ms (the footer-only check of a table without checksum: 0.10 ms); reading it
 with polars 1.0 ms (pyarrow's page-checksum-verifying read and ``pl.from_arrow``: 2.3 ms). For
-400 such tables (200 epochs x 2 splits): checking them all takes 0.16 s, ``load_losses`` reading
+400 such tables (200 epochs x 2 splits): checking them all takes 0.16 s, ``read_losses`` reading
 and sorting them 13 s (12 s unchecked), so verifying each file when it is listed costs about 1%
-of the scan; ``load_losses(lazy=True)`` then reads only what the query needs, as before.
+of the scan; ``scan_losses`` then reads only what the query needs, as before.
 
 ``.npz`` files are zip archives whose entries carry a CRC-32 of their bytes. numpy's ``np.load``
 checks it only when it happens to read an entry to its end, and raises ``zipfile.BadZipFile`` or

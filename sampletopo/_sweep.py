@@ -31,6 +31,96 @@ def _find(parent: np.ndarray, x: int) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _lower_roots(
+    v: int,
+    i: int,
+    rank: np.ndarray,
+    parent: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    roots: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """Write the distinct components of ``v``'s already-swept neighbours (rank < ``i``) into
+    ``roots``; return how many there are."""
+    n_roots = 0
+    for j in range(indptr[v], indptr[v + 1]):
+        u = indices[j]
+        if rank[u] < i:
+            r = _find(parent, u)
+            seen = False
+            for t in range(n_roots):
+                if roots[t] == r:
+                    seen = True
+                    break
+            if not seen:
+                roots[n_roots] = r
+                n_roots += 1
+    return n_roots
+
+
+@njit(cache=True, nogil=True)
+def _open_arc(
+    node: int,
+    v: int,
+    root: int,
+    arc: int,
+    arc_lower: np.ndarray,
+    arc_upper: np.ndarray,
+    node_arc: np.ndarray,
+    vertex_arc: np.ndarray,
+    comp_top: np.ndarray,
+    comp_last: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Start arc ``arc`` upward from ``node`` (its upper end not known yet), with ``v`` on it,
+    as the top of the component whose union-find root is ``root``."""
+    arc_lower[arc] = node
+    arc_upper[arc] = -1
+    node_arc[node] = arc
+    vertex_arc[v] = arc
+    comp_top[root] = node
+    comp_last[root] = v
+
+
+@njit(cache=True, nogil=True)
+def _close_components(
+    parent: np.ndarray,
+    comp_birth: np.ndarray,
+    comp_top: np.ndarray,
+    comp_last: np.ndarray,
+    node_vertex: np.ndarray,
+    node_kind: np.ndarray,
+    node_arc: np.ndarray,
+    arc_upper: np.ndarray,
+    vertex_arc: np.ndarray,
+    n_nodes: int,
+    ess: np.ndarray,
+):  # pragma: no cover - compiled
+    """Close each component after the sweep: its last vertex is the root, and its birth vertex
+    its essential class (written into ``ess``). If that vertex is already the top node (an
+    isolated vertex, or a saddle swept last) the top node has no arc upward. Returns the new
+    node count and the number of components."""
+    n_ess = 0
+    for v in range(parent.shape[0]):
+        if parent[v] == v:
+            ess[n_ess] = comp_birth[v]
+            n_ess += 1
+            top = comp_top[v]
+            last = comp_last[v]
+            a = node_arc[top]
+            if node_vertex[top] == last:
+                # The top node is the last vertex: drop its open arc.
+                vertex_arc[last] = -1
+                node_arc[top] = -1
+                arc_upper[a] = -2  # marked for removal
+            else:
+                node_vertex[n_nodes] = last
+                node_kind[n_nodes] = ROOT
+                arc_upper[a] = n_nodes
+                n_nodes += 1
+    return n_nodes, n_ess
+
+
+@njit(cache=True, nogil=True)
 def sweep(
     order: np.ndarray, indptr: np.ndarray, indices: np.ndarray
 ):  # pragma: no cover - compiled
@@ -80,30 +170,14 @@ def sweep(
     roots = np.empty(n, dtype=np.int64)  # scratch: distinct lower components of a vertex
     for i in range(n):
         v = order[i]
-        n_roots = 0
-        for j in range(indptr[v], indptr[v + 1]):
-            u = indices[j]
-            if rank[u] < i:
-                r = _find(parent, u)
-                seen = False
-                for t in range(n_roots):
-                    if roots[t] == r:
-                        seen = True
-                        break
-                if not seen:
-                    roots[n_roots] = r
-                    n_roots += 1
+        n_roots = _lower_roots(v, i, rank, parent, indptr, indices, roots)
         if n_roots == 0:
             # A new component: v is a leaf (a minimum of the sweep).
             node_vertex[n_nodes] = v
             node_kind[n_nodes] = LEAF
-            arc_lower[n_arcs] = n_nodes
-            arc_upper[n_arcs] = -1
-            node_arc[n_nodes] = n_arcs
-            vertex_arc[v] = n_arcs
             comp_birth[v] = v
-            comp_top[v] = n_nodes
-            comp_last[v] = v
+            _open_arc(n_nodes, v, v, n_arcs, arc_lower, arc_upper, node_arc, vertex_arc,
+                      comp_top, comp_last)  # fmt: skip
             n_nodes += 1
             n_arcs += 1
         elif n_roots == 1:
@@ -130,35 +204,15 @@ def sweep(
                     n_pairs += 1
                     parent[r] = eldest
             parent[v] = eldest
-            arc_lower[n_arcs] = s
-            arc_upper[n_arcs] = -1
-            node_arc[s] = n_arcs
-            vertex_arc[v] = n_arcs
-            comp_top[eldest] = s
-            comp_last[eldest] = v
+            _open_arc(s, v, eldest, n_arcs, arc_lower, arc_upper, node_arc, vertex_arc,
+                      comp_top, comp_last)  # fmt: skip
             n_arcs += 1
 
-    # Close each component: its last vertex is the root. If that vertex is already the top node
-    # (an isolated vertex, or a saddle swept last) the top node has no arc upward.
     ess = np.empty(n, dtype=np.int64)
-    n_ess = 0
-    for v in range(n):
-        if parent[v] == v:
-            ess[n_ess] = comp_birth[v]
-            n_ess += 1
-            top = comp_top[v]
-            last = comp_last[v]
-            a = node_arc[top]
-            if node_vertex[top] == last:
-                # The top node is the last vertex: drop its open arc.
-                vertex_arc[last] = -1
-                node_arc[top] = -1
-                arc_upper[a] = -2  # marked for removal
-            else:
-                node_vertex[n_nodes] = last
-                node_kind[n_nodes] = ROOT
-                arc_upper[a] = n_nodes
-                n_nodes += 1
+    n_nodes, n_ess = _close_components(
+        parent, comp_birth, comp_top, comp_last, node_vertex, node_kind, node_arc, arc_upper,
+        vertex_arc, n_nodes, ess,
+    )  # fmt: skip
     return (
         rank,
         node_vertex[:n_nodes].copy(),

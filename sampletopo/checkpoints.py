@@ -29,6 +29,7 @@ from torch import nn
 
 from sampletopo._errors import MAX_EPOCH, SampletopoError
 from sampletopo._io import write_atomic
+from sampletopo.runs import checkpoint_name
 
 __all__ = [
     "save_checkpoint",
@@ -47,7 +48,7 @@ _MAX_NAMED = 8
 
 def checkpoint_path(directory: str | Path, epoch: int) -> Path:
     """``directory/epoch=NNNN.pt``: the file name the training driver uses."""
-    return Path(directory) / f"epoch={int(epoch):04d}.pt"
+    return checkpoint_name(directory, epoch)
 
 
 def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:

@@ -33,10 +33,10 @@ from typing import Any, Literal
 import numpy as np
 
 from sampletopo._errors import MAX_SEED, SampletopoError, check_int_range
+from sampletopo._names import SPLITS
 
 __all__ = ["Dataset", "load_dataset", "list_datasets", "SPLITS"]
 
-SPLITS = ("train", "val")
 FeatureKind = Literal["raw", "standardized", "pca"]
 
 

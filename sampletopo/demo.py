@@ -23,7 +23,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sampletopo.runs import Report
 
 __all__ = ["DemoSettings", "run_demo"]
 
@@ -65,10 +68,11 @@ def run_demo(
 
     from sampletopo import analysis
     from sampletopo.report import write_report
-    from sampletopo.train import TrainConfig, train_experiment
+    from sampletopo.runs import Report
 
     s = settings or DemoSettings()
     out = Path(out)
+    report = Report(out / "report")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -81,6 +85,42 @@ def run_demo(
 
     torch.manual_seed(s.seed)
     torch.set_num_threads(max(1, s.threads))
+    t = time.perf_counter()
+    studies = _train_studies(s, out, progress=progress)
+    t = lap("train + record (4 variants)", t)
+    analysis.compute_topology(
+        [r for runs in studies.values() for r in runs], k=s.k, progress=progress
+    )
+    t = lap("kNN graphs + topology", t)
+    if s.landscapes:
+        _landscapes(s, studies, progress=progress)
+        t = lap("Hessian + landscapes", t)
+    if s.samples:
+        _hard_regions(s, studies, report)
+        t = lap("hard regions (samples)", t)
+    total = time.perf_counter() - t0
+    notes = (
+        "Demo timings on this machine: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+        + f"; total before the report {total:.0f} s."
+    )
+    index = write_report(
+        [out / name for name in studies],
+        report.path,
+        title="sampletopo demo: LR 0.1 vs 0.01 and skip vs no skip on digits",
+        notes=notes,
+        progress=progress,
+    )
+    lap("figures + report", t)
+    if progress:
+        print(f"[demo] total {time.perf_counter() - t0:.1f} s")
+    return index
+
+
+def _train_studies(s: DemoSettings, out: Path, *, progress: bool) -> dict[str, list[Path]]:
+    """Train the two studies; returns each experiment's name and run folders."""
+    from sampletopo.train import TrainConfig, train_experiment
+
     # One torch thread: measured about 5x faster than two on a shared 2-core machine.
     base: dict[str, Any] = dict(
         data=s.data,
@@ -100,69 +140,53 @@ def run_demo(
         lr=s.skip_lr,
         **base,
     )
-    t = time.perf_counter()
-    lr_runs = train_experiment(
-        lr_cfg, out / "lr-study", variants={"lr": list(s.lrs)}, progress=progress
-    )
-    skip_runs = train_experiment(
-        skip_cfg, out / "skip-study", variants={"skip": [True, False]}, progress=progress
-    )
-    t = lap("train + record (4 variants)", t)
+    return {
+        "lr-study": train_experiment(
+            lr_cfg, out / "lr-study", variants={"lr": list(s.lrs)}, progress=progress
+        ),
+        "skip-study": train_experiment(
+            skip_cfg, out / "skip-study", variants={"skip": [True, False]}, progress=progress
+        ),
+    }
 
-    analysis.compute_topology(lr_runs + skip_runs, k=s.k, progress=progress)
-    t = lap("kNN graphs + topology", t)
 
-    if s.landscapes:
-        from functools import partial
+def _landscapes(s: DemoSettings, studies: dict[str, list[Path]], *, progress: bool) -> None:
+    """A 2-D random-direction landscape of every run, a 3-D Hessian one of the LR study's."""
+    from functools import partial
 
-        from sampletopo.landscape import landscape_for_run
+    from sampletopo.landscape import landscape_for_run
+    from sampletopo.runs import Run
 
-        # Same subset, seed and Hessian settings for every landscape of the demo.
-        landscape = partial(
-            landscape_for_run,
-            epoch=s.epochs,
-            distance=s.landscape_distance,
-            n_samples=s.landscape_samples,
-            seed=s.seed,
-            trace_rtol=0.1,
-            density_iter=30,
-            progress=progress,
-        )
-        for rd in lr_runs + skip_runs:
-            landscape(rd, dirs="random", dim=2, steps=s.landscape_steps)
-        for rd in lr_runs:
-            p = out / "lr-study" / "landscapes" / f"{rd.name}-hessian3d-epoch={s.epochs:04d}.npz"
-            landscape(rd, dirs="hessian", dim=3, steps=s.landscape_3d_steps, out=p)
-        t = lap("Hessian + landscapes", t)
-
-    if s.samples:
-        from sampletopo.plotting._samples import sample_figures
-
-        for exp, runs in (("lr-study", lr_runs), ("skip-study", skip_runs)):
-            for rd in runs:
-                sample_figures(
-                    rd,
-                    out / "report" / "figures" / exp / "samples",
-                    split="val",
-                    epoch=s.epochs,
-                    top=s.top_regions,
-                )
-        t = lap("hard regions (samples)", t)
-
-    total = time.perf_counter() - t0
-    notes = (
-        "Demo timings on this machine: "
-        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-        + f"; total before the report {total:.0f} s."
-    )
-    index = write_report(
-        [out / "lr-study", out / "skip-study"],
-        out / "report",
-        title="sampletopo demo: LR 0.1 vs 0.01 and skip vs no skip on digits",
-        notes=notes,
+    # Same subset, seed and Hessian settings for every landscape of the demo.
+    landscape = partial(
+        landscape_for_run,
+        epoch=s.epochs,
+        distance=s.landscape_distance,
+        n_samples=s.landscape_samples,
+        seed=s.seed,
+        trace_rtol=0.1,
+        density_iter=30,
         progress=progress,
     )
-    lap("figures + report", t)
-    if progress:
-        print(f"[demo] total {time.perf_counter() - t0:.1f} s")
-    return index
+    for rd in [r for runs in studies.values() for r in runs]:
+        landscape(rd, dirs="random", dim=2, steps=s.landscape_steps)
+    for rd in studies["lr-study"]:
+        p = Run(rd).landscape_file(s.epochs, tag="hessian3d")
+        landscape(rd, dirs="hessian", dim=3, steps=s.landscape_3d_steps, out=p)
+
+
+def _hard_regions(s: DemoSettings, studies: dict[str, list[Path]], report: Report) -> None:
+    """The image grids and loss curves of each run's hardest validation regions, drawn where
+    the report shows them."""
+    from sampletopo.plotting._samples import sample_figures
+    from sampletopo.report import SAMPLES_SECTION
+
+    for exp, runs in studies.items():
+        for rd in runs:
+            sample_figures(
+                rd,
+                report.section_dir(exp, SAMPLES_SECTION),
+                split="val",
+                epoch=s.epochs,
+                top=s.top_regions,
+            )

@@ -21,11 +21,12 @@ not compute merge trees; see :mod:`sampletopo.mergetree`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
+from sampletopo._deprecated import warn_renamed
 from sampletopo._errors import (
     SampletopoError,
     as_index_array,
@@ -33,16 +34,17 @@ from sampletopo._errors import (
     check_int_range,
     check_real_number,
 )
+from sampletopo._names import TREES, Tree
 
 __all__ = ["Diagram", "check_diagram", "total_persistence", "wasserstein", "bottleneck"]
 
-Kind = Literal["join", "split"]
+Kind = Tree  # the tree's former name in sampletopo 0.1
 
 
-def check_diagram(birth, death, birth_sample, death_sample, kind: str) -> tuple[np.ndarray, ...]:
+def check_diagram(birth, death, birth_sample, death_sample, tree: str) -> tuple[np.ndarray, ...]:
     """Validate and normalize the arrays of a diagram; every Diagram goes through here."""
-    if kind not in ("join", "split"):
-        raise SampletopoError(f"Diagram: 'kind' must be 'join' or 'split'. Got {kind!r}.")
+    if tree not in TREES:
+        raise SampletopoError(f"Diagram: 'tree' must be 'join' or 'split'. Got {tree!r}.")
     b = as_real_array(birth, name="birth", where="Diagram").astype(np.float64).reshape(-1)
     d = as_real_array(death, name="death", where="Diagram").astype(np.float64).reshape(-1)
     # Sample ids are never rounded: 0.5 is refused rather than silently becoming sample 0.
@@ -59,18 +61,18 @@ def check_diagram(birth, death, birth_sample, death_sample, kind: str) -> tuple[
         raise SampletopoError(
             "Diagram: a death is NaN. Deaths are finite values or the essential inf."
         )
-    essential_death = np.inf if kind == "join" else -np.inf
+    essential_death = np.inf if tree == "join" else -np.inf
     inf_death = np.isinf(d)
     if (inf_death & (d != essential_death)).any():
         raise SampletopoError(
-            f"Diagram: a {kind} diagram's essential pairs die at {essential_death}. Got the other infinity."
+            f"Diagram: a {tree} diagram's essential pairs die at {essential_death}. Got the other infinity."
         )
-    wrong = (b > d) if kind == "join" else (b < d)
+    wrong = (b > d) if tree == "join" else (b < d)
     if wrong.any():
         i = int(np.flatnonzero(wrong)[0])
-        rel = "birth <= death" if kind == "join" else "birth >= death"
+        rel = "birth <= death" if tree == "join" else "birth >= death"
         raise SampletopoError(
-            f"Diagram: {kind} pairs need {rel}. Pair {i} has birth={b[i]!r}, death={d[i]!r}."
+            f"Diagram: {tree} pairs need {rel}. Pair {i} has birth={b[i]!r}, death={d[i]!r}."
         )
     if ((ds == -1) != inf_death).any():
         raise SampletopoError(
@@ -87,7 +89,7 @@ def check_diagram(birth, death, birth_sample, death_sample, kind: str) -> tuple[
     return b, d, bs, ds
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class Diagram:
     """A 0-dimensional persistence diagram with the samples behind each pair.
 
@@ -100,28 +102,55 @@ class Diagram:
         The vertex whose value is ``birth`` (the minimum / maximum that created the component) and
         the vertex whose value is ``death`` (the saddle where it merged into an older component);
         ``death_sample`` is -1 for an essential pair.
-    kind : {"join", "split"}
+    tree : {"join", "split"}
+        The merge tree the pairs come from (``kind`` in sampletopo 0.1: still accepted, with a
+        :class:`DeprecationWarning`).
     """
 
     birth: np.ndarray
     death: np.ndarray
     birth_sample: np.ndarray
     death_sample: np.ndarray
-    kind: str
+    tree: str
 
-    def __post_init__(self) -> None:
-        arrays = check_diagram(
-            self.birth, self.death, self.birth_sample, self.death_sample, self.kind
-        )
+    def __init__(
+        self,
+        birth: Any,
+        death: Any,
+        birth_sample: Any,
+        death_sample: Any,
+        tree: str | None = None,
+        *,
+        kind: str | None = None,
+    ) -> None:
+        if kind is not None:
+            warn_renamed("Diagram(kind=...)", "Diagram(tree=...)")
+            if tree is not None and tree != kind:
+                raise SampletopoError(
+                    f"Diagram: got tree={tree!r} and kind={kind!r}; 'kind' is the old name of "
+                    "'tree': pass tree only."
+                )
+            tree = kind
+        if tree is None:
+            raise SampletopoError("Diagram: 'tree' is required: 'join' or 'split'.")
+        arrays = check_diagram(birth, death, birth_sample, death_sample, tree)
         for name, arr in zip(("birth", "death", "birth_sample", "death_sample"), arrays):
             arr = arr.copy()
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
+        object.__setattr__(self, "tree", str(tree))
+
+    @property
+    def kind(self) -> str:
+        """Deprecated name of :attr:`tree`."""
+        warn_renamed("Diagram.kind", "Diagram.tree")
+        return self.tree
 
     @classmethod
-    def empty(cls, kind: Kind) -> Diagram:
+    def empty(cls, tree: Tree) -> Diagram:
+        """A diagram of ``tree`` without pairs."""
         z = np.empty(0)
-        return cls(z, z, z.astype(np.int64), z.astype(np.int64), kind)
+        return cls(z, z, z.astype(np.int64), z.astype(np.int64), tree)
 
     def __len__(self) -> int:
         return int(self.birth.shape[0])
@@ -180,7 +209,7 @@ class Diagram:
             self.death[idx],
             self.birth_sample[idx],
             self.death_sample[idx],
-            self.kind,
+            self.tree,
         )
 
     def top(self, n: int) -> Diagram:
@@ -201,17 +230,17 @@ class Diagram:
         written for ordinary (birth <= death) diagrams.
         """
         pts = np.stack([self.birth, self.death], axis=1) if len(self) else np.empty((0, 2))
-        return -pts if self.kind == "split" else pts
+        return -pts if self.tree == "split" else pts
 
     def to_numpy(self) -> np.ndarray:
         """Pairs as an (m, 2) array of (birth, death) in the diagram's own sign convention."""
         return np.stack([self.birth, self.death], axis=1) if len(self) else np.empty((0, 2))
 
     def to_polars(self) -> pl.DataFrame:
-        """One row per pair: kind, birth, death, persistence, birth_sample, death_sample."""
+        """One row per pair: tree, birth, death, persistence, birth_sample, death_sample."""
         return pl.DataFrame(
             {
-                "kind": [self.kind] * len(self),
+                "tree": [self.tree] * len(self),
                 "birth": self.birth,
                 "death": self.death,
                 "persistence": self.persistence,
@@ -219,7 +248,7 @@ class Diagram:
                 "death_sample": self.death_sample,
             },
             schema={
-                "kind": pl.String,
+                "tree": pl.String,
                 "birth": pl.Float64,
                 "death": pl.Float64,
                 "persistence": pl.Float64,
@@ -229,26 +258,38 @@ class Diagram:
         )
 
     @classmethod
-    def from_polars(cls, df: pl.DataFrame, *, kind: Kind | None = None) -> Diagram:
-        """Inverse of :meth:`to_polars` (extra columns are ignored)."""
-        if kind is None:
-            kinds = df["kind"].unique().to_list() if "kind" in df.columns else []
-            if len(kinds) != 1:
+    def from_polars(
+        cls, df: pl.DataFrame, *, tree: Tree | None = None, kind: Tree | None = None
+    ) -> Diagram:
+        """Inverse of :meth:`to_polars` (extra columns are ignored).
+
+        The tree is ``tree``, else the table's one value in its ``tree`` column (or ``kind``
+        column, as :meth:`to_polars` wrote it in sampletopo 0.1). ``kind=`` is the deprecated
+        name of ``tree=``.
+        """
+        if kind is not None:
+            warn_renamed("Diagram.from_polars(kind=...)", "Diagram.from_polars(tree=...)")
+            tree = tree or kind
+        if tree is None:
+            col = "tree" if "tree" in df.columns else "kind"
+            trees = df[col].unique().to_list() if col in df.columns else []
+            if len(trees) != 1:
                 raise SampletopoError(
-                    f"Diagram.from_polars: the table holds kinds {kinds}; pass kind= or filter one tree."
+                    f"Diagram.from_polars: the table holds trees {trees}; pass tree= or filter "
+                    "one tree."
                 )
-            kind = kinds[0]
+            tree = trees[0]
         return cls(
             df["birth"].to_numpy(),
             df["death"].to_numpy(),
             df["birth_sample"].to_numpy(),
             df["death_sample"].to_numpy(),
-            kind,  # type: ignore[arg-type]
+            tree,
         )
 
     def __repr__(self) -> str:
         return (
-            f"Diagram(kind={self.kind!r}, pairs={len(self)}, essential={int(self.essential.sum())})"
+            f"Diagram(tree={self.tree!r}, pairs={len(self)}, essential={int(self.essential.sum())})"
         )
 
 
@@ -284,9 +325,9 @@ def total_persistence(d: Diagram, p: float = 1, *, include_essential: bool = Fal
 def _check_pair(d1: Diagram, d2: Diagram, where: str) -> None:
     _as_diagram(d1, "d1", where)
     _as_diagram(d2, "d2", where)
-    if d1.kind != d2.kind:
+    if d1.tree != d2.tree:
         raise SampletopoError(
-            f"{where}: cannot compare a {d1.kind} diagram with a {d2.kind} diagram. Compare join with "
+            f"{where}: cannot compare a {d1.tree} diagram with a {d2.tree} diagram. Compare join with "
             "join and split with split."
         )
 
@@ -385,7 +426,7 @@ def wasserstein(
     backend: Literal["hera", "pot"] = "hera",
     include_essential: bool = False,
 ) -> float:
-    """p-Wasserstein distance between two diagrams of the same kind.
+    """p-Wasserstein distance between two diagrams of the same tree.
 
     ``W_p = (inf over matchings sum ||x - gamma(x)||_q ** p) ** (1/p)``, points allowed to match
     the diagonal, with ``q = internal_p`` (L-infinity by default, as in the thesis).
@@ -456,7 +497,7 @@ def _prepare(
 
 
 def bottleneck(d1: Diagram, d2: Diagram, *, include_essential: bool = False) -> float:
-    """Bottleneck distance (L-infinity ground metric) between two diagrams of the same kind.
+    """Bottleneck distance (L-infinity ground metric) between two diagrams of the same tree.
 
     Computed exactly by gudhi's hera (``delta=0``). Note: gudhi 3.13's own exact
     ``gudhi.bottleneck_distance(a, b, 0)`` returned 22.0 where the true distance is 0.5 on a case

@@ -1,13 +1,14 @@
 """Recording under ``torch.distributed`` (torchrun): who evaluates what, and how results meet.
 
-Holds the pieces :mod:`sampletopo.record` uses when it runs in several processes: the
-:class:`World` a process belongs to, :func:`process_group` (joins the group torchrun describes in
-the environment; gloo on the CPU, NCCL on GPUs), :func:`shard_bounds` (each rank's disjoint,
-batch-aligned slice of a split), :func:`check_same_dataset` (every rank must hold the same data),
-collective error handling (:func:`on_main`, :func:`everywhere`: an error on one rank is raised
-on every rank instead of leaving the others waiting forever), the gathers of per-sample results
-to rank 0, and a listing of a checkpoint folder taken once (:func:`snapshot_checkpoints`,
-:func:`read_listed_checkpoint`) so that a folder changing while it is read is noticed.
+Holds the pieces :mod:`sampletopo.recorder` and :mod:`sampletopo.from_checkpoints` use when they
+run in several processes: the :class:`World` a process belongs to, :func:`process_group` (joins
+the group torchrun describes in the environment; gloo on the CPU, NCCL on GPUs),
+:func:`shard_bounds` (each rank's disjoint, batch-aligned slice of a split),
+:func:`check_same_dataset` (every rank must hold the same data), collective error handling
+(:func:`on_main`, :func:`everywhere`: an error on one rank is raised on every rank instead of
+leaving the others waiting forever), the gathers of per-sample results to rank 0, and a listing
+of a checkpoint folder taken once (:func:`snapshot_checkpoints`, :func:`read_listed_checkpoint`)
+so that a folder changing while it is read is noticed.
 
 It writes no files and builds no models: rank 0 writes through the recorder, atomically.
 Nothing here is needed in a single process; every helper is a no-op there.
@@ -46,6 +47,7 @@ __all__ = [
     "gather_shards",
     "merge_by_index",
     "gather_to_main",
+    "gather_all",
     "sync_model",
     "ListedCheckpoint",
     "CheckpointChangedError",
@@ -235,10 +237,22 @@ def check_world_size(n: int, world_size: int, *, what: str) -> None:
         )
 
 
-def _gather_objects(world: World, obj: Any) -> list[Any]:
+def gather_all(world: World, obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` alone."""
+    if not world.distributed:
+        return [obj]
     out: list[Any] = [None] * world.size
     dist.all_gather_object(out, obj)
     return out
+
+
+def _refuse_disagreement(world: World, value: Any, message: Callable[[int, Any, Any], str]) -> None:
+    """Raise on every rank, with ``message(rank, its value, rank 0's value)``, unless every rank
+    holds a ``value`` equal to rank 0's."""
+    seen = gather_all(world, value)
+    for r, theirs in enumerate(seen):
+        if theirs != seen[0]:
+            raise SampletopoError(message(r, theirs, seen[0]))
 
 
 def check_same_dataset(
@@ -248,14 +262,15 @@ def check_same_dataset(
     if not world.distributed:
         return
     mine = f"{dataset.name}: " + ", ".join(f"{s}={dataset.fingerprint(s)}" for s in splits)
-    seen = _gather_objects(world, mine)
-    for r, theirs in enumerate(seen):
-        if theirs != seen[0]:
-            raise SampletopoError(
-                f"{where}: the ranks disagree about the dataset: rank 0 has {seen[0]!r}, rank {r} "
-                f"has {theirs!r}. Every rank must load the same data (same files, data_root, "
-                "data seed, val fraction and max_samples)."
-            )
+    _refuse_disagreement(
+        world,
+        mine,
+        lambda r, theirs, first: (
+            f"{where}: the ranks disagree about the dataset: rank 0 has {first!r}, rank {r} "
+            f"has {theirs!r}. Every rank must load the same data (same files, data_root, "
+            "data seed, val fraction and max_samples)."
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,7 +337,7 @@ def everywhere(world: World, fn: Callable[[], T]) -> T:
         result = fn()
     except BaseException as exc:  # noqa: BLE001 -- reported to the other ranks, re-raised
         failure = exc
-    statuses = _gather_objects(world, None if failure is None else error_status(failure))
+    statuses = gather_all(world, None if failure is None else error_status(failure))
     for r, st in enumerate(statuses):
         if st is not None:
             if r == world.rank and failure is not None:
@@ -444,14 +459,15 @@ def sync_model(world: World, model: torch.nn.Module, *, where: str = "LossRecord
                 b.copy_(flat[start : start + b.numel()].view_as(b))
                 start += b.numel()
         sums = np.array([float(p.double().sum()) for p in model.parameters()], dtype=np.float64)
-    digests = _gather_objects(world, hashlib.sha256(sums.tobytes()).hexdigest()[:16])
-    for r, d in enumerate(digests):
-        if d != digests[0]:
-            raise SampletopoError(
-                f"{where}: rank {r} holds other model weights than rank 0 (checksum {d} vs "
-                f"{digests[0]}). Every rank must evaluate the same model: wrap it in "
-                "DistributedDataParallel, or load the same checkpoint on every rank."
-            )
+    _refuse_disagreement(
+        world,
+        hashlib.sha256(sums.tobytes()).hexdigest()[:16],
+        lambda r, d, first: (
+            f"{where}: rank {r} holds other model weights than rank 0 (checksum {d} vs "
+            f"{first}). Every rank must evaluate the same model: wrap it in "
+            "DistributedDataParallel, or load the same checkpoint on every rank."
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

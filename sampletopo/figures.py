@@ -26,8 +26,10 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from sampletopo import analysis
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import SampletopoError, ranges_text
 from sampletopo._folders import check_inside, lock_folder
+from sampletopo.readers import diagram_epochs, read_diagram, read_diagrams
+from sampletopo.runs import SPLITS, TREES, Run, epoch_tag
 
 __all__ = ["write_figure_set", "run_milestones", "comparison_figure"]
 
@@ -38,14 +40,13 @@ class FigureWarning(UserWarning):
 
 def run_milestones(run_dirs: Iterable[Path]) -> list[int]:
     """LR-annealing epochs of the runs (union of their configs' ``milestones``)."""
-    from sampletopo.record import read_run_config
-
     out: set[int] = set()
     for rd in run_dirs:
-        if not (Path(rd) / "config.toml").is_file():
+        run = Run(rd)
+        if not run.has_config():
             continue  # a run recorded without one: no LR changes to mark
         try:
-            out |= {int(m) for m in read_run_config(rd).get("milestones", []) or []}
+            out |= {int(m) for m in run.read_config().get("milestones", []) or []}
         except SampletopoError as exc:
             warnings.warn(
                 f"LR changes of run {Path(rd).name} are not marked: {exc}",
@@ -115,11 +116,11 @@ def _write_figure_set(
     from sampletopo.plotting import _topology as P
 
     for rd in runs:
-        for s in analysis.SPLITS:
+        for s in SPLITS:
             gap = analysis.missing_epochs(rd, s)
             if gap:
                 warnings.warn(
-                    f"Run {rd.name} has no {s} losses for epoch(s) {analysis._ranges(gap)}; the "
+                    f"Run {rd.name} has no {s} losses for epoch(s) {ranges_text(gap)}; the "
                     "curves skip them.",
                     FigureWarning,
                     stacklevel=2,
@@ -128,12 +129,11 @@ def _write_figure_set(
     if summary is None:
         summary = analysis.summarize(runs)
     wdist = analysis.wasserstein_to_reference(runs) if wasserstein is None else wasserstein
-    diagrams = analysis.load_diagrams(runs)
-    assert isinstance(diagrams, pl.DataFrame)
+    diagrams = read_diagrams(runs)
     common: set[int] | None = None
     for rd in runs:
-        for s in analysis.SPLITS:
-            have = set(analysis.topology_epochs(rd, s))
+        for s in SPLITS:
+            have = set(diagram_epochs(rd, split=s))
             common = have if common is None else common & have
     common_sorted = sorted(common or set())
     if epochs is None:
@@ -144,14 +144,14 @@ def _write_figure_set(
         if absent:
             warnings.warn(
                 f"Epoch(s) {absent} have no diagrams in every run (common epochs: "
-                f"{analysis._ranges(common_sorted) or 'none'}); they are left out of the heatmaps.",
+                f"{ranges_text(common_sorted) or 'none'}); they are left out of the heatmaps.",
                 FigureWarning,
                 stacklevel=2,
             )
     pngs: list[Path] = []
     name = (prefix + "-") if prefix else ""
     # Count only the figures that will be drawn, so the bar ends full when heatmaps are skipped.
-    n_figs = 2 + (len(analysis.SPLITS) * len(analysis.TREES) + len(runs) if chosen else 0)
+    n_figs = 2 + (len(SPLITS) * len(TREES) + len(runs) if chosen else 0)
     bar = tqdm(total=n_figs, desc="figures", unit="fig", disable=not progress)
 
     def saved(fig: Any, stem: str) -> None:
@@ -161,20 +161,14 @@ def _write_figure_set(
 
     suffix = f" — {title}" if title else ""
 
-    fig = P.total_persistence_figure(
-        summary,
-        p=1,
-        milestones=milestones,
-        title="Total persistence (p=1) of the per-sample loss" + suffix,
-    )
-    saved(fig, "total_persistence")
-    fig = P.wasserstein_figure(
-        wdist,
-        order=1,
-        milestones=milestones,
-        title="Wasserstein-1 distance to the final epoch's diagram" + suffix,
-    )
-    saved(fig, "wasserstein")
+    curves = (
+        ("total_persistence", P.total_persistence_figure, summary, {"p": 1},
+         "Total persistence (p=1) of the per-sample loss"),
+        ("wasserstein", P.wasserstein_figure, wdist, {"order": 1},
+         "Wasserstein-1 distance to the final epoch's diagram"),
+    )  # fmt: skip
+    for stem, draw, table, kw, heading in curves:
+        saved(draw(table, **kw, milestones=milestones, title=heading + suffix), stem)
 
     if not chosen:
         why = (
@@ -184,8 +178,8 @@ def _write_figure_set(
         )
         warnings.warn(f"Heatmaps and diagrams skipped: {why}.", FigureWarning, stacklevel=2)
     else:
-        for s in analysis.SPLITS:
-            for tree in analysis.TREES:
+        for s in SPLITS:
+            for tree in TREES:
                 fig = P.heatmap_figure(
                     diagrams, split=s, tree=tree, epochs=chosen, runs=[r.name for r in runs]
                 )
@@ -195,16 +189,16 @@ def _write_figure_set(
 
         for rd in runs:
             fig, axes = plt.subplots(2, 4, figsize=(18, 8))
-            for i, s in enumerate(analysis.SPLITS):
-                for j, tree in enumerate(analysis.TREES):
-                    d = analysis.diagram_at(rd, s, tree, last)
+            for i, s in enumerate(SPLITS):
+                for j, tree in enumerate(TREES):
+                    d = read_diagram(rd, split=s, tree=tree, epoch=last)
                     P.plot_diagram(d, ax=axes[i, 2 * j], title=f"{s} {tree} diagram, epoch {last}")
                     P.plot_barcode(
                         d, ax=axes[i, 2 * j + 1], title=f"{s} {tree} barcode, epoch {last}"
                     )
             fig.suptitle(f"{rd.name}: persistence diagrams and barcodes at epoch {last}")
             fig.tight_layout()
-            saved(fig, f"diagrams-{rd.name}-epoch={last:04d}")
+            saved(fig, f"diagrams-{rd.name}-{epoch_tag(last)}")
     bar.close()
     return pngs
 
@@ -219,7 +213,7 @@ def comparison_figure(runs: Sequence[Path], landscapes: dict[str, Path], *, spli
     """
     import matplotlib.pyplot as plt
 
-    from sampletopo.landscape import load_landscape
+    from sampletopo.landscape import read_landscape
     from sampletopo.plotting import _topology as P
     from sampletopo.plotting._landscape import plot_random_directions
 
@@ -227,23 +221,23 @@ def comparison_figure(runs: Sequence[Path], landscapes: dict[str, Path], *, spli
     for rd in runs:
         if rd.name not in landscapes:
             continue
-        land, extra = load_landscape(landscapes[rd.name])
+        land, extra = read_landscape(landscapes[rd.name])
         epoch = int(extra.get("epoch", -1))
         tabs = {
-            tree: analysis.diagram_at(rd, split, tree, epoch).to_polars().rename({"kind": "tree"})
-            for tree in analysis.TREES
+            tree: read_diagram(rd, split=split, tree=tree, epoch=epoch).to_polars()
+            for tree in TREES
         }
         rows.append((rd.name, epoch, land, tabs))
     if not rows:
         raise SampletopoError("comparison_figure: no run has a 2-D random-direction landscape.")
-    bins = {t: P.heatmap_bins([r[3][t] for r in rows]) for t in analysis.TREES}
-    norm = P.shared_norm([(r[3][t], *bins[t]) for r in rows for t in analysis.TREES])
+    bins = {t: P.heatmap_bins([r[3][t] for r in rows]) for t in TREES}
+    norm = P.shared_norm([(r[3][t], *bins[t]) for r in rows for t in TREES])
     fig, axes = plt.subplots(len(rows), 3, figsize=(15, 4.2 * len(rows)), squeeze=False)
     mesh = None
     for i, (name, epoch, land, tabs) in enumerate(rows):
         plot_random_directions(land, ax=axes[i, 0])
         axes[i, 0].set_title(f"{name}: parameter space, epoch {epoch}")
-        for j, t in enumerate(analysis.TREES, start=1):
+        for j, t in enumerate(TREES, start=1):
             ax = P.plot_heatmap(
                 tabs[t],
                 xbins=bins[t][0],

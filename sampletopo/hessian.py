@@ -19,7 +19,7 @@ What is here
 What is not here
 ----------------
 Loss landscapes and directions (:mod:`sampletopo.landscape`), figures
-(:mod:`sampletopo.plotting`), loading runs or checkpoints (:mod:`sampletopo.record`).
+(:mod:`sampletopo.plotting`), loading runs or checkpoints (:mod:`sampletopo.runs`).
 
 Examples
 --------

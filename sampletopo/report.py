@@ -41,9 +41,10 @@ import polars as pl
 
 from sampletopo import analysis
 from sampletopo._errors import SampletopoError
-from sampletopo._folders import check_inside, lock_folder
+from sampletopo._folders import lock_folder
 from sampletopo._io import write_atomic
 from sampletopo._runfiles import DamagedFileError, parquet_problem, read_parquet
+from sampletopo.runs import SPLITS, Experiment, Report, Run
 
 __all__ = [
     "ExperimentResults",
@@ -56,9 +57,13 @@ __all__ = [
 
 TEMPLATE = "report.html.j2"
 
-# Headings of figure folders other than topology/ and landscape/ (whose headings are in the
-# template); a folder not named here is headed by its own name.
-_FOLDER_TITLES = {"samples": "Which samples make the shape"}
+# The report's figure sections of an experiment: sample space and parameter space are drawn
+# here (their headings are in the template); PNGs in any other folder are shown under its name,
+# or the title given here.
+TOPOLOGY_SECTION = "topology"
+LANDSCAPE_SECTION = "landscape"
+SAMPLES_SECTION = "samples"
+_FOLDER_TITLES = {SAMPLES_SECTION: "Which samples make the shape"}
 
 
 def run_table(
@@ -77,7 +82,7 @@ def run_table(
     rows = []
     for rd in runs:
         row: dict[str, Any] = {"run": rd.name}
-        for s in analysis.SPLITS:
+        for s in SPLITS:
             sub = summary.filter((pl.col("run") == rd.name) & (pl.col("split") == s))
             if sub.height == 0:
                 continue
@@ -173,11 +178,11 @@ def _run_samples(runs: Sequence[Path]) -> tuple[list[Path], pl.DataFrame | None]
     pngs: list[Path] = []
     tables = []
     for rd in runs:
-        folder = rd / "samples"
-        if not folder.is_dir():
+        run = Run(rd)
+        if not run.samples_dir.is_dir():
             continue
-        pngs += sorted(folder.glob("*.png"))
-        for f in sorted(folder.glob("*.parquet")):
+        pngs += sorted(run.samples_dir.glob("*.png"))
+        for f in run.regions_files():
             try:
                 # Checked (footer and checksum) before its schema is read: no wrong numbers shown.
                 why = parquet_problem(f, {})
@@ -192,11 +197,10 @@ def _run_samples(runs: Sequence[Path]) -> tuple[list[Path], pl.DataFrame | None]
 
 
 def _landscape_section(exp: Path, fig_dir: Path) -> tuple[list[Path], pl.DataFrame | None]:
-    files = sorted((exp / "landscapes").glob("*.npz")) if (exp / "landscapes").is_dir() else []
-    files = [f for f in files if not f.name.endswith(".partial.npz")]
+    files = Experiment(exp).landscape_files()
     if not files:
         return [], None
-    from sampletopo.landscape import load_landscape
+    from sampletopo.landscape import read_landscape
     from sampletopo.plotting._landscape import save_landscape_figures
 
     pngs: list[Path] = []
@@ -205,7 +209,7 @@ def _landscape_section(exp: Path, fig_dir: Path) -> tuple[list[Path], pl.DataFra
         try:
             made = save_landscape_figures(f, out_dir=fig_dir)
             pngs += [Path(p) for p in made if str(p).endswith(".png")]
-            _, extra = load_landscape(f)
+            _, extra = read_landscape(f)
         except Exception as exc:  # a broken landscape must not sink the whole report
             warnings.warn(f"Landscape {f.name} left out of the report: {exc}", stacklevel=2)
             continue
@@ -220,16 +224,13 @@ def _landscape_section(exp: Path, fig_dir: Path) -> tuple[list[Path], pl.DataFra
 def _comparison(runs: Sequence[Path], exp: Path, fig_dir: Path) -> Path | None:
     """The random-direction plot beside the heatmaps, when the runs have 2-D random landscapes."""
     from sampletopo.figures import comparison_figure
-    from sampletopo.landscape import load_landscape
+    from sampletopo.landscape import read_landscape
     from sampletopo.plotting._topology import save
 
     found: dict[str, Path] = {}
-    folder = exp / "landscapes"
-    for f in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
-        if f.name.endswith(".partial.npz"):
-            continue
+    for f in Experiment(exp).landscape_files():
         try:
-            land, extra = load_landscape(f)
+            land, extra = read_landscape(f)
         except Exception:  # reported by the landscape section
             continue
         if (
@@ -255,11 +256,11 @@ def _config_text(path: Path) -> str | None:
 
 def _graph_settings(run: Path) -> dict[str, Any] | None:
     """The kNN graph settings of ``run``; ``None`` (and a warning) when meta.json is damaged."""
-    meta, why = analysis._read_meta(run)
+    meta, why = Run(run).read_meta()
     if why is None:
         return meta
     warnings.warn(
-        f"{str(run / 'topology' / 'meta.json')!r} is damaged ({why}); the report "
+        f"{str(Run(run).meta_file)!r} is damaged ({why}); the report "
         "leaves the kNN graph settings out. Run `sampletopo topology` on the run again "
         "to rewrite it.",
         stacklevel=3,
@@ -272,12 +273,14 @@ def _other_folders(fig_dir: Path, run_pngs: Sequence[Path]) -> dict[str, tuple[P
     folders = {
         p.name: sorted(p.rglob("*.png"))
         for p in fig_dir.iterdir()
-        if p.is_dir() and p.name not in ("topology", "landscape")
+        if p.is_dir() and p.name not in (TOPOLOGY_SECTION, LANDSCAPE_SECTION)
     }
     # The demo draws into <report>/figures/<exp>/samples, the samples command into each
     # run's samples/ folder; both belong to one section.
-    seen = {p.name for p in folders.get("samples", [])}
-    folders["samples"] = folders.get("samples", []) + [p for p in run_pngs if p.name not in seen]
+    seen = {p.name for p in folders.get(SAMPLES_SECTION, [])}
+    folders[SAMPLES_SECTION] = folders.get(SAMPLES_SECTION, []) + [
+        p for p in run_pngs if p.name not in seen
+    ]
     return {name: tuple(pngs) for name, pngs in folders.items()}
 
 
@@ -317,23 +320,25 @@ def collect_experiment(
     graph = _graph_settings(runs[0])
     topology = write_figure_set(
         runs,
-        fig_dir / "topology",
+        fig_dir / TOPOLOGY_SECTION,
         epochs=epochs,
         progress=progress,
         summary=summary,
         wasserstein=wdist,
     )
-    landscape, landscape_table = _landscape_section(exp, fig_dir / "landscape")
-    compare = _comparison(runs, exp, fig_dir / "landscape")
+    landscape, landscape_table = _landscape_section(exp, fig_dir / LANDSCAPE_SECTION)
+    compare = _comparison(runs, exp, fig_dir / LANDSCAPE_SECTION)
     if compare is not None:
         landscape.insert(0, compare)
     run_pngs, regions = _run_samples(runs)
     return ExperimentResults(
-        name=Path(os.path.abspath(exp)).name,
+        name=Experiment(exp).name,
         runs=tuple(runs),
-        config=_config_text(exp / "config.toml"),
+        config=_config_text(Experiment(exp).config_file),
         run_configs=tuple(
-            (rd.name, text) for rd in runs if (text := _config_text(rd / "config.toml")) is not None
+            (rd.name, text)
+            for rd in runs
+            if (text := _config_text(Run(rd).config_file)) is not None
         ),
         graph=graph,
         summary=table,
@@ -382,7 +387,7 @@ def _experiment_context(res: ExperimentResults, page_dir: Path) -> dict[str, Any
 
     sections = []
     for name in sorted(res.folders):
-        regions = res.regions if name == "samples" else None
+        regions = res.regions if name == SAMPLES_SECTION else None
         if res.folders[name] or regions is not None:
             sections.append(
                 {
@@ -564,13 +569,13 @@ def _write_report(
     progress: bool,
 ) -> Path:
     """:func:`write_report` once ``out`` is locked."""
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    report = Report(out)
+    report.figures_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for e in exps:
-        name = Path(os.path.abspath(e)).name  # "." and "exp/.." have no usable name
-        fig_dir = check_inside(out / "figures" / name, out / "figures", what="figure folder")
+        fig_dir = report.experiment_dir(Experiment(e).name)  # "." and "exp/.." get a name
         results.append(collect_experiment(e, fig_dir, epochs=epochs, progress=progress))
     page = render_report(
         report_context(results, page_dir=out, title=title, notes=notes), page_dir=out
     )
-    return write_atomic(out / "index.html", lambda fh: fh.write(page.encode("utf-8")))
+    return write_atomic(report.index_file, lambda fh: fh.write(page.encode("utf-8")))

@@ -29,7 +29,6 @@ tree.
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,10 +38,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import polars as pl
 
-from sampletopo._errors import SampletopoError, check_finite_values, check_int_range
+from sampletopo._errors import (
+    SampletopoError,
+    check_finite_values,
+    check_int_range,
+    ranges_text,
+)
 from sampletopo._runfiles import write_parquet
 from sampletopo.graph import Graph
 from sampletopo.mergetree import MergeTree, join_tree, split_tree
+from sampletopo.runs import SPLITS, TABLE_SUFFIX, TREES, PathLike, Run, as_run
 
 if TYPE_CHECKING:
     from sampletopo.data import Dataset
@@ -60,9 +65,7 @@ __all__ = [
 ]
 
 TreeChoice = Literal["split", "join", "both"]
-_TREES = ("split", "join", "both")
-_SPLITS = ("train", "val")
-_EPOCH_RE = re.compile(r"^epoch=(\d+)\.parquet$")
+_TREE_CHOICES = ("split", "join", "both")
 
 REGION_SCHEMA: dict[str, Any] = {
     "tree": pl.String,
@@ -101,12 +104,13 @@ class FewerPairsWarning(UserWarning):
 
 
 def _check_tree_choice(tree: Any, where: str) -> tuple[str, ...]:
-    if tree not in _TREES:
+    if tree not in _TREE_CHOICES:
         raise SampletopoError(
-            f"The 'tree' parameter of {where} must be one of {_TREES}. Got {tree!r} instead. "
+            f"The 'tree' parameter of {where} must be one of {_TREE_CHOICES}. Got {tree!r} instead. "
             "Use 'split' for peaks (hard regions), 'join' for basins (learned regions)."
         )
-    return ("split", "join") if tree == "both" else (str(tree),)
+    # "both": split rows first, as the tables list them.
+    return tuple(reversed(TREES)) if tree == "both" else (str(tree),)
 
 
 def _component_of(graph: Graph, rank: np.ndarray, start: int, limit: int) -> np.ndarray:
@@ -350,78 +354,53 @@ def _row(
 # Runs
 
 
-def _recorded(run_dir: Path) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for s in _SPLITS:
-        folder = run_dir / "losses" / s
-        if folder.is_dir():
-            eps = sorted(
-                int(m.group(1)) for p in folder.iterdir() if (m := _EPOCH_RE.match(p.name))
-            )
-            if eps:
-                out[s] = eps
-    return out
+def _recorded(run: Run) -> dict[str, list[int]]:
+    return {s: eps for s in SPLITS if (eps := run.loss_epochs(s))}
 
 
-def _ranges(values: Sequence[int]) -> str:
-    """``[0, 1, 2, 3, 5]`` -> ``"0-3, 5"``."""
-    parts: list[str] = []
-    vals = sorted(values)
-    i = 0
-    while i < len(vals):
-        j = i
-        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
-            j += 1
-        parts.append(str(vals[i]) if i == j else f"{vals[i]}-{vals[j]}")
-        i = j + 1
-    return ", ".join(parts)
-
-
-def _check_run(run_dir: Any, split: Any, epoch: Any, where: str) -> tuple[Path, int]:
-    rd = Path(run_dir)
-    rec = _recorded(rd)
+def _check_run(run_dir: Any, split: Any, epoch: Any, where: str) -> tuple[Run, int]:
+    run = as_run(run_dir)
+    rec = _recorded(run)
     if not rec:
         raise SampletopoError(
-            f"{where}: {str(rd)!r} holds no recorded losses (no losses/<split>/epoch=NNNN.parquet). "
-            "Pass a run (variant) folder written by `sampletopo train` or the LossRecorder."
+            f"{where}: {str(run.path)!r} holds no recorded losses (no "
+            "losses/<split>/epoch=NNNN.parquet). Pass a run (variant) folder written by `sampletopo train` or the LossRecorder."
         )
     if split not in rec:
         raise SampletopoError(
-            f"The 'split' parameter of {where} must be a split recorded in {str(rd)!r}: "
+            f"The 'split' parameter of {where} must be a split recorded in {str(run.path)!r}: "
             f"{sorted(rec)}. Got {split!r} instead."
         )
     if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
         raise SampletopoError(
             f"The 'epoch' parameter of {where} must be an int, one of the recorded epochs of "
-            f"split {split!r}: {_ranges(rec[split])}. Got {epoch!r} instead."
+            f"split {split!r}: {ranges_text(rec[split])}. Got {epoch!r} instead."
         )
     if int(epoch) not in rec[split]:
         raise SampletopoError(
             f"The 'epoch' parameter of {where} must be a recorded epoch of split {split!r} in "
-            f"{str(rd)!r}: {_ranges(rec[split])}. Got {epoch!r} instead. Pick one of those, or "
-            "record that epoch first."
+            f"{str(run.path)!r}: {ranges_text(rec[split])}. Got {epoch!r} instead. Pick one of "
+            "those, or record that epoch first."
         )
-    return rd, int(epoch)
+    return run, int(epoch)
 
 
-def _epoch_table(run_dir: Path, split: str, epoch: int) -> pl.DataFrame:
-    from sampletopo.record import read_loss_table
+def _epoch_table(run: Run, split: str, epoch: int) -> pl.DataFrame:
+    from sampletopo.readers import read_loss_table
 
-    return read_loss_table(run_dir, split, epoch, columns=["label", "pred", "loss", "correct"])
+    return read_loss_table(
+        run, split=split, epoch=epoch, columns=["label", "pred", "loss", "correct"]
+    )
 
 
-def _run_dataset(run_dir: Path) -> Dataset | None:
-    """The run's dataset from its config.toml (the one :func:`~sampletopo.analysis.run_graph`
-    loaded, cached), or None when the run has no config."""
-    from sampletopo.analysis import _run_dataset
-
-    if not (run_dir / "config.toml").is_file():
-        return None
-    return _run_dataset(run_dir)
+def _run_dataset(run: Run) -> Dataset | None:
+    """The run's dataset from its config.toml (cached, see :meth:`sampletopo.runs.Run.dataset`),
+    or None when the run has no config."""
+    return run.dataset() if run.has_config() else None
 
 
 def top_regions(
-    run_dir: str | Path,
+    run_dir: PathLike,
     *,
     split: str = "val",
     epoch: int,
@@ -449,8 +428,8 @@ def top_regions(
     tree : {"split", "join", "both"}
         Peaks (hard regions), basins (learned regions), or both.
     k, features
-        The split's kNN graph: ``sampletopo.analysis.run_graph(run_dir, split, k=k,
-        features=features)``, cached in ``<experiment>/graphs/``.
+        The split's kNN graph: ``sampletopo.analysis.graph_for_run(run_dir, split=split,
+        k=k, features=features)``, cached in ``<experiment>/graphs/``.
     essential : bool
         Report each component's essential pair too (see the module docstring).
     graph : Graph, optional
@@ -482,9 +461,9 @@ def top_regions(
             "there. Pick an earlier epoch."
         )
     if graph is None:
-        from sampletopo.analysis import run_graph
+        from sampletopo.analysis import graph_for_run
 
-        graph = run_graph(rd, split, k=k, features=features)
+        graph = graph_for_run(rd, split=split, k=k, features=features)
     if graph.n != df.height:
         raise SampletopoError(
             f"{where}: the graph has {graph.n} vertices but split {split!r} has {df.height} "
@@ -503,25 +482,25 @@ def top_regions(
         essential=essential,
     )
     return table.select(
-        pl.lit(rd.resolve().name, dtype=pl.String).alias("run"),
+        pl.lit(rd.name, dtype=pl.String).alias("run"),
         pl.lit(split, dtype=pl.String).alias("split"),
         pl.lit(epoch, dtype=pl.Int32).alias("epoch"),
         pl.all(),
     )
 
 
-def regions_path(run_dir: str | Path, split: str, epoch: int) -> Path:
+def regions_path(run_dir: PathLike, split: str, epoch: int) -> Path:
     """Default Parquet file of :func:`top_regions`: ``<run>/samples/<split>-epoch=NNNN.parquet``."""
-    return Path(run_dir) / "samples" / f"{split}-epoch={int(epoch):04d}.parquet"
+    return as_run(run_dir).regions_file(split, epoch)
 
 
 def write_regions(table: pl.DataFrame, path: str | Path) -> Path:
     """Write a regions table to Parquet atomically (temporary file, then rename), with page
     checksums (:func:`sampletopo._runfiles.write_parquet`)."""
     path = Path(path)
-    if path.suffix != ".parquet":
+    if path.suffix != TABLE_SUFFIX:
         raise SampletopoError(
-            f"write_regions: 'path' must end in .parquet. Got {str(path)!r}. Add the suffix."
+            f"write_regions: 'path' must end in {TABLE_SUFFIX}. Got {str(path)!r}. Add the suffix."
         )
     return write_parquet(table, path)
 
@@ -604,11 +583,10 @@ class MemberTracks:
         )
 
 
-def _loss_and_correct(run_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from sampletopo.record import load_losses
+def _loss_and_correct(run_dir: Run, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from sampletopo.readers import read_losses
 
-    df = load_losses(run_dir, split=split)
-    assert isinstance(df, pl.DataFrame)
+    df = read_losses(run_dir, split=split)
     epochs = df["epoch"].unique().sort().to_numpy().astype(np.int64)
     n = df.filter(pl.col("epoch") == epochs[0]).height
     if df.height != epochs.size * n:
@@ -623,7 +601,7 @@ def _loss_and_correct(run_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray
 
 
 def track_members(
-    run_dir: str | Path,
+    run_dir: PathLike,
     *,
     split: str = "val",
     epoch: int,
@@ -671,10 +649,10 @@ def track_members(
         "members" not in regions.columns
         or ("epoch" in regions.columns and set(regions["epoch"].to_list()) - {epoch})
         or ("split" in regions.columns and set(regions["split"].to_list()) - {split})
-        or ("run" in regions.columns and set(regions["run"].to_list()) - {rd.resolve().name})
+        or ("run" in regions.columns and set(regions["run"].to_list()) - {rd.name})
     ):
         raise SampletopoError(
-            f"{where}: 'regions' must be a table from top_regions of run {rd.resolve().name!r}, "
+            f"{where}: 'regions' must be a table from top_regions of run {rd.name!r}, "
             f"split {split!r}, epoch {epoch} (with a 'members' column); sample indices of another "
             "split or run would point at other samples. Leave regions=None to compute it."
         )
@@ -742,7 +720,7 @@ def track_members(
             }
         )
     return MemberTracks(
-        run=rd.resolve().name,
+        run=rd.name,
         split=split,
         epoch=epoch,
         regions=regions,

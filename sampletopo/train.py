@@ -40,19 +40,12 @@ import torch.nn.functional as F
 from sampletopo._device import resolve_device
 from sampletopo._errors import MAX_EPOCH, MAX_SEED, SampletopoError
 from sampletopo._folders import check_inside, check_name, lock_folder
-from sampletopo.checkpoints import checkpoint_path, read_checkpoint, save_checkpoint
-from sampletopo.data import SPLITS, _check_val_fraction, default_val_fraction, list_datasets
+from sampletopo._runconfig import dataset_from_config, model_from_config, read_toml, write_toml
+from sampletopo.checkpoints import read_checkpoint, save_checkpoint
+from sampletopo.data import _check_val_fraction, default_val_fraction, list_datasets
 from sampletopo.models import check_model_options, list_models, model_kwargs
-from sampletopo.record import (
-    LossRecorder,
-    NonFiniteLossWarning,
-    dataset_from_config,
-    has_losses,
-    model_from_config,
-    read_run_config,
-    read_toml,
-    write_toml,
-)
+from sampletopo.recorder import LossRecorder, NonFiniteLossWarning
+from sampletopo.runs import SPLITS, Experiment, Run
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -98,7 +91,7 @@ class TrainConfig:
         SGD and schedule. ``milestones=None`` scales 60/125/150 of 200 to ``epochs``;
         ``epochs`` is at most ``2**31 - 1`` (the loss tables store epochs as int32).
     record_mode : {"eval", "train_pass"}
-        See :class:`sampletopo.record.LossRecorder`.
+        See :class:`sampletopo.recorder.LossRecorder`.
     record_splits, record_batch_size
         Splits to record and the batch size of the eval passes.
     checkpoint_every : int
@@ -455,12 +448,7 @@ class RunDivergedError(SampletopoError):
         self.epoch = epoch
 
 
-def _has_results(run_dir: Path) -> bool:
-    """Whether anything was trained or recorded in ``run_dir`` (a checkpoint or a loss table)."""
-    return any((run_dir / "checkpoints").glob("epoch=*.pt")) or has_losses(run_dir)
-
-
-def _resume_epoch(run_dir: Path, rec: LossRecorder) -> int | None:
+def _resume_epoch(run: Run, rec: LossRecorder) -> int | None:
     """Last epoch with a readable checkpoint and every split's losses up to it on disk (the
     recorder has moved aside tables that do not read back whole: their epochs are trained and
     recorded again, deterministically)."""
@@ -468,7 +456,7 @@ def _resume_epoch(run_dir: Path, rec: LossRecorder) -> int | None:
     if last is None:
         return None
     for e in range(last, -1, -1):
-        p = checkpoint_path(run_dir / "checkpoints", e)
+        p = run.checkpoint_file(e)
         if p.is_file():
             try:
                 obj = read_checkpoint(p)
@@ -511,111 +499,119 @@ def train_run(
             torch.set_num_threads(before)
 
 
-def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: bool) -> Path:
-    from tqdm.auto import tqdm
-
-    name = variant if variant is not None else rd.name
+def _open_run(config: TrainConfig, run: Run, name: str) -> tuple[dict[str, Any], Any]:
+    """The resolved config and the dataset of a run about to train; a folder trained with other
+    settings is refused, a new one (or one where nothing was trained yet) gets the config."""
     cfg = config.resolved(variant=name)
-    cfg_path = rd / "config.toml"
-    if cfg_path.is_file() and _has_results(rd):
-        old = read_run_config(rd)
+    if run.has_config() and run.has_results():
+        old = run.read_config()
         diff = sorted(
             k for k in set(old) | set(cfg) if k not in _RESUME_FREE and old.get(k) != cfg.get(k)
         )
         if diff:
             raise SampletopoError(
-                f"Run folder {str(rd)!r} was trained with other settings ({', '.join(diff)}: "
-                f"{[(k, old.get(k), cfg.get(k)) for k in diff][:4]}). Resuming would mix two "
-                "runs: pass a new output folder, or the same settings to resume."
+                f"Run folder {str(run.path)!r} was trained with other settings "
+                f"({', '.join(diff)}: {[(k, old.get(k), cfg.get(k)) for k in diff][:4]}). "
+                "Resuming would mix two runs: pass a new output folder, or the same settings to "
+                "resume."
             )
     ds = dataset_from_config(cfg)  # before writing anything: missing data leaves no folder
-    if not (cfg_path.is_file() and _has_results(rd)):
+    if not (run.has_config() and run.has_results()):
         # A new run, or a folder where an earlier attempt failed before anything was trained.
-        write_toml(cfg_path, cfg)
+        run.write_config(cfg)
+    return cfg, ds
 
-    dev = _device(config.device)
-    torch.manual_seed(config.seed)
-    model = model_from_config(cfg, ds).to(dev)
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        nesterov=config.nesterov,
-    )
-    rec = LossRecorder(
-        rd,
-        ds,
-        _source="train",
-        splits=cfg["record_splits"],
-        mode=cfg["record_mode"],
-        batch_size=config.record_batch_size,
-        device=dev,
-    )
-    ckpt_dir = rd / "checkpoints"
 
-    def save(epoch: int, **extra: Any) -> None:
-        if epoch % config.checkpoint_every and epoch not in (0, config.epochs):
+@dataclass
+class _Training:
+    """One run's model, optimizer and recorder while it trains."""
+
+    config: TrainConfig
+    cfg: dict[str, Any]
+    run: Run
+    name: str
+    device: torch.device
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    rec: LossRecorder
+
+    @classmethod
+    def start(cls, config: TrainConfig, run: Run, name: str) -> _Training:
+        cfg, ds = _open_run(config, run, name)
+        dev = _device(config.device)
+        torch.manual_seed(config.seed)
+        model = model_from_config(cfg, ds).to(dev)
+        opt = torch.optim.SGD(
+            model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=config.nesterov,
+        )
+        rec = LossRecorder._for_driver(
+            run,
+            ds,
+            source="train",
+            splits=cfg["record_splits"],
+            mode=cfg["record_mode"],
+            batch_size=config.record_batch_size,
+            device=dev,
+        )
+        return cls(config, cfg, run, name, dev, model, opt, rec)
+
+    def save(self, epoch: int, **extra: Any) -> None:
+        """Checkpoint ``epoch`` (every ``checkpoint_every`` epochs, the first and the last)."""
+        if epoch % self.config.checkpoint_every and epoch not in (0, self.config.epochs):
             return
         payload = {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
             "epoch": epoch,
             "rng_cpu": torch.get_rng_state(),
-            "recorder": rec.state_dict(),
-            "variant": name,
+            "recorder": self.rec.state_dict(),
+            "variant": self.name,
             **extra,
         }
-        if dev.type == "cuda":
-            payload["rng_cuda"] = torch.cuda.get_rng_state(dev)
-        save_checkpoint(checkpoint_path(ckpt_dir, epoch), payload)
+        if self.device.type == "cuda":
+            payload["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        save_checkpoint(self.run.checkpoint_file(epoch), payload)
 
-    # A run killed while writing a checkpoint leaves its temporary file: never a checkpoint.
-    for stale in ckpt_dir.glob(".epoch=*.tmp"):
-        stale.unlink(missing_ok=True)
-    start = _resume_epoch(rd, rec)
-    if start is None:
-        # Record first, then checkpoint: the checkpoint's recorder state then includes this
-        # epoch (its non-finite counts). A crash in between leaves tables without a checkpoint;
-        # the resume retrains that epoch deterministically and skips the tables already there.
-        rec.on_train_epoch_end(0, model)
-        save(0)
-        start = 0
-    else:
-        state = read_checkpoint(checkpoint_path(ckpt_dir, start))
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+    def resume(self) -> int:
+        """The epoch training goes on from: the last one checkpointed and recorded (its state
+        loaded), or 0 for a new run (epoch 0 recorded and checkpointed first)."""
+        # A run killed while writing a checkpoint leaves its temporary file: never a checkpoint.
+        for stale in self.run.checkpoint_temporaries():
+            stale.unlink(missing_ok=True)
+        start = _resume_epoch(self.run, self.rec)
+        if start is None:
+            # Record first, then checkpoint: the checkpoint's recorder state then includes this
+            # epoch (its non-finite counts). A crash in between leaves tables without a
+            # checkpoint; the resume retrains that epoch deterministically and skips the tables
+            # already there.
+            self.rec.on_train_epoch_end(0, self.model)
+            self.save(0)
+            return 0
+        state = read_checkpoint(self.run.checkpoint_file(start))
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng_cpu"])
-        if dev.type == "cuda" and "rng_cuda" in state:
-            torch.cuda.set_rng_state(state["rng_cuda"], dev)
+        if self.device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         if "recorder" in state:
-            rec.load_state_dict(state["recorder"])
-    if start >= config.epochs:
-        return rd
+            self.rec.load_state_dict(state["recorder"])
+        return start
 
-    x, y = ds.tensors("train")
-    x, y = x.to(dev), y.to(dev)
-    n = x.shape[0]
-    train_pass = cfg["record_mode"] == "train_pass"
-    bar = tqdm(
-        range(start + 1, config.epochs + 1),
-        desc=name,
-        unit="ep",
-        initial=start,
-        total=config.epochs,
-        disable=not progress,
-        leave=True,
-    )
-    for epoch in bar:
-        lr = lr_at_epoch(epoch, lr=config.lr, milestones=cfg["milestones"], gamma=config.gamma)
-        for group in opt.param_groups:
-            group["lr"] = lr
+    def train_epoch(self, epoch: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """Train epoch ``epoch`` on ``(x, y)``; returns its mean training loss and seconds."""
+        config, model, opt, rec = self.config, self.model, self.opt, self.rec
+        n = x.shape[0]
         gen = torch.Generator().manual_seed(_shuffle_seed(config.seed, epoch))
-        perm = torch.randperm(n, generator=gen).to(dev)
+        perm = torch.randperm(n, generator=gen).to(self.device)
+        train_pass = self.cfg["record_mode"] == "train_pass"
         model.train()
         rec.on_train_epoch_start(epoch)
         t0 = time.perf_counter()
-        total = torch.zeros((), dtype=torch.float64, device=dev)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
         for start_i in range(0, n, config.batch_size):
             idx = perm[start_i : start_i + config.batch_size]
             xb, yb = x[idx], y[idx]
@@ -627,32 +623,57 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
             total += loss.detach().double() * idx.numel()
             if train_pass:
                 rec.on_train_batch_end(idx, logits, yb)
-        seconds = time.perf_counter() - t0
-        train_loss = float(total.item()) / n
+        return float(total.item()) / n, time.perf_counter() - t0
+
+
+def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: bool) -> Path:
+    from tqdm.auto import tqdm
+
+    name = variant if variant is not None else rd.name
+    t = _Training.start(config, Run(rd), name)
+    start = t.resume()
+    if start >= config.epochs:
+        return rd
+    x, y = t.rec.dataset.tensors("train")
+    x, y = x.to(t.device), y.to(t.device)
+    bar = tqdm(
+        range(start + 1, config.epochs + 1),
+        desc=name,
+        unit="ep",
+        initial=start,
+        total=config.epochs,
+        disable=not progress,
+        leave=True,
+    )
+    for epoch in bar:
+        lr = lr_at_epoch(epoch, lr=config.lr, milestones=t.cfg["milestones"], gamma=config.gamma)
+        for group in t.opt.param_groups:
+            group["lr"] = lr
+        train_loss, seconds = t.train_epoch(epoch, x, y)
         with warnings.catch_warnings():
             # Counted in rec.nonfinite and reported once below, not once per table.
             warnings.simplefilter("ignore", NonFiniteLossWarning)
-            rec.on_train_epoch_end(epoch, model)
+            t.rec.on_train_epoch_end(epoch, t.model)
         if not np.isfinite(train_loss):
             bar.close()
             raise RunDivergedError(
                 f"{name}: training diverged at epoch {epoch} (mean training loss {train_loss}, "
                 f"lr={lr:g}); it stopped there. Epochs 0..{epoch} are recorded (epoch {epoch} "
-                f"with {rec.nonfinite.get(('train', epoch), 0)} non-finite train losses). "
+                f"with {t.rec.nonfinite.get(('train', epoch), 0)} non-finite train losses). "
                 "Lower the learning rate, or add gradient clipping / warm-up in your own loop.",
                 epoch=epoch,
             )
-        save(epoch, lr=lr, train_loss=train_loss, seconds=seconds)
+        t.save(epoch, lr=lr, train_loss=train_loss, seconds=seconds)
         if progress:
             bar.set_postfix(lr=f"{lr:.3g}", loss=f"{train_loss:.4f}")
     bar.close()
-    if rec.nonfinite:
-        total_bad = sum(rec.nonfinite.values())
+    nonfinite = t.rec.nonfinite
+    if nonfinite:
         warnings.warn(
             NonFiniteLossWarning(
-                f"{name}: {total_bad} non-finite per-sample losses in {len(rec.nonfinite)} "
-                f"table(s) (split, epoch): {sorted(rec.nonfinite)[:6]}"
-                f"{' ...' if len(rec.nonfinite) > 6 else ''}. They are recorded as NaN/inf."
+                f"{name}: {sum(nonfinite.values())} non-finite per-sample losses in "
+                f"{len(nonfinite)} table(s) (split, epoch): {sorted(nonfinite)[:6]}"
+                f"{' ...' if len(nonfinite) > 6 else ''}. They are recorded as NaN/inf."
             ),
             stacklevel=2,
         )
@@ -738,13 +759,14 @@ def _train_variants(
 ) -> list[Path]:
     """:func:`train_experiment` once its folder is locked: the experiment's config, then each
     variant."""
-    exp_path = out / "config.toml"
+    experiment = Experiment(out)
+    exp_path = experiment.config_file
     exp = base.resolved()
     exp.pop("variant")
     listed: dict[str, Any] = {}
     if exp_path.is_file():
         old = read_toml(exp_path, fix="Restore it or pass a new --out folder.")
-        started = [n for n in old.get("variants", {}) if _has_results(out / n)]
+        started = [n for n in old.get("variants", {}) if Run(out / n).has_results()]
         if "variant_names" not in old:
             raise SampletopoError(
                 f"{str(out)!r} is a run folder, not an experiment folder: `sampletopo train "
@@ -766,7 +788,7 @@ def _train_variants(
         if started:
             listed = dict(old.get("variants", {}))
     else:
-        others = sorted(p.name for p in out.iterdir() if (p / "config.toml").is_file())
+        others = experiment.folders_with_config()
         if others:
             raise SampletopoError(
                 f"{str(out)!r} already holds run folders ({', '.join(others[:4])}) that no "

@@ -19,6 +19,7 @@ import torch
 import sampletopo as st
 from sampletopo import analysis
 from sampletopo._errors import SampletopoError
+from sampletopo.readers import diagram_epochs, read_diagram, read_diagrams
 
 
 def gudhi_pairs(edges, f):
@@ -34,7 +35,7 @@ def test_summary_matches_gudhi_on_the_stored_losses(experiment):
     assert summary.height == 2 * 2 * 2 * 5  # runs x splits x trees x epochs 0..4
     for rd in runs:
         for split in ("train", "val"):
-            g = analysis.run_graph(rd, split, k=10)
+            g = analysis.graph_for_run(rd, split=split, k=10)
             for epoch in (0, 4):
                 table = pq.read_table(
                     rd / "losses" / split / f"epoch={epoch:04d}.parquet"
@@ -73,9 +74,9 @@ def test_wasserstein_to_final_matches_pot_on_stored_diagrams(experiment):
     for rd in runs:
         for split in ("train", "val"):
             for tree in ("join", "split"):
-                ref = analysis.diagram_at(rd, split, tree, 4)
+                ref = read_diagram(rd, split=split, tree=tree, epoch=4)
                 for epoch in (0, 2):
-                    d = analysis.diagram_at(rd, split, tree, epoch)
+                    d = read_diagram(rd, split=split, tree=tree, epoch=epoch)
                     row = wd.filter(
                         (pl.col("run") == rd.name)
                         & (pl.col("split") == split)
@@ -97,7 +98,7 @@ def test_wasserstein_to_final_matches_pot_on_stored_diagrams(experiment):
 def test_stored_diagrams_trace_back_to_samples(experiment):
     _, runs = experiment
     rd = runs[0]
-    d = analysis.diagram_at(rd, "val", "split", 3)
+    d = read_diagram(rd, split="val", tree="split", epoch=3)
     table = pl.read_parquet(rd / "losses" / "val" / "epoch=0003.parquet").sort("sample")
     loss = table["loss"].to_numpy()
     fin = d.finite()
@@ -118,7 +119,7 @@ def test_rerun_computes_only_new_epochs_and_jobs_equal_serial(experiment, tmp_pa
     assert set(res["status"].to_list()) == {"computed"}
     for rd in runs:
         for split in ("train", "val"):
-            for e in analysis.topology_epochs(rd, split):
+            for e in diagram_epochs(rd, split=split):
                 a = pl.read_parquet(rd / "topology" / split / f"epoch={e:04d}.parquet")
                 b = pl.read_parquet(copy / rd.name / "topology" / split / f"epoch={e:04d}.parquet")
                 assert a.equals(b)
@@ -141,17 +142,17 @@ def test_nonfinite_epoch_is_skipped_loudly_and_missing_epochs_named(experiment, 
     with pytest.warns(analysis.TopologyWarning, match="epoch 2: 1 non-finite loss"):
         res = analysis.compute_topology([rd], k=10, progress=False)
     assert res.filter(pl.col("status").str.starts_with("skipped"))["epoch"].to_list() == [2]
-    assert analysis.topology_epochs(rd, "val") == [0, 1, 3, 4]
+    assert diagram_epochs(rd, split="val") == [0, 1, 3, 4]
     (rd / "losses" / "train" / "epoch=0003.parquet").unlink()
     assert analysis.missing_epochs(rd, "train") == [3]
     with pytest.raises(
         SampletopoError, match="no val diagram for epoch 2. Epochs with diagrams: 0-1, 3-4"
     ):
-        analysis.diagram_at(rd, "val", "join", 2)
+        read_diagram(rd, split="val", tree="join", epoch=2)
     with pytest.raises(SampletopoError, match="'tree' must be 'join'.*'split'.*Got 'peaks'"):
-        analysis.diagram_at(rd, "val", "peaks", 3)
+        read_diagram(rd, split="val", tree="peaks", epoch=3)
     with pytest.raises(SampletopoError, match="'split' must be one of.*Got 'test'"):
-        analysis.diagram_at(rd, "test", "join", 3)
+        read_diagram(rd, split="test", tree="join", epoch=3)
 
 
 def test_figure_set_and_report(experiment, tmp_path):
@@ -177,7 +178,7 @@ def test_heatmaps_share_bins_and_scale(experiment):
     from sampletopo.plotting import heatmap_figure
 
     _, runs = experiment
-    diagrams = analysis.load_diagrams(runs)
+    diagrams = read_diagrams(runs)
     fig = heatmap_figure(diagrams, split="val", tree="split", epochs=[0, 4])
     meshes = [ax.collections[0] for ax in fig.axes[:-1]]
     assert len(meshes) == 4
@@ -220,7 +221,7 @@ def test_constant_loss_gives_an_empty_diagram_not_a_crash():
         warnings.simplefilter("error")
         from sampletopo.plotting import plot_heatmap
 
-        ax = plot_heatmap(d.to_polars().rename({"kind": "tree"}))
+        ax = plot_heatmap(d.to_polars())
         assert "no finite pairs" in [t.get_text() for t in ax.texts]
 
 
@@ -236,7 +237,7 @@ def test_graph_refuses_data_other_than_recorded(experiment, tmp_path):
     cfg["data_seed"] = int(cfg.get("data_seed", 0)) + 1  # another split of the same dataset
     (copy / "config.toml").write_text(tomli_w.dumps(cfg))
     with pytest.raises(SampletopoError, match="differs from the data the run recorded"):
-        analysis.run_graph(copy, "val", k=10)
+        analysis.graph_for_run(copy, split="val", k=10)
 
 
 def test_record_checkpoints_config_rebuilds_the_given_dataset(tmp_path):
@@ -251,7 +252,7 @@ def test_record_checkpoints_config_rebuilds_the_given_dataset(tmp_path):
     record_checkpoints(tmp_path / "ck", tmp_path / "run", model=model, data=ds, progress=False)
     again = dataset_from_config(read_run_config(tmp_path / "run"))
     assert again.fingerprint("val") == ds.fingerprint("val")
-    assert analysis.run_graph(tmp_path / "run", "val", k=5).n == ds.n("val")
+    assert analysis.graph_for_run(tmp_path / "run", split="val", k=5).n == ds.n("val")
 
 
 def test_diagrams_of_another_graph_are_recomputed_not_reused(experiment, tmp_path):

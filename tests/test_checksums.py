@@ -30,10 +30,11 @@ from sampletopo._runfiles import (
     scan_parquet,
     write_parquet,
 )
+from sampletopo._writer import loss_table
 from sampletopo.data import Dataset
 from sampletopo.graph import Graph, knn_graph
-from sampletopo.landscape import Directions, Landscape, load_landscape
-from sampletopo.record import LOSS_SCHEMA, _table, data_config, dataset_from_config
+from sampletopo.landscape import Directions, Landscape, read_landscape
+from sampletopo.record import LOSS_SCHEMA, data_config, dataset_from_config
 
 N = 3000
 FIX = "Test fix."
@@ -42,7 +43,7 @@ KEY = b"sampletopo.crc32"
 
 def _loss_table(n: int = N, seed: int = 0) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
-    return _table(3, "train", rng.integers(0, 10, n), rng.integers(0, 10, n), rng.random(n) * 4)
+    return loss_table(3, "train", rng.integers(0, 10, n), rng.integers(0, 10, n), rng.random(n) * 4)
 
 
 @pytest.fixture(scope="module")
@@ -330,12 +331,12 @@ def test_a_damaged_landscape_is_one_error_naming_it(tmp_path):
     path = Landscape((c1, c2), loss, np.full_like(loss, np.nan), d, 1.0, 10).save(
         tmp_path / "l.npz", extra={"metrics": {"smad": 1.0}}
     )
-    back, _ = load_landscape(path)
+    back, _ = read_landscape(path)
     np.testing.assert_array_equal(back.loss, loss)
     info = zipfile.ZipFile(path).getinfo("loss.npy")
     _flipped_bytes(path, path.read_bytes(), info.header_offset + 30 + 8 + 128 + 40, 0x10)
     with pytest.raises(DamagedFileError, match="Compute the landscape again") as err:
-        load_landscape(path)
+        read_landscape(path)
     assert err.value.path == path
 
 

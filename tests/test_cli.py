@@ -262,7 +262,7 @@ def test_milestones_without_a_value_keep_the_lr_constant(tmp_path):
 
 
 def test_landscape_no_hessian(experiment, tmp_path, capsys):
-    from sampletopo.landscape import load_landscape
+    from sampletopo.landscape import read_landscape
 
     out = tmp_path / "quick.npz"
     args = ["landscape", str(experiment / "run"), "--epoch", "2", "--steps", "5"]
@@ -270,7 +270,7 @@ def test_landscape_no_hessian(experiment, tmp_path, capsys):
     assert main([*args, "--no-hessian"]) == 0
     printed = capsys.readouterr().out
     assert "Hessian: skipped" in printed and "loss range" in printed
-    land, extra = load_landscape(out)
+    land, extra = read_landscape(out)
     assert land.loss.shape == (5, 5) and np.isfinite(land.loss).all()
     assert "hessian_eigenvalues" not in extra and "density_nodes" not in extra
     assert main([*args, "--no-hessian", "--dirs", "hessian"]) == 2

@@ -28,14 +28,20 @@ from sampletopo._runfiles import DamagedFileError, DamagedFileWarning, parquet_p
 from sampletopo.cli import main
 from sampletopo.data import Dataset, load_dataset
 from sampletopo.models import create_model
+from sampletopo.readers import (
+    diagram_epochs,
+    loss_epochs,
+    read_diagram,
+    read_diagrams,
+    read_loss_matrix,
+    read_losses,
+    scan_losses,
+)
 from sampletopo.record import (
     LOSS_SCHEMA,
     LossRecorder,
     epoch_file,
-    load_losses,
-    loss_matrix,
     record_checkpoints,
-    recorded_epochs,
 )
 from sampletopo.samples import top_regions
 from sampletopo.train import TrainConfig, train_experiment
@@ -221,17 +227,17 @@ def test_a_damaged_loss_table_is_one_error_naming_it(exp, tmp_path, capsys, comm
 @pytest.mark.parametrize(
     "read",
     [
-        lambda run: load_losses(run),
-        lambda run: load_losses(run, lazy=True),
-        lambda run: loss_matrix(run, "train"),
+        lambda run: read_losses(run),
+        lambda run: scan_losses(run),
+        lambda run: read_loss_matrix(run, split="train"),
         lambda run: analysis.compute_topology(run, k=10, progress=False),
         lambda run: analysis.summarize(run, write=False),
         lambda run: top_regions(run, split="train", epoch=2, k=10),
     ],
     ids=[
-        "load_losses",
-        "load_losses-lazy",
-        "loss_matrix",
+        "read_losses",
+        "scan_losses",
+        "read_loss_matrix",
         "compute_topology",
         "summarize",
         "top_regions",
@@ -363,11 +369,11 @@ def test_figures_and_report_name_a_damaged_diagram_table(exp, tmp_path, capsys, 
 @pytest.mark.parametrize(
     "read",
     [
-        lambda run: analysis.load_diagrams(run),
-        lambda run: analysis.diagram_at(run, "train", "join", 1),
+        lambda run: read_diagrams(run),
+        lambda run: read_diagram(run, split="train", tree="join", epoch=1),
         lambda run: analysis.wasserstein_to_reference(run, write=False),
     ],
-    ids=["load_diagrams", "diagram_at", "wasserstein_to_reference"],
+    ids=["read_diagrams", "read_diagram", "wasserstein_to_reference"],
 )
 def test_diagram_readers_raise_one_error_naming_the_table(exp, read):
     path = exp / "run" / "topology" / "train" / "epoch=0001.parquet"
@@ -543,16 +549,16 @@ def test_a_run_written_before_checksums_reads_and_resumes_as_before(pristine, ex
         pl.read_parquet(p).write_parquet(p)  # the writer used before: no checksums
     before = _tables(pristine / "run", "losses")
     assert_frame_equal(
-        load_losses(run).drop("run"),
-        load_losses(pristine / "run").drop("run"),
+        read_losses(run).drop("run"),
+        read_losses(pristine / "run").drop("run"),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error", DamagedFileWarning)
         done = analysis.compute_topology(run, k=10, progress=False)
         assert set(done["status"]) == {"cached"}
         assert_frame_equal(
-            analysis.load_diagrams(run).sort(["split", "tree", "epoch", "birth"]),
-            analysis.load_diagrams(pristine / "run").sort(["split", "tree", "epoch", "birth"]),
+            read_diagrams(run).sort(["split", "tree", "epoch", "birth"]),
+            read_diagrams(pristine / "run").sort(["split", "tree", "epoch", "birth"]),
         )
         train_experiment(CFG, exp, progress=False)  # nothing set aside, nothing recorded again
     after = _tables(run, "losses")
@@ -580,8 +586,8 @@ def test_topology_names_a_missing_middle_epoch(exp, capsys):
         assert main(_commands(exp, exp)["topology"]) == 0
     [msg] = [str(w.message) for w in caught if "recorded for epochs" in str(w.message)]
     assert "train losses are recorded for epochs 0-1, 3-4; epoch(s) 2 are missing" in msg
-    assert analysis.topology_epochs(run, "train") == [0, 1, 3, 4]
-    assert recorded_epochs(run, "val") == [0, 1, 2, 3, 4]
+    assert diagram_epochs(run, split="train") == [0, 1, 3, 4]
+    assert loss_epochs(run, split="val") == [0, 1, 2, 3, 4]
 
 
 def test_topology_recomputes_diagrams_whose_meta_json_was_deleted(pristine, exp):

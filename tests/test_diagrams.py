@@ -107,7 +107,7 @@ def test_essential_pairs_are_matched_by_birth_when_asked():
 def test_diagram_validation_and_conversions():
     d = join([[0.0, 1.0], [0.5, np.inf]])
     df = d.to_polars()
-    assert df.columns == ["kind", "birth", "death", "persistence", "birth_sample", "death_sample"]
+    assert df.columns == ["tree", "birth", "death", "persistence", "birth_sample", "death_sample"]
     assert st.Diagram.from_polars(df).to_numpy().tolist() == d.to_numpy().tolist()
     assert d.top(5).to_numpy().tolist() == [[0.0, 1.0]]
     with pytest.raises(SampletopoError, match="birth <= death"):
@@ -118,7 +118,7 @@ def test_diagram_validation_and_conversions():
         st.Diagram(np.array([1.0]), np.array([2.0, 3.0]), [0], [1], "join")
     with pytest.raises(SampletopoError, match="-1 exactly"):
         st.Diagram(np.array([1.0]), np.array([np.inf]), [0], [3], "join")
-    with pytest.raises(SampletopoError, match="'kind'"):
+    with pytest.raises(SampletopoError, match="'tree'"):
         st.Diagram(np.array([1.0]), np.array([2.0]), [0], [1], "contour")
     with pytest.raises(SampletopoError, match="compare a join diagram with a split"):
         st.wasserstein(d, st.Diagram.empty("split"))

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sampletopo._errors import SampletopoError
+from sampletopo._folders import StaleLockWarning
 from sampletopo.data import Dataset, load_dataset
 from sampletopo.distributed import (
     CheckpointChangedError,
@@ -34,7 +35,8 @@ from sampletopo.distributed import (
     shard_bounds,
 )
 from sampletopo.models import create_model
-from sampletopo.record import LossRecorder, record_checkpoints, recorded_epochs
+from sampletopo.readers import loss_epochs
+from sampletopo.record import LossRecorder, record_checkpoints
 
 torch.set_num_threads(1)
 CNN = {"width": 4, "batchnorm": True}
@@ -264,7 +266,7 @@ def test_live_recorder_under_ddp_matches_one_process_and_drops_padding_duplicate
         np.testing.assert_array_equal(got["loss"].to_numpy(), expected)
         dup = set(dict(handed[0][str(epoch)])) & set(dict(handed[1][str(epoch)]))
         assert len(dup) == 1  # the duplicate is really there, with two different losses
-    assert recorded_epochs(tmp_path / "train_pass", "val") == [0, 1, 2]
+    assert loss_epochs(tmp_path / "train_pass", split="val") == [0, 1, 2]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,8 +331,8 @@ def test_bad_input_is_refused_on_every_rank_with_a_clear_message(tmp_path):
         assert "--nproc_per_node=1" in err["world"]
         assert got["done"] == [0, 1, 3]  # epoch 2 vanished after listing: skipped by both ranks
         assert len(err["warned"]) == (1 if rank == 0 else 0)  # rank 0 reports it once
-    assert recorded_epochs(tmp_path / "changing", "train") == [0, 1, 3]
-    assert recorded_epochs(tmp_path / "changing", "val") == [0, 1, 3]
+    assert loss_epochs(tmp_path / "changing", split="train") == [0, 1, 3]
+    assert loss_epochs(tmp_path / "changing", split="val") == [0, 1, 3]
 
 
 def _killed_worker(rank: int, world: int, tmp: Path) -> None:
@@ -359,12 +361,14 @@ def test_a_rank_killed_mid_epoch_leaves_no_partial_epoch_file(tmp_path):
     assert codes[0] == 1  # rank 0 noticed the dead peer and failed instead of writing
     assert json.loads((tmp_path / "rank0.json").read_text())["error"]
     for split in ("train", "val"):
-        assert recorded_epochs(tmp_path / "run", split) == [0]
+        assert loss_epochs(tmp_path / "run", split=split) == [0]
     _no_temporaries(tmp_path / "run")
-    # Restarting in one process records epoch 1 and leaves epoch 0 alone.
-    rec = LossRecorder(tmp_path / "run", _toy(), batch_size=BATCH)
+    # Restarting in one process records epoch 1 and leaves epoch 0 alone. Rank 0 held the run
+    # folder's lock and ended without releasing it (os._exit): the restart takes it over.
+    with pytest.warns(StaleLockWarning, match="Took over the lock of .*recording losses"):
+        rec = LossRecorder(tmp_path / "run", _toy(), batch_size=BATCH)
     assert rec.on_train_epoch_end(1, _model())["train"] is not None
-    assert recorded_epochs(tmp_path / "run", "train") == [0, 1]
+    assert loss_epochs(tmp_path / "run", split="train") == [0, 1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,7 +403,7 @@ def test_a_checkpoint_changed_after_listing_stops_or_is_skipped_never_half_recor
     assert f"ep2.pt' {word} after the folder was listed" in str(info.value)
     assert "on_change='skip'" in str(info.value)
     for split in ("train", "val"):
-        assert recorded_epochs(tmp_path / "stop", split) == [0, 1]
+        assert loss_epochs(tmp_path / "stop", split=split) == [0, 1]
 
     shutil.rmtree(tmp_path / "ck")
     _checkpoints(tmp_path / "ck", ds)
@@ -411,7 +415,7 @@ def test_a_checkpoint_changed_after_listing_stops_or_is_skipped_never_half_recor
         )
     assert done == [0, 1, 3]
     for split in ("train", "val"):
-        assert recorded_epochs(tmp_path / "skip", split) == [0, 1, 3]
+        assert loss_epochs(tmp_path / "skip", split=split) == [0, 1, 3]
 
 
 def test_bad_shard_and_on_change_values_are_refused(tmp_path):

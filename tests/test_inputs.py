@@ -30,12 +30,12 @@ from sampletopo.checkpoints import checkpoint_epoch, read_checkpoint
 from sampletopo.cli import main
 from sampletopo.data import Dataset, load_dataset
 from sampletopo.models import create_model
+from sampletopo.readers import loss_epochs
 from sampletopo.record import (
     LossRecorder,
     evaluate_losses,
     read_run_config,
     record_checkpoints,
-    recorded_epochs,
 )
 from sampletopo.train import TrainConfig, load_train_config, resolve_variants, train_experiment
 
@@ -565,10 +565,10 @@ def test_model_outputs_that_do_not_fit_the_labels_are_one_clear_error(
     rec = LossRecorder(tmp_path / "r", ds, batch_size=100)
     with pytest.raises(SampletopoError, match=pattern):
         rec.on_train_epoch_end(0, _Out(make))
-    assert recorded_epochs(tmp_path / "r", "train") == []
+    assert loss_epochs(tmp_path / "r", split="train") == []
     # the refused model does not lock the folder: the corrected one records there
     rec.on_train_epoch_end(0, _mlp())
-    assert recorded_epochs(tmp_path / "r", "val") == [0]
+    assert loss_epochs(tmp_path / "r", split="val") == [0]
 
 
 def test_a_model_with_fewer_outputs_than_the_largest_label_is_refused_without_num_classes(ds):
@@ -626,8 +626,8 @@ def test_recorder_options_are_checked_before_record_checkpoints_writes(ds, tmp_p
 
 
 def test_a_run_config_reading_cifar_pickles_from_elsewhere_warns_once(tmp_path, monkeypatch):
-    from sampletopo import analysis
     from sampletopo.record import DataRootWarning, warn_foreign_data_root
+    from sampletopo.runs import Run
 
     elsewhere = tmp_path / "downloads"
     _cifar_folder(elsewhere)
@@ -642,7 +642,7 @@ def test_a_run_config_reading_cifar_pickles_from_elsewhere_warns_once(tmp_path, 
     with pytest.warns(
         DataRootWarning, match=rf"run1.*{elsewhere}.*outside the experiment.*pickles"
     ):
-        ds = analysis._run_dataset(run)  # what topology/samples/report use to load a run's data
+        ds = Run(run).dataset()  # what topology/samples/report use to load a run's data
     assert ds.n("train") == 10
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataRootWarning)

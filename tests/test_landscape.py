@@ -23,8 +23,8 @@ from sampletopo.landscape import (
     hessian_directions,
     landscape_metrics,
     landscape_profile,
-    load_landscape,
     random_directions,
+    read_landscape,
 )
 
 torch.set_num_threads(1)
@@ -381,7 +381,7 @@ def test_save_and_load_round_trip(tmp_path):
     d = random_directions(model, dim=2, seed=0)
     land = evaluate_grid(model, F.mse_loss, x, y, d, steps=4, progress=False)
     path = land.save(tmp_path / "a.npz", extra={"m": {"smad": 1.5}, "arr": np.arange(3)})
-    back, extra = load_landscape(path)
+    back, extra = read_landscape(path)
     np.testing.assert_array_equal(back.loss, land.loss)
     np.testing.assert_allclose(back.directions.vectors, d.vectors, rtol=1e-6)
     assert back.directions.names == d.names
@@ -478,7 +478,7 @@ def test_every_metric_result_names_its_grid_graph(tmp_path):
         exp / "landscapes" / "run-epoch=0001.npz",
         extra={"metrics": m.to_dict(), "hessian_eigenvalues": np.ones(1), "hessian_trace": trace},
     )
-    _, extra = load_landscape(exp / "landscapes" / "run-epoch=0001.npz")
+    _, extra = read_landscape(exp / "landscapes" / "run-epoch=0001.npz")
     lines = summary_lines(extra)
     assert lines[0].startswith("merge tree on the axis grid graph: minima 1")
     assert (
@@ -633,7 +633,7 @@ def test_cli_landscape_of_a_trained_run_starts_at_the_recorded_losses(tmp_path, 
     its loss is the mean of the recorded per-sample training losses of the same subset."""
     from sampletopo.cli import main
     from sampletopo.landscape import _subset, landscape_path
-    from sampletopo.record import loss_matrix
+    from sampletopo.readers import read_loss_matrix
     from sampletopo.train import TrainConfig, train_run
 
     run = train_run(
@@ -648,7 +648,7 @@ def test_cli_landscape_of_a_trained_run_starts_at_the_recorded_losses(tmp_path, 
     printed = capsys.readouterr().out
     path = landscape_path(run, 2)
     assert f"wrote {path}" in printed and "Hessian top eigenvalue" in printed
-    land, extra = load_landscape(path)
+    land, extra = read_landscape(path)
     # The trace says whether it reached its tolerance within its budget: in the file, in the
     # metrics, in a warning and in the printed summary (with the grid graph of the metrics).
     tr = extra["hessian_trace"]
@@ -660,7 +660,7 @@ def test_cli_landscape_of_a_trained_run_starts_at_the_recorded_losses(tmp_path, 
     assert ("NOT converged" in printed) == (not tr["converged"]) and "probes" in printed
     assert "merge tree on the freudenthal grid graph" in printed
     assert land.loss.shape == (5, 5) and np.isfinite(land.loss).all()
-    epochs, losses = loss_matrix(run, "train")
+    epochs, losses = read_loss_matrix(run, split="train")
     idx = _subset(losses.shape[1], 64, 0)
     centre = land.loss[2, 2]
     assert centre == pytest.approx(losses[list(epochs).index(2), idx].mean(), rel=1e-5)
@@ -679,7 +679,7 @@ def test_cli_landscape_of_a_trained_run_starts_at_the_recorded_losses(tmp_path, 
     quick = landscape_for_run(
         run, 2, steps=5, n_samples=64, hessian=False, out=tmp_path / "q.npz", progress=False
     )
-    q_land, q_extra = load_landscape(quick)
+    q_land, q_extra = read_landscape(quick)
     np.testing.assert_array_equal(q_land.loss, land.loss)
     assert "hessian_eigenvalues" not in q_extra and "density_nodes" not in q_extra
     assert np.isnan(q_extra["metrics"]["hessian_trace"])

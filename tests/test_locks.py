@@ -38,12 +38,11 @@ from sampletopo._io import write_atomic
 from sampletopo.analysis import compute_topology
 from sampletopo.cli import main
 from sampletopo.data import Dataset
+from sampletopo.readers import loss_epochs, read_loss_matrix
 from sampletopo.record import (
     LossRecorder,
-    loss_matrix,
     read_run_config,
     record_checkpoints,
-    recorded_epochs,
 )
 from sampletopo.train import TrainConfig, resolve_variants, train_experiment, train_run
 
@@ -354,11 +353,11 @@ def test_analysis_goes_on_while_a_run_records_but_two_analyses_are_refused(tmp_p
 
 SLOW_TRAIN = """
     import os, sys, time
-    import sampletopo.record as R
+    import sampletopo._writer as W
     from sampletopo.cli import main
 
     started, go = sys.argv[1], sys.argv[2]
-    original = R._write_atomic_parquet
+    original = W._write_table
 
     def held_write(df, path):
         # The first table: leave a temporary file as a half-written table would, and wait.
@@ -373,7 +372,7 @@ SLOW_TRAIN = """
             tmp.unlink()
         original(df, path)
 
-    R._write_atomic_parquet = held_write
+    W._write_table = held_write
     sys.exit(main(sys.argv[3:]))
 """
 
@@ -410,9 +409,10 @@ def test_two_train_commands_on_one_out_the_second_fails_naming_the_first(tmp_pat
     alone = tmp_path / "alone"
     assert main([*TRAIN, "--epochs", "2", "--lr", "0.05", "--out", str(alone)]) == 0
     for split in ("train", "val"):
-        assert recorded_epochs(out / "run", split) == [0, 1, 2]
+        assert loss_epochs(out / "run", split=split) == [0, 1, 2]
         np.testing.assert_array_equal(
-            loss_matrix(out / "run", split)[1], loss_matrix(alone / "run", split)[1]
+            read_loss_matrix(out / "run", split=split)[1],
+            read_loss_matrix(alone / "run", split=split)[1],
         )
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.lock"))
 
@@ -607,13 +607,13 @@ def test_train_into_a_full_disk_is_one_line_and_loses_nothing(tmp_path):
     assert f"File too large: {str(ckpt)!r}. Fix: a file would exceed" in line
     assert "what was written before is intact" in line
     for split in ("train", "val"):  # epoch 0 was recorded before the checkpoint: whole
-        epochs, losses = loss_matrix(out / "run", split)
+        epochs, losses = read_loss_matrix(out / "run", split=split)
         assert epochs.tolist() == [0] and np.isfinite(losses).all()
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.lock"))
     # room again: the same command continues and ends with every epoch once
     assert main([*TRAIN, "--epochs", "2", "--out", str(out)]) == 0
     for split in ("train", "val"):
-        assert recorded_epochs(out / "run", split) == [0, 1, 2]
+        assert loss_epochs(out / "run", split=split) == [0, 1, 2]
 
 
 def _can_mount_read_only() -> bool:
@@ -647,7 +647,7 @@ def test_a_read_only_checkpoint_folder_is_one_line_and_loses_nothing(tmp_path):
     assert f"Read-only file system: {str(ckpts / 'epoch=0000.pt')!r}" in line
     assert "Fix: that file system is read-only" in line
     for split in ("train", "val"):  # epoch 0 was recorded before the checkpoint: whole
-        epochs, losses = loss_matrix(out / "run", split)
+        epochs, losses = read_loss_matrix(out / "run", split=split)
         assert epochs.tolist() == [0] and np.isfinite(losses).all()
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.lock"))
 
@@ -698,7 +698,7 @@ def test_training_in_a_folder_one_may_not_write_is_one_line(tmp_path):
         assert f"Permission denied: {str(out / LOCK_NAME)!r}" in line
         assert "Fix: pick a location you may use" in line
         assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
-        assert recorded_epochs(out / "run", "train") == [0, 1]
+        assert loss_epochs(out / "run", split="train") == [0, 1]
     finally:
         for p in base.rglob("*"):
             if p.is_dir():

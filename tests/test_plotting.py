@@ -23,6 +23,7 @@ from matplotlib.colors import LogNorm  # noqa: E402
 
 from sampletopo import analysis  # noqa: E402
 from sampletopo.landscape import Directions, Landscape  # noqa: E402
+from sampletopo.readers import read_diagrams
 
 
 @pytest.fixture(autouse=True)
@@ -146,7 +147,7 @@ def test_small_counts_get_a_linear_bar_with_integer_ticks(experiment):
     from sampletopo.plotting import heatmap_figure
 
     _, runs = experiment
-    fig = heatmap_figure(analysis.load_diagrams(runs), split="val", tree="split", epochs=[0, 4])
+    fig = heatmap_figure(read_diagrams(runs), split="val", tree="split", epochs=[0, 4])
     cax = fig.axes[-1]
     assert cax.get_ylabel() == "pairs per bin"
     mesh = fig.axes[0].collections[0]

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sampletopo._errors import SampletopoError
+from sampletopo._writer import RunWriter
 from sampletopo.checkpoints import (
     checkpoint_epoch,
     extract_state_dict,
@@ -20,17 +21,16 @@ from sampletopo.checkpoints import (
 )
 from sampletopo.data import Dataset, load_dataset
 from sampletopo.models import create_model
+from sampletopo.readers import loss_epochs, read_loss_matrix, read_losses, scan_losses
 from sampletopo.record import (
     LOSS_SCHEMA,
     LossRecorder,
     NonFiniteLossWarning,
-    load_losses,
     load_run_model,
-    loss_matrix,
     read_run_config,
     record_checkpoints,
-    recorded_epochs,
 )
+from sampletopo.runs import SPLITS
 
 torch.set_num_threads(1)
 
@@ -104,7 +104,7 @@ def test_an_epoch_on_disk_is_skipped_or_refused_never_duplicated(ds, tmp_path):
         "train": None,
         "val": tmp_path / "run/losses/val/epoch=0000.parquet",
     }
-    df = load_losses(tmp_path / "run")
+    df = read_losses(tmp_path / "run")
     assert df.height == ds.n("train") + ds.n("val")
     assert df.select(pl.struct("split", "epoch", "sample").is_unique().all()).item()
 
@@ -117,25 +117,25 @@ def test_readers_agree(ds, tmp_path):
             rec.on_train_epoch_end(epoch, model)
             _sgd_steps(model, ds, steps=1)
     run_a = tmp_path / "exp" / "a"
-    assert recorded_epochs(run_a, "val") == [0, 1, 2] and recorded_epochs(run_a, "train") == []
-    df = load_losses(run_a)
+    assert loss_epochs(run_a, split="val") == [0, 1, 2] and loss_epochs(run_a, split="train") == []
+    df = read_losses(run_a)
     assert df.columns == ["run", "split", "epoch", "sample", "label", "pred", "loss", "correct"]
     assert df.height == 3 * ds.n("val") and set(df["run"]) == {"a"}
-    lazy = load_losses(run_a, split="val", lazy=True)
+    lazy = scan_losses(run_a, split="val")
     assert isinstance(lazy, pl.LazyFrame)
     assert lazy.collect().equals(df)
-    epochs, mat = loss_matrix(run_a, "val")
+    epochs, mat = read_loss_matrix(run_a, split="val")
     np.testing.assert_array_equal(epochs, [0, 1, 2])
     assert mat.shape == (3, ds.n("val")) and mat.dtype == np.float64
     np.testing.assert_array_equal(
         mat[1], df.filter(pl.col("epoch") == 1).sort("sample")["loss"].to_numpy()
     )
-    both = load_losses(tmp_path / "exp")
+    both = read_losses(tmp_path / "exp")
     assert sorted(set(both["run"])) == ["a", "b"] and both.height == 2 * df.height
     with pytest.raises(SampletopoError, match="No loss tables for split 'train'"):
-        loss_matrix(run_a, "train")
+        read_loss_matrix(run_a, split="train")
     with pytest.raises(SampletopoError, match="not a run folder"):
-        load_losses(tmp_path / "nothing")
+        read_losses(tmp_path / "nothing")
 
 
 def test_nan_and_inf_losses_are_recorded_and_reported(ds, tmp_path):
@@ -158,7 +158,7 @@ def test_nan_and_inf_losses_are_recorded_and_reported(ds, tmp_path):
     msg = str(caught[0].message)
     assert f"{n} of {n} losses" in msg and f"({n} NaN, 0 inf" in msg and "epoch 4" in msg
     assert rec.nonfinite == {("val", 4): n}
-    epochs, mat = loss_matrix(tmp_path / "run", "val")
+    epochs, mat = read_loss_matrix(tmp_path / "run", split="val")
     assert mat.shape == (1, n) and np.isnan(mat).all()  # nothing dropped
     # the counts survive a save/load of the recorder state through weights_only loading
     torch.save({"rec": rec.state_dict()}, tmp_path / "state.pt")
@@ -180,7 +180,7 @@ def test_nan_and_inf_losses_are_recorded_and_reported(ds, tmp_path):
         NonFiniteLossWarning, match=r"5 of 400 losses.*\(2 NaN, 3 inf; first at sample 5\)"
     ):
         tp.on_train_epoch_end(1, _model())
-    row = loss_matrix(tmp_path / "tp", "train")[1][0]
+    row = read_loss_matrix(tmp_path / "tp", split="train")[1][0]
     assert np.isposinf(row[[5, 17, 200]]).all() and np.isnan(row[[9, 399]]).all()
     assert np.isfinite(row).sum() == 395
 
@@ -190,7 +190,7 @@ def test_train_pass_mode_uses_the_training_forward_pass(ds, tmp_path):
     rec = LossRecorder(tmp_path / "run", ds, mode="train_pass")
     rec.on_train_epoch_end(0, model)  # epoch 0: eval pass
     np.testing.assert_allclose(
-        loss_matrix(tmp_path / "run", "train")[1][0], _reference(model, ds, "train")[0]
+        read_loss_matrix(tmp_path / "run", split="train")[1][0], _reference(model, ds, "train")[0]
     )
     x, y = ds.tensors("train")
     perm = torch.randperm(ds.n("train"), generator=torch.Generator().manual_seed(0))
@@ -208,11 +208,11 @@ def test_train_pass_mode_uses_the_training_forward_pass(ds, tmp_path):
         opt.step()
         rec.on_train_batch_end(idx, logits, y[idx])
     rec.on_train_epoch_end(1, model)
-    _, train = loss_matrix(tmp_path / "run", "train")
+    _, train = read_loss_matrix(tmp_path / "run", split="train")
     np.testing.assert_allclose(train[1], expected, rtol=1e-12)
     # val is an eval pass of the end-of-epoch model; train is not (weights moved, BN in train mode)
     np.testing.assert_allclose(
-        loss_matrix(tmp_path / "run", "val")[1][1], _reference(model, ds, "val")[0]
+        read_loss_matrix(tmp_path / "run", split="val")[1][1], _reference(model, ds, "val")[0]
     )
     assert not np.allclose(train[1], _reference(model, ds, "train")[0])
 
@@ -344,8 +344,8 @@ def test_recording_from_checkpoints_reproduces_live_losses(ds, tmp_path):
     )
     assert done == [0, 1, 2, 3]
     for split in ("train", "val"):
-        e1, a = loss_matrix(tmp_path / "live", split)
-        e2, b = loss_matrix(tmp_path / "rec", split)
+        e1, a = read_loss_matrix(tmp_path / "live", split=split)
+        e2, b = read_loss_matrix(tmp_path / "rec", split=split)
         np.testing.assert_array_equal(e1, e2)
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
     # again: everything is on disk, nothing is recorded twice
@@ -366,7 +366,9 @@ def test_recording_from_checkpoints_reproduces_live_losses(ds, tmp_path):
     rebuilt, ds2 = load_run_model(tmp_path / "rec", 3)
     assert not rebuilt.training and ds2.fingerprint("val") == ds.fingerprint("val")
     np.testing.assert_allclose(
-        _reference(rebuilt, ds, "val")[0], loss_matrix(tmp_path / "live", "val")[1][3], rtol=1e-6
+        _reference(rebuilt, ds, "val")[0],
+        read_loss_matrix(tmp_path / "live", split="val")[1][3],
+        rtol=1e-6,
     )
     with pytest.raises(SampletopoError, match=r"no checkpoint for epoch 9.*\[0, 1, 2, 3\]"):
         load_run_model(tmp_path / "rec", 9)
@@ -399,7 +401,7 @@ def test_recording_from_a_real_model_instance_and_dataset_object(ds, tmp_path):
             ck, tmp_path / "r", model=_model(9), data=ds, splits=("val",), progress=False
         ) == [5]
     np.testing.assert_allclose(
-        loss_matrix(tmp_path / "r", "val")[1][0], _reference(model, ds, "val")[0]
+        read_loss_matrix(tmp_path / "r", split="val")[1][0], _reference(model, ds, "val")[0]
     )
 
 
@@ -417,21 +419,26 @@ def test_checkpoint_epoch_conventions(tmp_path):
     }
     assert checkpoint_epoch(tmp_path / "epoch=0-step=12.ckpt", lightning) == 1
     with pytest.raises(SampletopoError, match="'split' must be one of"):
-        recorded_epochs(tmp_path, None)  # type: ignore[arg-type]
+        loss_epochs(tmp_path, split=None)  # type: ignore[arg-type]
 
 
 def test_a_run_folder_refuses_another_model_instead_of_skipping_its_epochs(ds, tmp_path):
     rec = LossRecorder(tmp_path / "run", ds)
     rec.on_train_epoch_end(0, _model())
     rec.on_train_epoch_end(0, _model(seed=3))  # same architecture, a restart: skipped
-    LossRecorder(tmp_path / "run", ds)._check_model(torch.compile(_model()))  # compiled: same
+    # The model check of the writer every recorder shares; a compiled model is the same model.
+    writer = RunWriter(
+        tmp_path / "run", ds, splits=SPLITS, mode="eval", on_exists="skip", source="recorder"
+    )
+    writer.check_model(torch.compile(_model()))
+    writer.close()
     other = create_model("mlp", in_channels=1, input_size=8)
     with pytest.raises(
         SampletopoError,
         match=r"another model \(SmallCNN, 1,030 parameters\); this one is MLP.*new run",
     ):
         LossRecorder(tmp_path / "run", ds).on_train_epoch_end(1, other)
-    assert recorded_epochs(tmp_path / "run", "train") == [0]  # nothing lost, nothing mixed
+    assert loss_epochs(tmp_path / "run", split="train") == [0]  # nothing lost, nothing mixed
 
 
 def test_record_into_a_folder_of_another_recording(ds, tmp_path):

@@ -16,15 +16,14 @@ import pytest
 import torch
 
 from sampletopo._errors import SampletopoError
+from sampletopo._folders import StaleLockWarning
 from sampletopo.cli import main
+from sampletopo.readers import loss_epochs, read_loss_matrix, read_losses
 from sampletopo.record import (
     NonFiniteLossWarning,
     evaluate_losses,
-    load_losses,
     load_run_model,
-    loss_matrix,
     read_run_config,
-    recorded_epochs,
 )
 from sampletopo.train import TrainConfig, lr_at_epoch, scale_milestones, train_experiment, train_run
 
@@ -82,7 +81,7 @@ def test_lr_study_writes_two_run_folders(tmp_path):
             f"epoch={e:04d}.pt" for e in range(4)
         ]
         for split in ("train", "val"):
-            assert recorded_epochs(d, split) == [0, 1, 2, 3]
+            assert loss_epochs(d, split=split) == [0, 1, 2, 3]
         # the learning rate really used: lr for epoch 1, lr * 0.1 after milestone 1
         for e, want in ((1, lr), (2, lr * 0.1), (3, lr * 0.1)):
             ck = torch.load(d / f"checkpoints/epoch={e:04d}.pt", weights_only=True)
@@ -91,7 +90,7 @@ def test_lr_study_writes_two_run_folders(tmp_path):
     exp = (tmp_path / "lr" / "config.toml").read_text()
     assert 'variant_names = [\n    "lr=0.1",\n    "lr=0.01",\n]' in exp
     # same seed: identical initial model; the learning rates then part ways
-    a, b = (loss_matrix(d, "train")[1] for d in dirs)
+    a, b = (read_loss_matrix(d, split="train")[1] for d in dirs)
     np.testing.assert_array_equal(a[0], b[0])
     assert not np.allclose(a[1], b[1])
     assert a[3].mean() < b[3].mean()  # lr 0.1 fits digits faster than 0.01 in 3 epochs
@@ -116,11 +115,11 @@ SCRIPT = (
     import os, signal, sys
     import torch
     torch.set_num_threads(1)
-    import sampletopo.record as R
+    import sampletopo._writer as W
     from sampletopo.train import TrainConfig, train_run
 
     out, split, epoch, when = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    original = R._write_atomic_parquet
+    original = W._write_table
 
     def dying_write(df, path):
         if path.parent.name == split and path.name == f"epoch={epoch:04d}.parquet":
@@ -132,7 +131,7 @@ SCRIPT = (
         original(df, path)
 
     if split != "none":
-        R._write_atomic_parquet = dying_write
+        W._write_table = dying_write
     train_run(TrainConfig(epochs=EPOCHS, **TINY), out, progress=False)
     """
     )
@@ -156,16 +155,26 @@ def _spawn(tmp_path: Path, out: Path, *args: str) -> subprocess.Popen:
 
 def _check_every_epoch_once(run: Path, reference: Path) -> None:
     for split in ("train", "val"):
-        assert recorded_epochs(run, split) == list(range(EPOCHS + 1))
-    df = load_losses(run)
+        assert loss_epochs(run, split=split) == list(range(EPOCHS + 1))
+    df = read_losses(run)
     assert df.height == (EPOCHS + 1) * (400 + 100)
     assert df.select(pl.struct("split", "epoch", "sample").is_unique().all()).item()
     assert not [p for p in run.rglob("*.tmp")]
     # a resumed run is the same run: deterministic training continues where it stopped
     for split in ("train", "val"):
         np.testing.assert_allclose(
-            loss_matrix(run, split)[1], loss_matrix(reference, split)[1], rtol=1e-7, atol=1e-10
+            read_loss_matrix(run, split=split)[1],
+            read_loss_matrix(reference, split=split)[1],
+            rtol=1e-7,
+            atol=1e-10,
         )
+
+
+def _restart(out: Path, pid: int) -> None:
+    """Train again into ``out``: the killed process ``pid`` held its lock, so the restart takes
+    it over, saying so."""
+    with pytest.warns(StaleLockWarning, match=rf"Took over the lock of .*pid {pid} .*training"):
+        train_run(TrainConfig(epochs=EPOCHS, **TINY), out, progress=False)
 
 
 def test_sigkill_at_a_random_moment_then_restart(tmp_path, reference):
@@ -177,9 +186,9 @@ def test_sigkill_at_a_random_moment_then_restart(tmp_path, reference):
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL  # it died mid-run
-    done = recorded_epochs(out, "train")
+    done = loss_epochs(out, split="train")
     assert 4 <= len(done) < EPOCHS + 1
-    train_run(TrainConfig(epochs=EPOCHS, **TINY), out, progress=False)
+    _restart(out, proc.pid)
     _check_every_epoch_once(out, reference)
 
 
@@ -191,11 +200,11 @@ def test_sigkill_while_writing_then_restart(tmp_path, reference, split, epoch, w
     out = tmp_path / "run"
     proc = _spawn(tmp_path, out, split, str(epoch), when)
     assert proc.wait(timeout=120) == -signal.SIGKILL
-    assert recorded_epochs(out, "val") == list(range(epoch))
-    assert recorded_epochs(out, "train") == list(range(epoch + (when == "after")))
+    assert loss_epochs(out, split="val") == list(range(epoch))
+    assert loss_epochs(out, split="train") == list(range(epoch + (when == "after")))
     if when == "during":
         assert list((out / "losses" / "train").glob(".epoch=*.tmp"))
-    train_run(TrainConfig(epochs=EPOCHS, **TINY), out, progress=False)
+    _restart(out, proc.pid)
     _check_every_epoch_once(out, reference)
 
 
@@ -221,15 +230,15 @@ def test_cli_record_from_checkpoints_reproduces_live_losses(reference, tmp_path,
     assert rc == 0
     assert f"recorded {EPOCHS + 1} epoch(s)" in capsys.readouterr().out
     for split in ("train", "val"):
-        e1, live = loss_matrix(reference, split)
-        e2, again = loss_matrix(rec, split)
+        e1, live = read_loss_matrix(reference, split=split)
+        e2, again = read_loss_matrix(rec, split=split)
         np.testing.assert_array_equal(e1, e2)
         np.testing.assert_allclose(again, live, rtol=1e-6, atol=1e-9)
     # and the run's own model rebuilds from config + checkpoint
     model, ds = load_run_model(reference, 7)
     x, y = ds.tensors("val")
     np.testing.assert_allclose(
-        evaluate_losses(model, x, y)[0], loss_matrix(reference, "val")[1][7], rtol=1e-6
+        evaluate_losses(model, x, y)[0], read_loss_matrix(reference, split="val")[1][7], rtol=1e-6
     )
     assert (
         main(
@@ -329,12 +338,14 @@ def test_train_pass_mode_through_the_driver(tmp_path):
     for e in (0, 1, 2):
         model, ds = load_run_model(run, e)
         val = evaluate_losses(model, *ds.tensors("val"))[0]
-        np.testing.assert_allclose(loss_matrix(run, "val")[1][e], val, rtol=1e-6)  # val: exact
+        np.testing.assert_allclose(
+            read_loss_matrix(run, split="val")[1][e], val, rtol=1e-6
+        )  # val: exact
         train = evaluate_losses(model, *ds.tensors("train"))[0]
         if e == 0:
-            np.testing.assert_allclose(loss_matrix(run, "train")[1][0], train, rtol=1e-6)
+            np.testing.assert_allclose(read_loss_matrix(run, split="train")[1][0], train, rtol=1e-6)
         else:  # the training pass, not the end-of-epoch model
-            assert not np.allclose(loss_matrix(run, "train")[1][e], train)
+            assert not np.allclose(read_loss_matrix(run, split="train")[1][e], train)
 
 
 def test_a_diverged_run_stops_with_one_error_and_keeps_its_epochs(tmp_path, capsys):
@@ -345,7 +356,7 @@ def test_a_diverged_run_stops_with_one_error_and_keeps_its_epochs(tmp_path, caps
         warnings.simplefilter("error", NonFiniteLossWarning)  # no flood of per-table warnings
         with pytest.raises(RunDivergedError, match=r"diverged at epoch (\d).*Lower the learning"):
             train_run(cfg, tmp_path / "nan", progress=False)
-    epochs, mat = loss_matrix(tmp_path / "nan", "train")
+    epochs, mat = read_loss_matrix(tmp_path / "nan", split="train")
     last = int(epochs[-1])
     assert last < 6 and list(epochs) == list(range(last + 1))  # stopped, nothing lost
     assert np.isfinite(mat[0]).all() and not np.isfinite(mat[-1]).all()
@@ -356,7 +367,7 @@ def test_a_diverged_run_stops_with_one_error_and_keeps_its_epochs(tmp_path, caps
     )  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 2 and err.count("diverged at epoch") == 1 and "lr=1000000" in err
-    assert recorded_epochs(tmp_path / "exp" / "lr=0.01", "val") == [0, 1, 2]
+    assert loss_epochs(tmp_path / "exp" / "lr=0.01", split="val") == [0, 1, 2]
 
 
 def test_failed_attempts_do_not_block_a_corrected_retry(tmp_path, capsys):
@@ -365,7 +376,7 @@ def test_failed_attempts_do_not_block_a_corrected_retry(tmp_path, capsys):
     assert main([*args, "--data", "cifar10", "--data-root", str(tmp_path / "nothing")]) == 2
     assert "CIFAR-10 not found" in capsys.readouterr().err
     assert main([*args, "--data", "synthetic", "--width", "4"]) == 0
-    assert recorded_epochs(out / "run", "train") == [0, 1]
+    assert loss_epochs(out / "run", split="train") == [0, 1]
 
 
 def test_an_experiment_folder_refuses_other_base_settings(tmp_path, capsys):

@@ -149,9 +149,9 @@ def require_diagrams(runs: list[Path], *, given: list[str]) -> None:
 
     ``given`` are the folders as the user typed them (experiments or runs), for the message.
     """
-    from sampletopo import analysis
+    from sampletopo.runs import SPLITS, Run
 
-    if not any(analysis.topology_epochs(rd, s) for rd in runs for s in analysis.SPLITS):
+    if not any(Run(rd).diagram_epochs(s) for rd in runs for s in SPLITS):
         where = ", ".join(repr(str(g)) for g in given)
         raise SampletopoError(
             f"No stored diagrams under {where}. Run `sampletopo topology {' '.join(given)}` first."

@@ -64,7 +64,9 @@ def _run(args: argparse.Namespace) -> int:
     formats = check_formats(args.formats)
     runs = analysis.check_comparable(args.runs)
     require_diagrams(runs, given=args.runs)
-    out = check_out_dir(args.out or runs[0].resolve().parent / "figures")
+    from sampletopo.runs import Run
+
+    out = check_out_dir(args.out or Run(runs[0]).experiment.figures_dir)
     kw = {"epochs": args.epochs, "formats": formats, "progress": not args.no_progress}
     for p in write_figure_set(runs, out, **kw):
         print(p)

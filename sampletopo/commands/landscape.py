@@ -84,7 +84,7 @@ def register(subparsers: Any) -> None:
 
 
 def summary_lines(extra: dict[str, Any]) -> list[str]:
-    """The printed summary of a saved landscape's extras (see ``load_landscape``)."""
+    """The printed summary of a saved landscape's extras (see ``read_landscape``)."""
     m = extra["metrics"]
     conn = m.get("connectivity", "unrecorded")
     lines = [
@@ -129,9 +129,12 @@ def _run(args: argparse.Namespace) -> int:
             "--dirs random with --no-hessian, or drop --no-hessian."
         )
     if args.out:
-        check_out_file(args.out, example=f"epoch={args.epoch:04d}.npz", suffix=".npz")
+        from sampletopo.runs import Run
 
-    from sampletopo.landscape import landscape_for_run, load_landscape
+        example = Run(args.run).landscape_file(args.epoch).name
+        check_out_file(args.out, example=example, suffix=".npz")
+
+    from sampletopo.landscape import landscape_for_run, read_landscape
 
     path = landscape_for_run(
         args.run,
@@ -150,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
         out=args.out,
         progress=not args.no_progress,
     )
-    _, extra = load_landscape(path)
+    _, extra = read_landscape(path)
     print(f"wrote {path}")
     for line in summary_lines(extra):
         print(line)

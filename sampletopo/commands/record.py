@@ -16,6 +16,7 @@ import argparse
 from typing import Any
 
 from sampletopo.commands._common import add_command
+from sampletopo.runs import SPLITS
 
 
 def register(subparsers: Any) -> None:
@@ -55,8 +56,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--splits",
         nargs="+",
-        choices=["train", "val"],
-        default=["train", "val"],
+        choices=list(SPLITS),
+        default=list(SPLITS),
         help="splits to record",
     )
     p.add_argument("--batch-size", type=int, default=512, help="evaluation batch size")
@@ -91,10 +92,12 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from sampletopo._device import resolve_device
+    from sampletopo._writer import NonFiniteLossWarning
     from sampletopo.commands._common import check_out_dir, check_seed_flag
     from sampletopo.commands.train import _parse_kv, _val_fraction
     from sampletopo.distributed import process_group, rank_device
-    from sampletopo.record import NonFiniteLossWarning, record_checkpoints, recorded_epochs
+    from sampletopo.from_checkpoints import record_checkpoints
+    from sampletopo.readers import loss_epochs
 
     check_out_dir(args.out)
     check_seed_flag(args.data_seed, "--data-seed")
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     ranks = f" with {world.size} processes (--shard {args.shard})" if world.distributed else ""
     print(f"recorded {len(done)} epoch(s) into {args.out}{ranks}: {done}")
     for s in args.splits:
-        print(f"  {s}: {len(recorded_epochs(args.out, s))} epoch(s) on disk")
+        print(f"  {s}: {len(loss_epochs(args.out, split=s))} epoch(s) on disk")
     nonfinite = [w for w in caught if issubclass(w.category, NonFiniteLossWarning)]
     if nonfinite:
         print(f"WARNING: {len(nonfinite)} table(s) hold NaN/inf losses (kept, see above).")

@@ -30,7 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from sampletopo import analysis
     from sampletopo.commands._common import check_out_dir, require_diagrams
@@ -38,7 +37,9 @@ def _run(args: argparse.Namespace) -> int:
 
     for exp in args.experiments:
         require_diagrams(analysis.check_comparable(exp), given=[exp])
-    out = check_out_dir(args.out or Path(args.experiments[0]) / "report")
+    from sampletopo.runs import Experiment
+
+    out = check_out_dir(args.out or Experiment(args.experiments[0]).report_dir)
     check_out_dir(out / "figures")  # write_report draws into it
     index = write_report(
         args.experiments, out, title=args.title, epochs=args.epochs, progress=not args.no_progress

@@ -14,6 +14,7 @@ import argparse
 from typing import Any
 
 from sampletopo.commands._common import add_command
+from sampletopo.runs import SPLITS
 
 
 def register(subparsers: Any) -> None:
@@ -24,7 +25,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
     )
     p.add_argument("run", help="run (variant) folder holding losses/<split>/epoch=NNNN.parquet")
-    p.add_argument("--split", choices=["train", "val"], default="val", help="split to look at")
+    p.add_argument("--split", choices=list(SPLITS), default="val", help="split to look at")
     p.add_argument("--epoch", type=int, required=True, help="a recorded epoch")
     p.add_argument("--top", type=int, default=10, help="regions per tree")
     p.add_argument(
@@ -97,12 +98,12 @@ def _run(args: argparse.Namespace) -> int:
 
     from sampletopo._folders import lock_output
     from sampletopo.commands._common import check_out_dir, check_out_file
+    from sampletopo.runs import TABLE_SUFFIX, Run
     from sampletopo.samples import regions_path, top_regions
 
     if args.out:
-        check_out_file(
-            args.out, example=f"{args.split}-epoch={args.epoch:04d}.parquet", suffix=".parquet"
-        )
+        example = Run(args.run).regions_file(args.split, args.epoch).name
+        check_out_file(args.out, example=example, suffix=TABLE_SUFFIX)
     if args.figures:
         check_out_dir(args.figures, "--figures")
     with warnings.catch_warnings(record=True) as caught:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from sampletopo.commands._common import add_command
+from sampletopo.runs import SPLITS
 
 _REFERENCES = "'final' (or 'last'), 'first', or an epoch number"
 
@@ -32,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--splits",
         nargs="+",
-        default=["train", "val"],
-        choices=["train", "val"],
+        default=list(SPLITS),
+        choices=list(SPLITS),
         help="splits to compute",
     )
     p.add_argument("--jobs", type=int, default=1, help="worker processes (same results as 1)")

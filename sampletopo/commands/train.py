@@ -13,6 +13,7 @@ import argparse
 from typing import Any
 
 from sampletopo.commands._common import add_command
+from sampletopo.runs import SPLITS
 
 # (flag, TrainConfig key or model option, type, help); each takes one value or several (variants)
 _SCALAR_FLAGS: list[tuple[str, str, Any, str]] = [
@@ -110,7 +111,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--record-splits",
         nargs="+",
-        choices=["train", "val"],
+        choices=list(SPLITS),
         help="splits to record (default: {train:record_splits})",
     )
     p.add_argument(

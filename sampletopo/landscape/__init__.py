@@ -8,7 +8,7 @@ What is here, one private module per job (the public names are all importable fr
 - **Grids** (``_grid``): :func:`evaluate_grid` evaluates loss and accuracy at
   ``theta + sum_k c_k d_k`` for ``c`` on a ``steps**d`` grid over ``[-distance, distance]**d``,
   batching grid points with :func:`torch.func.vmap`, resumable from a side file; the result is a
-  :class:`Landscape` (:meth:`Landscape.save`, :func:`load_landscape`). Non-finite losses are kept
+  :class:`Landscape` (:meth:`Landscape.save`, :func:`read_landscape`). Non-finite losses are kept
   and reported (:class:`NonFiniteLandscapeWarning`), never replaced.
 - **Metrics** (``_metrics``): :class:`LandscapeMetrics`, :func:`landscape_metrics` -- minima,
   saddles and average persistence of the join tree of the grid graph (Xie et al. 2024) and
@@ -26,12 +26,13 @@ algorithms (:mod:`sampletopo.hessian`) and figures (:mod:`sampletopo.plotting`).
 
 from __future__ import annotations
 
+from sampletopo._deprecated import load_landscape as load_landscape
 from sampletopo.landscape._directions import Directions, hessian_directions, random_directions
 from sampletopo.landscape._grid import (
     Landscape,
     NonFiniteLandscapeWarning,
     evaluate_grid,
-    load_landscape,
+    read_landscape,
 )
 from sampletopo.landscape._metrics import LandscapeMetrics, landscape_metrics, smad
 from sampletopo.landscape._profile import LandscapeProfile, landscape_profile
@@ -51,7 +52,7 @@ __all__ = [
     "landscape_for_run",
     "landscape_metrics",
     "landscape_profile",
-    "load_landscape",
+    "read_landscape",
     "random_directions",
     "smad",
 ]

@@ -1,7 +1,7 @@
 """Grids of any dimension around a model's parameters: evaluation, its resume file, and storage.
 
 What is here: :class:`Landscape` (loss and accuracy on a ``steps**d`` grid, saved to and read from
-.npz by :meth:`Landscape.save` / :func:`load_landscape`) and :func:`evaluate_grid`, which evaluates
+.npz by :meth:`Landscape.save` / :func:`read_landscape`) and :func:`evaluate_grid`, which evaluates
 ``theta + sum_k c_k d_k`` for ``c`` on a grid over ``[-distance, distance]**d``, batching grid
 points with :func:`torch.func.vmap` over :func:`torch.func.functional_call`, with a progress bar
 and a resumable side file (:class:`ResumeFile`, holding a :class:`GridProgress`). Non-finite
@@ -112,12 +112,12 @@ def _atomic_savez(path: Path, arrays: dict[str, Any]) -> Path:
     return write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
-def load_landscape(path: str | Path) -> tuple[Landscape, dict[str, Any]]:
+def read_landscape(path: str | Path) -> tuple[Landscape, dict[str, Any]]:
     """Read a file written by :meth:`Landscape.save`: the landscape and its ``extra`` entries."""
     path = Path(path)
     if not path.is_file():
         raise SampletopoError(
-            f"load_landscape: no file at {str(path)!r}. Compute it first, e.g. with "
+            f"read_landscape: no file at {str(path)!r}. Compute it first, e.g. with "
             "`sampletopo landscape RUN --epoch E`."
         )
     with read_npz(path, fix="Compute the landscape again.") as z:

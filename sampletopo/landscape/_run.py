@@ -6,12 +6,11 @@ training data, computes the Hessian summary, the directions, the grid and its me
 them to one .npz file.
 
 What is not here: the pieces it calls (``_directions``, ``_grid``, ``_metrics``,
-:mod:`sampletopo.hessian`) and loading a run (:mod:`sampletopo.record`).
+:mod:`sampletopo.hessian`) and loading a run (:mod:`sampletopo.runs`).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +22,7 @@ from sampletopo._folders import lock_output
 from sampletopo.landscape._directions import hessian_directions, random_directions
 from sampletopo.landscape._grid import evaluate_grid
 from sampletopo.landscape._metrics import landscape_metrics
+from sampletopo.runs import PathLike, as_run
 
 
 def _subset(n: int, n_samples: int | None, seed: int) -> np.ndarray:
@@ -32,14 +32,13 @@ def _subset(n: int, n_samples: int | None, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=n_samples, replace=False))
 
 
-def landscape_path(run_dir: str | Path, epoch: int) -> Path:
+def landscape_path(run_dir: PathLike, epoch: int) -> Path:
     """``<experiment>/landscapes/<variant>-epoch=NNNN.npz`` for a run directory."""
-    rd = Path(os.path.abspath(run_dir))  # "." has no name, and its parent is not "."'s parent
-    return rd.parent / "landscapes" / f"{rd.name}-epoch={int(epoch):04d}.npz"
+    return as_run(run_dir).landscape_file(epoch)
 
 
 def landscape_for_run(
-    run_dir: str | Path,
+    run_dir: PathLike,
     epoch: int,
     *,
     dirs: Literal["hessian", "random"] = "random",
@@ -126,7 +125,7 @@ def landscape_for_run(
 
 
 def _landscape_for_run(
-    run_dir: str | Path,
+    run_dir: PathLike,
     epoch: int,
     path: Path,
     *,
@@ -153,10 +152,10 @@ def _landscape_for_run(
         spectral_density,
         top_eigenpairs,
     )
-    from sampletopo.record import load_run_model
 
     where = "landscape_for_run"
-    model, dataset = load_run_model(run_dir, epoch)
+    run = as_run(run_dir)
+    model, dataset = run.load_model(epoch)
     x, y = dataset.tensors("train")
     idx = torch.from_numpy(_subset(int(x.shape[0]), n_samples, seed))
     x, y = x[idx], y[idx]
@@ -230,7 +229,7 @@ def _landscape_for_run(
         extra={
             "metrics": metrics.to_dict(),
             **extra,
-            "run": str(Path(run_dir).name),
+            "run": run.name,
             "epoch": int(epoch),
         },
     )

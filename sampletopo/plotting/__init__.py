@@ -3,14 +3,27 @@
 Every ``plot_*`` function takes ``ax=None`` and returns the Axes; none calls ``plt.show()``.
 """
 
+from sampletopo.plotting._landscape import __all__ as _landscape_names
 from sampletopo.plotting._landscape import (
-    plot_hessian_spectrum,
-    plot_landscape_1d,
-    plot_landscape_contour,
-    plot_landscape_profile,
-    plot_landscape_surface,
-    plot_random_directions,
-    save_landscape_figures,
+    plot_hessian_spectrum as plot_hessian_spectrum,
+)
+from sampletopo.plotting._landscape import (
+    plot_landscape_1d as plot_landscape_1d,
+)
+from sampletopo.plotting._landscape import (
+    plot_landscape_contour as plot_landscape_contour,
+)
+from sampletopo.plotting._landscape import (
+    plot_landscape_profile as plot_landscape_profile,
+)
+from sampletopo.plotting._landscape import (
+    plot_landscape_surface as plot_landscape_surface,
+)
+from sampletopo.plotting._landscape import (
+    plot_random_directions as plot_random_directions,
+)
+from sampletopo.plotting._landscape import (
+    save_landscape_figures as save_landscape_figures,
 )
 from sampletopo.plotting._samples import plot_member_losses, plot_region_images, sample_figures
 from sampletopo.plotting._topology import (
@@ -27,16 +40,10 @@ from sampletopo.plotting._topology import (
 )
 
 __all__ = [
-    "plot_hessian_spectrum",
-    "plot_landscape_1d",
-    "plot_landscape_contour",
-    "plot_landscape_profile",
-    "plot_landscape_surface",
+    *_landscape_names,
     "plot_member_losses",
-    "plot_random_directions",
     "plot_region_images",
     "sample_figures",
-    "save_landscape_figures",
     "default_heatmap_epochs",
     "heatmap_bins",
     "heatmap_figure",

@@ -479,10 +479,10 @@ def save_landscape_figures(path: str | Any, *, out_dir: str | Any | None = None)
     """
     from pathlib import Path
 
-    from sampletopo.landscape import landscape_profile, load_landscape
+    from sampletopo.landscape import landscape_profile, read_landscape
 
     src = Path(path)
-    land, extra = load_landscape(src)
+    land, extra = read_landscape(src)
     out = Path(out_dir) if out_dir is not None else src.parent
     out.mkdir(parents=True, exist_ok=True)
     stem = src.name.removesuffix(".npz")

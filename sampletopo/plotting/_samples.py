@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo.runs import PathLike
 from sampletopo.samples import MemberTracks, TreeChoice
 
 __all__ = ["NoImagesWarning", "plot_member_losses", "plot_region_images", "sample_figures"]
@@ -213,7 +214,7 @@ def plot_member_losses(
 
 
 def sample_figures(
-    run_dir: str | Path,
+    run_dir: PathLike,
     out_dir: str | Path,
     *,
     split: str = "val",
@@ -245,9 +246,10 @@ def sample_figures(
     tracks : MemberTracks, optional
         Reuse what :func:`sampletopo.samples.track_members` returned for the same arguments.
     """
-    from sampletopo.samples import _run_dataset, track_members
+    from sampletopo.runs import as_run, epoch_tag
+    from sampletopo.samples import track_members
 
-    rd = Path(run_dir)
+    rd = as_run(run_dir)
     if tracks is None:
         tracks = track_members(
             rd,
@@ -262,7 +264,7 @@ def sample_figures(
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{tracks.run}-samples-{tracks.split}-epoch={tracks.epoch:04d}"
+    stem = f"{tracks.run}-samples-{tracks.split}-{epoch_tag(tracks.epoch)}"
     written: list[Path] = []
 
     def save(fig: Figure, name: str) -> None:
@@ -271,7 +273,9 @@ def sample_figures(
         plt.close(fig)
         written.append(p)
 
-    ds = dataset if dataset is not None else _run_dataset(rd)
+    if dataset is None and rd.has_config():
+        dataset = rd.dataset()
+    ds = dataset
     images = ds.images(tracks.split) if ds is not None and hasattr(ds, "images") else None
     names = list(ds.class_names) if ds is not None else None
     if images is None:

@@ -30,6 +30,7 @@ from matplotlib.ticker import LogLocator, MaxNLocator, StrMethodFormatter
 
 from sampletopo._errors import SampletopoError
 from sampletopo.diagrams import Diagram
+from sampletopo.runs import SPLITS, TREES
 
 __all__ = [
     "plot_total_persistence",
@@ -130,8 +131,8 @@ def _panels(
     curve that ran under it in every panel. ``extra`` adds handles (e.g. a line-style key).
     """
     fig, axes = _grid(2, 2, 5.2, 3.6)
-    for i, split in enumerate(("train", "val")):
-        for j, tree in enumerate(("join", "split")):
+    for i, split in enumerate(SPLITS):
+        for j, tree in enumerate(TREES):
             plot(table, split=split, tree=tree, ax=axes[i, j], legend=False, **kw)
     handles: dict[str, Any] = {}
     for ax in axes.ravel():  # union over panels: a run may lack a split
@@ -304,7 +305,7 @@ def heatmap_figure(
 ) -> Figure:
     """Heatmaps at chosen epochs, one row per run, all panels on one set of bins and colours.
 
-    ``diagrams`` is :func:`sampletopo.analysis.load_diagrams` output. Raises if an asked epoch
+    ``diagrams`` is :func:`sampletopo.readers.read_diagrams` output. Raises if an asked epoch
     has no diagram in some run (naming the run and the epochs it has).
     """
     _need(diagrams, ["run", "split", "tree", "epoch", "birth", "persistence"], "heatmap_figure")
@@ -416,18 +417,18 @@ def plot_diagram(d: Diagram, *, ax: Axes | None = None, title: str = "") -> Axes
     ax.scatter(fin.birth, fin.death, s=10, alpha=0.7, label=f"{len(fin)} finite pairs")
     ess = d.select(d.essential)
     if len(ess):
-        y = hi + pad if d.kind == "join" else lo - pad
+        y = hi + pad if d.tree == "join" else lo - pad
         ax.scatter(
             ess.birth,
             np.full(len(ess), y),
-            marker="^" if d.kind == "join" else "v",
+            marker="^" if d.tree == "join" else "v",
             color="C3",
             s=30,
-            label=f"{len(ess)} essential ({'+' if d.kind == 'join' else '-'}inf)",
+            label=f"{len(ess)} essential ({'+' if d.tree == 'join' else '-'}inf)",
         )
     ax.set_xlabel("birth (loss)")
     ax.set_ylabel("death (loss)")
-    ax.set_title(title or f"{d.kind} diagram")
+    ax.set_title(title or f"{d.tree} diagram")
     ax.legend(fontsize=8)
     return ax
 
@@ -442,7 +443,7 @@ def plot_barcode(d: Diagram, *, top: int = 60, ax: Axes | None = None, title: st
     ax.set_yticks([])
     ax.set_xlabel("loss")
     ax.set_ylabel(f"{len(t)} most persistent pairs")
-    ax.set_title(title or f"{d.kind} barcode")
+    ax.set_title(title or f"{d.tree} barcode")
     return ax
 
 

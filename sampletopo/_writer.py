@@ -1,0 +1,289 @@
+"""The loss-table writer that every recorder shares: one object per run folder being recorded.
+
+:class:`RunWriter` is what :class:`~sampletopo.recorder.LossRecorder` (a training loop's
+callback, ``sampletopo train``) and :func:`~sampletopo.from_checkpoints.record_checkpoints`
+(``sampletopo record``) have in common: the run folder's lock (when the caller does not hold it
+already), the manifest and the check that the folder holds losses of this data and mode, the
+config of a folder a user's own loop records into, the model-signature check, moving aside
+tables that do not read back whole, which splits of an epoch are still to be recorded, and the
+atomic write of one table with its non-finite warning. It evaluates nothing and knows nothing
+about processes: under ``torch.distributed`` only rank 0 makes one.
+
+Who records (``source``) is explicit: ``"recorder"`` (a user's loop through a LossRecorder; the
+writer locks the folder and writes a config naming the data when the folder has none),
+``"train"`` and ``"checkpoints"`` (sampletopo's drivers, which lock the folder and write the
+config themselves). A folder holding losses of one source is refused to another.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import polars as pl
+
+from sampletopo._errors import SampletopoError
+from sampletopo._folders import FolderLock, lock_folder
+from sampletopo._runconfig import model_signature, write_toml
+from sampletopo._runfiles import move_aside, parquet_problem, write_parquet
+from sampletopo.runs import LOSS_SCHEMA, SPLITS, PathLike, as_run, data_config
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from sampletopo.data import Dataset
+
+__all__ = ["NonFiniteLossWarning", "RunWriter", "Source", "loss_table"]
+
+Source = Literal["recorder", "train", "checkpoints"]
+_SOURCES: dict[str, str] = {
+    "train": "`sampletopo train`",
+    "checkpoints": "`sampletopo record` (from checkpoints)",
+    "recorder": "a LossRecorder in a training loop",
+}
+
+
+class NonFiniteLossWarning(RuntimeWarning):
+    """Some recorded losses are NaN or infinite; they are stored as such, never dropped."""
+
+
+def loss_table(
+    epoch: int, split: str, labels: np.ndarray, preds: np.ndarray, losses: np.ndarray
+) -> pl.DataFrame:
+    """One loss table (columns of :data:`~sampletopo.runs.LOSS_SCHEMA`), samples in order."""
+    n = labels.shape[0]
+    return pl.DataFrame(
+        {
+            "epoch": np.full(n, epoch, dtype=np.int32),
+            "split": [split] * n,
+            "sample": np.arange(n, dtype=np.int64),
+            "label": labels.astype(np.int64),
+            "pred": preds.astype(np.int64),
+            "loss": losses.astype(np.float64),
+            "correct": preds == labels,
+        },
+        schema=LOSS_SCHEMA,
+    )
+
+
+def _write_table(df: pl.DataFrame, path: Path) -> None:
+    # One place every loss table goes through (the kill tests replace it to die mid-write).
+    write_parquet(df, path)
+
+
+class RunWriter:
+    """Writes one run folder's loss tables; see the module docstring for what it guards.
+
+    Parameters
+    ----------
+    run_dir : path or Run
+        The run folder.
+    dataset : Dataset
+        The data the tables hold (its labels, sizes and fingerprints).
+    splits : sequence of str
+        The splits this writer records.
+    mode : {"eval", "train_pass"}
+        How the losses are computed (kept in the manifest; a folder holds one mode).
+    on_exists : {"skip", "error"}
+        An epoch already on disk: skip it, or refuse (:meth:`pending_splits`).
+    source : {"recorder", "train", "checkpoints"}
+        Who records (see the module docstring); ``"recorder"`` locks the folder.
+
+    The folder is checked and prepared when the writer is made: a manifest of other data or
+    another mode is refused, a missing one written, temporary files of a killed writer removed
+    and damaged tables moved aside. :meth:`close` releases the lock (if it took one).
+    """
+
+    def __init__(
+        self,
+        run_dir: PathLike,
+        dataset: Dataset,
+        *,
+        splits: Sequence[str],
+        mode: str,
+        on_exists: str,
+        source: Source,
+    ) -> None:
+        self.run = as_run(run_dir)
+        self.dataset = dataset
+        self.splits = tuple(splits)
+        self.mode = mode
+        self.on_exists = on_exists
+        self.source = source
+        self.nonfinite: dict[tuple[str, int], int] = {}
+        self._labels = {s: dataset.labels(s) for s in self.splits}
+        self._model_sig: str | None = None
+        self._lock: FolderLock | None = None
+        if source == "recorder":  # train_run and record_checkpoints hold the lock themselves
+            self._lock = lock_folder(self.run.path, what="recording losses", role="run folder")
+        try:
+            self._check_manifest()
+            self._write_config()
+            for s in self.splits:
+                for p in self.run.loss_temporaries(s):
+                    p.unlink(missing_ok=True)
+            self._set_aside_damaged()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the run folder's lock, if this writer took it."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
+    # -- the folder's manifest and config ------------------------------------------------------
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest of this writer's data and mode (without a model)."""
+        return {
+            "dataset": self.dataset.name,
+            "mode": self.mode,
+            "splits": {
+                s: {"n": self.dataset.n(s), "fingerprint": self.dataset.fingerprint(s)}
+                for s in SPLITS
+            },
+        }
+
+    def _check_manifest(self) -> None:
+        mine = self.manifest()
+        old = self.run.read_manifest()
+        if old is None:
+            self.run.write_manifest(mine)
+            return
+        where = str(self.run.path)
+        for s in self.splits:
+            theirs = old.get("splits", {}).get(s, {})
+            if theirs and theirs.get("fingerprint") != mine["splits"][s]["fingerprint"]:
+                raise SampletopoError(
+                    f"Run folder {where!r} holds losses of other data: split {s!r} "
+                    f"was recorded on {old.get('dataset')!r} with fingerprint "
+                    f"{theirs.get('fingerprint')}, this dataset {self.dataset.name!r} has "
+                    f"{mine['splits'][s]['fingerprint']}. Use a new run folder."
+                )
+        if old.get("mode") != self.mode:
+            raise SampletopoError(
+                f"Run folder {where!r} was recorded with mode {old.get('mode')!r}; "
+                f"got mode {self.mode!r}. Mixing modes in one run would mix exact and "
+                "approximate losses: use the same mode or a new run folder."
+            )
+
+    def _write_config(self) -> None:
+        """A run folder without ``config.toml`` gets one naming its data (and how to rebuild
+        it), so the topology, sample and report commands can use a run recorded from any
+        training loop. Folders written by ``sampletopo train`` or ``record`` already have one."""
+        if self.run.config_file.exists():
+            theirs = self.run.read_config().get("source", "train")
+            if theirs != self.source and self.run.has_losses():
+                raise SampletopoError(
+                    f"Run folder {str(self.run.path)!r} holds losses written by "
+                    f"{_SOURCES.get(theirs, theirs)}; recording {_SOURCES.get(self.source, '')} "
+                    "into it would skip its epochs or mix two runs. Use a new run folder."
+                )
+            return
+        cfg: dict[str, Any] = {
+            "variant": self.run.name,
+            "source": "recorder",
+            "record_mode": self.mode,
+            **data_config(self.dataset, self.run),
+        }
+        write_toml(self.run.config_file, cfg)
+
+    def check_model(self, model: nn.Module) -> None:
+        """The run folder holds losses of one architecture: the first recorded model's class and
+        parameter names and shapes are kept in the manifest, and another model is refused
+        (otherwise its epochs already on disk would be skipped silently)."""
+        from torch import nn
+
+        net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        net = getattr(net, "_orig_mod", net)  # torch.compile's wrapper: the same architecture
+        sig = model_signature(net)
+        if self._model_sig == sig["signature"]:
+            return
+        manifest = self.run.read_manifest() or self.manifest()
+        old = manifest.get("model")
+        # A model whose first epoch was refused (say, for outputs that do not fit the labels)
+        # recorded nothing: it must not lock the run folder against the corrected model.
+        if old is None or (old.get("signature") != sig["signature"] and not self.run.has_losses()):
+            manifest["model"] = sig
+            self.run.write_manifest(manifest)
+        elif old.get("signature") != sig["signature"]:
+            raise SampletopoError(
+                f"Run folder {str(self.run.path)!r} holds losses of another model "
+                f"({old.get('class')}, {old.get('n_params', 0):,} parameters); this one is "
+                f"{sig['class']} ({sig['n_params']:,} parameters). Its epochs on disk would be "
+                "skipped, not recorded: use a new run folder."
+            )
+        self._model_sig = sig["signature"]
+
+    # -- tables on disk ------------------------------------------------------------------------
+
+    def _set_aside_damaged(self) -> None:
+        """Move aside every table of this writer's splits that does not read back whole (its
+        footer and checksum, see :mod:`sampletopo._runfiles`), so that its epoch counts as not
+        recorded and is recorded again when reached."""
+        for s in self.splits:
+            for ep, path in self.run.loss_files(s).items():
+                self._whole(s, ep, path)
+
+    def _whole(self, split: str, epoch: int, path: Path) -> bool:
+        """Whether the table at ``path`` reads back whole; if not, it is moved aside, warning."""
+        why = parquet_problem(path, LOSS_SCHEMA, rows=self.dataset.n(split))
+        if why is None:
+            return True
+        move_aside(
+            path,
+            why=why,
+            then=f"epoch {epoch} of split {split!r} counts as not recorded and is recorded again "
+            "when the run reaches it (a loop restarted after that epoch leaves it missing).",
+        )
+        return False
+
+    def pending_splits(self, epoch: int) -> list[str]:
+        """Splits whose table of ``epoch`` is not on disk yet (refused with on_exists='error');
+        a table that does not read back whole is moved aside and counts as not on disk."""
+        todo = []
+        for s in self.splits:
+            path = self.run.loss_file(s, epoch)
+            if path.exists() and self._whole(s, epoch, path):
+                if self.on_exists == "error":
+                    raise SampletopoError(
+                        f"Epoch {epoch} of split {s!r} is already recorded in "
+                        f"{str(self.run.path)!r}; refusing to record it again "
+                        "(on_exists='error'). Use on_exists='skip' or a new run folder."
+                    )
+            else:
+                todo.append(s)
+        return todo
+
+    def write(self, split: str, epoch: int, losses: np.ndarray, preds: np.ndarray) -> Path:
+        """Write one split's table for ``epoch`` atomically; warn about non-finite losses."""
+        labels = self._labels[split]
+        losses = np.asarray(losses, dtype=np.float64)
+        preds = np.asarray(preds, dtype=np.int64)
+        if losses.shape != labels.shape or preds.shape != labels.shape:
+            raise SampletopoError(
+                f"Split {split!r} has {labels.size} samples; got {losses.shape} losses and "
+                f"{preds.shape} predictions."
+            )
+        bad = ~np.isfinite(losses)
+        if bad.any():
+            n_nan = int(np.isnan(losses).sum())
+            self.nonfinite[(split, epoch)] = int(bad.sum())
+            warnings.warn(
+                NonFiniteLossWarning(
+                    f"{self.run.name}: {int(bad.sum())} of {losses.size} losses of split "
+                    f"{split!r} at epoch {epoch} are not finite ({n_nan} NaN, "
+                    f"{int(bad.sum()) - n_nan} inf; first at sample "
+                    f"{int(np.flatnonzero(bad)[0])}). They are recorded as such; the training "
+                    "probably diverged (lower the learning rate)."
+                ),
+                stacklevel=4,  # the user's call of on_train_epoch_end
+            )
+        path = self.run.loss_file(split, epoch)
+        _write_table(loss_table(epoch, split, labels, preds, losses), path)
+        return path

@@ -1,0 +1,728 @@
+"""Record every sample's loss at every epoch from a training loop: the callback and evaluation.
+
+Holds :class:`LossRecorder` (a Lightning-style callback for any PyTorch loop: hooks, the
+distributed gathering, and a ``state_dict``) and :func:`evaluate_losses` (per-sample losses and
+predictions of a model in eval mode). The files are written by the writer it shares with
+:func:`~sampletopo.from_checkpoints.record_checkpoints` (:mod:`sampletopo._writer`); where they
+lie is known by :mod:`sampletopo.runs`, and they are read back by :mod:`sampletopo.readers`. It
+does not train (see :mod:`sampletopo.train`) and knows nothing about graphs or topology.
+
+Storage, per run folder::
+
+    <run>/losses/manifest.json                 dataset name, mode, per split: size and fingerprint
+    <run>/losses/<split>/epoch=NNNN.parquet    one file per split and epoch
+
+Each Parquet file has the columns ``epoch`` (int32), ``split`` (str), ``sample`` (int64),
+``label`` (int64), ``pred`` (int64), ``loss`` (float64), ``correct`` (bool), one row per sample
+in the split's stable order; ``sample`` is the vertex index of the split's kNN graph. A file is
+written to a temporary name and renamed into place, so a killed run leaves only whole files, and
+the existence of ``epoch=NNNN.parquet`` is the sign that epoch ``NNNN`` is recorded. Recording an
+epoch that is already on disk is skipped (or refused with ``on_exists="error"``), never
+duplicated.
+
+Damaged files. A table can still be damaged afterwards (a copy cut short, a full disk elsewhere,
+another program, bytes changed on disk). Whether it reads back whole is checked from its Parquet
+footer (the columns and types of :data:`~sampletopo.runs.LOSS_SCHEMA`, the split's size from
+the manifest) and
+the CRC-32 checksum stored in it (about 0.2 ms a table, see :mod:`sampletopo._runfiles`;
+tables written before checksums are checked by their footer only). The recorder moves such a
+table aside to ``epoch=NNNN.parquet.damaged`` with a warning, and records that epoch again when
+it is reached (``sampletopo train`` resumes from before it; ``sampletopo record`` re-evaluates
+its checkpoint). The readers (:mod:`sampletopo.readers`, and so topology, samples, figures and
+the report) cannot recompute it: they raise one
+:class:`~sampletopo._runfiles.DamagedFileError` naming the file and the fix. A damaged
+``manifest.json`` is refused by both, since it is what ties the tables to their data.
+
+Epoch convention: epoch ``e`` is the model after ``e`` full epochs of training; epoch 0 is the
+initial model. Losses are cross-entropy computed in float64 from the logits.
+
+Two modes:
+
+``"eval"`` (exact)
+    At each epoch end the model is evaluated in eval mode (``model.eval()``, no gradients) on the
+    un-augmented train and validation sets.
+``"train_pass"`` (approximate, nearly free)
+    The train split's losses are those of the training forward pass, handed in batch by batch
+    through :meth:`LossRecorder.on_train_batch_end`. The weights move during the epoch and
+    batch-norm layers use batch statistics, so these are *not* the losses of the end-of-epoch
+    model. Other splits, and epoch 0, still get an eval pass.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sampletopo._device import model_device, resolve_device
+from sampletopo._errors import MAX_EPOCH, SampletopoError, check_int_range
+from sampletopo._writer import NonFiniteLossWarning, RunWriter, Source
+from sampletopo.data import Dataset
+from sampletopo.distributed import (
+    World,
+    check_same_dataset,
+    check_world_size,
+    current_world,
+    everywhere,
+    gather_shards,
+    merge_by_index,
+    on_main,
+    shard_bounds,
+    sync_model,
+)
+from sampletopo.runs import SPLITS, PathLike, as_run
+
+__all__ = [
+    "LossRecorder",
+    "NonFiniteLossWarning",
+    "check_dataset",
+    "check_recorder_options",
+    "evaluate_losses",
+]
+
+RecordMode = Literal["eval", "train_pass"]
+OnExists = Literal["skip", "error"]
+
+
+def _check_outputs(logits: Any, n: int, classes: int, *, what: str) -> None:
+    """Refuse model outputs that are not ``(n, C)`` float logits with ``C >= classes``.
+
+    Without this, a model returning ``(B,)``, ``(B, C, H, W)`` or too few classes fails deep
+    inside ``cross_entropy`` (or, on a GPU, with a device-side assert that breaks the process).
+    """
+    if not isinstance(logits, torch.Tensor):
+        raise SampletopoError(
+            f"{what}: the model returned {type(logits).__name__}, not a tensor of logits. Make "
+            "its forward return only the (batch, classes) logits (e.g. wrap it and return "
+            "out[0] or out.logits)."
+        )
+    c = int(logits.shape[1]) if logits.ndim == 2 else 0
+    if logits.ndim != 2 or logits.shape[0] != n or c < classes or not logits.is_floating_point():
+        raise SampletopoError(
+            f"{what}: the model's output for a batch of {n} samples has shape "
+            f"{tuple(logits.shape)} ({logits.dtype}); per-sample cross-entropy needs float logits "
+            f"of shape ({n}, C) with C >= {classes}, one column per class (the labels run "
+            f"0..{classes - 1}). Build the model with num_classes={classes}, and make it return "
+            "one row of class scores per sample (no spatial maps, no squeezed single column)."
+        )
+
+
+def _per_sample(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # float64 keeps tiny losses of confident predictions distinct instead of rounding to 0.
+    logits = logits.detach()
+    loss = F.cross_entropy(logits.double(), targets, reduction="none")
+    return loss, logits.argmax(dim=1)
+
+
+@torch.no_grad()
+def evaluate_losses(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int = 512,
+    device: str | torch.device | None = None,
+    num_classes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample cross-entropy losses and predictions of ``model`` in eval mode.
+
+    The model's train/eval flag is restored afterwards.
+
+    ``y`` holds integer labels from 0; the model must return float logits of shape
+    ``(batch, C)`` with ``C >= num_classes`` (default: the largest label + 1), else one
+    :class:`SampletopoError` names the shapes. The recorder passes the dataset's class count.
+
+    Returns
+    -------
+    losses : numpy.ndarray
+        float64, shape ``(n,)``.
+    preds : numpy.ndarray
+        int64, shape ``(n,)``.
+    """
+    where = "evaluate_losses"
+    check_int_range("batch_size", batch_size, 1, None, where=where)
+    resolved = resolve_device(device, where=where)
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise SampletopoError(
+            f"{where}: x and y must be torch tensors (e.g. from Dataset.tensors(split)). Got "
+            f"{type(x).__name__} and {type(y).__name__}."
+        )
+    if y.ndim != 1 or x.ndim < 1 or x.shape[0] != y.shape[0] or y.is_floating_point():
+        raise SampletopoError(
+            f"{where}: y must be integer labels of shape (n,) with one per row of x. Got x "
+            f"{tuple(x.shape)} and y {tuple(y.shape)} ({y.dtype})."
+        )
+    if y.numel() and int(y.min()) < 0:
+        raise SampletopoError(f"{where}: labels must be >= 0. Got {int(y.min())}.")
+    classes = int(y.max()) + 1 if y.numel() else 0  # one check here, not one sync per batch
+    if num_classes is not None:
+        classes = max(classes, check_int_range("num_classes", num_classes, 1, None, where=where))
+    dev = resolved if resolved is not None else model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        losses, preds = [], []
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start : start + batch_size].to(dev, non_blocking=True)
+            yb = y[start : start + batch_size].to(dev, non_blocking=True)
+            out = model(xb)
+            _check_outputs(out, int(xb.shape[0]), classes, what=where)
+            loss, pred = _per_sample(out, yb)
+            losses.append(loss)
+            preds.append(pred)
+        out_l = torch.cat(losses).cpu().numpy() if losses else np.zeros(0)
+        out_p = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
+    finally:
+        model.train(was_training)
+    return out_l.astype(np.float64), out_p.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recorder
+
+
+def check_dataset(dataset: Any, *, where: str, param: str = "dataset") -> Dataset:
+    """Refuse anything but a :class:`~sampletopo.data.Dataset`, naming what was given."""
+    if not isinstance(dataset, Dataset):
+        raise SampletopoError(
+            f"The {param!r} parameter of {where} must be a sampletopo Dataset. Got "
+            f"{type(dataset).__name__} instead. Build one with load_dataset(name) or "
+            "Dataset.from_arrays(name, train=(x, y), val=(x, y))."
+        )
+    return dataset
+
+
+def check_recorder_options(
+    *, splits: Any, mode: Any, batch_size: Any, on_exists: Any, where: str
+) -> tuple[str, ...]:
+    """The checks of :class:`LossRecorder`'s options, shared with
+    :func:`~sampletopo.from_checkpoints.record_checkpoints` (which runs them before it writes
+    anything). Returns ``splits`` as a tuple."""
+    if mode not in ("eval", "train_pass"):
+        raise SampletopoError(
+            f"The 'mode' parameter of {where} must be 'eval' or 'train_pass'. Got {mode!r} instead."
+        )
+    if on_exists not in ("skip", "error"):
+        raise SampletopoError(
+            f"The 'on_exists' parameter of {where} must be 'skip' or 'error'. "
+            f"Got {on_exists!r} instead."
+        )
+    try:
+        seq = (splits,) if isinstance(splits, str) else tuple(splits)
+    except TypeError:  # not iterable
+        seq = ()
+    bad = [s for s in seq if s not in SPLITS]
+    if bad or not seq or len(set(seq)) != len(seq):
+        raise SampletopoError(
+            f"The 'splits' parameter of {where} must be distinct names from {SPLITS}. "
+            f"Got {splits!r} instead."
+        )
+    check_int_range("batch_size", batch_size, 1, None, where=where)
+    return seq
+
+
+class LossRecorder:
+    """Lightning-style callback that stores each sample's loss per split and epoch.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run (variant) folder; tables go to ``run_dir/losses/<split>/``.
+    dataset : Dataset
+        Where the samples come from; its :meth:`Dataset.tensors` order is the sample order.
+    splits : sequence of str
+        Splits to record, from ``("train", "val")``.
+    mode : {"eval", "train_pass"}
+        ``"eval"``: an eval-mode pass per split at each epoch end (exact). ``"train_pass"``:
+        the train split's losses come from the training forward pass (approximate, see the
+        module docstring); call :meth:`on_train_batch_end` for every training batch.
+    batch_size : int
+        Batch size of the eval passes.
+    device : str or torch.device, optional
+        Device of the eval passes (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``;
+        checked against this machine); default: the model's device.
+    on_exists : {"skip", "error"}
+        What to do when asked to record an epoch already on disk: skip it (the default; this is
+        what makes a restarted run continue without duplicates) or raise.
+    distributed : bool, optional
+        ``None`` (default): when a ``torch.distributed`` process group with several processes is
+        initialised (e.g. under ``torchrun``), share the work among its ranks; else record alone.
+        ``True`` requires such a group, ``False`` records alone in every process.
+
+    Notes
+    -----
+    Restarting is safe: the recorder reads which epochs are on disk when created, and refuses a
+    run folder whose recorded data (fingerprint) or mode differ from this one's. A table there
+    that does not read back whole is moved aside (``epoch=NNNN.parquet.damaged``, with a
+    :class:`~sampletopo._runfiles.DamagedFileWarning`) and its epoch counts as not recorded.
+
+    One writer per run folder: the recorder locks ``run_dir`` (see :mod:`sampletopo._folders`)
+    from its creation until :meth:`close` (also :meth:`on_train_end`, the end of a ``with``
+    block, its garbage collection, or the end of the process, a killed one included). Another
+    process recording, training or recording checkpoints into the same folder meanwhile gets a
+    :class:`~sampletopo._folders.FolderLockedError` naming this one; analysis (topology,
+    samples, landscapes) of the folder is not blocked. Only after the lock is held are
+    temporary files of a killed earlier writer removed. In one process, several recorders on a
+    folder share its lock.
+
+    Under several processes every rank creates the recorder and calls the same hooks; the ranks
+    must hold the same dataset (checked by fingerprint). In ``"eval"`` each rank evaluates a
+    disjoint, batch-aligned slice of each split (:func:`sampletopo.distributed.shard_bounds`);
+    in ``"train_pass"`` each rank hands in the batches it trained on (a ``DistributedSampler``'s
+    padding duplicates are dropped by sample index, keeping the lowest rank's values). Rank 0
+    gathers the results by sample index and writes each table once, atomically; an error on one
+    rank is raised on all of them. A ``DistributedDataParallel`` model is evaluated through its
+    ``.module``, with rank 0's buffers (batch-norm statistics) copied to every rank first, as
+    DDP does at its next forward pass; ranks holding different weights are refused.
+
+    Examples
+    --------
+    >>> rec = LossRecorder(run_dir, ds)                      # doctest: +SKIP
+    >>> rec.on_train_epoch_end(0, model)                     # the initial model  # doctest: +SKIP
+    >>> for epoch in range(1, epochs + 1):                   # doctest: +SKIP
+    ...     train_one_epoch(model)
+    ...     rec.on_train_epoch_end(epoch, model)
+    """
+
+    _driver: Source  # set by _for_driver only, for its __init__ call
+
+    def __init__(
+        self,
+        run_dir: PathLike,
+        dataset: Dataset,
+        *,
+        splits: Sequence[str] = SPLITS,
+        mode: RecordMode = "eval",
+        batch_size: int = 512,
+        device: str | torch.device | None = None,
+        on_exists: OnExists = "skip",
+        distributed: bool | None = None,
+    ) -> None:
+        # Who records: a user's loop, unless _for_driver said otherwise (see there).
+        source: Source = self.__dict__.pop("_driver", "recorder")
+        self._closed = True  # until the writer is made: close() and __del__ find nothing
+        self._writer: RunWriter | None = None
+        check_dataset(dataset, where="LossRecorder")
+        splits = check_recorder_options(
+            splits=splits,
+            mode=mode,
+            batch_size=batch_size,
+            on_exists=on_exists,
+            where="LossRecorder",
+        )
+        self.device = resolve_device(device, where="LossRecorder")
+        self.run_dir = Path(run_dir)
+        self.dataset = dataset
+        self.splits = splits
+        self.mode: RecordMode = mode
+        self.batch_size = int(batch_size)
+        self.on_exists: OnExists = on_exists
+        self._nonfinite: dict[tuple[str, int], int] = {}
+        self._train_labels = dataset.labels("train")
+        self._data: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._buf: dict[str, torch.Tensor] | None = None
+        self._world: World = current_world(distributed=distributed, where="LossRecorder")
+        if self._world.distributed:
+            check_same_dataset(dataset, splits, self._world, where="LossRecorder")
+            for s in splits:
+                check_world_size(dataset.n(s), self._world.size, what=f"split {s!r}")
+        # Rank 0 alone writes, so it alone has the writer (it locks the folder for a user's
+        # loop, checks the manifest and moves damaged tables aside as it is made).
+        self._writer = on_main(
+            self._world,
+            lambda: RunWriter(
+                self.run_dir, dataset, splits=splits, mode=mode, on_exists=on_exists, source=source
+            ),
+        )
+        self._closed = False
+
+    @classmethod
+    def _for_driver(
+        cls, run_dir: PathLike, dataset: Dataset, *, source: Source, **options: Any
+    ) -> LossRecorder:
+        """The recorder of one of sampletopo's own drivers: ``train_run`` (``source="train"``)
+        or ``record_checkpoints`` (``"checkpoints"``). They lock the run folder and write its
+        config themselves, so this recorder does neither; ``options`` are those of the
+        constructor. Internal: a training loop of your own uses the constructor."""
+        rec = cls.__new__(cls)
+        rec._driver = source  # read (and dropped) by __init__
+        rec.__init__(run_dir, dataset, **options)  # type: ignore[misc]
+        return rec
+
+    # -- the run folder's lock -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the run folder's lock; the recorder records nothing more afterwards."""
+        self._closed = True
+        writer = getattr(self, "_writer", None)
+        if writer is not None:
+            writer.close()
+
+    def on_train_end(self) -> None:
+        """The training loop ended: :meth:`close` the recorder."""
+        self.close()
+
+    def __enter__(self) -> LossRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 -- interpreter shutdown: the kernel drops the lock
+            pass
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SampletopoError(
+                f"This LossRecorder of {str(self.run_dir)!r} is closed (close(), on_train_end() "
+                "or the end of its with block) and records nothing more. Make a new LossRecorder "
+                "on the folder to go on recording."
+            )
+
+    # -- run folder bookkeeping ----------------------------------------------------------------
+
+    @property
+    def run_name(self) -> str:
+        """The run's name: its folder name."""
+        return as_run(self.run_dir).name
+
+    @property
+    def nonfinite(self) -> dict[tuple[str, int], int]:
+        """``(split, epoch) -> count`` of the non-finite losses recorded (on every rank)."""
+        return self._writer.nonfinite if self._writer is not None else self._nonfinite
+
+    @nonfinite.setter
+    def nonfinite(self, value: dict[tuple[str, int], int]) -> None:
+        if self._writer is not None:
+            self._writer.nonfinite = value
+        else:
+            self._nonfinite = value
+
+    def _on_writer(self, fn: Any, *, share: bool = False) -> Any:
+        """``fn(writer)`` on rank 0 (the rank that writes); with ``share``, its result on all."""
+        return on_main(self._world, lambda: fn(self._writer), share=share)
+
+    def recorded_epochs(self, split: str) -> list[int]:
+        """Epochs of ``split`` already on disk, sorted."""
+        return as_run(self.run_dir).loss_epochs(split)
+
+    def last_complete_epoch(self) -> int | None:
+        """The largest epoch recorded for every split, with every earlier epoch present too in
+        each split up to it counted from 0; ``None`` if epoch 0 is missing somewhere."""
+        done = [set(self.recorded_epochs(s)) for s in self.splits]
+        e = -1
+        while all(e + 1 in d for d in done):
+            e += 1
+        return e if e >= 0 else None
+
+    # -- data on the eval device ---------------------------------------------------------------
+
+    def _split_tensors(self, split: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (split, str(device))
+        if key not in self._data:
+            # One device copy per split; drop copies on other devices.
+            self._data = {k: v for k, v in self._data.items() if k[1] == str(device)}
+            x, y = self.dataset.tensors(split)
+            self._data[key] = (x.to(device), y.to(device))
+        return self._data[key]
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def on_train_epoch_start(self, epoch: int) -> None:
+        """Forget training-pass losses gathered so far (``train_pass`` mode); optional."""
+        self._buf = None
+
+    def on_train_batch_end(
+        self,
+        indices: torch.Tensor | np.ndarray | Sequence[int],
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        losses: torch.Tensor | None = None,
+    ) -> None:
+        """Keep the training forward pass's per-sample losses (``train_pass`` mode only).
+
+        Parameters
+        ----------
+        indices : tensor or array of int
+            Sample indices (positions in the train split's order) of the batch.
+        logits : torch.Tensor
+            The batch's outputs, shape ``(B, num_classes)``; detached here.
+        targets : torch.Tensor
+            The batch's labels, shape ``(B,)``; checked against the dataset at epoch end.
+        losses : torch.Tensor, optional
+            Per-sample losses already computed by the loop; default: cross-entropy of
+            ``logits`` in float64.
+        """
+        if self.mode != "train_pass":
+            return
+        where = "on_train_batch_end"
+        with torch.no_grad():
+            if not isinstance(targets, torch.Tensor) or targets.ndim != 1:
+                raise SampletopoError(
+                    f"{where}: 'targets' must be the batch's labels as a 1-D tensor. Got "
+                    f"{getattr(targets, 'shape', type(targets).__name__)}."
+                )
+            b = int(targets.shape[0])
+            _check_outputs(logits, b, self.dataset.num_classes, what=where)
+            dev = logits.device
+            try:
+                idx = torch.as_tensor(indices, device=dev, dtype=torch.long).reshape(-1)
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise SampletopoError(
+                    f"{where}: 'indices' must be the batch's sample indices (ints). Got "
+                    f"{type(indices).__name__} ({exc})."
+                ) from None
+            n = self.dataset.n("train")
+            if idx.numel() != b or (losses is not None and losses.numel() != b):
+                raise SampletopoError(
+                    f"{where}: a batch of {b} targets came with {idx.numel()} indices"
+                    + ("" if losses is None else f" and {losses.numel()} losses")
+                    + ". Pass one index (and loss) per sample of the batch."
+                )
+            if b:
+                # One host sync per batch; an index out of range would otherwise be a GPU
+                # device-side assert, which leaves the CUDA context unusable.
+                lo, hi, tlo, thi = torch.stack(
+                    [
+                        idx.min(),
+                        idx.max(),
+                        targets.to(dev).min().long(),
+                        targets.to(dev).max().long(),
+                    ]
+                ).tolist()
+                if lo < 0 or hi >= n:
+                    raise SampletopoError(
+                        f"{where}: sample indices must lie in [0, {n}) (the train split's "
+                        f"positions). Got {lo if lo < 0 else hi}."
+                    )
+                if tlo < 0 or thi >= self.dataset.num_classes:
+                    raise SampletopoError(
+                        f"{where}: targets must be labels in [0, {self.dataset.num_classes}). "
+                        f"Got {tlo if tlo < 0 else thi}."
+                    )
+            if self._buf is None or self._buf["loss"].device != dev:
+                n = self.dataset.n("train")
+                self._buf = {
+                    "loss": torch.full((n,), float("nan"), dtype=torch.float64, device=dev),
+                    "pred": torch.full((n,), -1, dtype=torch.long, device=dev),
+                    "target": torch.full((n,), -1, dtype=torch.long, device=dev),
+                    "seen": torch.zeros(n, dtype=torch.bool, device=dev),
+                }
+            loss, pred = _per_sample(logits, targets)
+            if losses is not None:
+                loss = losses.detach().to(torch.float64).reshape(-1)
+            self._buf["loss"][idx] = loss
+            self._buf["pred"][idx] = pred
+            self._buf["target"][idx] = targets.detach().to(torch.long)
+            self._buf["seen"][idx] = True
+
+    def on_train_epoch_end(self, epoch: int, model: nn.Module) -> dict[str, Path | None]:
+        """Record every split at ``epoch`` (0 = the initial model, before any training).
+
+        Returns
+        -------
+        dict
+            Split -> written file, or ``None`` for a split skipped because it was on disk.
+        """
+        epoch = check_int_range(
+            "epoch",
+            epoch,
+            0,
+            MAX_EPOCH,
+            where="on_train_epoch_end",
+            fix="Pass the number of epochs trained so far (0 = the initial model); loss tables "
+            "store it as int32.",
+        )
+        self._check_open()
+        self._on_writer(lambda w: w.check_model(model))
+        if self._world.distributed:
+            return self._epoch_end_distributed(epoch, model)
+        out: dict[str, Path | None] = {s: None for s in self.splits}
+        todo = self._on_writer(lambda w: w.pending_splits(epoch))
+        buf, self._buf = self._buf, None
+        for s in todo:
+            if s == "train" and self.mode == "train_pass" and epoch > 0:
+                losses, preds = self._from_train_pass(buf, epoch)
+            else:
+                dev = self.device if self.device is not None else model_device(model)
+                x, y = self._split_tensors(s, dev)
+                losses, preds = evaluate_losses(
+                    model,
+                    x,
+                    y,
+                    batch_size=self.batch_size,
+                    device=dev,
+                    num_classes=self.dataset.num_classes,
+                )
+            out[s] = self.write(s, epoch, losses, preds)
+        return out
+
+    def _epoch_end_distributed(self, epoch: int, model: nn.Module) -> dict[str, Path | None]:
+        world = self._world
+        # Rank 0 alone looks at the disk (the ranks need not share a file system) and decides.
+        todo = self._on_writer(lambda w: w.pending_splits(epoch), share=True)
+        assert todo is not None
+        buf, self._buf = self._buf, None
+        net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        if any(s != "train" or self.mode == "eval" or epoch == 0 for s in todo):
+            sync_model(world, net)
+        gathered: dict[str, Any] = {}
+        if "train" in todo and self.mode == "train_pass" and epoch > 0:
+            gathered["train"] = ("train_pass", self._merge_train_pass(buf))
+        evals = [s for s in todo if s not in gathered]
+
+        def shards() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+            dev = self.device if self.device is not None else model_device(net)
+            res = {}
+            for s in evals:
+                lo, hi = shard_bounds(
+                    self.dataset.n(s), rank=world.rank, world_size=world.size, align=self.batch_size
+                )
+                x, y = self._split_tensors(s, dev)
+                res[s] = evaluate_losses(
+                    net,
+                    x[lo:hi],
+                    y[lo:hi],
+                    batch_size=self.batch_size,
+                    device=dev,
+                    num_classes=self.dataset.num_classes,
+                )
+            return res
+
+        mine = everywhere(world, shards)  # one check for all splits: an error stops every rank
+        for s in evals:
+            n, losses, preds = self.dataset.n(s), *mine[s]
+            gathered[s] = (
+                "eval",
+                (
+                    gather_shards(world, losses, n=n, align=self.batch_size),
+                    gather_shards(world, preds, n=n, align=self.batch_size),
+                ),
+            )
+
+        def write_all() -> tuple[dict[str, Path | None], dict[tuple[str, int], int]]:
+            out: dict[str, Path | None] = {s: None for s in self.splits}
+            for s, (how, val) in gathered.items():
+                if how == "train_pass":
+                    losses, preds = self._from_train_pass(val, epoch)
+                else:
+                    losses, preds = val
+                out[s] = self.write(s, epoch, losses, preds)
+            return out, dict(self.nonfinite)
+
+        out, self.nonfinite = on_main(world, write_all, share=True)  # type: ignore[misc]
+        return out
+
+    def _merge_train_pass(self, buf: dict[str, torch.Tensor] | None) -> dict[str, Any] | None:
+        n = self.dataset.n("train")
+        if buf is None:
+            # This rank saw no batch (or none was handed in): it contributes nothing.
+            buf = {
+                "loss": torch.zeros(n, dtype=torch.float64),
+                "pred": torch.full((n,), -1, dtype=torch.long),
+                "target": torch.full((n,), -1, dtype=torch.long),
+                "seen": torch.zeros(n, dtype=torch.bool),
+            }
+        merged = merge_by_index(
+            self._world, buf["seen"], {k: buf[k] for k in ("loss", "pred", "target")}
+        )
+        if merged is None:
+            return None
+        seen, cols = merged
+        return {"seen": seen, **cols}
+
+    def _from_train_pass(
+        self, buf: Mapping[str, torch.Tensor | np.ndarray] | None, epoch: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if buf is None:
+            raise SampletopoError(
+                f"mode='train_pass' but no training batches were handed to on_train_batch_end "
+                f"before epoch {epoch} ended. Call recorder.on_train_batch_end(indices, logits, "
+                "targets) for every training batch, or use mode='eval'."
+            )
+        buf = {k: v if isinstance(v, np.ndarray) else v.cpu().numpy() for k, v in buf.items()}
+        seen = buf["seen"]
+        if not seen.all():
+            raise SampletopoError(
+                f"mode='train_pass': {int((~seen).sum())} of {seen.size} training samples were "
+                f"not in any batch of epoch {epoch} (first: {int(np.flatnonzero(~seen)[0])}). "
+                "Every sample must be seen once per epoch (no drop_last, no subsampling), or use "
+                "mode='eval'."
+            )
+        targets = buf["target"]
+        wrong = np.flatnonzero(targets != self._train_labels)
+        if wrong.size:
+            raise SampletopoError(
+                f"mode='train_pass': the targets given for {wrong.size} sample indices do not "
+                f"match the dataset's labels (first: sample {int(wrong[0])}). The 'indices' "
+                "passed to on_train_batch_end must be positions in the train split's order."
+            )
+        return np.asarray(buf["loss"]), np.asarray(buf["pred"])
+
+    def write(self, split: str, epoch: int, losses: np.ndarray, preds: np.ndarray) -> Path:
+        """Write one split's table for ``epoch`` atomically; warn about non-finite losses.
+
+        Only the process that writes the folder (rank 0 under several processes) can."""
+        self._check_open()
+        if self._writer is None:
+            raise SampletopoError(
+                f"LossRecorder.write: rank {self._world.rank} does not write the run folder's "
+                "tables; rank 0 does. Call on_train_epoch_end on every rank instead."
+            )
+        return self._writer.write(split, epoch, losses, preds)
+
+    # -- resumable state -----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-Python state (safe for ``torch.save`` + ``weights_only=True``)."""
+        return {
+            "version": 1,
+            "mode": self.mode,
+            "splits": list(self.splits),
+            "recorded": {s: self.recorded_epochs(s) for s in self.splits},
+            "nonfinite": [[s, e, c] for (s, e), c in sorted(self.nonfinite.items())],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the state of :meth:`state_dict`.
+
+        What is on disk stays the truth about which epochs are recorded; this restores the
+        non-finite counts and checks that mode and splits agree.
+        """
+        if state.get("mode") != self.mode:
+            raise SampletopoError(
+                f"Recorder state was saved with mode {state.get('mode')!r}, this recorder uses "
+                f"{self.mode!r}."
+            )
+        if list(state.get("splits", [])) != list(self.splits):
+            raise SampletopoError(
+                f"Recorder state was saved for splits {state.get('splits')!r}, this recorder "
+                f"records {list(self.splits)!r}."
+            )
+        self.nonfinite = {(str(s), int(e)): int(c) for s, e, c in state.get("nonfinite", [])}
+        missing = {
+            s: sorted(set(state.get("recorded", {}).get(s, [])) - set(self.recorded_epochs(s)))
+            for s in self.splits
+        }
+        missing = {s: m for s, m in missing.items() if m}
+        if missing:
+            warnings.warn(
+                f"{self.run_name}: the saved recorder state lists epochs that are no longer on "
+                f"disk: {missing}. They will be recorded again when reached.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers

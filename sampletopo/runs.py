@@ -1,0 +1,776 @@
+"""The run folder: where everything of a run and of an experiment lies, known in one place.
+
+A *run* (variant) folder holds what one training run recorded and what was computed from it; an
+*experiment* folder holds runs and what they share::
+
+    <experiment>/config.toml                        the experiment's settings (``sampletopo train``)
+    <experiment>/graphs/knn-*.npz                   kNN graph cache, shared by its runs
+    <experiment>/datasets/<name>-<hash>.npz         in-memory data saved once for its runs
+    <experiment>/landscapes/<run>-epoch=NNNN.npz    parameter-space landscapes of its runs
+    <experiment>/figures/, <experiment>/report/     default folders of `figures` and `report`
+    <run>/config.toml                               the run's resolved settings (data, model)
+    <run>/.sampletopo.lock                          the writer's lock (see sampletopo._folders)
+    <run>/losses/manifest.json                      dataset, mode, per split size + fingerprint
+    <run>/losses/<split>/epoch=NNNN.parquet         one loss table per split and epoch
+    <run>/checkpoints/epoch=NNNN.pt                 checkpoints of ``sampletopo train``
+    <run>/topology/meta.json                        kNN graph settings per split
+    <run>/topology/<split>/epoch=NNNN.parquet       join and split diagrams per split and epoch
+    <run>/topology/summary.parquet                  summaries (sampletopo.analysis.summarize)
+    <run>/topology/wasserstein.parquet              distances to a reference epoch
+    <run>/samples/<split>-epoch=NNNN.parquet        regions tables (``sampletopo samples``)
+
+What is here: :class:`Run` and :class:`Experiment`, small frozen types that know every path,
+list the recorded (loss) and computed (diagram) epochs, read and write the run config and the
+manifest through the checked readers and atomic writers, and rebuild a run's dataset and model;
+:func:`find_runs` (a run folder, or the runs of an experiment folder); the one epoch file-name
+convention (:func:`epoch_tag`, :func:`parse_epoch`); the schemas of the loss and diagram tables;
+``SPLITS`` and ``TREES``. A :class:`Report` folder knows where a report's figures go.
+
+Names and places. A folder is named and placed by its path as given, made absolute without
+following symbolic links: a run kept on another disk and linked into an experiment belongs to
+that experiment (its kNN graph cache, landscapes and saved data sets are the experiment's) and is
+called by its link's name. Paths of files inside a run are built on the path as given.
+
+What is not here: recording (:mod:`sampletopo.recorder`), computing topology
+(:mod:`sampletopo.analysis`) and reading tables for analysis (:mod:`sampletopo.readers`). The
+config's contents are checked in :mod:`sampletopo._runconfig`. The on-disk layout is the one
+sampletopo has always written: folders written before read the same.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from sampletopo._errors import SampletopoError
+from sampletopo._folders import LOCK_NAME, check_inside
+from sampletopo._io import write_atomic
+from sampletopo._names import SPLITS, TREES
+from sampletopo._runconfig import (
+    DATA_KEYS,
+    check_run_config,
+    dataset_from_config,
+    model_from_config,
+    read_toml,
+    warn_foreign_data_root,
+    write_json,
+    write_toml,
+)
+from sampletopo._runfiles import DamagedFileError, read_json
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from sampletopo.data import Dataset
+
+__all__ = [
+    "DIAGRAM_SCHEMA",
+    "PathLike",
+    "Experiment",
+    "LOSS_SCHEMA",
+    "RESERVED_NAMES",
+    "Report",
+    "Run",
+    "SPLITS",
+    "TABLE_SUFFIX",
+    "TREES",
+    "as_run",
+    "checkpoint_name",
+    "data_config",
+    "epoch_tag",
+    "find_runs",
+    "load_run_model",
+    "parse_epoch",
+    "runs_in",
+]
+
+#: A folder given to sampletopo: a ``str``, a :class:`~pathlib.Path` or a :class:`Run` (which is
+#: path-like).
+PathLike = str | os.PathLike[str]
+
+# ---------------------------------------------------------------------------------------------
+# Names: every file and folder name of the layout, and the one epoch pattern
+
+_CONFIG = "config.toml"
+_LOSSES = "losses"
+_MANIFEST = "manifest.json"
+_CHECKPOINTS = "checkpoints"
+_TOPOLOGY = "topology"
+_META = "meta.json"
+_SUMMARY = "summary.parquet"
+_WASSERSTEIN = "wasserstein.parquet"
+_SAMPLES = "samples"
+_GRAPHS = "graphs"
+_DATASETS = "datasets"
+_LANDSCAPES = "landscapes"
+_FIGURES = "figures"
+_REPORT = "report"
+_TABLE = ".parquet"
+TABLE_SUFFIX = _TABLE  # every table sampletopo writes is Parquet
+_CHECKPOINT = ".pt"
+_NPZ = ".npz"
+_PARTIAL = ".partial.npz"  # a landscape grid's resume file (sampletopo.landscape._grid)
+
+# What an experiment folder holds besides its runs: no variant may take one of these names.
+RESERVED_NAMES = (_CONFIG, _DATASETS, _FIGURES, _GRAPHS, _LANDSCAPES, _REPORT)
+
+# The one file-name pattern of the layout: ``epoch=NNNN`` (at least 4 digits) and a suffix.
+_EPOCH_RE = re.compile(r"^epoch=(\d+)(\.[A-Za-z0-9]+)$")
+# What sampletopo._io.write_atomic leaves of an epoch file when its writer is killed.
+_EPOCH_TEMPORARY = ".epoch=*.tmp"
+
+
+def epoch_tag(epoch: int) -> str:
+    """``epoch=NNNN``: how an epoch is written in every file name (zero-padded to 4 digits).
+
+    >>> epoch_tag(7), epoch_tag(12345)
+    ('epoch=0007', 'epoch=12345')
+    """
+    return f"epoch={int(epoch):04d}"
+
+
+def parse_epoch(name: str, suffix: str) -> int | None:
+    """The epoch of a file named ``epoch=NNNN<suffix>``, ``None`` for any other name.
+
+    >>> parse_epoch("epoch=0012.parquet", ".parquet"), parse_epoch("epoch=0012.pt", ".parquet")
+    (12, None)
+    """
+    m = _EPOCH_RE.match(name)
+    return int(m.group(1)) if m and m.group(2) == suffix else None
+
+
+def _epoch_files(folder: Path, suffix: str) -> dict[int, Path]:
+    """``epoch -> file`` of the ``epoch=NNNN<suffix>`` files in ``folder``, by epoch."""
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for p in folder.iterdir():
+        e = parse_epoch(p.name, suffix)
+        if e is not None:
+            out[e] = p
+    return dict(sorted(out.items()))
+
+
+def _absolute(path: str | Path) -> Path:
+    # Lexically normalized ("." has a name, "exp/.." is "."'s parent), links not followed.
+    return Path(os.path.abspath(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Table schemas and how each kind of file is repaired
+
+LOSS_SCHEMA: dict[str, Any] = {
+    "epoch": pl.Int32,
+    "split": pl.String,
+    "sample": pl.Int64,
+    "label": pl.Int64,
+    "pred": pl.Int64,
+    "loss": pl.Float64,
+    "correct": pl.Boolean,
+}
+"""Columns of a loss table: one row per sample of the split, in the split's stable order."""
+
+DIAGRAM_SCHEMA: dict[str, Any] = {
+    "split": pl.String,
+    "tree": pl.String,
+    "epoch": pl.Int32,
+    "birth": pl.Float64,
+    "death": pl.Float64,
+    "persistence": pl.Float64,
+    "birth_sample": pl.Int64,
+    "death_sample": pl.Int64,
+}
+"""Columns of a diagram table: the join and split pairs of one split and epoch."""
+
+LOSS_FIX = (
+    "Record that epoch again: run the same `sampletopo train` or `sampletopo record` command "
+    "(or restart your LossRecorder loop from before that epoch); it moves the damaged file "
+    "aside and records the epoch anew. Or delete the file to go on without that epoch."
+)
+MANIFEST_FIX = (
+    "It records which data the run's loss tables hold. Restore it from a copy, or delete it: "
+    "the next recording writes a new one from the data it is given, and until then the tables "
+    "are not checked against the data."
+)
+DIAGRAM_FIX = (
+    "Diagram tables are computed from the loss tables: run `sampletopo topology` on this run "
+    "again, which recomputes damaged ones."
+)
+
+
+def _manifest_problem(man: Any) -> str | None:
+    if not isinstance(man, dict):
+        return f"it holds a JSON {type(man).__name__}, not the manifest's object"
+    splits = man.get("splits")
+    if not isinstance(splits, dict):
+        return "its 'splits' entry is missing or not an object"
+    for s, info in splits.items():
+        n = info.get("n") if isinstance(info, dict) else None
+        if (
+            not isinstance(info, dict)
+            or not isinstance(info.get("fingerprint"), str)
+            or isinstance(n, bool)
+            or not isinstance(n, int)
+            or n < 0
+        ):
+            return f"its entry for split {s!r} is not {{'n': <int>, 'fingerprint': <str>}}"
+    if man.get("mode") not in ("eval", "train_pass"):
+        return f"its 'mode' entry is {man.get('mode')!r}, not 'eval' or 'train_pass'"
+    if "model" in man and not isinstance(man["model"], dict):
+        return "its 'model' entry is not an object"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# An experiment folder
+
+
+@dataclass(frozen=True, init=False)
+class Experiment:
+    """A folder of run folders, and what its runs share.
+
+    Parameters
+    ----------
+    path : str or Path
+        The experiment folder (as given; see the module docstring for names and places).
+    """
+
+    path: Path
+
+    def __init__(self, path: PathLike) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @property
+    def name(self) -> str:
+        """The folder's name."""
+        return _absolute(self.path).name
+
+    @property
+    def config_file(self) -> Path:
+        """``config.toml``: base settings and variants of ``sampletopo train``."""
+        return self.path / _CONFIG
+
+    @property
+    def graphs_dir(self) -> Path:
+        """``graphs/``: the kNN graph cache its runs share."""
+        return _absolute(self.path) / _GRAPHS
+
+    @property
+    def datasets_dir(self) -> Path:
+        """``datasets/``: in-memory data sets saved once for its runs."""
+        return _absolute(self.path) / _DATASETS
+
+    @property
+    def landscapes_dir(self) -> Path:
+        """``landscapes/``: the landscapes of its runs."""
+        return _absolute(self.path) / _LANDSCAPES
+
+    @property
+    def figures_dir(self) -> Path:
+        """``figures/``: where ``sampletopo figures`` draws by default."""
+        return self.path / _FIGURES
+
+    @property
+    def report_dir(self) -> Path:
+        """``report/``: where ``sampletopo report`` writes by default."""
+        return self.path / _REPORT
+
+    def landscape_files(self) -> list[Path]:
+        """The stored landscapes (``*.npz``, resume files left out), sorted by name."""
+        folder = self.landscapes_dir
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.glob("*" + _NPZ) if not p.name.endswith(_PARTIAL))
+
+    def saved_dataset_file(self, name: str, tag: str) -> Path:
+        """``datasets/<name>-<tag>.npz``; ``name`` is made a safe file name first."""
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "data"
+        folder = self.datasets_dir
+        return check_inside(folder / f"{safe}-{tag}{_NPZ}", folder, what="saved dataset")
+
+    def run(self, name: str) -> Run:
+        """The run folder ``name`` of this experiment (checked to stay inside it)."""
+        return Run(check_inside(self.path / name, self.path, what=f"run folder {name!r}"))
+
+    def runs(self) -> list[Run]:
+        """Its run folders (sub-folders holding a ``losses`` folder), sorted by name."""
+        if not self.path.is_dir():
+            return []
+        return [Run(p) for p in sorted(self.path.iterdir()) if (p / _LOSSES).is_dir()]
+
+    def folders_with_config(self) -> list[str]:
+        """Names of its sub-folders that hold a ``config.toml`` (runs, recorded or not)."""
+        return sorted(p.name for p in self.path.iterdir() if (p / _CONFIG).is_file())
+
+
+# ---------------------------------------------------------------------------------------------
+# A run folder
+
+
+@dataclass(frozen=True, init=False)
+class Run:
+    """One run (variant) folder: every path in it, its epochs, its config, data and model.
+
+    Parameters
+    ----------
+    path : str or Path
+        The run folder, as given; file paths are built on it, the name and experiment come from
+        it made absolute (see the module docstring).
+
+    Examples
+    --------
+    >>> run = Run("runs/lr-study/lr=0.1")
+    >>> run.name, run.loss_file("val", 3).as_posix()
+    ('lr=0.1', 'runs/lr-study/lr=0.1/losses/val/epoch=0003.parquet')
+    >>> run.experiment.graphs_dir.name, run.landscape_file(20).name
+    ('graphs', 'lr=0.1-epoch=0020.npz')
+    """
+
+    path: Path
+
+    def __init__(self, path: PathLike) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __fspath__(self) -> str:
+        # A Run is accepted wherever a run folder's path is (Path(run), open(...), polars).
+        return str(self.path)
+
+    # -- where things are ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The run's name: its folder's name (what tables put in their ``run`` column)."""
+        return _absolute(self.path).name
+
+    @property
+    def experiment(self) -> Experiment:
+        """The experiment folder holding this run (its parent folder)."""
+        return Experiment(_absolute(self.path).parent)
+
+    @property
+    def config_file(self) -> Path:
+        """``config.toml``: the run's resolved settings."""
+        return self.path / _CONFIG
+
+    @property
+    def lock_file(self) -> Path:
+        """The lock file of the run folder's writer (see :mod:`sampletopo._folders`)."""
+        return self.path / LOCK_NAME
+
+    @property
+    def losses_dir(self) -> Path:
+        """``losses/``: the recorded loss tables and their manifest."""
+        return self.path / _LOSSES
+
+    @property
+    def manifest_file(self) -> Path:
+        """``losses/manifest.json``: dataset, mode, per split size and fingerprint, model."""
+        return self.losses_dir / _MANIFEST
+
+    def loss_dir(self, split: str) -> Path:
+        """``losses/<split>/``."""
+        return self.losses_dir / split
+
+    def loss_file(self, split: str, epoch: int) -> Path:
+        """``losses/<split>/epoch=NNNN.parquet``: the loss table of ``split`` at ``epoch``."""
+        return self.loss_dir(split) / (epoch_tag(epoch) + _TABLE)
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        """``checkpoints/``: what ``sampletopo train`` saves."""
+        return self.path / _CHECKPOINTS
+
+    def checkpoint_file(self, epoch: int) -> Path:
+        """``checkpoints/epoch=NNNN.pt``."""
+        return checkpoint_name(self.checkpoints_dir, epoch)
+
+    @property
+    def topology_dir(self) -> Path:
+        """``topology/``: diagrams, their graph settings, summaries."""
+        return self.path / _TOPOLOGY
+
+    @property
+    def meta_file(self) -> Path:
+        """``topology/meta.json``: the kNN graph settings of each split's diagrams."""
+        return self.topology_dir / _META
+
+    def diagram_dir(self, split: str) -> Path:
+        """``topology/<split>/``."""
+        return self.topology_dir / split
+
+    def diagram_file(self, split: str, epoch: int) -> Path:
+        """``topology/<split>/epoch=NNNN.parquet``: join and split diagrams of one epoch."""
+        return self.diagram_dir(split) / (epoch_tag(epoch) + _TABLE)
+
+    @property
+    def summary_file(self) -> Path:
+        """``topology/summary.parquet``."""
+        return self.topology_dir / _SUMMARY
+
+    @property
+    def wasserstein_file(self) -> Path:
+        """``topology/wasserstein.parquet``."""
+        return self.topology_dir / _WASSERSTEIN
+
+    @property
+    def samples_dir(self) -> Path:
+        """``samples/``: regions tables and their figures."""
+        return self.path / _SAMPLES
+
+    def regions_file(self, split: str, epoch: int) -> Path:
+        """``samples/<split>-epoch=NNNN.parquet``: the regions table of ``sampletopo samples``."""
+        return self.samples_dir / f"{split}-{epoch_tag(epoch)}{_TABLE}"
+
+    def regions_files(self) -> list[Path]:
+        """The regions tables in ``samples/``, sorted by name."""
+        folder = self.samples_dir
+        return sorted(folder.glob("*" + _TABLE)) if folder.is_dir() else []
+
+    def landscape_file(self, epoch: int, *, tag: str = "") -> Path:
+        """``<experiment>/landscapes/<run>[-<tag>]-epoch=NNNN.npz``."""
+        name = self.name + (f"-{tag}" if tag else "")
+        return self.experiment.landscapes_dir / f"{name}-{epoch_tag(epoch)}{_NPZ}"
+
+    # -- what is there -------------------------------------------------------------------------
+
+    def is_run(self) -> bool:
+        """Whether the folder holds a ``losses`` folder (what makes a folder a run)."""
+        return self.losses_dir.is_dir()
+
+    def loss_files(self, split: str) -> dict[int, Path]:
+        """``epoch -> loss table`` of ``split``, by epoch."""
+        return _epoch_files(self.loss_dir(split), _TABLE)
+
+    def loss_epochs(self, split: str) -> list[int]:
+        """Recorded epochs of ``split`` (those with a loss table), sorted."""
+        return list(self.loss_files(split))
+
+    def has_losses(self) -> bool:
+        """Whether any loss table is recorded."""
+        return any(self.loss_files(s) for s in SPLITS)
+
+    def loss_temporaries(self, split: str) -> list[Path]:
+        """Temporary files of loss tables left by a killed writer."""
+        folder = self.loss_dir(split)
+        return sorted(folder.glob(_EPOCH_TEMPORARY)) if folder.is_dir() else []
+
+    def diagram_files(self, split: str) -> dict[int, Path]:
+        """``epoch -> diagram table`` of ``split``, by epoch."""
+        return _epoch_files(self.diagram_dir(split), _TABLE)
+
+    def diagram_epochs(self, split: str) -> list[int]:
+        """Epochs of ``split`` whose diagrams are stored, sorted."""
+        return list(self.diagram_files(split))
+
+    def checkpoint_files(self) -> dict[int, Path]:
+        """``epoch -> checkpoint`` in ``checkpoints/``, by epoch."""
+        return _epoch_files(self.checkpoints_dir, _CHECKPOINT)
+
+    def checkpoint_temporaries(self) -> list[Path]:
+        """Temporary files of checkpoints left by a killed writer."""
+        folder = self.checkpoints_dir
+        return sorted(folder.glob(_EPOCH_TEMPORARY)) if folder.is_dir() else []
+
+    def has_results(self) -> bool:
+        """Whether anything was trained or recorded here (a checkpoint or a loss table)."""
+        return bool(self.checkpoint_files()) or self.has_losses()
+
+    # -- config and manifest -------------------------------------------------------------------
+
+    def has_config(self) -> bool:
+        """Whether the run has a ``config.toml``."""
+        return self.config_file.is_file()
+
+    def read_config(self) -> dict[str, Any]:
+        """The run's ``config.toml``, checked (see :func:`sampletopo.readers.read_run_config`)."""
+        path = self.config_file
+        if not path.is_file():
+            raise SampletopoError(
+                f"{str(self.path)!r} has no config.toml: it is not a run folder written by "
+                "`sampletopo train`, `sampletopo record` or a LossRecorder."
+            )
+        cfg = read_toml(path, fix="Restore it, or record the run again into a new folder.")
+        check_run_config(cfg, path)
+        if "data_file" in cfg:
+            cfg["data_file"] = str(self._saved_data_path(cfg["data_file"]))
+        return cfg
+
+    def _saved_data_path(self, relative: str) -> Path:
+        # Relative to the run folder as it is seen (links kept); runs saved by versions that
+        # followed links keep their data beside the link's target, so look there second.
+        seen = Path(os.path.normpath(_absolute(self.path) / relative))
+        if seen.is_file():
+            return seen
+        followed = (self.path / relative).resolve()
+        return followed if followed.is_file() else seen
+
+    def write_config(self, cfg: Mapping[str, Any]) -> None:
+        """Write ``config.toml`` atomically (the folder is made if missing)."""
+        write_toml(self.config_file, cfg)
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        """``losses/manifest.json`` (see :func:`sampletopo.readers.read_manifest`)."""
+        path = self.manifest_file
+        if not path.is_file():
+            return None
+        man = read_json(path, fix=MANIFEST_FIX)
+        why = _manifest_problem(man)
+        if why is not None:
+            raise DamagedFileError(path, why, MANIFEST_FIX)
+        return man  # type: ignore[no-any-return]
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        """Write ``losses/manifest.json`` atomically."""
+        write_json(self.manifest_file, dict(manifest))
+
+    def split_size(self, split: str) -> int | None:
+        """The number of samples of ``split`` the manifest records (``None`` without one)."""
+        info = (self.read_manifest() or {}).get("splits", {}).get(split)
+        return int(info["n"]) if info else None
+
+    def read_meta(self) -> tuple[dict[str, Any], str | None]:
+        """``topology/meta.json`` (``{}`` when missing), and why it is damaged (``None`` if
+        sound): the graph settings of each split's stored diagrams."""
+        path = self.meta_file
+        if not path.is_file():
+            return {}, None
+        try:
+            meta = read_json(path, fix="")
+        except DamagedFileError as exc:
+            return {}, exc.why
+        if not isinstance(meta, dict) or not all(isinstance(v, dict) for v in meta.values()):
+            return {}, "it is JSON but not the graph settings of each split"
+        return meta, None
+
+    def write_meta(self, meta: Mapping[str, Any]) -> None:
+        """Write ``topology/meta.json`` atomically."""
+        write_json(self.meta_file, dict(meta))
+
+    # -- data and model ------------------------------------------------------------------------
+
+    def dataset(self) -> Dataset:
+        """The run's dataset, rebuilt from its config (cached: the runs of an experiment share
+        one), with a :class:`~sampletopo._runconfig.DataRootWarning` for data read from a
+        folder nobody vouched for."""
+        cfg = self.read_config()
+        if not cfg.get("data") and not cfg.get("data_file"):
+            raise SampletopoError(
+                f"{str(self.config_file)!r} has no 'data' entry: it does not say which "
+                "dataset the run was recorded on, so its kNN graph cannot be built. Add "
+                'data = "NAME" (with the data_root, data_seed, val_fraction and max_samples it '
+                "was recorded with), as `sampletopo train` writes it."
+            )
+        warn_foreign_data_root(cfg, self.path)
+        keep = {k: cfg.get(k) for k in (*DATA_KEYS, "data_rebuildable")}
+        return _cached_dataset(json.dumps(keep, sort_keys=True, default=str))
+
+    def check_data(self, ds: Dataset, *, splits: Sequence[str] | None = None) -> None:
+        """Refuse ``ds`` if it is not the data the run recorded (compares the manifest)."""
+        old = self.read_manifest()
+        if old is None:
+            return
+        for s, info in old["splits"].items():
+            if splits is not None and s not in splits:
+                continue
+            if info.get("fingerprint") != ds.fingerprint(s):
+                raise SampletopoError(
+                    f"The data rebuilt from {str(self.config_file)!r} differs from the data the "
+                    f"run recorded (split {s!r}: fingerprint {ds.fingerprint(s)} vs "
+                    f"{info.get('fingerprint')}). Check data_root and the data files, or the data "
+                    "settings in config.toml."
+                )
+
+    def model(self, dataset: Dataset | None = None) -> nn.Module:
+        """A freshly initialised model as the run's config describes it (for ``dataset``,
+        default the run's)."""
+        return model_from_config(self.read_config(), dataset or self.dataset())
+
+    def find_checkpoint(self, epoch: int) -> Path:
+        """The checkpoint of ``epoch``: ``checkpoints/epoch=NNNN.pt``, else the file the config
+        lists for it (runs recorded from a checkpoint folder)."""
+        own = self.checkpoint_file(epoch)
+        if own.is_file():
+            return own
+        files = self.read_config().get("checkpoint_files", {})
+        if str(epoch) in files:
+            return Path(files[str(epoch)])
+        known = sorted({int(k) for k in files} | set(self.checkpoint_files()))
+        raise SampletopoError(
+            f"Run {str(self.path)!r} has no checkpoint for epoch {epoch}. Epochs with "
+            f"checkpoints: {known if known else 'none'}."
+        )
+
+    def load_model(
+        self, epoch: int, *, device: str | torch.device = "cpu"
+    ) -> tuple[nn.Module, Dataset]:
+        """The model at ``epoch`` (in eval mode, on ``device``) and the run's dataset.
+
+        Built from the run's ``config.toml`` and its checkpoint of that epoch (loaded with
+        ``weights_only=True``, after its checksums are verified).
+        """
+        from sampletopo.checkpoints import (
+            extract_state_dict,
+            load_state_dict_into,
+            read_checkpoint,
+        )
+
+        cfg = self.read_config()
+        for key in ("data", "model"):
+            if key not in cfg:
+                raise SampletopoError(
+                    f"config.toml of {str(self.path)!r} lacks {key!r}: cannot rebuild the model."
+                )
+        path = self.find_checkpoint(int(epoch))
+        ds = self.dataset()
+        self.check_data(ds)
+        model = model_from_config(cfg, ds)
+        load_state_dict_into(
+            model, extract_state_dict(read_checkpoint(path), source=str(path)), source=str(path)
+        )
+        model.to(device).eval()
+        return model, ds
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_dataset(key: str) -> Dataset:
+    return dataset_from_config(json.loads(key))
+
+
+def load_run_model(
+    run_dir: PathLike, epoch: int, *, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, Dataset]:
+    """The model of a run at ``epoch``, in eval mode, and the run's dataset.
+
+    Built from the run's ``config.toml`` and its checkpoint of that epoch (loaded with
+    ``weights_only=True``); see :meth:`Run.load_model`.
+    """
+    return as_run(run_dir).load_model(epoch, device=device)
+
+
+def checkpoint_name(folder: str | Path, epoch: int) -> Path:
+    """``folder/epoch=NNNN.pt``: the checkpoint file name ``sampletopo train`` uses."""
+    return Path(folder) / (epoch_tag(epoch) + _CHECKPOINT)
+
+
+def data_config(ds: Dataset, run_dir: PathLike) -> dict[str, Any]:
+    """The config entries that rebuild ``ds`` for a run folder.
+
+    A dataset from :func:`~sampletopo.data.load_dataset` is described by its settings. In-memory
+    data (:meth:`Dataset.from_arrays`) cannot be rebuilt from settings, so it is saved once, as
+    ``<experiment>/datasets/<name>-<fingerprint>.npz`` beside the run folder (the same place
+    for every run of that data; as big as the arrays), and the config points at that file."""
+    if ds.settings:
+        return dict(ds.settings)
+    run = as_run(run_dir)
+    tag = hashlib.sha256((ds.fingerprint("train") + ds.fingerprint("val")).encode()).hexdigest()
+    path = run.experiment.saved_dataset_file(ds.name, tag[:16])
+    if not path.is_file():
+        arrays: dict[str, Any] = {
+            "name": np.array(ds.name),
+            "class_names": np.array(ds.class_names),
+        }
+        for s in SPLITS:
+            arrays[f"{s}_x"] = ds._raw[s]
+            arrays[f"{s}_y"] = ds.labels(s)
+        write_atomic(path, lambda fh: np.savez(fh, **arrays))
+    return {"data": ds.name, "data_file": os.path.relpath(path, _absolute(run.path))}
+
+
+# ---------------------------------------------------------------------------------------------
+# A report folder
+
+
+@dataclass(frozen=True, init=False)
+class Report:
+    """A report folder: ``index.html`` and ``figures/<experiment>/<section>/``."""
+
+    path: Path
+
+    def __init__(self, path: PathLike) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @property
+    def index_file(self) -> Path:
+        """``index.html``."""
+        return self.path / "index.html"
+
+    @property
+    def figures_dir(self) -> Path:
+        """``figures/``."""
+        return self.path / _FIGURES
+
+    def experiment_dir(self, experiment: str) -> Path:
+        """``figures/<experiment>/`` (checked to stay inside ``figures/``)."""
+        return check_inside(self.figures_dir / experiment, self.figures_dir, what="figure folder")
+
+    def section_dir(self, experiment: str, section: str) -> Path:
+        """``figures/<experiment>/<section>/``: ``topology``, ``landscape``, ``samples`` or any
+        other folder whose PNGs the report shows under the section's name."""
+        return self.experiment_dir(experiment) / section
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding runs
+
+
+def as_run(run: PathLike) -> Run:
+    """``run`` as a :class:`Run` (a path is taken as the run folder)."""
+    return run if isinstance(run, Run) else Run(run)
+
+
+def find_runs(path: PathLike | Experiment) -> list[Run]:
+    """``path`` itself if it is a run folder, else the run folders inside it, sorted by name.
+
+    Raises
+    ------
+    SampletopoError
+        Neither ``path`` nor any folder inside it holds a ``losses`` folder.
+    """
+    p = path.path if isinstance(path, Experiment) else Path(path)
+    if Run(p).is_run():
+        return [Run(p)]
+    runs = Experiment(p).runs()
+    if runs:
+        return runs
+    raise SampletopoError(
+        f"{str(p)!r} is not a run folder: it has no 'losses' folder (nor do its sub-folders). "
+        "Pass the folder the recorder or `sampletopo train` wrote."
+    )
+
+
+def runs_in(paths: PathLike | Iterable[PathLike]) -> list[Run]:
+    """The runs of one or more run or experiment folders, for one call that compares them.
+
+    Runs of one call are told apart by name (tables and figures label them with it), so two
+    runs of the same name are refused.
+    """
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    out: list[Run] = []
+    for p in items:
+        out.extend(find_runs(p))
+    if not out:
+        raise SampletopoError("No run folders given. Pass the folders `sampletopo train` wrote.")
+    names = [r.name for r in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        clash = [str(r.path) for r, n in zip(out, names, strict=True) if n in dup]
+        raise SampletopoError(
+            f"Runs {clash} share the folder name(s) {sorted(dup)}; the runs of one call are told "
+            "apart by folder name (figures label curves with it). Pass them in separate calls "
+            "(`sampletopo topology` does so for each folder given), or rename one."
+        )
+    return out
