@@ -56,15 +56,15 @@ from sampletopo.runs import SPLITS, PathLike
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
+
+# The optional extra: without it this module still imports (``import sampletopo`` and the
+# doctest collection never need it) and the callback refuses to be made, naming the fix.
+_MISSING: ImportError | None = None
+try:
     from lightning.pytorch import Callback
-else:
-    try:
-        from lightning.pytorch import Callback
-    except ImportError as _exc:  # the optional extra is not installed
-        Callback = object
-        _MISSING: ImportError | None = _exc
-    else:
-        _MISSING = None
+except ImportError as exc:
+    Callback = object  # type: ignore[assignment,misc]
+    _MISSING = exc
 
 __all__ = ["LossRecorderCallback"]
 
@@ -263,14 +263,12 @@ class LossRecorderCallback(Callback):
             here = self._offset + done
         self._at_end = here
         self._passes = False
+        following = here + 1 if here is not None else self._offset + done + 1  # trained next
         if here is not None and here > 0 and self.mode == "train_pass":
-            # Its training passes ran in the process that saved the checkpoint: gone.
-            here = None
+            here = None  # its training passes ran in the process that saved the checkpoint
         if trainer.is_global_zero:
-            first = self._at_end if self._at_end is not None else self._offset + done + 1
-            # At an epoch's end, that epoch on disk is expected (recorded before the save).
             self._warn_about_disk(
-                rec, first, kept_from=first + (self._at_end is not None), resumed=resumed
+                rec, here if here is not None else following, kept_from=following, resumed=resumed
             )
         if here is not None:
             self._record(rec, trainer, pl_module, here)
@@ -285,8 +283,9 @@ class LossRecorderCallback(Callback):
     ) -> None:
         """Note whether the module now sits at its epoch's end; in ``"train_pass"`` mode hand the
         batch's per-sample results to the recorder."""
-        last = batch_idx + 1 >= trainer.num_training_batches
-        self._at_end = self._offset + trainer.current_epoch + 1 if last else None
+        self._at_end = (
+            self._offset + trainer.current_epoch + 1 if _last_batch(trainer, batch_idx) else None
+        )
         if self.mode == "train_pass":
             self._train_pass_batch(outputs)
             self._passes = True
@@ -442,6 +441,16 @@ class LossRecorderCallback(Callback):
                 UserWarning,
                 stacklevel=3,
             )
+
+
+def _last_batch(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Whether the batch just trained is its epoch's last: by the number of batches, or for a
+    loader without a length by Lightning's look-ahead (its batch progress knows that the data
+    ran out); not when max_steps or should_stop end the epoch early."""
+    if batch_idx + 1 >= trainer.num_training_batches:
+        return True
+    progress = getattr(getattr(trainer.fit_loop, "epoch_loop", None), "batch_progress", None)
+    return bool(getattr(progress, "is_last_batch", False))
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset, Sampler, TensorDataset
 
 L = pytest.importorskip("lightning")
 
@@ -239,6 +239,33 @@ def test_partial_epoch_is_not_recorded(ds: Dataset, tmp_path: Path) -> None:
         _trainer(5, [cb], max_steps=6).fit(Tiny(ds), _loader(ds))  # 4 batches an epoch
     assert _epochs(run_dir)["train"] == [0, 1]
     assert _unlocked(run_dir)
+
+
+class _Stream(IterableDataset):
+    """Batches without a length: Lightning cannot count them, only see them run out."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self.x, self.y = ds.tensors("train")
+
+    def __iter__(self):
+        for lo in range(0, len(self.y), BATCH):
+            hi = min(lo + BATCH, len(self.y))
+            yield self.x[lo:hi], self.y[lo:hi], torch.arange(lo, hi)
+
+
+def test_loader_without_length_records_every_epoch(ds: Dataset, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    module = Tiny(ds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", module="lightning")
+        loader = DataLoader(_Stream(ds), batch_size=None)
+        _trainer(3, [LossRecorderCallback(run_dir, ds)]).fit(module, loader)
+    assert _epochs(run_dir)["train"] == [0, 1, 2, 3]
+    x, y = ds.tensors("train")
+    want, _ = evaluate_losses(module, x, y)
+    got = read_losses(run_dir, split="train").filter(epoch=3).sort("sample")["loss"].to_numpy()
+    np.testing.assert_array_equal(got, want)
 
 
 class _Boom(RuntimeError):
