@@ -24,9 +24,12 @@ resumed from its last checkpoint ends with every epoch recorded exactly once:
 
 * Killed during an epoch: the checkpoint's epochs are on disk; the epoch is trained again and
   recorded at its end.
-* Killed after a checkpoint saved at an epoch's end but before that epoch was recorded (a
-  ``ModelCheckpoint`` saving at validation end runs before ``on_train_epoch_end``): the restored
-  module is that epoch's model, and it is recorded at ``on_train_start``.
+* Killed after a checkpoint taken at an epoch's end but before that epoch was recorded (a
+  ``ModelCheckpoint`` saves at validation end, or at the last batch with
+  ``every_n_train_steps``, before ``on_train_epoch_end`` runs): the restored module is that
+  epoch's model, and it is recorded as the resumed fit starts (``on_train_start``). Only in
+  ``"train_pass"`` mode is such an epoch lost (its training passes died with the process),
+  with a warning.
 * Killed after an epoch was recorded but before its checkpoint (or with ``every_n_epochs > 1``):
   Lightning trains those epochs again from the older checkpoint. Their tables, already on disk,
   are kept and not written again (equal to what the retraining gives when training is
