@@ -3,9 +3,10 @@
 The core is imported eagerly and is light (numpy, numba, faiss, gudhi, polars): graphs, merge
 trees and diagrams. Everything that needs torch or matplotlib -- data, models, recording,
 training, analysis of runs, landscapes, Hessians, figures -- is imported on first use through
-the names below, so ``import sampletopo`` stays fast. So are the run folder (:class:`Run`), its
-readers (``read_*`` / ``scan_*``), and the error and warning classes a caller may catch or
-filter; the readers' former names still work for one release, with a ``DeprecationWarning``.
+the names below, so ``import sampletopo`` stays fast. So are the run folder (:class:`Run`) and
+its readers (``read_*`` / ``scan_*``); the readers' former names still work for one release,
+with a ``DeprecationWarning``. The error and warning classes a caller may catch or filter are
+all here, imported eagerly (they import nothing): see :mod:`sampletopo._errors` for the tree.
 
 >>> import numpy as np, sampletopo as st
 >>> g = st.knn_graph(np.random.default_rng(0).normal(size=(200, 5)), k=10)
@@ -19,7 +20,27 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import (
+    CheckpointChangedError,
+    DamagedFileError,
+    DamagedFileWarning,
+    DataRootWarning,
+    FewerPairsWarning,
+    FigureWarning,
+    FolderLockedError,
+    NoImagesWarning,
+    NonFiniteLandscapeWarning,
+    NonFiniteLossWarning,
+    ParameterError,
+    RankFailedError,
+    RunDivergedError,
+    RunFolderError,
+    SampletopoError,
+    SampletopoWarning,
+    StaleLockWarning,
+    TopologyWarning,
+    TraceNotConvergedWarning,
+)
 from sampletopo.diagrams import Diagram, bottleneck, total_persistence, wasserstein
 from sampletopo.graph import Graph, fingerprint, graph_from_edges, grid_graph, knn_graph
 from sampletopo.mergetree import MergeTree, diagram_pair, join_tree, split_tree
@@ -92,21 +113,6 @@ _LAZY = {
     "smad": "landscape",
     "read_landscape": "landscape",
     "landscape_for_run": "landscape",
-    # errors a caller may catch (all are SampletopoError) and warnings a caller may filter
-    "FolderLockedError": "_folders",
-    "DamagedFileError": "_runfiles",
-    "CheckpointChangedError": "distributed",
-    "RunDivergedError": "train",
-    "StaleLockWarning": "_folders",
-    "DamagedFileWarning": "_runfiles",
-    "DataRootWarning": "_runconfig",
-    "NonFiniteLossWarning": "_writer",
-    "TopologyWarning": "analysis",
-    "FewerPairsWarning": "samples",
-    "FigureWarning": "figures",
-    "NoImagesWarning": "plotting._samples",
-    "NonFiniteLandscapeWarning": "landscape",
-    "TraceNotConvergedWarning": "hessian",
     # former names, working for one release with a DeprecationWarning (see sampletopo._deprecated)
     "load_losses": "_deprecated",
     "loss_matrix": "_deprecated",
@@ -132,10 +138,28 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CheckpointChangedError",
+    "DamagedFileError",
+    "DamagedFileWarning",
+    "DataRootWarning",
     "Diagram",
+    "FewerPairsWarning",
+    "FigureWarning",
+    "FolderLockedError",
     "Graph",
     "MergeTree",
+    "NoImagesWarning",
+    "NonFiniteLandscapeWarning",
+    "NonFiniteLossWarning",
+    "ParameterError",
+    "RankFailedError",
+    "RunDivergedError",
+    "RunFolderError",
     "SampletopoError",
+    "SampletopoWarning",
+    "StaleLockWarning",
+    "TopologyWarning",
+    "TraceNotConvergedWarning",
     "bottleneck",
     "diagram_pair",
     "fingerprint",

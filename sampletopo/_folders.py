@@ -47,7 +47,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import FolderLockedError, SampletopoError, StaleLockWarning
 
 try:
     import fcntl
@@ -67,18 +67,6 @@ __all__ = [
 ]
 
 LOCK_NAME = ".sampletopo.lock"
-
-
-class FolderLockedError(SampletopoError):
-    """Another process is writing the folder (or file); ``holder`` describes it (may be empty)."""
-
-    def __init__(self, message: str, *, holder: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.holder = holder
-
-
-class StaleLockWarning(RuntimeWarning):
-    """A lock left by a process that died was taken over."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import DataRootWarning, SampletopoError
 from sampletopo._io import write_atomic
 from sampletopo._names import SPLITS
 from sampletopo._runfiles import DamagedFileError, read_npz
@@ -154,10 +154,6 @@ def load_saved_dataset(path: Path) -> Dataset:
         )
     except (ValueError, KeyError) as exc:
         raise DamagedFileError(path, f"it does not hold a dataset ({exc})", fix) from exc
-
-
-class DataRootWarning(UserWarning):
-    """A run folder's config reads pickle-based data from a folder outside the run's experiment."""
 
 
 # Data sets whose files are Python pickles (CIFAR-10's python version). MNIST is raw IDX bytes,

@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import DamagedFileError, DamagedFileWarning
 from sampletopo._io import write_atomic
 
 __all__ = [
@@ -85,24 +85,6 @@ __all__ = [
 # OS errors that are about the path, not the file's content: the command line reports those as
 # path errors, so they pass through unchanged.
 _PATH_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
-
-
-class DamagedFileError(SampletopoError):
-    """A run file that does not read back whole; ``path`` is the file, the message says the fix."""
-
-    def __init__(self, path: str | Path, why: str, fix: str) -> None:
-        self.path = Path(path)
-        self.why = why
-        self.fix = fix
-        super().__init__(f"{str(self.path)!r} is damaged: {why}. {fix}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Raised in topology worker processes too: rebuild from the parts, not the message.
-        return (type(self), (self.path, self.why, self.fix))
-
-
-class DamagedFileWarning(RuntimeWarning):
-    """A damaged run file was set aside or recomputed; the message names it."""
 
 
 def _short(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import polars as pl
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import NonFiniteLossWarning, SampletopoError
 from sampletopo._folders import FolderLock, lock_folder
 from sampletopo._runconfig import model_signature, write_toml
 from sampletopo._runfiles import move_aside, parquet_problem, write_parquet
@@ -44,10 +44,6 @@ _SOURCES: dict[str, str] = {
     "checkpoints": "`sampletopo record` (from checkpoints)",
     "recorder": "a LossRecorder in a training loop",
 }
-
-
-class NonFiniteLossWarning(RuntimeWarning):
-    """Some recorded losses are NaN or infinite; they are stored as such, never dropped."""
 
 
 def loss_table(

@@ -42,13 +42,14 @@ from sampletopo._deprecated import diagram_at as diagram_at
 from sampletopo._deprecated import load_diagrams as load_diagrams
 from sampletopo._deprecated import run_graph as run_graph
 from sampletopo._deprecated import topology_epochs as topology_epochs
-from sampletopo._errors import SampletopoError, check_int_range, ranges_text
+from sampletopo._errors import SampletopoError, TopologyWarning
 from sampletopo._folders import lock_folder
 from sampletopo._runfiles import (
     DamagedFileWarning,
     parquet_problem,
     write_parquet,
 )
+from sampletopo._validation import check_int, ranges_text
 from sampletopo.diagrams import Diagram, wasserstein
 from sampletopo.graph import Graph, knn_cache_path, knn_graph
 from sampletopo.mergetree import join_tree, split_tree
@@ -78,10 +79,6 @@ __all__ = [
     "summarize",
     "wasserstein_to_reference",
 ]
-
-
-class TopologyWarning(UserWarning):
-    """Something was skipped (a missing or non-finite epoch) and the rest carried on."""
 
 
 def graph_for_run(
@@ -116,9 +113,7 @@ def graph_for_run(
         X = ds.features(split, kind=features)  # type: ignore[arg-type]
     else:
         X = ds.features(split, path=features)
-    k = check_int_range(
-        "k", k, 1, X.shape[0] - 1, where="graph_for_run", fix="Use fewer neighbours."
-    )
+    k = check_int("k", k, 1, X.shape[0] - 1, where="graph_for_run", fix="Use fewer neighbours.")
     return knn_graph(X, k=k, metric=metric, cache_dir=run.experiment.graphs_dir)  # type: ignore[arg-type]
 
 
@@ -324,7 +319,7 @@ def _compute_topology(
     progress: bool,
 ) -> pl.DataFrame:
     """:func:`compute_topology` once the runs' topology folders are locked."""
-    jobs = check_int_range("jobs", jobs, 1, 256, where="compute_topology")
+    jobs = check_int("jobs", jobs, 1, 256, where="compute_topology")
     for s in splits:
         if s not in SPLITS:
             raise SampletopoError(f"The 'splits' parameter holds {s!r}; allowed: {SPLITS}.")

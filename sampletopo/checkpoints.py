@@ -27,8 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from sampletopo._errors import MAX_EPOCH, SampletopoError
+from sampletopo._errors import SampletopoError
 from sampletopo._io import write_atomic
+from sampletopo._validation import MAX_EPOCH
 from sampletopo.runs import checkpoint_name
 
 __all__ = [

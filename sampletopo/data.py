@@ -32,8 +32,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sampletopo._errors import MAX_SEED, SampletopoError, check_int_range
+from sampletopo._errors import SampletopoError
 from sampletopo._names import SPLITS
+from sampletopo._validation import MAX_SEED, check_int
 
 __all__ = ["Dataset", "load_dataset", "list_datasets", "SPLITS"]
 
@@ -766,7 +767,7 @@ def load_dataset(
         raise SampletopoError(
             f"Unknown dataset {name!r}. Known datasets: {', '.join(list_datasets())}."
         )
-    seed = check_int_range(
+    seed = check_int(
         "seed",
         seed,
         0,

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import CheckpointChangedError, SampletopoError
 
 __all__ = [
     "World",
@@ -56,17 +56,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class CheckpointChangedError(SampletopoError):
-    """A checkpoint vanished or changed (size or modification time) after the folder was listed.
-
-    ``reason`` holds the first sentence (what happened to which file), without the advice.
-    """
-
-    def __init__(self, reason: str, advice: str = "") -> None:
-        super().__init__(reason + advice)
-        self.reason = reason
 
 
 # ---------------------------------------------------------------------------------------------

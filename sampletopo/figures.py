@@ -26,16 +26,13 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from sampletopo import analysis
-from sampletopo._errors import SampletopoError, ranges_text
+from sampletopo._errors import FigureWarning, SampletopoError
 from sampletopo._folders import check_inside, lock_folder
+from sampletopo._validation import ranges_text
 from sampletopo.readers import diagram_epochs, read_diagram, read_diagrams
 from sampletopo.runs import SPLITS, TREES, Run, epoch_tag
 
 __all__ = ["write_figure_set", "run_milestones", "comparison_figure"]
-
-
-class FigureWarning(UserWarning):
-    """Part of a figure set was left out; the message says what and why."""
 
 
 def run_milestones(run_dirs: Iterable[Path]) -> list[int]:

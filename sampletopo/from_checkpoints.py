@@ -22,9 +22,10 @@ import torch
 from torch import nn
 
 from sampletopo._device import model_device, resolve_device
-from sampletopo._errors import MAX_SEED, SampletopoError, check_int_range
+from sampletopo._errors import SampletopoError
 from sampletopo._folders import lock_folder
 from sampletopo._runconfig import DATA_KEYS
+from sampletopo._validation import MAX_SEED, check_int
 from sampletopo._writer import RunWriter
 from sampletopo.data import Dataset, default_val_fraction, list_datasets, load_dataset
 from sampletopo.distributed import (
@@ -181,7 +182,7 @@ def _check_arguments(
             f"{{'width': 8}}. Got {model_kwargs!r} instead."
         )
     if not isinstance(data, Dataset):
-        check_int_range("data_seed", data_seed, 0, MAX_SEED, where=where)
+        check_int("data_seed", data_seed, 0, MAX_SEED, where=where)
     return check_recorder_options(
         splits=splits, mode="eval", batch_size=batch_size, on_exists=on_exists, where=where
     )

@@ -48,7 +48,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sampletopo._batching import auto_batch_size
-from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._errors import SampletopoError, TraceNotConvergedWarning
+from sampletopo._validation import check_int
 
 __all__ = [
     "Eigenpairs",
@@ -130,7 +131,7 @@ class HessianOperator:
             )
         if batch_size is None:
             batch_size = auto_batch_size(model, inputs, next(iter(params.values())).device)
-        batch_size = check_int_range("batch_size", batch_size, 1, None, where=where)
+        batch_size = check_int("batch_size", batch_size, 1, None, where=where)
         self.model = model
         self.loss_fn = loss_fn
         self.inputs = inputs
@@ -347,7 +348,7 @@ class Eigenpairs:
 def _check_k(k: int, n: int, *, where: str, method: str) -> int:
     # ARPACK needs k < n; power iteration can find all n.
     high = n - 1 if method == "lanczos" else n
-    return check_int_range(
+    return check_int(
         "k",
         k,
         1,
@@ -467,10 +468,6 @@ def _power_deflation(
 # ---------------------------------------------------------------------------------------------
 
 
-class TraceNotConvergedWarning(RuntimeWarning):
-    """:func:`hutchinson_trace` used all ``max_samples`` probes without reaching ``rtol``."""
-
-
 @dataclass(frozen=True)
 class TraceEstimate:
     """Hutchinson estimate of a trace.
@@ -569,8 +566,8 @@ def hutchinson_trace(
     where = "hutchinson_trace"
     if not (rtol > 0):
         raise SampletopoError(f"{where}: 'rtol' must be > 0. Got {rtol!r}. Try 1e-2.")
-    min_samples = check_int_range("min_samples", min_samples, 2, None, where=where)
-    max_samples = check_int_range(
+    min_samples = check_int("min_samples", min_samples, 2, None, where=where)
+    max_samples = check_int(
         "max_samples",
         max_samples,
         min_samples,
@@ -637,7 +634,7 @@ def lanczos(op: Any, v0: np.ndarray, *, n_iter: int) -> tuple[np.ndarray, np.nda
         Diagonal (m,) and off-diagonal (m-1,) of the tridiagonal matrix ``T``.
     """
     n = int(op.n)
-    n_iter = check_int_range("n_iter", n_iter, 1, None, where="lanczos")
+    n_iter = check_int("n_iter", n_iter, 1, None, where="lanczos")
     q = np.asarray(v0, dtype=np.float64) / np.linalg.norm(v0)
     basis = np.zeros((min(n_iter, n), n))
     alpha: list[float] = []
@@ -750,8 +747,8 @@ def spectral_density(
         run; each row sums to 1.
     """
     where = "spectral_density"
-    n_iter = check_int_range("n_iter", n_iter, 1, None, where=where)
-    n_runs = check_int_range("n_runs", n_runs, 1, None, where=where)
+    n_iter = check_int("n_iter", n_iter, 1, None, where=where)
+    n_runs = check_int("n_runs", n_runs, 1, None, where=where)
     rng = np.random.default_rng(seed)
     n = int(op.n)
     m = min(n_iter, n)

@@ -61,7 +61,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sampletopo._device import model_device, resolve_device
-from sampletopo._errors import MAX_EPOCH, SampletopoError, check_int_range
+from sampletopo._errors import SampletopoError
+from sampletopo._validation import MAX_EPOCH, check_int
 from sampletopo._writer import NonFiniteLossWarning, RunWriter, Source
 from sampletopo.data import Dataset
 from sampletopo.distributed import (
@@ -146,7 +147,7 @@ def evaluate_losses(
         int64, shape ``(n,)``.
     """
     where = "evaluate_losses"
-    check_int_range("batch_size", batch_size, 1, None, where=where)
+    check_int("batch_size", batch_size, 1, None, where=where)
     resolved = resolve_device(device, where=where)
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise SampletopoError(
@@ -162,7 +163,7 @@ def evaluate_losses(
         raise SampletopoError(f"{where}: labels must be >= 0. Got {int(y.min())}.")
     classes = int(y.max()) + 1 if y.numel() else 0  # one check here, not one sync per batch
     if num_classes is not None:
-        classes = max(classes, check_int_range("num_classes", num_classes, 1, None, where=where))
+        classes = max(classes, check_int("num_classes", num_classes, 1, None, where=where))
     dev = resolved if resolved is not None else model_device(model)
     was_training = model.training
     model.eval()
@@ -223,7 +224,7 @@ def check_recorder_options(
             f"The 'splits' parameter of {where} must be distinct names from {SPLITS}. "
             f"Got {splits!r} instead."
         )
-    check_int_range("batch_size", batch_size, 1, None, where=where)
+    check_int("batch_size", batch_size, 1, None, where=where)
     return seq
 
 
@@ -534,7 +535,7 @@ class LossRecorder:
         dict
             Split -> written file, or ``None`` for a split skipped because it was on disk.
         """
-        epoch = check_int_range(
+        epoch = check_int(
             "epoch",
             epoch,
             0,

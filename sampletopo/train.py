@@ -38,9 +38,10 @@ import torch
 import torch.nn.functional as F
 
 from sampletopo._device import resolve_device
-from sampletopo._errors import MAX_EPOCH, MAX_SEED, SampletopoError
+from sampletopo._errors import RunDivergedError, SampletopoError
 from sampletopo._folders import check_inside, check_name, lock_folder
 from sampletopo._runconfig import dataset_from_config, model_from_config, read_toml, write_toml
+from sampletopo._validation import MAX_EPOCH, MAX_SEED
 from sampletopo.checkpoints import read_checkpoint, save_checkpoint
 from sampletopo.data import _check_val_fraction, default_val_fraction, list_datasets
 from sampletopo.models import check_model_options, list_models, model_kwargs
@@ -438,14 +439,6 @@ def _shuffle_seed(seed: int, epoch: int) -> int:
     ``[0, 2**64)``, so every seed in ``[0, 2**63 - 1]`` works; below ``2**64 / 1_000_003``
     (any seed anyone types) it is ``seed * 1_000_003 + epoch`` exactly, as before."""
     return (seed * 1_000_003 + epoch) % 2**64
-
-
-class RunDivergedError(SampletopoError):
-    """A run's mean training loss became non-finite; training stopped at ``epoch``."""
-
-    def __init__(self, message: str, *, epoch: int) -> None:
-        super().__init__(message)
-        self.epoch = epoch
 
 
 def _resume_epoch(run: Run, rec: LossRecorder) -> int | None:

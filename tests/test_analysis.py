@@ -149,9 +149,14 @@ def test_nonfinite_epoch_is_skipped_loudly_and_missing_epochs_named(experiment, 
         SampletopoError, match="no val diagram for epoch 2. Epochs with diagrams: 0-1, 3-4"
     ):
         read_diagram(rd, split="val", tree="join", epoch=2)
-    with pytest.raises(SampletopoError, match="'tree' must be 'join'.*'split'.*Got 'peaks'"):
+    with pytest.raises(
+        SampletopoError,
+        match="'tree' parameter of read_diagram must be one of 'join'.*'split'.*Got 'peaks'",
+    ):
         read_diagram(rd, split="val", tree="peaks", epoch=3)
-    with pytest.raises(SampletopoError, match="'split' must be one of.*Got 'test'"):
+    with pytest.raises(
+        SampletopoError, match="'split' parameter of read_diagram must be one of.*Got 'test'"
+    ):
         read_diagram(rd, split="test", tree="join", epoch=3)
 
 

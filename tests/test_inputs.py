@@ -342,7 +342,7 @@ def test_legacy_non_zip_checkpoints_still_load_unverified(tmp_path):
 
 
 def test_epochs_beyond_int32_are_refused_from_names_and_entries(tmp_path):
-    from sampletopo._errors import MAX_EPOCH
+    from sampletopo._validation import MAX_EPOCH
 
     assert MAX_EPOCH == 2**31 - 1  # the loss tables' epoch column is int32
     assert checkpoint_epoch(tmp_path / f"epoch={MAX_EPOCH}.pt", {}) == MAX_EPOCH

@@ -418,7 +418,7 @@ def test_checkpoint_epoch_conventions(tmp_path):
         "state_dict": {},
     }
     assert checkpoint_epoch(tmp_path / "epoch=0-step=12.ckpt", lightning) == 1
-    with pytest.raises(SampletopoError, match="'split' must be one of"):
+    with pytest.raises(SampletopoError, match="'split' parameter of loss_epochs must be one of"):
         loss_epochs(tmp_path, split=None)  # type: ignore[arg-type]
 
 

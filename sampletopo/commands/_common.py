@@ -90,7 +90,7 @@ def add_command(sub: Any, name: str, *, help: str, description: str) -> argparse
 def check_seed_flag(value: int | None, flag: str) -> None:
     """Refuse a seed flag outside ``[0, 2**63 - 1]`` (run configs store seeds as 64-bit ints;
     numpy refuses negative seeds) before anything runs; ``None`` means the flag was not given."""
-    from sampletopo._errors import MAX_SEED
+    from sampletopo._validation import MAX_SEED
 
     if value is not None and not 0 <= value <= MAX_SEED:
         raise SampletopoError(

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._errors import SampletopoError
+from sampletopo._validation import check_int
 from sampletopo.hessian import Eigenpairs, trainable_parameters
 
 
@@ -184,7 +185,7 @@ def random_directions(
         than the number of non-zero coordinates available when ``orthogonal``.
     """
     where = "random_directions"
-    dim = check_int_range("dim", dim, 1, None, where=where)
+    dim = check_int("dim", dim, 1, None, where=where)
     if normalization not in ("filter", "none"):
         raise SampletopoError(
             f"{where}: 'normalization' must be 'filter' or 'none'. Got {normalization!r}. "
@@ -271,7 +272,7 @@ def hessian_directions(model: nn.Module, eigenpairs: Eigenpairs, *, dim: int) ->
     where = "hessian_directions"
     params = trainable_parameters(model, where=where)
     n = sum(p.numel() for p in params.values())
-    dim = check_int_range(
+    dim = check_int(
         "dim",
         dim,
         1,

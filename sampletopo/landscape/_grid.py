@@ -29,15 +29,12 @@ from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
 from sampletopo._batching import auto_batch_size
-from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._errors import NonFiniteLandscapeWarning, SampletopoError
 from sampletopo._io import write_atomic
 from sampletopo._runfiles import read_npz
+from sampletopo._validation import check_int
 from sampletopo.hessian import LossFn, eval_mode, trainable_parameters
 from sampletopo.landscape._directions import Directions
-
-
-class NonFiniteLandscapeWarning(RuntimeWarning):
-    """Some grid points have a NaN or infinite loss (kept in the landscape as they are)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -457,7 +454,7 @@ def _check_grid(
     steps: int, distance: float, inputs: torch.Tensor, targets: torch.Tensor, *, where: str
 ) -> int:
     """Validate the grid and the data; return ``steps`` as an int."""
-    steps = check_int_range(
+    steps = check_int(
         "steps", steps, 2, None, where=where, fix="A grid needs at least 2 points per axis."
     )
     if not (isinstance(distance, (int, float)) and math.isfinite(distance) and distance > 0):
@@ -558,10 +555,10 @@ def evaluate_grid(
     device = next(iter(trainable_parameters(model, where=where).values())).device
     if points_per_batch is None:
         points_per_batch = _default_points_per_batch(model, directions.n, device)
-    chunk = check_int_range("points_per_batch", points_per_batch, 1, None, where=where)
+    chunk = check_int("points_per_batch", points_per_batch, 1, None, where=where)
     if batch_size is None:
         batch_size = auto_batch_size(model, inputs, device, points=chunk)
-    batch_size = check_int_range("batch_size", batch_size, 1, None, where=where)
+    batch_size = check_int("batch_size", batch_size, 1, None, where=where)
     points = _GridPoints(
         model,
         loss_fn,

@@ -17,8 +17,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._errors import SampletopoError
 from sampletopo._folders import lock_output
+from sampletopo._validation import check_int
 from sampletopo.landscape._directions import hessian_directions, random_directions
 from sampletopo.landscape._grid import evaluate_grid
 from sampletopo.landscape._metrics import landscape_metrics
@@ -95,9 +96,9 @@ def landscape_for_run(
     where = "landscape_for_run"
     if dirs not in ("hessian", "random"):
         raise SampletopoError(f"{where}: 'dirs' must be 'hessian' or 'random'. Got {dirs!r}.")
-    dim = check_int_range("dim", dim, 1, None, where=where)
-    steps = check_int_range("steps", steps, 2, None, where=where)
-    trace_max_samples = check_int_range(
+    dim = check_int("dim", dim, 1, None, where=where)
+    steps = check_int("steps", steps, 2, None, where=where)
+    trace_max_samples = check_int(
         "trace_max_samples",
         trace_max_samples,
         2,

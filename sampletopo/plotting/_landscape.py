@@ -23,7 +23,8 @@ from matplotlib.colors import BoundaryNorm
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
 
-from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._errors import SampletopoError
+from sampletopo._validation import check_int
 from sampletopo.hessian import SpectralDensity
 from sampletopo.landscape import Landscape, LandscapeProfile
 
@@ -72,7 +73,7 @@ def _levels(z: np.ma.MaskedArray, n: int, spacing: str, where: str) -> np.ndarra
     the same share of the grid, so the basin is resolved whatever the range; log levels do
     the same for losses that span decades down to near zero.
     """
-    n = check_int_range("levels", n, 1, None, where=where)
+    n = check_int("levels", n, 1, None, where=where)
     if spacing not in _SPACINGS:
         raise SampletopoError(
             f"{where}: 'spacing' must be one of {_SPACINGS}. Got {spacing!r}. Use 'quantile' "
