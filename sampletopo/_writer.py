@@ -29,7 +29,7 @@ from sampletopo._errors import NonFiniteLossWarning, SampletopoError
 from sampletopo._folders import FolderLock, lock_folder
 from sampletopo._runconfig import model_signature, write_toml
 from sampletopo._runfiles import move_aside, parquet_problem, write_parquet
-from sampletopo.runs import LOSS_SCHEMA, SPLITS, PathLike, as_run, data_config
+from sampletopo.runs import LOSS_SCHEMA, SPLITS, PathLike, as_run, data_config, loss_rows
 
 if TYPE_CHECKING:
     from torch import nn
@@ -228,7 +228,8 @@ class RunWriter:
 
     def _whole(self, split: str, epoch: int, path: Path) -> bool:
         """Whether the table at ``path`` reads back whole; if not, it is moved aside, warning."""
-        why = parquet_problem(path, LOSS_SCHEMA, rows=self.dataset.n(split))
+        n = self.dataset.n(split)
+        why = parquet_problem(path, LOSS_SCHEMA, rows=n, rows_check=loss_rows(split, epoch, n))
         if why is None:
             return True
         move_aside(

@@ -19,7 +19,12 @@ Summaries (:func:`summarize`): per run x split x tree x epoch, total persistence
 and 2 (sum of ``persistence ** p``), number of finite pairs, largest persistence, and the mean
 loss and accuracy of that split and epoch. Distances (:func:`wasserstein_to_reference`):
 Wasserstein distance (orders 1 and 2, L-infinity ground metric) of every epoch's diagram to a
-reference epoch's (the final one by default).
+reference epoch's (the final one by default). Both are stored per run
+(``<run>/topology/summary.parquet``, ``wasserstein.parquet``) as a cache for readers; with
+``write="if_writable"`` (what figures and the report use) a run folder that cannot be written
+(a read-only file system, no permission) gets them computed in memory only, with one
+:class:`~sampletopo._errors.TopologyWarning` naming those runs, so a shared read-only experiment
+can still be drawn and reported on.
 
 This module draws nothing (see :mod:`sampletopo.plotting`) and trains nothing.
 """
@@ -27,12 +32,13 @@ This module draws nothing (see :mod:`sampletopo.plotting`) and trains nothing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import multiprocessing
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -42,14 +48,14 @@ from sampletopo._deprecated import diagram_at as diagram_at
 from sampletopo._deprecated import load_diagrams as load_diagrams
 from sampletopo._deprecated import run_graph as run_graph
 from sampletopo._deprecated import topology_epochs as topology_epochs
-from sampletopo._errors import SampletopoError, TopologyWarning
+from sampletopo._errors import RunFolderError, TopologyWarning
 from sampletopo._folders import lock_folder
 from sampletopo._runfiles import (
     DamagedFileWarning,
     parquet_problem,
     write_parquet,
 )
-from sampletopo._validation import check_int, ranges_text
+from sampletopo._validation import check_choice, check_int, check_split, invalid, ranges_text
 from sampletopo.diagrams import Diagram, wasserstein
 from sampletopo.graph import Graph, knn_cache_path, knn_graph
 from sampletopo.mergetree import join_tree, split_tree
@@ -67,6 +73,7 @@ from sampletopo.runs import (
     PathLike,
     Run,
     as_run,
+    diagram_rows,
     runs_in,
 )
 
@@ -104,8 +111,7 @@ def graph_for_run(
     features : {"raw", "standardized", "pca"} or a path to a ``.npy`` file
         What the graph is built over: flattened raw inputs by default.
     """
-    if split not in SPLITS:
-        raise SampletopoError(f"The 'split' parameter must be one of {SPLITS}. Got {split!r}.")
+    split = check_split(split, where="graph_for_run")
     run = as_run(run)
     ds = run.dataset()
     run.check_data(ds, splits=[split])  # never a graph over other samples than recorded
@@ -232,7 +238,7 @@ def _check_meta(run: Run, split: str, graph: Graph, features: str) -> None:
         _drop_other_graph(run, split, graph, features)
         old = None
     if old is not None and old != mine and run.diagram_epochs(split):
-        raise SampletopoError(
+        raise RunFolderError(
             f"{str(run.path)!r} already holds {split} diagrams computed with {old}; now asked for "
             f"{mine}. Use the same settings, or pass overwrite=True (--overwrite) to recompute all."
         )
@@ -321,8 +327,7 @@ def _compute_topology(
     """:func:`compute_topology` once the runs' topology folders are locked."""
     jobs = check_int("jobs", jobs, 1, 256, where="compute_topology")
     for s in splits:
-        if s not in SPLITS:
-            raise SampletopoError(f"The 'splits' parameter holds {s!r}; allowed: {SPLITS}.")
+        check_split(s, where="compute_topology", name="splits")
     tasks: list[_Task] = []
     rows: list[dict[str, Any]] = []
     for run in runs:
@@ -396,7 +401,7 @@ def _sound_diagrams(run: Run, s: str) -> set[int]:
     (they are derived from the losses: recomputed instead of refused)."""
     done = set()
     for e, path in run.diagram_files(s).items():
-        why = parquet_problem(path, DIAGRAM_SCHEMA)
+        why = parquet_problem(path, DIAGRAM_SCHEMA, rows_check=diagram_rows(s, e))
         if why is None:
             done.add(e)
             continue
@@ -431,21 +436,52 @@ def _run_tasks(
     return results
 
 
-def summarize(run_dirs: PathLike | Iterable[PathLike], *, write: bool = True) -> pl.DataFrame:
+Write = bool | Literal["if_writable"]
+"""How :func:`summarize` and :func:`wasserstein_to_reference` store their tables: ``True``
+(always; a folder that cannot be written is an error), ``False`` (never) or ``"if_writable"``."""
+
+# The errors of a folder that cannot be written; anything else (a full disk) still stops.
+_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _store(tables: list[tuple[Run, pl.DataFrame, Path]], write: Write) -> None:
+    """Store each run's table at its path, locking its topology folder; with
+    ``write="if_writable"``, skip the runs whose folder cannot be written, with one warning."""
+    write = check_choice("write", write, (True, False, "if_writable"), where="summarize")
+    if write is False:
+        return
+    skipped: list[str] = []
+    for run, df, path in tables:
+        try:
+            with lock_folder(run.topology_dir, what="summarizing topology", role="topology folder"):
+                write_parquet(df, path)
+        except OSError as exc:
+            if write != "if_writable" or exc.errno not in _NOT_WRITABLE:
+                raise
+            skipped.append(f"{run.name} ({exc.strerror})")
+    if skipped:
+        warnings.warn(
+            TopologyWarning(
+                f"The summary and Wasserstein tables of run(s) {', '.join(skipped)} were "
+                "computed in memory and not stored: their topology folders cannot be written "
+                "(a read-only file system or no permission)."
+            ),
+            stacklevel=3,
+        )
+
+
+def summarize(run_dirs: PathLike | Iterable[PathLike], *, write: Write = True) -> pl.DataFrame:
     """Per run x split x tree x epoch: total persistence (p=1, 2), pairs, largest persistence,
     mean loss and accuracy.
 
-    With ``write=True`` each run's rows are also stored in ``<run>/topology/summary.parquet``.
-    An epoch whose diagram has no finite pair (e.g. a constant loss) gets zeros, not a gap.
+    With ``write=True`` each run's rows are also stored in ``<run>/topology/summary.parquet``;
+    with ``write="if_writable"`` only where that folder can be written (see the module
+    docstring). An epoch whose diagram has no finite pair (e.g. a constant loss) gets zeros,
+    not a gap.
     """
-    out = []
-    for run in runs_in(run_dirs):
-        df = _summary(run)
-        if write:
-            with lock_folder(run.topology_dir, what="summarizing topology", role="topology folder"):
-                write_parquet(df, run.summary_file)
-        out.append(df)
-    return pl.concat(out).sort(["run", "split", "tree", "epoch"])
+    out = [(run, _summary(run), run.summary_file) for run in runs_in(run_dirs)]
+    _store(out, write)
+    return pl.concat([df for _, df, _ in out]).sort(["run", "split", "tree", "epoch"])
 
 
 def _summary(run: Run) -> pl.DataFrame:
@@ -479,7 +515,7 @@ def _summary(run: Run) -> pl.DataFrame:
         )
     except pl.exceptions.PolarsError as exc:
         # Every table was verified when scanned: one changed since, or predates checksums.
-        raise SampletopoError(
+        raise RunFolderError(
             f"A loss or diagram table of run {str(run.path)!r} cannot be read "
             f"({' '.join(str(exc).split())[:200]}). Record the run's losses again, or delete "
             "its topology folder and run `sampletopo topology` again."
@@ -491,7 +527,7 @@ def wasserstein_to_reference(
     *,
     reference: int | str = "final",
     orders: Sequence[float] = (1, 2),
-    write: bool = True,
+    write: Write = True,
     progress: bool = False,
 ) -> pl.DataFrame:
     """Wasserstein distance of every epoch's diagram to a reference epoch's, per run x split x tree.
@@ -508,7 +544,8 @@ def wasserstein_to_reference(
     -------
     polars.DataFrame
         run, split, tree, epoch, reference_epoch, and one column ``w<order>`` per order
-        (``w1``, ``w2``). Stored per run in ``<run>/topology/wasserstein.parquet`` when ``write``.
+        (``w1``, ``w2``). Stored per run in ``<run>/topology/wasserstein.parquet`` when
+        ``write`` (``"if_writable"``: where that folder can be written, see the module docstring).
     """
     runs = runs_in(run_dirs)
     work = []
@@ -522,9 +559,12 @@ def wasserstein_to_reference(
             else:
                 ref = int(reference)
                 if ref not in eps:
-                    raise SampletopoError(
-                        f"Reference epoch {ref} has no {s} diagram in run {run.name}. Epochs "
-                        f"with diagrams: {ranges_text(eps)}."
+                    raise invalid(
+                        "reference",
+                        f"'final' or an epoch with {s} diagrams in run {run.name}: "
+                        f"{ranges_text(eps)}",
+                        where="wasserstein_to_reference",
+                        got=f"{ref}, which has no {s} diagram in run {run.name}",
                     )
             work.append((run, s, eps, ref))
     rows: list[dict[str, Any]] = []
@@ -534,15 +574,31 @@ def wasserstein_to_reference(
             rows += _distances(run, s, eps, ref, orders)
             bar.update(len(eps))
     df = pl.DataFrame(rows).sort(["run", "split", "tree", "epoch"]) if rows else pl.DataFrame()
-    if write and rows:
-        for run in runs:
-            part = df.filter(pl.col("run") == run.name)
-            if part.height:
-                with lock_folder(
-                    run.topology_dir, what="summarizing topology", role="topology folder"
-                ):
-                    write_parquet(part, run.wasserstein_file)
+    if rows:
+        parts = [(run, df.filter(pl.col("run") == run.name), run.wasserstein_file) for run in runs]
+        _store([p for p in parts if p[1].height], write)
     return df
+
+
+def summary_tables(
+    run_dirs: PathLike | Iterable[PathLike], *, write: Write = "if_writable"
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The runs' :func:`summarize` and :func:`wasserstein_to_reference` tables (final epoch as
+    the reference), stored as one step: with ``write="if_writable"`` (the default here, as the
+    figures and the report need) a run folder that cannot be written gets both in memory only,
+    and one warning says so for all runs."""
+    runs = runs_in(run_dirs)
+    summary = summarize(runs, write=False)
+    wdist = wasserstein_to_reference(runs, write=False)
+    tables = [(run, summary.filter(pl.col("run") == run.name), run.summary_file) for run in runs]
+    if wdist.height:
+        tables += [
+            (run, part, run.wasserstein_file)
+            for run in runs
+            if (part := wdist.filter(pl.col("run") == run.name)).height
+        ]
+    _store(tables, write)
+    return summary, wdist
 
 
 def _distances(
@@ -582,7 +638,7 @@ def check_comparable(run_dirs: PathLike | Iterable[PathLike]) -> list[Path]:
         for s, info in man["splits"].items():
             fp = info.get("fingerprint")
             if s in seen and seen[s][1] != fp:
-                raise SampletopoError(
+                raise RunFolderError(
                     f"Runs {seen[s][0]} and {run.name} were recorded on different {s} data "
                     f"({man.get('dataset')!r}: fingerprint {fp} vs {seen[s][1]}). Compare runs of "
                     "one dataset and split, or draw them in separate figure sets."

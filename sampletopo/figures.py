@@ -82,7 +82,9 @@ def write_figure_set(
     summary, wasserstein : polars.DataFrame, optional
         The runs' :func:`sampletopo.analysis.summarize` and
         :func:`sampletopo.analysis.wasserstein_to_reference` tables, when the caller already
-        has them; computed (and stored) here otherwise.
+        has them; computed here otherwise, and stored in the runs' folders where those can be
+        written (:func:`sampletopo.analysis.summary_tables`): figures of a read-only
+        experiment only write into ``out_dir``.
 
     Notes
     -----
@@ -123,9 +125,11 @@ def _write_figure_set(
                     stacklevel=2,
                 )
     milestones = run_milestones(runs)
-    if summary is None:
-        summary = analysis.summarize(runs)
-    wdist = analysis.wasserstein_to_reference(runs) if wasserstein is None else wasserstein
+    if summary is None or wasserstein is None:
+        computed = analysis.summary_tables(runs)
+        summary = computed[0] if summary is None else summary
+        wasserstein = computed[1] if wasserstein is None else wasserstein
+    wdist = wasserstein
     diagrams = read_diagrams(runs)
     common: set[int] | None = None
     for rd in runs:

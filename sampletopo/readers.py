@@ -62,6 +62,8 @@ from sampletopo.runs import (
     SPLITS,
     PathLike,
     as_run,
+    diagram_rows,
+    loss_rows,
     runs_in,
 )
 
@@ -176,12 +178,10 @@ def read_loss_table(
     path = r.loss_file(str(split), epoch)
     cols = list(LOSS_SCHEMA) if columns is None else list(dict.fromkeys(["sample", *columns]))
     n = r.split_size(str(split))
-    df = read_parquet(path, LOSS_SCHEMA, columns=cols, rows=n, fix=LOSS_FIX).sort("sample")
-    if not np.array_equal(df["sample"].to_numpy(), np.arange(df.height)):
-        raise DamagedFileError(
-            path, f"it does not hold samples 0..{df.height - 1} once each", LOSS_FIX
-        )
-    return df
+    check = loss_rows(str(split), int(epoch), n)
+    return read_parquet(
+        path, LOSS_SCHEMA, columns=cols, rows=n, rows_check=check, fix=LOSS_FIX
+    ).sort("sample")
 
 
 def check_loss_tables(run: PathLike, *, split: str) -> None:
@@ -191,8 +191,8 @@ def check_loss_tables(run: PathLike, *, split: str) -> None:
     _splits(split, "check_loss_tables", required=True)
     r = as_run(run)
     n = r.split_size(split)
-    for path in r.loss_files(split).values():
-        check_parquet(path, LOSS_SCHEMA, rows=n, fix=LOSS_FIX)
+    for ep, path in r.loss_files(split).items():
+        check_parquet(path, LOSS_SCHEMA, rows=n, rows_check=loss_rows(split, ep, n), fix=LOSS_FIX)
 
 
 def scan_losses(runs: PathLike | Iterable[PathLike], *, split: str | None = None) -> pl.LazyFrame:
@@ -207,7 +207,8 @@ def scan_losses(runs: PathLike | Iterable[PathLike], *, split: str | None = None
             scan_parquet(
                 list(files.values()),
                 LOSS_SCHEMA,
-                rows=r.split_size(s),
+                rows=(n := r.split_size(s)),
+                rows_checks=[loss_rows(s, e, n) for e in files],
                 fix=LOSS_FIX,
                 hive_partitioning=False,
             )
@@ -304,9 +305,12 @@ def scan_diagrams(
     splits = _splits(split, "scan_diagrams")
     frames = []
     for r in runs_in(runs):
-        files = [p for s in splits for p in r.diagram_files(s).values()]
+        files = {(s, e): p for s in splits for e, p in r.diagram_files(s).items()}
         if files:
-            lf = scan_parquet(files, DIAGRAM_SCHEMA, fix=DIAGRAM_FIX)
+            checks = [diagram_rows(s, e) for s, e in files]
+            lf = scan_parquet(
+                list(files.values()), DIAGRAM_SCHEMA, rows_checks=checks, fix=DIAGRAM_FIX
+            )
             frames.append(lf.with_columns(run=pl.lit(r.name)))
     if not frames:
         raise RunFolderError(
@@ -362,7 +366,9 @@ def read_diagram(run: PathLike, *, split: str, tree: str, epoch: int) -> Diagram
             f"Run {r.name} has no {split} diagram for epoch {epoch}. Epochs with diagrams: "
             f"{ranges_text(have) if have else 'none (run `sampletopo topology` first)'}."
         )
-    df = read_parquet(path, DIAGRAM_SCHEMA, fix=DIAGRAM_FIX).filter(pl.col("tree") == tree)
+    df = read_parquet(
+        path, DIAGRAM_SCHEMA, rows_check=diagram_rows(split, int(epoch)), fix=DIAGRAM_FIX
+    ).filter(pl.col("tree") == tree)
     return Diagram.from_polars(df, tree=tree)  # type: ignore[arg-type]
 
 

@@ -314,8 +314,7 @@ def collect_experiment(
     exp, fig_dir = Path(experiment), Path(fig_dir)
     runs = analysis.check_comparable(exp)
     # One pass over the stored diagrams feeds both the table and the figures.
-    summary = analysis.summarize(runs)
-    wdist = analysis.wasserstein_to_reference(runs)
+    summary, wdist = analysis.summary_tables(runs)  # stored where the runs can be written
     table = run_table(runs, summary=summary, wasserstein=wdist)
     graph = _graph_settings(runs[0])
     topology = write_figure_set(

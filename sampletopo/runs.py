@@ -66,7 +66,7 @@ from sampletopo._runconfig import (
     write_json,
     write_toml,
 )
-from sampletopo._runfiles import DamagedFileError, read_json
+from sampletopo._runfiles import DamagedFileError, RowsCheck, read_json
 
 if TYPE_CHECKING:
     import torch
@@ -88,6 +88,8 @@ __all__ = [
     "as_run",
     "checkpoint_name",
     "data_config",
+    "diagram_rows",
+    "loss_rows",
     "epoch_tag",
     "find_runs",
     "load_run_model",
@@ -207,6 +209,53 @@ DIAGRAM_FIX = (
     "Diagram tables are computed from the loss tables: run `sampletopo topology` on this run "
     "again, which recomputes damaged ones."
 )
+
+
+def _same(df: pl.DataFrame, column: str, value: Any, where: str) -> str | None:
+    """Why the column does not hold only ``value`` (the value its file's place gives it)."""
+    other = df.filter(pl.col(column) != value)[column].unique().sort().to_list()
+    if other:
+        return f"its {column!r} column holds {other[:3]} where its {where} says {value!r}"
+    return None
+
+
+def loss_rows(split: str, epoch: int, n: int | None) -> RowsCheck:
+    """What the rows of the loss table of ``split`` and ``epoch`` must say: that split and epoch
+    (the file's folder and name), and each sample ``0 .. n - 1`` exactly once (``n`` of the
+    manifest; ``None``: as many as there are rows)."""
+
+    def problem(df: pl.DataFrame) -> str | None:
+        why = _same(df, "split", split, "folder") or _same(df, "epoch", epoch, "file name")
+        if why is not None:
+            return why
+        ids = np.sort(df["sample"].to_numpy())
+        size = df.height if n is None else n
+        if ids.shape[0] != size or not np.array_equal(ids, np.arange(size)):
+            return f"it does not hold samples 0..{size - 1} once each"
+        return None
+
+    return RowsCheck(("split", "epoch", "sample"), problem)
+
+
+def diagram_rows(split: str, epoch: int) -> RowsCheck:
+    """What the rows of the diagram table of ``split`` and ``epoch`` must say: that split and
+    epoch, and both trees, each with at least one essential pair (every connected component
+    has one, so a table without is cut short or made by hand)."""
+
+    def problem(df: pl.DataFrame) -> str | None:
+        why = _same(df, "split", split, "folder") or _same(df, "epoch", epoch, "file name")
+        if why is not None:
+            return why
+        other = sorted(set(df["tree"].unique().to_list()) - set(TREES))
+        if other:
+            return f"its 'tree' column holds {other}, not only {list(TREES)}"
+        essential = df.filter(pl.col("death").is_infinite())["tree"].unique().to_list()
+        missing = [t for t in TREES if t not in essential]
+        if missing:
+            return f"it lacks the {' and '.join(missing)} tree's rows (no essential pair)"
+        return None
+
+    return RowsCheck(("split", "epoch", "tree", "death"), problem)
 
 
 def _manifest_problem(man: Any) -> str | None:

@@ -704,3 +704,32 @@ def test_training_in_a_folder_one_may_not_write_is_one_line(tmp_path):
             if p.is_dir():
                 p.chmod(0o755)
         shutil.rmtree(base)
+
+
+@pytest.mark.skipif(not _can_mount_read_only(), reason="needs root and mount namespaces")
+def test_figures_and_report_of_a_read_only_experiment_write_only_to_out(tmp_path):
+    # N4: both rewrote every run's summary.parquet and wasserstein.parquet (under a lock in the
+    # run's topology folder), so a read-only experiment could not be reported on (exit 2).
+    exp = tmp_path / "exp"
+    assert main([*TRAIN, "--epochs", "2", "--lr", "0.1", "0.05", "--out", str(exp)]) == 0
+    assert main(["topology", str(exp), "--k", "5", "--no-progress"]) == 0
+    before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    for argv in (
+        ["figures", str(exp), "--out", str(out / "figs"), "--formats", "png", "--no-progress"],
+        ["report", str(exp), "--out", str(out / "report"), "--no-progress"],
+    ):
+        args = " ".join(f"'{a}'" for a in argv)
+        cmd = (
+            f"mount --bind {exp} {exp} && mount -o remount,bind,ro {exp} {exp} && "
+            f"exec {sys.executable} -m sampletopo {args}"
+        )
+        child = subprocess.run(["unshare", "-m", "sh", "-c", cmd], capture_output=True, text=True)
+        assert child.returncode == 0, child.stderr
+        assert "Traceback" not in child.stderr
+        notes = [ln for ln in child.stderr.splitlines() if "read-only" in ln]
+        assert len(notes) == 1, child.stderr  # one note, not one per run or table
+        assert "computed in memory" in notes[0]
+    assert (out / "figs" / "total_persistence.png").is_file()
+    assert (out / "report" / "index.html").is_file()
+    assert {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()} == before
