@@ -22,17 +22,20 @@ from typing import Any
 
 from sampletopo._errors import (
     CheckpointChangedError,
+    CheckpointChangedWarning,
     DamagedFileError,
     DamagedFileWarning,
     DataRootWarning,
     FewerPairsWarning,
     FigureWarning,
     FolderLockedError,
+    MissingEpochsWarning,
     NoImagesWarning,
     NonFiniteLandscapeWarning,
     NonFiniteLossWarning,
     ParameterError,
     RankFailedError,
+    ReportWarning,
     RunDivergedError,
     RunFolderError,
     SampletopoError,
@@ -40,6 +43,7 @@ from sampletopo._errors import (
     StaleLockWarning,
     TopologyWarning,
     TraceNotConvergedWarning,
+    UnlockedFolderWarning,
 )
 from sampletopo.diagrams import Diagram, bottleneck, total_persistence, wasserstein
 from sampletopo.graph import Graph, fingerprint, graph_from_edges, grid_graph, knn_graph
@@ -139,6 +143,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "CheckpointChangedError",
+    "CheckpointChangedWarning",
     "DamagedFileError",
     "DamagedFileWarning",
     "DataRootWarning",
@@ -146,6 +151,7 @@ __all__ = [
     "FewerPairsWarning",
     "FigureWarning",
     "FolderLockedError",
+    "MissingEpochsWarning",
     "Graph",
     "MergeTree",
     "NoImagesWarning",
@@ -153,6 +159,7 @@ __all__ = [
     "NonFiniteLossWarning",
     "ParameterError",
     "RankFailedError",
+    "ReportWarning",
     "RunDivergedError",
     "RunFolderError",
     "SampletopoError",
@@ -160,6 +167,7 @@ __all__ = [
     "StaleLockWarning",
     "TopologyWarning",
     "TraceNotConvergedWarning",
+    "UnlockedFolderWarning",
     "bottleneck",
     "diagram_pair",
     "fingerprint",

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import ParameterError
 
 __all__ = ["resolve_device", "available_devices", "model_device"]
 
@@ -62,7 +62,7 @@ def resolve_device(
 
     Raises
     ------
-    SampletopoError
+    ParameterError
         An unknown name, a device type other than cpu/cuda/mps, CUDA (or MPS) asked for where
         it is not available, or a GPU index beyond the visible GPUs.
     """
@@ -74,36 +74,36 @@ def resolve_device(
     if isinstance(device, str) and device.strip().lower() == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not isinstance(device, (str, torch.device)):
-        raise SampletopoError(
+        raise ParameterError(
             f"{head}. Got {device!r} ({type(device).__name__}) instead. Usable here: "
             f"{', '.join(available_devices())}."
         )
     try:
         dev = torch.device(device.strip() if isinstance(device, str) else device)
     except (RuntimeError, ValueError, TypeError):
-        raise SampletopoError(
+        raise ParameterError(
             f"{head}. Got {str(device)!r} instead. Usable here: {', '.join(available_devices())}."
         ) from None
     if dev.type == "cpu":
         return dev
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise SampletopoError(
+            raise ParameterError(
                 f"{head}, and {str(device)!r} needs CUDA, but {_cuda_missing()}. Use 'cpu' or "
                 "'auto' (the GPU when there is one)."
             )
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise SampletopoError(
+            raise ParameterError(
                 f"{head}. Got {str(device)!r}, but only {count} GPU(s) are visible here "
                 f"(cuda:0 .. cuda:{count - 1}). Pick one of those, or set CUDA_VISIBLE_DEVICES."
             )
         return dev
     if dev.type == "mps":
         if not torch.backends.mps.is_available():
-            raise SampletopoError(f"{head}, and 'mps' is not available here. Use 'cpu' or 'auto'.")
+            raise ParameterError(f"{head}, and 'mps' is not available here. Use 'cpu' or 'auto'.")
         return dev
-    raise SampletopoError(
+    raise ParameterError(
         f"{head}. Got {str(device)!r}, a device type ({dev.type}) sampletopo does not compute "
         f"losses on. Usable here: {', '.join(available_devices())}."
     )

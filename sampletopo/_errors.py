@@ -32,12 +32,16 @@ numbers or files that went wrong are also ``RuntimeWarning``, as they were befor
     ├── FewerPairsWarning      fewer regions exist than were asked for
     ├── FigureWarning          part of a figure set was left out
     ├── NoImagesWarning        the dataset has no images; image grids skipped
+    ├── ReportWarning          part of a report was left out (a damaged table, a landscape)
     ├── DataRootWarning        a run reads pickled data from outside its experiment
     ├── NonFiniteLossWarning   (also RuntimeWarning) recorded losses hold NaN or inf
     ├── NonFiniteLandscapeWarning (also RuntimeWarning) grid points with NaN or inf loss
     ├── TraceNotConvergedWarning (also RuntimeWarning) the Hutchinson trace used every probe
     ├── DamagedFileWarning     (also RuntimeWarning) a damaged file was set aside or rebuilt
-    └── StaleLockWarning       (also RuntimeWarning) a dead writer's lock was taken over
+    ├── MissingEpochsWarning   (also RuntimeWarning) epochs a saved recorder state lists are gone
+    ├── CheckpointChangedWarning (also RuntimeWarning) a changed checkpoint's epoch was skipped
+    ├── StaleLockWarning       (also RuntimeWarning) a dead writer's lock was taken over
+    └── UnlockedFolderWarning  (also RuntimeWarning) the file system cannot lock files
 
 ``warnings.simplefilter("error", sampletopo.SampletopoWarning)`` turns them all into errors.
 The checks that raise :class:`ParameterError` are in :mod:`sampletopo._validation`.
@@ -50,17 +54,20 @@ from typing import Any
 
 __all__ = [
     "CheckpointChangedError",
+    "CheckpointChangedWarning",
     "DamagedFileError",
     "DamagedFileWarning",
     "DataRootWarning",
     "FewerPairsWarning",
     "FigureWarning",
     "FolderLockedError",
+    "MissingEpochsWarning",
     "NoImagesWarning",
     "NonFiniteLandscapeWarning",
     "NonFiniteLossWarning",
     "ParameterError",
     "RankFailedError",
+    "ReportWarning",
     "RunDivergedError",
     "RunFolderError",
     "SampletopoError",
@@ -68,6 +75,7 @@ __all__ = [
     "StaleLockWarning",
     "TopologyWarning",
     "TraceNotConvergedWarning",
+    "UnlockedFolderWarning",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -220,6 +228,11 @@ class NoImagesWarning(SampletopoWarning):
     """The dataset has no images to show; image grids were skipped, tables and curves kept."""
 
 
+class ReportWarning(SampletopoWarning):
+    """Part of a report was left out (a damaged table or landscape, a figure that failed); the
+    message says which and why."""
+
+
 class DataRootWarning(SampletopoWarning):
     """A run folder's config reads pickle-based data from a folder outside the run's experiment."""
 
@@ -241,5 +254,20 @@ class DamagedFileWarning(SampletopoWarning, RuntimeWarning):
     """A damaged file was set aside or recomputed; the message names it."""
 
 
+class MissingEpochsWarning(SampletopoWarning, RuntimeWarning):
+    """Epochs that a saved recorder state lists are no longer on disk; they are recorded again
+    when the run reaches them."""
+
+
+class CheckpointChangedWarning(SampletopoWarning, RuntimeWarning):
+    """A checkpoint changed or vanished after its folder was listed, and its epoch was skipped
+    (``on_change="skip"``)."""
+
+
 class StaleLockWarning(SampletopoWarning, RuntimeWarning):
     """A lock left by a process that died was taken over."""
+
+
+class UnlockedFolderWarning(SampletopoWarning, RuntimeWarning):
+    """The file system of a folder cannot lock files, so a second writer would not be stopped;
+    the folder is written without a lock."""

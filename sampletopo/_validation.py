@@ -32,6 +32,8 @@ __all__ = [
     "MAX_EPOCH",
     "MAX_SEED",
     "as_index_array",
+    "available_memory",
+    "bytes_text",
     "as_real_array",
     "check_bool",
     "check_choice",
@@ -69,6 +71,37 @@ def max_threads() -> int:
     return int(min(256, max(16, 4 * (os.cpu_count() or 1))))
 
 
+def available_memory() -> int | None:
+    """Bytes of memory this machine can give a new allocation now (Linux: ``MemAvailable``;
+    elsewhere the free physical pages), or ``None`` when it cannot tell."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def bytes_text(n: float) -> str:
+    """A byte count as messages show it: ``'7.1 PiB'``, ``'512 B'``.
+
+    >>> bytes_text(7.11 * 2**50), bytes_text(512)
+    ('7.1 PiB', '512 B')
+    """
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    v = float(n)
+    for unit in units:
+        if v < 1024 or unit == units[-1]:
+            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.2g} {unit}"
+        v /= 1024
+    return f"{v:.2g} EiB"  # pragma: no cover
+
+
 # ---------------------------------------------------------------------------------------------
 # The message
 
@@ -84,6 +117,8 @@ def show(value: Any) -> str:
         value = value.item()
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape} and dtype {value.dtype}"
+    if isinstance(value, (str, os.PathLike)):
+        return repr(str(value))  # names and paths in full
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -213,6 +248,10 @@ def check_choice(
 
     >>> check_choice("metric", "l2", ("l2", "cosine"), where="knn_graph")
     'l2'
+    >>> check_choice("metric", "l1", ("l2", "cosine"), where="knn_graph")
+    Traceback (most recent call last):
+    ...
+    sampletopo._errors.ParameterError: The 'metric' parameter of knn_graph must be 'l2' or 'cosine'. Got 'l1' instead.
     """
     options = tuple(choices)
     try:
@@ -220,10 +259,11 @@ def check_choice(
             return value
     except TypeError:  # unhashable or uncomparable: not one of them
         pass
-    shown = ", ".join(
-        repr(c) + (f" ({meaning[c]})" if meaning and c in meaning else "") for c in options
-    )
-    allowed = f"one of {shown}" if len(options) > 1 else shown
+    shown = [repr(c) + (f" ({meaning[c]})" if meaning and c in meaning else "") for c in options]
+    if len(shown) > 2:
+        allowed = "one of " + ", ".join(shown)
+    else:
+        allowed = " or ".join(shown)
     raise invalid(name, allowed, value, where=where, fix=fix, kind=kind)
 
 
@@ -294,15 +334,11 @@ def check_path(
             kind=kind,
         )
     if exists == "dir" and not p.is_dir():
-        what = "a file, not a folder" if p.exists() else "missing"
-        raise invalid(
-            name, "an existing folder", str(p), where=where, kind=kind, fix=f"It is {what}."
-        )
+        what = "is a file, not a folder" if p.exists() else "does not exist"
+        raise invalid(name, "an existing folder", str(p), where=where, kind=kind, fix=f"It {what}.")
     if exists == "file" and not p.is_file():
-        what = "a folder, not a file" if p.exists() else "missing"
-        raise invalid(
-            name, "an existing file", str(p), where=where, kind=kind, fix=f"It is {what}."
-        )
+        what = "is a folder, not a file" if p.exists() else "does not exist"
+        raise invalid(name, "an existing file", str(p), where=where, kind=kind, fix=f"It {what}.")
     return p
 
 

@@ -560,6 +560,15 @@ def test_a_run_config_without_data_or_with_wrong_types(
     assert needle in line and repr(str(path)) in line
 
 
+@pytest.mark.parametrize("command", ["topology", "samples"])
+def test_a_minimal_run_config_takes_the_documented_defaults(exp, tmp_path, capsys, command):
+    # N2: with only name, model and data, int(None) (data_seed) and a None path (data_root)
+    # failed with TypeError tracebacks, though this is what the "no 'data' entry" error asks for.
+    (exp / "run" / "config.toml").write_text('name = "x"\nmodel = "mlp"\ndata = "digits"\n')
+    assert main(_commands(exp, tmp_path)[command]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_train_resume_names_a_wrong_typed_config_entry(exp):
     path = _edit_config(exp / "run", _set("data_seed", "abc"))
     with pytest.raises(SampletopoError, match="The 'data_seed' entry of") as info:

@@ -266,7 +266,9 @@ def test_spacing_and_levels_are_checked():
     from sampletopo.plotting import plot_landscape_contour
 
     land = steep_landscape(5)
-    with pytest.raises(SampletopoError, match="'spacing' must be one of"):
+    with pytest.raises(
+        SampletopoError, match="'spacing' parameter of plot_landscape_contour must be one of"
+    ):
         plot_landscape_contour(land, spacing="even")  # type: ignore[arg-type]
     with pytest.raises(SampletopoError, match="'levels' parameter"):
         plot_landscape_contour(land, levels=0)

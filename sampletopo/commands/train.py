@@ -172,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
     mk = dict(base.model_kwargs)
     mk.update(_parse_kv(args.model_kw, "--model-kw"))
     axes: dict[str, list[Any]] = {}
+    flagged: dict[str, Any] = {}  # model options given as flags: always kept, so checked
     for flag, key, _typ, _help in _SCALAR_FLAGS:
         values = getattr(args, flag[2:].replace("-", "_"))
         if values is None:
@@ -183,11 +184,12 @@ def run(args: argparse.Namespace) -> int:
         elif key in ("lr", "momentum", "weight_decay", "batch_size", "seed", "model"):
             top[key] = values[0]
         else:
-            mk[key] = values[0]
-    # A model switch drops the file's options of the old model, which may not exist on the new one.
+            flagged[key] = values[0]
+    # A model switch drops the file's options of the old model, which may not exist on the new
+    # one; options given as flags stay, and one the new model lacks is refused (never ignored).
     if "model" in top and top["model"] != base.model and not args.model_kw:
         mk = {k: v for k, v in mk.items() if k in ("skip",) or k in _model_opts(top["model"])}
-    base = replace(base, **top, model_kwargs=mk)
+    base = replace(base, **top, model_kwargs={**mk, **flagged})
 
     variants: Any = file_variants
     if axes:

@@ -23,6 +23,7 @@ from matplotlib.ticker import MaxNLocator
 
 from sampletopo._errors import NoImagesWarning
 from sampletopo._validation import check_instance, check_int, invalid
+from sampletopo.plotting._topology import save_figure
 from sampletopo.runs import PathLike
 from sampletopo.samples import MemberTracks
 
@@ -265,8 +266,10 @@ def sample_figures(
 
     def save(fig: Figure, name: str) -> None:
         p = out / f"{stem}-{name}.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
+        try:
+            save_figure(fig, p, dpi=120)
+        finally:
+            plt.close(fig)
         written.append(p)
 
     dataset = options.get("dataset")

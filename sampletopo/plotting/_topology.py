@@ -28,7 +28,8 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, StrMethodFormatter
 
-from sampletopo._errors import SampletopoError
+from sampletopo._io import write_atomic
+from sampletopo._validation import invalid
 from sampletopo.diagrams import Diagram
 from sampletopo.runs import SPLITS, TREES
 
@@ -73,7 +74,12 @@ def _mark_milestones(ax: Axes, milestones: Iterable[int] | None) -> None:
 def _need(df: pl.DataFrame, cols: Sequence[str], where: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise SampletopoError(f"{where}: the table lacks column(s) {missing}. Got {df.columns}.")
+        raise invalid(
+            "table",
+            f"a table with the columns {list(cols)}",
+            where=where,
+            got=f"columns {df.columns}",
+        )
 
 
 def plot_total_persistence(
@@ -312,17 +318,25 @@ def heatmap_figure(
     sub = diagrams.filter((pl.col("split") == split) & (pl.col("tree") == tree))
     runs = list(runs) if runs is not None else sorted(sub["run"].unique().to_list())
     if not runs or not epochs:
-        raise SampletopoError(
-            f"heatmap_figure: nothing to draw for {split}/{tree} (runs={runs}, epochs={list(epochs)})."
+        raise invalid(
+            "epochs",
+            f"one or more epochs of one or more runs with {split}/{tree} diagrams",
+            where="heatmap_figure",
+            got=f"runs={runs}, epochs={list(epochs)}: nothing to draw",
         )
     panels: dict[tuple[str, int], pl.DataFrame] = {}
     for r in runs:
         have = set(sub.filter(pl.col("run") == r)["epoch"].unique().to_list())
         for e in epochs:
             if e not in have:
-                raise SampletopoError(
-                    f"heatmap_figure: run {r} has no {split} diagram at epoch {e}. It has epochs "
-                    f"{sorted(have)[:3]}...{sorted(have)[-3:]}; choose among those."
+                raise invalid(
+                    "epochs",
+                    f"epochs with {split} diagrams in every run",
+                    where="heatmap_figure",
+                    got=f"epoch {e}, which run {r} lacks: run {r} has no {split} diagram at "
+                    f"epoch {e}",
+                    fix=f"It has epochs {sorted(have)[:3]}...{sorted(have)[-3:]}; choose among "
+                    "those.",
                 )
             panels[(r, e)] = sub.filter((pl.col("run") == r) & (pl.col("epoch") == e))
     xb, yb = heatmap_bins(list(panels.values()), bins=bins)
@@ -447,13 +461,22 @@ def plot_barcode(d: Diagram, *, top: int = 60, ax: Axes | None = None, title: st
     return ax
 
 
+def save_figure(fig: Figure, path: Path, **options: Any) -> Path:
+    """Write ``fig`` to ``path`` (its format from the suffix) atomically, as every file
+    sampletopo writes (:func:`sampletopo._io.write_atomic`): a full disk or a read-only folder
+    is an ``OSError`` naming ``path``, and no half-written figure is left. ``options`` go to
+    ``Figure.savefig``."""
+    fmt = path.suffix.lstrip(".") or "png"
+    return write_atomic(path, lambda fh: fig.savefig(fh, format=fmt, **options))
+
+
 def save(fig: Figure, path: Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Write ``fig`` as ``path`` with each suffix in ``formats``; close it; return the paths."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     out = []
-    for fmt in formats:
-        p = path.parent / f"{path.name}.{fmt}"  # names may hold dots (lr=0.1)
-        fig.savefig(p, dpi=110, bbox_inches="tight")
-        out.append(p)
-    plt.close(fig)
+    try:
+        for fmt in formats:
+            p = path.parent / f"{path.name}.{fmt}"  # names may hold dots (lr=0.1)
+            out.append(save_figure(fig, p, dpi=110, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return out
