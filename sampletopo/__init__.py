@@ -20,30 +20,75 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from sampletopo import _errors
+from sampletopo._errors import (  # re-exported: __all__ lists _errors.__all__
+    CheckpointChangedError as CheckpointChangedError,
+)
 from sampletopo._errors import (
-    CheckpointChangedError,
-    CheckpointChangedWarning,
-    DamagedFileError,
-    DamagedFileWarning,
-    DataRootWarning,
-    FewerPairsWarning,
-    FigureWarning,
-    FolderLockedError,
-    MissingEpochsWarning,
-    NoImagesWarning,
-    NonFiniteLandscapeWarning,
-    NonFiniteLossWarning,
-    ParameterError,
-    RankFailedError,
-    ReportWarning,
-    RunDivergedError,
-    RunFolderError,
-    SampletopoError,
-    SampletopoWarning,
-    StaleLockWarning,
-    TopologyWarning,
-    TraceNotConvergedWarning,
-    UnlockedFolderWarning,
+    CheckpointChangedWarning as CheckpointChangedWarning,
+)
+from sampletopo._errors import (
+    DamagedFileError as DamagedFileError,
+)
+from sampletopo._errors import (
+    DamagedFileWarning as DamagedFileWarning,
+)
+from sampletopo._errors import (
+    DataRootWarning as DataRootWarning,
+)
+from sampletopo._errors import (
+    FewerPairsWarning as FewerPairsWarning,
+)
+from sampletopo._errors import (
+    FigureWarning as FigureWarning,
+)
+from sampletopo._errors import (
+    FolderLockedError as FolderLockedError,
+)
+from sampletopo._errors import (
+    MissingEpochsWarning as MissingEpochsWarning,
+)
+from sampletopo._errors import (
+    NoImagesWarning as NoImagesWarning,
+)
+from sampletopo._errors import (
+    NonFiniteLandscapeWarning as NonFiniteLandscapeWarning,
+)
+from sampletopo._errors import (
+    NonFiniteLossWarning as NonFiniteLossWarning,
+)
+from sampletopo._errors import (
+    ParameterError as ParameterError,
+)
+from sampletopo._errors import (
+    RankFailedError as RankFailedError,
+)
+from sampletopo._errors import (
+    ReportWarning as ReportWarning,
+)
+from sampletopo._errors import (
+    RunDivergedError as RunDivergedError,
+)
+from sampletopo._errors import (
+    RunFolderError as RunFolderError,
+)
+from sampletopo._errors import (
+    SampletopoError as SampletopoError,
+)
+from sampletopo._errors import (
+    SampletopoWarning as SampletopoWarning,
+)
+from sampletopo._errors import (
+    StaleLockWarning as StaleLockWarning,
+)
+from sampletopo._errors import (
+    TopologyWarning as TopologyWarning,
+)
+from sampletopo._errors import (
+    TraceNotConvergedWarning as TraceNotConvergedWarning,
+)
+from sampletopo._errors import (
+    UnlockedFolderWarning as UnlockedFolderWarning,
 )
 from sampletopo.diagrams import Diagram, bottleneck, total_persistence, wasserstein
 from sampletopo.graph import Graph, fingerprint, graph_from_edges, grid_graph, knn_graph
@@ -142,32 +187,9 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "CheckpointChangedError",
-    "CheckpointChangedWarning",
-    "DamagedFileError",
-    "DamagedFileWarning",
-    "DataRootWarning",
     "Diagram",
-    "FewerPairsWarning",
-    "FigureWarning",
-    "FolderLockedError",
-    "MissingEpochsWarning",
     "Graph",
     "MergeTree",
-    "NoImagesWarning",
-    "NonFiniteLandscapeWarning",
-    "NonFiniteLossWarning",
-    "ParameterError",
-    "RankFailedError",
-    "ReportWarning",
-    "RunDivergedError",
-    "RunFolderError",
-    "SampletopoError",
-    "SampletopoWarning",
-    "StaleLockWarning",
-    "TopologyWarning",
-    "TraceNotConvergedWarning",
-    "UnlockedFolderWarning",
     "bottleneck",
     "diagram_pair",
     "fingerprint",
@@ -178,5 +200,6 @@ __all__ = [
     "split_tree",
     "total_persistence",
     "wasserstein",
+    *_errors.__all__,
     *_LAZY,
 ]

@@ -52,32 +52,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "CheckpointChangedError",
-    "CheckpointChangedWarning",
-    "DamagedFileError",
-    "DamagedFileWarning",
-    "DataRootWarning",
-    "FewerPairsWarning",
-    "FigureWarning",
-    "FolderLockedError",
-    "MissingEpochsWarning",
-    "NoImagesWarning",
-    "NonFiniteLandscapeWarning",
-    "NonFiniteLossWarning",
-    "ParameterError",
-    "RankFailedError",
-    "ReportWarning",
-    "RunDivergedError",
-    "RunFolderError",
-    "SampletopoError",
-    "SampletopoWarning",
-    "StaleLockWarning",
-    "TopologyWarning",
-    "TraceNotConvergedWarning",
-    "UnlockedFolderWarning",
-]
-
 # ---------------------------------------------------------------------------------------------
 # Errors
 
@@ -271,3 +245,11 @@ class StaleLockWarning(SampletopoWarning, RuntimeWarning):
 class UnlockedFolderWarning(SampletopoWarning, RuntimeWarning):
     """The file system of a folder cannot lock files, so a second writer would not be stopped;
     the folder is written without a lock."""
+
+
+# Every class above, in the order they are defined: the package exports them all.
+__all__ = [
+    name
+    for name, value in list(globals().items())
+    if isinstance(value, type) and issubclass(value, (SampletopoError, SampletopoWarning))
+]

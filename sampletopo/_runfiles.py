@@ -288,7 +288,9 @@ def parquet_bytes(df: pl.DataFrame) -> bytes:
     data = bytearray(sink.getvalue().to_pybytes())
     hole = _crc_hole(data, _CRC_HOLE)
     if hole < 0:  # pyarrow encoded the footer otherwise: no checksum rather than a wrong one
-        raise RuntimeError("sampletopo: the Parquet footer does not hold the checksum entry")
+        # A bug (or a pyarrow that writes footers otherwise), not the user's input: it keeps
+        # its traceback on the command line.
+        raise AssertionError("sampletopo: the Parquet footer does not hold the checksum entry")
     data[hole : hole + len(_CRC_HOLE)] = b"%08x" % _file_crc(data, hole)
     return bytes(data)
 

@@ -366,35 +366,21 @@ def as_real_array(value: Any, *, name: str, where: str, fix: str = "") -> np.nda
             fix="Check that every row has the same length.",
         ) from exc
     kind = arr.dtype.kind
-    if kind == "c":
-        raise invalid(
-            name,
-            allowed,
-            where=where,
-            got=f"complex numbers (dtype {arr.dtype})",
-            fix=f"Pass real values, e.g. np.real(x) or np.abs(x). {fix}".rstrip(),
-        )
-    if kind in "USa":
-        raise invalid(
-            name,
-            allowed,
-            where=where,
-            got=f"strings (dtype {arr.dtype}), e.g. {arr.reshape(-1)[:1].tolist()}",
-            fix=f"Convert them to numbers first. {fix}".rstrip(),
-        )
     if kind == "O":
         try:
             return arr.astype(np.float64)
         except (ValueError, TypeError) as exc:
-            raise invalid(
-                name,
-                allowed,
-                where=where,
-                got=f"objects that are not real numbers ({exc})",
-                fix=f"Pass a numeric array. {fix}".rstrip(),
-            ) from exc
+            got, how = f"objects that are not real numbers ({exc})", "Pass a numeric array."
+            raise invalid(name, allowed, where=where, got=got, fix=f"{how} {fix}".rstrip()) from exc
     if kind not in "biuf":
-        raise invalid(name, allowed, where=where, got=f"dtype {arr.dtype}", fix=fix)
+        got, how = f"dtype {arr.dtype}", ""
+        if kind == "c":
+            got = f"complex numbers (dtype {arr.dtype})"
+            how = "Pass real values, e.g. np.real(x) or np.abs(x)."
+        elif kind in "USa":
+            got = f"strings (dtype {arr.dtype}), e.g. {arr.reshape(-1)[:1].tolist()}"
+            how = "Convert them to numbers first."
+        raise invalid(name, allowed, where=where, got=got, fix=f"{how} {fix}".strip())
     return arr
 
 

@@ -35,7 +35,7 @@ import contextlib
 import errno
 import multiprocessing
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -295,47 +295,44 @@ def compute_topology(
     recorded later are computed by the next call).
     """
     runs = runs_in(run_dirs)
-    with contextlib.ExitStack() as locks:
-        for run in runs:
-            locks.enter_context(
-                lock_folder(run.topology_dir, what="computing topology", role="topology folder")
-            )
-        return _compute_topology(
-            runs,
-            splits=splits,
-            k=k,
-            features=features,
-            jobs=jobs,
-            overwrite=overwrite,
-            progress=progress,
-        )
-
-
-_Task = tuple[str, str, list[int], str]  # run folder, split, epochs, graph cache file
-
-
-def _compute_topology(
-    runs: list[Run],
-    *,
-    splits: Sequence[str],
-    k: int,
-    features: str,
-    jobs: int,
-    overwrite: bool,
-    progress: bool,
-) -> pl.DataFrame:
-    """:func:`compute_topology` once the runs' topology folders are locked."""
     jobs = check_int("jobs", jobs, 1, 256, where="compute_topology")
     for s in splits:
         check_split(s, where="compute_topology", name="splits")
     tasks: list[_Task] = []
     rows: list[dict[str, Any]] = []
-    for run in runs:
-        for s in splits:
-            cached, todo = _plan(run, s, k=k, features=features, overwrite=overwrite, jobs=jobs)
-            rows += [{"run": run.name, "split": s, "epoch": e, "status": "cached"} for e in cached]
-            tasks += todo
-    for (run_dir, s, _, _), res in _run_tasks(tasks, jobs=jobs, progress=progress):
+    with _locked_topology(runs):
+        for run in runs:
+            for s in splits:
+                cached, todo = _plan(run, s, k=k, features=features, overwrite=overwrite, jobs=jobs)
+                rows += [
+                    {"run": run.name, "split": s, "epoch": e, "status": "cached"} for e in cached
+                ]
+                tasks += todo
+        rows += _done_rows(_run_tasks(tasks, jobs=jobs, progress=progress))
+    schema = {"run": pl.String, "split": pl.String, "epoch": pl.Int64, "status": pl.String}
+    return pl.DataFrame(rows, schema=schema).sort(["run", "split", "epoch"])
+
+
+_Task = tuple[str, str, list[int], str]  # run folder, split, epochs, graph cache file
+
+
+@contextlib.contextmanager
+def _locked_topology(runs: Sequence[Run]) -> Iterator[None]:
+    """Hold the topology folder of every run (see :mod:`sampletopo._folders`)."""
+    with contextlib.ExitStack() as locks:
+        for run in runs:
+            locks.enter_context(
+                lock_folder(run.topology_dir, what="computing topology", role="topology folder")
+            )
+        yield
+
+
+def _done_rows(
+    results: list[tuple[_Task, list[tuple[int, str | None]]]],
+) -> list[dict[str, Any]]:
+    """The status rows of the computed tasks; a skipped epoch is named in a warning."""
+    rows = []
+    for (run_dir, s, _, _), res in results:
         name = Run(run_dir).name
         for ep, why in res:
             if why is not None:
@@ -343,12 +340,11 @@ def _compute_topology(
                     f"Run {name}, {s} epoch {ep}: {why}; its topology was skipped, the "
                     "other epochs were computed.",
                     TopologyWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
             status = "computed" if why is None else f"skipped: {why}"
             rows.append({"run": name, "split": s, "epoch": ep, "status": status})
-    schema = {"run": pl.String, "split": pl.String, "epoch": pl.Int64, "status": pl.String}
-    return pl.DataFrame(rows, schema=schema).sort(["run", "split", "epoch"])
+    return rows
 
 
 def _plan(

@@ -68,6 +68,17 @@ __all__ = [
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def check_samples(inputs: torch.Tensor, targets: torch.Tensor, *, where: str) -> None:
+    """Refuse data whose inputs and targets differ in count, or hold no sample."""
+    if inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
+        raise invalid(
+            "targets",
+            "as many as 'inputs', a positive number of samples",
+            where=where,
+            got=f"{inputs.shape[0]} inputs and {targets.shape[0]} targets",
+        )
+
+
 def trainable_parameters(model: nn.Module, *, where: str) -> dict[str, torch.Tensor]:
     """Return the trainable parameters of ``model`` by name, in ``named_parameters`` order.
 
@@ -127,13 +138,7 @@ class HessianOperator:
     ) -> None:
         where = "hessian_operator"
         params = trainable_parameters(model, where=where)
-        if inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
-            raise invalid(
-                "targets",
-                "as many as 'inputs', a positive number of samples",
-                where=where,
-                got=f"{inputs.shape[0]} inputs and {targets.shape[0]} targets",
-            )
+        check_samples(inputs, targets, where=where)
         if batch_size is None:
             batch_size = auto_batch_size(model, inputs, next(iter(params.values())).device)
         batch_size = check_int("batch_size", batch_size, 1, None, where=where)

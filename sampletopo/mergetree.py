@@ -219,18 +219,9 @@ def _build(graph: Graph, values, kind: str) -> MergeTree:
     kinds = np.array([_KIND_NAMES[int(k)] for k in node_kind], dtype=object).astype(str)
     for arr in (vals, node_vertex, arc_lower, arc_upper, vertex_arc, rank):
         arr.setflags(write=False)
-    return MergeTree(
-        kind=kind,
-        values=vals,
-        node_vertex=node_vertex,
-        node_kind=kinds,
-        arc_lower=arc_lower,
-        arc_upper=arc_upper,
-        vertex_arc=vertex_arc,
-        rank=rank,
-        _pairs=(pb, pd, ess),
-        _graph=graph,
-    )
+    # In the order of MergeTree's fields (kind, values, nodes, arcs, vertex arcs, rank, pairs).
+    arcs = (arc_lower, arc_upper, vertex_arc)
+    return MergeTree(kind, vals, node_vertex, kinds, *arcs, rank, (pb, pd, ess), graph)
 
 
 def join_tree(graph: Graph, values) -> MergeTree:

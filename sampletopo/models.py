@@ -259,16 +259,16 @@ def _pos_int(name: str, value: Any, model: str) -> int:
     return int(value)
 
 
+def _check_depth(depth: int, offset: int, model: str, examples: str) -> None:
+    """ResNets of CIFAR stack 3 stages of n blocks: depth = 6n + offset, n >= 1."""
+    if (depth - offset) % 6 or depth < 6 + offset:
+        allowed = f"6n+{offset} with n >= 1 ({examples}, ...)"
+        raise invalid("depth", allowed, depth, where=model, kind="option")
+
+
 def _resnet(depth_default: int) -> Callable[..., nn.Module]:
     def build(*, depth: int, width: int, skip: bool, **common: Any) -> nn.Module:
-        if (depth - 2) % 6 or depth < 8:
-            raise invalid(
-                "depth",
-                "6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)",
-                depth,
-                where="a CIFAR ResNet",
-                kind="option",
-            )
+        _check_depth(depth, 2, "a CIFAR ResNet", "8, 14, 20, 32, 44, 56, 110")
         common.pop("input_size")
         return CifarResNet(depth=depth, width=width, skip=skip, **common)
 
@@ -278,14 +278,7 @@ def _resnet(depth_default: int) -> Callable[..., nn.Module]:
 def _wrn(
     *, depth: int, widen: int, width: int, dropout: float, skip: bool, **common: Any
 ) -> nn.Module:
-    if (depth - 4) % 6 or depth < 10:
-        raise invalid(
-            "depth",
-            "6n+4 with n >= 1 (10, 16, 22, 28, 40, ...)",
-            depth,
-            where="a Wide ResNet",
-            kind="option",
-        )
+    _check_depth(depth, 4, "a Wide ResNet", "10, 16, 22, 28, 40")
     common.pop("input_size")
     return WideResNet(
         depth=depth, widen=widen, width=width, dropout=float(dropout), skip=skip, **common

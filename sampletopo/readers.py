@@ -173,7 +173,7 @@ def read_loss_table(
         warn_renamed("read_loss_table(run, split, epoch)", "read_loss_table(run, split=, epoch=)")
         split, epoch = (*args, epoch)[:2] if len(args) == 1 else args[:2]
     _splits(split, "read_loss_table", required=True)
-    check_int("epoch", epoch, 0, None, where="read_loss_table")
+    epoch = check_int("epoch", epoch, 0, None, where="read_loss_table")
     r = as_run(run)
     path = r.loss_file(str(split), epoch)
     cols = list(LOSS_SCHEMA) if columns is None else list(dict.fromkeys(["sample", *columns]))

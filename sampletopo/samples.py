@@ -332,22 +332,12 @@ def _row(
     }
     if lab is not None:
         counts, text, top, top_name, share = _histogram(lab[members], names)
-        row.update(
-            classes=text,
-            class_counts=counts,
-            dominant_label=top,
-            dominant_class=top_name,
-            dominant_share=share,
-            member_labels=lab[members].tolist(),
-        )
+        row.update(classes=text, class_counts=counts, member_labels=lab[members].tolist())
+        row.update(dominant_label=top, dominant_class=top_name, dominant_share=share)
     if prd is not None:
         _, _, ptop, ptop_name, pshare = _histogram(prd[members], names)
-        row.update(
-            dominant_pred=ptop,
-            dominant_pred_class=ptop_name,
-            dominant_pred_share=pshare,
-            member_preds=prd[members].tolist(),
-        )
+        row.update(member_preds=prd[members].tolist())
+        row.update(dominant_pred=ptop, dominant_pred_class=ptop_name, dominant_pred_share=pshare)
     if lab is not None and prd is not None:
         row["accuracy"] = float((lab[members] == prd[members]).mean())
     return row

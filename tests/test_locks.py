@@ -706,13 +706,21 @@ def test_training_in_a_folder_one_may_not_write_is_one_line(tmp_path):
         shutil.rmtree(base)
 
 
+@pytest.fixture(scope="module")
+def small_experiment(tmp_path_factory) -> Path:
+    """Two runs of two epochs with their topology computed (never modified: copy it)."""
+    exp = tmp_path_factory.mktemp("small") / "exp"
+    assert main([*TRAIN, "--epochs", "2", "--lr", "0.1", "0.05", "--out", str(exp)]) == 0
+    assert main(["topology", str(exp), "--k", "5", "--no-progress"]) == 0
+    return exp
+
+
 @pytest.mark.skipif(not _can_mount_read_only(), reason="needs root and mount namespaces")
-def test_figures_and_report_of_a_read_only_experiment_write_only_to_out(tmp_path):
+def test_figures_and_report_of_a_read_only_experiment_write_only_to_out(small_experiment, tmp_path):
     # N4: both rewrote every run's summary.parquet and wasserstein.parquet (under a lock in the
     # run's topology folder), so a read-only experiment could not be reported on (exit 2).
     exp = tmp_path / "exp"
-    assert main([*TRAIN, "--epochs", "2", "--lr", "0.1", "0.05", "--out", str(exp)]) == 0
-    assert main(["topology", str(exp), "--k", "5", "--no-progress"]) == 0
+    shutil.copytree(small_experiment, exp)
     before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()}
     out = tmp_path / "out"
     for argv in (
@@ -733,15 +741,6 @@ def test_figures_and_report_of_a_read_only_experiment_write_only_to_out(tmp_path
     assert (out / "figs" / "total_persistence.png").is_file()
     assert (out / "report" / "index.html").is_file()
     assert {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()} == before
-
-
-@pytest.fixture(scope="module")
-def small_experiment(tmp_path_factory) -> Path:
-    """Two runs of two epochs with their topology computed (never modified: copy it)."""
-    exp = tmp_path_factory.mktemp("small") / "exp"
-    assert main([*TRAIN, "--epochs", "2", "--lr", "0.1", "0.05", "--out", str(exp)]) == 0
-    assert main(["topology", str(exp), "--k", "5", "--no-progress"]) == 0
-    return exp
 
 
 @pytest.mark.parametrize("command", ["figures", "report", "landscape"])

@@ -39,7 +39,7 @@ from sampletopo._validation import (
     check_real,
     invalid,
 )
-from sampletopo.hessian import LossFn, eval_mode, trainable_parameters
+from sampletopo.hessian import LossFn, check_samples, eval_mode, trainable_parameters
 from sampletopo.landscape._directions import Directions
 
 
@@ -514,13 +514,7 @@ def _check_grid(
         "steps", steps, 2, None, where=where, fix="A grid needs at least 2 points per axis."
     )
     check_real("distance", distance, low=0, low_open=True, where=where, fix="Try 1.0.")
-    if inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
-        raise invalid(
-            "targets",
-            "as many as 'inputs', a positive number of samples",
-            where=where,
-            got=f"{inputs.shape[0]} inputs and {targets.shape[0]} targets",
-        )
+    check_samples(inputs, targets, where=where)
     return steps
 
 
