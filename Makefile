@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARCH    := $(shell uname -m)
-# torch/torchvision pairs known to install and import together here (see DEVELOPERS notes in README).
+# torch/torchvision pairs known to install and import together here (README, "Set-up on a fresh machine").
 ifeq ($(ARCH),aarch64)
 TORCH_PINS := torch==2.9.1 torchvision==0.24.1
 else

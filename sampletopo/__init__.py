@@ -3,9 +3,10 @@
 The core is imported eagerly and is light (numpy, numba, faiss, gudhi, polars): graphs, merge
 trees and diagrams. Everything that needs torch or matplotlib -- data, models, recording,
 training, analysis of runs, landscapes, Hessians, figures -- is imported on first use through
-the names below, so ``import sampletopo`` stays fast. So are the run folder (:class:`Run`), its
-readers (``read_*`` / ``scan_*``), and the error and warning classes a caller may catch or
-filter; the readers' former names still work for one release, with a ``DeprecationWarning``.
+the names below, so ``import sampletopo`` stays fast. So are the run folder (:class:`Run`) and
+its readers (``read_*`` / ``scan_*``); the readers' former names still work for one release,
+with a ``DeprecationWarning``. The error and warning classes a caller may catch or filter are
+all here, imported eagerly (they import nothing): see :mod:`sampletopo._errors` for the tree.
 
 >>> import numpy as np, sampletopo as st
 >>> g = st.knn_graph(np.random.default_rng(0).normal(size=(200, 5)), k=10)
@@ -19,7 +20,76 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from sampletopo._errors import SampletopoError
+from sampletopo import _errors
+from sampletopo._errors import (  # re-exported: __all__ lists _errors.__all__
+    CheckpointChangedError as CheckpointChangedError,
+)
+from sampletopo._errors import (
+    CheckpointChangedWarning as CheckpointChangedWarning,
+)
+from sampletopo._errors import (
+    DamagedFileError as DamagedFileError,
+)
+from sampletopo._errors import (
+    DamagedFileWarning as DamagedFileWarning,
+)
+from sampletopo._errors import (
+    DataRootWarning as DataRootWarning,
+)
+from sampletopo._errors import (
+    FewerPairsWarning as FewerPairsWarning,
+)
+from sampletopo._errors import (
+    FigureWarning as FigureWarning,
+)
+from sampletopo._errors import (
+    FolderLockedError as FolderLockedError,
+)
+from sampletopo._errors import (
+    MissingEpochsWarning as MissingEpochsWarning,
+)
+from sampletopo._errors import (
+    NoImagesWarning as NoImagesWarning,
+)
+from sampletopo._errors import (
+    NonFiniteLandscapeWarning as NonFiniteLandscapeWarning,
+)
+from sampletopo._errors import (
+    NonFiniteLossWarning as NonFiniteLossWarning,
+)
+from sampletopo._errors import (
+    ParameterError as ParameterError,
+)
+from sampletopo._errors import (
+    RankFailedError as RankFailedError,
+)
+from sampletopo._errors import (
+    ReportWarning as ReportWarning,
+)
+from sampletopo._errors import (
+    RunDivergedError as RunDivergedError,
+)
+from sampletopo._errors import (
+    RunFolderError as RunFolderError,
+)
+from sampletopo._errors import (
+    SampletopoError as SampletopoError,
+)
+from sampletopo._errors import (
+    SampletopoWarning as SampletopoWarning,
+)
+from sampletopo._errors import (
+    StaleLockWarning as StaleLockWarning,
+)
+from sampletopo._errors import (
+    TopologyWarning as TopologyWarning,
+)
+from sampletopo._errors import (
+    TraceNotConvergedWarning as TraceNotConvergedWarning,
+)
+from sampletopo._errors import (
+    UnlockedFolderWarning as UnlockedFolderWarning,
+)
 from sampletopo.diagrams import Diagram, bottleneck, total_persistence, wasserstein
 from sampletopo.graph import Graph, fingerprint, graph_from_edges, grid_graph, knn_graph
 from sampletopo.mergetree import MergeTree, diagram_pair, join_tree, split_tree
@@ -92,21 +162,6 @@ _LAZY = {
     "smad": "landscape",
     "read_landscape": "landscape",
     "landscape_for_run": "landscape",
-    # errors a caller may catch (all are SampletopoError) and warnings a caller may filter
-    "FolderLockedError": "_folders",
-    "DamagedFileError": "_runfiles",
-    "CheckpointChangedError": "distributed",
-    "RunDivergedError": "train",
-    "StaleLockWarning": "_folders",
-    "DamagedFileWarning": "_runfiles",
-    "DataRootWarning": "_runconfig",
-    "NonFiniteLossWarning": "_writer",
-    "TopologyWarning": "analysis",
-    "FewerPairsWarning": "samples",
-    "FigureWarning": "figures",
-    "NoImagesWarning": "plotting._samples",
-    "NonFiniteLandscapeWarning": "landscape",
-    "TraceNotConvergedWarning": "hessian",
     # former names, working for one release with a DeprecationWarning (see sampletopo._deprecated)
     "load_losses": "_deprecated",
     "loss_matrix": "_deprecated",
@@ -135,7 +190,6 @@ __all__ = [
     "Diagram",
     "Graph",
     "MergeTree",
-    "SampletopoError",
     "bottleneck",
     "diagram_pair",
     "fingerprint",
@@ -146,5 +200,6 @@ __all__ = [
     "split_tree",
     "total_persistence",
     "wasserstein",
+    *_errors.__all__,
     *_LAZY,
 ]

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import ParameterError
+from sampletopo._validation import invalid
 
 __all__ = ["resolve_device", "available_devices", "model_device"]
 
@@ -62,7 +63,7 @@ def resolve_device(
 
     Raises
     ------
-    SampletopoError
+    ParameterError
         An unknown name, a device type other than cpu/cuda/mps, CUDA (or MPS) asked for where
         it is not available, or a GPU index beyond the visible GPUs.
     """
@@ -70,42 +71,42 @@ def resolve_device(
         return None
     allowed = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
     kind = kind or ("flag" if param.startswith("--") else "parameter")
-    head = f"The {param!r} {kind} of {where} must be {allowed}"
+    usable = f"Usable here: {', '.join(available_devices())}."
+
+    def refuse(got: str, fix: str = usable, also: str = "") -> ParameterError:
+        return invalid(param, allowed + also, where=where, got=got, fix=fix, kind=kind)
+
     if isinstance(device, str) and device.strip().lower() == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not isinstance(device, (str, torch.device)):
-        raise SampletopoError(
-            f"{head}. Got {device!r} ({type(device).__name__}) instead. Usable here: "
-            f"{', '.join(available_devices())}."
-        )
+        raise refuse(f"{device!r} ({type(device).__name__})")
     try:
         dev = torch.device(device.strip() if isinstance(device, str) else device)
     except (RuntimeError, ValueError, TypeError):
-        raise SampletopoError(
-            f"{head}. Got {str(device)!r} instead. Usable here: {', '.join(available_devices())}."
-        ) from None
+        raise refuse(repr(str(device))) from None
     if dev.type == "cpu":
         return dev
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise SampletopoError(
-                f"{head}, and {str(device)!r} needs CUDA, but {_cuda_missing()}. Use 'cpu' or "
-                "'auto' (the GPU when there is one)."
+            raise refuse(
+                f"{str(device)!r} ({str(device)!r} needs CUDA, but {_cuda_missing()})",
+                "Use 'cpu' or 'auto' (the GPU when there is one).",
+                " on a machine with CUDA",
             )
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise SampletopoError(
-                f"{head}. Got {str(device)!r}, but only {count} GPU(s) are visible here "
-                f"(cuda:0 .. cuda:{count - 1}). Pick one of those, or set CUDA_VISIBLE_DEVICES."
+            raise refuse(
+                f"{str(device)!r}, but only {count} GPU(s) are visible here (cuda:0 .. "
+                f"cuda:{count - 1})",
+                "Pick one of those, or set CUDA_VISIBLE_DEVICES.",
             )
         return dev
     if dev.type == "mps":
         if not torch.backends.mps.is_available():
-            raise SampletopoError(f"{head}, and 'mps' is not available here. Use 'cpu' or 'auto'.")
+            raise refuse("'mps', which is not available here", "Use 'cpu' or 'auto'.")
         return dev
-    raise SampletopoError(
-        f"{head}. Got {str(device)!r}, a device type ({dev.type}) sampletopo does not compute "
-        f"losses on. Usable here: {', '.join(available_devices())}."
+    raise refuse(
+        f"{str(device)!r}, a device type ({dev.type}) sampletopo does not compute losses on"
     )
 
 

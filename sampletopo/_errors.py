@@ -1,173 +1,255 @@
-"""The package's one error type and the checks every module shares.
+"""Every error and warning class of sampletopo, in one tree.
 
-Messages follow one pattern: which parameter, what is allowed, what was given, how to fix it.
-Nothing here knows about graphs, models or files.
+Errors (all are :class:`SampletopoError`, which is a ``ValueError``)::
+
+    SampletopoError            bad input or a state the caller can fix; the message says how
+    ├── ParameterError         a value given to a function or a command-line flag is not allowed
+    │                          (also a TypeError: a value of the wrong type is one of these)
+    ├── RunFolderError         a folder is not the run or experiment asked for: no config, losses
+    │   │                      of another model, data or settings, an epoch recorded twice, ...
+    │   └── FolderLockedError  another process is writing the folder
+    ├── DamagedFileError       a file does not read back whole (any file sampletopo reads: a run's
+    │                          tables, a graph cache, a checkpoint, a saved dataset)
+    ├── CheckpointChangedError a listed checkpoint vanished or changed while it was recorded
+    ├── RunDivergedError       a run's training loss became NaN or infinite
+    └── RankFailedError        another process of a torchrun group failed
+
+Why these and not more: each is a different thing a caller does next. A ``ParameterError`` is
+fixed by changing the call; a ``RunFolderError`` by picking another folder (or waiting, for a
+``FolderLockedError``); a ``DamagedFileError`` by deleting or restoring the file it names
+(``.path``); the last three are events of a run (a changed checkpoint, a diverged run, a failed
+rank), with what is needed to go on as attributes. ``DamagedFileError`` stands beside
+``RunFolderError``, not under it, because the damaged file may be anywhere: a checkpoint folder,
+a dataset folder, a cache. Errors outside the tree are bugs, or errors of the operating system
+(a full disk, a missing path), which keep their own types; the command line turns those into one
+line too (:mod:`sampletopo.cli`).
+
+Warnings (all are :class:`SampletopoWarning`, a ``UserWarning``; those that say something about
+numbers or files that went wrong are also ``RuntimeWarning``, as they were before the tree)::
+
+    SampletopoWarning
+    ├── TopologyWarning        an epoch was skipped (missing, non-finite) and the rest carried on
+    ├── FewerPairsWarning      fewer regions exist than were asked for
+    ├── FigureWarning          part of a figure set was left out
+    ├── NoImagesWarning        the dataset has no images; image grids skipped
+    ├── ReportWarning          part of a report was left out (a damaged table, a landscape)
+    ├── DataRootWarning        a run reads pickled data from outside its experiment
+    ├── NonFiniteLossWarning   (also RuntimeWarning) recorded losses hold NaN or inf
+    ├── NonFiniteLandscapeWarning (also RuntimeWarning) grid points with NaN or inf loss
+    ├── TraceNotConvergedWarning (also RuntimeWarning) the Hutchinson trace used every probe
+    ├── DamagedFileWarning     (also RuntimeWarning) a damaged file was set aside or rebuilt
+    ├── MissingEpochsWarning   (also RuntimeWarning) epochs a saved recorder state lists are gone
+    ├── CheckpointChangedWarning (also RuntimeWarning) a changed checkpoint's epoch was skipped
+    ├── StaleLockWarning       (also RuntimeWarning) a dead writer's lock was taken over
+    └── UnlockedFolderWarning  (also RuntimeWarning) the file system cannot lock files
+
+``warnings.simplefilter("error", sampletopo.SampletopoWarning)`` turns them all into errors.
+The checks that raise :class:`ParameterError` are in :mod:`sampletopo._validation`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+# ---------------------------------------------------------------------------------------------
+# Errors
 
 
 class SampletopoError(ValueError):
-    """Bad input to sampletopo: the message names the value and the fix.
+    """Bad input to sampletopo, or a state the caller can fix: the message names the value and
+    the fix.
 
     Subclasses ``ValueError`` so callers that already catch ``ValueError`` keep working.
     """
 
 
-# Bounds shared by every entry point, chosen so a value that passes fits wherever it is stored.
-# Seeds: run configs are TOML (64-bit signed ints) and torch.manual_seed takes at most 2**64 - 1.
-MAX_SEED = 2**63 - 1
-# Epochs: the loss tables' ``epoch`` column is a Parquet int32.
-MAX_EPOCH = 2**31 - 1
+class ParameterError(SampletopoError, TypeError):
+    """A value given to a function, a model option, a config entry or a command-line flag is not
+    one it allows.
 
-
-def check_int_range(
-    name: str, value: Any, low: int, high: int | None, *, where: str, fix: str = ""
-) -> int:
-    """Return ``value`` as an int if ``low <= value <= high`` (``high=None``: no upper bound)."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if ok and value >= low and (high is None or value <= high):
-        return int(value)
-    hi = "inf" if high is None else str(high)
-    msg = f"The {name!r} parameter of {where} must be an int in the range [{low}, {hi}]. Got {value!r} instead."
-    if fix:
-        msg += f" {fix}"
-    raise SampletopoError(msg)
-
-
-def check_finite_values(
-    values: Any, n: int | None, *, name: str = "values", where: str
-) -> np.ndarray:
-    """Return a 1-D float64 copy of ``values``; refuse NaN/inf, non-numbers and a wrong length."""
-    arr = np.array(as_real_array(values, name=name, where=where), dtype=np.float64)
-    if arr.ndim != 1:
-        raise SampletopoError(
-            f"{where}: {name!r} must be 1-D with one value per vertex. Got shape {arr.shape}."
-        )
-    if n is not None and arr.shape[0] != n:
-        raise SampletopoError(
-            f"{where}: {name!r} has {arr.shape[0]} values but the graph has {n} vertices. "
-            "Pass one value per vertex, in vertex order."
-        )
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        idx = np.flatnonzero(bad)
-        raise SampletopoError(
-            f"{where}: {name!r} holds {idx.size} non-finite value(s) (first at index {idx[0]}: "
-            f"{arr[idx[0]]!r}). Merge trees need finite values: drop or repair those samples first."
-        )
-    return arr
-
-
-def as_real_array(value: Any, *, name: str, where: str, fix: str = "") -> np.ndarray:
-    """Return ``value`` as an array of real numbers (bool, integer or float dtype), unchanged.
-
-    Refuses, each with its own message, what numpy would otherwise convert silently or fail on
-    deep inside a computation: ragged nesting, strings, complex numbers (``np.asarray(...,
-    dtype=float)`` drops the imaginary part with only a warning) and objects that are not numbers.
-    An object array of plain numbers (e.g. from pandas) is converted to float64.
+    The message has one form: "The 'k' parameter of knn_graph must be an int in the range
+    [1, 499]. Got 500 instead." and, where it helps, how to fix it. ``parameter`` is the name
+    ('k'). Also a ``TypeError``, as scikit-learn's ``InvalidParameterError`` is: a value of the
+    wrong type is refused with the same message.
     """
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise SampletopoError(
-            f"{where}: {name!r} must be a rectangular array of real numbers, but numpy cannot make "
-            f"one array of it ({exc}). Check that every row has the same length."
-        ) from exc
-    kind = arr.dtype.kind
-    if kind == "c":
-        raise SampletopoError(
-            f"{where}: {name!r} holds complex numbers (dtype {arr.dtype}). Pass real values, e.g. "
-            f"np.real(x) or np.abs(x). {fix}".rstrip()
-        )
-    if kind in "USa":
-        raise SampletopoError(
-            f"{where}: {name!r} holds strings (dtype {arr.dtype}), e.g. {arr.reshape(-1)[:1].tolist()}. "
-            f"Convert them to numbers first. {fix}".rstrip()
-        )
-    if kind == "O":
-        try:
-            return arr.astype(np.float64)
-        except (ValueError, TypeError) as exc:
-            raise SampletopoError(
-                f"{where}: {name!r} holds objects that are not real numbers ({exc}). Pass a numeric "
-                f"array. {fix}".rstrip()
-            ) from exc
-    if kind not in "biuf":
-        raise SampletopoError(
-            f"{where}: {name!r} must hold real numbers. Got dtype {arr.dtype}. {fix}".rstrip()
-        )
-    return arr
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in topology worker processes too: keep the parameter name across pickling.
+        return (_rebuild_parameter_error, (type(self), str(self), self.parameter))
 
 
-def as_index_array(value: Any, *, name: str, where: str, what: str = "sample ids") -> np.ndarray:
-    """Return ``value`` as a 1-D int64 array of whole numbers; refuse fractions, NaN and bools.
+def _rebuild_parameter_error(
+    cls: type[ParameterError], message: str, parameter: str | None
+) -> ParameterError:
+    return cls(message, parameter=parameter)
 
-    Floats are accepted only when every value is a whole number (``3.0``), so ``0.5`` is never
-    truncated to ``0``. Ranges are the caller's to check.
+
+class RunFolderError(SampletopoError):
+    """A folder is not the run or experiment folder asked for, or does not fit what is asked of
+    it: no ``config.toml`` or losses, losses of another model, data, mode or settings, an epoch
+    already recorded, diagrams computed with other graph settings. Pick another folder (or the
+    settings the folder was written with); the message names the folder."""
+
+
+class FolderLockedError(RunFolderError):
+    """Another process is writing the folder (or file); ``holder`` describes it (may be empty)."""
+
+    def __init__(self, message: str, *, holder: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_locked, (type(self), str(self), self.holder))
+
+
+def _rebuild_locked(
+    cls: type[FolderLockedError], message: str, holder: dict[str, Any]
+) -> FolderLockedError:
+    return cls(message, holder=holder)
+
+
+class DamagedFileError(SampletopoError):
+    """A file that does not read back whole; ``path`` is the file, the message says the fix."""
+
+    def __init__(self, path: str | Path, why: str, fix: str) -> None:
+        self.path = Path(path)
+        self.why = why
+        self.fix = fix
+        super().__init__(f"{str(self.path)!r} is damaged: {why}. {fix}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in topology worker processes too: rebuild from the parts, not the message.
+        return (type(self), (self.path, self.why, self.fix))
+
+
+class CheckpointChangedError(SampletopoError):
+    """A checkpoint vanished or changed (size or modification time) after the folder was listed.
+
+    ``reason`` holds the first sentence (what happened to which file), without the advice.
     """
-    arr = as_real_array(value, name=name, where=where).reshape(-1)
-    if arr.dtype.kind == "b":
-        raise SampletopoError(
-            f"{where}: {name!r} must hold integer {what}. Got booleans; use np.flatnonzero(mask)."
-        )
-    if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr) | (arr != np.round(arr))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise SampletopoError(
-                f"{where}: {name!r} must hold integer {what}. Got {float(arr[i])!r} at position "
-                f"{i}. Pass whole numbers ({what} are never rounded)."
-            )
-        if arr.size and np.abs(arr).max() > 2**62:
-            raise SampletopoError(f"{where}: {name!r} holds ids too large for int64.")
-    return arr.astype(np.int64)
+
+    def __init__(self, reason: str, advice: str = "") -> None:
+        super().__init__(reason + advice)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason, str(self)[len(self.reason) :]))
 
 
-def check_real_number(
-    name: str,
-    value: Any,
-    *,
-    where: str,
-    low: float,
-    low_inclusive: bool = True,
-    allow_inf: bool = False,
-    fix: str = "",
-) -> float:
-    """Return ``value`` as a float if it is a real number above ``low`` (NaN and bools refused)."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
-    v = float(value) if ok else float("nan")
-    if ok and not np.isnan(v):
-        above = v >= low if low_inclusive else v > low
-        if above and (allow_inf or np.isfinite(v)):
-            return v
-    bracket = "[" if low_inclusive else "("
-    allowed = f"a real number in {bracket}{low:g}, inf" + ("]" if allow_inf else ")")
-    msg = f"The {name!r} parameter of {where} must be {allowed}. Got {value!r} instead."
-    if fix:
-        msg += f" {fix}"
-    raise SampletopoError(msg)
+class RunDivergedError(SampletopoError):
+    """A run's mean training loss became non-finite; training stopped at ``epoch``."""
+
+    def __init__(self, message: str, *, epoch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_diverged, (type(self), str(self), self.epoch))
 
 
-def ranges_text(values: Any) -> str:
-    """Integers as compact ranges for messages, e.g. epochs present or missing.
+def _rebuild_diverged(cls: type[RunDivergedError], message: str, epoch: int) -> RunDivergedError:
+    return cls(message, epoch=epoch)
 
-    >>> ranges_text([0, 1, 2, 3, 5, 7, 8])
-    '0-3, 5, 7-8'
-    """
-    parts: list[str] = []
-    vals = sorted(int(v) for v in values)
-    i = 0
-    while i < len(vals):
-        j = i
-        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
-            j += 1
-        parts.append(str(vals[i]) if i == j else f"{vals[i]}-{vals[j]}")
-        i = j + 1
-    return ", ".join(parts)
+
+class RankFailedError(SampletopoError):
+    """Another process of a ``torchrun`` group failed with an error that is not a
+    :class:`SampletopoError` (a bug, or the device running out of memory); every rank stops with
+    this one. ``rank`` is the failed process, ``kind`` the type name of its error; the message
+    holds that error's text and its last lines of traceback."""
+
+    def __init__(self, message: str, *, rank: int, kind: str) -> None:
+        super().__init__(message)
+        self.rank = rank
+        self.kind = kind
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_rank_failed, (type(self), str(self), self.rank, self.kind))
+
+
+def _rebuild_rank_failed(
+    cls: type[RankFailedError], message: str, rank: int, kind: str
+) -> RankFailedError:
+    return cls(message, rank=rank, kind=kind)
+
+
+# ---------------------------------------------------------------------------------------------
+# Warnings
+
+
+class SampletopoWarning(UserWarning):
+    """Base of every warning sampletopo gives: something was skipped, kept as it is or taken
+    over, and the rest carried on. The message says what and where."""
+
+
+class TopologyWarning(SampletopoWarning):
+    """Something was skipped (a missing or non-finite epoch) and the rest carried on."""
+
+
+class FewerPairsWarning(SampletopoWarning):
+    """More regions were asked for than the tree has pairs; all of them are returned."""
+
+
+class FigureWarning(SampletopoWarning):
+    """Part of a figure set was left out; the message says what and why."""
+
+
+class NoImagesWarning(SampletopoWarning):
+    """The dataset has no images to show; image grids were skipped, tables and curves kept."""
+
+
+class ReportWarning(SampletopoWarning):
+    """Part of a report was left out (a damaged table or landscape, a figure that failed); the
+    message says which and why."""
+
+
+class DataRootWarning(SampletopoWarning):
+    """A run folder's config reads pickle-based data from a folder outside the run's experiment."""
+
+
+class NonFiniteLossWarning(SampletopoWarning, RuntimeWarning):
+    """Some recorded losses are NaN or infinite; they are stored as such, never dropped."""
+
+
+class NonFiniteLandscapeWarning(SampletopoWarning, RuntimeWarning):
+    """Some grid points have a NaN or infinite loss (kept in the landscape as they are)."""
+
+
+class TraceNotConvergedWarning(SampletopoWarning, RuntimeWarning):
+    """:func:`~sampletopo.hessian.hutchinson_trace` used all ``max_samples`` probes without
+    reaching ``rtol``."""
+
+
+class DamagedFileWarning(SampletopoWarning, RuntimeWarning):
+    """A damaged file was set aside or recomputed; the message names it."""
+
+
+class MissingEpochsWarning(SampletopoWarning, RuntimeWarning):
+    """Epochs that a saved recorder state lists are no longer on disk; they are recorded again
+    when the run reaches them."""
+
+
+class CheckpointChangedWarning(SampletopoWarning, RuntimeWarning):
+    """A checkpoint changed or vanished after its folder was listed, and its epoch was skipped
+    (``on_change="skip"``)."""
+
+
+class StaleLockWarning(SampletopoWarning, RuntimeWarning):
+    """A lock left by a process that died was taken over."""
+
+
+class UnlockedFolderWarning(SampletopoWarning, RuntimeWarning):
+    """The file system of a folder cannot lock files, so a second writer would not be stopped;
+    the folder is written without a lock."""
+
+
+# Every class above, in the order they are defined: the package exports them all.
+__all__ = [
+    name
+    for name, value in list(globals().items())
+    if isinstance(value, type) and issubclass(value, (SampletopoError, SampletopoWarning))
+]

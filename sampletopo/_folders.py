@@ -47,7 +47,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import (
+    FolderLockedError,
+    ParameterError,
+    RunFolderError,
+    StaleLockWarning,
+    UnlockedFolderWarning,
+)
 
 try:
     import fcntl
@@ -67,18 +73,6 @@ __all__ = [
 ]
 
 LOCK_NAME = ".sampletopo.lock"
-
-
-class FolderLockedError(SampletopoError):
-    """Another process is writing the folder (or file); ``holder`` describes it (may be empty)."""
-
-    def __init__(self, message: str, *, holder: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.holder = holder
-
-
-class StaleLockWarning(RuntimeWarning):
-    """A lock left by a process that died was taken over."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,7 +121,7 @@ def check_name(name: Any, *, what: str = "variant name") -> str:
     >>> check_name("..")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    sampletopo._errors.SampletopoError: The variant name '..' cannot be a folder name: it starts with a dot ('.' and '..' are this folder and its parent). ...
+    sampletopo._errors.ParameterError: The variant name '..' cannot be a folder name: it starts with a dot ('.' and '..' are this folder and its parent). ...
     """
     text = name if isinstance(name, str) else str(name)
     why = _name_problem(text)
@@ -137,7 +131,7 @@ def check_name(name: Any, *, what: str = "variant name") -> str:
     fixed = fixed.lstrip(".")[:64] or "run"
     if fixed.casefold() in _reserved():
         fixed = f"{fixed}-run"
-    raise SampletopoError(
+    raise ParameterError(
         f"The {what} {text!r} cannot be a folder name: {why}. Names use letters, digits and "
         f"{' '.join(NAME_CHARACTERS)}, at most {_NAME_MAX_BYTES} bytes, do not start with a dot "
         f"and are none of {', '.join(_reserved())}. Try {fixed!r}."
@@ -159,12 +153,12 @@ def check_inside(path: str | Path, folder: str | Path, *, what: str = "path") ->
     >>> check_inside("exp/..", "exp")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    sampletopo._errors.SampletopoError: The path 'exp/..' would be written outside the folder 'exp' it belongs in. ...
+    sampletopo._errors.ParameterError: The path 'exp/..' would be written outside the folder 'exp' it belongs in. ...
     """
     root = os.path.abspath(folder)
     full = os.path.abspath(path)
     if os.path.commonpath([root, full]) != root or full == root:
-        raise SampletopoError(
+        raise ParameterError(
             f"The {what} {str(path)!r} would be written outside the folder {str(folder)!r} it "
             "belongs in. Use a plain name (no separators, not '.' or '..')."
         )
@@ -178,14 +172,14 @@ def check_folder(folder: str | os.PathLike[str], *, role: str = "folder") -> Pat
     """
     p = Path(folder)
     if p.exists() and not p.is_dir():
-        raise SampletopoError(
+        raise RunFolderError(
             f"The {role} {str(p)!r} is an existing file, not a folder. Pass a folder path (it is "
             "created if missing), or move the file away."
         )
     for parent in p.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise SampletopoError(
+                raise RunFolderError(
                     f"The {role} {str(p)!r} cannot be made: {str(parent)!r} is a file, not a "
                     "folder. Pick a path under a folder."
                 )
@@ -356,7 +350,7 @@ class FolderLock:
                         f"The file system of {str(self.target)!r} cannot lock files ({exc.strerror}): "
                         "a second sampletopo process writing there at the same time would not be "
                         "stopped.",
-                        RuntimeWarning,
+                        UnlockedFolderWarning,
                         stacklevel=5,
                     )
                     return None
@@ -370,7 +364,13 @@ class FolderLock:
             if same:
                 return fd
             os.close(fd)
-        raise RuntimeError(f"could not lock {key!r}: it was replaced 50 times in a row")
+        # Another process deletes and re-creates the lock file faster than this one can lock
+        # it: as good as held.
+        raise FolderLockedError(
+            f"Could not lock {str(self.target)!r}: its lock file {key!r} was replaced 50 times "
+            "in a row by other processes. Wait for them to finish, or write elsewhere.",
+            holder={},
+        )
 
     def _locked_error(self, info: dict[str, Any]) -> FolderLockedError:
         alive = _alive(info) if info else None

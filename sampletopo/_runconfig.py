@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import DataRootWarning, RunFolderError
 from sampletopo._io import write_atomic
 from sampletopo._names import SPLITS
 from sampletopo._runfiles import DamagedFileError, read_npz
@@ -56,7 +56,7 @@ def read_toml(path: Path, *, fix: str) -> dict[str, Any]:
         with open(path, "rb") as fh:
             return dict(tomllib.load(fh))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SampletopoError(f"{str(path)!r} is not a valid TOML file ({exc}). {fix}") from exc
+        raise DamagedFileError(path, f"it is not a valid TOML file ({exc})", fix) from exc
 
 
 def write_toml(path: Path, data: Mapping[str, Any]) -> None:
@@ -83,6 +83,19 @@ def model_signature(model: nn.Module) -> dict[str, Any]:
 
 # The config entries that say which data a run was recorded on.
 DATA_KEYS = ("data", "data_root", "data_seed", "val_fraction", "max_samples", "data_file")
+# What a run config's data entries mean when left out: TrainConfig's defaults (val_fraction None:
+# the dataset's own default, its test set where it has one).
+_DATA_DEFAULTS: dict[str, Any] = {
+    "data_root": "data",
+    "data_seed": 0,
+    "val_fraction": None,
+    "max_samples": 0,
+}
+DATA_ENTRIES_FIX = (
+    'Add data = "NAME" to its config.toml, with the data_root, data_seed, val_fraction and '
+    'max_samples it was recorded with where they are not the defaults (data_root "data", '
+    "data_seed 0, the dataset's own val_fraction, max_samples 0: every sample)."
+)
 
 
 def _is_int(v: Any) -> bool:
@@ -125,7 +138,7 @@ def check_run_config(cfg: Mapping[str, Any], path: Path) -> None:
     (otherwise ``int("abc")`` or ``cfg["data"]`` fails far from the cause)."""
     for key, (allowed, ok) in _RUN_CONFIG_TYPES.items():
         if key in cfg and not ok(cfg[key]):
-            raise SampletopoError(
+            raise RunFolderError(
                 f"The {key!r} entry of {str(path)!r} must be {allowed}. Got {cfg[key]!r} "
                 "instead. Set it to the value the run was recorded with, or record the run again "
                 "into a new folder."
@@ -134,7 +147,7 @@ def check_run_config(cfg: Mapping[str, Any], path: Path) -> None:
 
 def load_saved_dataset(path: Path) -> Dataset:
     if not path.is_file():
-        raise SampletopoError(
+        raise RunFolderError(
             f"The saved dataset {str(path)!r} that the run's config.toml names is missing. "
             "Restore it (it lives in <experiment>/datasets/), or record the run again."
         )
@@ -154,10 +167,6 @@ def load_saved_dataset(path: Path) -> Dataset:
         )
     except (ValueError, KeyError) as exc:
         raise DamagedFileError(path, f"it does not hold a dataset ({exc})", fix) from exc
-
-
-class DataRootWarning(UserWarning):
-    """A run folder's config reads pickle-based data from a folder outside the run's experiment."""
 
 
 # Data sets whose files are Python pickles (CIFAR-10's python version). MNIST is raw IDX bytes,
@@ -220,25 +229,29 @@ def dataset_from_config(cfg: Mapping[str, Any]) -> Dataset:
     if cfg.get("data_file"):
         return load_saved_dataset(Path(cfg["data_file"]))
     if cfg.get("data_rebuildable", True) is False:
-        raise SampletopoError(
+        raise RunFolderError(
             f"Run {cfg.get('variant', '?')!r} was recorded on in-memory data that its config.toml "
             "cannot rebuild. Pass the Dataset itself (e.g. graph=/dataset= arguments), or record "
             "with a named dataset (load_dataset(...))."
         )
     if not cfg.get("data"):
-        raise SampletopoError(
+        raise RunFolderError(
             f"The config of run {cfg.get('variant', '?')!r} has no 'data' entry: it does not say "
-            'which dataset the run was recorded on. Add data = "NAME" (with the data_root, '
-            "data_seed, val_fraction and max_samples it was recorded with) to its config.toml."
+            f"which dataset the run was recorded on. {DATA_ENTRIES_FIX}"
         )
     from sampletopo.data import load_dataset
 
-    mx = cfg.get("max_samples", 0)
+    def entry(key: str) -> Any:
+        # An entry left out (or None, as Run.dataset passes it) takes its documented default.
+        value = cfg.get(key)
+        return _DATA_DEFAULTS[key] if value is None else value
+
+    mx = entry("max_samples")
     return load_dataset(
         str(cfg["data"]),
-        root=cfg.get("data_root", "data"),
-        seed=int(cfg.get("data_seed", 0)),
-        val_fraction=cfg.get("val_fraction"),
+        root=entry("data_root"),
+        seed=int(entry("data_seed")),
+        val_fraction=entry("val_fraction"),
         max_samples=int(mx) if mx else None,
     )
 

@@ -136,8 +136,10 @@ def sweep(
     Returns
     -------
     rank : (n,) position of each vertex in the sweep.
-    node_vertex, node_kind : critical vertices in the order they were met, and their kind
-        (LEAF, SADDLE, ROOT).
+    node_vertex, node_kind : critical vertices and their kind (LEAF, SADDLE, ROOT): leaves and
+        saddles in the order the sweep met them, then the ROOT nodes that
+        :func:`_close_components` adds, one per component, in the order of the components'
+        union-find roots (vertex ids), not in sweep order.
     arc_lower, arc_upper : one arc per node that is not the top of its component; node indices.
         ``arc_upper`` is -1 until it is known; the top node of a component has no arc.
     vertex_arc : (n,) the arc (index into arc_lower) each vertex lies on, or -1 for a vertex that

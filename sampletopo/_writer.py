@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import polars as pl
 
-from sampletopo._errors import SampletopoError
-from sampletopo._folders import FolderLock, lock_folder
+from sampletopo._errors import NonFiniteLossWarning, RunFolderError
+from sampletopo._folders import FolderLock, check_folder, lock_folder
 from sampletopo._runconfig import model_signature, write_toml
 from sampletopo._runfiles import move_aside, parquet_problem, write_parquet
-from sampletopo.runs import LOSS_SCHEMA, SPLITS, PathLike, as_run, data_config
+from sampletopo._validation import invalid
+from sampletopo.runs import LOSS_SCHEMA, SPLITS, PathLike, as_run, data_config, loss_rows
 
 if TYPE_CHECKING:
     from torch import nn
@@ -44,10 +45,6 @@ _SOURCES: dict[str, str] = {
     "checkpoints": "`sampletopo record` (from checkpoints)",
     "recorder": "a LossRecorder in a training loop",
 }
-
-
-class NonFiniteLossWarning(RuntimeWarning):
-    """Some recorded losses are NaN or infinite; they are stored as such, never dropped."""
 
 
 def loss_table(
@@ -117,6 +114,12 @@ class RunWriter:
         self._labels = {s: dataset.labels(s) for s in self.splits}
         self._model_sig: str | None = None
         self._lock: FolderLock | None = None
+        # A file where a folder of the layout must be is one error naming it, before anything
+        # is written (os.makedirs would raise FileExistsError from deep inside the writer).
+        check_folder(self.run.path, role="run folder")
+        check_folder(self.run.losses_dir, role="losses folder")
+        for s in self.splits:
+            check_folder(self.run.loss_dir(s), role=f"{s} losses folder")
         if source == "recorder":  # train_run and record_checkpoints hold the lock themselves
             self._lock = lock_folder(self.run.path, what="recording losses", role="run folder")
         try:
@@ -159,14 +162,14 @@ class RunWriter:
         for s in self.splits:
             theirs = old.get("splits", {}).get(s, {})
             if theirs and theirs.get("fingerprint") != mine["splits"][s]["fingerprint"]:
-                raise SampletopoError(
+                raise RunFolderError(
                     f"Run folder {where!r} holds losses of other data: split {s!r} "
                     f"was recorded on {old.get('dataset')!r} with fingerprint "
                     f"{theirs.get('fingerprint')}, this dataset {self.dataset.name!r} has "
                     f"{mine['splits'][s]['fingerprint']}. Use a new run folder."
                 )
         if old.get("mode") != self.mode:
-            raise SampletopoError(
+            raise RunFolderError(
                 f"Run folder {where!r} was recorded with mode {old.get('mode')!r}; "
                 f"got mode {self.mode!r}. Mixing modes in one run would mix exact and "
                 "approximate losses: use the same mode or a new run folder."
@@ -179,7 +182,7 @@ class RunWriter:
         if self.run.config_file.exists():
             theirs = self.run.read_config().get("source", "train")
             if theirs != self.source and self.run.has_losses():
-                raise SampletopoError(
+                raise RunFolderError(
                     f"Run folder {str(self.run.path)!r} holds losses written by "
                     f"{_SOURCES.get(theirs, theirs)}; recording {_SOURCES.get(self.source, '')} "
                     "into it would skip its epochs or mix two runs. Use a new run folder."
@@ -212,7 +215,7 @@ class RunWriter:
             manifest["model"] = sig
             self.run.write_manifest(manifest)
         elif old.get("signature") != sig["signature"]:
-            raise SampletopoError(
+            raise RunFolderError(
                 f"Run folder {str(self.run.path)!r} holds losses of another model "
                 f"({old.get('class')}, {old.get('n_params', 0):,} parameters); this one is "
                 f"{sig['class']} ({sig['n_params']:,} parameters). Its epochs on disk would be "
@@ -232,7 +235,8 @@ class RunWriter:
 
     def _whole(self, split: str, epoch: int, path: Path) -> bool:
         """Whether the table at ``path`` reads back whole; if not, it is moved aside, warning."""
-        why = parquet_problem(path, LOSS_SCHEMA, rows=self.dataset.n(split))
+        n = self.dataset.n(split)
+        why = parquet_problem(path, LOSS_SCHEMA, rows=n, rows_check=loss_rows(split, epoch, n))
         if why is None:
             return True
         move_aside(
@@ -251,7 +255,7 @@ class RunWriter:
             path = self.run.loss_file(s, epoch)
             if path.exists() and self._whole(s, epoch, path):
                 if self.on_exists == "error":
-                    raise SampletopoError(
+                    raise RunFolderError(
                         f"Epoch {epoch} of split {s!r} is already recorded in "
                         f"{str(self.run.path)!r}; refusing to record it again "
                         "(on_exists='error'). Use on_exists='skip' or a new run folder."
@@ -266,9 +270,11 @@ class RunWriter:
         losses = np.asarray(losses, dtype=np.float64)
         preds = np.asarray(preds, dtype=np.int64)
         if losses.shape != labels.shape or preds.shape != labels.shape:
-            raise SampletopoError(
-                f"Split {split!r} has {labels.size} samples; got {losses.shape} losses and "
-                f"{preds.shape} predictions."
+            raise invalid(
+                "losses",
+                f"one loss and one prediction per sample of split {split!r} ({labels.size})",
+                where="LossRecorder.write",
+                got=f"{losses.shape} losses and {preds.shape} predictions",
             )
         bad = ~np.isfinite(losses)
         if bad.any():

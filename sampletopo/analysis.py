@@ -19,7 +19,12 @@ Summaries (:func:`summarize`): per run x split x tree x epoch, total persistence
 and 2 (sum of ``persistence ** p``), number of finite pairs, largest persistence, and the mean
 loss and accuracy of that split and epoch. Distances (:func:`wasserstein_to_reference`):
 Wasserstein distance (orders 1 and 2, L-infinity ground metric) of every epoch's diagram to a
-reference epoch's (the final one by default).
+reference epoch's (the final one by default). Both are stored per run
+(``<run>/topology/summary.parquet``, ``wasserstein.parquet``) as a cache for readers; with
+``write="if_writable"`` (what figures and the report use) a run folder that cannot be written
+(a read-only file system, no permission) gets them computed in memory only, with one
+:class:`~sampletopo._errors.TopologyWarning` naming those runs, so a shared read-only experiment
+can still be drawn and reported on.
 
 This module draws nothing (see :mod:`sampletopo.plotting`) and trains nothing.
 """
@@ -27,12 +32,13 @@ This module draws nothing (see :mod:`sampletopo.plotting`) and trains nothing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import multiprocessing
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -42,13 +48,14 @@ from sampletopo._deprecated import diagram_at as diagram_at
 from sampletopo._deprecated import load_diagrams as load_diagrams
 from sampletopo._deprecated import run_graph as run_graph
 from sampletopo._deprecated import topology_epochs as topology_epochs
-from sampletopo._errors import SampletopoError, check_int_range, ranges_text
+from sampletopo._errors import RunFolderError, TopologyWarning
 from sampletopo._folders import lock_folder
 from sampletopo._runfiles import (
     DamagedFileWarning,
     parquet_problem,
     write_parquet,
 )
+from sampletopo._validation import check_choice, check_int, check_split, invalid, ranges_text
 from sampletopo.diagrams import Diagram, wasserstein
 from sampletopo.graph import Graph, knn_cache_path, knn_graph
 from sampletopo.mergetree import join_tree, split_tree
@@ -66,6 +73,7 @@ from sampletopo.runs import (
     PathLike,
     Run,
     as_run,
+    diagram_rows,
     runs_in,
 )
 
@@ -78,10 +86,6 @@ __all__ = [
     "summarize",
     "wasserstein_to_reference",
 ]
-
-
-class TopologyWarning(UserWarning):
-    """Something was skipped (a missing or non-finite epoch) and the rest carried on."""
 
 
 def graph_for_run(
@@ -107,8 +111,7 @@ def graph_for_run(
     features : {"raw", "standardized", "pca"} or a path to a ``.npy`` file
         What the graph is built over: flattened raw inputs by default.
     """
-    if split not in SPLITS:
-        raise SampletopoError(f"The 'split' parameter must be one of {SPLITS}. Got {split!r}.")
+    split = check_split(split, where="graph_for_run")
     run = as_run(run)
     ds = run.dataset()
     run.check_data(ds, splits=[split])  # never a graph over other samples than recorded
@@ -116,9 +119,7 @@ def graph_for_run(
         X = ds.features(split, kind=features)  # type: ignore[arg-type]
     else:
         X = ds.features(split, path=features)
-    k = check_int_range(
-        "k", k, 1, X.shape[0] - 1, where="graph_for_run", fix="Use fewer neighbours."
-    )
+    k = check_int("k", k, 1, X.shape[0] - 1, where="graph_for_run", fix="Use fewer neighbours.")
     return knn_graph(X, k=k, metric=metric, cache_dir=run.experiment.graphs_dir)  # type: ignore[arg-type]
 
 
@@ -237,7 +238,7 @@ def _check_meta(run: Run, split: str, graph: Graph, features: str) -> None:
         _drop_other_graph(run, split, graph, features)
         old = None
     if old is not None and old != mine and run.diagram_epochs(split):
-        raise SampletopoError(
+        raise RunFolderError(
             f"{str(run.path)!r} already holds {split} diagrams computed with {old}; now asked for "
             f"{mine}. Use the same settings, or pass overwrite=True (--overwrite) to recompute all."
         )
@@ -294,48 +295,44 @@ def compute_topology(
     recorded later are computed by the next call).
     """
     runs = runs_in(run_dirs)
-    with contextlib.ExitStack() as locks:
+    jobs = check_int("jobs", jobs, 1, 256, where="compute_topology")
+    for s in splits:
+        check_split(s, where="compute_topology", name="splits")
+    tasks: list[_Task] = []
+    rows: list[dict[str, Any]] = []
+    with _locked_topology(runs):
         for run in runs:
-            locks.enter_context(
-                lock_folder(run.topology_dir, what="computing topology", role="topology folder")
-            )
-        return _compute_topology(
-            runs,
-            splits=splits,
-            k=k,
-            features=features,
-            jobs=jobs,
-            overwrite=overwrite,
-            progress=progress,
-        )
+            for s in splits:
+                cached, todo = _plan(run, s, k=k, features=features, overwrite=overwrite, jobs=jobs)
+                rows += [
+                    {"run": run.name, "split": s, "epoch": e, "status": "cached"} for e in cached
+                ]
+                tasks += todo
+        rows += _done_rows(_run_tasks(tasks, jobs=jobs, progress=progress))
+    schema = {"run": pl.String, "split": pl.String, "epoch": pl.Int64, "status": pl.String}
+    return pl.DataFrame(rows, schema=schema).sort(["run", "split", "epoch"])
 
 
 _Task = tuple[str, str, list[int], str]  # run folder, split, epochs, graph cache file
 
 
-def _compute_topology(
-    runs: list[Run],
-    *,
-    splits: Sequence[str],
-    k: int,
-    features: str,
-    jobs: int,
-    overwrite: bool,
-    progress: bool,
-) -> pl.DataFrame:
-    """:func:`compute_topology` once the runs' topology folders are locked."""
-    jobs = check_int_range("jobs", jobs, 1, 256, where="compute_topology")
-    for s in splits:
-        if s not in SPLITS:
-            raise SampletopoError(f"The 'splits' parameter holds {s!r}; allowed: {SPLITS}.")
-    tasks: list[_Task] = []
-    rows: list[dict[str, Any]] = []
-    for run in runs:
-        for s in splits:
-            cached, todo = _plan(run, s, k=k, features=features, overwrite=overwrite, jobs=jobs)
-            rows += [{"run": run.name, "split": s, "epoch": e, "status": "cached"} for e in cached]
-            tasks += todo
-    for (run_dir, s, _, _), res in _run_tasks(tasks, jobs=jobs, progress=progress):
+@contextlib.contextmanager
+def _locked_topology(runs: Sequence[Run]) -> Iterator[None]:
+    """Hold the topology folder of every run (see :mod:`sampletopo._folders`)."""
+    with contextlib.ExitStack() as locks:
+        for run in runs:
+            locks.enter_context(
+                lock_folder(run.topology_dir, what="computing topology", role="topology folder")
+            )
+        yield
+
+
+def _done_rows(
+    results: list[tuple[_Task, list[tuple[int, str | None]]]],
+) -> list[dict[str, Any]]:
+    """The status rows of the computed tasks; a skipped epoch is named in a warning."""
+    rows = []
+    for (run_dir, s, _, _), res in results:
         name = Run(run_dir).name
         for ep, why in res:
             if why is not None:
@@ -343,12 +340,11 @@ def _compute_topology(
                     f"Run {name}, {s} epoch {ep}: {why}; its topology was skipped, the "
                     "other epochs were computed.",
                     TopologyWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
             status = "computed" if why is None else f"skipped: {why}"
             rows.append({"run": name, "split": s, "epoch": ep, "status": status})
-    schema = {"run": pl.String, "split": pl.String, "epoch": pl.Int64, "status": pl.String}
-    return pl.DataFrame(rows, schema=schema).sort(["run", "split", "epoch"])
+    return rows
 
 
 def _plan(
@@ -401,7 +397,7 @@ def _sound_diagrams(run: Run, s: str) -> set[int]:
     (they are derived from the losses: recomputed instead of refused)."""
     done = set()
     for e, path in run.diagram_files(s).items():
-        why = parquet_problem(path, DIAGRAM_SCHEMA)
+        why = parquet_problem(path, DIAGRAM_SCHEMA, rows_check=diagram_rows(s, e))
         if why is None:
             done.add(e)
             continue
@@ -436,21 +432,52 @@ def _run_tasks(
     return results
 
 
-def summarize(run_dirs: PathLike | Iterable[PathLike], *, write: bool = True) -> pl.DataFrame:
+Write = bool | Literal["if_writable"]
+"""How :func:`summarize` and :func:`wasserstein_to_reference` store their tables: ``True``
+(always; a folder that cannot be written is an error), ``False`` (never) or ``"if_writable"``."""
+
+# The errors of a folder that cannot be written; anything else (a full disk) still stops.
+_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _store(tables: list[tuple[Run, pl.DataFrame, Path]], write: Write) -> None:
+    """Store each run's table at its path, locking its topology folder; with
+    ``write="if_writable"``, skip the runs whose folder cannot be written, with one warning."""
+    write = check_choice("write", write, (True, False, "if_writable"), where="summarize")
+    if write is False:
+        return
+    skipped: list[str] = []
+    for run, df, path in tables:
+        try:
+            with lock_folder(run.topology_dir, what="summarizing topology", role="topology folder"):
+                write_parquet(df, path)
+        except OSError as exc:
+            if write != "if_writable" or exc.errno not in _NOT_WRITABLE:
+                raise
+            skipped.append(f"{run.name} ({exc.strerror})")
+    if skipped:
+        warnings.warn(
+            TopologyWarning(
+                f"The summary and Wasserstein tables of run(s) {', '.join(skipped)} were "
+                "computed in memory and not stored: their topology folders cannot be written "
+                "(a read-only file system or no permission)."
+            ),
+            stacklevel=3,
+        )
+
+
+def summarize(run_dirs: PathLike | Iterable[PathLike], *, write: Write = True) -> pl.DataFrame:
     """Per run x split x tree x epoch: total persistence (p=1, 2), pairs, largest persistence,
     mean loss and accuracy.
 
-    With ``write=True`` each run's rows are also stored in ``<run>/topology/summary.parquet``.
-    An epoch whose diagram has no finite pair (e.g. a constant loss) gets zeros, not a gap.
+    With ``write=True`` each run's rows are also stored in ``<run>/topology/summary.parquet``;
+    with ``write="if_writable"`` only where that folder can be written (see the module
+    docstring). An epoch whose diagram has no finite pair (e.g. a constant loss) gets zeros,
+    not a gap.
     """
-    out = []
-    for run in runs_in(run_dirs):
-        df = _summary(run)
-        if write:
-            with lock_folder(run.topology_dir, what="summarizing topology", role="topology folder"):
-                write_parquet(df, run.summary_file)
-        out.append(df)
-    return pl.concat(out).sort(["run", "split", "tree", "epoch"])
+    out = [(run, _summary(run), run.summary_file) for run in runs_in(run_dirs)]
+    _store(out, write)
+    return pl.concat([df for _, df, _ in out]).sort(["run", "split", "tree", "epoch"])
 
 
 def _summary(run: Run) -> pl.DataFrame:
@@ -484,7 +511,7 @@ def _summary(run: Run) -> pl.DataFrame:
         )
     except pl.exceptions.PolarsError as exc:
         # Every table was verified when scanned: one changed since, or predates checksums.
-        raise SampletopoError(
+        raise RunFolderError(
             f"A loss or diagram table of run {str(run.path)!r} cannot be read "
             f"({' '.join(str(exc).split())[:200]}). Record the run's losses again, or delete "
             "its topology folder and run `sampletopo topology` again."
@@ -496,7 +523,7 @@ def wasserstein_to_reference(
     *,
     reference: int | str = "final",
     orders: Sequence[float] = (1, 2),
-    write: bool = True,
+    write: Write = True,
     progress: bool = False,
 ) -> pl.DataFrame:
     """Wasserstein distance of every epoch's diagram to a reference epoch's, per run x split x tree.
@@ -513,7 +540,8 @@ def wasserstein_to_reference(
     -------
     polars.DataFrame
         run, split, tree, epoch, reference_epoch, and one column ``w<order>`` per order
-        (``w1``, ``w2``). Stored per run in ``<run>/topology/wasserstein.parquet`` when ``write``.
+        (``w1``, ``w2``). Stored per run in ``<run>/topology/wasserstein.parquet`` when
+        ``write`` (``"if_writable"``: where that folder can be written, see the module docstring).
     """
     runs = runs_in(run_dirs)
     work = []
@@ -527,9 +555,12 @@ def wasserstein_to_reference(
             else:
                 ref = int(reference)
                 if ref not in eps:
-                    raise SampletopoError(
-                        f"Reference epoch {ref} has no {s} diagram in run {run.name}. Epochs "
-                        f"with diagrams: {ranges_text(eps)}."
+                    raise invalid(
+                        "reference",
+                        f"'final' or an epoch with {s} diagrams in run {run.name}: "
+                        f"{ranges_text(eps)}",
+                        where="wasserstein_to_reference",
+                        got=f"{ref}, which has no {s} diagram in run {run.name}",
                     )
             work.append((run, s, eps, ref))
     rows: list[dict[str, Any]] = []
@@ -539,15 +570,31 @@ def wasserstein_to_reference(
             rows += _distances(run, s, eps, ref, orders)
             bar.update(len(eps))
     df = pl.DataFrame(rows).sort(["run", "split", "tree", "epoch"]) if rows else pl.DataFrame()
-    if write and rows:
-        for run in runs:
-            part = df.filter(pl.col("run") == run.name)
-            if part.height:
-                with lock_folder(
-                    run.topology_dir, what="summarizing topology", role="topology folder"
-                ):
-                    write_parquet(part, run.wasserstein_file)
+    if rows:
+        parts = [(run, df.filter(pl.col("run") == run.name), run.wasserstein_file) for run in runs]
+        _store([p for p in parts if p[1].height], write)
     return df
+
+
+def summary_tables(
+    run_dirs: PathLike | Iterable[PathLike], *, write: Write = "if_writable"
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The runs' :func:`summarize` and :func:`wasserstein_to_reference` tables (final epoch as
+    the reference), stored as one step: with ``write="if_writable"`` (the default here, as the
+    figures and the report need) a run folder that cannot be written gets both in memory only,
+    and one warning says so for all runs."""
+    runs = runs_in(run_dirs)
+    summary = summarize(runs, write=False)
+    wdist = wasserstein_to_reference(runs, write=False)
+    tables = [(run, summary.filter(pl.col("run") == run.name), run.summary_file) for run in runs]
+    if wdist.height:
+        tables += [
+            (run, part, run.wasserstein_file)
+            for run in runs
+            if (part := wdist.filter(pl.col("run") == run.name)).height
+        ]
+    _store(tables, write)
+    return summary, wdist
 
 
 def _distances(
@@ -587,7 +634,7 @@ def check_comparable(run_dirs: PathLike | Iterable[PathLike]) -> list[Path]:
         for s, info in man["splits"].items():
             fp = info.get("fingerprint")
             if s in seen and seen[s][1] != fp:
-                raise SampletopoError(
+                raise RunFolderError(
                     f"Runs {seen[s][0]} and {run.name} were recorded on different {s} data "
                     f"({man.get('dataset')!r}: fingerprint {fp} vs {seen[s][1]}). Compare runs of "
                     "one dataset and split, or draw them in separate figure sets."

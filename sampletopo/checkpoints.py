@@ -27,8 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from sampletopo._errors import MAX_EPOCH, SampletopoError
+from sampletopo._errors import DamagedFileError, ParameterError, SampletopoError
 from sampletopo._io import write_atomic
+from sampletopo._validation import MAX_EPOCH, check_path, invalid
 from sampletopo.runs import checkpoint_name
 
 __all__ = [
@@ -89,33 +90,38 @@ def read_checkpoint(path: str | Path) -> Any:
 
     Raises
     ------
+    ParameterError
+        No file is at ``path``.
+    DamagedFileError
+        The file is empty, truncated or corrupt (a checksum mismatch included).
     SampletopoError
-        The file is missing, empty, truncated, corrupt (a checksum mismatch included), or holds
-        objects that ``weights_only=True`` refuses (pickled classes).
+        It holds objects that ``weights_only=True`` refuses (pickled classes).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SampletopoError(f"Checkpoint {str(path)!r} does not exist.")
+    path = check_path("path", path, where="read_checkpoint", exists="file")
     if path.stat().st_size == 0:
-        raise SampletopoError(
-            f"Checkpoint {str(path)!r} is empty (0 bytes): the run was probably killed while "
-            "saving it. Delete the file or save the checkpoint again."
+        raise DamagedFileError(
+            path,
+            "the checkpoint is empty (0 bytes): the run was probably killed while saving it",
+            "Delete the file or save the checkpoint again.",
         )
     with open(path, "rb") as fh:
         head = fh.read(2)
     # torch.save writes a zip archive; very old files are a bare pickle (protocol byte 0x80).
     is_zip = zipfile.is_zipfile(path)
     if not is_zip and head[:1] != b"\x80":
-        raise SampletopoError(
-            f"Checkpoint {str(path)!r} is corrupt or truncated: it is neither a torch zip archive "
-            "nor a legacy torch pickle. Delete it or save it again."
+        raise DamagedFileError(
+            path,
+            "the checkpoint is corrupt or truncated: it is neither a torch zip archive nor a "
+            "legacy torch pickle",
+            "Delete it or save it again.",
         )
     damage = _zip_damage(path) if is_zip else None
     if damage is not None:
-        raise SampletopoError(
-            f"Checkpoint {str(path)!r} is corrupt: {damage}. Loading it would give other "
-            "weights than were saved. Copy it again from its source, or delete it and save it "
-            "again."
+        raise DamagedFileError(
+            path,
+            f"the checkpoint is corrupt: {damage}; loading it would give other weights than "
+            "were saved",
+            "Copy it again from its source, or delete it and save it again.",
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -131,9 +137,10 @@ def read_checkpoint(path: str | Path) -> Any:
         ) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SampletopoError(
-            f"Checkpoint {str(path)!r} is corrupt or truncated ({type(exc).__name__}: {first}). "
-            "Delete it or save it again."
+        raise DamagedFileError(
+            path,
+            f"the checkpoint is corrupt or truncated ({type(exc).__name__}: {first})",
+            "Delete it or save it again.",
         ) from exc
 
 
@@ -209,10 +216,11 @@ def load_state_dict_into(
             parts.append(f"unexpected keys {_names(unexpected)}")
         if shapes:
             parts.append(f"shape mismatches {_names(shapes)}")
-        raise SampletopoError(
+        raise ParameterError(
             f"{source} does not fit the model ({type(model).__name__}): {'; '.join(parts)}. "
             "Pass the model name and options (e.g. skip, width, widen, depth) the checkpoint was "
-            "trained with."
+            "trained with.",
+            parameter="model",
         )
     model.load_state_dict(sd, strict=True)
 
@@ -261,19 +269,18 @@ def checkpoint_epoch(path: str | Path, obj: Any) -> int:
 def list_checkpoints(directory: str | Path) -> list[Path]:
     """Checkpoint files (``.pt``, ``.pth``, ``.ckpt``, ``.bin``, ``.tar``) in ``directory``, sorted
     by name; temporary and hidden files are skipped."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise SampletopoError(
-            f"The 'checkpoints' folder {str(directory)!r} does not exist or is not a folder."
-        )
+    directory = check_path("checkpoints", directory, where="record_checkpoints", exists="dir")
     files = sorted(
         p
         for p in directory.iterdir()
         if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES and not p.name.startswith(".")
     )
     if not files:
-        raise SampletopoError(
-            f"The 'checkpoints' folder {str(directory)!r} holds no checkpoint files "
-            f"(looked for {', '.join(CHECKPOINT_SUFFIXES)})."
+        raise invalid(
+            "checkpoints",
+            f"a folder of checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})",
+            str(directory),
+            where="record_checkpoints",
+            fix="That folder holds no checkpoint files.",
         )
     return files

@@ -51,15 +51,28 @@ _AGAIN = (
     "computed diagrams are kept and skipped)"
 )
 # Writes the system refuses for lack of room or rights, by errno, and what to do about them.
+# "{out}" is " (--out)" for a command that has that flag, "" for one that writes into the
+# folders it is given (topology, samples' default).
 _WRITE_ERRORS: dict[int, str] = {
-    errno.ENOSPC: f"the disk is full: free space or write to another disk (--out); {_AGAIN}",
-    errno.EDQUOT: f"your disk quota is used up: free space or write elsewhere (--out); {_AGAIN}",
+    errno.ENOSPC: f"the disk is full: free space or write to another disk{{out}}; {_AGAIN}",
+    errno.EDQUOT: f"your disk quota is used up: free space or write elsewhere{{out}}; {_AGAIN}",
     errno.EFBIG: "a file would exceed the largest file size allowed here (see `ulimit -f`): raise "
     f"the limit or write to another file system; {_AGAIN}",
-    errno.EROFS: "that file system is read-only: write to a writable folder (--out), or copy the "
-    "folder to one",
+    errno.EROFS: "that file system is read-only: write to a writable folder{out}, or copy the "
+    "folder to a writable disk and run the command there",
     errno.ENAMETOOLONG: "a file or folder name is too long: use shorter folder or variant names",
 }
+
+
+def _has_out(parser: argparse.ArgumentParser, command: str) -> bool:
+    """Whether ``command`` has an ``--out`` flag (the hints name it only then)."""
+    for action in parser._subparsers._group_actions if parser._subparsers else []:  # noqa: SLF001
+        sub = getattr(action, "choices", {}).get(command)
+        if sub is not None:
+            return any("--out" in a.option_strings for a in sub._actions)  # noqa: SLF001
+    return False
+
+
 # OS errors that mean "this path is wrong here", and what to do about it. Other OSErrors (a broken
 # pipe, an I/O error of the disk) and other exceptions are not the user's input and keep their
 # traceback.
@@ -96,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:
         if exc.errno in _WRITE_ERRORS:
-            msg = _path_error_message(exc, _WRITE_ERRORS[exc.errno])
+            out = " (--out)" if _has_out(parser, args.command) else ""
+            msg = _path_error_message(exc, _WRITE_ERRORS[exc.errno].format(out=out))
             print(f"sampletopo {args.command}: error: {msg}", file=sys.stderr)
             return 2
         for kind, fix in _PATH_ERRORS:

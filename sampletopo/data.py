@@ -32,8 +32,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sampletopo._errors import MAX_SEED, SampletopoError, check_int_range
+from sampletopo._errors import DamagedFileError, ParameterError
 from sampletopo._names import SPLITS
+from sampletopo._validation import MAX_SEED, check_choice, check_int, check_path, invalid
 
 __all__ = ["Dataset", "load_dataset", "list_datasets", "SPLITS"]
 
@@ -85,7 +86,7 @@ class Dataset:
         """A dataset from in-memory arrays: ``(x, y)`` per split, ``x`` of shape ``(n, C, H, W)``
         with values in [0, 1] (float or bool) or 0..255 (uint8), ``y`` integer labels from 0.
 
-        Refused with one :class:`SampletopoError` naming the split, the first bad sample and the
+        Refused with one :class:`ParameterError` naming the split, the first bad sample and the
         fix (one NaN pixel would otherwise make every recorded loss NaN): ragged input, object
         arrays (``None``), strings, complex values, NaN or infinite pixels (or floats beyond
         float32's range), labels that are not integers, and labels outside ``[0, C)``, where
@@ -102,17 +103,14 @@ class Dataset:
         """
         where = "Dataset.from_arrays"
         if not isinstance(name, str) or not name:
-            raise SampletopoError(
-                f"The 'name' parameter of {where} must be a non-empty str. Got {name!r} instead."
-            )
+            raise invalid("name", "a non-empty str", name, where=where)
         names = _check_class_names(class_names, where=where)
         raw: dict[str, np.ndarray] = {}
         labels: dict[str, np.ndarray] = {}
         for split, pair in (("train", train), ("val", val)):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise SampletopoError(
-                    f"The {split!r} parameter of {where} must be a pair (x, y) of arrays. "
-                    f"Got {type(pair).__name__} instead."
+                raise invalid(
+                    split, "a pair (x, y) of arrays", where=where, got=type(pair).__name__
                 )
             raw[split], labels[split] = _check_arrays(
                 *pair,
@@ -121,10 +119,12 @@ class Dataset:
                 num_classes=None if names is None else len(names),
             )
         if raw["train"].dtype != raw["val"].dtype or raw["train"].shape[1:] != raw["val"].shape[1:]:
-            raise SampletopoError(
-                f"{where}: train and val inputs must share dtype and (C, H, W). Got train "
-                f"{raw['train'].dtype} {raw['train'].shape[1:]} and val {raw['val'].dtype} "
-                f"{raw['val'].shape[1:]}."
+            raise invalid(
+                "val",
+                "inputs of the train inputs' dtype and (C, H, W)",
+                where=where,
+                got=f"train {raw['train'].dtype} {raw['train'].shape[1:]} and val "
+                f"{raw['val'].dtype} {raw['val'].shape[1:]}",
             )
         k = int(max(labels["train"].max(), labels["val"].max())) + 1
         if names is None:
@@ -142,11 +142,7 @@ class Dataset:
         )
 
     def _check_split(self, split: str) -> str:
-        if split not in self._raw:
-            raise SampletopoError(
-                f"The 'split' parameter must be one of {sorted(self._raw)}. Got {split!r} instead."
-            )
-        return split
+        return str(check_choice("split", split, sorted(self._raw), where=f"Dataset {self.name!r}"))
 
     def n(self, split: str) -> int:
         """Number of samples in ``split`` (``"train"`` or ``"val"``)."""
@@ -222,11 +218,7 @@ class Dataset:
         n = self.n(split)
         if path is not None:
             return _load_user_features(Path(path), n, split)
-        if kind not in ("raw", "standardized", "pca"):
-            raise SampletopoError(
-                "The 'kind' parameter of Dataset.features must be one of 'raw', 'standardized', "
-                f"'pca'. Got {kind!r} instead."
-            )
+        check_choice("kind", kind, ("raw", "standardized", "pca"), where="Dataset.features")
         flat = self._pixels(split).reshape(n, -1)
         if kind == "raw":
             return np.ascontiguousarray(flat, dtype=np.float32)
@@ -240,11 +232,14 @@ class Dataset:
         if kind == "standardized":
             return z.astype(np.float32)
         d = z.shape[1]
-        if not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= d:
-            raise SampletopoError(
-                f"The 'n_components' parameter of Dataset.features must be an int in [1, {d}] "
-                f"(the feature count of {self.name!r}). Got {n_components!r} instead."
-            )
+        check_int(
+            "n_components",
+            n_components,
+            1,
+            d,
+            where="Dataset.features",
+            fix=f"{d} is the feature count of {self.name!r}.",
+        )
         key = ("pca", int(n_components))
         if key not in self._cache:
             from sklearn.decomposition import PCA
@@ -313,9 +308,12 @@ def _as_array(value: Any, *, what: str, where: str) -> np.ndarray:
     try:
         return np.asarray(value)
     except ValueError as exc:  # numpy refuses ragged nested sequences
-        raise SampletopoError(
-            f"{where}: {what} is ragged: sample {_first_odd_sample(value)} has another shape "
-            "than sample 0. Stack samples of one shape into one array first."
+        raise invalid(
+            what,
+            "an array of samples of one shape",
+            where=where,
+            got=f"a ragged one: sample {_first_odd_sample(value)} has another shape than sample 0",
+            fix="Stack samples of one shape into one array first.",
         ) from exc
 
 
@@ -342,24 +340,30 @@ def _check_arrays(
     """Return ``(x, y)`` of one split as stored: ``x`` uint8 or float32 ``(n, C, H, W)``,
     ``y`` int64 ``(n,)``; refuse anything a model or the kNN graph cannot use.
 
-    Refused with one :class:`SampletopoError` naming ``part`` (e.g. ``"split 'train'"``), the
-    first bad sample and the fix: ragged input, object arrays (``None``), strings, complex values, NaN or infinite pixels
+    Refused with one :class:`ParameterError` naming ``part`` (e.g. ``"split 'train'"``), the
+    first bad sample and the fix: ragged input, object arrays (``None``), strings, complex
+    values, NaN or infinite pixels
     (also finite floats beyond float32's range, which become infinite when stored), labels that
     are not integers, and labels outside ``[0, num_classes)`` (``num_classes=None``: at most
     :data:`MAX_CLASSES` classes).
     """
-    x = _as_array(x, what=f"x of {part}", where=where)
-    y = _as_array(y, what=f"y of {part}", where=where)
+    where = f"{where} ({part})"
+    x = _as_array(x, what="x", where=where)
+    y = _as_array(y, what="y", where=where)
     if x.ndim != 4 or y.ndim != 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0 or 0 in x.shape:
-        raise SampletopoError(
-            f"{where}: {part} needs x of shape (n, C, H, W) and y of shape (n,) with "
-            f"n >= 1 (and C, H, W >= 1). Got x {x.shape} and y {y.shape}."
+        raise invalid(
+            "x",
+            "x of shape (n, C, H, W) and y of shape (n,) with n >= 1 (and C, H, W >= 1)",
+            where=where,
+            got=f"x {x.shape} and y {y.shape}",
         )
     if x.dtype.kind not in _PIXEL_KINDS:
-        raise SampletopoError(
-            f"{where}: x of {part} has dtype {x.dtype} ({_first_bad_value(x)}); pixels must be "
-            "real numbers: floats in [0, 1] or uint8 in 0..255. Replace missing values, then "
-            "convert with np.asarray(x, dtype=np.float32)."
+        raise invalid(
+            "x",
+            "real numbers: floats in [0, 1] or uint8 in 0..255",
+            where=where,
+            got=f"dtype {x.dtype} ({_first_bad_value(x)})",
+            fix="Replace missing values, then convert with np.asarray(x, dtype=np.float32).",
         )
     with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
         stored = x if x.dtype == np.uint8 else x.astype(np.float32)
@@ -370,16 +374,22 @@ def _check_arrays(
             j = int(np.flatnonzero(~np.isfinite(stored[i]).reshape(-1))[0])
             v = x[i].reshape(-1)[j]
             why = "" if not np.isfinite(v) else ", beyond float32's range"
-            raise SampletopoError(
-                f"{where}: x of {part} holds {int((~finite).sum())} sample(s) with NaN "
-                f"or infinite pixels (first: sample {i}, value {_show(v)}{why}). A single one "
-                "makes every loss NaN: drop or repair those samples (e.g. np.nan_to_num) first."
+            raise invalid(
+                "x",
+                "finite pixels",
+                where=where,
+                got=f"{int((~finite).sum())} sample(s) with NaN or infinite pixels (first: "
+                f"sample {i}, value {_show(v)}{why})",
+                fix="A single one makes every loss NaN: drop or repair those samples (e.g. "
+                "np.nan_to_num) first.",
             )
     if y.dtype.kind not in "ui":
-        raise SampletopoError(
-            f"{where}: labels (y) of {part} must be integers in [0, num_classes). Got "
-            f"dtype {y.dtype} ({_first_bad_value(y)}). Map classes to 0..num_classes-1, e.g. with "
-            "np.unique(y, return_inverse=True)."
+        raise invalid(
+            "y",
+            "labels: integers in [0, num_classes)",
+            where=where,
+            got=f"dtype {y.dtype} ({_first_bad_value(y)})",
+            fix="Map classes to 0..num_classes-1, e.g. with np.unique(y, return_inverse=True).",
         )
     high = MAX_CLASSES if num_classes is None else num_classes
     bad = (y < 0) | (y >= high)
@@ -394,9 +404,12 @@ def _check_arrays(
         else:
             allowed = f"[0, {num_classes}) ({num_classes} classes)"
             fix = "Map classes to 0..num_classes-1, or pass one class name per class."
-        raise SampletopoError(
-            f"{where}: labels of {part} must be integers in {allowed}. Got {_show(y[i])} at "
-            f"sample {i} ({int(bad.sum())} label(s) outside). {fix}"
+        raise invalid(
+            "y",
+            f"labels: integers in {allowed}",
+            where=where,
+            got=f"{_show(y[i])} at sample {i} ({int(bad.sum())} label(s) outside)",
+            fix=fix,
         )
     return np.ascontiguousarray(stored), np.ascontiguousarray(y, dtype=np.int64)
 
@@ -410,43 +423,50 @@ def _check_class_names(class_names: Any, *, where: str) -> list[str] | None:
         )
     except TypeError:  # not iterable
         ok = False
-    if not ok:
-        raise SampletopoError(
-            f"The 'class_names' parameter of {where} must be a list of str, one per class. "
-            f"Got {class_names!r} instead."
+    if not ok or not class_names:
+        raise invalid(
+            "class_names", "a non-empty list of str, one per class", class_names, where=where
         )
-    if not class_names:
-        raise SampletopoError(f"The 'class_names' parameter of {where} must not be empty.")
     return list(class_names)
 
 
 def _load_user_features(path: Path, n: int, split: str) -> np.ndarray:
+    where = "Dataset.features"
     if path.suffix != ".npy":
-        raise SampletopoError(
-            f"Graph features must be 'raw', 'standardized', 'pca' or the path of a .npy file. "
-            f"Got {str(path)!r}. Save your own features with numpy.save(path, array)."
+        raise invalid(
+            "path",
+            "'raw', 'standardized', 'pca' or the path of a .npy file",
+            str(path),
+            where=where,
+            fix="Save your own features with numpy.save(path, array).",
         )
-    if not path.is_file():
-        raise SampletopoError(f"Features file {str(path)!r} does not exist.")
+    check_path("path", path, where=where, exists="file")
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         # allow_pickle=False refuses object arrays with a ValueError; a damaged header too.
-        raise SampletopoError(
-            f"Features file {str(path)!r} could not be read as a numeric .npy array ({exc}). "
-            "Save a float array with numpy.save(path, array)."
+        raise DamagedFileError(
+            path,
+            f"it could not be read as a numeric .npy array ({exc})",
+            "Save a float array with numpy.save(path, array).",
         ) from exc
     if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] == 0:
         shape = getattr(arr, "shape", type(arr).__name__)
-        raise SampletopoError(
-            f"Features file {str(path)!r} has shape {shape}, but split {split!r} has {n} "
-            f"samples: it must have shape ({n}, d) with d >= 1, one row per sample in the "
-            "split's order."
+        raise invalid(
+            "path",
+            f"a file of shape ({n}, d) with d >= 1: one row per sample (split {split!r} has {n}) "
+            "in the split's order",
+            where=where,
+            got=f"{str(path)!r} of shape {shape}",
         )
     if arr.dtype.kind not in _PIXEL_KINDS:
-        raise SampletopoError(
-            f"Features file {str(path)!r} holds dtype {arr.dtype}, not real numbers (complex "
-            "values, strings and records have no distance for the kNN graph). Save a float array."
+        raise invalid(
+            "path",
+            "a file of real numbers (complex values, strings and records have no distance for "
+            "the kNN graph)",
+            where=where,
+            got=f"{str(path)!r} of dtype {arr.dtype}",
+            fix="Save a float array.",
         )
     with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
         out = np.ascontiguousarray(arr, dtype=np.float32)
@@ -454,10 +474,14 @@ def _load_user_features(path: Path, n: int, split: str) -> np.ndarray:
     if not finite.all():
         i = int(np.flatnonzero(~finite)[0])
         j = int(np.flatnonzero(~np.isfinite(out[i]))[0])
-        raise SampletopoError(
-            f"Features file {str(path)!r} holds {int((~finite).sum())} row(s) with NaN or "
-            f"infinite values, or values beyond float32's range (first: row {i}, column {j}, "
-            f"value {_show(arr[i, j])}). The kNN graph needs finite features: repair those rows first."
+        raise invalid(
+            "path",
+            "a file of finite values within float32's range",
+            where=where,
+            got=f"{str(path)!r}, which holds {int((~finite).sum())} row(s) with NaN or infinite "
+            f"values, or values beyond float32's range (first: row {i}, column {j}, value "
+            f"{_show(arr[i, j])})",
+            fix="The kNN graph needs finite features: repair those rows first.",
         )
     return out
 
@@ -482,16 +506,29 @@ def _stratified_split(
     return np.flatnonzero(mask), val_idx
 
 
-def _check_val_fraction(val_fraction: Any, *, allow_test: bool) -> float | str:
+def _check_val_fraction(
+    val_fraction: Any,
+    *,
+    allow_test: bool,
+    data: str | None = None,
+    where: str = "load_dataset",
+    kind: str = "parameter",
+) -> float | str:
+    """``val_fraction`` checked: a float in (0, 1), or ``"test"`` where the data set has an
+    official test set (``allow_test``; ``data`` names the data set in the message)."""
     if allow_test and val_fraction == "test":
         return "test"
     ok = isinstance(val_fraction, (float, int)) and not isinstance(val_fraction, bool)
     if not ok or not 0.0 < float(val_fraction) < 1.0:
         allowed = "a float in (0, 1) or 'test'" if allow_test else "a float in (0, 1)"
-        raise SampletopoError(
-            f"The 'val_fraction' parameter of load_dataset must be {allowed}. "
-            f"Got {val_fraction!r} instead."
-        )
+        fix = ""
+        if val_fraction == "test" and not allow_test:
+            having = ", ".join(sorted(_HAS_TEST))
+            fix = (
+                f"{data or 'This dataset'!s} has no official test set, so 'test' is not "
+                f"available (it is for {having}); pass a fraction, e.g. 0.2."
+            )
+        raise invalid("val_fraction", allowed, val_fraction, where=where, fix=fix, kind=kind)
     return float(val_fraction)
 
 
@@ -572,39 +609,49 @@ def _unpickle(path: Path) -> dict[str, Any]:
         with open(path, "rb") as fh:
             obj = _CifarUnpickler(fh, encoding="latin1").load()
     except _ForeignObject as exc:
-        raise SampletopoError(
-            f"CIFAR-10 file {str(path)!r} asks the unpickler for {exc}, which CIFAR-10 files "
-            "never hold (only numpy arrays and plain data): it was refused without being run, "
-            "since loading it could run code. The file was altered or is not CIFAR-10: unpack "
-            "cifar-10-python.tar.gz from its official source again."
+        raise DamagedFileError(
+            path,
+            f"this CIFAR-10 file asks the unpickler for {exc}, which CIFAR-10 files never hold "
+            "(only numpy arrays and plain data): it was refused without being run, since loading "
+            "it could run code",
+            "The file was altered or is not CIFAR-10: unpack cifar-10-python.tar.gz from its "
+            "official source again.",
         ) from None
     except (pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
-        raise SampletopoError(
-            f"CIFAR-10 file {str(path)!r} could not be read ({type(exc).__name__}: {exc}): it is "
-            "corrupt or truncated, or not a CIFAR-10 file. Unpack cifar-10-python.tar.gz again."
+        raise DamagedFileError(
+            path,
+            f"this CIFAR-10 file could not be read ({type(exc).__name__}: {exc}): it is corrupt "
+            "or truncated, or not a CIFAR-10 file",
+            "Unpack cifar-10-python.tar.gz again.",
         ) from exc
     if not isinstance(obj, dict):
-        raise SampletopoError(f"CIFAR-10 file {str(path)!r} does not hold a dict: wrong file?")
+        raise DamagedFileError(
+            path, "this CIFAR-10 file does not hold a dict", "Is it the wrong file?"
+        )
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     d = _unpickle(path)
     if "data" not in d or "labels" not in d:
-        raise SampletopoError(
-            f"CIFAR-10 file {str(path)!r} lacks the 'data' or 'labels' entry: wrong file?"
+        raise DamagedFileError(
+            path, "this CIFAR-10 file lacks the 'data' or 'labels' entry", "Is it the wrong file?"
         )
     where = f"CIFAR-10 file {str(path)!r}"
     data = _as_array(d["data"], what="'data'", where=where)
     if data.ndim != 2 or data.shape[1] != 3072:
-        raise SampletopoError(f"{where}: 'data' has shape {data.shape}, expected (n, 3072).")
+        raise DamagedFileError(
+            path, f"its 'data' has shape {data.shape}, expected (n, 3072)", "Is it the wrong file?"
+        )
     # Casting floats or wider ints to uint8 would wrap or truncate silently: refuse instead.
     if data.dtype != np.uint8 and (
         data.dtype.kind not in "ui" or (data.size and (data.min() < 0 or data.max() > 255))
     ):
-        raise SampletopoError(
-            f"{where}: 'data' must hold bytes 0..255 (uint8); got dtype {data.dtype}. It is not "
-            "the CIFAR-10 python version: unpack cifar-10-python.tar.gz again."
+        raise DamagedFileError(
+            path,
+            f"its 'data' must hold bytes 0..255 (uint8); got dtype {data.dtype}: it is not the "
+            "CIFAR-10 python version",
+            "Unpack cifar-10-python.tar.gz again.",
         )
     x, y = _check_arrays(
         data.astype(np.uint8).reshape(-1, 3, 32, 32),
@@ -623,9 +670,10 @@ def _load_cifar10(root: Path, seed: int) -> _Raw:
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
     missing = [n for n in names if not (base / n).is_file()]
     if missing:
-        raise SampletopoError(
+        raise ParameterError(
             f"CIFAR-10 not found: {str(base)!r} lacks {missing}. "
-            + CIFAR_HELP.format(root=str(root))
+            + CIFAR_HELP.format(root=str(root)),
+            parameter="root",
         )
     parts = [_cifar_batch(base / f"data_batch_{i}") for i in range(1, 6)]
     tx = np.concatenate([p[0] for p in parts])
@@ -652,17 +700,25 @@ def _read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as fh:
             buf = fh.read()
     except (OSError, EOFError) as exc:
-        raise SampletopoError(f"MNIST file {str(path)!r} could not be read: {exc}") from exc
+        raise DamagedFileError(
+            path, f"this MNIST file could not be read ({exc})", "Unpack the MNIST files again."
+        ) from exc
     if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] != 0x08:
-        raise SampletopoError(f"MNIST file {str(path)!r} is not an unsigned-byte IDX file.")
+        raise DamagedFileError(
+            path,
+            "this MNIST file is not an unsigned-byte IDX file",
+            "Unpack the MNIST files again.",
+        )
     ndim = buf[3]
     dims = [int.from_bytes(buf[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     start = 4 + 4 * ndim
     count = int(np.prod(dims))
     if len(buf) - start != count:
-        raise SampletopoError(
-            f"MNIST file {str(path)!r} is truncated or corrupt: header says {dims} "
-            f"({count} bytes) but {len(buf) - start} bytes follow."
+        raise DamagedFileError(
+            path,
+            f"this MNIST file is truncated or corrupt: its header says {dims} ({count} bytes) "
+            f"but {len(buf) - start} bytes follow",
+            "Unpack the MNIST files again.",
         )
     return np.frombuffer(buf, dtype=np.uint8, offset=start).reshape(dims)
 
@@ -686,8 +742,9 @@ def _load_mnist(root: Path, seed: int) -> _Raw:
         else:
             missing.append(stem)
     if missing:
-        raise SampletopoError(
-            f"MNIST not found: {str(base)!r} lacks {missing}. " + MNIST_HELP.format(root=str(root))
+        raise ParameterError(
+            f"MNIST not found: {str(base)!r} lacks {missing}. " + MNIST_HELP.format(root=str(root)),
+            parameter="root",
         )
     tx = _read_idx(files["train-images-idx3-ubyte"])[:, None]
     ty = _read_idx(files["train-labels-idx1-ubyte"]).astype(np.int64)
@@ -695,8 +752,11 @@ def _load_mnist(root: Path, seed: int) -> _Raw:
     vy = _read_idx(files["t10k-labels-idx1-ubyte"]).astype(np.int64)
     for what, xx, yy in (("train", tx, ty), ("t10k", vx, vy)):
         if xx.shape[0] != yy.shape[0]:
-            raise SampletopoError(
-                f"MNIST {what} images ({xx.shape[0]}) and labels ({yy.shape[0]}) differ in count."
+            raise DamagedFileError(
+                base,
+                f"its MNIST {what} images ({xx.shape[0]}) and labels ({yy.shape[0]}) differ in "
+                "count",
+                "Unpack the MNIST files again.",
             )
         # A label byte beyond 9 would reach cross_entropy as an out-of-range class.
         _check_arrays(
@@ -762,11 +822,8 @@ def load_dataset(
     >>> ds.n("train") + ds.n("val"), ds.input_shape
     (1797, (1, 8, 8))
     """
-    if name not in _LOADERS:
-        raise SampletopoError(
-            f"Unknown dataset {name!r}. Known datasets: {', '.join(list_datasets())}."
-        )
-    seed = check_int_range(
+    check_choice("name", name, list_datasets(), where="load_dataset")
+    seed = check_int(
         "seed",
         seed,
         0,
@@ -777,12 +834,9 @@ def load_dataset(
     if max_samples is not None and (
         not isinstance(max_samples, (int, np.integer)) or max_samples < 10
     ):
-        raise SampletopoError(
-            "The 'max_samples' parameter of load_dataset must be None or an int >= 10. "
-            f"Got {max_samples!r} instead."
-        )
+        raise invalid("max_samples", "None or an int >= 10", max_samples, where="load_dataset")
     vf = default_val_fraction(name) if val_fraction is None else val_fraction
-    vf = _check_val_fraction(vf, allow_test=name in _HAS_TEST)
+    vf = _check_val_fraction(vf, allow_test=name in _HAS_TEST, data=name)
     root = Path(root)
     tx, ty, test_x, test_y, class_names, scale = _LOADERS[name](root, int(seed))
     if vf == "test":
@@ -801,7 +855,13 @@ def load_dataset(
         raw[s] = np.ascontiguousarray(raw[s])
         labels[s] = np.ascontiguousarray(labels[s], dtype=np.int64)
         if raw[s].shape[0] == 0:
-            raise SampletopoError(f"Split {s!r} of {name!r} is empty: raise 'val_fraction'.")
+            raise invalid(
+                "val_fraction",
+                "large enough to leave samples in both splits",
+                vf,
+                where="load_dataset",
+                fix=f"Split {s!r} of {name!r} is empty: raise 'val_fraction'.",
+            )
     shape = tuple(int(v) for v in raw["train"].shape[1:])
     return Dataset(
         name=name,

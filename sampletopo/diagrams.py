@@ -27,14 +27,18 @@ import numpy as np
 import polars as pl
 
 from sampletopo._deprecated import warn_renamed
-from sampletopo._errors import (
-    SampletopoError,
+from sampletopo._errors import ParameterError
+from sampletopo._names import Tree
+from sampletopo._validation import (
     as_index_array,
     as_real_array,
-    check_int_range,
-    check_real_number,
+    check_choice,
+    check_instance,
+    check_int,
+    check_real,
+    check_tree,
+    invalid,
 )
-from sampletopo._names import TREES, Tree
 
 __all__ = ["Diagram", "check_diagram", "total_persistence", "wasserstein", "bottleneck"]
 
@@ -43,48 +47,62 @@ Kind = Tree  # the tree's former name in sampletopo 0.1
 
 def check_diagram(birth, death, birth_sample, death_sample, tree: str) -> tuple[np.ndarray, ...]:
     """Validate and normalize the arrays of a diagram; every Diagram goes through here."""
-    if tree not in TREES:
-        raise SampletopoError(f"Diagram: 'tree' must be 'join' or 'split'. Got {tree!r}.")
+    tree = check_tree(tree, where="Diagram")
     b = as_real_array(birth, name="birth", where="Diagram").astype(np.float64).reshape(-1)
     d = as_real_array(death, name="death", where="Diagram").astype(np.float64).reshape(-1)
     # Sample ids are never rounded: 0.5 is refused rather than silently becoming sample 0.
     bs = as_index_array(birth_sample, name="birth_sample", where="Diagram")
     ds = as_index_array(death_sample, name="death_sample", where="Diagram")
     if not (b.shape == d.shape == bs.shape == ds.shape):
-        raise SampletopoError(
-            "Diagram: birth, death, birth_sample and death_sample must have the same length. Got "
-            f"{b.shape[0]}, {d.shape[0]}, {bs.shape[0]}, {ds.shape[0]}."
+        raise ParameterError(
+            "The arrays of Diagram (birth, death, birth_sample and death_sample) must have the "
+            f"same length. Got {b.shape[0]}, {d.shape[0]}, {bs.shape[0]}, {ds.shape[0]} instead."
         )
     if not np.isfinite(b).all():
-        raise SampletopoError("Diagram: every birth must be finite. Got a NaN or inf birth.")
+        raise invalid("birth", "finite", where="Diagram", got="a NaN or inf birth")
     if np.isnan(d).any():
-        raise SampletopoError(
-            "Diagram: a death is NaN. Deaths are finite values or the essential inf."
+        raise invalid(
+            "death",
+            "finite values or the essential inf",
+            where="Diagram",
+            got="a NaN death",
         )
     essential_death = np.inf if tree == "join" else -np.inf
     inf_death = np.isinf(d)
     if (inf_death & (d != essential_death)).any():
-        raise SampletopoError(
-            f"Diagram: a {tree} diagram's essential pairs die at {essential_death}. Got the other infinity."
+        raise invalid(
+            "death",
+            f"finite or {essential_death} (where a {tree} diagram's essential pairs die)",
+            where="Diagram",
+            got="the other infinity",
         )
     wrong = (b > d) if tree == "join" else (b < d)
     if wrong.any():
         i = int(np.flatnonzero(wrong)[0])
         rel = "birth <= death" if tree == "join" else "birth >= death"
-        raise SampletopoError(
-            f"Diagram: {tree} pairs need {rel}. Pair {i} has birth={b[i]!r}, death={d[i]!r}."
+        raise invalid(
+            "death",
+            f"on the right side of each birth: {tree} pairs need {rel}",
+            where="Diagram",
+            got=f"pair {i} with birth={b[i]!r}, death={d[i]!r}",
         )
     if ((ds == -1) != inf_death).any():
-        raise SampletopoError(
-            "Diagram: death_sample must be -1 exactly for the essential (infinite) pairs."
+        raise invalid(
+            "death_sample",
+            "-1 exactly for the essential (infinite) pairs and a sample id for the others",
+            where="Diagram",
+            got="another value",
         )
     for name, ids in (("birth_sample", bs), ("death_sample", ds)):
         neg = ids < (0 if name == "birth_sample" else -1)
         if neg.any():
             i = int(np.flatnonzero(neg)[0])
-            raise SampletopoError(
-                f"Diagram: {name!r} holds sample ids, which are >= 0 (death_sample is -1 for an "
-                f"essential pair). Pair {i} has {name}={int(ids[i])}."
+            raise invalid(
+                name,
+                "an array of sample ids, which are >= 0 (death_sample is -1 for an essential pair)",
+                where="Diagram",
+                got=f"{name}={int(ids[i])} at pair {i}",
+                fix=f"{name!r} holds sample ids: they never count from the end.",
             )
     return b, d, bs, ds
 
@@ -126,13 +144,16 @@ class Diagram:
         if kind is not None:
             warn_renamed("Diagram(kind=...)", "Diagram(tree=...)")
             if tree is not None and tree != kind:
-                raise SampletopoError(
-                    f"Diagram: got tree={tree!r} and kind={kind!r}; 'kind' is the old name of "
-                    "'tree': pass tree only."
+                raise invalid(
+                    "kind",
+                    "left out when tree is given ('kind' is the old name of 'tree')",
+                    where="Diagram",
+                    got=f"tree={tree!r} and kind={kind!r}",
+                    fix="Pass tree only.",
                 )
             tree = kind
         if tree is None:
-            raise SampletopoError("Diagram: 'tree' is required: 'join' or 'split'.")
+            tree = check_tree(tree, where="Diagram")  # None: refused, naming the choices
         arrays = check_diagram(birth, death, birth_sample, death_sample, tree)
         for name, arr in zip(("birth", "death", "birth_sample", "death_sample"), arrays):
             arr = arr.copy()
@@ -183,15 +204,18 @@ class Diagram:
         m = m.reshape(-1) if m.ndim == 0 else m
         if m.dtype.kind == "b":
             if m.shape != (len(self),):
-                raise SampletopoError(
-                    f"Diagram.select: a boolean mask needs one entry per pair, shape "
-                    f"({len(self)},). Got shape {m.shape}."
+                raise invalid(
+                    "mask_or_index",
+                    f"a boolean mask with one entry per pair, shape ({len(self)},), or pair "
+                    "positions",
+                    where="Diagram.select",
+                    got=f"a mask of shape {m.shape}",
                 )
             idx = np.flatnonzero(m)
         else:
             if m.ndim != 1:
-                raise SampletopoError(
-                    f"Diagram.select: 'mask_or_index' must be 1-D. Got shape {m.shape}."
+                raise invalid(
+                    "mask_or_index", "1-D", where="Diagram.select", got=f"shape {m.shape}"
                 )
             idx = as_index_array(
                 m, name="mask_or_index", where="Diagram.select", what="pair positions"
@@ -199,10 +223,12 @@ class Diagram:
             bad = (idx < 0) | (idx >= len(self))
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise SampletopoError(
-                    f"Diagram.select: pair positions must be in [0, {len(self) - 1}] (this "
-                    f"diagram has {len(self)} pairs; negative positions are not counted from the "
-                    f"end). Got {int(idx[i])} at position {i}."
+                raise invalid(
+                    "mask_or_index",
+                    f"pair positions in [0, {len(self) - 1}] (this diagram has {len(self)} pairs; "
+                    "negative positions are not counted from the end)",
+                    where="Diagram.select",
+                    got=f"{int(idx[i])} at position {i}",
                 )
         return Diagram(
             self.birth[idx],
@@ -218,7 +244,7 @@ class Diagram:
         ``n`` is an int >= 0 (negative counts are refused); fewer pairs come back when the
         diagram has fewer than ``n`` finite pairs.
         """
-        n = check_int_range("n", n, 0, None, where="Diagram.top")
+        n = check_int("n", n, 0, None, where="Diagram.top")
         f = self.finite()
         order = np.lexsort((f.birth_sample, -f.persistence))
         return f.select(order[:n])
@@ -274,9 +300,12 @@ class Diagram:
             col = "tree" if "tree" in df.columns else "kind"
             trees = df[col].unique().to_list() if col in df.columns else []
             if len(trees) != 1:
-                raise SampletopoError(
-                    f"Diagram.from_polars: the table holds trees {trees}; pass tree= or filter "
-                    "one tree."
+                raise invalid(
+                    "tree",
+                    "given when the table does not hold exactly one tree",
+                    where="Diagram.from_polars",
+                    got=f"None and a table holding trees {trees}",
+                    fix="Pass tree= or filter one tree.",
                 )
             tree = trees[0]
         return cls(
@@ -294,11 +323,9 @@ class Diagram:
 
 
 def _as_diagram(d: Diagram, name: str, where: str) -> Diagram:
-    if not isinstance(d, Diagram):
-        raise SampletopoError(
-            f"{where}: {name!r} must be a sampletopo Diagram. Got {type(d).__name__}."
-        )
-    return d
+    return check_instance(  # type: ignore[no-any-return]
+        name, d, Diagram, what="a sampletopo Diagram", where=where
+    )
 
 
 def total_persistence(d: Diagram, p: float = 1, *, include_essential: bool = False) -> float:
@@ -317,7 +344,7 @@ def total_persistence(d: Diagram, p: float = 1, *, include_essential: bool = Fal
     (2.5, 4.25)
     """
     d = _as_diagram(d, "d", "total_persistence")
-    p = check_real_number("p", p, where="total_persistence", low=0.0, low_inclusive=False)
+    p = check_real("p", p, where="total_persistence", low=0.0, low_open=True)
     src = d if include_essential else d.finite()
     return float(np.sum(src.persistence**p))
 
@@ -326,9 +353,13 @@ def _check_pair(d1: Diagram, d2: Diagram, where: str) -> None:
     _as_diagram(d1, "d1", where)
     _as_diagram(d2, "d2", where)
     if d1.tree != d2.tree:
-        raise SampletopoError(
-            f"{where}: cannot compare a {d1.tree} diagram with a {d2.tree} diagram. Compare join with "
-            "join and split with split."
+        raise invalid(
+            "d2",
+            f"a {d1.tree} diagram, as d1 is",
+            where=where,
+            got=f"a {d2.tree} diagram",
+            fix=f"Cannot compare a {d1.tree} diagram with a {d2.tree} diagram: compare join "
+            "with join and split with split.",
         )
 
 
@@ -398,7 +429,7 @@ def _matching_bottleneck(a: np.ndarray, b: np.ndarray, internal_p: float) -> flo
 
 
 def _check_order_and_p(order: float, internal_p: float, where: str) -> tuple[float, float]:
-    order = check_real_number(
+    order = check_real(
         "order",
         order,
         where=where,
@@ -406,7 +437,7 @@ def _check_order_and_p(order: float, internal_p: float, where: str) -> tuple[flo
         allow_inf=True,
         fix="order=inf is the bottleneck distance.",
     )
-    internal_p = check_real_number(
+    internal_p = check_real(
         "internal_p",
         internal_p,
         where=where,
@@ -450,8 +481,7 @@ def wasserstein(
     """
     _check_pair(d1, d2, "wasserstein")
     order, internal_p = _check_order_and_p(order, internal_p, "wasserstein")
-    if backend not in ("hera", "pot"):
-        raise SampletopoError(f"wasserstein: 'backend' must be 'hera' or 'pot'. Got {backend!r}.")
+    check_choice("backend", backend, ("hera", "pot"), where="wasserstein")
     a, b, gaps = _prepare(d1, d2, include_essential)
     if gaps is None:
         return float("inf")

@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import pickle
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,7 +31,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import (
+    CheckpointChangedError,
+    ParameterError,
+    RankFailedError,
+    SampletopoError,
+)
+from sampletopo._validation import invalid
 
 __all__ = [
     "World",
@@ -56,17 +64,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class CheckpointChangedError(SampletopoError):
-    """A checkpoint vanished or changed (size or modification time) after the folder was listed.
-
-    ``reason`` holds the first sentence (what happened to which file), without the advice.
-    """
-
-    def __init__(self, reason: str, advice: str = "") -> None:
-        super().__init__(reason + advice)
-        self.reason = reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,18 +115,20 @@ def current_world(*, distributed: bool | None = None, where: str = "sampletopo")
         Name used in error messages.
     """
     if distributed is not None and not isinstance(distributed, bool):
-        raise SampletopoError(
-            f"The 'distributed' parameter of {where} must be None, True or False. "
-            f"Got {distributed!r} instead."
-        )
+        raise invalid("distributed", "None, True or False", distributed, where=where)
     up = dist.is_available() and dist.is_initialized()
     if distributed is False or (distributed is None and not up):
         return World()
     if not up:
-        raise SampletopoError(
-            f"{where}: distributed=True but no torch.distributed process group is initialised. "
-            "Call torch.distributed.init_process_group() first (or start under torchrun and use "
-            "sampletopo.distributed.process_group()), or pass distributed=None."
+        raise invalid(
+            "distributed",
+            "None or False here",
+            distributed,
+            where=where,
+            fix="True needs a torch.distributed process group, and no torch.distributed process "
+            "group is initialised. Call torch.distributed.init_process_group() first (or start "
+            "under torchrun and use sampletopo.distributed.process_group()), or pass "
+            "distributed=None.",
         )
     return World(
         rank=dist.get_rank(),
@@ -214,9 +213,11 @@ def shard_bounds(n: int, *, rank: int, world_size: int, align: int = 1) -> tuple
     [(0, 4), (4, 10)]
     """
     if world_size < 1 or not 0 <= rank < world_size or align < 1:
-        raise SampletopoError(
-            f"shard_bounds: need 0 <= rank < world_size and align >= 1. Got rank={rank!r}, "
-            f"world_size={world_size!r}, align={align!r}."
+        raise invalid(
+            "rank",
+            "in [0, world_size) with world_size >= 1 and align >= 1",
+            where="shard_bounds",
+            got=f"rank={rank!r}, world_size={world_size!r}, align={align!r}",
         )
     check_world_size(n, world_size, what="the split")
     batches = -(-n // align)
@@ -230,10 +231,11 @@ def shard_bounds(n: int, *, rank: int, world_size: int, align: int = 1) -> tuple
 def check_world_size(n: int, world_size: int, *, what: str) -> None:
     """Refuse more ranks than samples: each rank must own at least a possible sample."""
     if world_size > n:
-        raise SampletopoError(
+        raise ParameterError(
             f"The world size {world_size} is larger than the number of samples of {what} ({n}): "
             f"a rank would have nothing to evaluate. Start at most {n} processes "
-            f"(torchrun --nproc_per_node={n}) or record more samples."
+            f"(torchrun --nproc_per_node={n}) or record more samples.",
+            parameter="world_size",
         )
 
 
@@ -277,24 +279,39 @@ def check_same_dataset(
 # Errors that every rank sees
 
 
-def error_status(exc: BaseException) -> tuple[str, str, str]:
-    """``(kind, message, reason)`` of an exception: picklable, and enough for
-    :func:`raise_status` to raise the same error on another rank."""
-    if isinstance(exc, CheckpointChangedError):
-        return "changed", str(exc), exc.reason
+def error_status(exc: BaseException) -> tuple[str, Any, str]:
+    """``(kind, payload, type name)`` of an exception: picklable, and enough for
+    :func:`raise_status` to raise the same error on another rank.
+
+    A :class:`SampletopoError` travels whole (pickled, every subclass keeps its attributes);
+    anything else, a bug, travels as its type, message and the place it was raised.
+    """
     if isinstance(exc, SampletopoError):
-        return "sampletopo", str(exc), ""
-    return "other", f"{type(exc).__name__}: {exc}", ""
+        try:
+            return "sampletopo", pickle.dumps(exc), type(exc).__name__
+        except Exception:  # noqa: BLE001 -- an unpicklable subclass: its message still travels
+            return "message", str(exc), type(exc).__name__
+    where = ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        where = f" (raised at {last.filename}:{last.lineno} in {last.name})"
+    return "other", f"{type(exc).__name__}: {exc}{where}", type(exc).__name__
 
 
-def raise_status(status: tuple[str, str, str], *, rank: int) -> None:
-    """Raise the error :func:`error_status` described on ``rank``."""
-    kind, message, reason = status
-    if kind == "changed":
-        raise CheckpointChangedError(reason, message[len(reason) :])
+def raise_status(status: tuple[str, Any, str], *, rank: int) -> None:
+    """Raise the error :func:`error_status` described on ``rank``: the same
+    :class:`SampletopoError`, or a :class:`RankFailedError` for any other error."""
+    kind, payload, name = status
     if kind == "sampletopo":
-        raise SampletopoError(message)
-    raise RuntimeError(f"rank {rank} failed: {message}")
+        raise pickle.loads(payload)
+    if kind == "message":
+        raise SampletopoError(payload)
+    raise RankFailedError(
+        f"rank {rank} failed: {payload}. Its traceback is in that process's output.",
+        rank=rank,
+        kind=name,
+    )
 
 
 def on_main(world: World, fn: Callable[[], T], *, share: bool = False) -> T | None:

@@ -1,18 +1,20 @@
 """Write the sample-space figure set of one group of comparable runs.
 
 :func:`write_figure_set` reads the stored diagrams and summaries of some runs (see
-:mod:`sampletopo.analysis`) and writes, as PNG and PDF:
+:mod:`sampletopo.analysis`) and writes, in each of ``formats`` (PNG and PDF by default), with
+``prefix-`` before each name when a prefix is given:
 
 - ``total_persistence`` (p = 1): train/val x join/split, runs overlaid, mean loss alongside;
 - ``wasserstein``: distance of each epoch's diagram to the final epoch's, same layout;
 - ``heatmap-<split>-<tree>``: diagram heatmaps at chosen epochs, one row per run, shared bins
   and colour scale;
-- ``diagram-<run>-<split>-<tree>-epoch=E`` and ``barcode-...``: single-epoch diagram and barcode
-  at the last chosen epoch.
+- ``diagrams-<run>-epoch=NNNN``: per run, every split's join and split diagram beside its
+  barcode at the last chosen epoch.
 
-Problems that leave the rest drawable (a run with missing epochs, an asked epoch absent from a run)
-are reported as warnings and the figure set is completed with what exists. Drawing code lives in
-:mod:`sampletopo.plotting`.
+:func:`comparison_figure` reads a run's 2-D random-direction landscapes and diagrams for the
+report's comparison figure. Problems that leave the rest drawable (a run with missing epochs, an
+asked epoch absent from a run) are reported as warnings and the figure set is completed with what
+exists. This module reads and chooses; every figure is drawn in :mod:`sampletopo.plotting`.
 """
 
 from __future__ import annotations
@@ -26,16 +28,13 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from sampletopo import analysis
-from sampletopo._errors import SampletopoError, ranges_text
+from sampletopo._errors import FigureWarning, SampletopoError
 from sampletopo._folders import check_inside, lock_folder
+from sampletopo._validation import invalid, ranges_text
 from sampletopo.readers import diagram_epochs, read_diagram, read_diagrams
 from sampletopo.runs import SPLITS, TREES, Run, epoch_tag
 
 __all__ = ["write_figure_set", "run_milestones", "comparison_figure"]
-
-
-class FigureWarning(UserWarning):
-    """Part of a figure set was left out; the message says what and why."""
 
 
 def run_milestones(run_dirs: Iterable[Path]) -> list[int]:
@@ -85,7 +84,9 @@ def write_figure_set(
     summary, wasserstein : polars.DataFrame, optional
         The runs' :func:`sampletopo.analysis.summarize` and
         :func:`sampletopo.analysis.wasserstein_to_reference` tables, when the caller already
-        has them; computed (and stored) here otherwise.
+        has them; computed here otherwise, and stored in the runs' folders where those can be
+        written (:func:`sampletopo.analysis.summary_tables`): figures of a read-only
+        experiment only write into ``out_dir``.
 
     Notes
     -----
@@ -126,9 +127,11 @@ def _write_figure_set(
                     stacklevel=2,
                 )
     milestones = run_milestones(runs)
-    if summary is None:
-        summary = analysis.summarize(runs)
-    wdist = analysis.wasserstein_to_reference(runs) if wasserstein is None else wasserstein
+    if summary is None or wasserstein is None:
+        computed = analysis.summary_tables(runs)
+        summary = computed[0] if summary is None else summary
+        wasserstein = computed[1] if wasserstein is None else wasserstein
+    wdist = wasserstein
     diagrams = read_diagrams(runs)
     common: set[int] | None = None
     for rd in runs:
@@ -185,20 +188,14 @@ def _write_figure_set(
                 )
                 saved(fig, f"heatmap-{s}-{tree}")
         last = chosen[-1]
-        import matplotlib.pyplot as plt
-
         for rd in runs:
-            fig, axes = plt.subplots(2, 4, figsize=(18, 8))
-            for i, s in enumerate(SPLITS):
-                for j, tree in enumerate(TREES):
-                    d = read_diagram(rd, split=s, tree=tree, epoch=last)
-                    P.plot_diagram(d, ax=axes[i, 2 * j], title=f"{s} {tree} diagram, epoch {last}")
-                    P.plot_barcode(
-                        d, ax=axes[i, 2 * j + 1], title=f"{s} {tree} barcode, epoch {last}"
-                    )
-            fig.suptitle(f"{rd.name}: persistence diagrams and barcodes at epoch {last}")
-            fig.tight_layout()
-            saved(fig, f"diagrams-{rd.name}-{epoch_tag(last)}")
+            ds: dict[tuple[str, str], Any] = {
+                (s, t): read_diagram(rd, split=s, tree=t, epoch=last) for s in SPLITS for t in TREES
+            }
+            saved(
+                P.diagrams_figure(ds, run=rd.name, epoch=last),
+                f"diagrams-{rd.name}-{epoch_tag(last)}",
+            )
     bar.close()
     return pngs
 
@@ -208,14 +205,11 @@ def comparison_figure(runs: Sequence[Path], landscapes: dict[str, Path], *, spli
     heatmaps (join and split) of the same epoch.
 
     ``landscapes`` maps run name -> a 2-D random-direction landscape file of that run; its
-    epoch is read from the file. Heatmaps share bins per tree and one colour scale across all
-    rows, drawn as one colour bar at the right.
+    epoch is read from the file. Drawn by :func:`sampletopo.plotting._topology.comparison_panels`
+    (shared bins and one colour scale across all rows).
     """
-    import matplotlib.pyplot as plt
-
     from sampletopo.landscape import read_landscape
     from sampletopo.plotting import _topology as P
-    from sampletopo.plotting._landscape import plot_random_directions
 
     rows = []
     for rd in runs:
@@ -223,39 +217,16 @@ def comparison_figure(runs: Sequence[Path], landscapes: dict[str, Path], *, spli
             continue
         land, extra = read_landscape(landscapes[rd.name])
         epoch = int(extra.get("epoch", -1))
-        tabs = {
+        tabs: dict[str, pl.DataFrame] = {
             tree: read_diagram(rd, split=split, tree=tree, epoch=epoch).to_polars()
             for tree in TREES
         }
         rows.append((rd.name, epoch, land, tabs))
     if not rows:
-        raise SampletopoError("comparison_figure: no run has a 2-D random-direction landscape.")
-    bins = {t: P.heatmap_bins([r[3][t] for r in rows]) for t in TREES}
-    norm = P.shared_norm([(r[3][t], *bins[t]) for r in rows for t in TREES])
-    fig, axes = plt.subplots(len(rows), 3, figsize=(15, 4.2 * len(rows)), squeeze=False)
-    mesh = None
-    for i, (name, epoch, land, tabs) in enumerate(rows):
-        plot_random_directions(land, ax=axes[i, 0])
-        axes[i, 0].set_title(f"{name}: parameter space, epoch {epoch}")
-        for j, t in enumerate(TREES, start=1):
-            ax = P.plot_heatmap(
-                tabs[t],
-                xbins=bins[t][0],
-                ybins=bins[t][1],
-                norm=norm,
-                ax=axes[i, j],
-                title=f"{name}: {split} {t}-tree heatmap, epoch {epoch}",
-            )
-            mesh = ax._sampletopo_mesh  # type: ignore[attr-defined]
-    fig.suptitle(
-        "Parameter-space landscape (filter-normalized random directions) beside the "
-        "sample-space persistence heatmaps of the same epoch"
-    )
-    fig.tight_layout(rect=(0, 0, 0.94, 1))
-    # One bar for every heatmap (they share the norm), level with the heatmap rows.
-    top = axes[0, -1].get_position()
-    bottom = axes[-1, -1].get_position()
-    cax = fig.add_axes((0.95, bottom.y0, 0.01, top.y1 - bottom.y0))
-    assert mesh is not None
-    P.count_colorbar(fig, mesh, cax=cax)
-    return fig
+        raise invalid(
+            "landscapes",
+            "2-D random-direction landscapes of one or more of the runs",
+            where="comparison_figure",
+            got="none for these runs",
+        )
+    return P.comparison_panels(rows, split=split)

@@ -22,9 +22,10 @@ import torch
 from torch import nn
 
 from sampletopo._device import model_device, resolve_device
-from sampletopo._errors import MAX_SEED, SampletopoError, check_int_range
+from sampletopo._errors import CheckpointChangedWarning, ParameterError, RunFolderError
 from sampletopo._folders import lock_folder
 from sampletopo._runconfig import DATA_KEYS
+from sampletopo._validation import MAX_SEED, check_choice, check_instance, check_int, invalid
 from sampletopo._writer import RunWriter
 from sampletopo.data import Dataset, default_val_fraction, list_datasets, load_dataset
 from sampletopo.distributed import (
@@ -154,34 +155,28 @@ def _check_arguments(
     """Every argument of :func:`record_checkpoints` checked before the folder is listed or
     anything is written; returns ``splits`` as a tuple."""
     where = "record_checkpoints"
-    if shard not in ("samples", "checkpoints"):
-        raise SampletopoError(
-            f"The 'shard' parameter of {where} must be 'samples' or 'checkpoints'. "
-            f"Got {shard!r} instead."
-        )
-    if on_change not in ("error", "skip"):
-        raise SampletopoError(
-            f"The 'on_change' parameter of {where} must be 'error' or 'skip'. "
-            f"Got {on_change!r} instead."
-        )
-    if not isinstance(data, (str, Dataset)):
-        raise SampletopoError(
-            f"The 'data' parameter of {where} must be a dataset name (one of "
-            f"{', '.join(list_datasets())}) or a sampletopo Dataset. Got {type(data).__name__} "
-            "instead. Wrap arrays with Dataset.from_arrays(name, train=(x, y), val=(x, y))."
-        )
-    if not isinstance(model, (str, nn.Module)):
-        raise SampletopoError(
-            f"The 'model' parameter of {where} must be a model name or a torch.nn.Module. Got "
-            f"{type(model).__name__} instead."
-        )
+    check_choice("shard", shard, ("samples", "checkpoints"), where=where)
+    check_choice("on_change", on_change, ("error", "skip"), where=where)
+    check_instance(
+        "data",
+        data,
+        (str, Dataset),
+        what=f"a dataset name (one of {', '.join(list_datasets())}) or a sampletopo Dataset",
+        where=where,
+        fix="Wrap arrays with Dataset.from_arrays(name, train=(x, y), val=(x, y)).",
+    )
+    check_instance(
+        "model", model, (str, nn.Module), what="a model name or a torch.nn.Module", where=where
+    )
     if model_kwargs is not None and not isinstance(model_kwargs, Mapping):
-        raise SampletopoError(
-            f"The 'model_kwargs' parameter of {where} must be a mapping of model options, e.g. "
-            f"{{'width': 8}}. Got {model_kwargs!r} instead."
+        raise invalid(
+            "model_kwargs",
+            "a mapping of model options, e.g. {'width': 8}",
+            model_kwargs,
+            where=where,
         )
     if not isinstance(data, Dataset):
-        check_int_range("data_seed", data_seed, 0, MAX_SEED, where=where)
+        check_int("data_seed", data_seed, 0, MAX_SEED, where=where)
     return check_recorder_options(
         splits=splits, mode="eval", batch_size=batch_size, on_exists=on_exists, where=where
     )
@@ -210,7 +205,7 @@ class _Job:
         if self.world.is_main:
             warnings.warn(
                 f"{exc.reason}; skipped, its epoch is not recorded (on_change='skip').",
-                RuntimeWarning,
+                CheckpointChangedWarning,
                 stacklevel=4,
             )
 
@@ -219,7 +214,7 @@ class _Job:
         from sampletopo.checkpoints import extract_state_dict, load_state_dict_into
 
         entry = self.listed[self.by_epoch[epoch]]
-        sd = extract_state_dict(read_listed_checkpoint(entry), source=str(epoch))
+        sd = extract_state_dict(read_listed_checkpoint(entry), source=repr(str(entry.path)))
         load_state_dict_into(self.net, sd, source=str(entry.path))
 
     def evaluate(self) -> dict[str, Any]:
@@ -353,9 +348,10 @@ def _epochs(job: _Job) -> dict[int, int]:
             job.changed(CheckpointChangedError(ep))
             continue
         if ep in by_epoch:
-            raise SampletopoError(
+            raise ParameterError(
                 f"Checkpoints {str(listed[by_epoch[ep]].path)!r} and {str(entry.path)!r} both "
-                f"hold epoch {ep}. Keep one checkpoint per epoch in the folder."
+                f"hold epoch {ep}. Keep one checkpoint per epoch in the folder.",
+                parameter="checkpoints",
             )
         by_epoch[ep] = i
     return by_epoch
@@ -415,7 +411,7 @@ def _write_config(run: Run, cfg: dict[str, Any]) -> None:
                  if k != "data_file" and old.get(k) != cfg.get(k)]  # fmt: skip
         if ident and run.has_losses():
             shown = ", ".join(f"{k}: {old.get(k)!r} -> {cfg.get(k)!r}" for k in ident[:3])
-            raise SampletopoError(
+            raise RunFolderError(
                 f"Run folder {str(run.path)!r} already holds losses recorded with other settings "
                 f"({shown}). Recording there would skip its epochs or mix two runs: pass a "
                 "new output folder (--out), or delete that one."

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +27,13 @@ import scipy.sparse as sp
 from numba import njit
 from scipy.sparse.csgraph import connected_components
 
-from sampletopo._errors import SampletopoError, as_real_array, check_int_range
 from sampletopo._io import write_atomic
+from sampletopo._validation import as_real_array, check_choice, check_instance, check_int, invalid
 
 __all__ = ["Graph", "knn_graph", "knn_cache_path", "graph_from_edges", "grid_graph", "fingerprint"]
 
 Metric = Literal["l2", "cosine"]
+_RECALL_QUERIES = 1000  # query points of the recall of an approximate index (fewer if n is)
 _FORMAT_VERSION = 2  # 2: kNN neighbours ordered by exact distance (1: rounded)
 
 
@@ -86,7 +86,7 @@ class Graph:
     def __post_init__(self) -> None:
         # Every Graph -- from knn_graph, grid_graph, graph_from_edges, a file or a direct
         # Graph(n=..., edges=...) -- is checked and canonicalised here, once.
-        n = check_int_range("n", self.n, 1, None, where="Graph")
+        n = check_int("n", self.n, 1, None, where="Graph")
         e = _check_edges(n, self.edges, where="Graph")
         object.__setattr__(self, "n", n)
         object.__setattr__(self, "edges", e)
@@ -130,15 +130,21 @@ class Graph:
         """Raise if this graph was not built from ``X`` (compares fingerprints)."""
         fp = fingerprint(X)
         if self.fingerprint is None:
-            raise SampletopoError(
-                "This graph carries no feature fingerprint (it was not built by knn_graph), so it "
-                "cannot be checked against features. Build it with knn_graph(X, ...)."
+            raise invalid(
+                "self",
+                "a graph built by knn_graph, which carries a feature fingerprint",
+                where="Graph.check_features",
+                got="a graph without one",
+                fix="Build it with knn_graph(X, ...) to check it against features.",
             )
         if fp != self.fingerprint:
-            raise SampletopoError(
-                f"This graph was built from other features (fingerprint {self.fingerprint}) than the "
-                f"ones given (fingerprint {fp}, shape {np.shape(X)}). Rebuild it with "
-                "knn_graph(X, ...) or pass the features it was built from."
+            raise invalid(
+                "X",
+                f"the features this graph was built from (fingerprint {self.fingerprint})",
+                where="Graph.check_features",
+                got=f"features with fingerprint {fp}, shape {np.shape(X)}",
+                fix="This graph was built from other features: rebuild it with knn_graph(X, ...) "
+                "or pass the features it was built from.",
             )
 
     def save(self, path: str | Path) -> Path:
@@ -164,30 +170,16 @@ class Graph:
         A damaged file (cut short, changed bytes: the zip's CRC-32 is checked) raises
         :class:`~sampletopo._runfiles.DamagedFileError` naming it.
         """
-        from sampletopo._runfiles import DamagedFileError, read_npz
-
         path = Path(path)
         if not path.exists():
-            raise SampletopoError(
-                f"No graph file at {path}. Build one with knn_graph(X, cache_dir=...)."
+            raise invalid(
+                "path",
+                "an existing graph file",
+                str(path),
+                where="Graph.load",
+                fix="Nothing is there: build one with knn_graph(X, cache_dir=...).",
             )
-        fix = "Delete it and build the graph again (knn_graph(X, cache_dir=...) rebuilds it)."
-        try:
-            with read_npz(path, fix=fix) as z:
-                g = cls(
-                    n=int(z["n"]),
-                    edges=np.asarray(z["edges"], dtype=np.int64),
-                    k=None if int(z["k"]) < 0 else int(z["k"]),
-                    metric=str(z["metric"]) or None,
-                    fingerprint=str(z["fingerprint"]) or None,
-                    recall=(
-                        None if "recall" not in z or np.isnan(z["recall"]) else float(z["recall"])
-                    ),
-                )
-        except DamagedFileError:
-            raise
-        except (KeyError, ValueError) as exc:
-            raise DamagedFileError(path, f"it does not hold a graph ({exc})", fix) from exc
+        g, _ = _read_graph(path)
         if features is not None:
             g.check_features(features)
         return g
@@ -195,6 +187,44 @@ class Graph:
     def __repr__(self) -> str:
         extra = f", k={self.k}, metric={self.metric!r}" if self.k is not None else ""
         return f"Graph(n={self.n}, n_edges={self.n_edges}{extra})"
+
+
+def check_graph(value: Any, *, where: str, name: str = "graph") -> Graph:
+    """``value`` if it is a :class:`Graph`; otherwise one :class:`ParameterError` naming the ways
+    to make one."""
+    return check_instance(  # type: ignore[no-any-return]
+        name,
+        value,
+        Graph,
+        what="a sampletopo Graph (from knn_graph, grid_graph or graph_from_edges)",
+        where=where,
+    )
+
+
+def _read_graph(path: Path) -> tuple[Graph, int]:
+    """The graph in the file ``path`` and the format version it was written with (0: none).
+
+    Anything that is not a whole graph file is one :class:`DamagedFileError` naming it.
+    """
+    from sampletopo._runfiles import DamagedFileError, read_npz
+
+    fix = "Delete it and build the graph again (knn_graph(X, cache_dir=...) rebuilds it)."
+    try:
+        with read_npz(path, fix=fix) as z:
+            g = Graph(
+                n=int(z["n"]),
+                edges=np.asarray(z["edges"], dtype=np.int64),
+                k=None if int(z["k"]) < 0 else int(z["k"]),
+                metric=str(z["metric"]) or None,
+                fingerprint=str(z["fingerprint"]) or None,
+                recall=(None if "recall" not in z or np.isnan(z["recall"]) else float(z["recall"])),
+            )
+            version = int(z["version"]) if "version" in z else 0
+    except DamagedFileError:
+        raise
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DamagedFileError(path, f"it does not hold a graph ({exc})", fix) from exc
+    return g, version
 
 
 def _canonical_edges(n: int, edges: np.ndarray) -> np.ndarray:
@@ -218,38 +248,52 @@ def _check_edges(n: int, edges: Any, *, where: str) -> np.ndarray:
     if arr.size == 0:
         return np.empty((0, 2), dtype=np.int64)
     if arr.ndim != 2 or arr.shape[1] != 2:
-        raise SampletopoError(
-            f"{where}: 'edges' must have shape (E, 2), one row (u, v) per edge. Got shape "
-            f"{arr.shape}."
-            + (" Did you mean to transpose?" if arr.ndim == 2 and arr.shape[0] == 2 else "")
+        raise invalid(
+            "edges",
+            "an array of shape (E, 2), one row (u, v) per edge",
+            where=where,
+            got=f"shape {arr.shape}",
+            fix="Did you mean to transpose?" if arr.ndim == 2 and arr.shape[0] == 2 else "",
         )
     if arr.dtype.kind == "b":
-        raise SampletopoError(
-            f"{where}: 'edges' must hold integer vertex ids. Got booleans; for an adjacency mask "
-            "use np.argwhere(mask)."
+        raise invalid(
+            "edges",
+            "an array of integer vertex ids",
+            where=where,
+            got="booleans",
+            fix="For an adjacency mask use np.argwhere(mask).",
         )
     if arr.dtype.kind == "f":
         frac = ~np.isfinite(arr) | (arr != np.round(arr))
         if frac.any():
             i = int(np.flatnonzero(frac.any(axis=1))[0])
-            raise SampletopoError(
-                f"{where}: 'edges' must hold integer vertex ids. Edge {i} is {arr[i].tolist()}. "
-                "Pass whole numbers (ids are never rounded)."
+            raise invalid(
+                "edges",
+                "an array of integer vertex ids",
+                where=where,
+                got=f"edge {i} = {arr[i].tolist()}",
+                fix="Pass whole numbers (ids are never rounded).",
             )
     # Compare in the given dtype, before any cast can wrap a huge id into range.
     bad = (arr < 0) | (arr >= n)
     if bad.any():
         i = int(np.flatnonzero(bad.any(axis=1))[0])
-        raise SampletopoError(
-            f"{where}: edge {i} = {arr[i].tolist()} has a vertex outside [0, {n - 1}]. "
-            f"Vertex ids must be in [0, n - 1] with n={n}; negative ids do not count from the end."
+        raise invalid(
+            "edges",
+            f"vertex ids in [0, n - 1] = [0, {n - 1}] (negative ids do not count from the end)",
+            where=where,
+            got=f"edge {i} = {arr[i].tolist()}, which has a vertex outside [0, {n - 1}]",
         )
     arr = arr.astype(np.int64)
     loops = arr[:, 0] == arr[:, 1]
     if loops.any():
         i = int(np.flatnonzero(loops)[0])
-        raise SampletopoError(
-            f"{where}: edge {i} = {arr[i].tolist()} is a self-loop. Remove self-loops."
+        raise invalid(
+            "edges",
+            "pairs of two different vertices",
+            where=where,
+            got=f"edge {i} = {arr[i].tolist()}, a self-loop",
+            fix="Remove self-loops.",
         )
     key = arr[:, 0] * np.int64(n) + arr[:, 1]
     if (arr[:, 0] < arr[:, 1]).all() and (np.diff(key) > 0).all():
@@ -277,11 +321,11 @@ def graph_from_edges(n: int, edges: np.ndarray) -> Graph:
     >>> g.edges.tolist(), g.n_components
     ([[0, 1], [1, 2]], 2)
     """
-    n = check_int_range("n", n, 1, None, where="graph_from_edges")
+    n = check_int("n", n, 1, None, where="graph_from_edges")
     return Graph(n=n, edges=_check_edges(n, edges, where="graph_from_edges"))
 
 
-def grid_graph(shape: tuple[int, ...], *, connectivity: str = "axis") -> Graph:
+def grid_graph(shape: int | tuple[int, ...], *, connectivity: str = "axis") -> Graph:
     """The graph of a regular grid of any dimension.
 
     Vertex ids are ``np.ravel_multi_index(index, shape)`` (C order), so ``values.reshape(shape)``
@@ -289,8 +333,9 @@ def grid_graph(shape: tuple[int, ...], *, connectivity: str = "axis") -> Graph:
 
     Parameters
     ----------
-    shape : tuple of int
-        Points per axis, each >= 1.
+    shape : tuple of int, or int
+        Points per axis, each an int >= 1 (an int: a path of that many points). Fractions are
+        refused, never truncated.
     connectivity : {"axis", "freudenthal"}
         ``"axis"``: neighbours differ by one step along one axis (2d neighbours).
         ``"freudenthal"``: the edges of the Freudenthal (Kuhn) triangulation, i.e. neighbours
@@ -301,19 +346,12 @@ def grid_graph(shape: tuple[int, ...], *, connectivity: str = "axis") -> Graph:
     >>> grid_graph((2, 3)).edges.tolist()
     [[0, 1], [0, 3], [1, 2], [1, 4], [2, 5], [3, 4], [4, 5]]
     """
-    shape = tuple(int(s) for s in shape)
-    if not shape or any(s < 1 for s in shape):
-        raise SampletopoError(
-            f"grid_graph: 'shape' must be a non-empty tuple of ints >= 1. Got {shape}."
-        )
+    shape = _check_shape(shape, where="grid_graph")
+    check_choice("connectivity", connectivity, ("axis", "freudenthal"), where="grid_graph")
     if connectivity == "axis":
         offsets = [tuple(int(i == a) for i in range(len(shape))) for a in range(len(shape))]
-    elif connectivity == "freudenthal":
-        offsets = [o for o in itertools.product((0, 1), repeat=len(shape)) if any(o)]
     else:
-        raise SampletopoError(
-            f"grid_graph: 'connectivity' must be 'axis' or 'freudenthal'. Got {connectivity!r}."
-        )
+        offsets = [o for o in itertools.product((0, 1), repeat=len(shape)) if any(o)]
     n = int(np.prod(shape))
     idx = np.arange(n, dtype=np.int64).reshape(shape)
     parts = []
@@ -323,6 +361,19 @@ def grid_graph(shape: tuple[int, ...], *, connectivity: str = "axis") -> Graph:
         parts.append(np.stack([src.ravel(), dst.ravel()], axis=1))
     edges = np.concatenate(parts) if parts else np.empty((0, 2), dtype=np.int64)
     return Graph(n=n, edges=_canonical_edges(n, edges), metric="grid")
+
+
+def _check_shape(shape: Any, *, where: str) -> tuple[int, ...]:
+    """``shape`` as a non-empty tuple of ints >= 1 (an int is a 1-D shape)."""
+    allowed = "a non-empty tuple of ints >= 1 (points per axis)"
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not shape:
+        raise invalid("shape", allowed, shape, where=where)
+    for s in shape:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)) or s < 1:
+            raise invalid("shape", allowed, shape, where=where, fix=f"{s!r} is not an int >= 1.")
+    return tuple(int(s) for s in shape)
 
 
 def _faiss_index(d: int, *, metric: str, index: str, n: int) -> Any:
@@ -355,10 +406,14 @@ def _build_index(Z: np.ndarray, *, metric: str, index: str, use_gpu: bool | None
         opts.shard = True  # split the database over the GPUs rather than copying it to each
         idx = faiss.index_cpu_to_all_gpus(idx, co=opts)
     elif use_gpu:
-        raise SampletopoError(
-            "knn_graph: use_gpu=True but FAISS sees no GPU (faiss-cpu installed, no CUDA device, "
-            "or index='hnsw', which FAISS runs on the CPU only). Install the 'gpu' extra on a GPU "
-            "machine, or leave use_gpu=None."
+        raise invalid(
+            "use_gpu",
+            "None or False where FAISS sees no GPU",
+            use_gpu,
+            where="knn_graph",
+            fix="FAISS sees no GPU here (faiss-cpu installed, no CUDA device, or index='hnsw', "
+            "which FAISS runs on the CPU only). Install the 'gpu' extra on a GPU machine, or "
+            "leave use_gpu=None.",
         )
     if not idx.is_trained:
         rng = np.random.default_rng(0)  # a seeded training sample keeps the graph deterministic
@@ -457,9 +512,12 @@ def _search_space(Xf: np.ndarray, metric: str) -> tuple[np.ndarray, float, np.nd
         norms = _row_norms(Xf)
         if (norms == 0).any():
             i = int(np.flatnonzero(norms == 0)[0])
-            raise SampletopoError(
-                f"knn_graph: row {i} of 'X' is all zeros, which has no cosine direction. "
-                "Use metric='l2' or drop the row."
+            raise invalid(
+                "X",
+                "rows with a direction for metric='cosine' (not all zeros)",
+                where="knn_graph",
+                got=f"row {i} all zeros",
+                fix="Use metric='l2' or drop the row.",
             )
         inv = 1.0 / norms
         for b in _row_blocks(n, d):
@@ -577,7 +635,7 @@ def _recall(
     k: int,
     *,
     metric: str,
-    n_queries: int = 1000,
+    n_queries: int = _RECALL_QUERIES,
 ) -> float:
     """Share of the true k nearest neighbours found, on a seeded sample of query points."""
     rng = np.random.default_rng(0)
@@ -589,14 +647,17 @@ def _recall(
 
 
 def _load_cached(path: Path) -> Graph | None:
-    """The cached graph at ``path``; ``None``, with a warning, when the file is damaged (it is a
-    cache: the caller builds the graph again and replaces the file)."""
+    """The cached graph at ``path``; ``None`` when it must be built again: silently for a file of
+    an older format (version 1: rounded distances), with a :class:`DamagedFileWarning` when the
+    file is damaged (empty, cut short, changed bytes, not a graph). It is a cache: the caller
+    builds the graph again and replaces the file."""
     import warnings
 
     from sampletopo._runfiles import DamagedFileError, DamagedFileWarning
 
     try:
-        return Graph.load(path)
+        g, version = _read_graph(path)
+        return g if version >= _FORMAT_VERSION else None
     except DamagedFileError as exc:
         warnings.warn(
             DamagedFileWarning(
@@ -676,8 +737,8 @@ def knn_graph(
         ``"hnsw"`` (HNSW, 32 links, efSearch 128; CPU only) or ``"ivf"`` (IVF-Flat with about
         sqrt(n) lists, trained on a seeded sample). An approximate index's candidates are also
         re-ordered by exact distance, but a neighbour it never proposes stays missing: the recall
-        of the neighbour lists against exact search is measured on 1,000 seeded query points,
-        stored in ``graph.recall`` and printed.
+        of the neighbour lists against exact search is measured on 1,000 seeded query points (every
+        point when there are fewer), stored in ``graph.recall`` and printed.
     verbose : bool
         Print the number of connected components (a kNN graph of clustered data may have several;
         each has its own essential persistence pair).
@@ -697,12 +758,22 @@ def knn_graph(
     """
     arr = as_real_array(X, name="X", where="knn_graph")
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise SampletopoError(
-            f"knn_graph: 'X' must be a non-empty 2-D array (n_samples, n_features). Got shape "
-            f"{arr.shape}. Flatten images first, e.g. X.reshape(len(X), -1)."
+        raise invalid(
+            "X",
+            "a non-empty 2-D array (n_samples, n_features)",
+            where="knn_graph",
+            got=f"shape {arr.shape}",
+            fix="Flatten images first, e.g. X.reshape(len(X), -1).",
         )
     n = arr.shape[0]
-    k = check_int_range(
+    if n < 2:
+        raise invalid(
+            "X",
+            "an array of at least 2 samples (rows): a point has no neighbour but another",
+            where="knn_graph",
+            got=f"{n} sample",
+        )
+    k = check_int(
         "k",
         k,
         1,
@@ -710,36 +781,42 @@ def knn_graph(
         where="knn_graph",
         fix="Use fewer neighbours than samples." if isinstance(k, (int, np.integer)) else "",
     )
-    if metric not in ("l2", "cosine"):
-        raise SampletopoError(f"knn_graph: 'metric' must be 'l2' or 'cosine'. Got {metric!r}.")
-    if index not in ("exact", "hnsw", "ivf"):
-        raise SampletopoError(
-            f"knn_graph: 'index' must be 'exact', 'hnsw' or 'ivf'. Got {index!r}. Use 'exact' "
-            "unless n is too large for it."
-        )
+    check_choice("metric", metric, ("l2", "cosine"), where="knn_graph")
+    check_choice(
+        "index",
+        index,
+        ("exact", "hnsw", "ivf"),
+        where="knn_graph",
+        fix="Use 'exact' unless n is too large for it.",
+    )
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         i = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-        raise SampletopoError(
-            f"knn_graph: 'X' holds non-finite values (first in row {i}). Impute or drop those rows."
+        raise invalid(
+            "X",
+            "finite",
+            where="knn_graph",
+            got=f"non-finite values (first in row {i})",
+            fix="Impute or drop those rows.",
         )
     with np.errstate(over="ignore"):
         Xf = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.isfinite(Xf).all():
         i = int(np.flatnonzero(~np.isfinite(Xf).all(axis=1))[0])
         big = float(np.abs(arr[i].astype(np.float64)).max())
-        raise SampletopoError(
-            f"knn_graph: 'X' row {i} holds a value ({big:.3g}) too large for float32, in which "
-            "features are stored and searched (largest 3.4e38). Divide X by a constant first "
-            "(the graph does not depend on the scale)."
+        raise invalid(
+            "X",
+            "within float32, in which features are stored and searched (largest 3.4e38)",
+            where="knn_graph",
+            got=f"row {i} holding a value ({big:.3g}) too large for float32",
+            fix="Divide X by a constant first (the graph does not depend on the scale).",
         )
     fp = fingerprint(Xf)
     cache_path = None
     if cache_dir is not None:
         cache_path = knn_cache_path(cache_dir, fingerprint=fp, k=k, metric=metric, index=index)
-        if cache_path.exists() and _file_version(cache_path) >= 2:
-            g = _load_cached(cache_path)
-            if g is not None and (g.fingerprint, g.k, g.metric, g.n) == (fp, k, metric, n):
-                return g
+        g = _load_cached(cache_path) if cache_path.exists() else None
+        if g is not None and (g.fingerprint, g.k, g.metric, g.n) == (fp, k, metric, n):
+            return g
     Z, unit, inv = _search_space(Xf, metric)
     idx = _build_index(Z, metric=metric, index=index, use_gpu=use_gpu)
 
@@ -761,7 +838,8 @@ def knn_graph(
     g = Graph(n=n, edges=edges, k=k, metric=metric, fingerprint=fp, recall=recall)
     if recall is not None:
         print(
-            f"knn_graph: {index} index, recall@{k} against exact search {recall:.3f} (1,000 queries)"
+            f"knn_graph: {index} index, recall@{k} against exact search {recall:.3f} "
+            f"({min(n, _RECALL_QUERIES):,} queries)"
         )
     if verbose:
         print(
@@ -770,12 +848,3 @@ def knn_graph(
     if cache_path is not None:
         g.save(cache_path)
     return g
-
-
-def _file_version(path: Path) -> int:
-    """The format version written in a graph file (0 when unreadable: it is rebuilt)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return int(z["version"])
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return 0

@@ -48,7 +48,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sampletopo._batching import auto_batch_size
-from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._errors import TraceNotConvergedWarning
+from sampletopo._validation import check_choice, check_int, check_real, invalid
 
 __all__ = [
     "Eigenpairs",
@@ -67,6 +68,17 @@ __all__ = [
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def check_samples(inputs: torch.Tensor, targets: torch.Tensor, *, where: str) -> None:
+    """Refuse data whose inputs and targets differ in count, or hold no sample."""
+    if inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
+        raise invalid(
+            "targets",
+            "as many as 'inputs', a positive number of samples",
+            where=where,
+            got=f"{inputs.shape[0]} inputs and {targets.shape[0]} targets",
+        )
+
+
 def trainable_parameters(model: nn.Module, *, where: str) -> dict[str, torch.Tensor]:
     """Return the trainable parameters of ``model`` by name, in ``named_parameters`` order.
 
@@ -75,10 +87,13 @@ def trainable_parameters(model: nn.Module, *, where: str) -> dict[str, torch.Ten
     """
     params: dict[str, torch.Tensor] = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
-        raise SampletopoError(
-            f"{where}: the model has no trainable parameters (every parameter has "
-            "requires_grad=False). Unfreeze at least one parameter, e.g. "
-            "`model.requires_grad_(True)`, or pass the model you meant."
+        raise invalid(
+            "model",
+            "a model with trainable parameters",
+            where=where,
+            got="one whose every parameter has requires_grad=False",
+            fix="Unfreeze at least one parameter, e.g. `model.requires_grad_(True)`, or pass "
+            "the model you meant (it has no trainable parameters).",
         )
     return params
 
@@ -123,14 +138,10 @@ class HessianOperator:
     ) -> None:
         where = "hessian_operator"
         params = trainable_parameters(model, where=where)
-        if inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
-            raise SampletopoError(
-                f"{where}: 'inputs' and 'targets' must hold the same positive number of samples. "
-                f"Got {inputs.shape[0]} inputs and {targets.shape[0]} targets."
-            )
+        check_samples(inputs, targets, where=where)
         if batch_size is None:
             batch_size = auto_batch_size(model, inputs, next(iter(params.values())).device)
-        batch_size = check_int_range("batch_size", batch_size, 1, None, where=where)
+        batch_size = check_int("batch_size", batch_size, 1, None, where=where)
         self.model = model
         self.loss_fn = loss_fn
         self.inputs = inputs
@@ -156,9 +167,12 @@ class HessianOperator:
         """Split a flat vector into per-parameter tensors of the model's dtype and device."""
         vec = np.asarray(vector, dtype=np.float64)
         if vec.shape != (self.n,):
-            raise SampletopoError(
-                f"HessianOperator: a vector must have shape ({self.n},), one entry per trainable "
-                f"parameter. Got shape {vec.shape}. Build vectors with `op.flatten(...)`."
+            raise invalid(
+                "vector",
+                f"of shape ({self.n},), one entry per trainable parameter",
+                where="HessianOperator",
+                got=f"shape {vec.shape}",
+                fix="Build vectors with `op.flatten(...)`.",
             )
         out: dict[str, torch.Tensor] = {}
         start = 0
@@ -266,9 +280,12 @@ class HessianOperator:
     def dense(self) -> np.ndarray:
         """The full ``n x n`` Hessian by ``n`` HVPs; for small models and tests only."""
         if self.n > 5000:
-            raise SampletopoError(
-                f"HessianOperator.dense: n must be at most 5000 to form the matrix. Got n={self.n}. "
-                "Use top_eigenpairs / spectral_density, which never form it."
+            raise invalid(
+                "self",
+                "an operator of at most 5000 parameters to form the matrix",
+                where="HessianOperator.dense",
+                got=f"n={self.n}",
+                fix="Use top_eigenpairs / spectral_density, which never form it.",
             )
         eye = np.eye(self.n)
         return np.stack([self.matvec(eye[i]) for i in range(self.n)], axis=1)
@@ -347,7 +364,7 @@ class Eigenpairs:
 def _check_k(k: int, n: int, *, where: str, method: str) -> int:
     # ARPACK needs k < n; power iteration can find all n.
     high = n - 1 if method == "lanczos" else n
-    return check_int_range(
+    return check_int(
         "k",
         k,
         1,
@@ -394,15 +411,16 @@ def top_eigenpairs(
         With ``n_hvp`` the number of products this call used.
     """
     where = "top_eigenpairs"
-    if method not in ("lanczos", "power"):
-        raise SampletopoError(
-            f"{where}: 'method' must be one of 'lanczos', 'power'. Got {method!r}. "
-            "Use 'lanczos' (fewer Hessian-vector products) unless comparing."
-        )
+    check_choice(
+        "method",
+        method,
+        ("lanczos", "power"),
+        where=where,
+        fix="Use 'lanczos' (fewer Hessian-vector products) unless comparing.",
+    )
     n = int(op.n)
     k = _check_k(k, n, where=where, method=method)
-    if not (tol > 0):
-        raise SampletopoError(f"{where}: 'tol' must be > 0. Got {tol!r}. Try 1e-4.")
+    check_real("tol", tol, low=0, low_open=True, where=where, fix="Try 1e-4.")
     rng = np.random.default_rng(seed)
     start = _count(op)
     if method == "lanczos" and n <= 2:
@@ -465,10 +483,6 @@ def _power_deflation(
 # ---------------------------------------------------------------------------------------------
 # Trace
 # ---------------------------------------------------------------------------------------------
-
-
-class TraceNotConvergedWarning(RuntimeWarning):
-    """:func:`hutchinson_trace` used all ``max_samples`` probes without reaching ``rtol``."""
 
 
 @dataclass(frozen=True)
@@ -567,10 +581,9 @@ def hutchinson_trace(
         When ``max_samples`` probes did not reach ``rtol``.
     """
     where = "hutchinson_trace"
-    if not (rtol > 0):
-        raise SampletopoError(f"{where}: 'rtol' must be > 0. Got {rtol!r}. Try 1e-2.")
-    min_samples = check_int_range("min_samples", min_samples, 2, None, where=where)
-    max_samples = check_int_range(
+    check_real("rtol", rtol, low=0, low_open=True, where=where, fix="Try 1e-2.")
+    min_samples = check_int("min_samples", min_samples, 2, None, where=where)
+    max_samples = check_int(
         "max_samples",
         max_samples,
         min_samples,
@@ -637,7 +650,7 @@ def lanczos(op: Any, v0: np.ndarray, *, n_iter: int) -> tuple[np.ndarray, np.nda
         Diagonal (m,) and off-diagonal (m-1,) of the tridiagonal matrix ``T``.
     """
     n = int(op.n)
-    n_iter = check_int_range("n_iter", n_iter, 1, None, where="lanczos")
+    n_iter = check_int("n_iter", n_iter, 1, None, where="lanczos")
     q = np.asarray(v0, dtype=np.float64) / np.linalg.norm(v0)
     basis = np.zeros((min(n_iter, n), n))
     alpha: list[float] = []
@@ -708,8 +721,7 @@ class SpectralDensity:
         if sigma is None:
             span = float(nodes.max() - nodes.min()) if nodes.size else 0.0
             sigma = 0.01 * span if span > 0 else 1e-3
-        if not (sigma > 0):
-            raise SampletopoError(f"SpectralDensity.density: 'sigma' must be > 0. Got {sigma!r}.")
+        sigma = check_real("sigma", sigma, low=0, low_open=True, where="SpectralDensity.density")
         z = (grid[:, None] - nodes[None, :]) / sigma
         kern = np.exp(-0.5 * z**2) / (sigma * np.sqrt(2 * np.pi))
         return (kern @ weights) / self.nodes.shape[0]
@@ -750,8 +762,8 @@ def spectral_density(
         run; each row sums to 1.
     """
     where = "spectral_density"
-    n_iter = check_int_range("n_iter", n_iter, 1, None, where=where)
-    n_runs = check_int_range("n_runs", n_runs, 1, None, where=where)
+    n_iter = check_int("n_iter", n_iter, 1, None, where=where)
+    n_runs = check_int("n_runs", n_runs, 1, None, where=where)
     rng = np.random.default_rng(seed)
     n = int(op.n)
     m = min(n_iter, n)

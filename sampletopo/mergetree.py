@@ -32,9 +32,9 @@ import numpy as np
 import polars as pl
 
 from sampletopo import _sweep
-from sampletopo._errors import SampletopoError, check_finite_values, check_int_range
+from sampletopo._validation import check_finite_values, check_int, invalid
 from sampletopo.diagrams import Diagram
-from sampletopo.graph import Graph
+from sampletopo.graph import Graph, check_graph
 
 __all__ = ["MergeTree", "join_tree", "split_tree", "diagram_pair"]
 
@@ -51,7 +51,10 @@ class MergeTree:
     values : ndarray (n,)
         The function, one value per vertex.
     node_vertex : ndarray (m,)
-        The vertex (sample index) of each node, in sweep order.
+        The vertex (sample index) of each node: first the leaves and saddles, in sweep order;
+        then one ``"root"`` per connected component whose last vertex is not already a node, in
+        the order the union-find closes the components (by the vertex id of each component's
+        union-find root), which is not the sweep order.
     node_kind : ndarray of str (m,)
         ``"leaf"`` (a minimum of a join tree / maximum of a split tree), ``"saddle"`` (where
         components merge) or ``"root"`` (the last vertex of a connected component, when it is not
@@ -131,7 +134,7 @@ class MergeTree:
         ``birth_sample`` is a vertex id (an int in ``[0, n - 1]``; negative ids are refused, not
         counted from the end, and a float is never rounded to a vertex).
         """
-        v = check_int_range(
+        v = check_int(
             "birth_sample",
             birth_sample,
             0,
@@ -140,9 +143,11 @@ class MergeTree:
             fix="Pass a leaf of the tree (a vertex in tree.leaves, e.g. a diagram's birth_sample).",
         )
         if v not in set(self.leaves.tolist()):
-            raise SampletopoError(
-                f"MergeTree.members: 'birth_sample' must be a leaf of this {self.kind} tree "
-                f"(a vertex in tree.leaves). Got {birth_sample!r}."
+            raise invalid(
+                "birth_sample",
+                f"a leaf of this {self.kind} tree (a vertex in tree.leaves)",
+                birth_sample,
+                where="MergeTree.members",
             )
         pb, pd, _ = self._pairs
         hit = np.flatnonzero(pb == v)
@@ -185,12 +190,7 @@ class MergeTree:
 
 
 def _check_graph(graph: Graph, where: str) -> Graph:
-    if not isinstance(graph, Graph):
-        raise SampletopoError(
-            f"{where}: 'graph' must be a sampletopo Graph (from knn_graph, grid_graph or "
-            f"graph_from_edges). Got {type(graph).__name__}."
-        )
-    return graph
+    return check_graph(graph, where=where)
 
 
 def _sweep_order(values: np.ndarray, kind: str) -> np.ndarray:
@@ -219,18 +219,9 @@ def _build(graph: Graph, values, kind: str) -> MergeTree:
     kinds = np.array([_KIND_NAMES[int(k)] for k in node_kind], dtype=object).astype(str)
     for arr in (vals, node_vertex, arc_lower, arc_upper, vertex_arc, rank):
         arr.setflags(write=False)
-    return MergeTree(
-        kind=kind,
-        values=vals,
-        node_vertex=node_vertex,
-        node_kind=kinds,
-        arc_lower=arc_lower,
-        arc_upper=arc_upper,
-        vertex_arc=vertex_arc,
-        rank=rank,
-        _pairs=(pb, pd, ess),
-        _graph=graph,
-    )
+    # In the order of MergeTree's fields (kind, values, nodes, arcs, vertex arcs, rank, pairs).
+    arcs = (arc_lower, arc_upper, vertex_arc)
+    return MergeTree(kind, vals, node_vertex, kinds, *arcs, rank, (pb, pd, ess), graph)
 
 
 def join_tree(graph: Graph, values) -> MergeTree:

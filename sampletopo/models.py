@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import ParameterError
+from sampletopo._validation import check_bool, check_choice, check_int, check_real, invalid
 
 __all__ = ["create_model", "list_models", "model_kwargs", "check_model_options"]
 
@@ -254,19 +255,20 @@ class _Entry:
 
 def _pos_int(name: str, value: Any, model: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SampletopoError(
-            f"The {name!r} option of model {model!r} must be a positive int. Got {value!r} instead."
-        )
+        raise invalid(name, "a positive int", value, where=f"model {model!r}", kind="option")
     return int(value)
+
+
+def _check_depth(depth: int, offset: int, model: str, examples: str) -> None:
+    """ResNets of CIFAR stack 3 stages of n blocks: depth = 6n + offset, n >= 1."""
+    if (depth - offset) % 6 or depth < 6 + offset:
+        allowed = f"6n+{offset} with n >= 1 ({examples}, ...)"
+        raise invalid("depth", allowed, depth, where=model, kind="option")
 
 
 def _resnet(depth_default: int) -> Callable[..., nn.Module]:
     def build(*, depth: int, width: int, skip: bool, **common: Any) -> nn.Module:
-        if (depth - 2) % 6 or depth < 8:
-            raise SampletopoError(
-                f"The 'depth' option of a CIFAR ResNet must be 6n+2 with n >= 1 (8, 14, 20, 32, "
-                f"44, 56, 110, ...). Got {depth!r} instead."
-            )
+        _check_depth(depth, 2, "a CIFAR ResNet", "8, 14, 20, 32, 44, 56, 110")
         common.pop("input_size")
         return CifarResNet(depth=depth, width=width, skip=skip, **common)
 
@@ -276,11 +278,7 @@ def _resnet(depth_default: int) -> Callable[..., nn.Module]:
 def _wrn(
     *, depth: int, widen: int, width: int, dropout: float, skip: bool, **common: Any
 ) -> nn.Module:
-    if (depth - 4) % 6 or depth < 10:
-        raise SampletopoError(
-            f"The 'depth' option of a Wide ResNet must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, "
-            f"...). Got {depth!r} instead."
-        )
+    _check_depth(depth, 4, "a Wide ResNet", "10, 16, 22, 28, 40")
     common.pop("input_size")
     return WideResNet(
         depth=depth, widen=widen, width=width, dropout=float(dropout), skip=skip, **common
@@ -334,9 +332,19 @@ def is_residual(name: str) -> bool:
 
 
 def _check_name(name: str) -> _Entry:
-    if name not in _REGISTRY:
-        raise SampletopoError(f"Unknown model {name!r}. Known models: {', '.join(list_models())}.")
+    check_choice("name", name, list_models(), where="the model registry")
     return _REGISTRY[name]
+
+
+def _check_known(name: str, options: Any, entry: _Entry) -> None:
+    """Refuse options ``name`` does not have (``skip`` is every model's)."""
+    unknown = sorted(set(map(str, options)) - set(entry.defaults) - {"skip"})
+    if unknown:
+        raise ParameterError(
+            f"Unknown option(s) {unknown} for model {name!r}. Allowed options: "
+            f"{sorted([*entry.defaults, 'skip'])}.",
+            parameter=unknown[0],
+        )
 
 
 def check_model_options(name: str, options: Any, *, where: str = "create_model") -> dict[str, Any]:
@@ -350,53 +358,44 @@ def check_model_options(name: str, options: Any, *, where: str = "create_model")
 
     Raises
     ------
-    SampletopoError
+    ParameterError
         ``options`` is not a mapping (e.g. ``model_kwargs = 3`` in a TOML file), or holds an
         unknown option or a value of the wrong type or range.
     """
     entry = _check_name(name)
     if not isinstance(options, Mapping):
-        raise SampletopoError(
+        raise ParameterError(
             f"The model options of {where} must be a table (mapping) of option -> value, e.g. "
             f"{{'width': 8}}. Got {options!r} ({type(options).__name__}) instead. In a TOML "
-            "file write [model_kwargs] followed by one 'name = value' line per option."
+            "file write [model_kwargs] followed by one 'name = value' line per option.",
+            parameter="model_kwargs",
         )
-    unknown = sorted(set(map(str, options)) - set(entry.defaults) - {"skip"})
-    if unknown:
-        raise SampletopoError(
-            f"Unknown option(s) {unknown} for model {name!r}. Allowed options: "
-            f"{sorted([*entry.defaults, 'skip'])}."
-        )
+    _check_known(name, options, entry)
     opts = {**entry.defaults, **dict(options)}
     skip = opts.pop("skip", True)
+    model = f"model {name!r}"
     if not isinstance(skip, bool):
-        raise SampletopoError(
-            f"The 'skip' option of model {name!r} must be true or false. Got {skip!r} instead."
-        )
+        raise invalid("skip", "true or false", skip, where=model, kind="option")
     for key in ("depth", "width", "widen"):
         if key in opts:
             opts[key] = _pos_int(key, opts[key], name)
     if "dropout" in opts:
         d = opts["dropout"]
-        ok = isinstance(d, (int, float)) and not isinstance(d, bool) and 0.0 <= float(d) < 1.0
-        if not ok:
-            raise SampletopoError(
-                f"The 'dropout' option of model {name!r} must be a number in [0, 1). Got {d!r} "
-                "instead."
-            )
-        opts["dropout"] = float(d)
-    if "batchnorm" in opts and not isinstance(opts["batchnorm"], bool):
-        raise SampletopoError(
-            f"The 'batchnorm' option of model {name!r} must be true or false. Got "
-            f"{opts['batchnorm']!r} instead."
+        opts["dropout"] = check_real(
+            "dropout", d, low=0, high=1, high_open=True, where=model, kind="option"
         )
+    if "batchnorm" in opts and not isinstance(opts["batchnorm"], bool):
+        raise invalid("batchnorm", "true or false", opts["batchnorm"], where=model, kind="option")
     if "hidden" in opts:
         h = opts["hidden"]
         sizes = [h] if isinstance(h, int) and not isinstance(h, bool) else h
         if not isinstance(sizes, (list, tuple)):
-            raise SampletopoError(
-                f"The 'hidden' option of model {name!r} must be a positive int or a list of "
-                f"them (one per hidden layer). Got {h!r} instead."
+            raise invalid(
+                "hidden",
+                "a positive int or a list of them (one per hidden layer)",
+                h,
+                where=model,
+                kind="option",
             )
         opts["hidden"] = [_pos_int("hidden", v, name) for v in sizes]
     return {"skip": skip, **opts}
@@ -424,7 +423,7 @@ def create_model(
         without skip connections (vgg9, cnn, mlp) are the same either way.
     **kw
         Model options; see :func:`model_kwargs` (``depth``, ``width``, ``widen``, ``dropout``,
-        ``hidden``, ``batchnorm``). Unknown options raise :class:`SampletopoError`.
+        ``hidden``, ``batchnorm``). Unknown options raise :class:`~sampletopo.ParameterError`.
 
     Returns
     -------
@@ -439,23 +438,14 @@ def create_model(
     torch.Size([2, 10])
     """
     entry = _check_name(name)
-    unknown = sorted(set(kw) - set(entry.defaults))
-    if unknown:
-        raise SampletopoError(
-            f"Unknown option(s) {unknown} for model {name!r}. Allowed options: "
-            f"{sorted([*entry.defaults, 'skip'])}."
-        )
-    if not isinstance(skip, bool):
-        raise SampletopoError(f"The 'skip' parameter of create_model must be a bool. Got {skip!r}.")
+    _check_known(name, kw, entry)
+    check_bool("skip", skip, where="create_model")
     opts = check_model_options(name, {**kw, "skip": skip})
     opts.pop("skip")
     num_classes = _pos_int("num_classes", num_classes, name)
     in_channels = _pos_int("in_channels", in_channels, name)
     input_size = _pos_int("input_size", input_size, name)
-    if input_size < 4:
-        raise SampletopoError(
-            f"The 'input_size' parameter of create_model must be >= 4. Got {input_size!r}."
-        )
+    check_int("input_size", input_size, 4, None, where="create_model")
     try:
         return entry.build(
             skip=skip,
@@ -469,7 +459,8 @@ def create_model(
         # torch reports that from deep inside its allocator. Other RuntimeErrors are bugs.
         if not isinstance(exc, MemoryError) and "alloc" not in str(exc):
             raise
-        raise SampletopoError(
+        raise ParameterError(
             f"Model {name!r} with options {opts} (num_classes={num_classes}) is too large to "
-            "allocate here. Use smaller width/widen/depth/hidden options."
+            "allocate here. Use smaller width/widen/depth/hidden options.",
+            parameter="model_kwargs",
         ) from None

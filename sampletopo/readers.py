@@ -44,7 +44,7 @@ import numpy as np
 import polars as pl
 
 from sampletopo._deprecated import warn_renamed
-from sampletopo._errors import SampletopoError, ranges_text
+from sampletopo._errors import RunFolderError
 from sampletopo._runfiles import (
     DamagedFileError,
     check_parquet,
@@ -52,6 +52,7 @@ from sampletopo._runfiles import (
     read_parquet,
     scan_parquet,
 )
+from sampletopo._validation import check_choice, check_int, check_tree, ranges_text
 from sampletopo.diagrams import Diagram
 from sampletopo.runs import (
     DIAGRAM_FIX,
@@ -59,9 +60,10 @@ from sampletopo.runs import (
     LOSS_FIX,
     LOSS_SCHEMA,
     SPLITS,
-    TREES,
     PathLike,
     as_run,
+    diagram_rows,
+    loss_rows,
     runs_in,
 )
 
@@ -89,19 +91,13 @@ def _splits(split: Any, where: str, *, required: bool = False) -> list[str]:
     """``split`` checked: a list of one split, or both for ``None`` (when not ``required``)."""
     if split is None and not required:
         return list(SPLITS)
-    if split not in SPLITS:
-        allowed = f"one of {SPLITS}" + ("" if required else " or None (both)")
-        raise SampletopoError(f"{where}: 'split' must be {allowed}. Got {split!r}.")
-    return [split]
+    choices = SPLITS if required else (*SPLITS, None)
+    meaning = {None: "both"}
+    return [check_choice("split", split, choices, where=where, meaning=meaning)]
 
 
 def _tree(tree: Any, where: str) -> str:
-    if tree not in TREES:
-        raise SampletopoError(
-            f"{where}: 'tree' must be 'join' (sublevel sets: valleys, learned regions) or "
-            f"'split' (superlevel sets: peaks, hard regions). Got {tree!r}."
-        )
-    return str(tree)
+    return check_tree(tree, where=where)
 
 
 def _paths_text(paths: Any) -> str:
@@ -177,18 +173,15 @@ def read_loss_table(
         warn_renamed("read_loss_table(run, split, epoch)", "read_loss_table(run, split=, epoch=)")
         split, epoch = (*args, epoch)[:2] if len(args) == 1 else args[:2]
     _splits(split, "read_loss_table", required=True)
-    if epoch is None:
-        raise SampletopoError("The 'epoch' parameter of read_loss_table is required. Got None.")
+    epoch = check_int("epoch", epoch, 0, None, where="read_loss_table")
     r = as_run(run)
     path = r.loss_file(str(split), epoch)
     cols = list(LOSS_SCHEMA) if columns is None else list(dict.fromkeys(["sample", *columns]))
     n = r.split_size(str(split))
-    df = read_parquet(path, LOSS_SCHEMA, columns=cols, rows=n, fix=LOSS_FIX).sort("sample")
-    if not np.array_equal(df["sample"].to_numpy(), np.arange(df.height)):
-        raise DamagedFileError(
-            path, f"it does not hold samples 0..{df.height - 1} once each", LOSS_FIX
-        )
-    return df
+    check = loss_rows(str(split), int(epoch), n)
+    return read_parquet(
+        path, LOSS_SCHEMA, columns=cols, rows=n, rows_check=check, fix=LOSS_FIX
+    ).sort("sample")
 
 
 def check_loss_tables(run: PathLike, *, split: str) -> None:
@@ -198,8 +191,8 @@ def check_loss_tables(run: PathLike, *, split: str) -> None:
     _splits(split, "check_loss_tables", required=True)
     r = as_run(run)
     n = r.split_size(split)
-    for path in r.loss_files(split).values():
-        check_parquet(path, LOSS_SCHEMA, rows=n, fix=LOSS_FIX)
+    for ep, path in r.loss_files(split).items():
+        check_parquet(path, LOSS_SCHEMA, rows=n, rows_check=loss_rows(split, ep, n), fix=LOSS_FIX)
 
 
 def scan_losses(runs: PathLike | Iterable[PathLike], *, split: str | None = None) -> pl.LazyFrame:
@@ -214,7 +207,8 @@ def scan_losses(runs: PathLike | Iterable[PathLike], *, split: str | None = None
             scan_parquet(
                 list(files.values()),
                 LOSS_SCHEMA,
-                rows=r.split_size(s),
+                rows=(n := r.split_size(s)),
+                rows_checks=[loss_rows(s, e, n) for e in files],
                 fix=LOSS_FIX,
                 hive_partitioning=False,
             )
@@ -224,7 +218,7 @@ def scan_losses(runs: PathLike | Iterable[PathLike], *, split: str | None = None
         if scans:
             frames.append(pl.concat(scans).with_columns(run=pl.lit(r.name, dtype=pl.String)))
     if not frames:
-        raise SampletopoError(
+        raise RunFolderError(
             f"No loss tables for split(s) {splits} under {_paths_text(runs)}. Record some first."
         )
     return pl.concat(frames).select(_LOSS_COLUMNS).sort(["run", "split", "epoch", "sample"])
@@ -257,7 +251,7 @@ def read_losses(runs: PathLike | Iterable[PathLike], *, split: str | None = None
     except pl.exceptions.PolarsError as exc:
         # Every table was verified when listed, so this one changed since, or predates
         # checksums; polars does not say which file.
-        raise SampletopoError(
+        raise RunFolderError(
             f"A loss table under {_paths_text(runs)} cannot be read "
             f"({' '.join(str(exc).split())[:200]}). Read the tables one by one with "
             f"read_loss_table to find it. {LOSS_FIX}"
@@ -279,7 +273,7 @@ def read_loss_matrix(run: PathLike, *, split: str) -> tuple[np.ndarray, np.ndarr
     r = as_run(run)
     files = r.loss_files(split)
     if not files:
-        raise SampletopoError(
+        raise RunFolderError(
             f"No loss tables for split {split!r} in {str(r.path)!r}. Record some first."
         )
     rows = []
@@ -311,12 +305,15 @@ def scan_diagrams(
     splits = _splits(split, "scan_diagrams")
     frames = []
     for r in runs_in(runs):
-        files = [p for s in splits for p in r.diagram_files(s).values()]
+        files = {(s, e): p for s in splits for e, p in r.diagram_files(s).items()}
         if files:
-            lf = scan_parquet(files, DIAGRAM_SCHEMA, fix=DIAGRAM_FIX)
+            checks = [diagram_rows(s, e) for s, e in files]
+            lf = scan_parquet(
+                list(files.values()), DIAGRAM_SCHEMA, rows_checks=checks, fix=DIAGRAM_FIX
+            )
             frames.append(lf.with_columns(run=pl.lit(r.name)))
     if not frames:
-        raise SampletopoError(
+        raise RunFolderError(
             f"No stored diagrams under {_paths_text(runs)}. Run `sampletopo topology RUN...` first."
         )
     lf = pl.concat(frames)
@@ -365,11 +362,13 @@ def read_diagram(run: PathLike, *, split: str, tree: str, epoch: int) -> Diagram
     path = r.diagram_file(split, int(epoch))
     if not path.is_file():
         have = r.diagram_epochs(split)
-        raise SampletopoError(
+        raise RunFolderError(
             f"Run {r.name} has no {split} diagram for epoch {epoch}. Epochs with diagrams: "
             f"{ranges_text(have) if have else 'none (run `sampletopo topology` first)'}."
         )
-    df = read_parquet(path, DIAGRAM_SCHEMA, fix=DIAGRAM_FIX).filter(pl.col("tree") == tree)
+    df = read_parquet(
+        path, DIAGRAM_SCHEMA, rows_check=diagram_rows(split, int(epoch)), fix=DIAGRAM_FIX
+    ).filter(pl.col("tree") == tree)
     return Diagram.from_polars(df, tree=tree)  # type: ignore[arg-type]
 
 
@@ -382,7 +381,7 @@ def _read_stored(runs: PathLike | Iterable[PathLike], which: str) -> pl.DataFram
     for r in runs_in(runs):
         path = r.summary_file if which == "summary" else r.wasserstein_file
         if not path.is_file():
-            raise SampletopoError(
+            raise RunFolderError(
                 f"Run {r.name} has no stored {which} table ({str(path)!r}). Run `sampletopo "
                 "topology` on it first."
             )

@@ -61,7 +61,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from sampletopo._device import model_device, resolve_device
-from sampletopo._errors import MAX_EPOCH, SampletopoError, check_int_range
+from sampletopo._errors import (
+    MissingEpochsWarning,
+    ParameterError,
+    RunFolderError,
+    SampletopoError,
+)
+from sampletopo._validation import MAX_EPOCH, check_choice, check_instance, check_int, invalid
 from sampletopo._writer import NonFiniteLossWarning, RunWriter, Source
 from sampletopo.data import Dataset
 from sampletopo.distributed import (
@@ -97,19 +103,25 @@ def _check_outputs(logits: Any, n: int, classes: int, *, what: str) -> None:
     inside ``cross_entropy`` (or, on a GPU, with a device-side assert that breaks the process).
     """
     if not isinstance(logits, torch.Tensor):
-        raise SampletopoError(
-            f"{what}: the model returned {type(logits).__name__}, not a tensor of logits. Make "
-            "its forward return only the (batch, classes) logits (e.g. wrap it and return "
-            "out[0] or out.logits)."
+        raise invalid(
+            "model",
+            "a model whose forward returns a tensor of logits",
+            where=what,
+            got=f"a model that returned {type(logits).__name__}, not a tensor",
+            fix="Make its forward return only the (batch, classes) logits (e.g. wrap it and "
+            "return out[0] or out.logits).",
         )
     c = int(logits.shape[1]) if logits.ndim == 2 else 0
     if logits.ndim != 2 or logits.shape[0] != n or c < classes or not logits.is_floating_point():
-        raise SampletopoError(
-            f"{what}: the model's output for a batch of {n} samples has shape "
-            f"{tuple(logits.shape)} ({logits.dtype}); per-sample cross-entropy needs float logits "
-            f"of shape ({n}, C) with C >= {classes}, one column per class (the labels run "
-            f"0..{classes - 1}). Build the model with num_classes={classes}, and make it return "
-            "one row of class scores per sample (no spatial maps, no squeezed single column)."
+        raise invalid(
+            "model",
+            f"a model whose output for a batch of {n} samples is float logits of shape ({n}, C) "
+            f"with C >= {classes}, one column per class (the labels run 0..{classes - 1})",
+            where=what,
+            got=f"the model's output for a batch of {n} samples has shape "
+            f"{tuple(logits.shape)} ({logits.dtype})",
+            fix=f"Build the model with num_classes={classes}, and make it return one row of "
+            "class scores per sample (no spatial maps, no squeezed single column).",
         )
 
 
@@ -146,23 +158,26 @@ def evaluate_losses(
         int64, shape ``(n,)``.
     """
     where = "evaluate_losses"
-    check_int_range("batch_size", batch_size, 1, None, where=where)
+    check_module(model, where=where)
+    check_int("batch_size", batch_size, 1, None, where=where)
     resolved = resolve_device(device, where=where)
-    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise SampletopoError(
-            f"{where}: x and y must be torch tensors (e.g. from Dataset.tensors(split)). Got "
-            f"{type(x).__name__} and {type(y).__name__}."
-        )
+    for name, t in (("x", x), ("y", y)):
+        check_instance(
+            name, t, torch.Tensor, what="a torch tensor (e.g. from Dataset.tensors(split))",
+            where=where,
+        )  # fmt: skip
     if y.ndim != 1 or x.ndim < 1 or x.shape[0] != y.shape[0] or y.is_floating_point():
-        raise SampletopoError(
-            f"{where}: y must be integer labels of shape (n,) with one per row of x. Got x "
-            f"{tuple(x.shape)} and y {tuple(y.shape)} ({y.dtype})."
+        raise invalid(
+            "y",
+            "integer labels of shape (n,) with one per row of x",
+            where=where,
+            got=f"x {tuple(x.shape)} and y {tuple(y.shape)} ({y.dtype})",
         )
     if y.numel() and int(y.min()) < 0:
-        raise SampletopoError(f"{where}: labels must be >= 0. Got {int(y.min())}.")
+        raise invalid("y", "labels >= 0", int(y.min()), where=where)
     classes = int(y.max()) + 1 if y.numel() else 0  # one check here, not one sync per batch
     if num_classes is not None:
-        classes = max(classes, check_int_range("num_classes", num_classes, 1, None, where=where))
+        classes = max(classes, check_int("num_classes", num_classes, 1, None, where=where))
     dev = resolved if resolved is not None else model_device(model)
     was_training = model.training
     model.eval()
@@ -189,13 +204,28 @@ def evaluate_losses(
 
 def check_dataset(dataset: Any, *, where: str, param: str = "dataset") -> Dataset:
     """Refuse anything but a :class:`~sampletopo.data.Dataset`, naming what was given."""
-    if not isinstance(dataset, Dataset):
-        raise SampletopoError(
-            f"The {param!r} parameter of {where} must be a sampletopo Dataset. Got "
-            f"{type(dataset).__name__} instead. Build one with load_dataset(name) or "
-            "Dataset.from_arrays(name, train=(x, y), val=(x, y))."
-        )
-    return dataset
+    return check_instance(  # type: ignore[no-any-return]
+        param,
+        dataset,
+        Dataset,
+        what="a sampletopo Dataset",
+        where=where,
+        fix="Build one with load_dataset(name) or Dataset.from_arrays(name, train=(x, y), "
+        "val=(x, y)).",
+    )
+
+
+def check_module(model: Any, *, where: str, param: str = "model") -> nn.Module:
+    """Refuse anything but a ``torch.nn.Module`` (a function or a state_dict, say)."""
+    return check_instance(  # type: ignore[no-any-return]
+        param,
+        model,
+        nn.Module,
+        what="a torch.nn.Module",
+        where=where,
+        fix="Pass the model itself (e.g. from create_model(...)); to record a saved "
+        "state_dict, load it into its model first, or use record_checkpoints.",
+    )
 
 
 def check_recorder_options(
@@ -204,26 +234,16 @@ def check_recorder_options(
     """The checks of :class:`LossRecorder`'s options, shared with
     :func:`~sampletopo.from_checkpoints.record_checkpoints` (which runs them before it writes
     anything). Returns ``splits`` as a tuple."""
-    if mode not in ("eval", "train_pass"):
-        raise SampletopoError(
-            f"The 'mode' parameter of {where} must be 'eval' or 'train_pass'. Got {mode!r} instead."
-        )
-    if on_exists not in ("skip", "error"):
-        raise SampletopoError(
-            f"The 'on_exists' parameter of {where} must be 'skip' or 'error'. "
-            f"Got {on_exists!r} instead."
-        )
+    check_choice("mode", mode, ("eval", "train_pass"), where=where)
+    check_choice("on_exists", on_exists, ("skip", "error"), where=where)
     try:
         seq = (splits,) if isinstance(splits, str) else tuple(splits)
     except TypeError:  # not iterable
         seq = ()
     bad = [s for s in seq if s not in SPLITS]
     if bad or not seq or len(set(seq)) != len(seq):
-        raise SampletopoError(
-            f"The 'splits' parameter of {where} must be distinct names from {SPLITS}. "
-            f"Got {splits!r} instead."
-        )
-    check_int_range("batch_size", batch_size, 1, None, where=where)
+        raise invalid("splits", f"distinct names from {SPLITS}", splits, where=where)
+    check_int("batch_size", batch_size, 1, None, where=where)
     return seq
 
 
@@ -382,7 +402,7 @@ class LossRecorder:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise SampletopoError(
+            raise RunFolderError(
                 f"This LossRecorder of {str(self.run_dir)!r} is closed (close(), on_train_end() "
                 "or the end of its with block) and records nothing more. Make a new LossRecorder "
                 "on the folder to go on recording."
@@ -468,9 +488,11 @@ class LossRecorder:
         where = "on_train_batch_end"
         with torch.no_grad():
             if not isinstance(targets, torch.Tensor) or targets.ndim != 1:
-                raise SampletopoError(
-                    f"{where}: 'targets' must be the batch's labels as a 1-D tensor. Got "
-                    f"{getattr(targets, 'shape', type(targets).__name__)}."
+                raise invalid(
+                    "targets",
+                    "the batch's labels as a 1-D tensor",
+                    where=where,
+                    got=str(getattr(targets, "shape", type(targets).__name__)),
                 )
             b = int(targets.shape[0])
             _check_outputs(logits, b, self.dataset.num_classes, what=where)
@@ -478,16 +500,20 @@ class LossRecorder:
             try:
                 idx = torch.as_tensor(indices, device=dev, dtype=torch.long).reshape(-1)
             except (TypeError, ValueError, RuntimeError) as exc:
-                raise SampletopoError(
-                    f"{where}: 'indices' must be the batch's sample indices (ints). Got "
-                    f"{type(indices).__name__} ({exc})."
+                raise invalid(
+                    "indices",
+                    "the batch's sample indices (ints)",
+                    where=where,
+                    got=f"{type(indices).__name__} ({exc})",
                 ) from None
             n = self.dataset.n("train")
             if idx.numel() != b or (losses is not None and losses.numel() != b):
-                raise SampletopoError(
-                    f"{where}: a batch of {b} targets came with {idx.numel()} indices"
-                    + ("" if losses is None else f" and {losses.numel()} losses")
-                    + ". Pass one index (and loss) per sample of the batch."
+                raise invalid(
+                    "indices",
+                    "one index (and loss) per sample of the batch",
+                    where=where,
+                    got=f"a batch of {b} targets that came with {idx.numel()} indices"
+                    + ("" if losses is None else f" and {losses.numel()} losses"),
                 )
             if b:
                 # One host sync per batch; an index out of range would otherwise be a GPU
@@ -501,14 +527,18 @@ class LossRecorder:
                     ]
                 ).tolist()
                 if lo < 0 or hi >= n:
-                    raise SampletopoError(
-                        f"{where}: sample indices must lie in [0, {n}) (the train split's "
-                        f"positions). Got {lo if lo < 0 else hi}."
+                    raise invalid(
+                        "indices",
+                        f"sample indices that lie in [0, {n}) (the train split's positions)",
+                        lo if lo < 0 else hi,
+                        where=where,
                     )
                 if tlo < 0 or thi >= self.dataset.num_classes:
-                    raise SampletopoError(
-                        f"{where}: targets must be labels in [0, {self.dataset.num_classes}). "
-                        f"Got {tlo if tlo < 0 else thi}."
+                    raise invalid(
+                        "targets",
+                        f"labels in [0, {self.dataset.num_classes})",
+                        tlo if tlo < 0 else thi,
+                        where=where,
                     )
             if self._buf is None or self._buf["loss"].device != dev:
                 n = self.dataset.n("train")
@@ -534,7 +564,7 @@ class LossRecorder:
         dict
             Split -> written file, or ``None`` for a split skipped because it was on disk.
         """
-        epoch = check_int_range(
+        epoch = check_int(
             "epoch",
             epoch,
             0,
@@ -543,6 +573,7 @@ class LossRecorder:
             fix="Pass the number of epochs trained so far (0 = the initial model); loss tables "
             "store it as int32.",
         )
+        check_module(model, where="on_train_epoch_end")
         self._check_open()
         self._on_writer(lambda w: w.check_model(model))
         if self._world.distributed:
@@ -675,7 +706,7 @@ class LossRecorder:
         Only the process that writes the folder (rank 0 under several processes) can."""
         self._check_open()
         if self._writer is None:
-            raise SampletopoError(
+            raise ParameterError(
                 f"LossRecorder.write: rank {self._world.rank} does not write the run folder's "
                 "tables; rank 0 does. Call on_train_epoch_end on every rank instead."
             )
@@ -700,14 +731,18 @@ class LossRecorder:
         non-finite counts and checks that mode and splits agree.
         """
         if state.get("mode") != self.mode:
-            raise SampletopoError(
-                f"Recorder state was saved with mode {state.get('mode')!r}, this recorder uses "
-                f"{self.mode!r}."
+            raise invalid(
+                "state",
+                f"the state of a recorder with mode {self.mode!r}",
+                where="LossRecorder.load_state_dict",
+                got=f"a state saved with mode {state.get('mode')!r}",
             )
         if list(state.get("splits", [])) != list(self.splits):
-            raise SampletopoError(
-                f"Recorder state was saved for splits {state.get('splits')!r}, this recorder "
-                f"records {list(self.splits)!r}."
+            raise invalid(
+                "state",
+                f"the state of a recorder of splits {list(self.splits)!r}",
+                where="LossRecorder.load_state_dict",
+                got=f"a state saved for splits {state.get('splits')!r}",
             )
         self.nonfinite = {(str(s), int(e)): int(c) for s, e, c in state.get("nonfinite", [])}
         missing = {
@@ -719,7 +754,7 @@ class LossRecorder:
             warnings.warn(
                 f"{self.run_name}: the saved recorder state lists epochs that are no longer on "
                 f"disk: {missing}. They will be recorded again when reached.",
-                RuntimeWarning,
+                MissingEpochsWarning,
                 stacklevel=2,
             )
 

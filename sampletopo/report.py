@@ -40,10 +40,11 @@ import numpy as np
 import polars as pl
 
 from sampletopo import analysis
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import ReportWarning, SampletopoError
 from sampletopo._folders import lock_folder
 from sampletopo._io import write_atomic
 from sampletopo._runfiles import DamagedFileError, parquet_problem, read_parquet
+from sampletopo._validation import invalid
 from sampletopo.runs import SPLITS, Experiment, Report, Run
 
 __all__ = [
@@ -191,7 +192,9 @@ def _run_samples(runs: Sequence[Path]) -> tuple[list[Path], pl.DataFrame | None]
                 cols = [c for c in _REGION_COLUMNS if c in pl.read_parquet_schema(f)]
                 tables.append(read_parquet(f, {}, columns=cols, fix=_REGIONS_FIX))
             except Exception as exc:  # one unreadable table must not sink the report
-                warnings.warn(f"Regions table {f} left out of the report: {exc}", stacklevel=2)
+                warnings.warn(
+                    f"Regions table {f} left out of the report: {exc}", ReportWarning, stacklevel=2
+                )
     table = pl.concat(tables, how="diagonal_relaxed") if tables else None
     return pngs, table
 
@@ -211,7 +214,9 @@ def _landscape_section(exp: Path, fig_dir: Path) -> tuple[list[Path], pl.DataFra
             pngs += [Path(p) for p in made if str(p).endswith(".png")]
             _, extra = read_landscape(f)
         except Exception as exc:  # a broken landscape must not sink the whole report
-            warnings.warn(f"Landscape {f.name} left out of the report: {exc}", stacklevel=2)
+            warnings.warn(
+                f"Landscape {f.name} left out of the report: {exc}", ReportWarning, stacklevel=2
+            )
             continue
         row: dict[str, Any] = {"landscape": f.stem}
         metrics = extra.get("metrics")
@@ -244,7 +249,7 @@ def _comparison(runs: Sequence[Path], exp: Path, fig_dir: Path) -> Path | None:
     try:
         fig = comparison_figure(runs, found)
     except SampletopoError as exc:
-        warnings.warn(f"Comparison figure left out: {exc}", stacklevel=2)
+        warnings.warn(f"Comparison figure left out: {exc}", ReportWarning, stacklevel=2)
         return None
     return save(fig, fig_dir / "comparison-random-directions-vs-heatmaps")[0]
 
@@ -263,6 +268,7 @@ def _graph_settings(run: Path) -> dict[str, Any] | None:
         f"{str(Run(run).meta_file)!r} is damaged ({why}); the report "
         "leaves the kNN graph settings out. Run `sampletopo topology` on the run again "
         "to rewrite it.",
+        ReportWarning,
         stacklevel=3,
     )
     return None
@@ -314,8 +320,7 @@ def collect_experiment(
     exp, fig_dir = Path(experiment), Path(fig_dir)
     runs = analysis.check_comparable(exp)
     # One pass over the stored diagrams feeds both the table and the figures.
-    summary = analysis.summarize(runs)
-    wdist = analysis.wasserstein_to_reference(runs)
+    summary, wdist = analysis.summary_tables(runs)  # stored where the runs can be written
     table = run_table(runs, summary=summary, wasserstein=wdist)
     graph = _graph_settings(runs[0])
     topology = write_figure_set(
@@ -502,10 +507,13 @@ def render_report(context: Mapping[str, Any], *, page_dir: str | Path) -> str:
     try:
         return template.render(context)
     except jinja2.UndefinedError as exc:
-        raise SampletopoError(
-            f"The 'context' parameter of render_report lacks a value the report template "
-            f"shows: {exc.message}. Build the context with report_context(...) and change "
-            "values in it rather than removing them."
+        raise invalid(
+            "context",
+            "a context with every value the report template shows",
+            where="render_report",
+            got=f"one that lacks a value: {exc.message}",
+            fix="Build the context with report_context(...) and change values in it rather "
+            "than removing them.",
         ) from exc
 
 
@@ -552,7 +560,7 @@ def write_report(
         else [Path(e) for e in experiments]
     )
     if not exps:
-        raise SampletopoError("write_report: no experiment folders given.")
+        raise invalid("experiments", "one or more experiment folders", [], where="write_report")
     with lock_folder(report_dir, what="writing a report", role="report folder"):
         return _write_report(
             exps, Path(report_dir), title=title, epochs=epochs, notes=notes, progress=progress

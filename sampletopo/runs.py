@@ -52,11 +52,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import RunFolderError
 from sampletopo._folders import LOCK_NAME, check_inside
 from sampletopo._io import write_atomic
 from sampletopo._names import SPLITS, TREES
 from sampletopo._runconfig import (
+    DATA_ENTRIES_FIX,
     DATA_KEYS,
     check_run_config,
     dataset_from_config,
@@ -66,7 +67,8 @@ from sampletopo._runconfig import (
     write_json,
     write_toml,
 )
-from sampletopo._runfiles import DamagedFileError, read_json
+from sampletopo._runfiles import DamagedFileError, RowsCheck, read_json
+from sampletopo._validation import invalid
 
 if TYPE_CHECKING:
     import torch
@@ -88,6 +90,8 @@ __all__ = [
     "as_run",
     "checkpoint_name",
     "data_config",
+    "diagram_rows",
+    "loss_rows",
     "epoch_tag",
     "find_runs",
     "load_run_model",
@@ -207,6 +211,53 @@ DIAGRAM_FIX = (
     "Diagram tables are computed from the loss tables: run `sampletopo topology` on this run "
     "again, which recomputes damaged ones."
 )
+
+
+def _same(df: pl.DataFrame, column: str, value: Any, where: str) -> str | None:
+    """Why the column does not hold only ``value`` (the value its file's place gives it)."""
+    other = df.filter(pl.col(column) != value)[column].unique().sort().to_list()
+    if other:
+        return f"its {column!r} column holds {other[:3]} where its {where} says {value!r}"
+    return None
+
+
+def loss_rows(split: str, epoch: int, n: int | None) -> RowsCheck:
+    """What the rows of the loss table of ``split`` and ``epoch`` must say: that split and epoch
+    (the file's folder and name), and each sample ``0 .. n - 1`` exactly once (``n`` of the
+    manifest; ``None``: as many as there are rows)."""
+
+    def problem(df: pl.DataFrame) -> str | None:
+        why = _same(df, "split", split, "folder") or _same(df, "epoch", epoch, "file name")
+        if why is not None:
+            return why
+        ids = np.sort(df["sample"].to_numpy())
+        size = df.height if n is None else n
+        if ids.shape[0] != size or not np.array_equal(ids, np.arange(size)):
+            return f"it does not hold samples 0..{size - 1} once each"
+        return None
+
+    return RowsCheck(("split", "epoch", "sample"), problem)
+
+
+def diagram_rows(split: str, epoch: int) -> RowsCheck:
+    """What the rows of the diagram table of ``split`` and ``epoch`` must say: that split and
+    epoch, and both trees, each with at least one essential pair (every connected component
+    has one, so a table without is cut short or made by hand)."""
+
+    def problem(df: pl.DataFrame) -> str | None:
+        why = _same(df, "split", split, "folder") or _same(df, "epoch", epoch, "file name")
+        if why is not None:
+            return why
+        other = sorted(set(df["tree"].unique().to_list()) - set(TREES))
+        if other:
+            return f"its 'tree' column holds {other}, not only {list(TREES)}"
+        essential = df.filter(pl.col("death").is_infinite())["tree"].unique().to_list()
+        missing = [t for t in TREES if t not in essential]
+        if missing:
+            return f"it lacks the {' and '.join(missing)} tree's rows (no essential pair)"
+        return None
+
+    return RowsCheck(("split", "epoch", "tree", "death"), problem)
 
 
 def _manifest_problem(man: Any) -> str | None:
@@ -499,7 +550,7 @@ class Run:
         """The run's ``config.toml``, checked (see :func:`sampletopo.readers.read_run_config`)."""
         path = self.config_file
         if not path.is_file():
-            raise SampletopoError(
+            raise RunFolderError(
                 f"{str(self.path)!r} has no config.toml: it is not a run folder written by "
                 "`sampletopo train`, `sampletopo record` or a LossRecorder."
             )
@@ -568,11 +619,10 @@ class Run:
         folder nobody vouched for."""
         cfg = self.read_config()
         if not cfg.get("data") and not cfg.get("data_file"):
-            raise SampletopoError(
+            raise RunFolderError(
                 f"{str(self.config_file)!r} has no 'data' entry: it does not say which "
-                "dataset the run was recorded on, so its kNN graph cannot be built. Add "
-                'data = "NAME" (with the data_root, data_seed, val_fraction and max_samples it '
-                "was recorded with), as `sampletopo train` writes it."
+                f"dataset the run was recorded on, so its kNN graph cannot be built. "
+                f"{DATA_ENTRIES_FIX}"
             )
         warn_foreign_data_root(cfg, self.path)
         keep = {k: cfg.get(k) for k in (*DATA_KEYS, "data_rebuildable")}
@@ -587,7 +637,7 @@ class Run:
             if splits is not None and s not in splits:
                 continue
             if info.get("fingerprint") != ds.fingerprint(s):
-                raise SampletopoError(
+                raise RunFolderError(
                     f"The data rebuilt from {str(self.config_file)!r} differs from the data the "
                     f"run recorded (split {s!r}: fingerprint {ds.fingerprint(s)} vs "
                     f"{info.get('fingerprint')}). Check data_root and the data files, or the data "
@@ -609,7 +659,7 @@ class Run:
         if str(epoch) in files:
             return Path(files[str(epoch)])
         known = sorted({int(k) for k in files} | set(self.checkpoint_files()))
-        raise SampletopoError(
+        raise RunFolderError(
             f"Run {str(self.path)!r} has no checkpoint for epoch {epoch}. Epochs with "
             f"checkpoints: {known if known else 'none'}."
         )
@@ -631,7 +681,7 @@ class Run:
         cfg = self.read_config()
         for key in ("data", "model"):
             if key not in cfg:
-                raise SampletopoError(
+                raise RunFolderError(
                     f"config.toml of {str(self.path)!r} lacks {key!r}: cannot rebuild the model."
                 )
         path = self.find_checkpoint(int(epoch))
@@ -737,7 +787,7 @@ def find_runs(path: PathLike | Experiment) -> list[Run]:
 
     Raises
     ------
-    SampletopoError
+    RunFolderError
         Neither ``path`` nor any folder inside it holds a ``losses`` folder.
     """
     p = path.path if isinstance(path, Experiment) else Path(path)
@@ -746,7 +796,7 @@ def find_runs(path: PathLike | Experiment) -> list[Run]:
     runs = Experiment(p).runs()
     if runs:
         return runs
-    raise SampletopoError(
+    raise RunFolderError(
         f"{str(p)!r} is not a run folder: it has no 'losses' folder (nor do its sub-folders). "
         "Pass the folder the recorder or `sampletopo train` wrote."
     )
@@ -763,12 +813,18 @@ def runs_in(paths: PathLike | Iterable[PathLike]) -> list[Run]:
     for p in items:
         out.extend(find_runs(p))
     if not out:
-        raise SampletopoError("No run folders given. Pass the folders `sampletopo train` wrote.")
+        raise invalid(
+            "run_dirs",
+            "one or more run or experiment folders",
+            [],
+            where=None,
+            fix="Pass the folders `sampletopo train` wrote.",
+        )
     names = [r.name for r in out]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         clash = [str(r.path) for r, n in zip(out, names, strict=True) if n in dup]
-        raise SampletopoError(
+        raise RunFolderError(
             f"Runs {clash} share the folder name(s) {sorted(dup)}; the runs of one call are told "
             "apart by folder name (figures label curves with it). Pass them in separate calls "
             "(`sampletopo topology` does so for each folder given), or rename one."

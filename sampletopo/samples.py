@@ -38,19 +38,38 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import polars as pl
 
-from sampletopo._errors import (
-    SampletopoError,
+from sampletopo._errors import FewerPairsWarning, RunFolderError
+from sampletopo._runfiles import write_parquet
+from sampletopo._validation import (
     check_finite_values,
-    check_int_range,
+    check_int,
+    check_path,
+    check_tree,
+    invalid,
     ranges_text,
 )
-from sampletopo._runfiles import write_parquet
-from sampletopo.graph import Graph
+from sampletopo.graph import Graph, check_graph
 from sampletopo.mergetree import MergeTree, join_tree, split_tree
 from sampletopo.runs import SPLITS, TABLE_SUFFIX, TREES, PathLike, Run, as_run
 
 if TYPE_CHECKING:
+    from typing_extensions import TypedDict, Unpack
+
     from sampletopo.data import Dataset
+
+    class RegionOptions(TypedDict, total=False):
+        """How :func:`top_regions` finds the regions; :func:`track_members` and
+        :func:`sampletopo.plotting._samples.sample_figures` pass these on to it unchanged, so
+        each default is defined once, in :func:`top_regions`'s signature."""
+
+        top: int
+        tree: TreeChoice
+        k: int
+        features: str
+        essential: bool
+        graph: Graph | None
+        dataset: Dataset | None
+
 
 __all__ = [
     "FewerPairsWarning",
@@ -65,7 +84,6 @@ __all__ = [
 ]
 
 TreeChoice = Literal["split", "join", "both"]
-_TREE_CHOICES = ("split", "join", "both")
 
 REGION_SCHEMA: dict[str, Any] = {
     "tree": pl.String,
@@ -95,22 +113,14 @@ REGION_SCHEMA: dict[str, Any] = {
 """Columns of :func:`graph_regions`; :func:`top_regions` puts ``run``, ``split``, ``epoch`` first."""
 
 
-class FewerPairsWarning(UserWarning):
-    """More regions were asked for than the tree has pairs; all of them are returned."""
-
-
 # ---------------------------------------------------------------------------------------------
 # Regions on any graph
 
 
 def _check_tree_choice(tree: Any, where: str) -> tuple[str, ...]:
-    if tree not in _TREE_CHOICES:
-        raise SampletopoError(
-            f"The 'tree' parameter of {where} must be one of {_TREE_CHOICES}. Got {tree!r} instead. "
-            "Use 'split' for peaks (hard regions), 'join' for basins (learned regions)."
-        )
+    tree = check_tree(tree, where=where, both=True)
     # "both": split rows first, as the tables list them.
-    return tuple(reversed(TREES)) if tree == "both" else (str(tree),)
+    return tuple(reversed(TREES)) if tree == "both" else (tree,)
 
 
 def _component_of(graph: Graph, rank: np.ndarray, start: int, limit: int) -> np.ndarray:
@@ -238,12 +248,8 @@ def graph_regions(
     """
     where = "graph_regions"
     trees = _check_tree_choice(tree, where)
-    top = check_int_range("top", top, 1, None, where=where)
-    if not isinstance(graph, Graph):
-        raise SampletopoError(
-            f"{where}: 'graph' must be a sampletopo Graph (from knn_graph, grid_graph or "
-            f"graph_from_edges). Got {type(graph).__name__}."
-        )
+    top = check_int("top", top, 1, None, where=where)
+    check_graph(graph, where=where)
     vals = check_finite_values(values, graph.n, where=where)
     lab = None if labels is None else _int_per_vertex(labels, graph.n, "labels", where)
     prd = None if preds is None else _int_per_vertex(preds, graph.n, "preds", where)
@@ -281,10 +287,7 @@ def _empty() -> pl.DataFrame:
 def _int_per_vertex(x: Any, n: int, name: str, where: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.shape != (n,) or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
-        raise SampletopoError(
-            f"{where}: {name!r} must hold one int per vertex, shape ({n},). Got shape "
-            f"{arr.shape} of dtype {arr.dtype}."
-        )
+        raise invalid(name, f"an array of one int per vertex, shape ({n},)", arr, where=where)
     return arr.astype(np.int64)
 
 
@@ -329,22 +332,12 @@ def _row(
     }
     if lab is not None:
         counts, text, top, top_name, share = _histogram(lab[members], names)
-        row.update(
-            classes=text,
-            class_counts=counts,
-            dominant_label=top,
-            dominant_class=top_name,
-            dominant_share=share,
-            member_labels=lab[members].tolist(),
-        )
+        row.update(classes=text, class_counts=counts, member_labels=lab[members].tolist())
+        row.update(dominant_label=top, dominant_class=top_name, dominant_share=share)
     if prd is not None:
         _, _, ptop, ptop_name, pshare = _histogram(prd[members], names)
-        row.update(
-            dominant_pred=ptop,
-            dominant_pred_class=ptop_name,
-            dominant_pred_share=pshare,
-            member_preds=prd[members].tolist(),
-        )
+        row.update(member_preds=prd[members].tolist())
+        row.update(dominant_pred=ptop, dominant_pred_class=ptop_name, dominant_pred_share=pshare)
     if lab is not None and prd is not None:
         row["accuracy"] = float((lab[members] == prd[members]).mean())
     return row
@@ -362,25 +355,26 @@ def _check_run(run_dir: Any, split: Any, epoch: Any, where: str) -> tuple[Run, i
     run = as_run(run_dir)
     rec = _recorded(run)
     if not rec:
-        raise SampletopoError(
+        raise RunFolderError(
             f"{where}: {str(run.path)!r} holds no recorded losses (no "
-            "losses/<split>/epoch=NNNN.parquet). Pass a run (variant) folder written by `sampletopo train` or the LossRecorder."
+            "losses/<split>/epoch=NNNN.parquet). Pass a run (variant) folder written by "
+            "`sampletopo train` or the LossRecorder."
         )
     if split not in rec:
-        raise SampletopoError(
-            f"The 'split' parameter of {where} must be a split recorded in {str(run.path)!r}: "
-            f"{sorted(rec)}. Got {split!r} instead."
+        raise invalid(
+            "split", f"a split recorded in {str(run.path)!r}: {sorted(rec)}", split, where=where
         )
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
-        raise SampletopoError(
-            f"The 'epoch' parameter of {where} must be an int, one of the recorded epochs of "
-            f"split {split!r}: {ranges_text(rec[split])}. Got {epoch!r} instead."
-        )
+    recorded = (
+        f"a recorded epoch of split {split!r} in {str(run.path)!r}: {ranges_text(rec[split])}"
+    )
+    check_int("epoch", epoch, 0, None, where=where, fix=f"It must be {recorded}.")
     if int(epoch) not in rec[split]:
-        raise SampletopoError(
-            f"The 'epoch' parameter of {where} must be a recorded epoch of split {split!r} in "
-            f"{str(run.path)!r}: {ranges_text(rec[split])}. Got {epoch!r} instead. Pick one of "
-            "those, or record that epoch first."
+        raise invalid(
+            "epoch",
+            recorded,
+            epoch,
+            where=where,
+            fix="Pick one of those, or record that epoch first.",
         )
     return run, int(epoch)
 
@@ -449,25 +443,32 @@ def top_regions(
     """
     where = "top_regions"
     _check_tree_choice(tree, where)
-    top = check_int_range("top", top, 1, None, where=where)
+    top = check_int("top", top, 1, None, where=where)
     rd, epoch = _check_run(run_dir, split, epoch, where)
     df = _epoch_table(rd, split, epoch)
     loss = df["loss"].to_numpy()
     bad = ~np.isfinite(loss)
     if bad.any():
-        raise SampletopoError(
-            f"{where}: {int(bad.sum())} loss(es) of split {split!r} at epoch {epoch} are not "
-            f"finite (first at sample {int(np.flatnonzero(bad)[0])}); the run probably diverged "
-            "there. Pick an earlier epoch."
+        raise invalid(
+            "epoch",
+            "an epoch whose losses are all finite",
+            epoch,
+            where=where,
+            fix=f"{int(bad.sum())} loss(es) of split {split!r} at epoch {epoch} are not finite "
+            f"(first at sample {int(np.flatnonzero(bad)[0])}); the run probably diverged there. "
+            "Pick an earlier epoch.",
         )
     if graph is None:
         from sampletopo.analysis import graph_for_run
 
         graph = graph_for_run(rd, split=split, k=k, features=features)
-    if graph.n != df.height:
-        raise SampletopoError(
-            f"{where}: the graph has {graph.n} vertices but split {split!r} has {df.height} "
-            "samples. Pass the graph of this split (one vertex per sample, in sample order)."
+    if check_graph(graph, where=where).n != df.height:
+        raise invalid(
+            "graph",
+            f"a graph of split {split!r}, one vertex per sample ({df.height})",
+            where=where,
+            got=f"a graph that has {graph.n} vertices",
+            fix="Pass the graph of this split (one vertex per sample, in sample order).",
         )
     ds = dataset if dataset is not None else _run_dataset(rd)
     names = list(ds.class_names) if ds is not None else None
@@ -497,11 +498,7 @@ def regions_path(run_dir: PathLike, split: str, epoch: int) -> Path:
 def write_regions(table: pl.DataFrame, path: str | Path) -> Path:
     """Write a regions table to Parquet atomically (temporary file, then rename), with page
     checksums (:func:`sampletopo._runfiles.write_parquet`)."""
-    path = Path(path)
-    if path.suffix != TABLE_SUFFIX:
-        raise SampletopoError(
-            f"write_regions: 'path' must end in {TABLE_SUFFIX}. Got {str(path)!r}. Add the suffix."
-        )
+    path = check_path("path", path, where="write_regions", suffix=TABLE_SUFFIX)
     return write_parquet(table, path)
 
 
@@ -533,12 +530,14 @@ def learned_epochs(epochs: Any, correct: Any) -> np.ndarray:
     ep = np.asarray(epochs, dtype=np.int64)
     c = np.asarray(correct, dtype=bool)
     if c.ndim != 2 or c.shape[0] != ep.shape[0] or ep.shape[0] == 0:
-        raise SampletopoError(
-            f"learned_epochs: 'correct' must have shape (len(epochs), n) = ({ep.shape[0]}, n) "
-            f"with at least one epoch. Got shape {c.shape}."
+        raise invalid(
+            "correct",
+            f"an array of shape (len(epochs), n) = ({ep.shape[0]}, n) with at least one epoch",
+            where="learned_epochs",
+            got=f"shape {c.shape}",
         )
     if np.any(np.diff(ep) <= 0):
-        raise SampletopoError("learned_epochs: 'epochs' must be strictly increasing.")
+        raise invalid("epochs", "strictly increasing", ep.tolist(), where="learned_epochs")
     # stays[i, j]: correct at every recorded epoch from i on.
     stays = np.logical_and.accumulate(c[::-1], axis=0)[::-1]
     first = np.argmax(stays, axis=0)
@@ -590,7 +589,7 @@ def _loss_and_correct(run_dir: Run, split: str) -> tuple[np.ndarray, np.ndarray,
     epochs = df["epoch"].unique().sort().to_numpy().astype(np.int64)
     n = df.filter(pl.col("epoch") == epochs[0]).height
     if df.height != epochs.size * n:
-        raise SampletopoError(
+        raise RunFolderError(
             f"The loss tables of split {split!r} in {str(run_dir)!r} do not all hold {n} "
             "samples: the run folder is damaged or mixes data."
         )
@@ -605,19 +604,21 @@ def track_members(
     *,
     split: str = "val",
     epoch: int,
-    top: int = 10,
-    tree: TreeChoice = "split",
-    k: int = 20,
-    features: str = "raw",
-    essential: bool = True,
-    graph: Graph | None = None,
-    dataset: Dataset | None = None,
     regions: pl.DataFrame | None = None,
+    **options: Unpack[RegionOptions],
 ) -> MemberTracks:
     """Follow the members of the top regions at ``epoch`` through every recorded epoch.
 
-    Parameters are those of :func:`top_regions`; ``regions`` reuses a table it returned (for
-    this run, split and epoch) instead of computing it again.
+    Parameters
+    ----------
+    run_dir, split, epoch
+        As for :func:`top_regions`.
+    regions : polars.DataFrame, optional
+        A table :func:`top_regions` returned for this run, split and epoch, reused instead of
+        computing it again.
+    **options
+        ``top``, ``tree``, ``k``, ``features``, ``essential``, ``graph``, ``dataset``: passed to
+        :func:`top_regions` (with its defaults) when ``regions`` is None.
 
     Returns
     -------
@@ -633,28 +634,21 @@ def track_members(
     where = "track_members"
     rd, epoch = _check_run(run_dir, split, epoch, where)
     if regions is None:
-        regions = top_regions(
-            rd,
-            split=split,
-            epoch=epoch,
-            top=top,
-            tree=tree,
-            k=k,
-            features=features,
-            essential=essential,
-            graph=graph,
-            dataset=dataset,
-        )
+        regions = top_regions(rd, split=split, epoch=epoch, **options)
     elif (
         "members" not in regions.columns
         or ("epoch" in regions.columns and set(regions["epoch"].to_list()) - {epoch})
         or ("split" in regions.columns and set(regions["split"].to_list()) - {split})
         or ("run" in regions.columns and set(regions["run"].to_list()) - {rd.name})
     ):
-        raise SampletopoError(
-            f"{where}: 'regions' must be a table from top_regions of run {rd.name!r}, "
-            f"split {split!r}, epoch {epoch} (with a 'members' column); sample indices of another "
-            "split or run would point at other samples. Leave regions=None to compute it."
+        raise invalid(
+            "regions",
+            f"a table from top_regions of run {rd.name!r}, split {split!r}, epoch {epoch} (with "
+            "a 'members' column)",
+            where=where,
+            got="a table of another run, split or epoch, or without members",
+            fix="Sample indices of another split or run would point at other samples. Leave "
+            "regions=None to compute it.",
         )
     epochs, loss, correct = _loss_and_correct(rd, split)
     learned = learned_epochs(epochs, correct)

@@ -38,9 +38,19 @@ import torch
 import torch.nn.functional as F
 
 from sampletopo._device import resolve_device
-from sampletopo._errors import MAX_EPOCH, MAX_SEED, SampletopoError
+from sampletopo._errors import ParameterError, RunDivergedError, RunFolderError, SampletopoError
 from sampletopo._folders import check_inside, check_name, lock_folder
 from sampletopo._runconfig import dataset_from_config, model_from_config, read_toml, write_toml
+from sampletopo._validation import (
+    MAX_EPOCH,
+    MAX_SEED,
+    check_bool,
+    check_choice,
+    check_int,
+    check_real,
+    invalid,
+    max_threads,
+)
 from sampletopo.checkpoints import read_checkpoint, save_checkpoint
 from sampletopo.data import _check_val_fraction, default_val_fraction, list_datasets
 from sampletopo.models import check_model_options, list_models, model_kwargs
@@ -89,7 +99,10 @@ class TrainConfig:
         ``data_seed``): seeds are stored in TOML run configs, whose integers are 64-bit.
     epochs, lr, momentum, nesterov, weight_decay, milestones, gamma, batch_size
         SGD and schedule. ``milestones=None`` scales 60/125/150 of 200 to ``epochs``;
-        ``epochs`` is at most ``2**31 - 1`` (the loss tables store epochs as int32).
+        ``epochs`` is at most ``2**31 - 1`` (the loss tables store epochs as int32). ``lr`` is in
+        ``(0, 1e6]``, ``weight_decay`` and ``gamma`` in ``[0, 1e6]``, ``momentum`` in ``[0, 1)``
+        (``nesterov`` needs momentum > 0): beyond these torch cannot take the value or SGD
+        cannot converge; within them a run that blows up stops with a :class:`RunDivergedError`.
     record_mode : {"eval", "train_pass"}
         See :class:`sampletopo.recorder.LossRecorder`.
     record_splits, record_batch_size
@@ -101,8 +114,10 @@ class TrainConfig:
         ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...;
         checked against this machine's devices when the settings are validated.
     threads : int
-        torch CPU threads while training (0: leave torch's setting alone). On a machine whose
-        cores are shared with other work, 1 is often several times faster than the default.
+        torch CPU threads while training (0: leave torch's setting alone), at most four per core
+        of this machine (at least 16, at most 256: :func:`sampletopo._validation.max_threads`).
+        On a machine whose cores are shared with other work, 1 is often several times faster
+        than the default.
         Results are bit-for-bit reproducible only for the same device and thread count.
     """
 
@@ -152,34 +167,37 @@ class TrainConfig:
         return out
 
 
-def _validate(c: TrainConfig) -> None:
-    def bad(key: str, allowed: str) -> SampletopoError:
-        return SampletopoError(
-            f"The {key!r} setting of the training config must be {allowed}. "
-            f"Got {getattr(c, key)!r} instead."
-        )
+# Bounds of the SGD settings. Values beyond float32 (3.4e38) cannot even be handed to torch's
+# optimizer ("value cannot be converted to type float without overflow", after epoch 0 was
+# written), and momentum >= 1 makes the velocity grow without bound. 1e6 is far beyond any
+# learning rate, weight decay or schedule factor that trains, yet lets a run that blows up stop
+# with the divergence error (RunDivergedError) rather than be refused as a typo.
+MAX_LR = 1e6
+MAX_WEIGHT_DECAY = 1e6
+MAX_GAMMA = 1e6
 
-    if c.data not in list_datasets():
-        raise SampletopoError(
-            f"Unknown dataset {c.data!r}. Known datasets: {', '.join(list_datasets())}."
-        )
-    if c.model not in list_models():
-        raise SampletopoError(
-            f"Unknown model {c.model!r}. Known models: {', '.join(list_models())}."
-        )
+
+def _validate(c: TrainConfig) -> None:
+    where = "the training config"
+    kw: dict[str, Any] = {"where": where, "kind": "setting"}
+    check_choice("data", c.data, list_datasets(), **kw)
+    check_choice("model", c.model, list_models(), **kw)
     if not isinstance(c.model_kwargs, Mapping):
-        raise bad("model_kwargs", "a table of model options")
+        raise invalid("model_kwargs", "a table of model options", c.model_kwargs, **kw)
     allowed_mk = set(model_kwargs(c.model)) | {"skip"}
     extra = sorted(set(c.model_kwargs) - allowed_mk)
     if extra:
-        raise SampletopoError(
-            f"Unknown model option(s) {extra} for model {c.model!r}. Allowed: {sorted(allowed_mk)}."
+        raise ParameterError(
+            f"Unknown model option(s) {extra} for model {c.model!r}. Allowed: "
+            f"{sorted(allowed_mk)}. Options of another model (e.g. width, widen, depth for an "
+            "mlp, which takes hidden) do not apply to this one: leave them out.",
+            parameter="model_kwargs",
         )
     # Types and ranges of the options too, so a typo fails before any folder is written.
-    check_model_options(c.model, c.model_kwargs, where="the training config")
+    check_model_options(c.model, c.model_kwargs, where=where)
     for key in ("name", "data_root"):
         if not isinstance(getattr(c, key), str) or not getattr(c, key):
-            raise bad(key, "a non-empty string")
+            raise invalid(key, "a non-empty string", getattr(c, key), **kw)
     for key, low, high in (
         ("epochs", 1, MAX_EPOCH),
         ("batch_size", 1, None),
@@ -188,41 +206,56 @@ def _validate(c: TrainConfig) -> None:
         ("seed", 0, MAX_SEED),
         ("data_seed", 0, MAX_SEED),
         ("max_samples", 0, None),
-        ("threads", 0, None),
     ):
-        v = getattr(c, key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < low or (high and v > high):
-            raise bad(key, f"an int >= {low}" + (f" and <= {high}" if high else ""))
+        check_int(key, getattr(c, key), low, high, **kw)
+    check_int(
+        "threads",
+        c.threads,
+        0,
+        max_threads(),
+        **kw,
+        fix=f"0 leaves torch's setting; at most four per core of this machine "
+        f"({os.cpu_count()} cores).",
+    )
     if 0 < c.max_samples < 10:
-        raise bad("max_samples", "0 (every sample) or an int >= 10")
+        raise invalid("max_samples", "0 (every sample) or an int >= 10", c.max_samples, **kw)
     if c.val_fraction is not None:
-        try:
-            _check_val_fraction(c.val_fraction, allow_test=default_val_fraction(c.data) == "test")
-        except SampletopoError:
-            allowed = "'test' or " if default_val_fraction(c.data) == "test" else ""
-            raise bad("val_fraction", f"{allowed}a float in (0, 1)") from None
-    for key in ("lr", "momentum", "weight_decay", "gamma"):
-        v = getattr(c, key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise bad(key, "a finite number >= 0")
-    if c.lr <= 0:
-        raise bad("lr", "a number > 0")
-    if c.record_mode not in ("eval", "train_pass"):
-        raise bad("record_mode", "'eval' or 'train_pass'")
+        _check_val_fraction(
+            c.val_fraction,
+            allow_test=default_val_fraction(c.data) == "test",
+            data=c.data,
+            **kw,
+        )
+    check_real("lr", c.lr, low=0, low_open=True, high=MAX_LR, **kw)
+    check_real("momentum", c.momentum, low=0, high=1, high_open=True, **kw)
+    check_real("weight_decay", c.weight_decay, low=0, high=MAX_WEIGHT_DECAY, **kw)
+    check_real("gamma", c.gamma, low=0, high=MAX_GAMMA, **kw)
+    check_choice("record_mode", c.record_mode, ("eval", "train_pass"), **kw)
     if not c.record_splits or any(s not in SPLITS for s in c.record_splits):
-        raise bad("record_splits", f"a non-empty list from {list(SPLITS)}")
+        raise invalid(
+            "record_splits", f"a non-empty list from {list(SPLITS)}", c.record_splits, **kw
+        )
     if c.milestones is not None and (
         not isinstance(c.milestones, (list, tuple))
         or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in c.milestones)
     ):
-        raise bad(
-            "milestones", "a list of ints >= 1 (epochs after which lr is multiplied by gamma)"
+        raise invalid(
+            "milestones",
+            "a list of ints >= 1 (epochs after which lr is multiplied by gamma)",
+            c.milestones,
+            **kw,
         )
-    if not isinstance(c.nesterov, bool):
-        raise bad("nesterov", "a bool")
+    check_bool("nesterov", c.nesterov, **kw)
+    if c.nesterov and c.momentum == 0:
+        raise invalid(
+            "nesterov",
+            "false when momentum is 0 (Nesterov momentum needs momentum)",
+            c.nesterov,
+            **kw,
+        )
     if not isinstance(c.device, str):
-        raise bad("device", "a string such as 'auto', 'cpu' or 'cuda'")
-    resolve_device(c.device, where="the training config", allow_none=False, kind="setting")
+        raise invalid("device", "a string such as 'auto', 'cpu' or 'cuda'", c.device, **kw)
+    resolve_device(c.device, where=where, allow_none=False, kind="setting")
 
 
 def scale_milestones(
@@ -264,9 +297,10 @@ _FIELDS = {f.name for f in fields(TrainConfig)}
 def _config_from_mapping(d: Mapping[str, Any], *, where: str) -> TrainConfig:
     unknown = sorted(set(d) - _FIELDS)
     if unknown:
-        raise SampletopoError(
+        raise ParameterError(
             f"{where}: unknown setting(s) {unknown}. Known settings: {sorted(_FIELDS)} plus a "
-            "[variants] table."
+            "[variants] table.",
+            parameter=unknown[0],
         )
     # Checked here, not only in _validate: variants are merged into model_kwargs before that.
     _check_model_kwargs_table(d.get("model_kwargs", {}), where=where)
@@ -275,9 +309,12 @@ def _config_from_mapping(d: Mapping[str, Any], *, where: str) -> TrainConfig:
 
 def _check_model_kwargs_table(value: Any, *, where: str) -> None:
     if not isinstance(value, Mapping):
-        raise SampletopoError(
-            f"{where}: the 'model_kwargs' setting must be a table of model options, e.g. "
-            f"[model_kwargs] then 'width = 8'. Got {value!r} ({type(value).__name__}) instead."
+        raise invalid(
+            "model_kwargs",
+            "a table of model options, e.g. [model_kwargs] then 'width = 8'",
+            where=where,
+            got=f"{value!r} ({type(value).__name__})",
+            kind="setting",
         )
 
 
@@ -303,24 +340,28 @@ def load_train_config(path: str | Path) -> tuple[TrainConfig, Any]:
     """
     path = Path(path)
     if path.is_dir():
-        raise SampletopoError(
-            f"Training config {str(path)!r} is a folder; pass a TOML file (settings and variants)."
+        raise ParameterError(
+            f"Training config {str(path)!r} is a folder; pass a TOML file (settings and variants).",
+            parameter="config",
         )
     if not path.is_file():
-        raise SampletopoError(f"Training config {str(path)!r} does not exist.")
+        raise ParameterError(f"Training config {str(path)!r} does not exist.", parameter="config")
     try:
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
     except UnicodeDecodeError:
-        raise SampletopoError(
+        raise ParameterError(
             f"Training config {str(path)!r} is not a TOML file (it is not UTF-8 text; a "
-            "checkpoint or other binary file?). Pass a TOML file of settings and variants."
+            "checkpoint or other binary file?). Pass a TOML file of settings and variants.",
+            parameter="config",
         ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise SampletopoError(f"Training config {str(path)!r} is not valid TOML: {exc}") from exc
+        raise ParameterError(
+            f"Training config {str(path)!r} is not valid TOML: {exc}", parameter="config"
+        ) from exc
     variants = raw.pop("variants", None)
     raw.pop("variant_names", None)
-    return _config_from_mapping(raw, where=str(path)), variants
+    return _config_from_mapping(raw, where=repr(str(path))), variants
 
 
 def _fmt(v: Any) -> str:
@@ -358,9 +399,10 @@ def _apply(base: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
             allowed = sorted(
                 _FIELDS | {"skip"} | set(model_kwargs(model) if model in list_models() else ())
             )
-            raise SampletopoError(
+            raise ParameterError(
                 f"Unknown variant setting {key!r}. Allowed: {allowed} (model options may also be "
-                "written 'model_kwargs.NAME')."
+                "written 'model_kwargs.NAME').",
+                parameter=key,
             )
     return replace(base, **top, model_kwargs=mk)
 
@@ -393,15 +435,22 @@ def resolve_variants(
             v = variants[k]
             vals = list(v) if isinstance(v, (list, tuple)) else [v]
             if not vals:
-                raise SampletopoError(f"Variant axis {k!r} has no values.")
+                raise invalid(
+                    "variants",
+                    f"a mapping whose axis {k!r} has values",
+                    [],
+                    where="resolve_variants",
+                )
             lists.append(vals)
         combos = [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*lists)]
     elif isinstance(variants, (list, tuple)) and all(isinstance(v, Mapping) for v in variants):
         combos = [dict(v) for v in variants]
     else:
-        raise SampletopoError(
-            "The 'variants' parameter must be a mapping of setting -> list of values, or a list "
-            f"of mappings of overrides. Got {type(variants).__name__}."
+        raise invalid(
+            "variants",
+            "a mapping of setting -> list of values, or a list of mappings of overrides",
+            where=None,
+            got=type(variants).__name__,
         )
     out = []
     seen: set[str] = set()
@@ -412,9 +461,10 @@ def resolve_variants(
             else check_name(_safe(",".join(f"{k}={_fmt(v)}" for k, v in ov.items())))
         )
         if name.casefold() in seen:
-            raise SampletopoError(
+            raise ParameterError(
                 f"Two variants share the name {name!r} (names are compared without case); "
-                "give them distinct names."
+                "give them distinct names.",
+                parameter="variants",
             )
         seen.add(name.casefold())
         cfg = _apply(base, ov)
@@ -438,14 +488,6 @@ def _shuffle_seed(seed: int, epoch: int) -> int:
     ``[0, 2**64)``, so every seed in ``[0, 2**63 - 1]`` works; below ``2**64 / 1_000_003``
     (any seed anyone types) it is ``seed * 1_000_003 + epoch`` exactly, as before."""
     return (seed * 1_000_003 + epoch) % 2**64
-
-
-class RunDivergedError(SampletopoError):
-    """A run's mean training loss became non-finite; training stopped at ``epoch``."""
-
-    def __init__(self, message: str, *, epoch: int) -> None:
-        super().__init__(message)
-        self.epoch = epoch
 
 
 def _resume_epoch(run: Run, rec: LossRecorder) -> int | None:
@@ -509,7 +551,7 @@ def _open_run(config: TrainConfig, run: Run, name: str) -> tuple[dict[str, Any],
             k for k in set(old) | set(cfg) if k not in _RESUME_FREE and old.get(k) != cfg.get(k)
         )
         if diff:
-            raise SampletopoError(
+            raise RunFolderError(
                 f"Run folder {str(run.path)!r} was trained with other settings "
                 f"({', '.join(diff)}: {[(k, old.get(k), cfg.get(k)) for k in diff][:4]}). "
                 "Resuming would mix two runs: pass a new output folder, or the same settings to "
@@ -626,6 +668,31 @@ class _Training:
         return float(total.item()) / n, time.perf_counter() - t0
 
 
+def _divergence(t: _Training, epoch: int, train_loss: float) -> str | None:
+    """Why the run diverged at ``epoch`` (for the message), or ``None`` if it did not.
+
+    The mean training loss is taken before each step, so a last step that breaks the model
+    (weights, or outputs, beyond float32) shows only in the weights and in the losses recorded
+    at the end of the epoch: with finite weights and inputs, a per-sample cross-entropy is NaN
+    or inf only when the logits overflow.
+    """
+    if not np.isfinite(train_loss):
+        return f"mean training loss {train_loss}"
+    if not all(bool(torch.isfinite(p).all()) for p in t.model.parameters()):
+        return (
+            f"its weights hold NaN/inf after the epoch's last step; mean training loss "
+            f"{train_loss:.4g} before it"
+        )
+    bad = {s: n for (s, e), n in t.rec.nonfinite.items() if e == epoch and n}
+    if bad:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(bad.items()))
+        return (
+            f"its recorded losses hold NaN/inf ({counts}) after the epoch's last step; mean "
+            f"training loss {train_loss:.4g} before it"
+        )
+    return None
+
+
 def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: bool) -> Path:
     from tqdm.auto import tqdm
 
@@ -654,13 +721,14 @@ def _train_run(config: TrainConfig, rd: Path, *, variant: str | None, progress: 
             # Counted in rec.nonfinite and reported once below, not once per table.
             warnings.simplefilter("ignore", NonFiniteLossWarning)
             t.rec.on_train_epoch_end(epoch, t.model)
-        if not np.isfinite(train_loss):
+        what = _divergence(t, epoch, train_loss)
+        if what is not None:
             bar.close()
             raise RunDivergedError(
-                f"{name}: training diverged at epoch {epoch} (mean training loss {train_loss}, "
-                f"lr={lr:g}); it stopped there. Epochs 0..{epoch} are recorded (epoch {epoch} "
-                f"with {t.rec.nonfinite.get(('train', epoch), 0)} non-finite train losses). "
-                "Lower the learning rate, or add gradient clipping / warm-up in your own loop.",
+                f"{name}: training diverged at epoch {epoch} ({what}, lr={lr:g}); it stopped "
+                f"there. Epochs 0..{epoch} are recorded (epoch {epoch} with "
+                f"{t.rec.nonfinite.get(('train', epoch), 0)} non-finite train losses). Lower the "
+                "learning rate or momentum, or add gradient clipping / warm-up in your own loop.",
                 epoch=epoch,
             )
         t.save(epoch, lr=lr, train_loss=train_loss, seconds=seconds)
@@ -724,7 +792,7 @@ def train_experiment(
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Every rank would train its own copy into the same folders: refuse instead.
-        raise SampletopoError(
+        raise ParameterError(
             f"train_experiment was started with WORLD_SIZE={os.environ['WORLD_SIZE']} (torchrun?). "
             "Training is single-process; run `sampletopo train` without torchrun, then record its "
             "checkpoints in parallel with `torchrun ... -m sampletopo record --checkpoints DIR`."
@@ -739,9 +807,11 @@ def train_experiment(
     elif isinstance(config, TrainConfig):
         base = config
     else:
-        raise SampletopoError(
-            "The 'config' parameter of train_experiment must be a TrainConfig, a mapping or a "
-            f"TOML path. Got {type(config).__name__}."
+        raise invalid(
+            "config",
+            "a TrainConfig, a mapping or a TOML path",
+            where="train_experiment",
+            got=type(config).__name__,
         )
     triples = resolve_variants(base, variants if variants is not None else file_variants)
     for name, _, _ in triples:
@@ -768,7 +838,7 @@ def _train_variants(
         old = read_toml(exp_path, fix="Restore it or pass a new --out folder.")
         started = [n for n in old.get("variants", {}) if Run(out / n).has_results()]
         if "variant_names" not in old:
-            raise SampletopoError(
+            raise RunFolderError(
                 f"{str(out)!r} is a run folder, not an experiment folder: `sampletopo train "
                 "--out` takes the experiment folder that gets one sub-folder per variant. Pass "
                 "a new folder."
@@ -780,7 +850,7 @@ def _train_variants(
         )
         if diff and started:
             shown = ", ".join(f"{k}: {old.get(k)!r} -> {exp.get(k)!r}" for k in diff[:3])
-            raise SampletopoError(
+            raise RunFolderError(
                 f"Experiment folder {str(out)!r} holds variants trained with other base settings "
                 f"({shown}). Pass a new --out folder, or the same settings (new variants of "
                 "this experiment vary a setting: several values of one flag, e.g. --lr 0.1 0.01)."
@@ -790,7 +860,7 @@ def _train_variants(
     else:
         others = experiment.folders_with_config()
         if others:
-            raise SampletopoError(
+            raise RunFolderError(
                 f"{str(out)!r} already holds run folders ({', '.join(others[:4])}) that no "
                 "`sampletopo train` experiment there lists. Pass a new --out folder."
             )

@@ -91,7 +91,10 @@ def test_wasserstein_to_final_matches_pot_on_stored_diagrams(experiment):
                     )
     other = analysis.wasserstein_to_reference(runs, reference=2, write=False)
     assert other.filter(pl.col("epoch") == 2)["w1"].to_list() == [0.0] * 8
-    with pytest.raises(SampletopoError, match="Reference epoch 9"):
+    with pytest.raises(
+        SampletopoError,
+        match="'reference' parameter of wasserstein_to_reference .*Got 9, which has no",
+    ):
         analysis.wasserstein_to_reference(runs, reference=9)
 
 
@@ -149,9 +152,14 @@ def test_nonfinite_epoch_is_skipped_loudly_and_missing_epochs_named(experiment, 
         SampletopoError, match="no val diagram for epoch 2. Epochs with diagrams: 0-1, 3-4"
     ):
         read_diagram(rd, split="val", tree="join", epoch=2)
-    with pytest.raises(SampletopoError, match="'tree' must be 'join'.*'split'.*Got 'peaks'"):
+    with pytest.raises(
+        SampletopoError,
+        match="'tree' parameter of read_diagram must be 'join'.*'split'.*Got 'peaks'",
+    ):
         read_diagram(rd, split="val", tree="peaks", epoch=3)
-    with pytest.raises(SampletopoError, match="'split' must be one of.*Got 'test'"):
+    with pytest.raises(
+        SampletopoError, match="'split' parameter of read_diagram must be .*Got 'test'"
+    ):
         read_diagram(rd, split="test", tree="join", epoch=3)
 
 

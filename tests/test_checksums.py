@@ -315,6 +315,24 @@ def test_a_damaged_graph_cache_is_rebuilt_with_a_warning(tmp_path, rng):
     np.testing.assert_array_equal(Graph.load(cache).edges, g.edges)  # the file was replaced
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [lambda raw: b"", lambda raw: raw[: len(raw) // 2], lambda raw: b"not a zip at all"],
+    ids=["empty", "truncated", "garbage"],
+)
+def test_an_empty_truncated_or_garbage_graph_cache_is_rebuilt_with_a_warning(tmp_path, rng, damage):
+    # N1: an emptied cache gave an EOFError traceback; truncated and garbage ones were rebuilt
+    # silently although the README promises a warning.
+    X = rng.normal(size=(60, 4))
+    g = knn_graph(X, k=4, cache_dir=tmp_path)
+    [cache] = list(tmp_path.glob("knn-*.npz"))
+    cache.write_bytes(damage(cache.read_bytes()))
+    with pytest.warns(DamagedFileWarning, match=r"knn-.*\.npz' is damaged: .*built again"):
+        again = knn_graph(X, k=4, cache_dir=tmp_path)
+    np.testing.assert_array_equal(again.edges, g.edges)
+    np.testing.assert_array_equal(Graph.load(cache).edges, g.edges)  # the file was replaced
+
+
 def test_a_damaged_landscape_is_one_error_naming_it(tmp_path):
     c1, c2 = np.linspace(-1, 1, 5), np.linspace(-2, 2, 6)
     loss = (c1[:, None] - 0.5) ** 2 + c2[None, :] ** 2

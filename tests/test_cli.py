@@ -251,6 +251,86 @@ def test_help_lists_models_datasets_and_the_milestone_schedule(capsys):
     assert "sampletopo.samples.top_regions" in text and "(default: val)" in text
 
 
+# The command line's own defaults: the demo's output folder (run_demo takes it as an argument).
+_CLI_ONLY_DEFAULTS = {("demo", "out")}
+# The positional arguments and required flags of each command, nothing else.
+_MINIMAL_ARGV = {
+    "demo": [],
+    "figures": ["RUN"],
+    "landscape": ["RUN", "--epoch", "1"],
+    "record": ["--checkpoints", "C", "--model", "mlp", "--data", "digits", "--out", "O"],
+    "report": ["EXP"],
+    "samples": ["RUN", "--epoch", "1"],
+    "topology": ["RUN"],
+    "train": ["--out", "O"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(_subparsers()))
+def test_every_flag_leaves_its_default_to_the_library(command):
+    # Issue 12: every command repeated the library's defaults, and they drifted (top was 10 in
+    # top_regions, 5 in sample_figures). A flag not given is now not in the namespace at all
+    # (or None, for train's settings, filtered before TrainConfig), so the library's applies.
+    parser = _subparsers()[command]
+    for action in parser._actions:
+        if not action.option_strings or action.required or action.dest == "help":
+            continue
+        if (command, action.dest) in _CLI_ONLY_DEFAULTS:
+            continue
+        assert action.default in (argparse.SUPPRESS, None), (command, action.option_strings)
+    args = parser.parse_args(_MINIMAL_ARGV[command])
+    shown = {k for k, v in vars(args).items() if v is not None and k != "func"}
+    assert shown <= {"run", "runs", "experiments", "epoch", "out", "checkpoints", "model", "data",
+                     "config"}, shown  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "function", "param"),
+    [
+        ("samples", "--top", "sampletopo.samples:top_regions", "top"),
+        ("samples", "--split", "sampletopo.samples:top_regions", "split"),
+        ("samples", "--k", "sampletopo.samples:top_regions", "k"),
+        ("topology", "--k", "sampletopo.analysis:compute_topology", "k"),
+        ("topology", "--jobs", "sampletopo.analysis:compute_topology", "jobs"),
+        ("topology", "--reference", "sampletopo.analysis:wasserstein_to_reference", "reference"),
+        ("figures", "--formats", "sampletopo.figures:write_figure_set", "formats"),
+        ("report", "--title", "sampletopo.report:write_report", "title"),
+        ("landscape", "--steps", "sampletopo.landscape:landscape_for_run", "steps"),
+        ("landscape", "--connectivity", "sampletopo.landscape:landscape_for_run", "connectivity"),
+        ("landscape", "--trace-rtol", "sampletopo.landscape:landscape_for_run", "trace_rtol"),
+        ("record", "--batch-size", "sampletopo.from_checkpoints:record_checkpoints", "batch_size"),
+        ("record", "--data-root", "sampletopo.from_checkpoints:record_checkpoints", "data_root"),
+        ("record", "--shard", "sampletopo.from_checkpoints:record_checkpoints", "shard"),
+    ],
+)
+def test_help_shows_the_default_of_the_library_function(command, flag, function, param):
+    import importlib
+    import inspect
+
+    module, name = function.split(":")
+    default = (
+        inspect.signature(getattr(importlib.import_module(module), name)).parameters[param].default
+    )
+    parser = _subparsers()[command]
+    [action] = [a for a in parser._actions if flag in a.option_strings]
+    shown = " ".join(parser._get_formatter()._expand_help(action).split())
+    text = " ".join(str(v) for v in default) if isinstance(default, tuple) else str(default)
+    assert shown.endswith(f"(default: {text})"), shown
+
+
+def test_region_options_have_one_default_for_table_tracks_and_figures():
+    import inspect
+
+    from sampletopo.plotting._samples import sample_figures
+    from sampletopo.samples import top_regions, track_members
+
+    assert inspect.signature(top_regions).parameters["top"].default == 10
+    # track_members and sample_figures pass the options on: no default of their own.
+    for fn in (track_members, sample_figures):
+        assert "top" not in inspect.signature(fn).parameters
+        assert inspect.signature(fn).parameters["options"].kind is inspect.Parameter.VAR_KEYWORD
+
+
 def test_milestones_without_a_value_keep_the_lr_constant(tmp_path):
     out = tmp_path / "flat"
     argv = ["train", "--data", "synthetic", "--model", "cnn", "--width", "4", "--epochs", "3"]

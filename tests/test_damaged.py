@@ -138,6 +138,40 @@ PARQUET_DAMAGE: dict[str, Callable[[Path], None]] = {
 }
 LOSS_DAMAGE = {**PARQUET_DAMAGE, "too few rows": _too_few_rows}
 
+
+# Forgeries: whole Parquet files without sampletopo's checksum (as polars writes them, and as
+# tables of earlier versions are), of the right schema and size, whose rows say something else
+# than where they lie. Findings N3 and N7 of the issue-11 check.
+def _rows_of_one_tree(p: Path) -> None:
+    pl.read_parquet(p).filter(pl.col("tree") == "join").write_parquet(p)
+
+
+def _other_epoch(p: Path) -> None:
+    pl.read_parquet(p).with_columns(pl.col("epoch") + 1).write_parquet(p)
+
+
+def _other_split(p: Path) -> None:
+    df = pl.read_parquet(p)
+    df.with_columns(split=pl.lit("val" if df["split"][0] == "train" else "train")).write_parquet(p)
+
+
+def _duplicate_samples(p: Path) -> None:
+    df = pl.read_parquet(p)
+    df = df.with_columns(sample=pl.when(pl.col("sample") == 1).then(0).otherwise(pl.col("sample")))
+    df.write_parquet(p)
+
+
+DIAGRAM_FORGERY: dict[str, Callable[[Path], None]] = {
+    "one tree's rows": _rows_of_one_tree,
+    "other epoch": _other_epoch,
+    "other split": _other_split,
+}
+LOSS_FORGERY: dict[str, Callable[[Path], None]] = {
+    "duplicate samples": _duplicate_samples,
+    "other epoch": _other_epoch,
+    "other split": _other_split,
+}
+
 JSON_DAMAGE: dict[str, Callable[[Path], None]] = {
     "truncated": _truncate,
     "garbage": _garbage,
@@ -221,6 +255,29 @@ def test_a_damaged_loss_table_is_one_error_naming_it(exp, tmp_path, capsys, comm
     line = _cli_error(capsys, _commands(exp, tmp_path)[command])
     assert repr(str(path)) in line
     assert "Record that epoch again" in line
+
+
+@pytest.mark.parametrize("forgery", list(LOSS_FORGERY))
+@pytest.mark.parametrize("command", ["topology", "samples", "figures", "report"])
+def test_a_forged_loss_table_is_one_error_naming_it(exp, tmp_path, capsys, command, forgery):
+    # N7: duplicate sample ids or an epoch column other than the file name's were accepted by
+    # figures and report (they read the tables lazily, unchecked).
+    path = epoch_file(exp / "run", "train", 2)
+    LOSS_FORGERY[forgery](path)
+    line = _cli_error(capsys, _commands(exp, tmp_path)[command])
+    assert repr(str(path)) in line
+    assert "Record that epoch again" in line
+
+
+@pytest.mark.parametrize("forgery", list(LOSS_FORGERY))
+def test_train_resume_records_a_forged_table_again(pristine, exp, forgery):
+    path = epoch_file(exp / "run", "train", 2)
+    LOSS_FORGERY[forgery](path)
+    with pytest.warns(DamagedFileWarning, match=r"epoch=0002\.parquet' is damaged"):
+        train_experiment(CFG, exp, progress=False)
+    assert_frame_equal(
+        pl.read_parquet(path), pl.read_parquet(epoch_file(pristine / "run", "train", 2))
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncated", "wrong schema", "too few rows", "data page"])
@@ -366,6 +423,33 @@ def test_figures_and_report_name_a_damaged_diagram_table(exp, tmp_path, capsys, 
     assert "run `sampletopo topology` on this run again" in line
 
 
+@pytest.mark.parametrize("forgery", list(DIAGRAM_FORGERY))
+def test_topology_recomputes_a_forged_diagram_table(pristine, exp, capsys, forgery):
+    # N3: a diagram table without the split tree's rows (a whole file, no checksum) gave a
+    # KeyError traceback from wasserstein_to_reference.
+    path = exp / "run" / "topology" / "val" / "epoch=0002.parquet"
+    DIAGRAM_FORGERY[forgery](path)
+    with pytest.warns(DamagedFileWarning) as caught:
+        assert main(_commands(exp, exp)["topology"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    [msg] = [str(w.message) for w in caught if issubclass(w.category, DamagedFileWarning)]
+    assert msg.startswith(f"{str(path)!r} is damaged") and msg.endswith("it is computed again.")
+    before, after = _tables(pristine / "run", "topology"), _tables(exp / "run", "topology")
+    assert_frame_equal(
+        after["topology/val/epoch=0002.parquet"], before["topology/val/epoch=0002.parquet"]
+    )
+
+
+@pytest.mark.parametrize("forgery", list(DIAGRAM_FORGERY))
+@pytest.mark.parametrize("command", ["figures", "report"])
+def test_figures_and_report_name_a_forged_diagram_table(exp, tmp_path, capsys, command, forgery):
+    path = exp / "run" / "topology" / "val" / "epoch=0002.parquet"
+    DIAGRAM_FORGERY[forgery](path)
+    line = _cli_error(capsys, _commands(exp, tmp_path)[command])
+    assert repr(str(path)) in line
+    assert "run `sampletopo topology` on this run again" in line
+
+
 @pytest.mark.parametrize(
     "read",
     [
@@ -474,6 +558,15 @@ def test_a_run_config_without_data_or_with_wrong_types(
     path = _edit_config(exp / "run", edit)
     line = _cli_error(capsys, _commands(exp, tmp_path)[command])
     assert needle in line and repr(str(path)) in line
+
+
+@pytest.mark.parametrize("command", ["topology", "samples"])
+def test_a_minimal_run_config_takes_the_documented_defaults(exp, tmp_path, capsys, command):
+    # N2: with only name, model and data, int(None) (data_seed) and a None path (data_root)
+    # failed with TypeError tracebacks, though this is what the "no 'data' entry" error asks for.
+    (exp / "run" / "config.toml").write_text('name = "x"\nmodel = "mlp"\ndata = "digits"\n')
+    assert main(_commands(exp, tmp_path)[command]) == 0
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_train_resume_names_a_wrong_typed_config_entry(exp):

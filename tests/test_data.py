@@ -109,7 +109,7 @@ def test_user_features_file_checked_against_split_size(digits, tmp_path):
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, arr.astype(np.float32))
     with pytest.raises(
-        SampletopoError, match=rf"shape \({digits.n('val')}, 3\).*'train' has {digits.n('train')}"
+        SampletopoError, match=rf"'train' has {digits.n('train')}.*shape \({digits.n('val')}, 3\)"
     ):
         digits.features("train", path=good)
     with pytest.raises(SampletopoError, match=r"\.npy"):

@@ -316,14 +316,22 @@ def test_essential_pairs_are_matched_in_sorted_order():
 
 def test_sample_ids_are_integers_and_not_negative():
     with pytest.raises(
-        SampletopoError, match=r"'birth_sample' must hold integer sample ids. Got 0.5"
+        SampletopoError,
+        match=r"'birth_sample' parameter of Diagram must be an array of integer sample ids. Got 0.5",
     ):
         st.Diagram([0.0], [1.0], [0.5], [3], "join")
-    with pytest.raises(SampletopoError, match=r"'death_sample' must hold integer"):
+    with pytest.raises(
+        SampletopoError, match=r"'death_sample' parameter of Diagram must be an array of integer"
+    ):
         st.Diagram([0.0], [1.0], [0], [np.nan], "join")
-    with pytest.raises(SampletopoError, match=r"'birth_sample' holds sample ids, which are >= 0"):
+    with pytest.raises(
+        SampletopoError,
+        match=r"'birth_sample' parameter of Diagram must be an array of sample ids, which are >= 0",
+    ):
         st.Diagram([0.0], [1.0], [-2], [3], "join")
-    with pytest.raises(SampletopoError, match=r"'death_sample' holds sample ids"):
+    with pytest.raises(
+        SampletopoError, match=r"'death_sample' parameter of Diagram must be an array of sample ids"
+    ):
         st.Diagram([0.0, 0.0], [1.0, 2.0], [0, 1], [3, -4], "join")
     with pytest.raises(SampletopoError, match="booleans"):
         st.Diagram([0.0], [1.0], [True], [3], "join")
@@ -342,7 +350,7 @@ def test_select_positions_and_masks():
     assert len(d.select([])) == 0
     with pytest.raises(SampletopoError, match="negative positions are not counted from the end"):
         d.select([-1])
-    with pytest.raises(SampletopoError, match=r"must be in \[0, 2\]"):
+    with pytest.raises(SampletopoError, match=r"must be pair positions in \[0, 2\]"):
         d.select([3])
     with pytest.raises(SampletopoError, match="one entry per pair"):
         d.select([True, False])

@@ -465,3 +465,30 @@ def test_sampletopo_record_under_torchrun_writes_the_single_process_tables(tmp_p
         assert two.stdout.count("recorded 3 epoch(s)") == 1  # rank 0 alone reports
         assert f"with 2 processes (--shard {shard})" in two.stdout
         _assert_same_tables(tmp_path / "one", tmp_path / shard)
+
+
+def test_an_error_on_one_rank_is_raised_on_every_rank_with_its_class():
+    from sampletopo._errors import DamagedFileError, ParameterError, RankFailedError
+    from sampletopo.distributed import error_status, raise_status
+
+    def status_of(exc: BaseException):
+        try:
+            raise exc
+        except BaseException as caught:  # noqa: BLE001 -- as a rank does
+            return error_status(caught)
+
+    # A bug on rank 1 (not a SampletopoError): every rank stops with RankFailedError, which
+    # names the rank, the error's type and where it was raised; no bare RuntimeError.
+    with pytest.raises(
+        RankFailedError, match=r"rank 1 failed: KeyError: 'x' \(raised at .*test_distributed\.py"
+    ) as err:
+        raise_status(status_of(KeyError("x")), rank=1)
+    assert (err.value.rank, err.value.kind) == (1, "KeyError")
+    # sampletopo's own errors keep their class and attributes across ranks.
+    damaged = DamagedFileError("/r/losses/val/epoch=0001.parquet", "it is empty", "Record it.")
+    with pytest.raises(DamagedFileError) as got:
+        raise_status(status_of(damaged), rank=2)
+    assert got.value.path == damaged.path and str(got.value) == str(damaged)
+    with pytest.raises(ParameterError, match="'k'") as par:
+        raise_status(status_of(ParameterError("The 'k' parameter ...", parameter="k")), rank=0)
+    assert par.value.parameter == "k"

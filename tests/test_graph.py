@@ -9,7 +9,7 @@ from hypothesis import strategies as st_h
 from sklearn.neighbors import NearestNeighbors
 
 import sampletopo as st
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import ParameterError, SampletopoError
 
 
 def sklearn_knn_edges(X, k, metric="euclidean"):
@@ -157,7 +157,7 @@ def test_approximate_index_reports_recall(tmp_path, index, capsys):
     assert len(shared) / exact.n_edges >= 0.8
     (path,) = tmp_path.glob(f"knn-l2-{index}-k10-*.npz")
     assert st.Graph.load(path).recall == pytest.approx(g.recall)
-    with pytest.raises(SampletopoError, match="'index' must be"):
+    with pytest.raises(SampletopoError, match="'index' parameter of knn_graph must be"):
         st.knn_graph(X, k=10, index="lsh")  # type: ignore[arg-type]
 
 
@@ -388,3 +388,32 @@ def test_cosine_parallel_rows_tie_exactly_whatever_the_factor():
         group = [j for j in range(len(X)) if j % 5 == i % 5 and j != i]
         expected.update((min(i, j), max(i, j)) for j in group[:k])
     assert edge_list(st.knn_graph(X, k=k, metric="cosine")) == sorted(expected)
+
+
+# --- Findings N7 of the issue-11 check ------------------------------------------------------
+
+
+def test_knn_graph_of_one_sample_names_the_sample_count_not_an_empty_range():
+    with pytest.raises(
+        SampletopoError, match=r"'X' parameter of knn_graph .*at least 2 samples"
+    ) as err:
+        st.knn_graph(np.zeros((1, 3)), k=1)
+    assert "[1, 0]" not in str(err.value)
+
+
+@pytest.mark.parametrize("shape", [(2.5, 3), "ab", (2, -1), (), (True, 2), 3.0])
+def test_grid_graph_refuses_what_is_not_a_tuple_of_positive_ints(shape):
+    with pytest.raises(ParameterError, match=r"'shape' parameter of grid_graph"):
+        st.grid_graph(shape)
+
+
+def test_grid_graph_takes_numpy_ints_and_a_single_int():
+    assert st.grid_graph((np.int64(2), 3)).edges.tolist() == st.grid_graph((2, 3)).edges.tolist()
+    assert st.grid_graph(3).n_edges == 2  # a path of three points
+
+
+def test_recall_line_counts_the_queries_it_used(capsys):
+    X = np.random.default_rng(1).normal(size=(300, 4)).astype(np.float32)
+    st.knn_graph(X, k=5, index="hnsw")
+    out = capsys.readouterr().out
+    assert "(300 queries)" in out and "1,000" not in out

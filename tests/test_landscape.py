@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import gudhi
@@ -690,6 +691,43 @@ def test_cli_landscape_of_a_trained_run_starts_at_the_recorded_losses(tmp_path, 
     assert (
         "no checkpoint for epoch 7. Epochs with checkpoints: [0, 1, 2]" in capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(
+    "argv", [["--steps", "100000", "--dim", "3"], ["--steps", "2", "--dim", "200"]]
+)
+def test_a_grid_larger_than_memory_is_refused_with_the_numbers_before_anything_is_written(
+    tmp_path, capsys, argv
+):
+    # N5: `landscape --steps 100000 --dim 3` failed with numpy's _ArrayMemoryError (7.11 PiB)
+    # after the Hessian; --dim 200 asked for 2**200 points.
+    from sampletopo.cli import main
+    from sampletopo.train import TrainConfig, train_run
+
+    run = train_run(
+        TrainConfig(data="synthetic", model="mlp", epochs=1, milestones=[], threads=1),
+        tmp_path / "exp" / "run",
+        progress=False,
+    )
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert main(["landscape", str(run), "--epoch", "1", *argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert re.search(r"'steps' parameter of landscape_for_run .* grid points .* bytes", err), err
+    assert "available" in err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_grid_memory_counts_the_grid_arrays_the_graph_and_the_directions():
+    from sampletopo.landscape._grid import grid_bytes
+
+    # 17 bytes a point (loss, accuracy, done); axis graph: d edges a point of 2 int64 (x3 for
+    # canonicalising); directions d x n float64; vmapped chunks of parameter copies.
+    assert grid_bytes(10, 2, 1000, connectivity="axis", chunk=4) == (
+        100 * 17 + 3 * 16 * 2 * 100 + 2 * 1000 * 8 + 4 * 1000 * 4
+    )
+    fr = grid_bytes(10, 2, 1000, connectivity="freudenthal", chunk=4)
+    assert fr - grid_bytes(10, 2, 1000, connectivity="axis", chunk=4) == 3 * 16 * 100
 
 
 def test_auto_batch_size_follows_the_largest_activation():

@@ -704,3 +704,83 @@ def test_training_in_a_folder_one_may_not_write_is_one_line(tmp_path):
             if p.is_dir():
                 p.chmod(0o755)
         shutil.rmtree(base)
+
+
+@pytest.fixture(scope="module")
+def small_experiment(tmp_path_factory) -> Path:
+    """Two runs of two epochs with their topology computed (never modified: copy it)."""
+    exp = tmp_path_factory.mktemp("small") / "exp"
+    assert main([*TRAIN, "--epochs", "2", "--lr", "0.1", "0.05", "--out", str(exp)]) == 0
+    assert main(["topology", str(exp), "--k", "5", "--no-progress"]) == 0
+    return exp
+
+
+@pytest.mark.skipif(not _can_mount_read_only(), reason="needs root and mount namespaces")
+def test_figures_and_report_of_a_read_only_experiment_write_only_to_out(small_experiment, tmp_path):
+    # N4: both rewrote every run's summary.parquet and wasserstein.parquet (under a lock in the
+    # run's topology folder), so a read-only experiment could not be reported on (exit 2).
+    exp = tmp_path / "exp"
+    shutil.copytree(small_experiment, exp)
+    before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    for argv in (
+        ["figures", str(exp), "--out", str(out / "figs"), "--formats", "png", "--no-progress"],
+        ["report", str(exp), "--out", str(out / "report"), "--no-progress"],
+    ):
+        args = " ".join(f"'{a}'" for a in argv)
+        cmd = (
+            f"mount --bind {exp} {exp} && mount -o remount,bind,ro {exp} {exp} && "
+            f"exec {sys.executable} -m sampletopo {args}"
+        )
+        child = subprocess.run(["unshare", "-m", "sh", "-c", cmd], capture_output=True, text=True)
+        assert child.returncode == 0, child.stderr
+        assert "Traceback" not in child.stderr
+        notes = [ln for ln in child.stderr.splitlines() if "read-only" in ln]
+        assert len(notes) == 1, child.stderr  # one note, not one per run or table
+        assert "computed in memory" in notes[0]
+    assert (out / "figs" / "total_persistence.png").is_file()
+    assert (out / "report" / "index.html").is_file()
+    assert {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("command", ["figures", "report", "landscape"])
+def test_a_full_disk_under_figures_report_and_landscape_names_the_file(
+    small_experiment, tmp_path, command
+):
+    # N7: matplotlib's and numpy's writes failed with an OSError naming no file, so the line
+    # said "(the system named no file)".
+    exp = tmp_path / "exp"
+    shutil.copytree(small_experiment, exp)
+    out = tmp_path / "out"
+    argv = {
+        "figures": ["figures", str(exp), "--out", str(out), "--formats", "png", "--no-progress"],
+        "report": ["report", str(exp), "--out", str(out), "--no-progress"],
+        "landscape": ["landscape", str(exp / "lr=0.1"), "--epoch", "2", "--steps", "3",
+                      "--no-hessian", "--figures", "--out", str(out / "l.npz"), "--no-progress"],
+    }[command]  # fmt: skip
+    # 6 kB: the cached summary tables fit, a figure does not.
+    child = _python(FULL_DISK, "6000", *argv)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 2, err
+    line = _one_error_line(err, command)
+    assert "(the system named no file)" not in line
+    assert f"File too large: {str(out)}" in line.replace("'", ""), line
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.skipif(not _can_mount_read_only(), reason="needs root and mount namespaces")
+def test_topology_on_a_read_only_folder_does_not_suggest_a_flag_it_lacks(
+    small_experiment, tmp_path
+):
+    # N7: the hint said "write to a writable folder (--out)"; topology has no --out.
+    exp = tmp_path / "exp"
+    shutil.copytree(small_experiment, exp)
+    cmd = (
+        f"mount --bind {exp} {exp} && mount -o remount,bind,ro {exp} {exp} && "
+        f"exec {sys.executable} -m sampletopo topology '{exp}' --k 5 --overwrite --no-progress"
+    )
+    child = subprocess.run(["unshare", "-m", "sh", "-c", cmd], capture_output=True, text=True)
+    assert child.returncode == 2, child.stderr
+    line = _one_error_line(child.stderr, "topology")
+    assert "Read-only file system" in line and "--out" not in line
+    assert "copy the folder" in line

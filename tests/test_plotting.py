@@ -32,7 +32,7 @@ def _close_figures():
     plt.close("all")
 
 
-# --- 1. the library leaves the backend alone ----------------------------------------------------
+# --- the library leaves the backend alone -------------------------------------------------------
 
 _BACKEND_PROBE = """
 import matplotlib
@@ -76,7 +76,7 @@ def test_a_notebook_kernel_shows_figures_after_importing_sampletopo(tmp_path):
     assert any("image/png" in k for k in kinds), nb.cells[0].outputs
 
 
-# --- 4. one legend, outside the panels ---------------------------------------------------------
+# --- one legend, outside the panels ------------------------------------------------------------
 
 
 def _overlaps(a, b) -> bool:
@@ -118,7 +118,7 @@ def test_single_panel_keeps_its_own_legend(experiment):
     assert ax2.get_legend() is None
 
 
-# --- 5. readable colour bars of pair counts ------------------------------------------------------
+# --- readable colour bars of pair counts ---------------------------------------------------------
 
 
 def _tick_labels(cax) -> list[str]:
@@ -182,7 +182,7 @@ def test_shared_norm_switches_at_one_hundred_pairs():
         assert norm.vmin == 1 and norm.vmax >= n
 
 
-# --- 6. contour levels that resolve the basin ---------------------------------------------------
+# --- contour levels that resolve the basin ------------------------------------------------------
 
 
 def _directions() -> Directions:
@@ -266,7 +266,9 @@ def test_spacing_and_levels_are_checked():
     from sampletopo.plotting import plot_landscape_contour
 
     land = steep_landscape(5)
-    with pytest.raises(SampletopoError, match="'spacing' must be one of"):
+    with pytest.raises(
+        SampletopoError, match="'spacing' parameter of plot_landscape_contour must be one of"
+    ):
         plot_landscape_contour(land, spacing="even")  # type: ignore[arg-type]
     with pytest.raises(SampletopoError, match="'levels' parameter"):
         plot_landscape_contour(land, levels=0)
@@ -291,7 +293,7 @@ def test_surface_clips_far_corners_and_says_so():
     assert ax3.get_zlabel() == "loss" and ax3.get_zlim()[1] >= 658.0
 
 
-# --- 7. the comparison figure's colour bar ------------------------------------------------------
+# --- the comparison figure's colour bar ---------------------------------------------------------
 
 
 def test_comparison_figure_has_one_shared_count_colorbar(experiment, tmp_path):
@@ -318,7 +320,7 @@ def test_comparison_figure_has_one_shared_count_colorbar(experiment, tmp_path):
     assert all(lab.isdigit() for lab in _tick_labels(cax))
 
 
-# --- 3 and 8. the report picks up `sampletopo samples`, the progress bar ends full --------------
+# --- the report picks up `sampletopo samples`, the progress bar ends full ---------------------
 
 
 class _Bar:

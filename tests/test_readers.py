@@ -73,9 +73,14 @@ def test_selectors_are_keyword_only(exp):
     with pytest.raises(TypeError):
         st.loss_epochs(run, "val")  # type: ignore[misc]
     # "split" names the data split, "tree" the merge tree; a swap is named, never read.
-    with pytest.raises(st.SampletopoError, match="read_diagram: 'split' must be one of.*'join'"):
+    with pytest.raises(
+        st.SampletopoError, match="'split' parameter of read_diagram must be .*Got 'join'"
+    ):
         st.read_diagram(run, split="join", tree="val", epoch=2)
-    with pytest.raises(st.SampletopoError, match="read_diagram: 'tree' must be 'join'.*Got 'val'"):
+    with pytest.raises(
+        st.SampletopoError,
+        match="'tree' parameter of read_diagram must be 'join'.*Got 'val'",
+    ):
         st.read_diagram(run, split="val", tree="val", epoch=2)
 
 

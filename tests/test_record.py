@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import ParameterError, RunFolderError, SampletopoError
 from sampletopo._writer import RunWriter
 from sampletopo.checkpoints import (
     checkpoint_epoch,
@@ -30,6 +30,7 @@ from sampletopo.record import (
     read_run_config,
     record_checkpoints,
 )
+from sampletopo.recorder import evaluate_losses
 from sampletopo.runs import SPLITS
 
 torch.set_num_threads(1)
@@ -418,7 +419,9 @@ def test_checkpoint_epoch_conventions(tmp_path):
         "state_dict": {},
     }
     assert checkpoint_epoch(tmp_path / "epoch=0-step=12.ckpt", lightning) == 1
-    with pytest.raises(SampletopoError, match="'split' must be one of"):
+    with pytest.raises(
+        SampletopoError, match="'split' parameter of loss_epochs must be 'train' or 'val'"
+    ):
         loss_epochs(tmp_path, split=None)  # type: ignore[arg-type]
 
 
@@ -502,3 +505,54 @@ def test_written_files_follow_the_umask_not_the_temporary_files_0600(ds, tmp_pat
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+# --- Findings N6 and N7 of the issue-11 check ------------------------------------------------
+
+
+@pytest.mark.parametrize("blocked", ["losses", "losses/val", "."])
+def test_a_file_where_the_recorder_needs_a_folder_is_one_error_naming_it(ds, tmp_path, blocked):
+    # N6: the Python API gave a FileExistsError traceback (the command line one line).
+    run = tmp_path / "run"
+    if blocked == ".":
+        run.write_text("a file")
+        where = run
+    else:
+        where = run / blocked
+        where.parent.mkdir(parents=True)
+        where.write_text("a file")
+    with pytest.raises(RunFolderError, match="is an existing file, not a folder") as err:
+        LossRecorder(run, ds).on_train_epoch_end(0, _model())
+    assert repr(str(where)) in str(err.value)
+    assert where.read_text() == "a file"  # nothing is lost
+
+
+def test_a_model_that_is_not_a_module_is_one_error(ds, tmp_path):
+    # N7: an AttributeError from deep inside the recorder.
+    rec = LossRecorder(tmp_path / "run", ds)
+    with pytest.raises(
+        ParameterError, match=r"'model' parameter of on_train_epoch_end must be a torch"
+    ):
+        rec.on_train_epoch_end(0, lambda x: x)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match=r"'model' parameter of evaluate_losses"):
+        evaluate_losses(object(), *ds.tensors("val"))  # type: ignore[arg-type]
+
+
+def test_a_checkpoint_without_a_state_dict_is_named_by_its_path(ds, tmp_path):
+    # N7: a checkpoint holding [1, 2, 3] was named by its epoch ("1 holds no model state_dict").
+    ckpts = tmp_path / "ckpts"
+    ckpts.mkdir()
+    torch.save([1, 2, 3], ckpts / "epoch=0001.pt")
+    with pytest.raises(SampletopoError, match="holds no model state_dict") as err:
+        record_checkpoints(
+            ckpts,
+            tmp_path / "run",
+            model="cnn",
+            data=ds,
+            progress=False,
+            model_kwargs={"width": 4, "batchnorm": True},
+        )
+    assert repr(str(ckpts / "epoch=0001.pt")) in str(err.value) or str(
+        ckpts / "epoch=0001.pt"
+    ) in str(err.value)
+    assert not str(err.value).startswith("1 holds")

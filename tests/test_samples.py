@@ -197,7 +197,7 @@ def test_top_regions_on_a_run_and_bad_input(planted_run):
         top_regions(run, split="val", epoch=7, graph=g)
     with pytest.raises(SampletopoError, match=r"split recorded .*\['val'\]\. Got 'train'"):
         top_regions(run, split="train", epoch=1, graph=g)
-    with pytest.raises(SampletopoError, match="graph has 5 vertices"):
+    with pytest.raises(SampletopoError, match="graph that has 5 vertices"):
         top_regions(run, split="val", epoch=1, graph=graph_from_edges(5, [[0, 1]]))
 
 

@@ -7,11 +7,15 @@ light so that building the parser, and ``--help``, never loads torch or matplotl
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
+import inspect
 import re
 from pathlib import Path
 from typing import Any
 
-from sampletopo._errors import SampletopoError
+from sampletopo._errors import ParameterError, RunFolderError
+from sampletopo._validation import MAX_SEED, invalid
 
 _ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?([^`]+)`")
 _LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
@@ -69,7 +73,8 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = _fill_placeholders(strip_markup(action.help or ""))
-        default = action.default
+        spec = getattr(action, "default_of", None)
+        default = library_default(spec) if spec is not None else action.default
         if (
             action.option_strings
             and not action.required
@@ -87,14 +92,98 @@ def add_command(sub: Any, name: str, *, help: str, description: str) -> argparse
     return sub.add_parser(name, help=help, description=description, formatter_class=HelpFormatter)
 
 
+# ---------------------------------------------------------------------------------------------
+# Defaults live in the library
+#
+# Every optional flag is added with ``default=argparse.SUPPRESS``: a flag the user did not give
+# is not in the parsed namespace at all, so a command passes on only what was given
+# (:func:`given`) and the library function's own default applies. ``--help`` reads that default
+# from the function's signature (or the dataclass field) named by ``default_of``, when help is
+# shown: building the parser imports nothing heavy.
+
+
+def library_default(spec: str) -> Any:
+    """The default of ``"module:function.param"`` (or ``"module:Class.field"`` of a dataclass),
+    read from the signature; ``None`` when it has none.
+
+    >>> library_default("sampletopo.samples:top_regions.top")
+    10
+    """
+    module, _, rest = spec.partition(":")
+    owner, _, param = rest.rpartition(".")
+    obj: Any = importlib.import_module(module)
+    for part in owner.split("."):
+        obj = getattr(obj, part)
+    if dataclasses.is_dataclass(obj):
+        field = {f.name: f for f in dataclasses.fields(obj)}[param]
+        if field.default is not dataclasses.MISSING:
+            return field.default
+        if field.default_factory is not dataclasses.MISSING:
+            return field.default_factory()
+        return None
+    value = inspect.signature(obj).parameters[param].default
+    return None if value is inspect.Parameter.empty else value
+
+
+def option(
+    p: argparse.ArgumentParser, *flags: str, default_of: str | None = None, **kw: Any
+) -> argparse.Action:
+    """Add an optional flag that is left out of the namespace when not given.
+
+    ``default_of`` (``"module:function"``, or ``"module:function.param"`` when the flag's name
+    differs from the parameter's) names where its default lives, for ``--help``.
+    """
+    action = p.add_argument(*flags, default=argparse.SUPPRESS, **kw)
+    if default_of is not None:
+        spec = default_of if "." in default_of.partition(":")[2] else f"{default_of}.{action.dest}"
+        action.default_of = spec  # type: ignore[attr-defined]
+    return action
+
+
+def given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The flags among ``names`` (namespace names) that the user gave, by name; with
+    ``--no-progress`` given, also ``progress=False``."""
+    out = {n: getattr(args, n) for n in names if hasattr(args, n)}
+    if hasattr(args, "no_progress"):
+        out["progress"] = False
+    return out
+
+
+def progress_option(p: argparse.ArgumentParser, *, bars: bool = False) -> None:
+    """``--no-progress``: hide the progress bar(s) (the library shows them by default)."""
+    option(p, "--no-progress", action="store_true", help=f"hide the progress bar{'s' * bars}")
+
+
+def graph_options(p: argparse.ArgumentParser, *, default_of: str) -> None:
+    """``--k`` and ``--features``: the kNN graph of a split (defaults of ``default_of``)."""
+    option(
+        p, "--k", type=int, default_of=default_of, help="neighbours per sample (20 in the thesis)"
+    )
+    option(
+        p,
+        "--features",
+        default_of=default_of,
+        help="graph features: raw, standardized, pca or the path of a .npy file",
+    )
+
+
+def heatmap_epochs_option(p: argparse.ArgumentParser) -> None:
+    """``--epochs``: the heatmap epochs of a figure set (the library chooses when not given)."""
+    option(
+        p,
+        "--epochs",
+        type=int,
+        nargs="+",
+        help="heatmap epochs (default: first, around each LR change, last)",
+    )
+
+
 def check_seed_flag(value: int | None, flag: str) -> None:
     """Refuse a seed flag outside ``[0, 2**63 - 1]`` (run configs store seeds as 64-bit ints;
     numpy refuses negative seeds) before anything runs; ``None`` means the flag was not given."""
-    from sampletopo._errors import MAX_SEED
-
     if value is not None and not 0 <= value <= MAX_SEED:
-        raise SampletopoError(
-            f"The '{flag}' flag takes a seed in [0, {MAX_SEED}] (2**63 - 1). Got {value} instead."
+        raise invalid(
+            flag, f"a seed in [0, {MAX_SEED}] (2**63 - 1)", value, where=None, kind="flag"
         )
 
 
@@ -102,7 +191,7 @@ def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
     """``path`` as a folder that exists or can be made: refuse a file in the way, naming it."""
     p = Path(path)
     if p.exists() and not p.is_dir():
-        raise SampletopoError(
+        raise ParameterError(
             f"The '{flag}' folder {str(p)!r} is an existing file. Pass a folder path (it is "
             "created if missing), or move the file away."
         )
@@ -120,12 +209,12 @@ def check_out_file(
     """
     p = Path(path)
     if suffix is not None and p.suffix != suffix and not p.is_dir():
-        raise SampletopoError(
+        raise ParameterError(
             f"The '{flag}' file {str(p)!r} must end in {suffix} (that is the format written). "
             f"Try {str(p.with_name(p.name + suffix))!r}."
         )
     if p.is_dir():
-        raise SampletopoError(
+        raise ParameterError(
             f"The '{flag}' file {str(p)!r} is an existing folder. Pass a file path, e.g. "
             f"{str(p / example)!r}."
         )
@@ -137,7 +226,7 @@ def _check_parents(p: Path, flag: str) -> None:
     for parent in p.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise SampletopoError(
+                raise ParameterError(
                     f"The '{flag}' path {str(p)!r} cannot be written: {str(parent)!r} is a file, "
                     "not a folder. Pick a path under a folder."
                 )
@@ -153,6 +242,6 @@ def require_diagrams(runs: list[Path], *, given: list[str]) -> None:
 
     if not any(Run(rd).diagram_epochs(s) for rd in runs for s in SPLITS):
         where = ", ".join(repr(str(g)) for g in given)
-        raise SampletopoError(
+        raise RunFolderError(
             f"No stored diagrams under {where}. Run `sampletopo topology {' '.join(given)}` first."
         )

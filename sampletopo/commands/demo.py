@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from sampletopo.commands._common import add_command
+from sampletopo.commands._common import add_command, option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,13 +17,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ResNet) on scikit-learn's digits; per-sample losses, kNN graphs, join/split diagrams, "
         "landscapes, hard regions and one HTML report at DIR/report/index.html.",
     )
+    # The demo's output folder is the command line's alone (run_demo takes it as an argument).
     p.add_argument(
         "--out", default="demo-out", metavar="DIR", help="output folder (default: demo-out)"
     )
-    p.add_argument("--epochs", type=int, default=None, help="epochs per variant (default: 20)")
-    p.add_argument("--no-landscapes", action="store_true", help="skip the parameter-space view")
-    p.add_argument("--no-samples", action="store_true", help="skip the hard-region listing")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    option(
+        p,
+        "--epochs",
+        type=int,
+        default_of="sampletopo.demo:DemoSettings",
+        help="epochs per variant",
+    )
+    option(p, "--no-landscapes", action="store_true", help="skip the parameter-space view")
+    option(p, "--no-samples", action="store_true", help="skip the hard-region listing")
+    option(p, "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
 
 
@@ -33,14 +41,14 @@ def _run(args: argparse.Namespace) -> int:
     from sampletopo.demo import DemoSettings, run_demo
 
     check_out_dir(args.out)
-    s = DemoSettings()
-    changes = {}
-    if args.epochs is not None:
+    changes: dict[str, Any] = {}
+    if hasattr(args, "epochs"):
         changes["epochs"] = args.epochs
-    if args.no_landscapes:
+    if hasattr(args, "no_landscapes"):
         changes["landscapes"] = False
-    if args.no_samples:
+    if hasattr(args, "no_samples"):
         changes["samples"] = False
-    index = run_demo(args.out, settings=dataclasses.replace(s, **changes), progress=not args.quiet)
+    settings = dataclasses.replace(DemoSettings(), **changes)
+    index = run_demo(args.out, settings=settings, progress=not hasattr(args, "quiet"))
     print(f"report: {index.resolve()}")
     return 0

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from sampletopo.commands._common import add_command
+from sampletopo.commands._common import (
+    add_command,
+    given,
+    heatmap_epochs_option,
+    option,
+    progress_option,
+)
+
+_FIGURE_SET = "sampletopo.figures:write_figure_set"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,25 +24,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "topology was computed with `sampletopo topology`.",
     )
     p.add_argument("runs", nargs="+", help="run folders or experiment folders")
-    p.add_argument(
-        "--out", default=None, help="output folder (default: <first experiment>/figures)"
-    )
-    p.add_argument(
-        "--epochs",
-        type=int,
-        nargs="+",
-        default=None,
-        help="heatmap epochs (default: first, around each LR change, last)",
-    )
-    p.add_argument(
+    option(p, "--out", help="output folder (default: <first experiment>/figures)")
+    heatmap_epochs_option(p)
+    option(
+        p,
         "--formats",
         nargs="+",
-        default=["png", "pdf"],
+        default_of=_FIGURE_SET,
         metavar="FORMAT",
         help="file formats to write each figure in, any that matplotlib saves (png, pdf, svg, "
         "jpg, ...)",
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    progress_option(p)
     p.set_defaults(func=_run)
 
 
@@ -42,15 +43,18 @@ def check_formats(formats: list[str]) -> list[str]:
     """The ``--formats`` values, lower-cased, refused unless matplotlib can save them."""
     from matplotlib.figure import Figure
 
-    from sampletopo._errors import SampletopoError
+    from sampletopo._validation import invalid
 
     supported = sorted(Figure().canvas.get_supported_filetypes())
     out = [f.lower().lstrip(".") for f in formats]
     bad = [f for f, low in zip(formats, out, strict=True) if low not in supported]
     if bad:
-        raise SampletopoError(
-            f"The '--formats' flag takes formats matplotlib can save: {', '.join(supported)}. "
-            f"Got {', '.join(repr(b) for b in bad)} instead."
+        raise invalid(
+            "--formats",
+            f"formats matplotlib can save: {', '.join(supported)}",
+            where="sampletopo figures",
+            got=", ".join(repr(b) for b in bad),
+            kind="flag",
         )
     return out
 
@@ -61,13 +65,14 @@ def _run(args: argparse.Namespace) -> int:
     from sampletopo.commands._common import check_out_dir, require_diagrams
     from sampletopo.figures import write_figure_set
 
-    formats = check_formats(args.formats)
+    options = given(args, "epochs", "formats")
+    if "formats" in options:
+        options["formats"] = check_formats(options["formats"])
     runs = analysis.check_comparable(args.runs)
     require_diagrams(runs, given=args.runs)
     from sampletopo.runs import Run
 
-    out = check_out_dir(args.out or Run(runs[0]).experiment.figures_dir)
-    kw = {"epochs": args.epochs, "formats": formats, "progress": not args.no_progress}
-    for p in write_figure_set(runs, out, **kw):
+    out = check_out_dir(getattr(args, "out", None) or Run(runs[0]).experiment.figures_dir)
+    for p in write_figure_set(runs, out, **options):
         print(p)
     return 0

@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sampletopo.commands._common import add_command
+from sampletopo.commands._common import add_command, given, option, progress_option
+
+_FOR_RUN = "sampletopo.landscape:landscape_for_run"
 
 
 def register(subparsers: Any) -> None:
@@ -27,59 +29,70 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("run", help="run directory (holds config.toml and checkpoints/)")
     p.add_argument("--epoch", type=int, required=True, help="checkpoint epoch")
-    p.add_argument(
+    option(
+        p,
         "--dirs",
         choices=["hessian", "random"],
-        default="random",
+        default_of=_FOR_RUN,
         help="grid directions: the Hessian's top eigenvectors, or filter-normalized random ones",
     )
-    p.add_argument("--dim", type=int, default=2, help="grid dimension d")
-    p.add_argument("--steps", type=int, default=21, help="grid points per axis")
-    p.add_argument("--distance", type=float, default=1.0, help="grid half-width")
-    p.add_argument(
-        "--n-samples", type=int, default=512, help="training samples the loss is averaged over"
+    option(p, "--dim", type=int, default_of=_FOR_RUN, help="grid dimension d")
+    option(p, "--steps", type=int, default_of=_FOR_RUN, help="grid points per axis")
+    option(p, "--distance", type=float, default_of=_FOR_RUN, help="grid half-width")
+    option(
+        p,
+        "--n-samples",
+        type=int,
+        default_of=_FOR_RUN,
+        help="training samples the loss is averaged over",
     )
-    p.add_argument(
+    option(
+        p,
         "--seed",
         type=int,
-        default=0,
+        default_of=_FOR_RUN,
         help="seed of the sample subset, the random directions and the Hessian estimators",
     )
-    p.add_argument(
+    option(
+        p,
         "--connectivity",
         choices=["axis", "freudenthal"],
-        default="freudenthal",
+        default_of=_FOR_RUN,
         help="neighbours in the grid graph of the merge tree: axis (along the axes only; the "
-        "graph Landscaper uses, so its counts match) or freudenthal (adds the diagonals of a "
-        "triangulation, so a saddle between two diagonal basins is seen)",
+        "graph of Landscaper 1.3.1 and of gudhi's cubical complex on vertex values, so their "
+        "counts match) or freudenthal (adds the diagonals of a triangulation, so a saddle "
+        "between two diagonal basins is seen)",
     )
-    p.add_argument(
+    option(
+        p,
         "--batch-size",
         type=int,
-        default=None,
         help="samples per forward pass (default: sized to the model's largest activation)",
     )
-    p.add_argument(
+    option(
+        p,
         "--trace-rtol",
         type=float,
-        default=0.05,
-        help="target relative standard error of the Hutchinson trace (default 0.05)",
+        default_of=_FOR_RUN,
+        help="target relative standard error of the Hutchinson trace",
     )
-    p.add_argument(
+    option(
+        p,
         "--trace-max-samples",
         type=int,
-        default=100,
+        default_of=_FOR_RUN,
         help="most Hessian-vector products the trace may use; the summary says whether it "
-        "converged within them (default 100)",
+        "converged within them",
     )
-    p.add_argument(
+    option(
+        p,
         "--no-hessian",
         action="store_true",
         help="skip the Hessian eigenpairs, trace and density (only with --dirs random)",
     )
-    p.add_argument("--out", default=None, help="output .npz (default: <experiment>/landscapes/)")
-    p.add_argument("--figures", action="store_true", help="also write PNG figures next to it")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    option(p, "--out", help="output .npz (default: <experiment>/landscapes/)")
+    option(p, "--figures", action="store_true", help="also write PNG figures next to it")
+    progress_option(p, bars=True)
     p.set_defaults(func=_run)
 
 
@@ -119,45 +132,40 @@ def _trace_text(trace: Any, value: float) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sampletopo._errors import SampletopoError
+    from sampletopo._validation import invalid
     from sampletopo.commands._common import check_out_file, check_seed_flag
 
-    check_seed_flag(args.seed, "--seed")
-    if args.no_hessian and args.dirs == "hessian":
-        raise SampletopoError(
-            "--no-hessian skips the Hessian, but --dirs hessian needs its eigenvectors. Use "
-            "--dirs random with --no-hessian, or drop --no-hessian."
+    check_seed_flag(getattr(args, "seed", None), "--seed")
+    if hasattr(args, "no_hessian") and getattr(args, "dirs", None) == "hessian":
+        raise invalid(
+            "--dirs",
+            "random with --no-hessian",
+            "hessian",
+            where="sampletopo landscape",
+            kind="flag",
+            fix="--no-hessian skips the Hessian, but --dirs hessian needs its eigenvectors. Use "
+            "--dirs random with --no-hessian, or drop --no-hessian.",
         )
-    if args.out:
+    options = given(
+        args, "dirs", "dim", "steps", "distance", "n_samples", "seed", "connectivity",
+        "batch_size", "trace_rtol", "trace_max_samples", "out",
+    )  # fmt: skip
+    if options.get("out"):
         from sampletopo.runs import Run
 
         example = Run(args.run).landscape_file(args.epoch).name
-        check_out_file(args.out, example=example, suffix=".npz")
+        check_out_file(options["out"], example=example, suffix=".npz")
+    if hasattr(args, "no_hessian"):
+        options["hessian"] = False
 
     from sampletopo.landscape import landscape_for_run, read_landscape
 
-    path = landscape_for_run(
-        args.run,
-        args.epoch,
-        dirs=args.dirs,
-        dim=args.dim,
-        steps=args.steps,
-        distance=args.distance,
-        n_samples=args.n_samples,
-        seed=args.seed,
-        connectivity=args.connectivity,
-        batch_size=args.batch_size,
-        trace_rtol=args.trace_rtol,
-        trace_max_samples=args.trace_max_samples,
-        hessian=not args.no_hessian,
-        out=args.out,
-        progress=not args.no_progress,
-    )
+    path = landscape_for_run(args.run, args.epoch, **options)
     _, extra = read_landscape(path)
     print(f"wrote {path}")
     for line in summary_lines(extra):
         print(line)
-    if args.figures:
+    if hasattr(args, "figures"):
         from sampletopo.plotting._landscape import save_landscape_figures
 
         for fig in save_landscape_figures(path):

@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sampletopo.commands._common import add_command
+from sampletopo.commands._common import add_command, given, option, progress_option
 from sampletopo.runs import SPLITS
+
+_RECORD = "sampletopo.from_checkpoints:record_checkpoints"
 
 
 def register(subparsers: Any) -> None:
@@ -33,57 +35,62 @@ def register(subparsers: Any) -> None:
         help="model the checkpoints were saved from: {models} (options via --model-kw)",
     )
     p.add_argument("--data", required=True, help="dataset name: {datasets}")
-    p.add_argument("--data-root", default="data", help="folder with local datasets")
+    option(p, "--data-root", default_of=_RECORD, help="folder with local datasets")
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument(
+    option(
+        p,
         "--model-kw",
         nargs="+",
         metavar="KEY=VALUE",
         help="model options as in training, e.g. width=4 batchnorm=true",
     )
-    p.add_argument(
+    option(
+        p,
         "--skip",
         choices=["true", "false"],
         help="ResNet/WRN skip connections (default: true)",
     )
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the train/val split")
-    p.add_argument(
+    option(p, "--data-seed", type=int, default_of=_RECORD, help="seed of the train/val split")
+    option(
+        p,
         "--val-fraction",
         help="validation fraction, or 'test' for the official test set (default: 'test' where the "
         "dataset has one, else 0.2)",
     )
-    p.add_argument("--max-samples", type=int, help="keep at most this many samples per split")
-    p.add_argument(
-        "--splits",
-        nargs="+",
-        choices=list(SPLITS),
-        default=list(SPLITS),
-        help="splits to record",
+    option(
+        p,
+        "--max-samples",
+        type=int,
+        help="keep at most this many samples per split (default: every sample)",
     )
-    p.add_argument("--batch-size", type=int, default=512, help="evaluation batch size")
-    p.add_argument(
-        "--device", default=None, help="auto, cpu, cuda, cuda:N (default: cuda if available)"
+    option(
+        p, "--splits", nargs="+", choices=list(SPLITS), default_of=_RECORD, help="splits to record"
     )
-    p.add_argument(
+    option(p, "--batch-size", type=int, default_of=_RECORD, help="evaluation batch size")
+    option(p, "--device", help="auto, cpu, cuda, cuda:N (default: auto, cuda if available)")
+    option(
+        p,
         "--on-exists",
         choices=["skip", "error"],
-        default="skip",
+        default_of=_RECORD,
         help="an epoch already recorded in --out: keep it and move on, or stop with an error",
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument(
+    progress_option(p)
+    option(
+        p,
         "--shard",
         choices=["samples", "checkpoints"],
-        default="samples",
-        help="under torchrun: split each checkpoint's samples across ranks (default), or split "
+        default_of=_RECORD,
+        help="under torchrun: split each checkpoint's samples across ranks (samples), or split "
         "the checkpoints",
     )
-    p.add_argument(
+    option(
+        p,
         "--on-change",
         choices=["error", "skip"],
-        default="error",
+        default_of=_RECORD,
         help="a checkpoint that vanishes or changes after the folder was listed: stop with an "
-        "error (default) or skip its epoch with a warning",
+        "error or skip its epoch with a warning",
     )
     p.set_defaults(func=run)
 
@@ -93,22 +100,29 @@ def run(args: argparse.Namespace) -> int:
 
     from sampletopo._device import resolve_device
     from sampletopo._writer import NonFiniteLossWarning
-    from sampletopo.commands._common import check_out_dir, check_seed_flag
+    from sampletopo.commands._common import check_out_dir, check_seed_flag, library_default
     from sampletopo.commands.train import _parse_kv, _val_fraction
     from sampletopo.distributed import process_group, rank_device
     from sampletopo.from_checkpoints import record_checkpoints
     from sampletopo.readers import loss_epochs
 
     check_out_dir(args.out)
-    check_seed_flag(args.data_seed, "--data-seed")
-    # Checked here, before a process group is joined or any folder is made.
+    check_seed_flag(getattr(args, "data_seed", None), "--data-seed")
+    # Checked here, before a process group is joined or any folder is made. The command line's
+    # own default: the GPU when there is one (the library's device=None means the model's).
     device = resolve_device(
-        args.device or "auto", where="sampletopo record", param="--device", allow_none=False
-    )
-    kwargs = _parse_kv(args.model_kw, "--model-kw")
-    if args.skip is not None:
+        getattr(args, "device", "auto"), where="sampletopo record", param="--device",
+        allow_none=False,
+    )  # fmt: skip
+    options = given(
+        args, "data_root", "data_seed", "max_samples", "splits", "batch_size", "on_exists",
+        "shard", "on_change",
+    )  # fmt: skip
+    kwargs = _parse_kv(getattr(args, "model_kw", None), "--model-kw")
+    if hasattr(args, "skip"):
         kwargs["skip"] = args.skip == "true"
-    vf = None if args.val_fraction is None else _val_fraction(args.val_fraction)
+    if hasattr(args, "val_fraction"):
+        options["val_fraction"] = _val_fraction(args.val_fraction)
     with process_group(device=device) as world, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonFiniteLossWarning)
         done = record_checkpoints(
@@ -116,26 +130,18 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             model=args.model,
             data=args.data,
-            data_root=args.data_root,
             model_kwargs=kwargs,
-            data_seed=args.data_seed,
-            val_fraction=vf,
-            max_samples=args.max_samples,
-            splits=args.splits,
-            batch_size=args.batch_size,
             device=rank_device(device, world),
-            on_exists=args.on_exists,
-            progress=not args.no_progress,
-            shard=args.shard,
-            on_change=args.on_change,
+            **options,
         )
     if not world.is_main:
         return 0  # rank 0 wrote the tables and reports them
     for w in caught:
         print(f"WARNING: {w.message}")
-    ranks = f" with {world.size} processes (--shard {args.shard})" if world.distributed else ""
+    shard = options.get("shard") or library_default(f"{_RECORD}.shard")
+    ranks = f" with {world.size} processes (--shard {shard})" if world.distributed else ""
     print(f"recorded {len(done)} epoch(s) into {args.out}{ranks}: {done}")
-    for s in args.splits:
+    for s in options.get("splits") or library_default(f"{_RECORD}.splits"):
         print(f"  {s}: {len(loss_epochs(args.out, split=s))} epoch(s) on disk")
     nonfinite = [w for w in caught if issubclass(w.category, NonFiniteLossWarning)]
     if nonfinite:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from sampletopo.commands._common import add_command
+from sampletopo.commands._common import (
+    add_command,
+    given,
+    heatmap_epochs_option,
+    option,
+    progress_option,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,16 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "experiments whose topology was computed with `sampletopo topology`.",
     )
     p.add_argument("experiments", nargs="+", help="experiment folders (each holding run folders)")
-    p.add_argument("--out", default=None, help="report folder (default: <first experiment>/report)")
-    p.add_argument(
-        "--epochs",
-        type=int,
-        nargs="+",
-        default=None,
-        help="heatmap epochs (default: first, around each LR change, last)",
-    )
-    p.add_argument("--title", default="sampletopo report", help="title of the HTML page")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    option(p, "--out", help="report folder (default: <first experiment>/report)")
+    heatmap_epochs_option(p)
+    option(p, "--title", default_of="sampletopo.report:write_report", help="title of the HTML page")
+    progress_option(p)
     p.set_defaults(func=_run)
 
 
@@ -39,10 +39,9 @@ def _run(args: argparse.Namespace) -> int:
         require_diagrams(analysis.check_comparable(exp), given=[exp])
     from sampletopo.runs import Experiment
 
-    out = check_out_dir(args.out or Experiment(args.experiments[0]).report_dir)
+    out = check_out_dir(getattr(args, "out", None) or Experiment(args.experiments[0]).report_dir)
     check_out_dir(out / "figures")  # write_report draws into it
-    index = write_report(
-        args.experiments, out, title=args.title, epochs=args.epochs, progress=not args.no_progress
-    )
+    options = given(args, "title", "epochs")
+    index = write_report(args.experiments, out, **options)
     print(f"report: {index.resolve()}")
     return 0

@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sampletopo.commands._common import add_command
+from sampletopo.commands._common import add_command, given, graph_options, option
 from sampletopo.runs import SPLITS
+
+_TOP_REGIONS = "sampletopo.samples:top_regions"
 
 
 def register(subparsers: Any) -> None:
@@ -25,34 +27,29 @@ def register(subparsers: Any) -> None:
         description=__doc__,
     )
     p.add_argument("run", help="run (variant) folder holding losses/<split>/epoch=NNNN.parquet")
-    p.add_argument("--split", choices=list(SPLITS), default="val", help="split to look at")
+    option(p, "--split", choices=list(SPLITS), default_of=_TOP_REGIONS, help="split to look at")
     p.add_argument("--epoch", type=int, required=True, help="a recorded epoch")
-    p.add_argument("--top", type=int, default=10, help="regions per tree")
-    p.add_argument(
+    option(p, "--top", type=int, default_of=_TOP_REGIONS, help="regions per tree")
+    option(
+        p,
         "--tree",
         choices=["split", "join", "both"],
-        default="split",
+        default_of=_TOP_REGIONS,
         help="split: high-loss peaks (hard regions); join: low-loss basins (learned regions); both",
     )
-    p.add_argument("--k", type=int, default=20, help="neighbours of the kNN graph")
-    p.add_argument(
-        "--features", default="raw", help="graph features: raw, standardized, pca or a .npy file"
-    )
-    p.add_argument(
+    graph_options(p, default_of=_TOP_REGIONS)
+    option(
+        p,
         "--finite-only",
         action="store_true",
         help="leave out the essential (never-dying) peak of each component",
     )
-    p.add_argument(
-        "--out",
-        default=None,
-        help="output .parquet (default: <run>/samples/<split>-epoch=NNNN.parquet)",
-    )
-    p.add_argument(
+    option(p, "--out", help="output .parquet (default: <run>/samples/<split>-epoch=NNNN.parquet)")
+    option(
+        p,
         "--figures",
         nargs="?",
         const="",
-        default=None,
         metavar="DIR",
         help="also write PNG figures (into DIR, default the output's folder)",
     )
@@ -97,37 +94,34 @@ def _run(args: argparse.Namespace) -> int:
     import warnings
 
     from sampletopo._folders import lock_output
-    from sampletopo.commands._common import check_out_dir, check_out_file
+    from sampletopo.commands._common import check_out_dir, check_out_file, library_default
     from sampletopo.runs import TABLE_SUFFIX, Run
     from sampletopo.samples import regions_path, top_regions
 
-    if args.out:
-        example = Run(args.run).regions_file(args.split, args.epoch).name
-        check_out_file(args.out, example=example, suffix=TABLE_SUFFIX)
-    if args.figures:
+    # The split names the output file before the table is computed: the library's default.
+    split = getattr(args, "split", None) or library_default(f"{_TOP_REGIONS}.split")
+    out_flag = getattr(args, "out", None)
+    if out_flag:
+        example = Run(args.run).regions_file(split, args.epoch).name
+        check_out_file(out_flag, example=example, suffix=TABLE_SUFFIX)
+    if getattr(args, "figures", None):
         check_out_dir(args.figures, "--figures")
+    options = given(args, "top", "tree", "k", "features")
+    if getattr(args, "finite_only", False):
+        options["essential"] = False
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = top_regions(
-            args.run,
-            split=args.split,
-            epoch=args.epoch,
-            top=args.top,
-            tree=args.tree,
-            k=args.k,
-            features=args.features,
-            essential=not args.finite_only,
-        )
+        table = top_regions(args.run, split=split, epoch=args.epoch, **options)
     for w in caught:
         print(f"note: {w.message}")
-    out = check_out_file(args.out or regions_path(args.run, args.split, args.epoch))
+    out = check_out_file(out_flag or regions_path(args.run, split, args.epoch))
     # The table and its figures are one output: a second process writing them meanwhile would
     # leave the table of one call beside the figures of the other.
-    with lock_output(out, what=f"writing the {args.split} regions of epoch {args.epoch}"):
-        return _write(args, table, out)
+    with lock_output(out, what=f"writing the {split} regions of epoch {args.epoch}"):
+        return _write(args, split, table, out)
 
 
-def _write(args: argparse.Namespace, table: Any, out: Any) -> int:
+def _write(args: argparse.Namespace, split: str, table: Any, out: Any) -> int:
     """Write the regions table (and figures) of :func:`_run` once ``out`` is locked."""
     import warnings
     from pathlib import Path
@@ -139,7 +133,7 @@ def _write(args: argparse.Namespace, table: Any, out: Any) -> int:
     write_regions(table, out)
     run = table["run"][0] if table.height else Path(args.run).name
     print(
-        f"{run} {args.split} epoch {args.epoch}: {table.height} region(s); split-tree peaks are "
+        f"{run} {split} epoch {args.epoch}: {table.height} region(s); split-tree peaks are "
         "high-loss (hard) regions, join-tree basins low-loss (learned) ones"
     )
     with pl.Config(
@@ -152,16 +146,14 @@ def _write(args: argparse.Namespace, table: Any, out: Any) -> int:
     ):
         print(format_regions(table))
     print(f"wrote {out}")
-    if args.figures is not None:
+    if hasattr(args, "figures"):
         from sampletopo.plotting._samples import sample_figures
 
         fig_dir = Path(args.figures) if args.figures else out.parent
-        tracks = track_members(args.run, split=args.split, epoch=args.epoch, regions=table)
+        tracks = track_members(args.run, split=split, epoch=args.epoch, regions=table)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            paths = sample_figures(
-                args.run, fig_dir, split=args.split, epoch=args.epoch, tracks=tracks
-            )
+            paths = sample_figures(args.run, fig_dir, split=split, epoch=args.epoch, tracks=tracks)
         for w in caught:
             print(f"note: {w.message}")
         for p in paths:

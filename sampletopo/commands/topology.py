@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sampletopo.commands._common import add_command
+from sampletopo.commands._common import add_command, given, graph_options, option, progress_option
 from sampletopo.runs import SPLITS
 
 _REFERENCES = "'final' (or 'last'), 'first', or an epoch number"
+_COMPUTE = "sampletopo.analysis:compute_topology"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,27 +23,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "<run>/topology/.",
     )
     p.add_argument("runs", nargs="+", help="run folders, or experiment folders holding runs")
-    p.add_argument(
-        "--k", type=int, default=20, help="neighbours per sample (default: 20, as in the thesis)"
-    )
-    p.add_argument(
-        "--features",
-        default="raw",
-        help="graph features: raw | standardized | pca | path to a .npy (default: raw)",
-    )
-    p.add_argument(
+    graph_options(p, default_of=_COMPUTE)
+    option(
+        p,
         "--splits",
         nargs="+",
-        default=list(SPLITS),
         choices=list(SPLITS),
+        default_of=_COMPUTE,
         help="splits to compute",
     )
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (same results as 1)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--overwrite", action="store_true", help="recompute every epoch")
-    p.add_argument(
+    option(p, "--jobs", type=int, default_of=_COMPUTE, help="worker processes (same results as 1)")
+    progress_option(p)
+    option(p, "--overwrite", action="store_true", help="recompute every epoch")
+    option(
+        p,
         "--reference",
-        default="final",
+        default_of="sampletopo.analysis:wasserstein_to_reference",
         help="reference epoch of the Wasserstein curves: 'final' (alias 'last': each run's last "
         "epoch), 'first' (the earliest epoch every run and split has) or an epoch number",
     )
@@ -51,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def parse_reference(text: str) -> str | int:
     """``--reference`` as ``"final"``, ``"first"`` or an epoch number >= 0."""
-    from sampletopo._errors import SampletopoError
+    from sampletopo._validation import invalid
 
     low = text.strip().lower()
     if low in ("final", "last"):
@@ -63,7 +59,7 @@ def parse_reference(text: str) -> str | int:
     except ValueError:
         epoch = -1
     if epoch < 0:
-        raise SampletopoError(f"The '--reference' flag takes {_REFERENCES}. Got {text!r} instead.")
+        raise invalid("--reference", _REFERENCES, text, where="sampletopo topology", kind="flag")
     return epoch
 
 
@@ -72,28 +68,25 @@ def _run(args: argparse.Namespace) -> int:
 
     from sampletopo import analysis
 
-    ref = parse_reference(args.reference)  # before the long computation, not after it
+    # Before the long computation, not after it.
+    ref = parse_reference(args.reference) if hasattr(args, "reference") else None
+    options = given(args, "splits", "k", "features", "jobs", "overwrite")
     # Each folder given is done on its own: runs are told apart by folder name within one call,
     # and two experiments may well both hold a run called "run".
     groups = [[r] for r in args.runs] if len(args.runs) > 1 else [args.runs]
     done_parts, summaries = [], []
     for runs in groups:
-        done = analysis.compute_topology(
-            runs,
-            splits=args.splits,
-            k=args.k,
-            features=args.features,
-            jobs=args.jobs,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-        )
+        done = analysis.compute_topology(runs, **options)
         summary = analysis.summarize(runs)
         r = ref
         if r == "first":
             # The library takes one epoch for all runs: the earliest one each run and split has.
             firsts = summary.group_by(["run", "split"]).agg(pl.col("epoch").min())
             r = int(firsts.select(pl.col("epoch").max()).item())
-        analysis.wasserstein_to_reference(runs, reference=r)
+        if r is None:
+            analysis.wasserstein_to_reference(runs)
+        else:
+            analysis.wasserstein_to_reference(runs, reference=r)
         if len(groups) > 1:
             label = Path(runs[0]).resolve().name
             prefix = pl.lit(label + "/") + pl.col("run")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sampletopo.commands._common import add_command
+from sampletopo.commands._common import add_command, progress_option
 from sampletopo.runs import SPLITS
 
 # (flag, TrainConfig key or model option, type, help); each takes one value or several (variants)
@@ -36,15 +36,15 @@ def _bool(text: str) -> bool:
         return True
     if low in ("false", "0", "no"):
         return False
-    from sampletopo._errors import SampletopoError
+    from sampletopo._validation import invalid
 
-    raise SampletopoError(f"The '--skip' flag takes true or false. Got {text!r} instead.")
+    raise invalid("--skip", "true or false", text, where="sampletopo train", kind="flag")
 
 
 def _parse_kv(items: list[str] | None, flag: str) -> dict[str, Any]:
     import sys
 
-    from sampletopo._errors import SampletopoError
+    from sampletopo._validation import invalid
 
     if sys.version_info >= (3, 11):
         import tomllib
@@ -54,7 +54,7 @@ def _parse_kv(items: list[str] | None, flag: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise SampletopoError(f"{flag} takes KEY=VALUE pairs (e.g. widen=2). Got {item!r}.")
+            raise invalid(flag, "KEY=VALUE pairs (e.g. widen=2)", item, where=None, kind="flag")
         key, value = item.split("=", 1)
         try:
             out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
@@ -86,7 +86,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--max-samples",
         type=int,
-        help="keep at most this many samples per split (default: 0, every sample)",
+        help="keep at most this many samples per split, 0: every sample "
+        "(default: {train:max_samples})",
     )
     p.add_argument("--epochs", type=int, help="epochs to train (default: {train:epochs})")
     p.add_argument(
@@ -129,14 +130,14 @@ def register(subparsers: Any) -> None:
     )
     for flag, _key, typ, text in _SCALAR_FLAGS:
         p.add_argument(flag, nargs="+", type=typ, help=f"{text}; several values make variants")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    progress_option(p, bars=True)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from sampletopo._errors import SampletopoError
+    from sampletopo._errors import ParameterError
     from sampletopo.commands._common import check_out_dir, check_seed_flag
     from sampletopo.train import TrainConfig, resolve_variants, train_experiment
 
@@ -172,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
     mk = dict(base.model_kwargs)
     mk.update(_parse_kv(args.model_kw, "--model-kw"))
     axes: dict[str, list[Any]] = {}
+    flagged: dict[str, Any] = {}  # model options given as flags: always kept, so checked
     for flag, key, _typ, _help in _SCALAR_FLAGS:
         values = getattr(args, flag[2:].replace("-", "_"))
         if values is None:
@@ -183,16 +185,17 @@ def run(args: argparse.Namespace) -> int:
         elif key in ("lr", "momentum", "weight_decay", "batch_size", "seed", "model"):
             top[key] = values[0]
         else:
-            mk[key] = values[0]
-    # A model switch drops the file's options of the old model, which may not exist on the new one.
+            flagged[key] = values[0]
+    # A model switch drops the file's options of the old model, which may not exist on the new
+    # one; options given as flags stay, and one the new model lacks is refused (never ignored).
     if "model" in top and top["model"] != base.model and not args.model_kw:
         mk = {k: v for k, v in mk.items() if k in ("skip",) or k in _model_opts(top["model"])}
-    base = replace(base, **top, model_kwargs=mk)
+    base = replace(base, **top, model_kwargs={**mk, **flagged})
 
     variants: Any = file_variants
     if axes:
         if isinstance(file_variants, list):
-            raise SampletopoError(
+            raise ParameterError(
                 "The TOML file lists explicit [[variants]]; flags with several values cannot be "
                 "combined with them. Give one value per flag, or list the variants in the file."
             )
@@ -201,7 +204,9 @@ def run(args: argparse.Namespace) -> int:
     # (an unknown model, say) leaves nothing behind.
     for _name, cfg, _overrides in resolve_variants(base, variants):
         cfg.resolved()
-    dirs = train_experiment(base, args.out, variants=variants, progress=not args.no_progress)
+    dirs = train_experiment(
+        base, args.out, variants=variants, progress=not hasattr(args, "no_progress")
+    )
     for d in dirs:
         print(d)
     return 0
@@ -222,13 +227,13 @@ def _model_opts(name: str) -> set[str]:
 
 def _val_fraction(text: str) -> float | str:
     """``--val-fraction`` as a float, or the string ``test``."""
-    from sampletopo._errors import SampletopoError
+    from sampletopo._validation import invalid
 
     if text == "test":
         return text
     try:
         return float(text)
     except ValueError:
-        raise SampletopoError(
-            f"The '--val-fraction' flag takes a number in (0, 1) or 'test'. Got {text!r} instead."
+        raise invalid(
+            "--val-fraction", "a number in (0, 1) or 'test'", text, where=None, kind="flag"
         ) from None

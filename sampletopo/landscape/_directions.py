@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._validation import check_choice, check_int, invalid
 from sampletopo.hessian import Eigenpairs, trainable_parameters
 
 
@@ -120,16 +120,21 @@ class Directions:
                     if i < len(self.names)
                     else "nothing"
                 )
-                raise SampletopoError(
-                    f"{where}: the directions do not fit the model's trainable parameters: at "
-                    f"position {i} the model has {n!r} of shape {s} but the directions have "
-                    f"{theirs}. Build the directions from this model (same architecture, same "
-                    "frozen parameters)."
+                raise invalid(
+                    "directions",
+                    "directions that fit the model's trainable parameters",
+                    where=where,
+                    got=f"at position {i}, {theirs} where the model has {n!r} of shape {s}",
+                    fix="They do not fit: build the directions from this model (same "
+                    "architecture, same frozen parameters).",
                 )
-        raise SampletopoError(
-            f"{where}: the directions span {len(self.names)} parameter tensors but the model has "
-            f"{len(names)} trainable ones ({self.n} vs {sum(math.prod(s) for s in shapes)} "
-            "scalars). Build the directions from this model."
+        raise invalid(
+            "directions",
+            f"directions over the model's {len(names)} trainable parameter tensors "
+            f"({sum(math.prod(s) for s in shapes)} scalars)",
+            where=where,
+            got=f"directions over {len(self.names)} tensors ({self.n} scalars)",
+            fix="They do not fit: build the directions from this model.",
         )
 
 
@@ -184,12 +189,14 @@ def random_directions(
         than the number of non-zero coordinates available when ``orthogonal``.
     """
     where = "random_directions"
-    dim = check_int_range("dim", dim, 1, None, where=where)
-    if normalization not in ("filter", "none"):
-        raise SampletopoError(
-            f"{where}: 'normalization' must be 'filter' or 'none'. Got {normalization!r}. "
-            "Use 'filter' (Li et al. 2018) unless you mean raw Gaussian directions."
-        )
+    dim = check_int("dim", dim, 1, None, where=where)
+    check_choice(
+        "normalization",
+        normalization,
+        ("filter", "none"),
+        where=where,
+        fix="Use 'filter' (Li et al. 2018) unless you mean raw Gaussian directions.",
+    )
     params = trainable_parameters(model, where=where)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     vectors = []
@@ -213,11 +220,15 @@ def random_directions(
     n_free = int(np.count_nonzero(np.any(vec != 0, axis=0)))
     if orthogonal:
         if dim > n_free:
-            raise SampletopoError(
-                f"{where}: 'dim' must be at most {n_free} for orthogonal directions: only "
-                f"{n_free} coordinates can be non-zero{'' if include_bias_bn else ' (biases and BatchNorm are zeroed)'}. "
-                f"Got dim={dim}. Ask for fewer directions"
-                f"{'' if include_bias_bn else ' or pass include_bias_bn=True'}."
+            zeroed = "" if include_bias_bn else " (biases and BatchNorm are zeroed)"
+            raise invalid(
+                "dim",
+                f"at most {n_free} for orthogonal directions: only {n_free} coordinates can be "
+                f"non-zero{zeroed}",
+                dim,
+                where=where,
+                fix="Ask for fewer directions"
+                + ("." if include_bias_bn else " or pass include_bias_bn=True."),
             )
         vec = _gram_schmidt(vec, where=where)
     names = tuple(params)
@@ -244,9 +255,12 @@ def _gram_schmidt(vec: np.ndarray, *, where: str) -> np.ndarray:
                 out[k] -= (out[k] @ out[j]) / (out[j] @ out[j]) * out[j]
         norm = float(np.linalg.norm(out[k]))
         if not norm > 1e-12 * max(target, 1e-300):
-            raise SampletopoError(
-                f"{where}: direction {k + 1} is linearly dependent on the earlier ones, so it "
-                "cannot be orthogonalised. Use another seed or fewer directions."
+            raise invalid(
+                "seed",
+                "a seed whose directions are linearly independent",
+                where=where,
+                got=f"one whose direction {k + 1} is linearly dependent on the earlier ones",
+                fix="It cannot be orthogonalised: use another seed or fewer directions.",
             )
         out[k] *= target / norm
     return out
@@ -271,7 +285,7 @@ def hessian_directions(model: nn.Module, eigenpairs: Eigenpairs, *, dim: int) ->
     where = "hessian_directions"
     params = trainable_parameters(model, where=where)
     n = sum(p.numel() for p in params.values())
-    dim = check_int_range(
+    dim = check_int(
         "dim",
         dim,
         1,
@@ -281,10 +295,12 @@ def hessian_directions(model: nn.Module, eigenpairs: Eigenpairs, *, dim: int) ->
         f"top_eigenpairs(op, k={dim}).",
     )
     if eigenpairs.eigenvectors.shape[0] != n:
-        raise SampletopoError(
-            f"{where}: the eigenvectors have {eigenpairs.eigenvectors.shape[0]} entries but the "
-            f"model has {n} trainable scalars. Compute the eigenpairs for this model (with the "
-            "same frozen parameters)."
+        raise invalid(
+            "eigenpairs",
+            f"eigenvectors of {n} entries, one per trainable scalar of the model",
+            where=where,
+            got=f"eigenvectors of {eigenpairs.eigenvectors.shape[0]} entries",
+            fix="Compute the eigenpairs for this model (with the same frozen parameters).",
         )
     return Directions(
         vectors=np.ascontiguousarray(eigenpairs.eigenvectors[:, :dim].T, dtype=np.float64),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -29,15 +28,19 @@ from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
 from sampletopo._batching import auto_batch_size
-from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._errors import NonFiniteLandscapeWarning
 from sampletopo._io import write_atomic
 from sampletopo._runfiles import read_npz
-from sampletopo.hessian import LossFn, eval_mode, trainable_parameters
+from sampletopo._validation import (
+    available_memory,
+    bytes_text,
+    check_int,
+    check_path,
+    check_real,
+    invalid,
+)
+from sampletopo.hessian import LossFn, check_samples, eval_mode, trainable_parameters
 from sampletopo.landscape._directions import Directions
-
-
-class NonFiniteLandscapeWarning(RuntimeWarning):
-    """Some grid points have a NaN or infinite loss (kept in the landscape as they are)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,12 +117,7 @@ def _atomic_savez(path: Path, arrays: dict[str, Any]) -> Path:
 
 def read_landscape(path: str | Path) -> tuple[Landscape, dict[str, Any]]:
     """Read a file written by :meth:`Landscape.save`: the landscape and its ``extra`` entries."""
-    path = Path(path)
-    if not path.is_file():
-        raise SampletopoError(
-            f"read_landscape: no file at {str(path)!r}. Compute it first, e.g. with "
-            "`sampletopo landscape RUN --epoch E`."
-        )
+    path = check_path("path", path, where="read_landscape", exists="file")
     with read_npz(path, fix="Compute the landscape again.") as z:
         meta = json.loads(str(z["directions_json"]))
         coords = []
@@ -309,10 +307,13 @@ class ResumeFile:
         progress = GridProgress.empty(n_points)
         with read_npz(self.path, fix="Delete it to evaluate the grid from the start.") as z:
             if str(z["key"]) != self.key:
-                raise SampletopoError(
-                    f"{where}: the checkpoint file {str(self.path)!r} belongs to another "
-                    "evaluation (different model, data, directions, steps or distance). "
-                    "Delete it or pass another 'checkpoint' path."
+                raise invalid(
+                    "checkpoint",
+                    "the side file of this evaluation",
+                    where=where,
+                    got=f"{str(self.path)!r}, which belongs to another evaluation (different "
+                    "model, data, directions, steps or distance)",
+                    fix="Delete it or pass another 'checkpoint' path.",
                 )
             progress.loss[:] = z["loss"]
             progress.accuracy[:] = z["accuracy"]
@@ -453,22 +454,67 @@ def _evaluate_todo(
             resume.write(progress)
 
 
+# Bytes each grid point holds while a grid is evaluated: its loss and accuracy (float64) and
+# whether it is done (GridProgress).
+_BYTES_PER_POINT = 17
+
+
+def grid_bytes(
+    steps: int, dim: int, n_params: int, *, connectivity: str | None = None, chunk: int = 1
+) -> int:
+    """The memory a ``steps**dim`` grid over ``n_params`` parameters takes, in bytes (about):
+    17 bytes a point while it is evaluated; with ``connectivity`` (the metrics' grid graph), its
+    edges (``dim`` a point for ``"axis"``, ``2**dim - 1`` for ``"freudenthal"``, two int64 each,
+    about three copies while they are sorted); the ``dim`` float64 directions; and the float32
+    parameter copies of ``chunk`` grid points evaluated together."""
+    n = steps**dim
+    total = n * _BYTES_PER_POINT + dim * n_params * 8 + chunk * n_params * 4
+    if connectivity is not None:
+        offsets = dim if connectivity == "axis" else 2**dim - 1
+        total += 3 * 16 * offsets * n
+    return int(total)
+
+
+def check_grid_fits(
+    steps: int,
+    dim: int,
+    n_params: int,
+    *,
+    connectivity: str | None = None,
+    chunk: int = 1,
+    where: str,
+) -> None:
+    """Refuse, with the numbers, a grid that would not fit in the memory available now
+    (:func:`grid_bytes`), before anything is computed or written. Nothing is refused where the
+    available memory cannot be told."""
+    available = available_memory()
+    need = grid_bytes(steps, dim, n_params, connectivity=connectivity, chunk=chunk)
+    if available is None or need <= available:
+        return
+    n = steps**dim
+    points = f"{n:,}" if n < 10**15 else f"{float(n):.3g}"
+    params = f" over {n_params:,} parameters" if n_params else ""
+    raise invalid(
+        "steps",
+        f"small enough for the grid to fit in memory: {steps}**{dim} = {points} grid points"
+        f"{params} need about {need:,} bytes ({bytes_text(need)}), and this machine has "
+        f"{bytes_text(available)} available",
+        steps,
+        where=where,
+        fix="Use fewer steps per axis or fewer dimensions (each point also costs a forward "
+        "pass over the samples).",
+    )
+
+
 def _check_grid(
     steps: int, distance: float, inputs: torch.Tensor, targets: torch.Tensor, *, where: str
 ) -> int:
     """Validate the grid and the data; return ``steps`` as an int."""
-    steps = check_int_range(
+    steps = check_int(
         "steps", steps, 2, None, where=where, fix="A grid needs at least 2 points per axis."
     )
-    if not (isinstance(distance, (int, float)) and math.isfinite(distance) and distance > 0):
-        raise SampletopoError(
-            f"{where}: 'distance' must be a finite number > 0. Got {distance!r}. Try 1.0."
-        )
-    if inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
-        raise SampletopoError(
-            f"{where}: 'inputs' and 'targets' must hold the same positive number of samples. "
-            f"Got {inputs.shape[0]} and {targets.shape[0]}."
-        )
+    check_real("distance", distance, low=0, low_open=True, where=where, fix="Try 1.0.")
+    check_samples(inputs, targets, where=where)
     return steps
 
 
@@ -558,10 +604,11 @@ def evaluate_grid(
     device = next(iter(trainable_parameters(model, where=where).values())).device
     if points_per_batch is None:
         points_per_batch = _default_points_per_batch(model, directions.n, device)
-    chunk = check_int_range("points_per_batch", points_per_batch, 1, None, where=where)
+    chunk = check_int("points_per_batch", points_per_batch, 1, None, where=where)
+    check_grid_fits(steps, directions.dim, directions.n, chunk=chunk, where=where)
     if batch_size is None:
         batch_size = auto_batch_size(model, inputs, device, points=chunk)
-    batch_size = check_int_range("batch_size", batch_size, 1, None, where=where)
+    batch_size = check_int("batch_size", batch_size, 1, None, where=where)
     points = _GridPoints(
         model,
         loss_fn,

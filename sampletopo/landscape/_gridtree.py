@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sampletopo._errors import SampletopoError
+from sampletopo._validation import check_choice, invalid
 from sampletopo.graph import graph_from_edges, grid_graph
 from sampletopo.landscape._grid import Landscape
 from sampletopo.mergetree import MergeTree, join_tree
@@ -21,24 +21,26 @@ def grid_values(values: Landscape | np.ndarray, where: str) -> np.ndarray:
     """The loss grid of a landscape, or an array, as float64; refuse grids with nothing finite."""
     arr = values.loss if isinstance(values, Landscape) else np.asarray(values, dtype=np.float64)
     if arr.ndim < 1 or arr.size < 2:
-        raise SampletopoError(
-            f"{where}: expected a landscape or a grid of at least 2 values. Got shape {arr.shape}."
+        raise invalid(
+            "landscape",
+            "a landscape or a grid of at least 2 values",
+            where=where,
+            got=f"shape {arr.shape}",
         )
     if not np.isfinite(arr).any():
-        raise SampletopoError(
-            f"{where}: every grid value is non-finite; there is no landscape to analyse. Check "
-            "the model and the 'distance' of the grid."
+        raise invalid(
+            "landscape",
+            "a grid with finite values",
+            where=where,
+            got="one whose every value is non-finite",
+            fix="There is no landscape to analyse: check the model and the 'distance' of the grid.",
         )
     return np.asarray(arr, dtype=np.float64)
 
 
 def check_connectivity(connectivity: str, where: str) -> str:
-    """``connectivity`` if it names a grid graph, else a :class:`SampletopoError`."""
-    if connectivity not in ("axis", "freudenthal"):
-        raise SampletopoError(
-            f"{where}: 'connectivity' must be 'axis' or 'freudenthal'. Got {connectivity!r}."
-        )
-    return connectivity
+    """``connectivity`` if it names a grid graph, else a :class:`ParameterError`."""
+    return str(check_choice("connectivity", connectivity, ("axis", "freudenthal"), where=where))
 
 
 def grid_join_tree(arr: np.ndarray, connectivity: str) -> tuple[MergeTree, np.ndarray]:

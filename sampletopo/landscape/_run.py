@@ -17,10 +17,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from sampletopo._errors import SampletopoError, check_int_range
 from sampletopo._folders import lock_output
+from sampletopo._validation import check_choice, check_int, check_path, check_real, invalid
 from sampletopo.landscape._directions import hessian_directions, random_directions
-from sampletopo.landscape._grid import evaluate_grid
+from sampletopo.landscape._grid import check_grid_fits, evaluate_grid
 from sampletopo.landscape._metrics import landscape_metrics
 from sampletopo.runs import PathLike, as_run
 
@@ -93,11 +93,14 @@ def landscape_for_run(
     and the run's own recording, go on at the same time.
     """
     where = "landscape_for_run"
-    if dirs not in ("hessian", "random"):
-        raise SampletopoError(f"{where}: 'dirs' must be 'hessian' or 'random'. Got {dirs!r}.")
-    dim = check_int_range("dim", dim, 1, None, where=where)
-    steps = check_int_range("steps", steps, 2, None, where=where)
-    trace_max_samples = check_int_range(
+    check_choice("dirs", dirs, ("hessian", "random"), where=where)
+    dim = check_int("dim", dim, 1, None, where=where)
+    steps = check_int("steps", steps, 2, None, where=where)
+    check_choice("connectivity", connectivity, ("axis", "freudenthal"), where=where)
+    # The grid and its graph alone, before the model is loaded or anything written; the
+    # parameters' share is checked once the model is known (below, before the Hessian).
+    check_grid_fits(steps, dim, 0, connectivity=connectivity, where=where)
+    trace_max_samples = check_int(
         "trace_max_samples",
         trace_max_samples,
         2,
@@ -105,16 +108,13 @@ def landscape_for_run(
         where=where,
         fix="The trace's standard error needs at least 2 probes.",
     )
-    if not (isinstance(trace_rtol, (int, float)) and trace_rtol > 0):
-        raise SampletopoError(
-            f"{where}: 'trace_rtol' must be a number > 0. Got {trace_rtol!r}. Try 0.05."
-        )
-    path = Path(out) if out is not None else landscape_path(run_dir, epoch)
-    if path.suffix != ".npz":
-        raise SampletopoError(
-            f"{where}: 'out' must be a .npz file path (a NumPy archive is written). Got "
-            f"{str(path)!r}."
-        )
+    check_real("trace_rtol", trace_rtol, low=0, low_open=True, where=where, fix="Try 0.05.")
+    path = check_path(
+        "out",
+        out if out is not None else landscape_path(run_dir, epoch),
+        where=where,
+        suffix=".npz",
+    )
     with lock_output(path, what=f"computing the landscape of epoch {epoch}"):
         return _landscape_for_run(
             run_dir, epoch, path, dirs=dirs, dim=dim, steps=steps, distance=distance,
@@ -156,14 +156,20 @@ def _landscape_for_run(
     where = "landscape_for_run"
     run = as_run(run_dir)
     model, dataset = run.load_model(epoch)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    check_grid_fits(steps, dim, n_params, connectivity=connectivity, where=where)
     x, y = dataset.tensors("train")
     idx = torch.from_numpy(_subset(int(x.shape[0]), n_samples, seed))
     x, y = x[idx], y[idx]
     loss_fn = F.cross_entropy
     if not hessian and dirs == "hessian":
-        raise SampletopoError(
-            f"{where}: hessian=False skips the Hessian, but dirs='hessian' needs its "
-            "eigenvectors. Use dirs='random', or keep hessian=True."
+        raise invalid(
+            "dirs",
+            "'random' when hessian=False (which skips the Hessian)",
+            dirs,
+            where=where,
+            fix="dirs='hessian' needs the Hessian's eigenvectors. Use dirs='random', or keep "
+            "hessian=True.",
         )
     extra: dict[str, Any] = {}
     eig = trace = None
@@ -171,9 +177,11 @@ def _landscape_for_run(
         op = hessian_operator(model, loss_fn, x, y, batch_size=batch_size)
         k = min(max(dim, 1), max(op.n - 1, 1))
         if dirs == "hessian" and dim > k:
-            raise SampletopoError(
-                f"{where}: 'dim' must be at most {k} for Hessian directions (the model has "
-                f"{op.n} trainable parameters). Got dim={dim}."
+            raise invalid(
+                "dim",
+                f"at most {k} for Hessian directions (the model has {op.n} trainable parameters)",
+                dim,
+                where=where,
             )
         eig = top_eigenpairs(op, k=k, seed=seed)
         trace = hutchinson_trace(

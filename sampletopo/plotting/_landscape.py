@@ -23,9 +23,10 @@ from matplotlib.colors import BoundaryNorm
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
 
-from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._validation import check_choice, check_instance, check_int, check_real, invalid
 from sampletopo.hessian import SpectralDensity
 from sampletopo.landscape import Landscape, LandscapeProfile
+from sampletopo.plotting._topology import save_figure
 
 __all__ = [
     "plot_hessian_spectrum",
@@ -39,14 +40,14 @@ __all__ = [
 
 
 def _need_dim(landscape: Landscape, dim: int, where: str) -> None:
-    if not isinstance(landscape, Landscape):
-        raise SampletopoError(
-            f"{where}: 'landscape' must be a sampletopo Landscape. Got {type(landscape).__name__}."
-        )
+    check_instance("landscape", landscape, Landscape, what="a sampletopo Landscape", where=where)
     if landscape.dim != dim:
-        raise SampletopoError(
-            f"{where}: needs a {dim}-D landscape. Got a {landscape.dim}-D one. Use "
-            "plot_landscape_profile for grids of any dimension."
+        raise invalid(
+            "landscape",
+            f"a {dim}-D landscape",
+            where=where,
+            got=f"a {landscape.dim}-D one",
+            fix="Use plot_landscape_profile for grids of any dimension.",
         )
 
 
@@ -72,12 +73,14 @@ def _levels(z: np.ma.MaskedArray, n: int, spacing: str, where: str) -> np.ndarra
     the same share of the grid, so the basin is resolved whatever the range; log levels do
     the same for losses that span decades down to near zero.
     """
-    n = check_int_range("levels", n, 1, None, where=where)
-    if spacing not in _SPACINGS:
-        raise SampletopoError(
-            f"{where}: 'spacing' must be one of {_SPACINGS}. Got {spacing!r}. Use 'quantile' "
-            "(the default) to resolve the basin of a grid with a large loss range."
-        )
+    n = check_int("levels", n, 1, None, where=where)
+    check_choice(
+        "spacing",
+        spacing,
+        _SPACINGS,
+        where=where,
+        fix="Use 'quantile' (the default) to resolve the basin of a grid with a large loss range.",
+    )
     vals = np.ma.compressed(z).astype(np.float64)
     if vals.size == 0:
         return np.linspace(0.0, 1.0, n + 1)
@@ -89,9 +92,12 @@ def _levels(z: np.ma.MaskedArray, n: int, spacing: str, where: str) -> np.ndarra
         lv = np.quantile(vals, np.linspace(0.0, 1.0, n + 1))
     elif spacing == "log":
         if lo <= 0:
-            raise SampletopoError(
-                f"{where}: spacing='log' needs values > 0. The lowest is {lo!r}. Use "
-                "spacing='quantile'."
+            raise invalid(
+                "spacing",
+                "'quantile' or 'linear' for a landscape with values <= 0 ('log' needs values > 0)",
+                spacing,
+                where=where,
+                fix=f"The lowest value is {lo!r}. Use spacing='quantile'.",
             )
         lv = np.geomspace(lo, hi, n + 1)
     else:
@@ -229,9 +235,12 @@ def plot_random_directions(
     where = "plot_random_directions"
     _need_dim(landscape, 2, where)
     if landscape.directions.kind != "random":
-        raise SampletopoError(
-            f"{where}: needs a landscape along random directions. Got "
-            f"{landscape.directions.kind!r} directions; use plot_landscape_contour for those."
+        raise invalid(
+            "landscape",
+            "a landscape along random directions",
+            where=where,
+            got=f"{landscape.directions.kind!r} directions",
+            fix="Use plot_landscape_contour for those.",
         )
     ax = _new_ax(ax)
     z, label = _values(landscape, log_scale)
@@ -281,14 +290,15 @@ def plot_landscape_surface(
     if ax is None:
         ax = _new_ax(None, projection="3d", figsize=(5.5, 4.5))
     elif getattr(ax, "name", "") != "3d":
-        raise SampletopoError(
-            f"{where}: 'ax' must be a 3-D Axes. Got a {getattr(ax, 'name', type(ax).__name__)!r} "
-            "Axes. Create it with fig.add_subplot(projection='3d')."
+        raise invalid(
+            "ax",
+            "a 3-D Axes",
+            where=where,
+            got=f"a {getattr(ax, 'name', type(ax).__name__)!r} Axes",
+            fix="Create it with fig.add_subplot(projection='3d').",
         )
-    if clip_quantile is not None and not 0.0 < float(clip_quantile) <= 1.0:
-        raise SampletopoError(
-            f"{where}: 'clip_quantile' must be in (0, 1] or None. Got {clip_quantile!r}."
-        )
+    if clip_quantile is not None:
+        check_real("clip_quantile", clip_quantile, low=0, low_open=True, high=1, where=where)
     z, label = _values(landscape, log_scale)
     xx, yy = np.meshgrid(landscape.coords[0], landscape.coords[1], indexing="ij")
     zz = np.where(np.ma.getmaskarray(z), np.nan, np.ma.getdata(z))
@@ -358,15 +368,20 @@ def plot_landscape_profile(
     Axes
     """
     where = "plot_landscape_profile"
-    if not isinstance(profile, LandscapeProfile):
-        raise SampletopoError(
-            f"{where}: 'profile' must be a LandscapeProfile (from landscape_profile). "
-            f"Got {type(profile).__name__}."
-        )
+    check_instance(
+        "profile",
+        profile,
+        LandscapeProfile,
+        what="a LandscapeProfile (from landscape_profile)",
+        where=where,
+    )
     if log_scale and profile.loss_min <= 0:
-        raise SampletopoError(
-            f"{where}: 'log_scale' needs losses > 0. The lowest loss is {profile.loss_min!r}. "
-            "Pass log_scale=False."
+        raise invalid(
+            "log_scale",
+            "False for a profile with losses <= 0 (a log scale needs losses > 0)",
+            log_scale,
+            where=where,
+            fix=f"The lowest loss is {profile.loss_min!r}. Pass log_scale=False.",
         )
     ax = _new_ax(ax, figsize=(6.0, 4.2))
     polys = [b.outline() for b in profile.basins]
@@ -439,11 +454,13 @@ def plot_hessian_spectrum(
     Axes
     """
     where = "plot_hessian_spectrum"
-    if not isinstance(density, SpectralDensity):
-        raise SampletopoError(
-            f"{where}: 'density' must be a SpectralDensity (from spectral_density). "
-            f"Got {type(density).__name__}."
-        )
+    check_instance(
+        "density",
+        density,
+        SpectralDensity,
+        what="a SpectralDensity (from spectral_density)",
+        where=where,
+    )
     ax = _new_ax(ax)
     nodes = density.nodes[np.isfinite(density.nodes)]
     span = float(nodes.max() - nodes.min()) if nodes.size else 1.0
@@ -494,8 +511,10 @@ def save_landscape_figures(path: str | Any, *, out_dir: str | Any | None = None)
         p = out / f"{stem}-{name}.png"
         fig: Any = ax.figure
         fig.tight_layout()
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
+        try:
+            save_figure(fig, p, dpi=110)
+        finally:
+            plt.close(fig)
         written.append(p)
 
     ax = plot_landscape_profile(landscape_profile(land, connectivity=conn))

@@ -12,7 +12,7 @@ import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,15 +21,18 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from sampletopo._errors import SampletopoError, check_int_range
+from sampletopo._errors import NoImagesWarning
+from sampletopo._validation import check_instance, check_int, invalid
+from sampletopo.plotting._topology import save_figure
 from sampletopo.runs import PathLike
-from sampletopo.samples import MemberTracks, TreeChoice
+from sampletopo.samples import MemberTracks
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from sampletopo.samples import RegionOptions
 
 __all__ = ["NoImagesWarning", "plot_member_losses", "plot_region_images", "sample_figures"]
-
-
-class NoImagesWarning(UserWarning):
-    """The dataset has no images to show; image grids were skipped, tables and curves kept."""
 
 
 def _name(v: int, names: Sequence[str] | None) -> str:
@@ -72,25 +75,28 @@ def plot_region_images(
     matplotlib.figure.Figure
     """
     where = "plot_region_images"
-    max_images = check_int_range("max_images", max_images, 1, None, where=where)
-    ncols = check_int_range("ncols", ncols, 1, None, where=where)
+    max_images = check_int("max_images", max_images, 1, None, where=where)
+    ncols = check_int("ncols", ncols, 1, None, where=where)
     imgs = np.asarray(images)
     if imgs.ndim not in (3, 4):
-        raise SampletopoError(
-            f"{where}: 'images' must have shape (n, H, W) or (n, H, W, C). Got {imgs.shape}."
-        )
+        raise invalid("images", "an array of shape (n, H, W) or (n, H, W, C)", imgs, where=where)
     m = np.asarray(members, dtype=np.int64)
     lab = np.asarray(labels, dtype=np.int64)
     prd = np.asarray(preds, dtype=np.int64)
     if not (m.shape == lab.shape == prd.shape):
-        raise SampletopoError(
-            f"{where}: 'members', 'labels' and 'preds' must have the same length. Got "
-            f"{m.shape[0]}, {lab.shape[0]}, {prd.shape[0]}."
+        raise invalid(
+            "preds",
+            "as long as 'members' and 'labels'",
+            where=where,
+            got=f"lengths {m.shape[0]}, {lab.shape[0]}, {prd.shape[0]} (members, labels, preds)",
         )
     if m.size and (m.min() < 0 or m.max() >= imgs.shape[0]):
-        raise SampletopoError(
-            f"{where}: member indices must be in [0, {imgs.shape[0] - 1}] (the split's images). "
-            f"Got values from {m.min()} to {m.max()}. Pass the images of the regions' split."
+        raise invalid(
+            "members",
+            f"sample indices in [0, {imgs.shape[0] - 1}] (the split's images)",
+            where=where,
+            got=f"values from {m.min()} to {m.max()}",
+            fix="Pass the images of the regions' split.",
         )
     shown = min(m.size, max_images)
     cols = max(1, min(ncols, shown))
@@ -162,11 +168,13 @@ def plot_member_losses(
     -------
     matplotlib.axes.Axes
     """
-    if not isinstance(tracks, MemberTracks):
-        raise SampletopoError(
-            "plot_member_losses: 'tracks' must be the MemberTracks of track_members(...). Got "
-            f"{type(tracks).__name__}."
-        )
+    check_instance(
+        "tracks",
+        tracks,
+        MemberTracks,
+        what="the MemberTracks of track_members(...)",
+        where="plot_member_losses",
+    )
     if ax is None:
         _, ax = plt.subplots(figsize=(6.2, 4.0))
     regions = tracks.regions.filter(pl.col("rank") <= max_regions)
@@ -219,14 +227,9 @@ def sample_figures(
     *,
     split: str = "val",
     epoch: int,
-    top: int = 5,
-    tree: TreeChoice = "split",
-    k: int = 20,
-    features: str = "raw",
     max_images: int = 40,
-    graph: Any = None,
-    dataset: Any = None,
     tracks: MemberTracks | None = None,
+    **options: Unpack[RegionOptions],
 ) -> list[Path]:
     """Write the figures of a run's top regions as PNGs and return their paths.
 
@@ -237,7 +240,7 @@ def sample_figures(
 
     Parameters
     ----------
-    run_dir, split, epoch, top, tree, k, features, graph, dataset
+    run_dir, split, epoch
         As for :func:`sampletopo.samples.top_regions`.
     out_dir : str or Path
         Folder for the PNG files (created if needed).
@@ -245,23 +248,17 @@ def sample_figures(
         Images per grid at most.
     tracks : MemberTracks, optional
         Reuse what :func:`sampletopo.samples.track_members` returned for the same arguments.
+    **options
+        ``top``, ``tree``, ``k``, ``features``, ``essential``, ``graph``, ``dataset``: passed to
+        :func:`sampletopo.samples.top_regions` with its defaults (``top=10``: one image grid per
+        region), when ``tracks`` is None. ``dataset`` also gives the images and class names.
     """
     from sampletopo.runs import as_run, epoch_tag
     from sampletopo.samples import track_members
 
     rd = as_run(run_dir)
     if tracks is None:
-        tracks = track_members(
-            rd,
-            split=split,
-            epoch=epoch,
-            top=top,
-            tree=tree,
-            k=k,
-            features=features,
-            graph=graph,
-            dataset=dataset,
-        )
+        tracks = track_members(rd, split=split, epoch=epoch, **options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{tracks.run}-samples-{tracks.split}-{epoch_tag(tracks.epoch)}"
@@ -269,10 +266,13 @@ def sample_figures(
 
     def save(fig: Figure, name: str) -> None:
         p = out / f"{stem}-{name}.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
+        try:
+            save_figure(fig, p, dpi=120)
+        finally:
+            plt.close(fig)
         written.append(p)
 
+    dataset = options.get("dataset")
     if dataset is None and rd.has_config():
         dataset = rd.dataset()
     ds = dataset

@@ -1,5 +1,6 @@
 """Figures of the sample-space view: total persistence, diagram heatmaps, Wasserstein curves,
-single diagrams and barcodes.
+single diagrams and barcodes, and the comparison of a parameter-space landscape with the
+sample-space heatmaps of the same epoch.
 
 Every ``plot_*`` function takes ``ax=None`` (a new figure is made) and returns the Axes; the
 ``*_figure`` functions lay several panels out and return the Figure. Nothing here calls
@@ -13,7 +14,7 @@ Multi-panel figures put one shared legend below the panels, where it cannot hide
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, StrMethodFormatter
 
-from sampletopo._errors import SampletopoError
+from sampletopo._io import write_atomic
+from sampletopo._validation import invalid
 from sampletopo.diagrams import Diagram
 from sampletopo.runs import SPLITS, TREES
 
@@ -45,6 +47,8 @@ __all__ = [
     "wasserstein_figure",
     "plot_diagram",
     "plot_barcode",
+    "diagrams_figure",
+    "comparison_panels",
     "default_heatmap_epochs",
     "run_colors",
 ]
@@ -73,7 +77,12 @@ def _mark_milestones(ax: Axes, milestones: Iterable[int] | None) -> None:
 def _need(df: pl.DataFrame, cols: Sequence[str], where: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise SampletopoError(f"{where}: the table lacks column(s) {missing}. Got {df.columns}.")
+        raise invalid(
+            "table",
+            f"a table with the columns {list(cols)}",
+            where=where,
+            got=f"columns {df.columns}",
+        )
 
 
 def plot_total_persistence(
@@ -312,17 +321,25 @@ def heatmap_figure(
     sub = diagrams.filter((pl.col("split") == split) & (pl.col("tree") == tree))
     runs = list(runs) if runs is not None else sorted(sub["run"].unique().to_list())
     if not runs or not epochs:
-        raise SampletopoError(
-            f"heatmap_figure: nothing to draw for {split}/{tree} (runs={runs}, epochs={list(epochs)})."
+        raise invalid(
+            "epochs",
+            f"one or more epochs of one or more runs with {split}/{tree} diagrams",
+            where="heatmap_figure",
+            got=f"runs={runs}, epochs={list(epochs)}: nothing to draw",
         )
     panels: dict[tuple[str, int], pl.DataFrame] = {}
     for r in runs:
         have = set(sub.filter(pl.col("run") == r)["epoch"].unique().to_list())
         for e in epochs:
             if e not in have:
-                raise SampletopoError(
-                    f"heatmap_figure: run {r} has no {split} diagram at epoch {e}. It has epochs "
-                    f"{sorted(have)[:3]}...{sorted(have)[-3:]}; choose among those."
+                raise invalid(
+                    "epochs",
+                    f"epochs with {split} diagrams in every run",
+                    where="heatmap_figure",
+                    got=f"epoch {e}, which run {r} lacks: run {r} has no {split} diagram at "
+                    f"epoch {e}",
+                    fix=f"It has epochs {sorted(have)[:3]}...{sorted(have)[-3:]}; choose among "
+                    "those.",
                 )
             panels[(r, e)] = sub.filter((pl.col("run") == r) & (pl.col("epoch") == e))
     xb, yb = heatmap_bins(list(panels.values()), bins=bins)
@@ -447,13 +464,77 @@ def plot_barcode(d: Diagram, *, top: int = 60, ax: Axes | None = None, title: st
     return ax
 
 
+def diagrams_figure(diagrams: Mapping[tuple[str, str], Diagram], *, run: str, epoch: int) -> Figure:
+    """Each split's join and split diagram beside its barcode at one epoch: a 2 x 4 grid, one row
+    per split. ``diagrams`` maps ``(split, tree)`` to the diagram."""
+    fig, axes = plt.subplots(len(SPLITS), 2 * len(TREES), figsize=(18, 8), squeeze=False)
+    for i, s in enumerate(SPLITS):
+        for j, tree in enumerate(TREES):
+            d = diagrams[(s, tree)]
+            plot_diagram(d, ax=axes[i, 2 * j], title=f"{s} {tree} diagram, epoch {epoch}")
+            plot_barcode(d, ax=axes[i, 2 * j + 1], title=f"{s} {tree} barcode, epoch {epoch}")
+    fig.suptitle(f"{run}: persistence diagrams and barcodes at epoch {epoch}")
+    fig.tight_layout()
+    return fig
+
+
+def comparison_panels(
+    rows: Sequence[tuple[str, int, Any, Mapping[str, pl.DataFrame]]], *, split: str = "val"
+) -> Figure:
+    """Per run, the 2-D random-direction plot beside the sample-space heatmaps (join and split)
+    of the same epoch: ``rows`` holds ``(run, epoch, landscape, {tree: diagram table})``.
+
+    Heatmaps share bins per tree and one colour scale across all rows, drawn as one colour bar
+    at the right, level with the heatmap rows.
+    """
+    from sampletopo.plotting._landscape import plot_random_directions
+
+    bins = {t: heatmap_bins([r[3][t] for r in rows]) for t in TREES}
+    norm = shared_norm([(r[3][t], *bins[t]) for r in rows for t in TREES])
+    fig, axes = plt.subplots(len(rows), 3, figsize=(15, 4.2 * len(rows)), squeeze=False)
+    mesh = None
+    for i, (name, epoch, land, tabs) in enumerate(rows):
+        plot_random_directions(land, ax=axes[i, 0])
+        axes[i, 0].set_title(f"{name}: parameter space, epoch {epoch}")
+        for j, t in enumerate(TREES, start=1):
+            ax = plot_heatmap(
+                tabs[t],
+                xbins=bins[t][0],
+                ybins=bins[t][1],
+                norm=norm,
+                ax=axes[i, j],
+                title=f"{name}: {split} {t}-tree heatmap, epoch {epoch}",
+            )
+            mesh = ax._sampletopo_mesh  # type: ignore[attr-defined]
+    fig.suptitle(
+        "Parameter-space landscape (filter-normalized random directions) beside the "
+        "sample-space persistence heatmaps of the same epoch"
+    )
+    fig.tight_layout(rect=(0, 0, 0.94, 1))
+    top = axes[0, -1].get_position()
+    bottom = axes[-1, -1].get_position()
+    cax = fig.add_axes((0.95, bottom.y0, 0.01, top.y1 - bottom.y0))
+    assert mesh is not None
+    count_colorbar(fig, mesh, cax=cax)
+    return fig
+
+
+def save_figure(fig: Figure, path: Path, **options: Any) -> Path:
+    """Write ``fig`` to ``path`` (its format from the suffix) atomically, as every file
+    sampletopo writes (:func:`sampletopo._io.write_atomic`): a full disk or a read-only folder
+    is an ``OSError`` naming ``path``, and no half-written figure is left. ``options`` go to
+    ``Figure.savefig``."""
+    fmt = path.suffix.lstrip(".") or "png"
+    return write_atomic(path, lambda fh: fig.savefig(fh, format=fmt, **options))
+
+
 def save(fig: Figure, path: Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Write ``fig`` as ``path`` with each suffix in ``formats``; close it; return the paths."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     out = []
-    for fmt in formats:
-        p = path.parent / f"{path.name}.{fmt}"  # names may hold dots (lr=0.1)
-        fig.savefig(p, dpi=110, bbox_inches="tight")
-        out.append(p)
-    plt.close(fig)
+    try:
+        for fmt in formats:
+            p = path.parent / f"{path.name}.{fmt}"  # names may hold dots (lr=0.1)
+            out.append(save_figure(fig, p, dpi=110, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return out
