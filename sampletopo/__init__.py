@@ -64,6 +64,9 @@ from sampletopo._errors import (
     RankFailedError as RankFailedError,
 )
 from sampletopo._errors import (
+    RecorderWarning as RecorderWarning,
+)
+from sampletopo._errors import (
     ReportWarning as ReportWarning,
 )
 from sampletopo._errors import (

@@ -33,6 +33,7 @@ numbers or files that went wrong are also ``RuntimeWarning``, as they were befor
     ├── FigureWarning          part of a figure set was left out
     ├── NoImagesWarning        the dataset has no images; image grids skipped
     ├── ReportWarning          part of a report was left out (a damaged table, a landscape)
+    ├── RecorderWarning        a recorder skipped an epoch it cannot record, or kept epochs
     ├── DataRootWarning        a run reads pickled data from outside its experiment
     ├── NonFiniteLossWarning   (also RuntimeWarning) recorded losses hold NaN or inf
     ├── NonFiniteLandscapeWarning (also RuntimeWarning) grid points with NaN or inf loss
@@ -205,6 +206,11 @@ class NoImagesWarning(SampletopoWarning):
 class ReportWarning(SampletopoWarning):
     """Part of a report was left out (a damaged table or landscape, a figure that failed); the
     message says which and why."""
+
+
+class RecorderWarning(SampletopoWarning):
+    """A recorder skipped an epoch it cannot record (cut short, or lost to a resume) or kept
+    epochs on disk as they are; the message names the epochs and the run."""
 
 
 class DataRootWarning(SampletopoWarning):

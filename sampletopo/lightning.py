@@ -34,7 +34,7 @@ resumed from its last checkpoint ends with every epoch recorded exactly once:
   Lightning trains those epochs again from the older checkpoint. Their tables, already on disk,
   are kept and not written again (equal to what the retraining gives when training is
   deterministic: seeded, ``Trainer(deterministic=True)``, an epoch-seeded shuffle); a
-  :class:`UserWarning` names them.
+  :class:`~sampletopo.RecorderWarning` names them.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ import torch.distributed as dist
 from torch import nn
 
 from sampletopo._device import resolve_device
-from sampletopo._errors import SampletopoError, ranges_text
+from sampletopo._errors import RecorderWarning, SampletopoError
+from sampletopo._validation import ranges_text
 from sampletopo.data import Dataset
 from sampletopo.recorder import LossRecorder, RecordMode, check_dataset, check_recorder_options
 from sampletopo.runs import SPLITS, PathLike
@@ -319,7 +320,9 @@ class LossRecorderCallback(Callback):
             return
         if trainer.is_global_zero:
             warnings.warn(
-                f"{rec.run_name}: epoch {epoch} is not recorded: {why}.", UserWarning, stacklevel=2
+                f"{rec.run_name}: epoch {epoch} is not recorded: {why}.",
+                RecorderWarning,
+                stacklevel=2,
             )
 
     def _record(
@@ -396,7 +399,7 @@ class LossRecorderCallback(Callback):
                     f"{_WHERE} (saved without it?), so whether its module is the model after "
                     f"{done} full epochs is unknown: it is not recorded now, and recording goes "
                     f"on at epoch {done + 1}.",
-                    UserWarning,
+                    RecorderWarning,
                     stacklevel=3,
                 )
             return None
@@ -428,7 +431,7 @@ class LossRecorderCallback(Callback):
                 f"{name}: epochs {ranges_text(lost)} are not recorded in {folder!r} and this fit "
                 f"starts after them (at epoch {first}), so they stay missing. Record them from "
                 "saved checkpoints (sampletopo record) if you kept any.",
-                UserWarning,
+                RecorderWarning,
                 stacklevel=3,
             )
         if later:
@@ -441,7 +444,7 @@ class LossRecorderCallback(Callback):
             warnings.warn(
                 f"{name}: epochs {ranges_text(later)} in {folder!r} {how}; they are kept as they "
                 f"are and not recorded again when this fit reaches them ({fix}).",
-                UserWarning,
+                RecorderWarning,
                 stacklevel=3,
             )
 

@@ -29,7 +29,7 @@ L = pytest.importorskip("lightning")
 
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 
-from sampletopo._errors import SampletopoError  # noqa: E402
+from sampletopo._errors import RecorderWarning, SampletopoError, SampletopoWarning  # noqa: E402
 from sampletopo.checkpoints import checkpoint_epoch  # noqa: E402
 from sampletopo.cli import main  # noqa: E402
 from sampletopo.data import Dataset, load_dataset  # noqa: E402
@@ -220,7 +220,9 @@ def test_reused_across_fits_continues_the_epochs(ds: Dataset, tmp_path: Path) ->
     assert _unlocked(run_dir)
     first = {p: p.stat().st_mtime_ns for p in as_run(run_dir).loss_files("val").values()}
     with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # nothing missing, nothing skipped: silent
+        warnings.simplefilter(
+            "error", SampletopoWarning
+        )  # nothing missing, nothing skipped: silent
         warnings.filterwarnings("ignore", module="lightning")
         _trainer(1, [cb]).fit(module, _loader(ds))  # a new Trainer: Lightning counts from 0
     assert _epochs(run_dir) == {s: [0, 1, 2, 3] for s in ("train", "val")}
@@ -235,7 +237,7 @@ def test_reused_across_fits_continues_the_epochs(ds: Dataset, tmp_path: Path) ->
 def test_partial_epoch_is_not_recorded(ds: Dataset, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     cb = LossRecorderCallback(run_dir, ds)
-    with pytest.warns(UserWarning, match="epoch 2 is not recorded: Lightning epoch 1 stopped"):
+    with pytest.warns(RecorderWarning, match="epoch 2 is not recorded: Lightning epoch 1 stopped"):
         _trainer(5, [cb], max_steps=6).fit(Tiny(ds), _loader(ds))  # 4 batches an epoch
     assert _epochs(run_dir)["train"] == [0, 1]
     assert _unlocked(run_dir)
@@ -257,7 +259,7 @@ def test_loader_without_length_records_every_epoch(ds: Dataset, tmp_path: Path) 
     run_dir = tmp_path / "run"
     module = Tiny(ds)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("error", SampletopoWarning)
         warnings.filterwarnings("ignore", module="lightning")
         loader = DataLoader(_Stream(ds), batch_size=None)
         _trainer(3, [LossRecorderCallback(run_dir, ds)]).fit(module, loader)
