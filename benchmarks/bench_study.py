@@ -1,0 +1,169 @@
+"""The analysis of a thesis-sized study, phase by phase, against today's exact serial W phase.
+
+Builds a synthetic study of the thesis' shape (issue 17): ``--runs`` runs x ``--epochs`` + 1
+epochs (epoch 0 is the initial model), ``--n-train`` + ``--n-val`` samples of 8x8 inputs,
+recorded with :class:`~sampletopo.LossRecorder` from a linear model whose weights take a random
+step every epoch, so the train diagrams have about 2,000-2,900 pairs and the val ones 370-570.
+Then times ``sampletopo topology EXP --jobs J`` end to end, per phase (kNN graphs + diagrams,
+summaries, Wasserstein curves), and, on ``--reference-epochs`` epochs of each (run, split,
+tree) curve, the W phase as sampletopo 0.3 did it: W1 and W2 (hera, ``delta=1e-6``), serially,
+extrapolated to every epoch (said so in the output). The values of the new curves are checked
+against hera at ``delta=1e-6`` on those epochs, within the documented bound
+(``w1_error_bound``).
+
+    python benchmarks/bench_study.py [--runs 2] [--epochs 200] [--n-train 50000] [--n-val 10000]
+        [--jobs 2] [--delta 0.01] [--reference-epochs 12] [--keep DIR]
+
+Not a test: run it on a quiet machine (``uptime`` is printed, since the 2 cores are shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+import sampletopo as st
+from sampletopo import analysis
+from sampletopo.data import Dataset
+from sampletopo.diagrams import wasserstein
+from sampletopo.readers import read_diagram
+from sampletopo.recorder import LossRecorder
+
+
+def synthetic_data(n_train: int, n_val: int, seed: int) -> Dataset:
+    """8x8 inputs in [0, 1], 10 classes given by a fixed random linear rule plus noise."""
+    rng = np.random.default_rng(seed)
+    n = n_train + n_val
+    x = rng.random((n, 1, 8, 8), dtype=np.float32)
+    rule = rng.normal(size=(64, 10))
+    logits = x.reshape(n, 64) @ rule + rng.normal(scale=1.0, size=(n, 10))
+    y = logits.argmax(axis=1).astype(np.int64)
+    return Dataset.from_arrays(
+        "bench-study", train=(x[:n_train], y[:n_train]), val=(x[n_train:], y[n_train:])
+    )
+
+
+def record_study(exp: Path, ds: Dataset, *, runs: int, epochs: int, seed: int) -> None:
+    """``runs`` runs of a linear model on 8x8 inputs, its weights perturbed every epoch."""
+    for r in range(runs):
+        torch.manual_seed(seed + r)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+        gen = torch.Generator().manual_seed(seed + 100 + r)
+        with LossRecorder(exp / f"run{r}", ds, batch_size=10_000) as rec:
+            for epoch in range(epochs + 1):
+                rec.on_train_epoch_end(epoch, model)
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p.add_(0.05 * torch.randn(p.shape, generator=gen))
+
+
+def old_serial_w(runs: list[st.Run], epochs: list[int]) -> tuple[float, pl.DataFrame]:
+    """Seconds for sampletopo 0.3's W phase (W1 and W2, hera delta=1e-6, serial) on ``epochs``
+    of every (run, split, tree) curve, and the W1 values it gives there."""
+    rows = []
+    t = time.perf_counter()
+    for run in runs:
+        for s in st.SPLITS:
+            final = run.diagram_epochs(s)[-1]
+            for tree in st.TREES:
+                ref = read_diagram(run, split=s, tree=tree, epoch=final)
+                for e in epochs:
+                    d = read_diagram(run, split=s, tree=tree, epoch=e)
+                    w1 = wasserstein(d, ref, order=1)
+                    wasserstein(d, ref, order=2)
+                    rows.append(
+                        {"run": run.name, "split": s, "tree": tree, "epoch": e, "exact_w1": w1}
+                    )
+    return time.perf_counter() - t, pl.DataFrame(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=200, help="epochs after epoch 0")
+    ap.add_argument("--n-train", type=int, default=50_000)
+    ap.add_argument("--n-val", type=int, default=10_000)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--delta", type=float, default=None, help="hera's delta (default: library's)")
+    ap.add_argument("--reference-epochs", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", type=Path, default=None, help="build the study here and keep it")
+    args = ap.parse_args()
+    print(f"load before: {os.getloadavg()} on {os.cpu_count()} cores")
+    base = args.keep or Path(tempfile.mkdtemp(prefix="bench-study-"))
+    exp = base / "study"
+    try:
+        t = time.perf_counter()
+        if not exp.is_dir():
+            ds = synthetic_data(args.n_train, args.n_val, args.seed)
+            record_study(exp, ds, runs=args.runs, epochs=args.epochs, seed=args.seed)
+        print(f"recording: {time.perf_counter() - t:.1f} s")
+        run_study(exp, args)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+    print(f"load after: {os.getloadavg()}")
+
+
+def run_study(exp: Path, args: argparse.Namespace) -> None:
+    runs = st.runs_in(exp)
+    for r in runs:  # the topology is timed from scratch
+        shutil.rmtree(r.topology_dir, ignore_errors=True)
+    w_opts = {} if args.delta is None else {"delta": args.delta}
+    t0 = time.perf_counter()
+    analysis.compute_topology(exp, jobs=args.jobs, progress=False)
+    t1 = time.perf_counter()
+    analysis.summarize(exp)
+    t2 = time.perf_counter()
+    wd = analysis.wasserstein_to_reference(exp, jobs=args.jobs, **w_opts)
+    t3 = time.perf_counter()
+    total = t3 - t0
+    pairs = (
+        st.read_summaries(exp)
+        .group_by("split")
+        .agg(lo=pl.col("n_pairs").min(), hi=pl.col("n_pairs").max())
+        .sort("split")
+    )
+    for s, lo, hi in pairs.iter_rows():
+        print(f"{s} diagrams: {lo}-{hi} finite pairs per tree")
+    print(f"graphs + diagrams ({args.jobs} jobs): {t1 - t0:.1f} s")
+    print(f"summaries: {t2 - t1:.1f} s")
+    print(f"Wasserstein W1 ({args.jobs} jobs, delta={wd['delta'][0]:g}): {t3 - t2:.1f} s")
+    print(f"topology total: {total:.1f} s")
+
+    all_eps = runs[0].diagram_epochs("train")
+    pick = np.unique(np.linspace(0, len(all_eps) - 2, args.reference_epochs).astype(int))
+    eps = [all_eps[i] for i in pick]
+    t_old, exact = old_serial_w(runs, eps)
+    n_curves = len(runs) * len(st.SPLITS) * len(st.TREES)
+    per = t_old / (n_curves * len(eps))
+    old_total = per * n_curves * (len(all_eps) - 1)
+    print(
+        f"sampletopo 0.3's W phase (W1 + W2, hera delta=1e-6, serial) on {len(eps)} epochs of "
+        f"each of {n_curves} curves: {t_old:.1f} s; EXTRAPOLATED to all {len(all_eps) - 1} "
+        f"non-reference epochs: {old_total:.0f} s ({old_total / 60:.1f} min)"
+    )
+    print(
+        f"ratio of W phases: {old_total / (t3 - t2):.1f}x; whole topology then: "
+        f"{(t1 - t0) + (t2 - t1) + old_total:.0f} s, now {total:.1f} s"
+    )
+    both = exact.join(wd, on=["run", "split", "tree", "epoch"])
+    err = (both["w1"] - both["exact_w1"]).abs()
+    ok = (err <= both["w1_error_bound"] + 1e-12).all()
+    rel = (err / both["exact_w1"]).max()
+    print(
+        f"W1 vs hera delta=1e-6 on {both.height} values: max abs diff {err.max():.2e}, "
+        f"max rel diff {rel:.2e}; within the stored bound: {ok}"
+    )
+
+
+if __name__ == "__main__":
+    main()
