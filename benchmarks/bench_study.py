@@ -36,6 +36,7 @@ from sampletopo.data import Dataset
 from sampletopo.diagrams import wasserstein
 from sampletopo.readers import read_diagram
 from sampletopo.recorder import LossRecorder
+from sampletopo.runs import Run, runs_in
 
 
 def synthetic_data(n_train: int, n_val: int, seed: int) -> Dataset:
@@ -65,7 +66,7 @@ def record_study(exp: Path, ds: Dataset, *, runs: int, epochs: int, seed: int) -
                         p.add_(0.05 * torch.randn(p.shape, generator=gen))
 
 
-def old_serial_w(runs: list[st.Run], epochs: list[int]) -> tuple[float, pl.DataFrame]:
+def old_serial_w(runs: list[Run], epochs: list[int]) -> tuple[float, pl.DataFrame]:
     """Seconds for sampletopo 0.3's W phase (W1 and W2, hera delta=1e-6, serial) on ``epochs``
     of every (run, split, tree) curve, and the W1 values it gives there."""
     rows = []
@@ -114,7 +115,7 @@ def main() -> None:
 
 
 def run_study(exp: Path, args: argparse.Namespace) -> None:
-    runs = st.runs_in(exp)
+    runs = runs_in(exp)
     for r in runs:  # the topology is timed from scratch
         shutil.rmtree(r.topology_dir, ignore_errors=True)
     w_opts = {} if args.delta is None else {"delta": args.delta}

@@ -792,6 +792,33 @@ class _TableWriter:
             )
 
 
+def check_wasserstein_settings(
+    *,
+    orders: Sequence[float] = (1,),
+    backend: Backend = "assignment",
+    delta: float = HERA_DELTA,
+    min_persistence: float = 0.0,
+    jobs: int = 1,
+) -> tuple[list[float], Backend, float, float, int]:
+    """The settings of :func:`wasserstein_to_reference`, checked (one error naming the bad
+    one) and normalized: orders sorted without repeats, ``delta`` 0 for the exact solvers. The
+    command line calls it before any work."""
+    where = "wasserstein_to_reference"
+    orders = _check_orders(orders, where)
+    backend = check_choice("backend", backend, BACKENDS, where=where)  # type: ignore[assignment]
+    delta = check_delta(delta, where=where)
+    delta = delta if backend == "hera" else 0.0  # the other solvers are exact
+    min_persistence = check_real(
+        "min_persistence",
+        min_persistence,
+        low=0.0,
+        where=where,
+        fix="Pairs with persistence below it are left out; 0 keeps them all.",
+    )
+    jobs = check_int("jobs", jobs, 1, 256, where=where)
+    return orders, backend, delta, min_persistence, jobs
+
+
 def _wasserstein_tables(
     runs: list[Run],
     *,
@@ -807,17 +834,9 @@ def _wasserstein_tables(
     """:func:`wasserstein_to_reference`'s table and the names of the runs whose rows were not
     all reused from their stored table."""
     where = "wasserstein_to_reference"
-    orders = _check_orders(orders, where)
-    backend = check_choice("backend", backend, BACKENDS, where=where)  # type: ignore[assignment]
-    delta = check_delta(delta, where=where) if backend == "hera" else 0.0
-    min_persistence = check_real(
-        "min_persistence",
-        min_persistence,
-        low=0.0,
-        where=where,
-        fix="Pairs with persistence below it are left out; 0 keeps them all.",
+    orders, backend, delta, min_persistence, jobs = check_wasserstein_settings(
+        orders=orders, backend=backend, delta=delta, min_persistence=min_persistence, jobs=jobs
     )
-    jobs = check_int("jobs", jobs, 1, 256, where=where)
     writer = _TableWriter(write)
     schema = _w_schema(orders)
     work = []

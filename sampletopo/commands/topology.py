@@ -105,6 +105,8 @@ def _run(args: argparse.Namespace) -> int:
     ref = parse_reference(args.reference) if hasattr(args, "reference") else None
     options = given(args, "splits", "k", "features", "jobs", "overwrite")
     w_options = given(args, "orders", "backend", "delta", "min_persistence", "jobs")
+    settings = {k: v for k, v in w_options.items() if k != "progress"}
+    analysis.check_wasserstein_settings(**settings)  # before the long computation
     w_options.setdefault("progress", True)  # the library's default is quiet
     # Each folder given is done on its own: runs are told apart by folder name within one call,
     # and two experiments may well both hold a run called "run".
