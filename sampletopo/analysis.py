@@ -613,11 +613,14 @@ def summary_tables(
     """The runs' :func:`summarize` and :func:`wasserstein_to_reference` tables (final epoch as
     the reference, W1), stored as one step: with ``write="if_writable"`` (the default here, as
     the figures and the report need) a run folder that cannot be written gets both in memory
-    only, and one warning says so for all runs. A run whose stored Wasserstein rows were all
-    reused keeps its table as it is (with any other orders it holds)."""
+    only, and one warning says so for all runs. Stored W1 rows of the same diagrams and
+    reference are used whatever solver settings made them (``sampletopo topology`` chose
+    them), and a run whose rows were all reused keeps its table as it is (with any other
+    orders it holds)."""
     runs = runs_in(run_dirs)
     summary = summarize(runs, write=False)
-    wdist, changed = _wasserstein_tables(runs, write=False)
+    # The stored curves of the same diagrams serve whatever solver settings made them.
+    wdist, changed = _wasserstein_tables(runs, write=False, any_settings=True)
     tables = [(run, summary.filter(pl.col("run") == run.name), run.summary_file) for run in runs]
     if wdist.height:
         tables += [
@@ -830,9 +833,11 @@ def _wasserstein_tables(
     jobs: int = 1,
     write: Write = True,
     progress: bool = False,
+    any_settings: bool = False,
 ) -> tuple[pl.DataFrame, set[str]]:
     """:func:`wasserstein_to_reference`'s table and the names of the runs whose rows were not
-    all reused from their stored table."""
+    all reused from their stored table; with ``any_settings``, stored rows are reused whatever
+    solver, ``delta`` and ``min_persistence`` made them (same reference and diagrams)."""
     where = "wasserstein_to_reference"
     orders, backend, delta, min_persistence, jobs = check_wasserstein_settings(
         orders=orders, backend=backend, delta=delta, min_persistence=min_persistence, jobs=jobs
@@ -870,9 +875,13 @@ def _wasserstein_tables(
             todo = []
             for e in eps:
                 old = stored[run.name].get((run.name, s, tree, e))
-                if old is not None and (
-                    (old["reference_epoch"], old["backend"], old["delta"], old["min_persistence"])
-                    == (ref, *settings)
+                if (
+                    old is not None
+                    and old["reference_epoch"] == ref
+                    and (
+                        any_settings
+                        or (old["backend"], old["delta"], old["min_persistence"]) == settings
+                    )
                     and (old["diagram_hash"], old["reference_hash"]) == (pts[e][2], pts[ref][2])
                 ):
                     done[run.name].append(old)

@@ -553,6 +553,30 @@ def _finite_wasserstein(
 _BLOCK = 4_000_000
 
 
+def _linf_candidates(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(i, j)`` with ``||a_i - b_j||_inf < d(a_i) + d(b_j)``, ``d`` the L-infinity
+    distance to the diagonal, without the ``n x m`` distance matrix.
+
+    In the coordinates ``u = (birth + death) / 2``, ``v = (death - birth) / 2`` (so ``d = v``)
+    the L-infinity distance is ``|du| + |dv|``, and the condition reads
+    ``|u_i - u_j| < 2 min(v_i, v_j)``: ``b_j`` lies in a window of ``b`` sorted by ``u``.
+    Returns a superset for orders > 1 (``c^p < d^p + d'^p`` implies ``c < d + d'``).
+    """
+    ua, va = (a[:, 0] + a[:, 1]) / 2.0, (a[:, 1] - a[:, 0]) / 2.0
+    ub, vb = (b[:, 0] + b[:, 1]) / 2.0, (b[:, 1] - b[:, 0]) / 2.0
+    order = np.argsort(ub, kind="stable")
+    us = ub[order]
+    reach = 2.0 * va * (1 + 1e-9)  # slack against rounding: the exact test on the costs follows
+    lo = np.searchsorted(us, ua - reach, side="left")
+    hi = np.searchsorted(us, ua + reach, side="right")
+    size = np.maximum(hi - lo, 0)
+    rows = np.repeat(np.arange(a.shape[0]), size)
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(size)[:-1]]), size)
+    cols = order[np.arange(rows.shape[0]) + starts]
+    keep = np.abs(ua[rows] - ub[cols]) <= 2.0 * np.minimum(va[rows], vb[cols]) * (1 + 1e-9)
+    return rows[keep], cols[keep]
+
+
 def _assignment_wasserstein(a: np.ndarray, b: np.ndarray, order: float, internal_p: float) -> float:
     """Exact W_order by a sparse rectangular assignment.
 
@@ -577,14 +601,20 @@ def _assignment_wasserstein(a: np.ndarray, b: np.ndarray, order: float, internal
     db = _to_diagonal(b, internal_p) ** order
     if n == 0:
         return float(np.sum(db) ** (1.0 / order))
-    rows, cols, vals = [], [], []
-    step = max(1, _BLOCK // m)
-    for s in range(0, n, step):
-        c = _ground(a[s : s + step], b, internal_p) ** order
-        i, j = np.nonzero(c < da[s : s + step, None] + db[None, :])
-        rows.append(i + s)
-        cols.append(j)
-        vals.append(c[i, j] - db[j])
+    if np.isinf(internal_p):
+        rows, cols = _linf_candidates(a, b)
+        c = np.maximum(np.abs(a[rows, 0] - b[cols, 0]), np.abs(a[rows, 1] - b[cols, 1])) ** order
+        keep = c < da[rows] + db[cols]
+        rows, cols, vals = [rows[keep]], [cols[keep]], [c[keep] - db[cols[keep]]]
+    else:
+        rows, cols, vals = [], [], []
+        step = max(1, _BLOCK // m)
+        for s in range(0, n, step):
+            c = _ground(a[s : s + step], b, internal_p) ** order
+            i, j = np.nonzero(c < da[s : s + step, None] + db[None, :])
+            rows.append(i + s)
+            cols.append(j)
+            vals.append(c[i, j] - db[j])
     i = np.concatenate([*rows, np.arange(n)])
     j = np.concatenate([*cols, m + np.arange(n)])
     v = np.concatenate([*vals, da])

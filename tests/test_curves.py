@@ -243,3 +243,19 @@ def test_a_killed_computation_keeps_its_rows_and_computes_only_the_rest(exp, mon
     (run / "topology" / "wasserstein.parquet").unlink()
     assert_frame_equal(resumed, analysis.wasserstein_to_reference(run, write=False))
     assert_frame_equal(fresh, resumed)
+
+
+def test_figures_and_report_reuse_the_curves_topology_stored(exp, monkeypatch):
+    # summary_tables (behind figures and report) takes the stored W1 rows of the same diagrams
+    # whatever solver made them, and leaves the table (with its W2) as it is.
+    analysis.wasserstein_to_reference(exp, orders=(1, 2), backend="hera", delta=0.01)
+    stored = st.read_wasserstein(exp)
+    seen = _count_epochs(monkeypatch)
+    _, wdist = analysis.summary_tables(exp)
+    assert seen == []
+    assert_frame_equal(wdist, stored.drop(["w2", "w2_bound"]))
+    assert_frame_equal(st.read_wasserstein(exp), stored)
+    # Other diagrams (an overwrite with another k): computed again, with the default solver.
+    analysis.compute_topology(exp, k=6, overwrite=True, progress=False)
+    _, wdist = analysis.summary_tables(exp)
+    assert len(seen) == 40 and set(wdist["backend"]) == {"assignment"}
