@@ -601,13 +601,15 @@ def _assignment_wasserstein(a: np.ndarray, b: np.ndarray, order: float, internal
     db = _to_diagonal(b, internal_p) ** order
     if n == 0:
         return float(np.sum(db) ** (1.0 / order))
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
     if np.isinf(internal_p):
-        rows, cols = _linf_candidates(a, b)
-        c = np.maximum(np.abs(a[rows, 0] - b[cols, 0]), np.abs(a[rows, 1] - b[cols, 1])) ** order
-        keep = c < da[rows] + db[cols]
-        rows, cols, vals = [rows[keep]], [cols[keep]], [c[keep] - db[cols[keep]]]
+        i, j = _linf_candidates(a, b)
+        c = np.maximum(np.abs(a[i, 0] - b[j, 0]), np.abs(a[i, 1] - b[j, 1])) ** order
+        keep = c < da[i] + db[j]
+        rows, cols, vals = [i[keep]], [j[keep]], [c[keep] - db[j[keep]]]
     else:
-        rows, cols, vals = [], [], []
         step = max(1, _BLOCK // m)
         for s in range(0, n, step):
             c = _ground(a[s : s + step], b, internal_p) ** order
