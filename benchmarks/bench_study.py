@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -34,9 +35,18 @@ import sampletopo as st
 from sampletopo import analysis
 from sampletopo.data import Dataset
 from sampletopo.diagrams import wasserstein
-from sampletopo.readers import read_diagram
+from sampletopo.readers import read_diagram, read_summaries
 from sampletopo.recorder import LossRecorder
 from sampletopo.runs import Run, runs_in
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (the pools' workers) so far."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def synthetic_data(n_train: int, n_val: int, seed: int) -> Dataset:
@@ -122,45 +132,54 @@ def run_study(exp: Path, args: argparse.Namespace) -> None:
     w_opts = {"backend": args.w_solver}
     if args.delta is not None:
         w_opts["delta"] = args.delta
-    t0 = time.perf_counter()
-    analysis.compute_topology(exp, jobs=args.jobs, progress=False)
-    t1 = time.perf_counter()
-    analysis.summarize(exp)
-    t2 = time.perf_counter()
-    wd = analysis.wasserstein_to_reference(exp, jobs=args.jobs, **w_opts)
-    t3 = time.perf_counter()
-    total = t3 - t0
+    phases = []
+    for name, call in (
+        (f"graphs + diagrams ({args.jobs} jobs)", lambda: analysis.compute_topology(
+            exp, jobs=args.jobs, progress=False)),
+        ("summaries", lambda: analysis.summarize(exp)),
+        (f"Wasserstein W1 ({args.jobs} jobs, {args.w_solver})", lambda: analysis.wasserstein_to_reference(
+            exp, jobs=args.jobs, **w_opts)),
+    ):  # fmt: skip
+        load, c, t = os.getloadavg()[0], cpu_seconds(), time.perf_counter()
+        out = call()
+        phases.append((name, time.perf_counter() - t, cpu_seconds() - c, load))
+    wd = out
     pairs = (
-        st.read_summaries(exp)
+        read_summaries(exp)
         .group_by("split")
         .agg(lo=pl.col("n_pairs").min(), hi=pl.col("n_pairs").max())
         .sort("split")
     )
     for s, lo, hi in pairs.iter_rows():
         print(f"{s} diagrams: {lo}-{hi} finite pairs per tree")
-    print(f"graphs + diagrams ({args.jobs} jobs): {t1 - t0:.1f} s")
-    print(f"summaries: {t2 - t1:.1f} s")
+    for name, wall, cpu, load in phases:
+        print(f"{name}: {wall:.1f} s wall, {cpu:.1f} s CPU (1-min load before: {load:.1f})")
+    total = sum(p[1] for p in phases)
+    total_cpu = sum(p[2] for p in phases)
+    t_w = phases[-1][1]
     print(
-        f"Wasserstein W1 ({args.jobs} jobs, {args.w_solver}, delta={wd['delta'][0]:g}, "
-        f"{wd.height} rows): {t3 - t2:.1f} s"
+        f"topology total: {total:.1f} s wall, {total_cpu:.1f} s CPU; on {args.jobs} otherwise "
+        f"idle cores it needs at least {total_cpu / args.jobs:.1f} s (CPU / jobs)"
     )
-    print(f"topology total: {total:.1f} s")
+    print(f"delta stored: {wd['delta'][0]:g}; rows: {wd.height}")
 
     all_eps = runs[0].diagram_epochs("train")
     pick = np.unique(np.linspace(0, len(all_eps) - 2, args.reference_epochs).astype(int))
     eps = [all_eps[i] for i in pick]
+    c = cpu_seconds()
     t_old, exact = old_serial_w(runs, eps)
+    c_old = cpu_seconds() - c
     n_curves = len(runs) * len(st.SPLITS) * len(st.TREES)
     per = t_old / (n_curves * len(eps))
     old_total = per * n_curves * (len(all_eps) - 1)
     print(
         f"sampletopo 0.3's W phase (W1 + W2, hera delta=1e-6, serial) on {len(eps)} epochs of "
-        f"each of {n_curves} curves: {t_old:.1f} s; EXTRAPOLATED to all {len(all_eps) - 1} "
-        f"non-reference epochs: {old_total:.0f} s ({old_total / 60:.1f} min)"
+        f"each of {n_curves} curves: {t_old:.1f} s wall, {c_old:.1f} s CPU; EXTRAPOLATED to all "
+        f"{len(all_eps) - 1} non-reference epochs: {old_total:.0f} s ({old_total / 60:.1f} min)"
     )
     print(
-        f"ratio of W phases: {old_total / (t3 - t2):.1f}x; whole topology then: "
-        f"{(t1 - t0) + (t2 - t1) + old_total:.0f} s, now {total:.1f} s"
+        f"ratio of W phases (wall): {old_total / t_w:.1f}x; whole topology then: "
+        f"{total - t_w + old_total:.0f} s, now {total:.1f} s"
     )
     both = exact.join(wd, on=["run", "split", "tree", "epoch"])
     err = (both["w1"] - both["exact_w1"]).abs()
