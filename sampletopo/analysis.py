@@ -18,8 +18,10 @@ pairs.
 Summaries (:func:`summarize`): per run x split x tree x epoch, total persistence with p = 1
 and 2 (sum of ``persistence ** p``), number of finite pairs, largest persistence, and the mean
 loss and accuracy of that split and epoch. Distances (:func:`wasserstein_to_reference`):
-Wasserstein distance (orders 1 and 2, L-infinity ground metric) of every epoch's diagram to a
-reference epoch's (the final one by default). Both are stored per run
+Wasserstein distance (W1 by default, other orders on request; L-infinity ground metric) of
+every epoch's diagram to a reference epoch's (the final one by default), exact by default (a
+sparse assignment), on ``jobs`` processes, stored as it grows so that a killed computation
+resumes where it stopped. Both are stored per run
 (``<run>/topology/summary.parquet``, ``wasserstein.parquet``) as a cache for readers; with
 ``write="if_writable"`` (what figures and the report use) a run folder that cannot be written
 (a read-only file system, no permission) gets them computed in memory only, with one
