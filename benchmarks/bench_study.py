@@ -13,6 +13,7 @@ the exact default solver) plus hera's own ``1e-6`` relative error.
 
     python benchmarks/bench_study.py [--runs 2] [--epochs 200] [--n-train 50000] [--n-val 10000]
         [--jobs 2] [--w-solver assignment] [--delta 1e-6] [--reference-epochs 12] [--keep DIR]
+    python benchmarks/bench_study.py --keep DIR --solvers 10   # the W solvers side by side
 
 Not a test: run it on a quiet machine (``uptime`` is printed, since the 2 cores are shared).
 """
@@ -35,7 +36,7 @@ import sampletopo as st
 from sampletopo import analysis
 from sampletopo.data import Dataset
 from sampletopo.diagrams import wasserstein
-from sampletopo.readers import read_diagram, read_summaries
+from sampletopo.readers import read_diagram, read_diagrams, read_summaries
 from sampletopo.recorder import LossRecorder
 from sampletopo.runs import Run, runs_in
 
@@ -96,6 +97,39 @@ def old_serial_w(runs: list[Run], epochs: list[int]) -> tuple[float, pl.DataFram
     return time.perf_counter() - t, pl.DataFrame(rows)
 
 
+def compare_solvers(run: Run, step: int) -> None:
+    """Seconds (serial) and largest relative difference to the exact value, per solver, order
+    and split, over every ``step``-th epoch of the run's four curves."""
+    from sampletopo.analysis import _w_points
+    from sampletopo.diagrams import _finite_wasserstein
+
+    solvers = [("assignment", 0.0), ("hera", 1e-6), ("hera", 1e-3), ("hera", 1e-2)]
+    for s in st.SPLITS:
+        by = read_diagrams(run, split=s).partition_by(["epoch", "tree"], as_dict=True)
+        eps = run.diagram_epochs(s)
+        secs: dict[tuple[float, str, float], float] = {}
+        diff: dict[tuple[float, str, float], float] = {}
+        for tree in st.TREES:
+            ref = _w_points(by[(eps[-1], tree)], tree, 0.0)[0]
+            for e in eps[:-1:step]:
+                pts = _w_points(by[(e, tree)], tree, 0.0)[0]
+                for order in (1.0, 2.0):
+                    exact = 0.0
+                    for backend, delta in solvers:
+                        t = time.perf_counter()
+                        w = _finite_wasserstein(pts, ref, order, np.inf, backend, delta or 1e-6)
+                        key = (order, backend, delta)
+                        secs[key] = secs.get(key, 0.0) + time.perf_counter() - t
+                        exact = w if backend == "assignment" else exact
+                        diff[key] = max(diff.get(key, 0.0), abs(w - exact) / exact)
+        for (order, backend, delta), t in sorted(secs.items()):
+            label = backend if backend == "assignment" else f"hera delta={delta:g}"
+            print(
+                f"{s} W{order:g} {label:>18}: {t:6.2f} s for {2 * len(eps[:-1:step])} "
+                f"distances, max rel diff to exact {diff[(order, backend, delta)]:.1e}"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--runs", type=int, default=2)
@@ -108,6 +142,14 @@ def main() -> None:
     ap.add_argument("--reference-epochs", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="build the study here and keep it")
+    ap.add_argument(
+        "--solvers",
+        type=int,
+        default=0,
+        metavar="STEP",
+        help="only compare the W solvers (exact assignment, hera at 3 deltas) on every STEP-th "
+        "epoch of the first run (needs its topology, e.g. from a --keep run)",
+    )
     args = ap.parse_args()
     print(f"load before: {os.getloadavg()} on {os.cpu_count()} cores")
     base = args.keep or Path(tempfile.mkdtemp(prefix="bench-study-"))
@@ -118,7 +160,10 @@ def main() -> None:
             ds = synthetic_data(args.n_train, args.n_val, args.seed)
             record_study(exp, ds, runs=args.runs, epochs=args.epochs, seed=args.seed)
         print(f"recording: {time.perf_counter() - t:.1f} s")
-        run_study(exp, args)
+        if args.solvers:
+            compare_solvers(runs_in(exp)[0], args.solvers)
+        else:
+            run_study(exp, args)
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
