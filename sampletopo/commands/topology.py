@@ -32,7 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default_of=_COMPUTE,
         help="splits to compute",
     )
-    option(p, "--jobs", type=int, default_of=_COMPUTE, help="worker processes (same results as 1)")
+    option(
+        p,
+        "--jobs",
+        type=int,
+        default_of=_COMPUTE,
+        help="worker processes for the diagrams and the Wasserstein curves (same results as 1)",
+    )
     progress_option(p)
     option(p, "--overwrite", action="store_true", help="recompute every epoch")
     option(
