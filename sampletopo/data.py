@@ -73,6 +73,41 @@ class Dataset:
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
     # The load_dataset() arguments that rebuild this dataset (None for from_arrays data).
     settings: dict[str, Any] | None = field(default=None, repr=False)
+    # The shape of one model input when it is not (C, H, W): (d,) for tabular rows, (C, L) for
+    # signals. Stored inside as (n, d, 1, 1) and (n, C, L, 1), so features, statistics and
+    # fingerprints are those of (C, H, W) data.
+    _sample_shape: tuple[int, ...] | None = field(default=None, repr=False)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one model input as :meth:`tensors` returns it: ``(C, H, W)`` for images,
+        ``(C, L)`` for signals, ``(d,)`` for tabular rows."""
+        return self._sample_shape or self.input_shape
+
+    @property
+    def kind(self) -> str:
+        """``"image"``, ``"signal"`` or ``"tabular"``: how sample figures show one input.
+
+        Tabular: ``(d,)`` inputs, or ``(C, 1, 1)``. Signal: ``(C, L)`` inputs, or ``(C, H, W)``
+        with one of ``H``, ``W`` equal to 1 (e.g. ``(1, 40, 1)``). Image: the rest."""
+        c, h, w = self.input_shape
+        if len(self.sample_shape) == 1 or h == w == 1:
+            return "tabular"
+        if len(self.sample_shape) == 2 or h == 1 or w == 1:
+            return "signal"
+        return "image"
+
+    def values(self, split: str) -> np.ndarray:
+        """The raw inputs of ``split`` for display, float32 in :attr:`sample_shape`: ``(n, d)``
+        rows, ``(n, C, L)`` signals (also for ``(C, L, 1)``/``(C, 1, L)`` inputs) or
+        ``(n, C, H, W)`` images."""
+        px = self._pixels(split)
+        kind = self.kind
+        if kind == "tabular":
+            return px.reshape(px.shape[0], -1)
+        if kind == "signal":
+            return px.reshape(px.shape[0], px.shape[1], -1)
+        return px
 
     @classmethod
     def from_arrays(
@@ -85,6 +120,10 @@ class Dataset:
     ) -> Dataset:
         """A dataset from in-memory arrays: ``(x, y)`` per split, ``x`` of shape ``(n, C, H, W)``
         with values in [0, 1] (float or bool) or 0..255 (uint8), ``y`` integer labels from 0.
+
+        ``x`` may also be ``(n, d)``: tabular rows (standardized per feature, shown as a
+        feature table), or ``(n, C, L)``: signals of ``C`` channels (standardized per channel,
+        shown as line plots). :meth:`tensors` gives them back in that shape.
 
         Refused with one :class:`ParameterError` naming the split, the first bad sample and the
         fix (one NaN pixel would otherwise make every recorded loss NaN): ragged input, object
@@ -107,24 +146,34 @@ class Dataset:
         names = _check_class_names(class_names, where=where)
         raw: dict[str, np.ndarray] = {}
         labels: dict[str, np.ndarray] = {}
+        sample_shape: tuple[int, ...] | None = None
+        given: dict[str, tuple[int, ...]] = {}
         for split, pair in (("train", train), ("val", val)):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise invalid(
                     split, "a pair (x, y) of arrays", where=where, got=type(pair).__name__
                 )
+            x = _as_array(pair[0], what="x", where=f"{where} (split {split!r})")
+            given[split] = tuple(int(v) for v in x.shape[1:])
+            if x.ndim in (2, 3):
+                # Rows (n, d) and signals (n, C, L) are kept as (n, d, 1, 1) and (n, C, L, 1).
+                sample_shape = tuple(int(v) for v in x.shape[1:])
+                x = x.reshape(*x.shape, *((1,) * (4 - x.ndim)))
             raw[split], labels[split] = _check_arrays(
-                *pair,
+                x,
+                pair[1],
                 part=f"split {split!r}",
                 where=where,
                 num_classes=None if names is None else len(names),
             )
-        if raw["train"].dtype != raw["val"].dtype or raw["train"].shape[1:] != raw["val"].shape[1:]:
+        if raw["train"].dtype != raw["val"].dtype or given["train"] != given["val"]:
             raise invalid(
                 "val",
-                "inputs of the train inputs' dtype and (C, H, W)",
+                "inputs of the train inputs' dtype and sample shape ((n, d) rows, (n, C, L) "
+                "signals or (n, C, H, W) images)",
                 where=where,
-                got=f"train {raw['train'].dtype} {raw['train'].shape[1:]} and val "
-                f"{raw['val'].dtype} {raw['val'].shape[1:]}",
+                got=f"train {raw['train'].dtype} {given['train']} and val "
+                f"{raw['val'].dtype} {given['val']}",
             )
         k = int(max(labels["train"].max(), labels["val"].max())) + 1
         if names is None:
@@ -139,6 +188,7 @@ class Dataset:
             _raw=raw,
             _labels=labels,
             _scale=scale,
+            _sample_shape=sample_shape,
         )
 
     def _check_split(self, split: str) -> str:
@@ -172,8 +222,8 @@ class Dataset:
         Returns
         -------
         x : torch.Tensor
-            float32 of shape ``(n, C, H, W)``, standardized per channel with the training split's
-            statistics.
+            float32 of shape ``(n, *sample_shape)`` (``(n, C, H, W)`` for images), standardized
+            per channel (per feature for tabular rows) with the training split's statistics.
         y : torch.Tensor
             int64 of shape ``(n,)``.
         """
@@ -181,6 +231,7 @@ class Dataset:
 
         mean, std = self._channel_stats()
         x = (self._pixels(split) - mean[None, :, None, None]) / std[None, :, None, None]
+        x = x.reshape(x.shape[0], *self.sample_shape)
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(
             self._labels[split].copy()
         )
@@ -267,7 +318,10 @@ class Dataset:
         return str(self._cache[key])
 
     def images(self, split: str) -> np.ndarray | None:
-        """Images of ``split`` for display: float32 in [0, 1], ``(n, H, W)`` or ``(n, H, W, C)``."""
+        """Images of ``split`` for display: float32 in [0, 1], ``(n, H, W)`` or ``(n, H, W, C)``;
+        ``None`` for signals and tabular rows (see :attr:`kind` and :meth:`values`)."""
+        if self.kind != "image":
+            return None
         px = self._pixels(split)
         if px.shape[1] == 1:
             return px[:, 0]
@@ -526,7 +580,8 @@ def _check_val_fraction(
             having = ", ".join(sorted(_HAS_TEST))
             fix = (
                 f"{data or 'This dataset'!s} has no official test set, so 'test' is not "
-                f"available (it is for {having}); pass a fraction, e.g. 0.2."
+                f"available (it is for {having}, .npz files with x_val, image folders with "
+                "val/ and import paths); pass a fraction, e.g. 0.2."
             )
         raise invalid("val_fraction", allowed, val_fraction, where=where, fix=fix, kind=kind)
     return float(val_fraction)
@@ -775,17 +830,269 @@ _HAS_TEST = {"cifar10", "mnist"}
 
 
 def list_datasets() -> list[str]:
-    """Names accepted by :func:`load_dataset`, sorted."""
+    """Names accepted by :func:`load_dataset`, sorted (besides files and import paths)."""
     return sorted(_LOADERS)
 
 
 def default_val_fraction(name: str) -> float | str:
-    """The ``val_fraction`` that ``load_dataset(name)`` uses when none is given."""
-    return "test" if name in _HAS_TEST else 0.2
+    """The ``val_fraction`` that ``load_dataset(name)`` uses when none is given: ``"test"``
+    where the data has a validation or test split of its own (CIFAR-10, MNIST, an ``.npz`` with
+    ``x_val``, an image folder with ``val/``, an import path), else 0.2."""
+    if name in _LOADERS:
+        return "test" if name in _HAS_TEST else 0.2
+    return "test" if _has_own_val(name) else 0.2
+
+
+# ---------------------------------------------------------------------------------------------
+# Data of your own: an .npz file, an image folder, or an import path returning a Dataset
+
+IMAGEFOLDER = "imagefolder:"
+NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val", "class_names")
+
+_DATA_WHAT = (
+    f"a registered dataset ({', '.join(sorted(_LOADERS))}), the path of an .npz file, "
+    "'imagefolder:FOLDER' or the import path 'pkg.module:function' of a function returning a "
+    "sampletopo Dataset"
+)
+
+
+def data_spec(
+    data: Any, *, where: str = "load_dataset", kind: str = "parameter", check: bool = True
+) -> str:
+    """``data`` as a run config stores it: a registered name as is, an ``.npz`` file or an
+    image folder with its absolute path (checked to exist), an import path checked to import.
+
+    >>> data_spec("digits")
+    'digits'
+    """
+    from sampletopo._imports import import_object, is_import_path
+
+    if isinstance(data, str) and data in _LOADERS:
+        return data
+    if isinstance(data, (str, Path)) and str(data).endswith(".npz"):
+        path = Path(data).expanduser()
+        if check:
+            check_path("data", path, where=where, exists="file")
+        return str(path.resolve())
+    if isinstance(data, str) and data.startswith(IMAGEFOLDER):
+        path = Path(data[len(IMAGEFOLDER) :]).expanduser()
+        if check:
+            check_path("data", path, where=where, exists="dir")
+        return IMAGEFOLDER + str(path.resolve())
+    if is_import_path(data):
+        if check:
+            obj = import_object(data, param="data", where=where, what="a data function", kind=kind)
+            if not callable(obj):
+                raise invalid(
+                    "data",
+                    "the import path of a function returning a sampletopo Dataset",
+                    where=where,
+                    kind=kind,
+                    got=f"{data!r}, which names a {type(obj).__name__}",
+                )
+        return str(data)
+    if isinstance(data, str) and data.isidentifier():
+        check_choice(
+            "data",
+            data,
+            list_datasets(),
+            where=where,
+            kind=kind,
+            fix="Data of your own: the path of an .npz file (x_train, y_train, optionally "
+            "x_val, y_val), 'imagefolder:FOLDER' or an import path 'pkg.module:function'.",
+        )
+    raise invalid("data", _DATA_WHAT, data, where=where, kind=kind)
+
+
+def _has_own_val(spec: str) -> bool:
+    if spec.endswith(".npz"):
+        try:
+            with np.load(spec, allow_pickle=False) as z:
+                return "x_val" in z.files
+        except (OSError, ValueError):
+            return False  # reported by the loader, with the file's name
+    if spec.startswith(IMAGEFOLDER):
+        return (Path(spec[len(IMAGEFOLDER) :]) / "val").is_dir()
+    return True  # an import path's Dataset has its own val split
+
+
+def _load_npz(path: Path) -> tuple[_Raw, tuple[int, ...] | None]:
+    where = f"the data file {str(path)!r}"
+    fix = (
+        "Write it with np.savez(path, x_train=..., y_train=..., x_val=..., y_val=...) "
+        "(x_val, y_val and class_names optional)."
+    )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise DamagedFileError(path, f"it could not be read as an .npz file ({exc})", fix) from exc
+    keys = sorted(arrays)
+    missing = [k for k in ("x_train", "y_train") if k not in arrays]
+    if ("x_val" in arrays) != ("y_val" in arrays):
+        missing.append("y_val" if "x_val" in arrays else "x_val")
+    if missing:
+        raise invalid(
+            "data",
+            "an .npz file with x_train and y_train (and optionally x_val with y_val, class_names)",
+            where=where,
+            got=f"keys {keys}: {missing} missing",
+            fix=fix,
+        )
+    unknown = [k for k in keys if k not in NPZ_KEYS]
+    if unknown:
+        raise invalid(
+            "data",
+            f"an .npz file whose keys are among {list(NPZ_KEYS)}",
+            where=where,
+            got=f"keys {keys} ({unknown} unknown)",
+            fix="Rename them (x_train, y_train, x_val, y_val, class_names).",
+        )
+    names = None
+    if "class_names" in arrays:
+        names = _check_class_names([str(c) for c in arrays["class_names"].tolist()], where=where)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    shapes = {}
+    for split in ("train", "val"):
+        if f"x_{split}" not in arrays:
+            continue
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim not in (2, 3, 4) or y.ndim != 1 or x.shape[0] != y.shape[0]:
+            raise invalid(
+                f"x_{split}",
+                f"an array of n samples, shaped (n, d) rows, (n, C, L) signals or (n, C, H, W) "
+                f"images, with y_{split} of shape (n,)",
+                where=where,
+                got=f"x_{split} {x.shape} and y_{split} {y.shape}",
+                fix=fix,
+            )
+        shapes[split] = x.shape[1:]
+        x4 = x.reshape(*x.shape, *((1,) * (4 - x.ndim)))
+        out[split] = _check_arrays(
+            x4,
+            y,
+            part=f"x_{split}, y_{split}",
+            where=where,
+            num_classes=None if names is None else len(names),
+        )
+    if "val" in shapes and shapes["val"] != shapes["train"]:
+        raise invalid(
+            "x_val",
+            "samples of the shape of x_train's",
+            where=where,
+            got=f"x_train samples {shapes['train']}, x_val samples {shapes['val']}",
+        )
+    tx, ty = out["train"]
+    vx, vy = out.get("val", (None, None))
+    if names is None:
+        k = int(max(ty.max(), -1 if vy is None else vy.max())) + 1
+        names = [str(i) for i in range(k)]
+    if vx is not None and tx.dtype != vx.dtype:  # uint8 beside floats: both as floats in [0, 1]
+        tx, vx = (a.astype(np.float32) / np.float32(255) if a.dtype == np.uint8 else a
+                  for a in (tx, vx))  # fmt: skip
+    scale = 1.0 / 255.0 if tx.dtype == np.uint8 else 1.0
+    sample_shape = tuple(int(v) for v in shapes["train"])
+    return (tx, ty, vx, vy, names, scale), (sample_shape if len(sample_shape) < 3 else None)
+
+
+def _load_imagefolder(folder: Path) -> _Raw:
+    """torchvision's ImageFolder layout: ``FOLDER/train/<class>/*.png`` (and ``val/<class>/``),
+    or ``FOLDER/<class>/*.png``; every image of one size, read as RGB uint8."""
+    where = f"the image folder {str(folder)!r}"
+    try:
+        from torchvision.datasets import ImageFolder
+    except ImportError:
+        raise ParameterError(
+            f"Reading {where} needs torchvision; install it (pip install torchvision).",
+            parameter="data",
+        ) from None
+    root = folder / "train" if (folder / "train").is_dir() else folder
+    parts: dict[str, Any] = {}
+    for split, sub in (("train", root), ("val", folder / "val")):
+        if split == "val" and not (folder / "train").is_dir() or not sub.is_dir():
+            continue
+        try:
+            parts[split] = ImageFolder(str(sub))
+        except (FileNotFoundError, OSError) as exc:
+            raise invalid(
+                "data",
+                "'imagefolder:FOLDER' with FOLDER/train/<class>/<image> (and optionally "
+                "FOLDER/val/<class>/<image>), or FOLDER/<class>/<image>",
+                where=where,
+                got=f"{str(sub)!r}: {exc}",
+            ) from None
+    classes = parts["train"].classes
+    if "val" in parts and parts["val"].classes != classes:
+        raise invalid(
+            "data",
+            "an image folder whose val/ has the same class folders as train/",
+            where=where,
+            got=f"train classes {classes}, val classes {parts['val'].classes}",
+        )
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split, folder_ds in parts.items():
+        imgs, sizes = [], set()
+        for path, _ in folder_ds.samples:
+            a = np.asarray(folder_ds.loader(path), dtype=np.uint8)
+            sizes.add(a.shape)
+            if len(sizes) > 1:
+                raise invalid(
+                    "data",
+                    "images of one size",
+                    where=where,
+                    got=f"sizes {sorted(sizes)} (e.g. {path!r})",
+                    fix="Resize them to one size first (e.g. with PIL's Image.resize).",
+                )
+            imgs.append(a)
+        x = np.stack(imgs).transpose(0, 3, 1, 2)
+        out[split] = (x, np.asarray(folder_ds.targets, dtype=np.int64))
+    tx, ty = out["train"]
+    vx, vy = out.get("val", (None, None))
+    return tx, ty, vx, vy, list(classes), 1.0 / 255.0
+
+
+def _load_function(spec: str, seed: int) -> tuple[_Raw, tuple[int, ...] | None, str]:
+    from sampletopo._imports import import_object
+
+    fn = import_object(spec, param="data", where="load_dataset", what="a data function",
+                       kind="parameter")  # fmt: skip
+    try:
+        import inspect
+
+        takes_seed = "seed" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        takes_seed = False
+    ds = fn(seed=seed) if takes_seed else fn()
+    if not isinstance(ds, Dataset):
+        raise invalid(
+            "data",
+            "the import path of a function returning a sampletopo Dataset",
+            where="load_dataset",
+            got=f"{spec!r}, which returned a {type(ds).__name__}",
+            fix="Return Dataset.from_arrays(name, train=(x, y), val=(x, y)) from it.",
+        )
+    raw = (
+        ds._raw["train"], ds._labels["train"], ds._raw["val"], ds._labels["val"],
+        list(ds.class_names), ds._scale,
+    )  # fmt: skip
+    return raw, ds._sample_shape, ds.name
+
+
+def _load_source(spec: str, root: Path, seed: int) -> tuple[_Raw, tuple[int, ...] | None, str]:
+    """The arrays of ``spec`` (already :func:`data_spec`'d), its sample shape and its name."""
+    if spec in _LOADERS:
+        return _LOADERS[spec](root, seed), None, spec
+    if spec.endswith(".npz"):
+        raw, shape = _load_npz(Path(spec))
+        return raw, shape, Path(spec).stem
+    if spec.startswith(IMAGEFOLDER):
+        folder = Path(spec[len(IMAGEFOLDER) :])
+        return _load_imagefolder(folder), None, folder.name
+    return _load_function(spec, seed)
 
 
 def load_dataset(
-    name: str,
+    name: str | Path,
     *,
     root: str | Path = "data",
     seed: int = 0,
@@ -796,8 +1103,18 @@ def load_dataset(
 
     Parameters
     ----------
-    name : str
-        One of :func:`list_datasets`.
+    name : str or Path
+        One of :func:`list_datasets`, or data of your own:
+
+        - the path of an ``.npz`` file with ``x_train``, ``y_train`` and optionally ``x_val``,
+          ``y_val`` (then ``val_fraction`` defaults to ``"test"``: that split) and
+          ``class_names``. ``x`` is ``(n, d)`` rows, ``(n, C, L)`` signals or ``(n, C, H, W)``
+          images (floats, or uint8 0..255), ``y`` integer labels from 0;
+        - ``"imagefolder:FOLDER"``: torchvision's ImageFolder layout, ``FOLDER/train/<class>/``
+          and optionally ``FOLDER/val/<class>/`` (else ``FOLDER/<class>/``), images of one size
+          read as RGB;
+        - an import path ``"pkg.module:function"`` of a function returning a :class:`Dataset`
+          (called with ``seed=`` when it takes one); its val split is ``"test"``.
     root : str or Path
         Folder holding local data sets in torchvision's on-disk format (``cifar10``, ``mnist``).
         Not used by ``digits`` and ``synthetic``.
@@ -822,7 +1139,7 @@ def load_dataset(
     >>> ds.n("train") + ds.n("val"), ds.input_shape
     (1797, (1, 8, 8))
     """
-    check_choice("name", name, list_datasets(), where="load_dataset")
+    name = data_spec(name, where="load_dataset")
     seed = check_int(
         "seed",
         seed,
@@ -835,10 +1152,12 @@ def load_dataset(
         not isinstance(max_samples, (int, np.integer)) or max_samples < 10
     ):
         raise invalid("max_samples", "None or an int >= 10", max_samples, where="load_dataset")
-    vf = default_val_fraction(name) if val_fraction is None else val_fraction
-    vf = _check_val_fraction(vf, allow_test=name in _HAS_TEST, data=name)
     root = Path(root)
-    tx, ty, test_x, test_y, class_names, scale = _LOADERS[name](root, int(seed))
+    (tx, ty, test_x, test_y, class_names, scale), sample_shape, title = _load_source(
+        name, root, int(seed)
+    )
+    vf = ("test" if test_x is not None else 0.2) if val_fraction is None else val_fraction
+    vf = _check_val_fraction(vf, allow_test=test_x is not None, data=name)
     if vf == "test":
         assert test_x is not None and test_y is not None
         raw = {"train": tx, "val": test_x}
@@ -864,7 +1183,8 @@ def load_dataset(
             )
     shape = tuple(int(v) for v in raw["train"].shape[1:])
     return Dataset(
-        name=name,
+        name=title,
+        _sample_shape=sample_shape,
         num_classes=len(class_names),
         input_shape=(shape[0], shape[1], shape[2]),
         class_names=list(class_names),
