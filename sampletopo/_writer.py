@@ -18,7 +18,7 @@ config themselves). A folder holding losses of one source is refused to another.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -103,8 +103,12 @@ class RunWriter:
         mode: str,
         on_exists: str,
         source: Source,
+        model_spec: tuple[Any, Mapping[str, Any] | None] | None = None,
     ) -> None:
         self.run = as_run(run_dir)
+        # A loop's own recorder: which model to store in config.toml (None: find out).
+        self._model_spec = model_spec
+        self._model_noted = source != "recorder"  # the drivers write the model themselves
         self.dataset = dataset
         self.splits = tuple(splits)
         self.mode = mode
@@ -222,6 +226,45 @@ class RunWriter:
                 "skipped, not recorded: use a new run folder."
             )
         self._model_sig = sig["signature"]
+        if not self._model_noted:
+            self._model_noted = True
+            self._note_model(net)
+
+    def _note_model(self, net: nn.Module) -> None:
+        """Store the model of a loop's own recorder in ``config.toml`` (so landscape and
+        hessian can rebuild it): the ``model_spec`` given, else the import path of the model's
+        class when that class, called with no options, rebuilds the same architecture; else
+        warn once, in one line, what to pass."""
+        from sampletopo._errors import RecorderWarning, SampletopoError
+        from sampletopo._imports import import_path_of
+
+        if "model" in self.run.read_config():
+            return
+        if self._model_spec is not None:
+            self.run.set_model(*self._model_spec, where="LossRecorder")  # wrong: one error
+            return
+        cls = type(net)
+        path = import_path_of(cls)
+        if path is None:
+            why = (
+                f"its class {cls.__qualname__!r} is defined in {cls.__module__!r}, which later "
+                "commands cannot import"
+            )
+        else:
+            try:
+                self.run.set_model(path, {}, where="LossRecorder")
+                return
+            except SampletopoError as exc:
+                why = f"{path}() with no options does not rebuild it ({str(exc).split('. ')[0]})"
+        warnings.warn(
+            RecorderWarning(
+                f"Run {self.run.name!r}: config.toml names no model, so landscape and hessian "
+                f"cannot rebuild it: {why}. Pass LossRecorder(..., "
+                'model_spec="pkg.module:factory", model_kwargs={...}), or later `sampletopo '
+                "landscape RUN --model pkg.module:factory --model-kw KEY=VALUE`."
+            ),
+            stacklevel=7,  # the loop's on_train_epoch_end call
+        )
 
     # -- tables on disk ------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ Two modes:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -274,6 +274,12 @@ class LossRecorder:
         ``None`` (default): when a ``torch.distributed`` process group with several processes is
         initialised (e.g. under ``torchrun``), share the work among its ranks; else record alone.
         ``True`` requires such a group, ``False`` records alone in every process.
+    model_spec, model_kwargs : optional
+        The model's factory (``"pkg.module:factory"`` or the factory) and its options, stored
+        in the run's ``config.toml`` at the first recorded epoch so that landscape and hessian
+        can rebuild the model (checked against the model recorded). Without it the recorder
+        stores the model's class when it is importable and rebuilds the model with no options;
+        otherwise it warns once, in one line, what to pass.
 
     Notes
     -----
@@ -323,6 +329,8 @@ class LossRecorder:
         device: str | torch.device | None = None,
         on_exists: OnExists = "skip",
         distributed: bool | None = None,
+        model_spec: str | Callable[..., nn.Module] | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         # Who records: a user's loop, unless _for_driver said otherwise (see there).
         source: Source = self.__dict__.pop("_driver", "recorder")
@@ -357,7 +365,13 @@ class LossRecorder:
         self._writer = on_main(
             self._world,
             lambda: RunWriter(
-                self.run_dir, dataset, splits=splits, mode=mode, on_exists=on_exists, source=source
+                self.run_dir,
+                dataset,
+                splits=splits,
+                mode=mode,
+                on_exists=on_exists,
+                source=source,
+                model_spec=None if model_spec is None else (model_spec, model_kwargs),
             ),
         )
         self._closed = False
