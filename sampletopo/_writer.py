@@ -263,7 +263,7 @@ class RunWriter:
                 'model_spec="pkg.module:factory", model_kwargs={...}), or later `sampletopo '
                 "landscape RUN --model pkg.module:factory --model-kw KEY=VALUE`."
             ),
-            stacklevel=7,  # the loop's on_train_epoch_end call
+            stacklevel=_outside_sampletopo(),  # the loop's on_train_epoch_end call
         )
 
     # -- tables on disk ------------------------------------------------------------------------
@@ -336,3 +336,17 @@ class RunWriter:
         path = self.run.loss_file(split, epoch)
         _write_table(loss_table(epoch, split, labels, preds, losses), path)
         return path
+
+
+def _outside_sampletopo() -> int:
+    """The ``stacklevel`` of the first caller outside the sampletopo package (the warning then
+    names the user's line, however deep the recorder's calls go)."""
+    import sys
+
+    package = str(Path(__file__).resolve().parent)
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
