@@ -173,9 +173,14 @@ def _check_arguments(
     )
     if not isinstance(data, Dataset):
         data_spec(data, where=where)
-    if not isinstance(model, nn.Module):
-        spec = model_spec(model, where=where, kind="parameter")
-        check_model_kwargs(spec, model_kwargs or {}, where=where, kind="parameter")
+    if not isinstance(model, (str, nn.Module)) and not callable(model):
+        raise invalid(
+            "model",
+            "a model name or a torch.nn.Module (or a model factory, its import path "
+            "'pkg.module:factory', or 'torchvision:NAME')",
+            where=where,
+            got=f"{model!r} ({type(model).__name__})",
+        )
     if model_kwargs is not None and not isinstance(model_kwargs, Mapping):
         raise invalid(
             "model_kwargs",
@@ -183,6 +188,9 @@ def _check_arguments(
             model_kwargs,
             where=where,
         )
+    if not isinstance(model, nn.Module):
+        spec = model_spec(model, where=where, kind="parameter")
+        check_model_kwargs(spec, model_kwargs or {}, where=where, kind="parameter")
     if not isinstance(data, Dataset):
         check_int("data_seed", data_seed, 0, MAX_SEED, where=where)
     return check_recorder_options(

@@ -331,6 +331,7 @@ def plot_region_table(
         )
         table.auto_set_font_size(False)
         table.set_fontsize(7)
+        table.auto_set_column_width([0, 1])  # "label -> pred" in full
         for i in range(shown):
             table[i + 1, 1].get_text().set_color("tab:green" if lab[i] == prd[i] else "tab:red")
     if title:
