@@ -381,3 +381,41 @@ def test_table_figure_shows_the_rows_and_how_the_region_differs():
     assert table[2, 2].get_text().get_text() == "6" and table[0, 3].get_text().get_text() == "f1"
     assert (2, 4) not in table.get_celld()  # max_features=2: the third feature left out
     plt.close(fig)
+
+
+def test_tabular_run_gets_feature_tables_of_its_regions(tmp_path):
+    """A tabular .npz and an MLP factory through the Python API; the region figure's table
+    holds the members' own feature values."""
+    import matplotlib.pyplot as plt
+
+    from sampletopo import analysis
+    from sampletopo.plotting._samples import sample_figures
+    from sampletopo.samples import track_members
+    from sampletopo.train import TrainConfig, train_experiment
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 240)
+    x = rng.normal(size=(240, 16)) + y[:, None] * np.linspace(0, 1, 16)
+    np.savez(tmp_path / "rows.npz", x_train=x.astype(np.float32), y_train=y)
+    cfg = TrainConfig(data=str(tmp_path / "rows.npz"), model=tabular_mlp,
+                      model_kwargs={"hidden": 8}, epochs=2, device="cpu", threads=1)  # fmt: skip
+    (run,) = train_experiment(cfg, tmp_path / "exp", progress=False)
+    assert Run(run).read_config()["model"] == "test_own_model:tabular_mlp"
+    analysis.compute_topology([run], k=6, progress=False)
+    tracks = track_members(run, split="val", epoch=2, k=6, top=1)
+    written = sample_figures(run, tmp_path / "figs", epoch=2, tracks=tracks)
+    assert len(written) == 2  # one region's table, the loss curves
+    ds = Run(run).dataset()
+    members = tracks.regions["members"][0].to_list()
+    # The figure file exists; the same figure drawn again is read back.
+    from sampletopo.plotting._samples import plot_region_samples
+
+    r = tracks.regions.row(0, named=True)
+    fig = plot_region_samples(ds, "val", r["members"], r["member_labels"], r["member_preds"])
+    table = fig.axes[1].tables[0]
+    first = ds.values("val")[members[0]]
+    assert table[1, 0].get_text().get_text() == str(members[0])
+    assert [table[1, j + 2].get_text().get_text() for j in range(12)] == [
+        f"{v:.3g}" for v in first[:12]
+    ]
+    plt.close(fig)
