@@ -872,12 +872,12 @@ def data_spec(
     if isinstance(data, (str, Path)) and str(data).endswith(".npz"):
         path = Path(data).expanduser()
         if check:
-            check_path("data", path, where=where, exists="file")
+            check_path("data", path, where=where, exists="file", kind=kind)
         return str(path.resolve())
     if isinstance(data, str) and data.startswith(IMAGEFOLDER):
         path = Path(data[len(IMAGEFOLDER) :]).expanduser()
         if check:
-            check_path("data", path, where=where, exists="dir")
+            check_path("data", path, where=where, exists="dir", kind=kind)
         return IMAGEFOLDER + str(path.resolve())
     if is_import_path(data):
         if check:

@@ -239,6 +239,18 @@ def test_recorder_stores_an_importable_model_and_warns_once_otherwise(tmp_path):
     run_b = Run(tmp_path / "b")
     with pytest.raises(ParameterError, match="the architecture the run recorded"):
         run_b.set_model(Conv1dNet)
+    with pytest.warns(RecorderWarning, match=r"Conv1dNet\(\) with no options"):
+        with LossRecorder(tmp_path / "e", ds) as rec:
+            rec.on_train_epoch_end(0, net)
+    ckpt = Run(tmp_path / "e").checkpoint_file(0)
+    ckpt.parent.mkdir()
+    torch.save(net.state_dict(), ckpt)
+    _cli("landscape", str(tmp_path / "e"), "--epoch", "0", "--dirs", "random", "--no-hessian",
+         "--steps", "3", "--n-samples", "16", "--model", "test_own_model:Conv1dNet",
+         "--model-kw", "width=6", "--no-progress")  # fmt: skip
+    cfg = Run(tmp_path / "e").read_config()
+    assert cfg["model"] == "test_own_model:Conv1dNet" and cfg["model_kwargs"] == {"width": 6}
+    assert Run(tmp_path / "e").landscape_file(0).is_file()
 
 
 # ---------------------------------------------------------------------------------------------
