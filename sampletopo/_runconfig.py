@@ -177,6 +177,7 @@ def load_saved_dataset(path: Path) -> Dataset:
             train=(x("train"), z["train_y"]),
             val=(x("val"), z["val_y"]),
             class_names=[str(c) for c in z["class_names"]],
+            features=(z["train_features"], z["val_features"]) if "train_features" in z else None,
         )
     except (ValueError, KeyError) as exc:
         raise DamagedFileError(path, f"it does not hold a dataset ({exc})", fix) from exc

@@ -77,6 +77,9 @@ class Dataset:
     # signals. Stored inside as (n, d, 1, 1) and (n, C, L, 1), so features, statistics and
     # fingerprints are those of (C, H, W) data.
     _sample_shape: tuple[int, ...] | None = field(default=None, repr=False)
+    # The data's own graph features, split -> (n, d) float32, when it brings them (an .npz's
+    # features_train/features_val): what features(kind="raw") gives instead of the inputs.
+    _features: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -117,6 +120,7 @@ class Dataset:
         train: tuple[np.ndarray, np.ndarray],
         val: tuple[np.ndarray, np.ndarray],
         class_names: list[str] | None = None,
+        features: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Dataset:
         """A dataset from in-memory arrays: ``(x, y)`` per split, ``x`` of shape ``(n, C, H, W)``
         with values in [0, 1] (float or bool) or 0..255 (uint8), ``y`` integer labels from 0.
@@ -124,6 +128,10 @@ class Dataset:
         ``x`` may also be ``(n, d)``: tabular rows (standardized per feature, shown as a
         feature table), or ``(n, C, L)``: signals of ``C`` channels (standardized per channel,
         shown as line plots). :meth:`tensors` gives them back in that shape.
+
+        ``features=(f_train, f_val)``, arrays of shape ``(n, d)`` with one finite row per sample,
+        are the data's own features for the kNN graph (``features(kind="raw")``, and what
+        ``"standardized"`` and ``"pca"`` start from) instead of the flattened inputs.
 
         Refused with one :class:`ParameterError` naming the split, the first bad sample and the
         fix (one NaN pixel would otherwise make every recorded loss NaN): ragged input, object
@@ -180,6 +188,7 @@ class Dataset:
             names = [str(i) for i in range(k)]
         c, h, w = (int(v) for v in raw["train"].shape[1:])
         scale = 1.0 / 255.0 if raw["train"].dtype == np.uint8 else 1.0
+        feats = _check_features(features, {s: raw[s].shape[0] for s in raw}, where=where)
         return cls(
             name=name,
             num_classes=len(names),
@@ -189,6 +198,7 @@ class Dataset:
             _labels=labels,
             _scale=scale,
             _sample_shape=sample_shape,
+            _features=feats,
         )
 
     def _check_split(self, split: str) -> str:
@@ -251,7 +261,8 @@ class Dataset:
         split : {"train", "val"}
             Which split.
         kind : {"raw", "standardized", "pca"}
-            ``raw``: flattened pixels in [0, 1]. ``standardized``: each feature shifted and
+            ``raw``: flattened pixels in [0, 1], or the data's own features when it brings
+            them (``features=`` of :meth:`from_arrays`, an ``.npz``'s ``features_train``). ``standardized``: each feature shifted and
             scaled by the training split's mean and standard deviation (constant features are
             only shifted). ``pca``: standardized features projected on the first
             ``n_components`` principal axes fitted on the training split.
@@ -270,11 +281,11 @@ class Dataset:
         if path is not None:
             return _load_user_features(Path(path), n, split)
         check_choice("kind", kind, ("raw", "standardized", "pca"), where="Dataset.features")
-        flat = self._pixels(split).reshape(n, -1)
+        flat = self._rows(split)
         if kind == "raw":
             return np.ascontiguousarray(flat, dtype=np.float32)
         if "feat_stats" not in self._cache:
-            tr = self._pixels("train").reshape(self.n("train"), -1).astype(np.float64)
+            tr = self._rows("train").astype(np.float64)
             mu = tr.mean(axis=0)
             sd = tr.std(axis=0)
             self._cache["feat_stats"] = (mu, np.where(sd > 0, sd, 1.0))
@@ -295,11 +306,18 @@ class Dataset:
         if key not in self._cache:
             from sklearn.decomposition import PCA
 
-            tr = self._pixels("train").reshape(self.n("train"), -1).astype(np.float64)
+            tr = self._rows("train").astype(np.float64)
             pca = PCA(n_components=int(n_components), svd_solver="full")
             pca.fit((tr - mu) / sd)
             self._cache[key] = pca
         return self._cache[key].transform(z).astype(np.float32)
+
+    def _rows(self, split: str) -> np.ndarray:
+        """One row per sample of the features ``kind="raw"`` means: the data's own features
+        when it brings them, else the flattened inputs in [0, 1]."""
+        if self._features is not None:
+            return self._features[self._check_split(split)]
+        return self._pixels(split).reshape(self.n(split), -1)
 
     def fingerprint(self, split: str) -> str:
         """Hex digest (16 characters) of the split's raw inputs, labels and shape.
@@ -314,6 +332,9 @@ class Dataset:
             h.update(f"{raw.dtype.str}|{raw.shape}|{self._scale!r}|".encode())
             h.update(raw.tobytes())
             h.update(np.ascontiguousarray(self._labels[split], dtype="<i8").tobytes())
+            if self._features is not None:  # a cached graph of other features is not this one's
+                f = np.ascontiguousarray(self._features[split], dtype="<f4")
+                h.update(f"features|{f.shape}|".encode() + f.tobytes())
             self._cache[key] = h.hexdigest()[:16]
         return str(self._cache[key])
 
@@ -468,6 +489,50 @@ def _check_arrays(
     return np.ascontiguousarray(stored), np.ascontiguousarray(y, dtype=np.int64)
 
 
+def _check_features(
+    features: Any, counts: dict[str, int], *, where: str, names: tuple[str, str] = ("train", "val")
+) -> dict[str, np.ndarray] | None:
+    """``features`` as ``{"train": (n_train, d), "val": (n_val, d)}`` float32 arrays, or None;
+    refused unless each holds one finite row per sample of its split, with one ``d``."""
+    if features is None:
+        return None
+    if not isinstance(features, (tuple, list)) or len(features) != 2:
+        raise invalid("features", "a pair (train, val) of (n, d) arrays", features, where=where)
+    out: dict[str, np.ndarray] = {}
+    for split, name, arr in zip(("train", "val"), names, features, strict=True):
+        a = _as_array(arr, what=name, where=where)
+        n = counts[split]
+        if a.ndim != 2 or a.shape[0] != n or a.shape[1] == 0 or a.dtype.kind not in "buif":
+            raise invalid(
+                name,
+                f"real numbers of shape ({n}, d): one row of graph features per sample of "
+                f"split {split!r}",
+                where=where,
+                got=f"shape {a.shape}, dtype {a.dtype}",
+            )
+        with np.errstate(over="ignore"):
+            f = np.ascontiguousarray(a, dtype=np.float32)
+        bad = ~np.isfinite(f).all(axis=1)
+        if bad.any():
+            raise invalid(
+                name,
+                "finite values",
+                where=where,
+                got=f"{int(bad.sum())} row(s) with NaN or infinite values (first: row "
+                f"{int(np.flatnonzero(bad)[0])})",
+                fix="The kNN graph needs finite features: repair those rows first.",
+            )
+        out[split] = f
+    if out["train"].shape[1] != out["val"].shape[1]:
+        raise invalid(
+            names[1],
+            f"rows of the {names[0]} features' width",
+            where=where,
+            got=f"{out['train'].shape[1]} and {out['val'].shape[1]} columns",
+        )
+    return out
+
+
 def _check_class_names(class_names: Any, *, where: str) -> list[str] | None:
     if class_names is None:
         return None
@@ -600,6 +665,8 @@ def _subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.nda
 # Loaders: each returns (train_x, train_y, test_x or None, test_y or None, class_names, scale)
 
 _Raw = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, list[str], float]
+# Graph features that come with the data: (rows of the train arrays, rows of the test arrays).
+_Feats = tuple[np.ndarray, np.ndarray | None] | None
 
 
 def _load_digits(root: Path, seed: int) -> _Raw:
@@ -847,7 +914,7 @@ def default_val_fraction(name: str) -> float | str:
 # Data of your own: an .npz file, an image folder, or an import path returning a Dataset
 
 IMAGEFOLDER = "imagefolder:"
-NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val", "class_names")
+NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val", "class_names", "features_train", "features_val")
 
 _DATA_WHAT = (
     f"a registered dataset ({', '.join(sorted(_LOADERS))}), the path of an .npz file, "
@@ -916,7 +983,7 @@ def _has_own_val(spec: str) -> bool:
     return True  # an import path's Dataset has its own val split
 
 
-def _load_npz(path: Path) -> tuple[_Raw, tuple[int, ...] | None]:
+def _load_npz(path: Path) -> tuple[_Raw, tuple[int, ...] | None, _Feats]:
     where = f"the data file {str(path)!r}"
     fix = (
         "Write it with np.savez(path, x_train=..., y_train=..., x_val=..., y_val=...) "
@@ -931,10 +998,15 @@ def _load_npz(path: Path) -> tuple[_Raw, tuple[int, ...] | None]:
     missing = [k for k in ("x_train", "y_train") if k not in arrays]
     if ("x_val" in arrays) != ("y_val" in arrays):
         missing.append("y_val" if "x_val" in arrays else "x_val")
+    if "features_val" in arrays and "features_train" not in arrays:
+        missing.append("features_train")
+    if "features_train" in arrays and "x_val" in arrays and "features_val" not in arrays:
+        missing.append("features_val")
     if missing:
         raise invalid(
             "data",
-            "an .npz file with x_train and y_train (and optionally x_val with y_val, class_names)",
+            "an .npz file with x_train and y_train (and optionally x_val with y_val, "
+            "class_names, features_train with features_val)",
             where=where,
             got=f"keys {keys}: {missing} missing",
             fix=fix,
@@ -992,7 +1064,19 @@ def _load_npz(path: Path) -> tuple[_Raw, tuple[int, ...] | None]:
                   for a in (tx, vx))  # fmt: skip
     scale = 1.0 / 255.0 if tx.dtype == np.uint8 else 1.0
     sample_shape = tuple(int(v) for v in shapes["train"])
-    return (tx, ty, vx, vy, names, scale), (sample_shape if len(sample_shape) < 3 else None)
+    feats: _Feats = None
+    if "features_train" in arrays:
+        fval = arrays.get("features_val")
+        checked = _check_features(
+            (arrays["features_train"], arrays["features_train"] if fval is None else fval),
+            {"train": tx.shape[0], "val": tx.shape[0] if vx is None else vx.shape[0]},
+            where=where,
+            names=("features_train", "features_val"),
+        )
+        assert checked is not None
+        feats = (checked["train"], None if fval is None else checked["val"])
+    raw = (tx, ty, vx, vy, names, scale)
+    return raw, (sample_shape if len(sample_shape) < 3 else None), feats
 
 
 def _load_imagefolder(folder: Path) -> _Raw:
@@ -1051,7 +1135,7 @@ def _load_imagefolder(folder: Path) -> _Raw:
     return tx, ty, vx, vy, list(classes), 1.0 / 255.0
 
 
-def _load_function(spec: str, seed: int) -> tuple[_Raw, tuple[int, ...] | None, str]:
+def _load_function(spec: str, seed: int) -> tuple[_Raw, tuple[int, ...] | None, str, _Feats]:
     from sampletopo._imports import import_object
 
     fn = import_object(spec, param="data", where="load_dataset", what="a data function",
@@ -1075,19 +1159,23 @@ def _load_function(spec: str, seed: int) -> tuple[_Raw, tuple[int, ...] | None, 
         ds._raw["train"], ds._labels["train"], ds._raw["val"], ds._labels["val"],
         list(ds.class_names), ds._scale,
     )  # fmt: skip
-    return raw, ds._sample_shape, ds.name
+    feats = None if ds._features is None else (ds._features["train"], ds._features["val"])
+    return raw, ds._sample_shape, ds.name, feats
 
 
-def _load_source(spec: str, root: Path, seed: int) -> tuple[_Raw, tuple[int, ...] | None, str]:
-    """The arrays of ``spec`` (already :func:`data_spec`'d), its sample shape and its name."""
+def _load_source(
+    spec: str, root: Path, seed: int
+) -> tuple[_Raw, tuple[int, ...] | None, str, _Feats]:
+    """The arrays of ``spec`` (already :func:`data_spec`'d), its sample shape, its name and
+    the graph features it brings."""
     if spec in _LOADERS:
-        return _LOADERS[spec](root, seed), None, spec
+        return _LOADERS[spec](root, seed), None, spec, None
     if spec.endswith(".npz"):
-        raw, shape = _load_npz(Path(spec))
-        return raw, shape, Path(spec).stem
+        raw, shape, feats = _load_npz(Path(spec))
+        return raw, shape, Path(spec).stem, feats
     if spec.startswith(IMAGEFOLDER):
         folder = Path(spec[len(IMAGEFOLDER) :])
-        return _load_imagefolder(folder), None, folder.name
+        return _load_imagefolder(folder), None, folder.name, None
     return _load_function(spec, seed)
 
 
@@ -1107,8 +1195,9 @@ def load_dataset(
         One of :func:`list_datasets`, or data of your own:
 
         - the path of an ``.npz`` file with ``x_train``, ``y_train`` and optionally ``x_val``,
-          ``y_val`` (then ``val_fraction`` defaults to ``"test"``: that split) and
-          ``class_names``. ``x`` is ``(n, d)`` rows, ``(n, C, L)`` signals or ``(n, C, H, W)``
+          ``y_val`` (then ``val_fraction`` defaults to ``"test"``: that split),
+          ``class_names`` and ``features_train``/``features_val`` (the kNN graph's raw
+          features, ``(n, d)``). ``x`` is ``(n, d)`` rows, ``(n, C, L)`` signals or ``(n, C, H, W)``
           images (floats, or uint8 0..255), ``y`` integer labels from 0;
         - ``"imagefolder:FOLDER"``: torchvision's ImageFolder layout, ``FOLDER/train/<class>/``
           and optionally ``FOLDER/val/<class>/`` (else ``FOLDER/<class>/``), images of one size
@@ -1153,23 +1242,30 @@ def load_dataset(
     ):
         raise invalid("max_samples", "None or an int >= 10", max_samples, where="load_dataset")
     root = Path(root)
-    (tx, ty, test_x, test_y, class_names, scale), sample_shape, title = _load_source(
+    (tx, ty, test_x, test_y, class_names, scale), sample_shape, title, own = _load_source(
         name, root, int(seed)
     )
+    feats: dict[str, np.ndarray] | None = None
     vf = ("test" if test_x is not None else 0.2) if val_fraction is None else val_fraction
     vf = _check_val_fraction(vf, allow_test=test_x is not None, data=name)
     if vf == "test":
         assert test_x is not None and test_y is not None
         raw = {"train": tx, "val": test_x}
         labels = {"train": ty, "val": test_y}
+        if own is not None and own[1] is not None:
+            feats = {"train": own[0], "val": own[1]}
     else:
         tr, va = _stratified_split(ty, float(vf), int(seed))
         raw = {"train": tx[tr], "val": tx[va]}
         labels = {"train": ty[tr], "val": ty[va]}
+        if own is not None:
+            feats = {"train": own[0][tr], "val": own[0][va]}
     if max_samples is not None:
         for s in SPLITS:
             keep = _subsample(labels[s], int(max_samples), int(seed) + (0 if s == "train" else 1))
             raw[s], labels[s] = raw[s][keep], labels[s][keep]
+            if feats is not None:
+                feats[s] = feats[s][keep]
     for s in SPLITS:
         raw[s] = np.ascontiguousarray(raw[s])
         labels[s] = np.ascontiguousarray(labels[s], dtype=np.int64)
@@ -1185,6 +1281,7 @@ def load_dataset(
     return Dataset(
         name=title,
         _sample_shape=sample_shape,
+        _features=feats,
         num_classes=len(class_names),
         input_shape=(shape[0], shape[1], shape[2]),
         class_names=list(class_names),

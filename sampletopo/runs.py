@@ -791,6 +791,9 @@ def data_config(ds: Dataset, run_dir: PathLike) -> dict[str, Any]:
             arrays[f"{s}_y"] = ds.labels(s)
         if ds._sample_shape is not None:  # rows (d,) or signals (C, L), stored as 4-D
             arrays["sample_shape"] = np.array(ds._sample_shape, dtype=np.int64)
+        if ds._features is not None:  # the data's own graph features
+            for s in SPLITS:
+                arrays[f"{s}_features"] = ds._features[s]
         write_atomic(path, lambda fh: np.savez(fh, **arrays))
     return {"data": ds.name, "data_file": os.path.relpath(path, _absolute(run.path))}
 

@@ -431,3 +431,36 @@ def test_tabular_run_gets_feature_tables_of_its_regions(tmp_path):
         f"{v:.3g}" for v in first[:12]
     ]
     plt.close(fig)
+
+
+def test_npz_features_are_the_graph_features_and_travel_with_the_data(tmp_path):
+    """features_train/features_val replace the flattened inputs as the kNN graph's raw
+    features, follow the split and max_samples, change the fingerprint, and are saved with
+    in-memory data."""
+    from sampletopo._runconfig import load_saved_dataset
+    from sampletopo.runs import data_config
+
+    rng = np.random.default_rng(4)
+    x, y = rng.random((50, 1, 12)).astype(np.float32), np.arange(50) % 2
+    f = np.column_stack([np.arange(50.0), -np.arange(50.0), np.ones(50)])
+    np.savez(tmp_path / "a.npz", x_train=x, y_train=y, features_train=f)
+    ds = load_dataset(tmp_path / "a.npz", val_fraction=0.2, seed=1)
+    # Feature column 0 is the sample's row in the file: the split keeps rows and features together.
+    for split in ("train", "val"):
+        rows = ds.features(split)[:, 0].astype(int)
+        np.testing.assert_array_equal(ds.values(split), x[rows])
+        np.testing.assert_array_equal(ds.features(split), f[rows].astype(np.float32))
+    z = ds.features("train", kind="standardized")
+    np.testing.assert_allclose(z[:, :2].std(0), 1.0, rtol=1e-5)
+    np.savez(tmp_path / "b.npz", x_train=x, y_train=y)
+    assert load_dataset(tmp_path / "b.npz", seed=1).fingerprint("val") != ds.fingerprint("val")
+    mem = Dataset.from_arrays("m", train=(x[:40], y[:40]), val=(x[40:], y[40:]),
+                              features=(f[:40], f[40:]))  # fmt: skip
+    (tmp_path / "exp" / "run").mkdir(parents=True)
+    saved = data_config(mem, tmp_path / "exp" / "run")["data_file"]  # relative to the run
+    back = load_saved_dataset(tmp_path / "exp" / "run" / saved)
+    np.testing.assert_array_equal(back.features("val"), f[40:].astype(np.float32))
+    assert back.fingerprint("val") == mem.fingerprint("val") and back.sample_shape == (1, 12)
+    np.savez(tmp_path / "c.npz", x_train=x, y_train=y, features_train=f[:49])
+    with pytest.raises(ParameterError, match=r"features_train.*\(50, d\).*shape \(49, 3\)"):
+        load_dataset(tmp_path / "c.npz")
