@@ -490,7 +490,7 @@ def _check_arrays(
 
 
 def _check_features(
-    features: Any, counts: dict[str, int], *, where: str, names: tuple[str, str] = ("train", "val")
+    features: Any, counts: dict[str, int], *, where: str, names: tuple[str, ...] = SPLITS
 ) -> dict[str, np.ndarray] | None:
     """``features`` as ``{"train": (n_train, d), "val": (n_val, d)}`` float32 arrays, or None;
     refused unless each holds one finite row per sample of its split, with one ``d``."""
@@ -499,7 +499,7 @@ def _check_features(
     if not isinstance(features, (tuple, list)) or len(features) != 2:
         raise invalid("features", "a pair (train, val) of (n, d) arrays", features, where=where)
     out: dict[str, np.ndarray] = {}
-    for split, name, arr in zip(("train", "val"), names, features, strict=True):
+    for split, name, arr in zip(SPLITS, names, features, strict=True):
         a = _as_array(arr, what=name, where=where)
         n = counts[split]
         if a.ndim != 2 or a.shape[0] != n or a.shape[1] == 0 or a.dtype.kind not in "buif":
@@ -1025,7 +1025,7 @@ def _load_npz(path: Path) -> tuple[_Raw, tuple[int, ...] | None, _Feats]:
         names = _check_class_names([str(c) for c in arrays["class_names"].tolist()], where=where)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     shapes = {}
-    for split in ("train", "val"):
+    for split in SPLITS:
         if f"x_{split}" not in arrays:
             continue
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
