@@ -255,7 +255,10 @@ class RunWriter:
                 self.run.set_model(path, {}, where="LossRecorder")
                 return
             except SampletopoError as exc:
-                why = f"{path}() with no options does not rebuild it ({str(exc).split('. ')[0]})"
+                text = str(exc)
+                if "architecture the run recorded" in text:  # other options, other sizes
+                    text = "it builds other parameter names or shapes"
+                why = f"{path}() with no options does not rebuild it ({text.split('. ')[0]})"
         warnings.warn(
             RecorderWarning(
                 f"Run {self.run.name!r}: config.toml names no model, so landscape and hessian "
