@@ -5,8 +5,9 @@ callback, ``sampletopo train``) and :func:`~sampletopo.from_checkpoints.record_c
 (``sampletopo record``) have in common: the run folder's lock (when the caller does not hold it
 already), the manifest and the check that the folder holds losses of this data and mode, the
 config of a folder a user's own loop records into, the model-signature check, moving aside
-tables that do not read back whole, which splits of an epoch are still to be recorded, and the
-atomic write of one table with its non-finite warning. It evaluates nothing and knows nothing
+tables that do not read back whole, which splits of an epoch are still to be recorded, the
+atomic write of one table with its non-finite warning, and the learning-rate schedule
+(``losses/schedule.parquet``: rewritten whole and atomically when an epoch's rates are new). It evaluates nothing and knows nothing
 about processes: under ``torch.distributed`` only rank 0 makes one.
 
 Who records (``source``) is explicit: ``"recorder"`` (a user's loop through a LossRecorder; the
@@ -25,12 +26,25 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import polars as pl
 
-from sampletopo._errors import NonFiniteLossWarning, RunFolderError
+from sampletopo._errors import (
+    DamagedFileError,
+    NonFiniteLossWarning,
+    RecorderWarning,
+    RunFolderError,
+)
 from sampletopo._folders import FolderLock, check_folder, lock_folder
 from sampletopo._runconfig import model_signature, write_toml
 from sampletopo._runfiles import move_aside, parquet_problem, write_parquet
 from sampletopo._validation import invalid
-from sampletopo.runs import LOSS_SCHEMA, SPLITS, PathLike, as_run, data_config, loss_rows
+from sampletopo.runs import (
+    LOSS_SCHEMA,
+    SCHEDULE_SCHEMA,
+    SPLITS,
+    PathLike,
+    as_run,
+    data_config,
+    loss_rows,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -118,6 +132,7 @@ class RunWriter:
         self._labels = {s: dataset.labels(s) for s in self.splits}
         self._model_sig: str | None = None
         self._lock: FolderLock | None = None
+        self._schedule: dict[int, list[float]] | None = None  # epoch -> rates, read when needed
         # A file where a folder of the layout must be is one error naming it, before anything
         # is written (os.makedirs would raise FileExistsError from deep inside the writer).
         check_folder(self.run.path, role="run folder")
@@ -309,6 +324,64 @@ class RunWriter:
             else:
                 todo.append(s)
         return todo
+
+    # -- the learning-rate schedule ------------------------------------------------------------
+
+    def _stored_schedule(self) -> dict[int, list[float]]:
+        """``epoch -> rates`` on disk (read once); a damaged file is moved aside, warning, and its
+        epochs count as not stored (they are stored again when recorded again)."""
+        if self._schedule is None:
+            try:
+                df = self.run.read_schedule()
+            except DamagedFileError as exc:
+                move_aside(
+                    self.run.schedule_file,
+                    why=exc.why,
+                    then="the rates of the epochs recorded from now on are stored anew.",
+                )
+                df = None
+            out: dict[int, list[float]] = {}
+            if df is not None:
+                for (e,), part in df.sort("group").group_by(["epoch"], maintain_order=True):
+                    out[int(e)] = [float(v) for v in part["lr"]]  # type: ignore[arg-type]
+            self._schedule = out
+        return self._schedule
+
+    def write_schedule(self, epoch: int, rates: Sequence[float]) -> Path | None:
+        """Store the learning rates (one per parameter group) that ``epoch`` trained with.
+
+        The table is rewritten whole, atomically, only when the epoch's rates are not stored
+        yet, so a killed or restarted run neither loses nor repeats a row. Rates already stored
+        for the epoch are kept; other ones replace them with a :class:`RecorderWarning` (a loop
+        restarted with another schedule). Returns the file, or ``None`` when nothing changed.
+        """
+        stored = self._stored_schedule()
+        rates = [float(r) for r in rates]
+        old = stored.get(epoch)
+        if old == rates:
+            return None
+        if old is not None:
+            warnings.warn(
+                RecorderWarning(
+                    f"{self.run.name}: epoch {epoch} trained with learning rate(s) {rates}, "
+                    f"but the run's stored schedule says {old} (a restart with another "
+                    "schedule?); the stored schedule now says what this run did."
+                ),
+                stacklevel=4,
+            )
+        stored[epoch] = rates
+        eps = sorted(stored)
+        df = pl.DataFrame(
+            {
+                "epoch": [e for e in eps for _ in stored[e]],
+                "group": [g for e in eps for g in range(len(stored[e]))],
+                "lr": [r for e in eps for r in stored[e]],
+            },
+            schema=SCHEDULE_SCHEMA,
+        )
+        path = self.run.schedule_file
+        write_parquet(df, path)
+        return path
 
     def write(self, split: str, epoch: int, losses: np.ndarray, preds: np.ndarray) -> Path:
         """Write one split's table for ``epoch`` atomically; warn about non-finite losses."""

@@ -12,6 +12,7 @@ A *run* (variant) folder holds what one training run recorded and what was compu
     <run>/.sampletopo.lock                          the writer's lock (see sampletopo._folders)
     <run>/losses/manifest.json                      dataset, mode, per split size + fingerprint
     <run>/losses/<split>/epoch=NNNN.parquet         one loss table per split and epoch
+    <run>/losses/schedule.parquet                   learning rate per epoch and param group
     <run>/checkpoints/epoch=NNNN.pt                 checkpoints of ``sampletopo train``
     <run>/topology/meta.json                        kNN graph settings per split
     <run>/topology/<split>/epoch=NNNN.parquet       join and split diagrams per split and epoch
@@ -68,7 +69,7 @@ from sampletopo._runconfig import (
     write_json,
     write_toml,
 )
-from sampletopo._runfiles import DamagedFileError, RowsCheck, read_json
+from sampletopo._runfiles import DamagedFileError, RowsCheck, read_json, read_parquet
 from sampletopo._validation import invalid
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ __all__ = [
     "PathLike",
     "Experiment",
     "LOSS_SCHEMA",
+    "SCHEDULE_SCHEMA",
     "RESERVED_NAMES",
     "Report",
     "Run",
@@ -98,6 +100,8 @@ __all__ = [
     "load_run_model",
     "parse_epoch",
     "runs_in",
+    "schedule_drops",
+    "schedule_rows",
 ]
 
 #: A folder given to sampletopo: a ``str``, a :class:`~pathlib.Path` or a :class:`Run` (which is
@@ -110,6 +114,7 @@ PathLike = str | os.PathLike[str]
 _CONFIG = "config.toml"
 _LOSSES = "losses"
 _MANIFEST = "manifest.json"
+_SCHEDULE = "schedule.parquet"
 _CHECKPOINTS = "checkpoints"
 _TOPOLOGY = "topology"
 _META = "meta.json"
@@ -198,6 +203,15 @@ DIAGRAM_SCHEMA: dict[str, Any] = {
 }
 """Columns of a diagram table: the join and split pairs of one split and epoch."""
 
+SCHEDULE_SCHEMA: dict[str, Any] = {
+    "epoch": pl.Int32,
+    "group": pl.Int32,
+    "lr": pl.Float64,
+}
+"""Columns of the schedule table: the learning rate each parameter group (numbered from 0 in
+the optimizer's order) trained epoch ``epoch`` with (epochs from 1; epoch 0, the initial model,
+trains with none). One row per epoch and group, sorted by epoch and group."""
+
 LOSS_FIX = (
     "Record that epoch again: run the same `sampletopo train` or `sampletopo record` command "
     "(or restart your LossRecorder loop from before that epoch); it moves the damaged file "
@@ -207,6 +221,10 @@ MANIFEST_FIX = (
     "It records which data the run's loss tables hold. Restore it from a copy, or delete it: "
     "the next recording writes a new one from the data it is given, and until then the tables "
     "are not checked against the data."
+)
+SCHEDULE_FIX = (
+    "It records the learning rate of each epoch; it is rewritten whole at every recorded epoch. "
+    "Delete it (figures then mark the config's milestones, if any), or restore it from a copy."
 )
 DIAGRAM_FIX = (
     "Diagram tables are computed from the loss tables: run `sampletopo topology` on this run "
@@ -238,6 +256,45 @@ def loss_rows(split: str, epoch: int, n: int | None) -> RowsCheck:
         return None
 
     return RowsCheck(("split", "epoch", "sample"), problem)
+
+
+def schedule_rows() -> RowsCheck:
+    """What the rows of the schedule table must say: epochs from 1, groups from 0, each
+    (epoch, group) once, the groups of every epoch ``0 .. G - 1``, finite rates >= 0."""
+
+    def problem(df: pl.DataFrame) -> str | None:
+        if df.height and (int(df["epoch"].min()) < 1 or int(df["group"].min()) < 0):  # type: ignore[arg-type]
+            return "it holds an epoch below 1 or a group below 0"
+        if df.select(pl.struct("epoch", "group").is_duplicated().any()).item():
+            return "it holds an (epoch, group) twice"
+        lr = df["lr"].to_numpy()
+        if not (np.isfinite(lr) & (lr >= 0)).all():
+            return "it holds a learning rate that is negative, NaN or infinite"
+        counts = df.group_by("epoch").agg(n=pl.len(), top=pl.col("group").max())
+        if counts.filter(pl.col("n") != pl.col("top") + 1).height:
+            return "an epoch's groups are not numbered 0 .. G - 1"
+        return None
+
+    return RowsCheck(("epoch", "group", "lr"), problem)
+
+
+def schedule_drops(schedule: pl.DataFrame) -> list[int]:
+    """The epochs ``m`` after which the learning rate changes: some group's rate of epoch
+    ``m + 1`` differs from its rate of epoch ``m`` (both recorded), i.e. ``m`` is the last epoch
+    at the old rate, as the ``milestones`` of ``sampletopo train`` count. Rates are compared
+    exactly (a schedule that changes every epoch, cosine say, gives every epoch).
+
+    >>> t = pl.DataFrame({"epoch": [1, 2, 3, 4], "group": [0] * 4, "lr": [.1, .1, .01, .01]})
+    >>> schedule_drops(t)
+    [2]
+    """
+    out: set[int] = set()
+    for _, part in schedule.sort("epoch").group_by("group"):
+        ep = part["epoch"].to_numpy()
+        lr = part["lr"].to_numpy()
+        step = (ep[1:] == ep[:-1] + 1) & (lr[1:] != lr[:-1])
+        out |= {int(e) for e in ep[:-1][step]}
+    return sorted(out)
 
 
 def diagram_rows(split: str, epoch: int) -> RowsCheck:
@@ -433,6 +490,11 @@ class Run:
         """``losses/manifest.json``: dataset, mode, per split size and fingerprint, model."""
         return self.losses_dir / _MANIFEST
 
+    @property
+    def schedule_file(self) -> Path:
+        """``losses/schedule.parquet``: the learning rate of each epoch and parameter group."""
+        return self.losses_dir / _SCHEDULE
+
     def loss_dir(self, split: str) -> Path:
         """``losses/<split>/``."""
         return self.losses_dir / split
@@ -584,6 +646,23 @@ class Run:
         if why is not None:
             raise DamagedFileError(path, why, MANIFEST_FIX)
         return man  # type: ignore[no-any-return]
+
+    def read_schedule(self) -> pl.DataFrame | None:
+        """``losses/schedule.parquet`` (columns of :data:`SCHEDULE_SCHEMA`, sorted by epoch and
+        group), ``None`` when the run stored no schedule (recorded without an optimizer, or
+        before schedules were stored); a damaged one raises
+        :class:`~sampletopo._runfiles.DamagedFileError`."""
+        path = self.schedule_file
+        if not path.is_file():
+            return None
+        df = read_parquet(path, SCHEDULE_SCHEMA, rows_check=schedule_rows(), fix=SCHEDULE_FIX)
+        return df.sort(["epoch", "group"])
+
+    def lr_drops(self) -> list[int] | None:
+        """Epochs ``m`` after which the stored learning rate changes (see
+        :func:`schedule_drops`), ``None`` when the run stored no schedule."""
+        schedule = self.read_schedule()
+        return None if schedule is None else schedule_drops(schedule)
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
         """Write ``losses/manifest.json`` atomically."""

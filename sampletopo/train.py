@@ -12,7 +12,10 @@ reading that ``sampletopo train`` uses. Every variant gets its own run folder::
 The schedule follows the thesis setting: SGD with momentum and weight decay, no augmentation,
 learning rate multiplied by ``gamma`` *after* each epoch listed in ``milestones`` (epoch ``e``,
 counted from 1, trains with ``lr * gamma ** #{m in milestones : m < e}``). Without explicit
-milestones, 60, 125 and 150 of 200 epochs are scaled to the run's length.
+milestones, 60, 125 and 150 of 200 epochs are scaled to the run's length. The rate of every
+epoch is stored in ``<variant>/losses/schedule.parquet`` (see
+:meth:`sampletopo.runs.Run.read_schedule`), as for any loop that hands its optimizer to the
+recorder.
 
 Runs are deterministic under ``seed`` on the CPU (initial weights from ``torch.manual_seed(seed)``,
 a fresh shuffling generator per epoch) and resumable: a restarted run continues from the last
@@ -624,6 +627,7 @@ class _Training:
             mode=cfg["record_mode"],
             batch_size=config.record_batch_size,
             device=dev,
+            optimizer=opt,  # the rates lr_at_epoch sets, stored as the run's schedule
         )
         return cls(config, cfg, run, name, dev, model, opt, rec)
 
