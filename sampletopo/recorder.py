@@ -51,7 +51,7 @@ Two modes:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -322,6 +322,12 @@ class LossRecorder:
     scheduler : torch.optim.lr_scheduler.LRScheduler, optional
         Instead of (or beside) ``optimizer``: the rates of the optimizer it steps are stored.
         Without either, no schedule is stored (figures then mark no learning-rate drops).
+    model_spec, model_kwargs : optional
+        The model's factory (``"pkg.module:factory"`` or the factory) and its options, stored
+        in the run's ``config.toml`` at the first recorded epoch so that landscape and hessian
+        can rebuild the model (checked against the model recorded). Without it the recorder
+        stores the model's class when it is importable and rebuilds the model with no options;
+        otherwise it warns once, in one line, what to pass.
 
     Notes
     -----
@@ -378,6 +384,8 @@ class LossRecorder:
         distributed: bool | None = None,
         optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,
         scheduler: Any = None,
+        model_spec: str | Callable[..., nn.Module] | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         # Who records: a user's loop, unless _for_driver said otherwise (see there).
         source: Source = self.__dict__.pop("_driver", "recorder")
@@ -414,7 +422,13 @@ class LossRecorder:
         self._writer = on_main(
             self._world,
             lambda: RunWriter(
-                self.run_dir, dataset, splits=splits, mode=mode, on_exists=on_exists, source=source
+                self.run_dir,
+                dataset,
+                splits=splits,
+                mode=mode,
+                on_exists=on_exists,
+                source=source,
+                model_spec=None if model_spec is None else (model_spec, model_kwargs),
             ),
         )
         self._closed = False
