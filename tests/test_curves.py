@@ -79,6 +79,63 @@ def test_a_hand_worked_assignment():
     assert st.wasserstein(a, st.Diagram.empty("join"), backend="assignment") == pytest.approx(2.25)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    a=hs.lists(hs.tuples(_value, _pers), min_size=1, max_size=12),
+    b=hs.lists(hs.tuples(_value, _pers), min_size=1, max_size=12),
+    order=hs.sampled_from([1.0, 2.0]),
+)
+def test_both_matching_forms_give_the_exact_cost(a, b, order):
+    # The fast form and the square one (the fallback) each reach POT's optimum.
+    from sampletopo.diagrams import (
+        _candidate_edges,
+        _fast_matching_cost,
+        _square_matching_cost,
+        _to_diagonal,
+    )
+
+    pa, pb = (np.array([(x, x + p) for x, p in pairs if p > 0]) for pairs in (a, b))
+    if len(pa) == 0 or len(pb) == 0:
+        return
+    if len(pa) > len(pb):
+        pa, pb = pb, pa
+    da, db = (_to_diagonal(x, np.inf) ** order for x in (pa, pb))
+    edges = _candidate_edges(pa, pb, da, db, order, np.inf)
+    exact = st.wasserstein(_diagram(a), _diagram(b), order=order, backend="pot") ** order
+    assert _fast_matching_cost(*edges, da, db) == pytest.approx(exact, rel=1e-9, abs=1e-12)
+    assert _square_matching_cost(*edges, da, db) == pytest.approx(exact, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["assignment", "pot", "hera"])
+@pytest.mark.parametrize("order", [1.0, 2.0])
+def test_the_distance_does_not_depend_on_the_unit_of_the_loss(backend, order):
+    # W(sA, sB) = s W(A, B). Before the points were scaled to unit size, W2 at s = 1e-6 came
+    # out 9 % (assignment) and 25 % (POT) off: both solvers work to absolute tolerances.
+    rng = np.random.default_rng(3)
+    pairs = [list(zip(rng.random(200), rng.exponential(1e-2, 200))) for _ in range(2)]
+    a, b = (_diagram(p) for p in pairs)
+    ref = st.wasserstein(a, b, order=order, backend="hera", delta=1e-10)
+    for s in (1e-9, 1e-6, 1e3, 1e9):
+        sa, sb = (st.Diagram(d.birth * s, d.death * s, d.birth_sample, d.death_sample, "join")
+                  for d in (a, b))  # fmt: skip
+        got = st.wasserstein(sa, sb, order=order, backend=backend, delta=1e-10)
+        assert got / s == pytest.approx(ref, rel=1e-9), s
+
+
+@pytest.mark.parametrize("order", [1.0, 2.0])
+def test_small_costs_beside_a_huge_pair_are_exact(order):
+    # Both diagrams hold a pair of persistence 1e9, 1e-3 apart, beside 200 ordinary pairs: the
+    # distance is (W(ordinary)^p + 1e-3^p)^(1/p). The fast form lost the ordinary part (0.0).
+    rng = np.random.default_rng(4)
+    pairs = [list(zip(rng.random(200), rng.exponential(1e-2, 200))) for _ in range(2)]
+    small = st.wasserstein(*(_diagram(p) for p in pairs), order=order, backend="hera", delta=1e-10)
+    a, b = _diagram([*pairs[0], (0.0, 1e9)]), _diagram([*pairs[1], (0.0, 1e9 + 1e-3)])
+    expected = (small**order + 1e-3**order) ** (1 / order)
+    assert st.wasserstein(a, b, order=order, backend="assignment") == pytest.approx(
+        expected, rel=1e-6
+    )
+
+
 def test_delta_is_checked_with_one_error():
     d = _diagram([(0.0, 1.0)])
     for bad in (0, -0.1, 2.0, float("nan"), "0.01"):
