@@ -28,13 +28,15 @@ import polars as pl
 
 from sampletopo._errors import (
     DamagedFileError,
+    ExplodingLossWarning,
     NonFiniteLossWarning,
     RecorderWarning,
     RunFolderError,
 )
+from sampletopo._exploding import why_exploding
 from sampletopo._folders import FolderLock, check_folder, lock_folder
 from sampletopo._runconfig import model_signature, write_toml
-from sampletopo._runfiles import move_aside, parquet_problem, write_parquet
+from sampletopo._runfiles import move_aside, parquet_problem, read_parquet, write_parquet
 from sampletopo._validation import invalid
 from sampletopo.runs import (
     LOSS_SCHEMA,
@@ -129,6 +131,7 @@ class RunWriter:
         self._model_sig: str | None = None
         self._lock: FolderLock | None = None
         self._schedule: dict[int, list[float]] | None = None  # epoch -> rates, read when needed
+        self._means: dict[tuple[str, int], float] = {}  # (split, epoch) -> mean loss written
         # A file where a folder of the layout must be is one error naming it, before anything
         # is written (os.makedirs would raise FileExistsError from deep inside the writer).
         check_folder(self.run.path, role="run folder")
@@ -365,4 +368,36 @@ class RunWriter:
             )
         path = self.run.loss_file(split, epoch)
         _write_table(loss_table(epoch, split, labels, preds, losses), path)
+        if not bad.any() and losses.size:
+            self._warn_if_exploding(split, epoch, float(losses.mean()))
         return path
+
+    def _mean_loss(self, split: str, epoch: int) -> float | None:
+        """The mean loss of a recorded table (written by this writer, else read back)."""
+        if (split, epoch) not in self._means:
+            try:
+                df = read_parquet(
+                    self.run.loss_file(split, epoch), LOSS_SCHEMA, columns=["loss"], fix=""
+                )
+            except (DamagedFileError, OSError):
+                return None
+            self._means[(split, epoch)] = float(df["loss"].mean())  # type: ignore[arg-type]
+        return self._means[(split, epoch)]
+
+    def _warn_if_exploding(self, split: str, epoch: int, mean: float) -> None:
+        """Warn when the epoch's mean loss explodes after the previous recorded epoch's
+        (the rule of :mod:`sampletopo._exploding`)."""
+        self._means[(split, epoch)] = mean
+        before = [e for e in self.run.loss_epochs(split) if e < epoch]
+        previous = self._mean_loss(split, before[-1]) if before else None
+        why = why_exploding(mean, previous, previous_epoch=before[-1] if before else None)
+        if why is not None:
+            warnings.warn(
+                ExplodingLossWarning(
+                    f"{self.run.name}: the {split} loss exploded at epoch {epoch}: {why}. It "
+                    "is recorded as it is and flagged in the summary table (column "
+                    "'exploding'); the training probably diverges (lower the learning rate, "
+                    "clip gradients, add warm-up)."
+                ),
+                stacklevel=4,  # the user's call of on_train_epoch_end
+            )
