@@ -121,6 +121,10 @@ _RUN_CONFIG_TYPES: dict[str, tuple[str, Any]] = {
         lambda v: isinstance(v, list) and all(_is_int(m) for m in v),
     ),
     "record_mode": ("'eval' or 'train_pass'", lambda v: v in ("eval", "train_pass")),
+    "loss": (
+        "'cross_entropy', 'mse' or a loss function's import path 'pkg.module:function'",
+        lambda v: isinstance(v, str) and bool(v),
+    ),
     "record_splits": (
         f"a list of splits from {SPLITS}",
         lambda v: isinstance(v, list) and all(s in SPLITS for s in v),
@@ -163,7 +167,7 @@ def load_saved_dataset(path: Path) -> Dataset:
             str(z["name"]),
             train=(z["train_x"], z["train_y"]),
             val=(z["val_x"], z["val_y"]),
-            class_names=[str(c) for c in z["class_names"]],
+            class_names=[str(c) for c in z["class_names"]] or None,  # none: regression
         )
     except (ValueError, KeyError) as exc:
         raise DamagedFileError(path, f"it does not hold a dataset ({exc})", fix) from exc

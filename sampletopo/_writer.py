@@ -35,6 +35,7 @@ from sampletopo._errors import (
 )
 from sampletopo._exploding import why_exploding
 from sampletopo._folders import FolderLock, check_folder, lock_folder
+from sampletopo._losses import Loss
 from sampletopo._runconfig import model_signature, write_toml
 from sampletopo._runfiles import move_aside, parquet_problem, read_parquet, write_parquet
 from sampletopo._validation import invalid
@@ -64,10 +65,26 @@ _SOURCES: dict[str, str] = {
 
 
 def loss_table(
-    epoch: int, split: str, labels: np.ndarray, preds: np.ndarray, losses: np.ndarray
+    epoch: int, split: str, labels: np.ndarray, preds: np.ndarray | None, losses: np.ndarray
 ) -> pl.DataFrame:
-    """One loss table (columns of :data:`~sampletopo.runs.LOSS_SCHEMA`), samples in order."""
+    """One loss table (columns of :data:`~sampletopo.runs.LOSS_SCHEMA`), samples in order.
+
+    Float ``labels`` are regression targets: then ``label``, ``pred`` and ``correct`` are null
+    (there are no classes to name, predict or get right)."""
     n = labels.shape[0]
+    if labels.dtype.kind == "f" or preds is None:
+        return pl.DataFrame(
+            {
+                "epoch": np.full(n, epoch, dtype=np.int32),
+                "split": [split] * n,
+                "sample": np.arange(n, dtype=np.int64),
+                "label": pl.Series([None] * n, dtype=pl.Int64),
+                "pred": pl.Series([None] * n, dtype=pl.Int64),
+                "loss": losses.astype(np.float64),
+                "correct": pl.Series([None] * n, dtype=pl.Boolean),
+            },
+            schema=LOSS_SCHEMA,
+        )
     return pl.DataFrame(
         {
             "epoch": np.full(n, epoch, dtype=np.int32),
@@ -104,6 +121,9 @@ class RunWriter:
         An epoch already on disk: skip it, or refuse (:meth:`pending_splits`).
     source : {"recorder", "train", "checkpoints"}
         Who records (see the module docstring); ``"recorder"`` locks the folder.
+    loss : Loss, optional
+        The per-sample loss (:mod:`sampletopo._losses`; default cross-entropy): kept in the
+        manifest, where another loss is refused, and in a new recorder folder's config.
 
     The folder is checked and prepared when the writer is made: a manifest of other data or
     another mode is refused, a missing one written, temporary files of a killed writer removed
@@ -119,6 +139,7 @@ class RunWriter:
         mode: str,
         on_exists: str,
         source: Source,
+        loss: Loss | None = None,
     ) -> None:
         self.run = as_run(run_dir)
         self.dataset = dataset
@@ -126,6 +147,7 @@ class RunWriter:
         self.mode = mode
         self.on_exists = on_exists
         self.source = source
+        self.loss = loss if loss is not None else Loss("cross_entropy")
         self.nonfinite: dict[tuple[str, int], int] = {}
         self._labels = {s: dataset.labels(s) for s in self.splits}
         self._model_sig: str | None = None
@@ -164,6 +186,7 @@ class RunWriter:
         return {
             "dataset": self.dataset.name,
             "mode": self.mode,
+            "loss": self.loss.name,
             "splits": {
                 s: {"n": self.dataset.n(s), "fingerprint": self.dataset.fingerprint(s)}
                 for s in SPLITS
@@ -186,6 +209,13 @@ class RunWriter:
                     f"{theirs.get('fingerprint')}, this dataset {self.dataset.name!r} has "
                     f"{mine['splits'][s]['fingerprint']}. Use a new run folder."
                 )
+        theirs_loss = old.get("loss", "cross_entropy")  # manifests before losses were chosen
+        if theirs_loss != self.loss.name:
+            raise RunFolderError(
+                f"Run folder {where!r} holds losses computed with {theirs_loss!r}; got loss "
+                f"{self.loss.name!r}. One run folder holds one loss: use the same loss or a new "
+                "run folder."
+            )
         if old.get("mode") != self.mode:
             raise RunFolderError(
                 f"Run folder {where!r} was recorded with mode {old.get('mode')!r}; "
@@ -212,6 +242,8 @@ class RunWriter:
             "record_mode": self.mode,
             **data_config(self.dataset, self.run),
         }
+        if self.loss.rebuildable:
+            cfg["loss"] = self.loss.name
         write_toml(self.run.config_file, cfg)
 
     def check_model(self, model: nn.Module) -> None:
@@ -340,17 +372,23 @@ class RunWriter:
         write_parquet(df, path)
         return path
 
-    def write(self, split: str, epoch: int, losses: np.ndarray, preds: np.ndarray) -> Path:
-        """Write one split's table for ``epoch`` atomically; warn about non-finite losses."""
+    def write(self, split: str, epoch: int, losses: np.ndarray, preds: np.ndarray | None) -> Path:
+        """Write one split's table for ``epoch`` atomically; warn about non-finite losses.
+        ``preds`` is ignored (stored as nulls) for regression targets."""
         labels = self._labels[split]
+        n = labels.shape[0]
         losses = np.asarray(losses, dtype=np.float64)
-        preds = np.asarray(preds, dtype=np.int64)
-        if losses.shape != labels.shape or preds.shape != labels.shape:
+        if self.dataset.is_regression:
+            preds = None  # no classes to predict
+        else:
+            preds = np.asarray(preds, dtype=np.int64)
+        if losses.shape != (n,) or (preds is not None and preds.shape != (n,)):
             raise invalid(
                 "losses",
-                f"one loss and one prediction per sample of split {split!r} ({labels.size})",
+                f"one loss and one prediction per sample of split {split!r} ({n})",
                 where="LossRecorder.write",
-                got=f"{losses.shape} losses and {preds.shape} predictions",
+                got=f"{losses.shape} losses and "
+                f"{'no' if preds is None else preds.shape} predictions",
             )
         bad = ~np.isfinite(losses)
         if bad.any():

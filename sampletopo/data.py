@@ -54,7 +54,8 @@ class Dataset:
     name : str
         Registered name (``"digits"``, ``"cifar10"``, ...).
     num_classes : int
-        Number of classes; labels are ``0 .. num_classes - 1``.
+        Number of classes; labels are ``0 .. num_classes - 1``. ``0`` for regression targets
+        (float ``y``, see :meth:`from_arrays` and :attr:`is_regression`).
     input_shape : tuple of int
         ``(C, H, W)`` of one model input.
     class_names : list of str
@@ -68,7 +69,7 @@ class Dataset:
     _raw: dict[str, np.ndarray] = field(
         repr=False
     )  # split -> (n, C, H, W), uint8 or float32 in [0, 1]
-    _labels: dict[str, np.ndarray] = field(repr=False)  # split -> (n,) int64
+    _labels: dict[str, np.ndarray] = field(repr=False)  # split -> (n,) int64, or float64 targets
     _scale: float = field(default=1.0, repr=False)  # raw * _scale lies in [0, 1]
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
     # The load_dataset() arguments that rebuild this dataset (None for from_arrays data).
@@ -85,6 +86,11 @@ class Dataset:
     ) -> Dataset:
         """A dataset from in-memory arrays: ``(x, y)`` per split, ``x`` of shape ``(n, C, H, W)``
         with values in [0, 1] (float or bool) or 0..255 (uint8), ``y`` integer labels from 0.
+
+        Regression: float ``y`` of shape ``(n,)`` or ``(n, d)`` (finite; the same ``d`` in both
+        splits) are targets, not labels: the dataset has ``num_classes == 0``, no class names,
+        and is recorded with ``loss="mse"`` or a loss function of your own (see
+        :class:`~sampletopo.recorder.LossRecorder`).
 
         Refused with one :class:`ParameterError` naming the split, the first bad sample and the
         fix (one NaN pixel would otherwise make every recorded loss NaN): ragged input, object
@@ -112,6 +118,20 @@ class Dataset:
                 raise invalid(
                     split, "a pair (x, y) of arrays", where=where, got=type(pair).__name__
                 )
+        floats = {s: _float_targets(pair[1]) for s, pair in (("train", train), ("val", val))}
+        if floats["train"] != floats["val"]:
+            odd, other = ("train", "val") if floats["train"] else ("val", "train")
+            ys = {"train": np.asarray(train[1]), "val": np.asarray(val[1])}
+            raise invalid(
+                "y",
+                "integer class labels in both splits, or float regression targets in both",
+                where=f"{where} (split {odd!r})",
+                got=f"dtype {ys[odd].dtype} where split {other!r} holds {ys[other].dtype}",
+                fix="Convert labels with y.astype(int), or both splits' targets to float.",
+            )
+        if floats["train"]:
+            return cls._regression(name, train, val, class_names=names, where=where)
+        for split, pair in (("train", train), ("val", val)):
             raw[split], labels[split] = _check_arrays(
                 *pair,
                 part=f"split {split!r}",
@@ -141,6 +161,86 @@ class Dataset:
             _scale=scale,
         )
 
+    @classmethod
+    def _regression(
+        cls,
+        name: str,
+        train: tuple[Any, Any],
+        val: tuple[Any, Any],
+        *,
+        class_names: list[str] | None,
+        where: str,
+    ) -> Dataset:
+        """:meth:`from_arrays` with float targets (see there)."""
+        if class_names:
+            raise invalid(
+                "class_names",
+                "no class names for float targets (regression)",
+                class_names,
+                where=where,
+                fix="Pass integer labels for classes, or leave class_names out.",
+            )
+        raw: dict[str, np.ndarray] = {}
+        targets: dict[str, np.ndarray] = {}
+        for split, (x, y) in (("train", train), ("val", val)):
+            part = f"{where} (split {split!r})"
+            y = _as_array(y, what="y", where=part)
+            if y.dtype.kind not in "fiu" or y.ndim not in (1, 2) or y.shape[0] == 0:
+                raise invalid(
+                    "y",
+                    "regression targets: floats of shape (n,) or (n, d)",
+                    where=part,
+                    got=f"dtype {y.dtype}, shape {y.shape}",
+                )
+            y = y.astype(np.float64)
+            bad = ~np.isfinite(y).reshape(y.shape[0], -1).all(axis=1)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise invalid(
+                    "y",
+                    "finite regression targets",
+                    where=part,
+                    got=f"{int(bad.sum())} sample(s) with NaN or infinite targets (first: "
+                    f"sample {i})",
+                    fix="Drop or repair those samples first: one makes every loss NaN.",
+                )
+            # The inputs take the classification checks, with stand-in labels of their length.
+            raw[split], _ = _check_arrays(
+                x, np.zeros(len(y), dtype=np.int64), part=f"split {split!r}", where=where,
+                num_classes=None,
+            )  # fmt: skip
+            targets[split] = np.ascontiguousarray(y)
+        if targets["train"].shape[1:] != targets["val"].shape[1:]:
+            raise invalid(
+                "val",
+                "targets of the train targets' shape per sample",
+                where=where,
+                got=f"train {targets['train'].shape[1:]} and val {targets['val'].shape[1:]}",
+            )
+        if raw["train"].dtype != raw["val"].dtype or raw["train"].shape[1:] != raw["val"].shape[1:]:
+            raise invalid(
+                "val",
+                "inputs of the train inputs' dtype and (C, H, W)",
+                where=where,
+                got=f"train {raw['train'].dtype} {raw['train'].shape[1:]} and val "
+                f"{raw['val'].dtype} {raw['val'].shape[1:]}",
+            )
+        c, h, w = (int(v) for v in raw["train"].shape[1:])
+        return cls(
+            name=name,
+            num_classes=0,
+            input_shape=(c, h, w),
+            class_names=[],
+            _raw=raw,
+            _labels=targets,
+            _scale=1.0 / 255.0 if raw["train"].dtype == np.uint8 else 1.0,
+        )
+
+    @property
+    def is_regression(self) -> bool:
+        """Whether ``y`` holds float regression targets (``num_classes == 0``), not labels."""
+        return self.num_classes == 0
+
     def _check_split(self, split: str) -> str:
         return str(check_choice("split", split, sorted(self._raw), where=f"Dataset {self.name!r}"))
 
@@ -149,7 +249,8 @@ class Dataset:
         return int(self._labels[self._check_split(split)].shape[0])
 
     def labels(self, split: str) -> np.ndarray:
-        """Labels of ``split`` as an int64 array of shape ``(n,)``, in sample order."""
+        """Labels of ``split`` as an int64 array of shape ``(n,)``, in sample order (for
+        regression: the float64 targets, ``(n,)`` or ``(n, d)``)."""
         return self._labels[self._check_split(split)].copy()
 
     def _pixels(self, split: str) -> np.ndarray:
@@ -175,15 +276,16 @@ class Dataset:
             float32 of shape ``(n, C, H, W)``, standardized per channel with the training split's
             statistics.
         y : torch.Tensor
-            int64 of shape ``(n,)``.
+            int64 of shape ``(n,)``; for regression the float32 targets, ``(n,)`` or ``(n, d)``.
         """
         import torch
 
         mean, std = self._channel_stats()
         x = (self._pixels(split) - mean[None, :, None, None]) / std[None, :, None, None]
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(
-            self._labels[split].copy()
-        )
+        y = self._labels[split].copy()
+        if self.is_regression:
+            y = y.astype(np.float32)
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y)
 
     def features(
         self,
@@ -262,7 +364,11 @@ class Dataset:
             raw = np.ascontiguousarray(self._raw[self._check_split(split)])
             h.update(f"{raw.dtype.str}|{raw.shape}|{self._scale!r}|".encode())
             h.update(raw.tobytes())
-            h.update(np.ascontiguousarray(self._labels[split], dtype="<i8").tobytes())
+            if self.is_regression:  # targets: their values and shape (labels as before)
+                y = np.ascontiguousarray(self._labels[split], dtype="<f8")
+                h.update(f"targets{y.shape}".encode() + y.tobytes())
+            else:
+                h.update(np.ascontiguousarray(self._labels[split], dtype="<i8").tobytes())
             self._cache[key] = h.hexdigest()[:16]
         return str(self._cache[key])
 
@@ -412,6 +518,14 @@ def _check_arrays(
             fix=fix,
         )
     return np.ascontiguousarray(stored), np.ascontiguousarray(y, dtype=np.int64)
+
+
+def _float_targets(y: Any) -> bool:
+    """Whether ``y`` holds floats (regression targets) rather than integer labels."""
+    try:
+        return np.asarray(y).dtype.kind == "f"
+    except (TypeError, ValueError):  # ragged: the label checks name it
+        return False
 
 
 def _check_class_names(class_names: Any, *, where: str) -> list[str] | None:

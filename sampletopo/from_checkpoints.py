@@ -24,6 +24,7 @@ from torch import nn
 from sampletopo._device import model_device, resolve_device
 from sampletopo._errors import CheckpointChangedWarning, ParameterError, RunFolderError
 from sampletopo._folders import lock_folder
+from sampletopo._losses import Loss, resolve_loss
 from sampletopo._runconfig import DATA_KEYS
 from sampletopo._validation import MAX_SEED, check_choice, check_instance, check_int, invalid
 from sampletopo._writer import RunWriter
@@ -44,7 +45,14 @@ from sampletopo.distributed import (
     read_listed_checkpoint,
     snapshot_checkpoints,
 )
-from sampletopo.recorder import LossRecorder, OnExists, check_recorder_options, evaluate_losses
+from sampletopo.recorder import (
+    LossRecorder,
+    LossSpec,
+    OnExists,
+    check_loss,
+    check_recorder_options,
+    evaluate_losses,
+)
 from sampletopo.runs import SPLITS, PathLike, Run, data_config
 
 __all__ = ["record_checkpoints"]
@@ -72,6 +80,7 @@ def record_checkpoints(
     shard: Shard = "samples",
     on_change: OnChange = "error",
     distributed: bool | None = None,
+    loss: LossSpec = "cross_entropy",
 ) -> list[int]:
     """Evaluate every checkpoint in a folder and write the same loss tables as the recorder.
 
@@ -111,6 +120,9 @@ def record_checkpoints(
     distributed : bool, optional
         As for :class:`~sampletopo.recorder.LossRecorder`: ``None`` uses an initialised process
         group if there is one.
+    loss : {"cross_entropy", "mse"} or callable
+        The per-sample loss, as for :class:`~sampletopo.recorder.LossRecorder` (stored in the
+        config when it can be rebuilt: a name, or an importable function's import path).
 
     Returns
     -------
@@ -133,7 +145,7 @@ def record_checkpoints(
             model_kwargs=model_kwargs, data_seed=data_seed, val_fraction=val_fraction,
             max_samples=max_samples, splits=splits, batch_size=batch_size, device=device,
             on_exists=on_exists, progress=progress, shard=shard, on_change=on_change,
-            distributed=distributed,
+            distributed=distributed, loss=loss,
         )  # fmt: skip
     finally:
         if lock is not None:
@@ -196,6 +208,7 @@ class _Job:
     batch_size: int
     on_exists: str
     on_change: str
+    loss: Loss = field(default_factory=lambda: Loss("cross_entropy"))
     by_epoch: dict[int, int] = field(default_factory=dict)  # epoch -> position in ``listed``
 
     def changed(self, exc: CheckpointChangedError) -> None:
@@ -222,10 +235,13 @@ class _Job:
         return {
             s: evaluate_losses(
                 self.net,
-                *self.dataset.tensors(s),
+                self.dataset.tensors(s)[0],
+                # Class labels, or the float64 regression targets (tensors() gives float32).
+                torch.from_numpy(self.dataset.labels(s)),
                 batch_size=self.batch_size,
                 device=self.device,
-                num_classes=self.dataset.num_classes,
+                num_classes=self.dataset.num_classes or None,
+                loss=self.loss,
             )
             for s in self.splits
         }
@@ -250,6 +266,7 @@ def _record_checkpoints(
     shard: Shard,
     on_change: OnChange,
     distributed: bool | None,
+    loss: LossSpec,
 ) -> list[int]:
     """:func:`record_checkpoints` once ``run_dir`` is locked."""
     from sampletopo.checkpoints import list_checkpoints
@@ -260,6 +277,7 @@ def _record_checkpoints(
         batch_size=batch_size, on_exists=on_exists, shard=shard, on_change=on_change,
     )  # fmt: skip
     requested = resolve_device(device, where=where)
+    fn = resolve_loss(loss, where=where)
     world = current_world(distributed=distributed, where=where)
     # Listed once, by rank 0: later changes to the folder are noticed, never half-followed.
     listed = on_main(world, lambda: snapshot_checkpoints(list_checkpoints(checkpoints)), share=True)
@@ -271,11 +289,13 @@ def _record_checkpoints(
             data, root=data_root, seed=data_seed, val_fraction=val_fraction, max_samples=max_samples
         )
     )
+    fn = check_loss(fn, ds, mode="eval", where=where)
     kwargs = dict(model_kwargs or {})
     net, dev = _model_on_device(model, kwargs, ds, requested, world)
     job = _Job(
-        world, Run(run_dir), listed, net, dev, ds, splits, int(batch_size), on_exists, on_change
-    )
+        world, Run(run_dir), listed, net, dev, ds, splits, int(batch_size), on_exists, on_change,
+        loss=fn,
+    )  # fmt: skip
     job.by_epoch = _epochs(job)
     on_main(
         world,
@@ -394,6 +414,8 @@ def _checkpoint_config(
     if isinstance(model, str):
         cfg["model"] = model
         cfg["model_kwargs"] = model_kwargs
+    if job.loss.rebuildable:
+        cfg["loss"] = job.loss.name
     cfg["checkpoint_files"] = {
         str(e): str(job.listed[i].path.resolve()) for e, i in sorted(job.by_epoch.items())
     }
@@ -409,6 +431,9 @@ def _write_config(run: Run, cfg: dict[str, Any]) -> None:
         # data_file is compared through the data's fingerprints (the manifest) instead.
         ident = [k for k in (*DATA_KEYS, "source", "checkpoint_dir", "model", "model_kwargs")
                  if k != "data_file" and old.get(k) != cfg.get(k)]  # fmt: skip
+        # Configs written before losses were chosen recorded cross-entropy.
+        if old.get("loss", "cross_entropy") != cfg.get("loss", "cross_entropy"):
+            ident.append("loss")
         if ident and run.has_losses():
             shown = ", ".join(f"{k}: {old.get(k)!r} -> {cfg.get(k)!r}" for k in ident[:3])
             raise RunFolderError(
@@ -462,7 +487,7 @@ def _by_samples(job: _Job, *, progress: bool) -> list[int]:
     make = functools.partial(
         LossRecorder._for_driver, job.run, job.dataset, source="checkpoints", splits=job.splits,
         mode="eval", batch_size=job.batch_size, device=job.device, on_exists=job.on_exists,
-        distributed=world.distributed,
+        distributed=world.distributed, loss=job.loss,
     )  # fmt: skip
     rec = make()
     todo = _pending(job)
@@ -494,7 +519,7 @@ def _by_checkpoints(job: _Job, *, progress: bool) -> list[int]:
         world,
         lambda: RunWriter(
             job.run, job.dataset, splits=job.splits, mode="eval", on_exists=job.on_exists,
-            source="checkpoints",
+            source="checkpoints", loss=job.loss,
         ),
     )  # fmt: skip
     todo = _pending(job)

@@ -94,7 +94,8 @@ def run_table(
             j = fin.filter(pl.col("tree") == "join")
             sp = fin.filter(pl.col("tree") == "split")
             row[f"{s} loss"] = float(j["mean_loss"][0])
-            row[f"{s} acc"] = float(j["accuracy"][0])
+            acc = j["accuracy"][0]  # null for regression targets: no classes to get right
+            row[f"{s} acc"] = None if acc is None else float(acc)
             row[f"{s} TP join"] = float(j["total_persistence_1"][0])
             row[f"{s} TP split"] = float(sp["total_persistence_1"][0])
             w = wd.filter(

@@ -42,8 +42,8 @@ def _name(v: int, names: Sequence[str] | None) -> str:
 def plot_region_images(
     images: np.ndarray,
     members: Sequence[int],
-    labels: Sequence[int],
-    preds: Sequence[int],
+    labels: Sequence[int] | None,
+    preds: Sequence[int] | None,
     *,
     class_names: Sequence[str] | None = None,
     title: str | None = None,
@@ -62,8 +62,9 @@ def plot_region_images(
         The split's images, values in [0, 1] (as :meth:`Dataset.images` returns them).
     members : sequence of int
         Sample indices of the region.
-    labels, preds : sequence of int
-        Label and prediction of each member, in the same order.
+    labels, preds : sequence of int or None
+        Label and prediction of each member, in the same order; ``None`` (regression targets,
+        whose label columns are null) leaves the captions out.
     class_names : sequence of str, optional
         Shown instead of the label numbers.
     title : str, optional
@@ -81,8 +82,9 @@ def plot_region_images(
     if imgs.ndim not in (3, 4):
         raise invalid("images", "an array of shape (n, H, W) or (n, H, W, C)", imgs, where=where)
     m = np.asarray(members, dtype=np.int64)
-    lab = np.asarray(labels, dtype=np.int64)
-    prd = np.asarray(preds, dtype=np.int64)
+    captions = labels is not None and preds is not None
+    lab = np.asarray(labels if labels is not None else np.zeros(m.size), dtype=np.int64)
+    prd = np.asarray(preds if preds is not None else np.zeros(m.size), dtype=np.int64)
     if not (m.shape == lab.shape == prd.shape):
         raise invalid(
             "preds",
@@ -120,13 +122,13 @@ def plot_region_images(
             ax.imshow(img.squeeze(), cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
         else:
             ax.imshow(np.clip(img, 0.0, 1.0), interpolation="nearest")
-        ok = lab[i] == prd[i]
-        ax.set_title(
-            f"{_name(int(lab[i]), class_names)} -> {_name(int(prd[i]), class_names)}",
-            fontsize=8,
-            color="tab:green" if ok else "tab:red",
-            y=-0.22,
-        )
+        if captions:
+            ax.set_title(
+                f"{_name(int(lab[i]), class_names)} -> {_name(int(prd[i]), class_names)}",
+                fontsize=8,
+                color="tab:green" if lab[i] == prd[i] else "tab:red",
+                y=-0.22,
+            )
         ax.text(
             0.02,
             0.98,
@@ -292,7 +294,8 @@ def sample_figures(
             title = (
                 f"{tracks.run} {tracks.split} epoch {tracks.epoch}: {r['tree']}-tree {what} "
                 f"{r['rank']}, {r['size']} samples, persistence {r['persistence']:.3g}, "
-                f"mean loss {r['mean_loss']:.3g}, accuracy {r['accuracy']:.0%}"
+                f"mean loss {r['mean_loss']:.3g}"
+                + ("" if r["accuracy"] is None else f", accuracy {r['accuracy']:.0%}")
             )
             grid = plot_region_images(
                 images,
