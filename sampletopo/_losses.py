@@ -104,8 +104,9 @@ class Loss:
             if self.fn is not None:
                 loss = self._call(out, targets, n, where)
             elif self.name == "mse":
-                onehot = F.one_hot(targets.long(), out.shape[1]).double()
-                loss = ((out.double() - onehot) ** 2).mean(dim=1)
+                loss = ((out.double() - _one_hot(targets, out.shape[1], torch.float64)) ** 2).mean(
+                    dim=1
+                )
             else:
                 # float64 keeps tiny losses of confident predictions distinct, not rounded to 0.
                 loss = F.cross_entropy(out.double(), targets, reduction="none")
@@ -143,8 +144,24 @@ class Loss:
         n = outputs.shape[0]
         if targets.is_floating_point():
             return ((outputs.reshape(n, -1) - targets.reshape(n, -1)) ** 2).mean()
-        onehot = F.one_hot(targets.long(), outputs.shape[1]).to(outputs.dtype)
-        return ((outputs - onehot) ** 2).mean()
+        return ((outputs - _one_hot(targets, outputs.shape[1], outputs.dtype)) ** 2).mean()
+
+    def batch_loss(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``fn(outputs, targets) -> mean loss`` with gradients, as the landscape and Hessian
+        code take it: ``torch.nn.functional.cross_entropy`` itself, :func:`mse_mean`, or the
+        mean of a function of your own (named after it, so resume files tell losses apart)."""
+        if self.name == "cross_entropy":
+            return F.cross_entropy
+        if self.fn is None:
+            return mse_mean
+        fn = self.fn
+
+        def mean(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return fn(outputs, targets).mean()  # type: ignore[no-any-return]
+
+        mean.__module__ = getattr(fn, "__module__", __name__)
+        mean.__qualname__ = f"{getattr(fn, '__qualname__', 'loss')}.mean"
+        return mean
 
     def _call(self, out: torch.Tensor, targets: torch.Tensor, n: int, where: str) -> torch.Tensor:
         assert self.fn is not None
@@ -160,6 +177,16 @@ class Loss:
                 "yourself), e.g. F.mse_loss(out, y, reduction='none').mean(dim=1).",
             )
         return res.detach().reshape(n).double()
+
+
+def _one_hot(targets: torch.Tensor, classes: int, dtype: torch.dtype) -> torch.Tensor:
+    # A comparison rather than F.one_hot, so that torch.func.vmap (landscape grids) can batch it.
+    return (targets.long()[:, None] == torch.arange(classes, device=targets.device)).to(dtype)
+
+
+def mse_mean(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The batch's mean of the ``"mse"`` loss (see the module docstring), with gradients."""
+    return Loss("mse").training_loss(outputs, targets)
 
 
 def _shape_text(value: Any) -> str:

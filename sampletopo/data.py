@@ -118,10 +118,12 @@ class Dataset:
                 raise invalid(
                     split, "a pair (x, y) of arrays", where=where, got=type(pair).__name__
                 )
-        floats = {s: _float_targets(pair[1]) for s, pair in (("train", train), ("val", val))}
+        ys = {"train": train[1], "val": val[1]}
+        floats = {s: _float_targets(y) for s, y in ys.items()}
         if floats["train"] != floats["val"]:
-            odd, other = ("train", "val") if floats["train"] else ("val", "train")
-            ys = {"train": np.asarray(train[1]), "val": np.asarray(val[1])}
+            odd = "train" if floats["train"] else "val"
+            other = "val" if odd == "train" else "train"
+            ys = {s: np.asarray(y) for s, y in ys.items()}
             raise invalid(
                 "y",
                 "integer class labels in both splits, or float regression targets in both",

@@ -604,6 +604,21 @@ def _loss_and_correct(run_dir: Run, split: str) -> tuple[np.ndarray, np.ndarray,
     return epochs, loss, correct
 
 
+def _member_arrays(
+    rd: Run, split: str, epoch: int, epochs: np.ndarray, n: int, correct: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each sample's learned epoch, label at ``epoch``, and correct flags per epoch; for
+    regression (``correct`` is None) NaN and nulls: nothing is classified, learned or correct."""
+    if correct is None:
+        return (
+            np.full(n, np.nan),
+            np.full(n, None, dtype=object),
+            np.full((epochs.size, n), None, dtype=object),
+        )
+    labels = _epoch_table(rd, split, epoch)["label"].to_numpy()
+    return learned_epochs(epochs, correct), labels, correct
+
+
 def track_members(
     run_dir: PathLike,
     *,
@@ -657,15 +672,7 @@ def track_members(
         )
     epochs, loss, correct = _loss_and_correct(rd, split)
     at = int(np.flatnonzero(epochs == epoch)[0])
-    n = loss.shape[1]
-    if correct is None:  # regression: nothing is classified, so nothing is learned or correct
-        learned = np.full(n, np.nan)
-        labels: np.ndarray = np.full(n, None, dtype=object)
-        hits: np.ndarray = np.full((epochs.size, n), None, dtype=object)
-    else:
-        learned = learned_epochs(epochs, correct)
-        labels = _epoch_table(rd, split, epoch)["label"].to_numpy()
-        hits = correct
+    learned, labels, hits = _member_arrays(rd, split, epoch, epochs, loss.shape[1], correct)
 
     def share(m: np.ndarray) -> Any:
         if correct is None:

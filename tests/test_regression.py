@@ -219,3 +219,12 @@ def test_train_and_record_take_loss_on_the_command_line(tmp_path):
     np.testing.assert_array_equal(
         read_loss_matrix(again, split="val")[1], read_loss_matrix(run, split="val")[1]
     )
+    # The landscape evaluates the run's own loss: at its origin, the recorded mean.
+    land = ["landscape", str(run), "--epoch", "1", "--dirs", "random", "--dim", "1"]
+    assert main([*land, "--steps", "3", "--distance", "0.1", "--no-hessian"]) == 0
+    from sampletopo.landscape import read_landscape
+
+    grid, _ = read_landscape(Run(run).landscape_file(1))
+    assert grid.n_samples == data.n("train")
+    train = read_loss_matrix(run, split="train")[1][1]
+    assert grid.loss[1] == pytest.approx(train.mean(), rel=1e-5)
