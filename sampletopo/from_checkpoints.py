@@ -124,6 +124,11 @@ def record_checkpoints(
         The per-sample loss, as for :class:`~sampletopo.recorder.LossRecorder` (stored in the
         config when it can be rebuilt: a name, or an importable function's import path).
 
+    The run's schedule (``losses/schedule.parquet``) gets the learning rates found in each
+    checkpoint's ``"optimizer"`` entry (a torch optimizer ``state_dict``): for the checkpoints
+    of ``sampletopo train`` the rates their epoch trained with. Checkpoints without one store
+    none (figures then use the config's ``milestones``, if any).
+
     Returns
     -------
     list of int
@@ -209,7 +214,10 @@ class _Job:
     on_exists: str
     on_change: str
     loss: Loss = field(default_factory=lambda: Loss("cross_entropy"))
-    by_epoch: dict[int, int] = field(default_factory=dict)  # epoch -> position in ``listed``
+    by_epoch: dict[int, int] = field(default_factory=dict)
+    rates: list[float] | None = (
+        None  # the loaded checkpoint's learning rates, if it has them  # epoch -> position in ``listed``
+    )
 
     def changed(self, exc: CheckpointChangedError) -> None:
         """A checkpoint changed since the listing: raise, or warn (once, on rank 0) and go on."""
@@ -224,10 +232,16 @@ class _Job:
 
     def load(self, epoch: int) -> None:
         """Load the checkpoint of ``epoch`` into the model (its listing checked first)."""
-        from sampletopo.checkpoints import extract_state_dict, load_state_dict_into
+        from sampletopo.checkpoints import (
+            checkpoint_rates,
+            extract_state_dict,
+            load_state_dict_into,
+        )
 
         entry = self.listed[self.by_epoch[epoch]]
-        sd = extract_state_dict(read_listed_checkpoint(entry), source=repr(str(entry.path)))
+        obj = read_listed_checkpoint(entry)
+        self.rates = checkpoint_rates(obj)
+        sd = extract_state_dict(obj, source=repr(str(entry.path)))
         load_state_dict_into(self.net, sd, source=str(entry.path))
 
     def evaluate(self) -> dict[str, Any]:
@@ -501,6 +515,7 @@ def _by_samples(job: _Job, *, progress: bool) -> list[int]:
                 job.changed(exc)
                 bar.update(1)
                 continue
+            rec._rates = job.rates  # the schedule: this checkpoint's rates, if it has them
             written = rec.on_train_epoch_end(ep, job.net)
             if any(v is not None for v in written.values()):
                 done.append(ep)
@@ -544,7 +559,7 @@ def _evaluate_one(job: _Job, epoch: int | None) -> Any:
         return None
     try:
         job.load(epoch)
-        return ("ok", job.evaluate())
+        return ("ok", (job.evaluate(), job.rates))
     except CheckpointChangedError as exc:
         return ("changed", (exc.reason, str(exc)))
     except BaseException as exc:  # noqa: BLE001 -- rank 0 raises it on every rank
@@ -564,9 +579,12 @@ def _write_round(job: _Job, writer: RunWriter | None, results: list[Any] | None)
         if how == "changed":
             job.changed(CheckpointChangedError(val[0], val[1][len(val[0]) :]))
             continue
+        tables, rates = val
+        if rates is not None and ep > 0:
+            writer.write_schedule(ep, rates)
         wrote = False
         for s in writer.pending_splits(ep):
-            writer.write(s, ep, *val[s])
+            writer.write(s, ep, *tables[s])
             wrote = True
         if wrote:
             now.append(ep)

@@ -555,10 +555,9 @@ class LossRecorder:
     def _write_schedule(self, epoch: int) -> None:
         """Store the rates ``epoch`` trained with (read at its start, else now)."""
         rates, self._rates = self._rates, None
-        if epoch == 0 or not self.optimizers:
-            return
         rates = rates if rates is not None else self.learning_rates()
-        assert rates is not None
+        if epoch == 0 or rates is None:
+            return
         self._on_writer(lambda w: w.write_schedule(epoch, rates))
 
     def on_train_batch_end(
