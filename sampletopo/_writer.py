@@ -19,7 +19,7 @@ config themselves). A folder holding losses of one source is refused to another.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -140,8 +140,12 @@ class RunWriter:
         on_exists: str,
         source: Source,
         loss: Loss | None = None,
+        model_spec: tuple[Any, Mapping[str, Any] | None] | None = None,
     ) -> None:
         self.run = as_run(run_dir)
+        # A loop's own recorder: which model to store in config.toml (None: find out).
+        self._model_spec = model_spec
+        self._model_noted = source != "recorder"  # the drivers write the model themselves
         self.dataset = dataset
         self.splits = tuple(splits)
         self.mode = mode
@@ -272,6 +276,48 @@ class RunWriter:
                 "skipped, not recorded: use a new run folder."
             )
         self._model_sig = sig["signature"]
+        if not self._model_noted:
+            self._model_noted = True
+            self._note_model(net)
+
+    def _note_model(self, net: nn.Module) -> None:
+        """Store the model of a loop's own recorder in ``config.toml`` (so landscape and
+        hessian can rebuild it): the ``model_spec`` given, else the import path of the model's
+        class when that class, called with no options, rebuilds the same architecture; else
+        warn once, in one line, what to pass."""
+        from sampletopo._errors import RecorderWarning, SampletopoError
+        from sampletopo._imports import import_path_of
+
+        if "model" in self.run.read_config():
+            return
+        if self._model_spec is not None:
+            self.run.set_model(*self._model_spec, where="LossRecorder")  # wrong: one error
+            return
+        cls = type(net)
+        path = import_path_of(cls)
+        if path is None:
+            why = (
+                f"its class {cls.__qualname__!r} is defined in {cls.__module__!r}, which later "
+                "commands cannot import"
+            )
+        else:
+            try:
+                self.run.set_model(path, {}, where="LossRecorder")
+                return
+            except SampletopoError as exc:
+                text = str(exc)
+                if "architecture the run recorded" in text:  # other options, other sizes
+                    text = "it builds other parameter names or shapes"
+                why = f"{path}() with no options does not rebuild it ({text.split('. ')[0]})"
+        warnings.warn(
+            RecorderWarning(
+                f"Run {self.run.name!r}: config.toml names no model, so landscape and hessian "
+                f"cannot rebuild it: {why}. Pass LossRecorder(..., "
+                'model_spec="pkg.module:factory", model_kwargs={...}), or later `sampletopo '
+                "landscape RUN --model pkg.module:factory --model-kw KEY=VALUE`."
+            ),
+            stacklevel=_outside_sampletopo(),  # the loop's on_train_epoch_end call
+        )
 
     # -- tables on disk ------------------------------------------------------------------------
 
@@ -439,3 +485,17 @@ class RunWriter:
                 ),
                 stacklevel=4,  # the user's call of on_train_epoch_end
             )
+
+
+def _outside_sampletopo() -> int:
+    """The ``stacklevel`` of the first caller outside the sampletopo package (the warning then
+    names the user's line, however deep the recorder's calls go)."""
+    import sys
+
+    package = str(Path(__file__).resolve().parent)
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level

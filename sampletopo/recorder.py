@@ -337,6 +337,12 @@ class LossRecorder:
         loss) and, when it can be rebuilt (a name, or a function importable as
         ``"pkg.module:function"``), in its ``config.toml``. Regression targets leave the
         label, prediction and ``correct`` columns null; ``mode="train_pass"`` needs labels.
+    model_spec, model_kwargs : optional
+        The model's factory (``"pkg.module:factory"`` or the factory) and its options, stored
+        in the run's ``config.toml`` at the first recorded epoch so that landscape and hessian
+        can rebuild the model (checked against the model recorded). Without it the recorder
+        stores the model's class when it is importable and rebuilds the model with no options;
+        otherwise it warns once, in one line, what to pass.
 
     Notes
     -----
@@ -394,6 +400,8 @@ class LossRecorder:
         optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,
         scheduler: Any = None,
         loss: LossSpec | Loss = "cross_entropy",
+        model_spec: str | Callable[..., nn.Module] | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         # Who records: a user's loop, unless _for_driver said otherwise (see there).
         source: Source = self.__dict__.pop("_driver", "recorder")
@@ -438,7 +446,8 @@ class LossRecorder:
                 on_exists=on_exists,
                 source=source,
                 loss=self.loss,
-            ),  # fmt: skip
+                model_spec=None if model_spec is None else (model_spec, model_kwargs),
+            ),
         )
         self._closed = False
 

@@ -63,6 +63,7 @@ from sampletopo._runconfig import (
     check_run_config,
     dataset_from_config,
     model_from_config,
+    model_signature,
     read_toml,
     warn_foreign_data_root,
     write_json,
@@ -723,6 +724,58 @@ class Run:
                     "settings in config.toml."
                 )
 
+    def set_model(
+        self,
+        model: str | Any,
+        model_kwargs: Mapping[str, Any] | None = None,
+        *,
+        where: str = "Run.set_model",
+    ) -> dict[str, Any]:
+        """Store in ``config.toml`` which model the run trained, so that later commands
+        (landscape, hessian, record-from-checkpoints, the report's comparison figure) can
+        rebuild it: for runs recorded by a loop of your own, whose config names none.
+
+        ``model`` is anything :func:`~sampletopo.models.build_model` takes (a zoo name,
+        ``"torchvision:NAME"``, ``"pkg.module:factory"`` or the factory). The model is built for
+        the run's data and checked against the architecture the recorder saw (class, parameter
+        names and shapes, kept in ``losses/manifest.json``); a run whose config already names
+        another model is refused. Returns the ``model`` and ``model_kwargs`` entries written.
+        """
+        from sampletopo.models import build_model, check_model_kwargs, model_spec
+
+        spec = model_spec(model, where=where, kind="parameter")
+        kwargs = check_model_kwargs(spec, dict(model_kwargs or {}), where=where, kind="parameter")
+        cfg = read_toml(self.config_file, fix="Restore it, or record the run again.")
+        check_run_config(cfg, self.config_file)
+        entry = {"model": spec, "model_kwargs": kwargs}
+        if "model" in cfg:
+            if cfg["model"] == spec and dict(cfg.get("model_kwargs", {})) == kwargs:
+                return entry
+            raise RunFolderError(
+                f"The config.toml of run {str(self.path)!r} already names model "
+                f"{cfg['model']!r} with options {cfg.get('model_kwargs', {})}; {where} was "
+                f"given {spec!r} with {kwargs}. Leave the model out to use the run's own."
+            )
+        ds = self.dataset()
+        net = build_model(
+            spec, num_classes=ds.num_classes, input_shape=ds.sample_shape, model_kwargs=kwargs,
+            where=where,
+        )  # fmt: skip
+        seen = (self.read_manifest() or {}).get("model")
+        sig = model_signature(net)
+        if seen and seen.get("signature") != sig["signature"]:
+            raise invalid(
+                "model",
+                "the architecture the run recorded: "
+                f"{seen.get('class')} with {seen.get('n_params', 0):,} parameters",
+                where=where,
+                got=f"{spec!r} with {kwargs}, which builds {sig['class']} with "
+                f"{sig['n_params']:,} parameters (other parameter names or shapes)",
+                fix="Pass the factory and the options (--model-kw KEY=VALUE) the run trained.",
+            )
+        write_toml(self.config_file, {**cfg, **entry})
+        return entry
+
     def model(self, dataset: Dataset | None = None) -> nn.Module:
         """A freshly initialised model as the run's config describes it (for ``dataset``,
         default the run's)."""
@@ -815,6 +868,11 @@ def data_config(ds: Dataset, run_dir: PathLike) -> dict[str, Any]:
         for s in SPLITS:
             arrays[f"{s}_x"] = ds._raw[s]
             arrays[f"{s}_y"] = ds.labels(s)
+        if ds._sample_shape is not None:  # rows (d,) or signals (C, L), stored as 4-D
+            arrays["sample_shape"] = np.array(ds._sample_shape, dtype=np.int64)
+        if ds._features is not None:  # the data's own graph features
+            for s in SPLITS:
+                arrays[f"{s}_features"] = ds._features[s]
         write_atomic(path, lambda fh: np.savez(fh, **arrays))
     return {"data": ds.name, "data_file": os.path.relpath(path, _absolute(run.path))}
 
