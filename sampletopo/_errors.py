@@ -34,6 +34,7 @@ numbers or files that went wrong are also ``RuntimeWarning``, as they were befor
     ├── NoImagesWarning        the dataset has no images; image grids skipped
     ├── ReportWarning          part of a report was left out (a damaged table, a landscape)
     ├── RecorderWarning        a recorder skipped an epoch it cannot record, or kept epochs
+    ├── ModelSpecWarning       a loop's run names no model later commands can rebuild
     ├── DataRootWarning        a run reads pickled data from outside its experiment
     ├── NonFiniteLossWarning   (also RuntimeWarning) recorded losses hold NaN or inf
     ├── NonFiniteLandscapeWarning (also RuntimeWarning) grid points with NaN or inf loss
@@ -211,6 +212,12 @@ class ReportWarning(SampletopoWarning):
 class RecorderWarning(SampletopoWarning):
     """A recorder skipped an epoch it cannot record (cut short, or lost to a resume) or kept
     epochs on disk as they are; the message names the epochs and the run."""
+
+
+class ModelSpecWarning(SampletopoWarning):
+    """A run recorded by a loop of your own names no model that landscape and hessian can
+    rebuild (the model's class does not import, or needs options); the message says what to
+    pass (``LossRecorder(..., model_spec=...)``, or ``sampletopo landscape --model``)."""
 
 
 class DataRootWarning(SampletopoWarning):
