@@ -50,6 +50,7 @@ from sampletopo.runs import SPLITS, Experiment, Report, Run
 __all__ = [
     "ExperimentResults",
     "collect_experiment",
+    "figure_caption",
     "render_report",
     "report_context",
     "run_table",
@@ -199,18 +200,43 @@ def _run_samples(runs: Sequence[Path]) -> tuple[list[Path], pl.DataFrame | None]
     return pngs, table
 
 
-def _landscape_section(exp: Path, fig_dir: Path) -> tuple[list[Path], pl.DataFrame | None]:
+def _shared_levels(files: Sequence[Path]) -> dict[tuple[str, int], Any]:
+    """Contour levels shared by the experiment's 2-D landscapes of one kind and grid size (the
+    ones a reader compares), by (direction kind, steps)."""
+    from sampletopo.landscape import read_landscape
+    from sampletopo.plotting._landscape import shared_levels
+
+    groups: dict[tuple[str, int], list[Any]] = {}
+    for f in files:
+        try:
+            land, _ = read_landscape(f)
+        except Exception:  # reported when its figures are drawn
+            continue
+        if land.dim == 2:
+            groups.setdefault((land.directions.kind, land.loss.shape[0]), []).append(land)
+    return {key: shared_levels(lands) for key, lands in groups.items()}
+
+
+def _landscape_section(
+    exp: Path, fig_dir: Path, label: str
+) -> tuple[list[Path], pl.DataFrame | None]:
     files = Experiment(exp).landscape_files()
     if not files:
         return [], None
     from sampletopo.landscape import read_landscape
     from sampletopo.plotting._landscape import save_landscape_figures
 
+    levels = _shared_levels(files)
     pngs: list[Path] = []
     rows = []
     for f in files:
         try:
-            made = save_landscape_figures(f, out_dir=fig_dir)
+            land, _ = read_landscape(f)
+            key = (land.directions.kind, land.loss.shape[0])
+            made = save_landscape_figures(
+                f, out_dir=fig_dir, levels=levels.get(key) if land.dim == 2 else None,
+                loss_label=label,
+            )  # fmt: skip
             pngs += [Path(p) for p in made if str(p).endswith(".png")]
             _, extra = read_landscape(f)
         except Exception as exc:  # a broken landscape must not sink the whole report
@@ -315,7 +341,7 @@ def collect_experiment(
     -------
     ExperimentResults
     """
-    from sampletopo.figures import write_figure_set
+    from sampletopo.figures import loss_label, write_figure_set
 
     exp, fig_dir = Path(experiment), Path(fig_dir)
     runs = analysis.check_comparable(exp)
@@ -331,7 +357,9 @@ def collect_experiment(
         summary=summary,
         wasserstein=wdist,
     )
-    landscape, landscape_table = _landscape_section(exp, fig_dir / LANDSCAPE_SECTION)
+    landscape, landscape_table = _landscape_section(
+        exp, fig_dir / LANDSCAPE_SECTION, loss_label(runs)
+    )
     compare = _comparison(runs, exp, fig_dir / LANDSCAPE_SECTION)
     if compare is not None:
         landscape.insert(0, compare)
@@ -377,7 +405,33 @@ def _figure(png: Path, page_dir: Path) -> dict[str, Any]:
         path = Path(os.path.relpath(png, page_dir)).as_posix()
     except ValueError:  # another drive (Windows): no relative path exists
         path = Path(png).resolve().as_posix()
-    return {"path": path, "caption": png.stem, "wide": _is_wide(png)}
+    return {"path": path, "caption": figure_caption(png), "wide": _is_wide(png)}
+
+
+_TREE_WORDS = {"join": "join tree", "split": "split tree"}
+_SPLIT_WORDS = {"train": "Training set", "val": "Validation set"}
+
+
+def figure_caption(png: Path) -> str:
+    """The caption of a figure for people: the one stored beside it by the code that drew it
+    (:func:`sampletopo.plotting._topology.read_caption`), else one made from its file name
+    ("Validation set, split tree: persistence-diagram heatmaps" for ``heatmap-val-split``),
+    else the file name."""
+    from sampletopo.plotting._topology import read_caption
+
+    stored = read_caption(png)
+    if stored:
+        return stored
+    stem = png.name.rsplit(".", 1)[0]
+    parts = stem.split("-")
+    if len(parts) == 3 and parts[0] == "heatmap" and parts[1] in _SPLIT_WORDS:
+        tree = _TREE_WORDS.get(parts[2], parts[2])
+        return f"{_SPLIT_WORDS[parts[1]]}, {tree}: persistence-diagram heatmaps"
+    named = {
+        "total_persistence": "Total persistence of the per-sample loss against epoch",
+        "wasserstein": "Wasserstein distance of each epoch's diagram to the reference epoch's",
+    }
+    return named.get(stem, stem)
 
 
 def _graph_note(graph: Mapping[str, Any] | None) -> str:
@@ -452,7 +506,7 @@ def report_context(
         (``table``, ``figures``; ``None`` without landscape figures) and ``sections`` (``title``,
         ``regions`` table or ``None``, ``figures``). A table is ``{"columns": [...], "rows":
         [[...], ...]}`` holding the values of its data frame; a figure is ``{"path", "caption",
-        "wide"}``.
+        "wide"}``, its caption from :func:`figure_caption`.
     """
     page_dir = Path(page_dir)
     when = written or _dt.datetime.now()

@@ -773,6 +773,20 @@ class Report:
         return self.experiment_dir(experiment) / section
 
 
+def figure_table_file(figure: PathLike) -> Path:
+    """``<stem>.parquet`` beside a figure file ``<stem>.<format>``: the numbers it draws.
+
+    >>> figure_table_file("figures/heatmap-val-split.png").as_posix()
+    'figures/heatmap-val-split.parquet'
+    """
+    p = Path(figure)
+    stem = p.name.rsplit(".", 1)[0] if p.suffix in _FIGURE_SUFFIXES else p.name
+    return p.parent / f"{stem}{_TABLE}"
+
+
+_FIGURE_SUFFIXES = {".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff"}
+
+
 # ---------------------------------------------------------------------------------------------
 # Finding runs
 

@@ -1,0 +1,247 @@
+"""Axis scales and robust axis ranges shared by every sample-space figure.
+
+One outlier (a mean loss of 6e9 at an exploding epoch, one panel whose pairs sit at 1000 while
+the others sit near 0) must not set a shared axis. The rules, used by the curves, the heatmaps
+and the diagram panels alike:
+
+- **Scale** (``scale="auto"``): logarithmic when every value is > 0 and the values shown span
+  more than :data:`LOG_RATIO` (100x, largest / smallest); symmetric-log when some values are
+  <= 0 and the largest magnitude exceeds the linear threshold (the 5th percentile of the
+  non-zero magnitudes) by more than that; linear otherwise. ``"linear"``, ``"log"`` and
+  ``"symlog"`` force one.
+- **Range**: each *group* (a heatmap panel, or one point of a curve) contributes its smallest
+  and largest value, on the axis' scale. The axis spans every group end that lies inside the
+  Tukey far-out fences (:data:`FENCE` = 3 interquartile ranges beyond the quartiles) of those
+  ends; a group end beyond them (an exploding epoch) does not stretch the axis. Only the high
+  end is fenced for curves and heatmap persistence (an explosion makes values large; small
+  ones are real); both ends for heatmap births and diagram axes. What lies
+  beyond is drawn in a marked overflow bin (heatmaps) or at the axis edge as a triangle
+  (curves, diagrams), and counted in the figure's caption: nothing is dropped silently.
+
+Nothing here draws; :mod:`sampletopo.plotting._topology` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.scale import SymmetricalLogTransform
+
+from sampletopo._validation import check_choice, invalid
+
+__all__ = ["FENCE", "LOG_RATIO", "SCALES", "AxisScale", "Scale", "axis_scale", "check_range"]
+
+Scale = Literal["auto", "linear", "log", "symlog"]
+SCALES = ("auto", "linear", "log", "symlog")
+
+LOG_RATIO = 100.0
+"""``auto`` picks a log (or symlog) axis when the shown values span more than this factor."""
+
+FENCE = 3.0
+"""Group ends more than this many interquartile ranges beyond the quartiles do not set a range."""
+
+
+@dataclass(frozen=True)
+class AxisScale:
+    """A chosen axis: its scale name, ``linthresh`` (symlog only) and data range ``[lo, hi]``."""
+
+    name: str
+    lo: float
+    hi: float
+    linthresh: float | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Values on the axis' scale (log10, symlog or unchanged)."""
+        return _forward(self.name, self.linthresh)(np.asarray(x, dtype=np.float64))
+
+    def inverse(self, t: np.ndarray) -> np.ndarray:
+        """Data values of positions on the axis' scale."""
+        return _inverse(self.name, self.linthresh)(np.asarray(t, dtype=np.float64))
+
+    def edges(self, bins: int) -> np.ndarray:
+        """``bins + 1`` edges evenly spaced on the axis' scale from ``lo`` to ``hi``."""
+        t = np.linspace(float(self.forward(self.lo)), float(self.forward(self.hi)), bins + 1)
+        out = self.inverse(t)
+        out[0], out[-1] = self.lo, self.hi
+        return out
+
+    def apply(self, ax: Axes, which: str) -> None:
+        """Set this scale on the ``"x"`` or ``"y"`` axis of ``ax``."""
+        setter = ax.set_xscale if which == "x" else ax.set_yscale
+        if self.name == "symlog":
+            setter("symlog", linthresh=self.linthresh)
+        else:
+            setter(self.name)
+
+    @property
+    def text(self) -> str:
+        """How the caption names the scale."""
+        return {"log": "log", "symlog": "symmetric log", "linear": "linear"}[self.name]
+
+
+def _forward(name: str, linthresh: float | None) -> Callable[[np.ndarray], np.ndarray]:
+    if name == "log":
+        return lambda x: np.log10(np.where(x > 0, x, np.nan))
+    if name == "symlog":
+        tr = SymmetricalLogTransform(10, linthresh, 1.0)
+        return lambda x: np.asarray(tr.transform_non_affine(np.atleast_1d(x))).reshape(np.shape(x))
+    return lambda x: x
+
+
+def _inverse(name: str, linthresh: float | None) -> Callable[[np.ndarray], np.ndarray]:
+    if name == "log":
+        return lambda t: np.power(10.0, t)
+    if name == "symlog":
+        tr = SymmetricalLogTransform(10, linthresh, 1.0).inverted()
+        return lambda t: np.asarray(tr.transform_non_affine(np.atleast_1d(t))).reshape(np.shape(t))
+    return lambda t: t
+
+
+def check_scale(scale: str, where: str) -> str:
+    """``scale`` if it is one of :data:`SCALES`, else one clear error."""
+    check_choice(
+        "scale",
+        scale,
+        SCALES,
+        where=where,
+        fix="Use 'auto' (log when the values span more than 100x, linear otherwise).",
+    )
+    return scale
+
+
+def check_range(value_range: Sequence[float] | None, where: str) -> tuple[float, float] | None:
+    """``value_range`` as ``(lo, hi)`` with finite ``lo < hi``, or ``None``."""
+    if value_range is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value_range)
+    except (TypeError, ValueError):
+        raise invalid(
+            "value_range", "two numbers (lo, hi)", value_range, where=where, fix="E.g. (0, 2.5)."
+        ) from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise invalid(
+            "value_range",
+            "two finite numbers with lo < hi",
+            value_range,
+            where=where,
+            fix="E.g. (0, 2.5); swap them if they are the wrong way round.",
+        )
+    return lo, hi
+
+
+def _fenced(ends: np.ndarray, side: str) -> float:
+    """The most extreme of ``ends`` inside the far-out fence on ``side`` ("lo" or "hi")."""
+    q1, q3 = np.quantile(ends, [0.25, 0.75])
+    iqr = q3 - q1
+    if side == "hi":
+        inside = ends[ends <= q3 + FENCE * iqr]
+        return float(inside.max())
+    inside = ends[ends >= q1 - FENCE * iqr]
+    return float(inside.min())
+
+
+def _range_on(
+    name: str, groups: Sequence[np.ndarray], linthresh: float | None, fence_low: bool = True
+):
+    """Robust ``(lo, hi)`` of ``groups`` on scale ``name``, or ``None`` when nothing is drawable;
+    ``fence_low=False`` keeps the smallest value as the low end."""
+    fwd = _forward(name, linthresh)
+    los, his = [], []
+    for g in groups:
+        t = fwd(np.asarray(g, dtype=np.float64))
+        t = t[np.isfinite(t)]
+        if t.size:
+            los.append(t.min())
+            his.append(t.max())
+    if not los:
+        return None
+    lo_t = _fenced(np.array(los), "lo") if fence_low else float(np.min(los))
+    hi_t = _fenced(np.array(his), "hi")
+    inv = _inverse(name, linthresh)
+    return float(inv(np.array(lo_t))), float(inv(np.array(hi_t)))
+
+
+def _linthresh(values: np.ndarray) -> float:
+    mags = np.abs(values[np.isfinite(values) & (values != 0)])
+    if mags.size == 0:
+        return 1.0
+    return float(max(np.quantile(mags, 0.05), mags.max() * 1e-9))
+
+
+def axis_scale(
+    groups: Sequence[np.ndarray],
+    *,
+    scale: str = "auto",
+    value_range: Sequence[float] | None = None,
+    where: str = "axis_scale",
+    floor: float | None = None,
+    fence_low: bool = True,
+) -> AxisScale:
+    """Choose the scale and the range of one axis from the values of its ``groups``.
+
+    Parameters
+    ----------
+    groups : sequence of arrays
+        The values drawn, one array per group (a heatmap panel; a single point of a curve).
+        Non-finite values are ignored.
+    scale : {"auto", "linear", "log", "symlog"}
+        See the module docstring.
+    value_range : (lo, hi), optional
+        A fixed range; the scale is still chosen (``auto`` uses the values inside it).
+    floor : float, optional
+        On a linear axis, do not go below this (persistence starts at 0).
+    fence_low : bool
+        Fence the low end too; ``False`` for values whose small end is never an outlier
+        (persistence: short-lived pairs are expected, an exploding epoch only adds long ones).
+
+    Returns
+    -------
+    AxisScale
+    """
+    check_scale(scale, where)
+    fixed = check_range(value_range, where)
+    flat = [np.asarray(g, dtype=np.float64).ravel() for g in groups]
+    allv = np.concatenate(flat) if flat else np.empty(0)
+    allv = allv[np.isfinite(allv)]
+    if fixed is not None:
+        allv = allv[(allv >= fixed[0]) & (allv <= fixed[1])]
+    name = scale
+    lt: float | None = None
+    if scale == "auto":
+        name = "linear"
+        if allv.size and allv.min() > 0:
+            if allv.max() / allv.min() > LOG_RATIO:
+                name = "log"
+        elif allv.size:
+            lt = _linthresh(allv)
+            if np.abs(allv).max() / lt > LOG_RATIO:
+                name = "symlog"
+    if name == "symlog" and lt is None:
+        lt = _linthresh(allv)
+    if fixed is not None:
+        lo, hi = fixed
+        if name == "log" and lo <= 0:
+            raise invalid(
+                "value_range",
+                "a range with lo > 0 on a log axis",
+                value_range,
+                where=where,
+                fix="Pass a positive lo, or scale='symlog'.",
+            )
+        return AxisScale(name, lo, hi, lt if name == "symlog" else None)
+    r = _range_on(name, flat, lt, fence_low)
+    if r is None:
+        lo, hi = (1e-3, 1.0) if name == "log" else (0.0, 1.0)
+    else:
+        lo, hi = r
+    if name == "linear" and floor is not None and lo >= floor and lo - floor < 0.5 * (hi - lo):
+        lo = floor  # a count-like axis (persistence) reads better from its natural zero
+    if hi <= lo:
+        pad = 0.5 * abs(lo) if lo else 0.5
+        lo, hi = (lo / 2, lo * 2) if name == "log" else (lo - pad, hi + pad)
+    return AxisScale(name, lo, hi, lt if name == "symlog" else None)
