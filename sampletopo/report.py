@@ -322,6 +322,7 @@ def collect_experiment(
     *,
     epochs: Sequence[int] | None = None,
     progress: bool = True,
+    figure_options: Mapping[str, Any] | None = None,
 ) -> ExperimentResults:
     """Read the summaries of one experiment and draw its figures into ``fig_dir``.
 
@@ -336,6 +337,9 @@ def collect_experiment(
         Heatmap epochs (default: first, around each LR change, last).
     progress : bool
         Show a progress bar while the figures are drawn.
+    figure_options : mapping, optional
+        ``scale``, ``bins``, ``value_range`` and ``columns`` of
+        :func:`sampletopo.figures.write_figure_set` (its defaults where not given).
 
     Returns
     -------
@@ -356,6 +360,7 @@ def collect_experiment(
         progress=progress,
         summary=summary,
         wasserstein=wdist,
+        **dict(figure_options or {}),
     )
     landscape, landscape_table = _landscape_section(
         exp, fig_dir / LANDSCAPE_SECTION, loss_label(runs)
@@ -579,6 +584,7 @@ def write_report(
     epochs: Sequence[int] | None = None,
     notes: str = "",
     progress: bool = True,
+    figure_options: Mapping[str, Any] | None = None,
 ) -> Path:
     """Draw the figures of each experiment and write ``<report_dir>/index.html``.
 
@@ -597,6 +603,9 @@ def write_report(
         Text shown under the title (e.g. timings); plain text, escaped like every other value.
     progress : bool
         Show a progress bar while the figures are drawn.
+    figure_options : mapping, optional
+        ``scale``, ``bins``, ``value_range`` and ``columns`` of the figure sets (see
+        :func:`sampletopo.figures.write_figure_set`).
 
     Returns
     -------
@@ -617,8 +626,9 @@ def write_report(
         raise invalid("experiments", "one or more experiment folders", [], where="write_report")
     with lock_folder(report_dir, what="writing a report", role="report folder"):
         return _write_report(
-            exps, Path(report_dir), title=title, epochs=epochs, notes=notes, progress=progress
-        )
+            exps, Path(report_dir), title=title, epochs=epochs, notes=notes, progress=progress,
+            figure_options=figure_options,
+        )  # fmt: skip
 
 
 def _write_report(
@@ -629,6 +639,7 @@ def _write_report(
     epochs: Sequence[int] | None,
     notes: str,
     progress: bool,
+    figure_options: Mapping[str, Any] | None = None,
 ) -> Path:
     """:func:`write_report` once ``out`` is locked."""
     report = Report(out)
@@ -636,7 +647,11 @@ def _write_report(
     results = []
     for e in exps:
         fig_dir = report.experiment_dir(Experiment(e).name)  # "." and "exp/.." get a name
-        results.append(collect_experiment(e, fig_dir, epochs=epochs, progress=progress))
+        results.append(
+            collect_experiment(
+                e, fig_dir, epochs=epochs, progress=progress, figure_options=figure_options
+            )
+        )
     page = render_report(
         report_context(results, page_dir=out, title=title, notes=notes), page_dir=out
     )

@@ -81,6 +81,26 @@ def test_figures_formats_are_checked_against_matplotlib(experiment, tmp_path, ca
     assert list(out.glob("*.svg"))
 
 
+def test_figures_scale_bins_range_and_columns_reach_the_drawn_figures(experiment, tmp_path, capsys):
+    from sampletopo.plotting._topology import read_caption
+
+    out = tmp_path / "look"
+    args = ["figures", str(experiment), "--out", str(out), "--formats", "png", "--no-progress"]
+    look = ["--scale", "linear", "--bins", "7", "--range", "0", "0.5", "--columns", "1"]
+    assert main(args + look) == 0
+    heat = pl.read_parquet(out / "heatmap-val-split.parquet")
+    # 7 bins from 0 to 0.5 on a linear axis, plus an overflow bin beyond 0.5 where pairs lie.
+    inner = heat.filter(~pl.col("overflow"))
+    assert inner["birth_lo"].min() >= 0.0 and inner["birth_hi"].max() <= 0.5 + 1e-12
+    widths = (inner["birth_hi"] - inner["birth_lo"]).to_numpy()
+    assert np.allclose(widths, 0.5 / 7)
+    caption = read_caption(out / "heatmap-val-split.png")
+    assert "birth axis linear, persistence axis linear" in caption
+    for bad, why in ((["--scale", "loglog"], "invalid choice"), (["--bins", "1"], "'bins'")):
+        assert main(args + bad) == 2
+        assert why in capsys.readouterr().err
+
+
 def test_figures_and_report_without_diagrams_say_so_with_plain_paths(tmp_path, capsys):
     exp = tmp_path / "exp"
     train_run(TrainConfig(**TINY), exp / "run", progress=False)
@@ -294,6 +314,9 @@ def test_every_flag_leaves_its_default_to_the_library(command):
         ("topology", "--jobs", "sampletopo.analysis:compute_topology", "jobs"),
         ("topology", "--reference", "sampletopo.analysis:wasserstein_to_reference", "reference"),
         ("figures", "--formats", "sampletopo.figures:write_figure_set", "formats"),
+        ("figures", "--scale", "sampletopo.figures:write_figure_set", "scale"),
+        ("figures", "--bins", "sampletopo.figures:write_figure_set", "bins"),
+        ("figures", "--columns", "sampletopo.figures:write_figure_set", "columns"),
         ("report", "--title", "sampletopo.report:write_report", "title"),
         ("landscape", "--steps", "sampletopo.landscape:landscape_for_run", "steps"),
         ("landscape", "--connectivity", "sampletopo.landscape:landscape_for_run", "connectivity"),

@@ -10,9 +10,12 @@ and the diagram panels alike:
   non-zero magnitudes) by more than that; linear otherwise. ``"linear"``, ``"log"`` and
   ``"symlog"`` force one.
 - **Range**: each *group* (a heatmap panel, or one point of a curve) contributes its smallest
-  and largest value, on the axis' scale. The axis spans every group end that lies inside the
-  Tukey far-out fences (:data:`FENCE` = 3 interquartile ranges beyond the quartiles) of those
-  ends; a group end beyond them (an exploding epoch) does not stretch the axis. Only the high
+  and largest value, judged in magnitude (log10; symmetric log when values <= 0 exist). Sorted
+  from the top, the largest ends are left out of the range when at most a quarter of the
+  groups (:data:`MAX_OUTLIER_SHARE`) sit above a jump of more than 10x
+  (:data:`OUTLIER_JUMP`; the largest such jump is taken) over the rest: an exploding epoch
+  (6e9 over 2) is left out, a quick early fall of an ordinary loss curve (2.3, 1.4, 0.9, ...)
+  or a run 10x above one other is not. Only the high
   end is fenced for curves and heatmap persistence (an explosion makes values large; small
   ones are real); both ends for heatmap births and diagram axes. What lies
   beyond is drawn in a marked overflow bin (heatmaps) or at the axis edge as a triangle
@@ -33,7 +36,16 @@ from matplotlib.scale import SymmetricalLogTransform
 
 from sampletopo._validation import check_choice, invalid
 
-__all__ = ["FENCE", "LOG_RATIO", "SCALES", "AxisScale", "Scale", "axis_scale", "check_range"]
+__all__ = [
+    "MAX_OUTLIER_SHARE",
+    "OUTLIER_JUMP",
+    "LOG_RATIO",
+    "SCALES",
+    "AxisScale",
+    "Scale",
+    "axis_scale",
+    "check_range",
+]
 
 Scale = Literal["auto", "linear", "log", "symlog"]
 SCALES = ("auto", "linear", "log", "symlog")
@@ -41,8 +53,10 @@ SCALES = ("auto", "linear", "log", "symlog")
 LOG_RATIO = 100.0
 """``auto`` picks a log (or symlog) axis when the shown values span more than this factor."""
 
-FENCE = 3.0
-"""Group ends more than this many interquartile ranges beyond the quartiles do not set a range."""
+OUTLIER_JUMP = 10.0
+"""Group ends above a jump of more than this factor over the rest do not set a range ..."""
+MAX_OUTLIER_SHARE = 0.25
+"""... when they are at most this share of the groups (two runs 10x apart are both kept)."""
 
 
 @dataclass(frozen=True)
@@ -134,36 +148,54 @@ def check_range(value_range: Sequence[float] | None, where: str) -> tuple[float,
     return lo, hi
 
 
-def _fenced(ends: np.ndarray, side: str) -> float:
-    """The most extreme of ``ends`` inside the far-out fence on ``side`` ("lo" or "hi")."""
-    q1, q3 = np.quantile(ends, [0.25, 0.75])
-    iqr = q3 - q1
-    if side == "hi":
-        inside = ends[ends <= q3 + FENCE * iqr]
-        return float(inside.max())
-    inside = ends[ends >= q1 - FENCE * iqr]
-    return float(inside.min())
+def _cut(ends: np.ndarray) -> float:
+    """The largest of ``ends`` (magnitudes, in decades) once a top minority separated from the
+    rest by a jump of more than one decade is left out (see the module docstring)."""
+    e = np.sort(ends)[::-1]
+    most = int(e.size * MAX_OUTLIER_SHARE)
+    if most < 1:
+        return float(e[0])
+    jumps = e[:most] - e[1 : most + 1]
+    k = int(np.argmax(jumps))
+    return float(e[k + 1]) if jumps[k] > np.log10(OUTLIER_JUMP) else float(e[0])
 
 
 def _range_on(
     name: str, groups: Sequence[np.ndarray], linthresh: float | None, fence_low: bool = True
 ):
-    """Robust ``(lo, hi)`` of ``groups`` on scale ``name``, or ``None`` when nothing is drawable;
-    ``fence_low=False`` keeps the smallest value as the low end."""
-    fwd = _forward(name, linthresh)
+    """Robust ``(lo, hi)`` of ``groups`` for a ``name`` axis, or ``None`` when nothing is
+    drawable; ``fence_low=False`` keeps the smallest value as the low end.
+
+    Outliers are judged on magnitudes, whatever the axis: on log10 of the values when all are
+    > 0, on their symmetric log otherwise. An explosion is a jump in magnitude; on a linear
+    scale the quick early fall of an ordinary loss curve would look like one.
+    """
+    flat = [np.asarray(g, dtype=np.float64).ravel() for g in groups]
+    if name == "log":  # a log axis shows only positive values; the rest go beyond it
+        flat = [g[g > 0] for g in flat]
+    allv = np.concatenate(flat) if flat else np.empty(0)
+    allv = allv[np.isfinite(allv)]
+    if allv.size == 0:
+        return None
+    judge = "log" if allv.min() > 0 else "symlog"
+    fwd = _forward(judge, _linthresh(allv) if judge == "symlog" else None)
     los, his = [], []
-    for g in groups:
-        t = fwd(np.asarray(g, dtype=np.float64))
+    for g in flat:
+        t = fwd(g)
         t = t[np.isfinite(t)]
         if t.size:
             los.append(t.min())
             his.append(t.max())
-    if not los:
-        return None
-    lo_t = _fenced(np.array(los), "lo") if fence_low else float(np.min(los))
-    hi_t = _fenced(np.array(his), "hi")
-    inv = _inverse(name, linthresh)
-    return float(inv(np.array(lo_t))), float(inv(np.array(hi_t)))
+    lo_a, hi_a = np.array(los), np.array(his)
+    lo_t = -_cut(-lo_a) if fence_low else float(lo_a.min())
+    hi_t = _cut(hi_a)
+    # The data values themselves (not 10**log10(x), which can miss x by one rounding step and
+    # push the extreme pair into an overflow bin).
+    t_all = fwd(allv)
+    return (
+        float(allv[np.argmin(np.abs(t_all - lo_t))]),
+        float(allv[np.argmin(np.abs(t_all - hi_t))]),
+    )
 
 
 def _linthresh(values: np.ndarray) -> float:

@@ -389,6 +389,11 @@ def _heat_axis(
     if under:
         parts.insert(0, sc.inverse(np.array([t[0] - w])))
     if over:
+        # Bins are half-open [a, b): nudge the boundary up so a pair at exactly ``hi`` stays
+        # in range and the overflow bin holds only what lies beyond.
+        inner = inner.copy()
+        inner[-1] = np.nextafter(inner[-1], np.inf)
+        parts[-1] = inner
         parts.append(sc.inverse(np.array([t[-1] + w])))
     return HeatmapAxis(sc, np.concatenate(parts), under, over)
 
