@@ -286,7 +286,9 @@ def parquet_bytes(df: pl.DataFrame, metadata: Mapping[str, str] | None = None) -
         write_page_checksum=True,
     ) as writer:
         writer.write_table(table)
-        writer.add_key_value_metadata({**(metadata or {}), _CRC_KEY: _CRC_HOLE})
+        footer: dict[str | bytes, str | bytes] = {k: v for k, v in (metadata or {}).items()}
+        footer[_CRC_KEY] = _CRC_HOLE
+        writer.add_key_value_metadata(footer)
     data = bytearray(sink.getvalue().to_pybytes())
     hole = _crc_hole(data, _CRC_HOLE)
     if hole < 0:  # pyarrow encoded the footer otherwise: no checksum rather than a wrong one

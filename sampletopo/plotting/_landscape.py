@@ -268,7 +268,7 @@ def plot_landscape_contour(
     z, label = _values(landscape, log_scale, loss_label)
     x, y = landscape.coords
     given = _given_levels(levels, where)
-    lv = given if given is not None else _levels(z, int(levels), spacing, where)
+    lv = given if given is not None else _levels(z, int(levels), spacing, where)  # type: ignore[arg-type]
     # contourf wants z[row=y, col=x]; the landscape is indexed [direction 1, direction 2].
     cs = ax.contourf(x, y, z.T, levels=lv, cmap=cmap, norm=_level_norm(lv, cmap))
     ax.contour(x, y, z.T, levels=cs.levels, colors="k", linewidths=0.3, alpha=0.5)
@@ -340,7 +340,7 @@ def plot_random_directions(
     z, label = _values(landscape, log_scale, loss_label)
     x, y = landscape.coords
     given = _given_levels(levels, where)
-    lv = given if given is not None else _levels(z, int(levels), spacing, where)
+    lv = given if given is not None else _levels(z, int(levels), spacing, where)  # type: ignore[arg-type]
     cs = ax.contour(
         x, y, z.T, levels=lv, cmap="viridis", norm=_level_norm(lv, "viridis"), linewidths=1.0
     )

@@ -78,7 +78,8 @@ class AxisScale:
 
     def edges(self, bins: int) -> np.ndarray:
         """``bins + 1`` edges evenly spaced on the axis' scale from ``lo`` to ``hi``."""
-        t = np.linspace(float(self.forward(self.lo)), float(self.forward(self.hi)), bins + 1)
+        t0, t1 = self.forward(np.array([self.lo, self.hi]))
+        t = np.linspace(float(t0), float(t1), bins + 1)
         out = self.inverse(t)
         out[0], out[-1] = self.lo, self.hi
         return out
@@ -101,7 +102,7 @@ def _forward(name: str, linthresh: float | None) -> Callable[[np.ndarray], np.nd
     if name == "log":
         return lambda x: np.log10(np.where(x > 0, x, np.nan))
     if name == "symlog":
-        tr = SymmetricalLogTransform(10, linthresh, 1.0)
+        tr = SymmetricalLogTransform(10, linthresh or 1.0, 1.0)
         return lambda x: np.asarray(tr.transform_non_affine(np.atleast_1d(x))).reshape(np.shape(x))
     return lambda x: x
 
@@ -110,7 +111,7 @@ def _inverse(name: str, linthresh: float | None) -> Callable[[np.ndarray], np.nd
     if name == "log":
         return lambda t: np.power(10.0, t)
     if name == "symlog":
-        tr = SymmetricalLogTransform(10, linthresh, 1.0).inverted()
+        tr = SymmetricalLogTransform(10, linthresh or 1.0, 1.0).inverted()
         return lambda t: np.asarray(tr.transform_non_affine(np.atleast_1d(t))).reshape(np.shape(t))
     return lambda t: t
 

@@ -281,7 +281,7 @@ def _panels(
 
         key = Line2D([], [], ls="none", marker="^", color="0.6", markeredgecolor="black",
                      label="beyond the axis (value in the table)")  # fmt: skip
-        handles.setdefault(key.get_label(), key)
+        handles.setdefault(str(key.get_label()), key)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     if handles:
@@ -421,8 +421,12 @@ def heatmap_axes(
     fins = [_finite(t) for t in tables]
     births = [f["birth"].to_numpy() for f in fins]
     pers = [f["persistence"].to_numpy() for f in fins]
-    kw = {"bins": bins, "scale": scale, "value_range": value_range, "where": where}
-    return _heat_axis(births, floor=None, **kw), _heat_axis(pers, floor=0.0, **kw)
+    return (
+        _heat_axis(
+            births, bins=bins, scale=scale, value_range=value_range, where=where, floor=None
+        ),
+        _heat_axis(pers, bins=bins, scale=scale, value_range=value_range, where=where, floor=0.0),
+    )
 
 
 def heatmap_bins(
@@ -489,7 +493,7 @@ def _beyond(table: pl.DataFrame, xa: HeatmapAxis, ya: HeatmapAxis) -> int:
 
 def _mark_overflow(ax: Axes, xa: HeatmapAxis, ya: HeatmapAxis) -> None:
     """Red dashed lines between the range and its overflow bins, each bin labelled."""
-    kw = {"color": "#d62728", "ls": "--", "lw": 0.9, "gid": OVERFLOW_GID}
+    kw: dict[str, Any] = {"color": "#d62728", "ls": "--", "lw": 0.9, "gid": OVERFLOW_GID}
     for on, edge, text, is_x, at in (
         (xa.over, xa.scale.hi, f"> {xa.scale.hi:.3g}", True, 1.0),
         (xa.under, xa.scale.lo, f"< {xa.scale.lo:.3g}", True, 0.0),
@@ -971,7 +975,7 @@ def comparison_panels(
     mesh = None
     tables = []
     for i, (name, epoch, land, tabs) in enumerate(rows):
-        plot_random_directions(land, ax=axes[i, 0], levels=lv, loss_label=loss_label)
+        plot_random_directions(land, ax=axes[i, 0], levels=lv.tolist(), loss_label=loss_label)
         axes[i, 0].set_title(f"{name}: parameter space, epoch {epoch}", fontsize=9)
         tables.append(landscape_table(land).with_columns(
             pl.lit(name).alias("run"), pl.lit("landscape").alias("panel")))  # fmt: skip
