@@ -350,3 +350,26 @@ def test_figure_set_writes_a_table_and_a_caption_beside_every_figure(experiment,
     heat = pl.read_parquet(out / "heatmap-val-split.parquet")
     assert sorted(heat["epoch"].unique().to_list()) == [1, 2, 3, 4]
     assert "epochs 1, 2, 3 and 4" in T.read_caption(out / "heatmap-val-split.png")
+
+
+def test_surface_has_few_tick_labels_that_do_not_overlap():
+    from sampletopo.plotting._landscape import plot_landscape_surface
+
+    ax = plot_landscape_surface(_land(50.0))
+    fig = ax.figure
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    boxes = []
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        lo, hi = sorted(axis.get_view_interval())
+        eps = 1e-9 * (hi - lo)
+        ticks = [
+            t
+            for t, at in zip(axis.get_ticklabels(), axis.get_majorticklocs(), strict=True)
+            if t.get_text() and lo - eps <= at <= hi + eps
+        ]
+        assert 2 <= len(ticks) <= 5
+        boxes += [(f"{axis.axis_name} tick {t.get_text()}", t.get_window_extent(r)) for t in ticks]
+    for i, (na, a) in enumerate(boxes):
+        for nb, b in boxes[i + 1 :]:
+            assert not (a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1), (na, nb)

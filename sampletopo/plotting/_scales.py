@@ -12,10 +12,12 @@ and the diagram panels alike:
 - **Range**: each *group* (a heatmap panel, or one point of a curve) contributes its smallest
   and largest value, judged in magnitude (log10; symmetric log when values <= 0 exist). Sorted
   from the top, the largest ends are left out of the range when at most a quarter of the
-  groups (:data:`MAX_OUTLIER_SHARE`) sit above a jump of more than 10x
-  (:data:`OUTLIER_JUMP`; the largest such jump is taken) over the rest: an exploding epoch
-  (6e9 over 2) is left out, a quick early fall of an ordinary loss curve (2.3, 1.4, 0.9, ...)
-  or a run 10x above one other is not. Only the high
+  groups (:data:`MAX_OUTLIER_SHARE`) sit above a jump over the rest of more than 10x on a
+  linear axis (:data:`OUTLIER_JUMP`) or 1000x on a log or symlog one
+  (:data:`OUTLIER_JUMP_LOG`; the largest such jump is taken): an exploding epoch (6e9 over 2;
+  a heatmap panel at 1000-7000 among panels below 2) is left out; a quick early fall of an
+  ordinary loss curve (2.3, 1.4, 0.9, ...), early epochs two decades above the late ones on a
+  log axis, or a run 10x above one other are not. Only the high
   end is fenced for curves and heatmap persistence (an explosion makes values large; small
   ones are real); both ends for heatmap births and diagram axes. What lies
   beyond is drawn in a marked overflow bin (heatmaps) or at the axis edge as a triangle
@@ -39,6 +41,7 @@ from sampletopo._validation import check_choice, invalid
 __all__ = [
     "MAX_OUTLIER_SHARE",
     "OUTLIER_JUMP",
+    "OUTLIER_JUMP_LOG",
     "LOG_RATIO",
     "SCALES",
     "AxisScale",
@@ -54,7 +57,9 @@ LOG_RATIO = 100.0
 """``auto`` picks a log (or symlog) axis when the shown values span more than this factor."""
 
 OUTLIER_JUMP = 10.0
-"""Group ends above a jump of more than this factor over the rest do not set a range ..."""
+"""Group ends above a jump of more than this factor over the rest do not set a linear range ..."""
+OUTLIER_JUMP_LOG = 1000.0
+"""... nor, above a jump of more than this factor, a log or symlog range ..."""
 MAX_OUTLIER_SHARE = 0.25
 """... when they are at most this share of the groups (two runs 10x apart are both kept)."""
 
@@ -149,16 +154,16 @@ def check_range(value_range: Sequence[float] | None, where: str) -> tuple[float,
     return lo, hi
 
 
-def _cut(ends: np.ndarray) -> float:
+def _cut(ends: np.ndarray, jump: float) -> float:
     """The largest of ``ends`` (magnitudes, in decades) once a top minority separated from the
-    rest by a jump of more than one decade is left out (see the module docstring)."""
+    rest by a jump of more than ``jump`` (a factor) is left out (see the module docstring)."""
     e = np.sort(ends)[::-1]
     most = int(e.size * MAX_OUTLIER_SHARE)
     if most < 1:
         return float(e[0])
     jumps = e[:most] - e[1 : most + 1]
     k = int(np.argmax(jumps))
-    return float(e[k + 1]) if jumps[k] > np.log10(OUTLIER_JUMP) else float(e[0])
+    return float(e[k + 1]) if jumps[k] > np.log10(jump) else float(e[0])
 
 
 def _range_on(
@@ -188,8 +193,10 @@ def _range_on(
             los.append(t.min())
             his.append(t.max())
     lo_a, hi_a = np.array(los), np.array(his)
-    lo_t = -_cut(-lo_a) if fence_low else float(lo_a.min())
-    hi_t = _cut(hi_a)
+    # A log axis shows a few decades more at little cost; a linear one is ruined by one decade.
+    jump = OUTLIER_JUMP if name == "linear" else OUTLIER_JUMP_LOG
+    lo_t = -_cut(-lo_a, jump) if fence_low else float(lo_a.min())
+    hi_t = _cut(hi_a, jump)
     # The data values themselves (not 10**log10(x), which can miss x by one rounding step and
     # push the extreme pair into an overflow bin).
     t_all = fwd(allv)

@@ -186,7 +186,7 @@ def _clipped(ax: Axes) -> int:
     return int(getattr(ax, "_sampletopo_clipped", 0))
 
 
-def _scales_of(ax: Axes) -> list[str]:
+def _scales_of(ax: Axes) -> list[tuple[str, str]]:
     return list(getattr(ax, "_sampletopo_scales", []))
 
 
@@ -224,7 +224,7 @@ def plot_total_persistence(
     sc = _points_scale(vals, scale, where)
     lim = _scaled_axis(ax, "y", sc)
     clipped = 0
-    scales = [f"total persistence {sc.text}"]
+    scales = [("total persistence", sc.text)]
     for r in runs:
         part = sub.filter(pl.col("run") == r)
         clipped += _curve(ax, part["epoch"], part[col], sc, lim, color=colors[r], lw=1.8, label=r)
@@ -232,7 +232,7 @@ def plot_total_persistence(
         lv = sub["mean_loss"].to_numpy().astype(np.float64)
         sc2 = _points_scale(lv, scale, where)
         lim2 = _scaled_axis(ax2, "y", sc2)
-        scales.append(f"mean loss {sc2.text}")
+        scales.append(("mean loss", sc2.text))
         for r in runs:
             part = sub.filter(pl.col("run") == r)
             clipped += _curve(
@@ -299,7 +299,20 @@ def _panels(
 
 def _curves_note(fig: Figure, milestones: Iterable[int] | None) -> str:
     axes = [a for a in fig.axes if hasattr(a, "_sampletopo_scales")]
-    scales = sorted({s for a in axes for s in _scales_of(a)})
+    # Per quantity, which panels have which scale: "total persistence log (train: join tree,
+    # ...), linear (val: split tree)", or just "log" when all panels agree.
+    by_q: dict[str, dict[str, list[str]]] = {}
+    for a in axes:
+        panel = a.get_title().split(" (")[0]
+        for quantity, name in _scales_of(a):
+            by_q.setdefault(quantity, {}).setdefault(name, []).append(panel)
+    scales = []
+    for quantity, names in by_q.items():
+        if len(names) == 1:
+            scales.append(f"{quantity} {next(iter(names))}")
+        else:
+            each = ", ".join(f"{n} ({', '.join(ps)})" for n, ps in names.items())
+            scales.append(f"{quantity} {each}")
     n = sum(_clipped(a) for a in axes)
     ms = sorted(set(milestones or []))
     parts = []
@@ -793,7 +806,7 @@ def plot_wasserstein(
     ax.set_ylabel(f"W{order} distance (L-inf ground)")
     ax.set_title(f"{split}: {_TREE_LABEL.get(tree, tree)}")
     ax._sampletopo_clipped = clipped  # type: ignore[attr-defined]
-    ax._sampletopo_scales = [f"W{order} {sc.text}"]  # type: ignore[attr-defined]
+    ax._sampletopo_scales = [(f"W{order}", sc.text)]  # type: ignore[attr-defined]
     if legend:
         ax.legend(fontsize=8, loc="best")
     return ax
