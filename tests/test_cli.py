@@ -86,19 +86,22 @@ def test_figures_scale_bins_range_and_columns_reach_the_drawn_figures(experiment
 
     out = tmp_path / "look"
     args = ["figures", str(experiment), "--out", str(out), "--formats", "png", "--no-progress"]
-    look = ["--scale", "linear", "--bins", "7", "--range", "0", "0.5", "--columns", "1"]
+    look = ["--scale", "linear", "--bins", "7", "--range", "0", "7", "--columns", "1"]
     assert main(args + look) == 0
     heat = pl.read_parquet(out / "heatmap-val-split.parquet")
-    # 7 bins from 0 to 0.5 on a linear axis, plus an overflow bin beyond 0.5 where pairs lie.
-    inner = heat.filter(~pl.col("overflow"))
-    assert inner["birth_lo"].min() >= 0.0 and inner["birth_hi"].max() <= 0.5 + 1e-12
-    widths = (inner["birth_hi"] - inner["birth_lo"]).to_numpy()
-    assert np.allclose(widths, 0.5 / 7)
+    # 7 bins of width 1 from 0 to 7 on linear axes; every pair of this run lies inside.
+    assert heat.height and not heat["overflow"].any()
+    assert heat["birth_lo"].min() >= 0.0 and heat["birth_hi"].max() <= 7 + 1e-12
+    for col in ("birth", "persistence"):
+        edges = np.concatenate([heat[f"{col}_lo"], heat[f"{col}_hi"]])
+        assert np.allclose(edges, np.round(edges))  # on the 0, 1, ..., 7 grid
     caption = read_caption(out / "heatmap-val-split.png")
     assert "birth axis linear, persistence axis linear" in caption
-    for bad, why in ((["--scale", "loglog"], "invalid choice"), (["--bins", "1"], "'bins'")):
-        assert main(args + bad) == 2
-        assert why in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse refuses a scale it does not list
+        main(args + ["--scale", "loglog"])
+    assert "invalid choice: 'loglog'" in capsys.readouterr().err
+    assert main(args + ["--bins", "1"]) == 2
+    assert "'bins' parameter of write_figure_set must be an int" in capsys.readouterr().err
 
 
 def test_figures_and_report_without_diagrams_say_so_with_plain_paths(tmp_path, capsys):
