@@ -272,10 +272,11 @@ def test_two_runs_50x_apart_share_contour_levels_and_each_has_a_colour_bar():
     # Run b, 50x steeper, crosses many more levels than run a.
     crossed = [int(np.sum(la < land.loss.max())) for land in (a, b)]
     assert crossed[1] > crossed[0] + 5
-    # Colour bars: one per landscape panel (same levels) and one for the heatmap counts.
+    # Colour bars: one for the shared levels of the landscapes, one for the heatmap counts.
     labels = [ax.get_ylabel() for ax in fig.axes]
-    assert labels.count("cross-entropy loss (nats)") == 2
+    assert labels.count("cross-entropy loss (nats) (shared levels)") == 1
     assert labels.count("pairs per bin") == 1
+    assert len(fig.axes) == 2 * 3 + 2
     assert T.figure_data(fig).extra["levels"] == pytest.approx(la.tolist())
 
 

@@ -207,6 +207,16 @@ def _level_labels(levels: Any) -> list[str]:
     return labels
 
 
+def level_colorbar(cs: Any, *, label: str, **kw: Any) -> Any:
+    """Colour bar of contour levels ``cs``, bands of equal height, ticks at up to 8 levels
+    labelled with their true values; ``kw`` goes to ``Figure.colorbar`` (``ax=`` or ``cax=``)."""
+    fig = (kw.get("cax") or kw["ax"]).figure
+    cbar = fig.colorbar(cs, label=label, spacing="uniform", **kw)
+    ticks = _level_ticks(np.asarray(cs.levels))
+    cbar.set_ticks(ticks.tolist(), labels=_level_labels(ticks))
+    return cbar
+
+
 def _new_ax(ax: Axes | None, **kw: Any) -> Axes:
     if ax is not None:
         return ax
@@ -356,9 +366,9 @@ def plot_random_directions(
     else:
         note = "" if spacing == "linear" else f", {spacing}-spaced levels"
     if colorbar:
-        cbar = ax.figure.colorbar(cs, ax=ax, label=label, spacing="uniform")
-        ticks = _level_ticks(np.asarray(cs.levels))
-        cbar.set_ticks(ticks.tolist(), labels=_level_labels(ticks))
+        level_colorbar(cs, label=label, ax=ax)
+    ax._sampletopo_contours = cs  # type: ignore[attr-defined]
+    ax._sampletopo_label = label  # type: ignore[attr-defined]
     ax.set_title(f"random directions (seed {landscape.directions.seed}){note}", fontsize=9)
     ax._sampletopo_levels = np.asarray(cs.levels)  # type: ignore[attr-defined]
     return ax

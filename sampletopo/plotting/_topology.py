@@ -973,22 +973,39 @@ def comparison_panels(
 
     The landscapes share one set of absolute contour levels
     (:func:`sampletopo.plotting._landscape.shared_levels`), so two runs whose losses differ look
-    different; each has a colour bar of those levels. Heatmaps share bins per tree and one
+    different, and one colour bar of those levels beside them. Heatmaps share bins per tree and one
     colour scale across all rows, drawn as one colour bar at the right, level with the heatmap
     rows. The landscape grids, the levels and the heatmap bins are attached
     (:func:`figure_data`).
     """
-    from sampletopo.plotting._landscape import landscape_table, plot_random_directions
+    from sampletopo.plotting._landscape import (
+        landscape_table,
+        level_colorbar,
+        plot_random_directions,
+    )
     from sampletopo.plotting._landscape import shared_levels as _shared_levels
 
     lv = _shared_levels([r[2] for r in rows], levels)
     hax = {t: heatmap_axes([r[3][t] for r in rows]) for t in TREES}
     norm = shared_norm([(r[3][t], hax[t][0].edges, hax[t][1].edges) for r in rows for t in TREES])
-    fig, axes = plt.subplots(len(rows), 3, figsize=(16, 4.4 * len(rows)), squeeze=False)
+    # Columns: landscape, its one colour bar (shared levels: one bar serves every row), join
+    # heatmap, split heatmap.
+    fig = plt.figure(figsize=(16, 4.4 * len(rows)))
+    # The empty column leaves room for the bar's tick labels and title.
+    gs = fig.add_gridspec(len(rows), 5, width_ratios=[1.0, 0.04, 0.08, 1.0, 1.0])
+    axes = np.empty((len(rows), 3), dtype=object)
+    for i in range(len(rows)):
+        for j, col in enumerate((0, 3, 4)):
+            axes[i, j] = fig.add_subplot(gs[i, col])
+    level_cax = fig.add_subplot(gs[:, 1])
     mesh = None
+    contours = None
     tables = []
     for i, (name, epoch, land, tabs) in enumerate(rows):
-        plot_random_directions(land, ax=axes[i, 0], levels=lv.tolist(), loss_label=loss_label)
+        la = plot_random_directions(
+            land, ax=axes[i, 0], levels=lv.tolist(), loss_label=loss_label, colorbar=False
+        )
+        contours = la._sampletopo_contours  # type: ignore[attr-defined]
         axes[i, 0].set_title(f"{name}: parameter space, epoch {epoch}", fontsize=9)
         tables.append(landscape_table(land).with_columns(
             pl.lit(name).alias("run"), pl.lit("landscape").alias("panel")))  # fmt: skip
@@ -1007,6 +1024,8 @@ def comparison_panels(
         "Parameter-space landscape (filter-normalized random directions, shared contour levels) "
         "beside the sample-space persistence heatmaps of the same epoch"
     )
+    assert contours is not None
+    level_colorbar(contours, label=f"{loss_label} (shared levels)", cax=level_cax)
     fig.tight_layout(rect=(0, 0, 0.94, 1))
     top = axes[0, -1].get_position()
     bottom = axes[-1, -1].get_position()
