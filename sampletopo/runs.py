@@ -487,9 +487,19 @@ class Run:
         return self.samples_dir / f"{split}-{epoch_tag(epoch)}{_TABLE}"
 
     def regions_files(self) -> list[Path]:
-        """The regions tables in ``samples/``, sorted by name."""
+        """The regions tables in ``samples/`` (``<split>-epoch=NNNN.parquet``; not the tables
+        of the figures beside them, :func:`figure_table_file`), sorted by name."""
         folder = self.samples_dir
-        return sorted(folder.glob("*" + _TABLE)) if folder.is_dir() else []
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p
+            for p in folder.glob("*" + _TABLE)
+            if any(
+                p.name.startswith(f"{s}-") and parse_epoch(p.name[len(s) + 1 :], _TABLE) is not None
+                for s in SPLITS
+            )
+        )
 
     def landscape_file(self, epoch: int, *, tag: str = "") -> Path:
         """``<experiment>/landscapes/<run>[-<tag>]-epoch=NNNN.npz``."""

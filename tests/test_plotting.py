@@ -369,6 +369,13 @@ def test_report_embeds_what_sampletopo_samples_wrote(experiment, tmp_path, monke
         f"{run.name}-samples-val-epoch=0004-split1.png",
     }
     table = pl.read_parquet(regions_path(run, "val", 4))
+    from markupsafe import escape
+
+    from sampletopo.report import figure_caption
+
+    # Captions written for people, stored beside each figure (read before the cleanup below).
+    captions = {p: str(escape(figure_caption(p))) for p in written}
+    assert all("epoch 4" in c and c != p.stem for p, c in captions.items())
 
     monkeypatch.setattr(figures, "tqdm", _Bar)
     _Bar.made.clear()
@@ -384,7 +391,7 @@ def test_report_embeds_what_sampletopo_samples_wrote(experiment, tmp_path, monke
     assert len(section) == 2, "no samples section"
     body = section[1].split("</section>", 1)[0]
     for p in written:
-        assert f"<figcaption>{p.stem}</figcaption>" in body
+        assert f"<figcaption>{captions[p]}</figcaption>" in body
     assert body.count("data:image/png;base64,") == len(written)
     assert body.count("<tr><td>") == table.height  # one row per region
     assert "<th>mean_loss</th>" in body and "<th>members</th>" not in body
