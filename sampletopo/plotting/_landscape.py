@@ -463,6 +463,7 @@ def plot_landscape_profile(
     cmap: str = "viridis",
     log_scale: bool = False,
     outline: bool = True,
+    loss_label: str = CROSS_ENTROPY,
 ) -> Axes:
     """Draw a topological landscape profile: nested basins coloured by loss.
 
@@ -481,6 +482,8 @@ def plot_landscape_profile(
         Logarithmic loss axis (losses must be > 0).
     outline : bool
         Draw each basin's outline.
+    loss_label : str
+        The loss and its unit.
 
     Returns
     -------
@@ -529,7 +532,7 @@ def plot_landscape_profile(
             ax.plot(x, y, color="k", lw=0.4, alpha=0.7)
     ax.set_xlim(0.0, width)
     ax.set_ylim(lo, hi)
-    label = "log10 loss" if log_scale else "loss"
+    label = f"log10 {loss_label}" if log_scale else loss_label
     ax.set_xlabel("basin width (grid points below the loss level)")
     ax.set_ylabel(label)
     n_min = sum(b.kind == "minimum" for b in profile.basins)
@@ -662,7 +665,7 @@ def save_landscape_figures(
 
     where = f"Run {run}, epoch {epoch}"
     prof = landscape_profile(land, connectivity=conn)
-    ax = plot_landscape_profile(prof)
+    ax = plot_landscape_profile(prof, loss_label=loss_label)
     if metrics:
         ax.set_title(
             f"{ax.get_title()}\nsaddles {metrics['n_saddles']}, avg persistence "
