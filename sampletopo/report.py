@@ -218,13 +218,18 @@ def _shared_levels(files: Sequence[Path]) -> dict[tuple[str, int], Any]:
 
 
 def _landscape_section(
-    exp: Path, fig_dir: Path, label: str
+    exp: Path, fig_dir: Path, label: str | None = None
 ) -> tuple[list[Path], pl.DataFrame | None]:
+    """Figures and metrics of the experiment's landscapes; 2-D grids of one kind and size on
+    shared contour levels; ``label`` names the loss (default: cross-entropy, nats)."""
     files = Experiment(exp).landscape_files()
     if not files:
         return [], None
     from sampletopo.landscape import read_landscape
     from sampletopo.plotting._landscape import save_landscape_figures
+    from sampletopo.plotting._topology import CROSS_ENTROPY
+
+    label = label or CROSS_ENTROPY
 
     levels = _shared_levels(files)
     pngs: list[Path] = []
