@@ -17,7 +17,8 @@ pairs.
 
 Summaries (:func:`summarize`): per run x split x tree x epoch, total persistence with p = 1
 and 2 (sum of ``persistence ** p``), number of finite pairs, largest persistence, and the mean
-loss and accuracy of that split and epoch. Distances (:func:`wasserstein_to_reference`):
+loss and accuracy of that split and epoch, and whether that mean loss exploded (``exploding``,
+see :mod:`sampletopo._exploding`). Distances (:func:`wasserstein_to_reference`):
 Wasserstein distance (orders 1 and 2, L-infinity ground metric) of every epoch's diagram to a
 reference epoch's (the final one by default). Both are stored per run
 (``<run>/topology/summary.parquet``, ``wasserstein.parquet``) as a cache for readers; with
@@ -49,6 +50,7 @@ from sampletopo._deprecated import load_diagrams as load_diagrams
 from sampletopo._deprecated import run_graph as run_graph
 from sampletopo._deprecated import topology_epochs as topology_epochs
 from sampletopo._errors import RunFolderError, TopologyWarning
+from sampletopo._exploding import exploding_flag
 from sampletopo._folders import lock_folder
 from sampletopo._runfiles import (
     DamagedFileWarning,
@@ -468,7 +470,9 @@ def _store(tables: list[tuple[Run, pl.DataFrame, Path]], write: Write) -> None:
 
 def summarize(run_dirs: PathLike | Iterable[PathLike], *, write: Write = True) -> pl.DataFrame:
     """Per run x split x tree x epoch: total persistence (p=1, 2), pairs, largest persistence,
-    mean loss and accuracy.
+    mean loss and accuracy, and ``exploding``: whether that epoch's mean loss exploded (the
+    recorder's rule, :mod:`sampletopo._exploding`: finite and above 1e6, or more than 100 times
+    the previous recorded epoch's).
 
     With ``write=True`` each run's rows are also stored in ``<run>/topology/summary.parquet``;
     with ``write="if_writable"`` only where that folder can be written (see the module
@@ -498,6 +502,7 @@ def _summary(run: Run) -> pl.DataFrame:
         scan_losses(run)
         .group_by(["run", "split", "epoch"])
         .agg(mean_loss=pl.col("loss").mean(), accuracy=pl.col("correct").cast(pl.Float64).mean())
+        .with_columns(exploding=exploding_flag(over=["run", "split"]))
     )
     try:
         return (
