@@ -141,8 +141,8 @@ class RunWriter:
         mode: str,
         on_exists: str,
         source: Source,
-        model_spec: tuple[Any, Mapping[str, Any] | None] | None = None,
         loss: Loss | None = None,
+        model_spec: tuple[Any, Mapping[str, Any] | None] | None = None,
     ) -> None:
         self.run = as_run(run_dir)
         # A loop's own recorder: which model to store in config.toml (None: find out).

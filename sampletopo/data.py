@@ -69,7 +69,7 @@ class Dataset:
     _raw: dict[str, np.ndarray] = field(
         repr=False
     )  # split -> (n, C, H, W), uint8 or float32 in [0, 1]
-    _labels: dict[str, np.ndarray] = field(repr=False)  # split -> (n,) int64, or float64 targets
+    _labels: dict[str, np.ndarray] = field(repr=False)  # split -> (n,) int64
     _scale: float = field(default=1.0, repr=False)  # raw * _scale lies in [0, 1]
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
     # The load_dataset() arguments that rebuild this dataset (None for from_arrays data).
@@ -130,14 +130,14 @@ class Dataset:
         feature table), or ``(n, C, L)``: signals of ``C`` channels (standardized per channel,
         shown as line plots). :meth:`tensors` gives them back in that shape.
 
-        ``features=(f_train, f_val)``, arrays of shape ``(n, d)`` with one finite row per sample,
-        are the data's own features for the kNN graph (``features(kind="raw")``, and what
-        ``"standardized"`` and ``"pca"`` start from) instead of the flattened inputs.
-
         Regression: float ``y`` of shape ``(n,)`` or ``(n, d)`` (finite; the same ``d`` in both
         splits) are targets, not labels: the dataset has ``num_classes == 0``, no class names,
         and is recorded with ``loss="mse"`` or a loss function of your own (see
         :class:`~sampletopo.recorder.LossRecorder`).
+
+        ``features=(f_train, f_val)``, arrays of shape ``(n, d)`` with one finite row per sample,
+        are the data's own features for the kNN graph (``features(kind="raw")``, and what
+        ``"standardized"`` and ``"pca"`` start from) instead of the flattened inputs.
 
         Refused with one :class:`ParameterError` naming the split, the first bad sample and the
         fix (one NaN pixel would otherwise make every recorded loss NaN): ragged input, object
@@ -267,7 +267,7 @@ class Dataset:
             float32 of shape ``(n, *sample_shape)`` (``(n, C, H, W)`` for images), standardized
             per channel (per feature for tabular rows) with the training split's statistics.
         y : torch.Tensor
-            int64 of shape ``(n,)``; for regression the float32 targets, ``(n,)`` or ``(n, d)``.
+            int64 of shape ``(n,)``.
         """
         import torch
 
@@ -365,8 +365,8 @@ class Dataset:
             h.update(f"{raw.dtype.str}|{raw.shape}|{self._scale!r}|".encode())
             h.update(raw.tobytes())
             if self.is_regression:  # targets: their values and shape (labels as before)
-                y = np.ascontiguousarray(self._labels[split], dtype="<f8")
-                h.update(f"targets{y.shape}".encode() + y.tobytes())
+                t = np.ascontiguousarray(self._labels[split], dtype="<f8")
+                h.update(f"targets{t.shape}".encode() + t.tobytes())
             else:
                 h.update(np.ascontiguousarray(self._labels[split], dtype="<i8").tobytes())
             if self._features is not None:  # a cached graph of other features is not this one's
@@ -607,7 +607,7 @@ def _is_regression(y_train: Any, y_val: Any, *, class_names: list[str] | None, w
 def _check_targets(y: Any, *, where: str) -> np.ndarray:
     """Regression targets as float64 ``(n,)`` or ``(n, d)``, refused unless finite."""
     y = _as_array(y, what="y", where=where)
-    if y.dtype.kind not in "fiu" or y.ndim not in (1, 2) or y.shape[0] == 0:
+    if y.dtype.kind not in "fiu" or y.ndim not in (1, 2) or 0 in y.shape:
         raise invalid(
             "y",
             "regression targets: floats of shape (n,) or (n, d)",
@@ -1129,39 +1129,12 @@ def _load_npz(path: Path) -> tuple[_Raw, tuple[int, ...] | None, _Feats]:
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     shapes = {}
     for split in SPLITS:
-        if f"x_{split}" not in arrays:
-            continue
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        y_dims = (1, 2) if regression else (1,)
-        if x.ndim not in (2, 3, 4) or y.ndim not in y_dims or x.shape[0] != y.shape[0]:
-            raise invalid(
-                f"x_{split}",
-                f"an array of n samples, shaped (n, d) rows, (n, C, L) signals or (n, C, H, W) "
-                f"images, with y_{split} of shape (n,)"
-                + (" or (n, d) (regression targets)" if regression else ""),
-                where=where,
-                got=f"x_{split} {x.shape} and y_{split} {y.shape}",
-                fix=fix,
-            )
-        shapes[split] = x.shape[1:]
-        x4 = x.reshape(*x.shape, *((1,) * (4 - x.ndim)))
-        part = f"x_{split}, y_{split}"
-        if regression:
-            targets = _check_targets(y, where=f"{where} ({part})")
-            # The inputs take the classification checks, with stand-in labels of their length.
-            x4, _ = _check_arrays(
-                x4, np.zeros(len(targets), dtype=np.int64), part=part, where=where,
-                num_classes=None,
+        if f"x_{split}" in arrays:
+            shapes[split] = arrays[f"x_{split}"].shape[1:]
+            out[split] = _npz_split(
+                arrays[f"x_{split}"], arrays[f"y_{split}"], split, regression=regression,
+                names=names, where=where, fix=fix,
             )  # fmt: skip
-            out[split] = (x4, targets)
-        else:
-            out[split] = _check_arrays(
-                x4,
-                y,
-                part=part,
-                where=where,
-                num_classes=None if names is None else len(names),
-            )
     if "val" in shapes and shapes["val"] != shapes["train"]:
         raise invalid(
             "x_val",
@@ -1201,6 +1174,43 @@ def _load_npz(path: Path) -> tuple[_Raw, tuple[int, ...] | None, _Feats]:
         feats = (checked["train"], None if fval is None else checked["val"])
     raw = (tx, ty, vx, vy, names, scale)
     return raw, (sample_shape if len(sample_shape) < 3 else None), feats
+
+
+def _npz_split(
+    x: np.ndarray,
+    y: np.ndarray,
+    split: str,
+    *,
+    regression: bool,
+    names: list[str] | None,
+    where: str,
+    fix: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One split of an .npz file checked: inputs as (n, C, H, W), labels as int64 (regression:
+    targets as float64, ``(n,)`` or ``(n, d)``)."""
+    y_dims = (1, 2) if regression else (1,)
+    if x.ndim not in (2, 3, 4) or y.ndim not in y_dims or x.shape[0] != y.shape[0]:
+        raise invalid(
+            f"x_{split}",
+            f"an array of n samples, shaped (n, d) rows, (n, C, L) signals or (n, C, H, W) "
+            f"images, with y_{split} of shape (n,)"
+            + (" or (n, d) (regression targets)" if regression else ""),
+            where=where,
+            got=f"x_{split} {x.shape} and y_{split} {y.shape}",
+            fix=fix,
+        )
+    x4 = x.reshape(*x.shape, *((1,) * (4 - x.ndim)))
+    part = f"x_{split}, y_{split}"
+    if not regression:
+        return _check_arrays(
+            x4, y, part=part, where=where, num_classes=None if names is None else len(names)
+        )
+    targets = _check_targets(y, where=f"{where} ({part})")
+    # The inputs take the classification checks, with stand-in labels of their length.
+    x4, _ = _check_arrays(
+        x4, np.zeros(len(targets), dtype=np.int64), part=part, where=where, num_classes=None
+    )
+    return x4, targets
 
 
 def _load_imagefolder(folder: Path) -> _Raw:

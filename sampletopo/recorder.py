@@ -329,12 +329,6 @@ class LossRecorder:
     scheduler : torch.optim.lr_scheduler.LRScheduler, optional
         Instead of (or beside) ``optimizer``: the rates of the optimizer it steps are stored.
         Without either, no schedule is stored (figures then mark no learning-rate drops).
-    model_spec, model_kwargs : optional
-        The model's factory (``"pkg.module:factory"`` or the factory) and its options, stored
-        in the run's ``config.toml`` at the first recorded epoch so that landscape and hessian
-        can rebuild the model (checked against the model recorded). Without it the recorder
-        stores the model's class when it is importable and rebuilds the model with no options;
-        otherwise it warns once, in one line, what to pass.
     loss : {"cross_entropy", "mse"} or callable
         The per-sample loss (see :mod:`sampletopo._losses`): cross-entropy of the logits (the
         default, class labels only), the squared error averaged over output dimensions (float
@@ -343,6 +337,12 @@ class LossRecorder:
         loss) and, when it can be rebuilt (a name, or a function importable as
         ``"pkg.module:function"``), in its ``config.toml``. Regression targets leave the
         label, prediction and ``correct`` columns null; ``mode="train_pass"`` needs labels.
+    model_spec, model_kwargs : optional
+        The model's factory (``"pkg.module:factory"`` or the factory) and its options, stored
+        in the run's ``config.toml`` at the first recorded epoch so that landscape and hessian
+        can rebuild the model (checked against the model recorded). Without it the recorder
+        stores the model's class when it is importable and rebuilds the model with no options;
+        otherwise it warns once, in one line, what to pass.
 
     Notes
     -----
@@ -399,9 +399,9 @@ class LossRecorder:
         distributed: bool | None = None,
         optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,
         scheduler: Any = None,
+        loss: LossSpec | Loss = "cross_entropy",
         model_spec: str | Callable[..., nn.Module] | None = None,
         model_kwargs: Mapping[str, Any] | None = None,
-        loss: LossSpec | Loss = "cross_entropy",
     ) -> None:
         # Who records: a user's loop, unless _for_driver said otherwise (see there).
         source: Source = self.__dict__.pop("_driver", "recorder")
@@ -445,9 +445,9 @@ class LossRecorder:
                 mode=mode,
                 on_exists=on_exists,
                 source=source,
-                model_spec=None if model_spec is None else (model_spec, model_kwargs),
                 loss=self.loss,
-            ),  # fmt: skip
+                model_spec=None if model_spec is None else (model_spec, model_kwargs),
+            ),
         )
         self._closed = False
 

@@ -1,6 +1,6 @@
 """Loss choice: MSE regression recorded and analysed like classification, accuracy left null.
 
-A small synthetic problem, ``y = (sin 2 pi x, cos 2 pi x)`` from one input ``x`` in [0, 1], fit
+A small synthetic problem, ``y = (sin 2 pi x, cos 2 pi x)`` from an input ``x`` in [0, 1], fit
 by an MLP in a loop of our own. Oracles: the squared error averaged over the two output
 dimensions, computed by hand in float64 from the model's outputs at each recorded epoch; the
 null columns read back from the tables, summaries, regions, member tracks and the report.
@@ -38,7 +38,8 @@ def abs_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def _sine(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     x = np.random.default_rng(seed).random(n)
     y = np.stack([np.sin(2 * np.pi * x), np.cos(2 * np.pi * x)], axis=1)
-    return x.reshape(n, 1, 1, 1).astype(np.float32), y
+    # Each input a 2x2 image of x (a 1x1 image is the 1-D inputs' case, drawn elsewhere).
+    return np.repeat(x.reshape(n, 1, 1, 1), 4, axis=1).reshape(n, 1, 2, 2).astype(np.float32), y
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def ds() -> Dataset:
 
 def _mlp() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(1, 32), nn.Tanh(), nn.Linear(32, 2))
+    return nn.Sequential(nn.Flatten(), nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 2))
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +131,10 @@ def test_topology_figures_samples_and_report_work_without_accuracy(fitted, tmp_p
     assert tracks.members["correct"].null_count() == tracks.members.height
     assert tracks.members["learned_epoch"].null_count() == tracks.members.height
     assert tracks.overall["accuracy"].null_count() == EPOCHS + 1
+    from sampletopo.plotting import sample_figures
+
+    drawn = sample_figures(run_dir, tmp_path / "samples", epoch=EPOCHS, tracks=tracks)
+    assert len(drawn) == regions.height + 1 and all(p.stat().st_size > 0 for p in drawn)
     table = run_table([run_dir])
     assert table["val acc"].to_list() == [None]
     assert table["val loss"][0] == pytest.approx(by_hand["val"][-1].mean())
@@ -184,7 +189,7 @@ def test_a_loss_that_does_not_fit_is_one_clear_error(ds, tmp_path):
     with pytest.raises(ParameterError, match="'loss'.*one of \\['cross_entropy', 'mse'\\]"):
         LossRecorder(tmp_path / "a", digits, loss="huber")
     assert not (tmp_path / "a").exists()
-    one_output = nn.Sequential(nn.Flatten(), nn.Linear(1, 1))
+    one_output = nn.Sequential(nn.Flatten(), nn.Linear(4, 1))
     rec = LossRecorder(tmp_path / "b", ds, loss="mse", splits=("val",))
     with pytest.raises(ParameterError, match=r"2 output value\(s\) per sample.*\(80, 1\)"):
         rec.on_train_epoch_end(0, one_output)

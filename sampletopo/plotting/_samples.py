@@ -189,6 +189,8 @@ def _check_members(
 
 
 def _caption(ax: Axes, label: int, pred: int, names: Sequence[str] | None, *, y: float) -> None:
+    if label < 0:  # no labels: regression targets
+        return
     ax.set_title(
         f"{_name(label, names)} -> {_name(pred, names)}",
         fontsize=8,
