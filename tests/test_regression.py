@@ -361,3 +361,34 @@ def test_regression_npz_rows_train_with_mse(tmp_path):
     df = read_losses(run)
     assert sorted(df["epoch"].unique().to_list()) == [0, 1, 2]
     assert df["label"].null_count() == df.height and np.isfinite(df["loss"].to_numpy()).all()
+
+
+def test_signal_inputs_with_float_targets_keep_their_shape_and_travel_with_the_data(tmp_path):
+    """(n, C, L) signals with (n, 2) float targets: tensors in that shape, saved and read back
+    with shape and targets (same fingerprint), line plots without captions."""
+    import matplotlib.pyplot as plt
+
+    from sampletopo._runconfig import load_saved_dataset
+    from sampletopo.plotting._samples import plot_region_samples
+    from sampletopo.runs import data_config
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(30, 2, 16)).astype(np.float32)
+    y = np.stack([x[:, 0].mean(axis=1), x[:, 1].max(axis=1)], axis=1).astype(np.float64)
+    ds = Dataset.from_arrays("sig", train=(x[:20], y[:20]), val=(x[20:], y[20:]))
+    assert ds.is_regression and ds.kind == "signal" and ds.sample_shape == (2, 16)
+    xt, yt = ds.tensors("val")
+    assert tuple(xt.shape) == (10, 2, 16) and tuple(yt.shape) == (10, 2)
+    np.testing.assert_allclose(yt.numpy(), y[20:].astype(np.float32))
+    (tmp_path / "exp" / "run").mkdir(parents=True)
+    saved = data_config(ds, tmp_path / "exp" / "run")["data_file"]
+    back = load_saved_dataset(tmp_path / "exp" / "run" / saved)
+    assert back.is_regression and back.sample_shape == (2, 16) and back.class_names == []
+    assert back.fingerprint("val") == ds.fingerprint("val")
+    np.testing.assert_array_equal(back.labels("val"), y[20:])
+    fig = plot_region_samples(back, "val", [3, 1], None, None)
+    drawn = [ax for ax in fig.axes if ax.lines]
+    assert len(drawn) == 2 and all(len(ax.lines) == 2 for ax in drawn)  # two channels each
+    assert all(ax.get_title() == "" for ax in fig.axes)  # no label -> pred for targets
+    np.testing.assert_allclose(drawn[0].lines[1].get_ydata(), x[23, 1])
+    plt.close(fig)
