@@ -158,36 +158,46 @@ class Dataset:
         if not isinstance(name, str) or not name:
             raise invalid("name", "a non-empty str", name, where=where)
         names = _check_class_names(class_names, where=where)
-        raw: dict[str, np.ndarray] = {}
-        labels: dict[str, np.ndarray] = {}
-        sample_shape: tuple[int, ...] | None = None
-        given: dict[str, tuple[int, ...]] = {}
-        for split, pair in zip(SPLITS, (train, val), strict=True):
+        for split, pair in (("train", train), ("val", val)):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise invalid(
                     split, "a pair (x, y) of arrays", where=where, got=type(pair).__name__
                 )
-        regression = _regression_targets(train[1], val[1], class_names=names, where=where)
-        for split, pair in zip(SPLITS, (train, val), strict=True):
-            x = _as_array(pair[0], what="x", where=f"{where} (split {split!r})")
+        regression = _is_regression(train[1], val[1], class_names=names, where=where)
+        raw: dict[str, np.ndarray] = {}
+        labels: dict[str, np.ndarray] = {}
+        sample_shape: tuple[int, ...] | None = None
+        given: dict[str, tuple[int, ...]] = {}
+        for split, pair in (("train", train), ("val", val)):
+            part = f"{where} (split {split!r})"
+            x = _as_array(pair[0], what="x", where=part)
             given[split] = tuple(int(v) for v in x.shape[1:])
             if x.ndim in (2, 3):
                 # Rows (n, d) and signals (n, C, L) are kept as (n, d, 1, 1) and (n, C, L, 1).
                 sample_shape = tuple(int(v) for v in x.shape[1:])
                 x = x.reshape(*x.shape, *((1,) * (4 - x.ndim)))
-            y = pair[1]
-            if regression:  # the inputs take the usual checks, with stand-in labels
-                targets = _check_targets(y, part=f"split {split!r}", where=where)
-                y = np.zeros(targets.shape[0], dtype=np.int64)
-            raw[split], labels[split] = _check_arrays(
-                x,
-                y,
-                part=f"split {split!r}",
-                where=where,
-                num_classes=None if names is None else len(names),
-            )
             if regression:
-                labels[split] = targets
+                labels[split] = _check_targets(pair[1], where=part)
+                # The inputs take the classification checks, with stand-in labels of their length.
+                raw[split], _ = _check_arrays(
+                    x, np.zeros(len(labels[split]), dtype=np.int64), part=f"split {split!r}",
+                    where=where, num_classes=None,
+                )  # fmt: skip
+            else:
+                raw[split], labels[split] = _check_arrays(
+                    x,
+                    pair[1],
+                    part=f"split {split!r}",
+                    where=where,
+                    num_classes=None if names is None else len(names),
+                )
+        if regression and labels["train"].shape[1:] != labels["val"].shape[1:]:
+            raise invalid(
+                "val",
+                "targets of the train targets' shape per sample",
+                where=where,
+                got=f"train {labels['train'].shape[1:]} and val {labels['val'].shape[1:]}",
+            )
         if raw["train"].dtype != raw["val"].dtype or given["train"] != given["val"]:
             raise invalid(
                 "val",
@@ -198,14 +208,7 @@ class Dataset:
                 f"{raw['val'].dtype} {given['val']}",
             )
         if regression:
-            if labels["train"].shape[1:] != labels["val"].shape[1:]:
-                raise invalid(
-                    "val",
-                    "targets of the train targets' shape per sample",
-                    where=where,
-                    got=f"train {labels['train'].shape[1:]} and val {labels['val'].shape[1:]}",
-                )
-            names = []
+            names = []  # num_classes 0: targets, not labels
         elif names is None:
             k = int(max(labels["train"].max(), labels["val"].max())) + 1
             names = [str(i) for i in range(k)]
@@ -270,10 +273,10 @@ class Dataset:
 
         mean, std = self._channel_stats()
         x = (self._pixels(split) - mean[None, :, None, None]) / std[None, :, None, None]
-        x = x.reshape(x.shape[0], *self.sample_shape)
         y = self._labels[split].copy()
         if self.is_regression:
             y = y.astype(np.float32)
+        x = x.reshape(x.shape[0], *self.sample_shape)
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y)
 
     def features(
@@ -523,64 +526,6 @@ def _check_arrays(
     return np.ascontiguousarray(stored), np.ascontiguousarray(y, dtype=np.int64)
 
 
-def _regression_targets(y_train: Any, y_val: Any, *, class_names: Any, where: str) -> bool:
-    """Whether ``y`` holds float regression targets (in both splits) rather than labels; float
-    targets in one split only, or class names with float targets, are refused."""
-    ys = {"train": y_train, "val": y_val}
-    floats = {s: _float_targets(y) for s, y in ys.items()}
-    if floats["train"] != floats["val"]:
-        odd = "train" if floats["train"] else "val"
-        other = "val" if odd == "train" else "train"
-        ys = {s: np.asarray(y) for s, y in ys.items()}
-        raise invalid(
-            "y",
-            "integer class labels in both splits, or float regression targets in both",
-            where=f"{where} (split {odd!r})",
-            got=f"dtype {ys[odd].dtype} where split {other!r} holds {ys[other].dtype}",
-            fix="Convert labels with y.astype(int), or both splits' targets to float.",
-        )
-    if floats["train"] and class_names:
-        raise invalid(
-            "class_names",
-            "no class names for float targets (regression)",
-            class_names,
-            where=where,
-            fix="Pass integer labels for classes, or leave class_names out.",
-        )
-    return floats["train"]
-
-
-def _float_targets(y: Any) -> bool:
-    """Whether ``y`` holds floats (regression targets) rather than integer labels."""
-    try:
-        return np.asarray(y).dtype.kind == "f"
-    except (TypeError, ValueError):  # ragged: the label checks name it
-        return False
-
-
-def _check_targets(y: Any, *, part: str, where: str) -> np.ndarray:
-    """Regression targets of one split as float64 ``(n,)`` or ``(n, d)``, finite."""
-    where = f"{where} ({part})"
-    y = _as_array(y, what="y", where=where)
-    if y.ndim not in (1, 2) or y.shape[0] == 0 or 0 in y.shape:
-        raise invalid(
-            "y", "regression targets: floats of shape (n,) or (n, d)", where=where,
-            got=f"shape {y.shape}",
-        )  # fmt: skip
-    y = y.astype(np.float64)
-    bad = ~np.isfinite(y).reshape(y.shape[0], -1).all(axis=1)
-    if bad.any():
-        raise invalid(
-            "y",
-            "finite regression targets",
-            where=where,
-            got=f"{int(bad.sum())} sample(s) with NaN or infinite targets (first: sample "
-            f"{int(np.flatnonzero(bad)[0])})",
-            fix="Drop or repair those samples first: one makes every loss NaN.",
-        )
-    return np.ascontiguousarray(y)
-
-
 def _check_features(
     features: Any, counts: dict[str, int], *, where: str, names: tuple[str, ...] = SPLITS
 ) -> dict[str, np.ndarray] | None:
@@ -623,6 +568,64 @@ def _check_features(
             got=f"{out['train'].shape[1]} and {out['val'].shape[1]} columns",
         )
     return out
+
+
+def _float_targets(y: Any) -> bool:
+    """Whether ``y`` holds floats (regression targets) rather than integer labels."""
+    try:
+        return np.asarray(y).dtype.kind == "f"
+    except (TypeError, ValueError):  # ragged: the label checks name it
+        return False
+
+
+def _is_regression(y_train: Any, y_val: Any, *, class_names: list[str] | None, where: str) -> bool:
+    """Whether ``from_arrays``'s ``y`` are float regression targets (in both splits, and
+    without class names) rather than integer labels; a mix is refused."""
+    floats = {s: _float_targets(y) for s, y in (("train", y_train), ("val", y_val))}
+    if floats["train"] != floats["val"]:
+        odd = "train" if floats["train"] else "val"
+        other = "val" if odd == "train" else "train"
+        ys = {"train": np.asarray(y_train), "val": np.asarray(y_val)}
+        raise invalid(
+            "y",
+            "integer class labels in both splits, or float regression targets in both",
+            where=f"{where} (split {odd!r})",
+            got=f"dtype {ys[odd].dtype} where split {other!r} holds {ys[other].dtype}",
+            fix="Convert labels with y.astype(int), or both splits' targets to float.",
+        )
+    if floats["train"] and class_names:
+        raise invalid(
+            "class_names",
+            "no class names for float targets (regression)",
+            class_names,
+            where=where,
+            fix="Pass integer labels for classes, or leave class_names out.",
+        )
+    return floats["train"]
+
+
+def _check_targets(y: Any, *, where: str) -> np.ndarray:
+    """Regression targets as float64 ``(n,)`` or ``(n, d)``, refused unless finite."""
+    y = _as_array(y, what="y", where=where)
+    if y.dtype.kind not in "fiu" or y.ndim not in (1, 2) or 0 in y.shape:
+        raise invalid(
+            "y",
+            "regression targets: floats of shape (n,) or (n, d)",
+            where=where,
+            got=f"dtype {y.dtype}, shape {y.shape}",
+        )
+    y = y.astype(np.float64)
+    bad = ~np.isfinite(y).reshape(y.shape[0], -1).all(axis=1)
+    if bad.any():
+        raise invalid(
+            "y",
+            "finite regression targets",
+            where=where,
+            got=f"{int(bad.sum())} sample(s) with NaN or infinite targets (first: sample "
+            f"{int(np.flatnonzero(bad)[0])})",
+            fix="Drop or repair those samples first: one makes every loss NaN.",
+        )
+    return np.ascontiguousarray(y)
 
 
 def _check_class_names(class_names: Any, *, where: str) -> list[str] | None:
@@ -704,15 +707,18 @@ def _load_user_features(path: Path, n: int, split: str) -> np.ndarray:
 def _stratified_split(
     labels: np.ndarray, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted train and val index arrays; each class gives ``round(val_fraction * count)`` to val."""
+    """Sorted train and val index arrays; each class gives ``round(val_fraction * count)`` to val
+    (regression targets, float ``(n,)`` or ``(n, d)``, are one class: a seeded random split)."""
     rng = np.random.default_rng(seed)
+    n = int(labels.shape[0])
+    groups = labels if labels.dtype.kind in "biu" else np.zeros(n, dtype=np.int64)
     val: list[np.ndarray] = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
+    for c in np.unique(groups):
+        idx = np.flatnonzero(groups == c)
         k = int(round(val_fraction * idx.size))
         val.append(rng.permutation(idx)[:k])
     val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
-    mask = np.ones(labels.size, dtype=bool)
+    mask = np.ones(n, dtype=bool)
     mask[val_idx] = False
     return np.flatnonzero(mask), val_idx
 
@@ -746,9 +752,10 @@ def _check_val_fraction(
 
 def _subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndarray:
     """Sorted indices of a seeded, stratified subset of at most ``max_samples`` samples."""
-    if max_samples is None or max_samples >= labels.size:
-        return np.arange(labels.size)
-    frac = max_samples / labels.size
+    n = int(labels.shape[0])
+    if max_samples is None or max_samples >= n:
+        return np.arange(n)
+    frac = max_samples / n
     _, keep = _stratified_split(labels, frac, seed)
     return keep
 
@@ -1115,30 +1122,19 @@ def _load_npz(path: Path) -> tuple[_Raw, tuple[int, ...] | None, _Feats]:
     names = None
     if "class_names" in arrays:
         names = _check_class_names([str(c) for c in arrays["class_names"].tolist()], where=where)
+    # Float y (in both splits, without class_names): regression targets, (n,) or (n, d).
+    regression = _is_regression(
+        arrays["y_train"], arrays.get("y_val", arrays["y_train"]), class_names=names, where=where
+    )
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     shapes = {}
     for split in SPLITS:
-        if f"x_{split}" not in arrays:
-            continue
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim not in (2, 3, 4) or y.ndim != 1 or x.shape[0] != y.shape[0]:
-            raise invalid(
-                f"x_{split}",
-                f"an array of n samples, shaped (n, d) rows, (n, C, L) signals or (n, C, H, W) "
-                f"images, with y_{split} of shape (n,)",
-                where=where,
-                got=f"x_{split} {x.shape} and y_{split} {y.shape}",
-                fix=fix,
-            )
-        shapes[split] = x.shape[1:]
-        x4 = x.reshape(*x.shape, *((1,) * (4 - x.ndim)))
-        out[split] = _check_arrays(
-            x4,
-            y,
-            part=f"x_{split}, y_{split}",
-            where=where,
-            num_classes=None if names is None else len(names),
-        )
+        if f"x_{split}" in arrays:
+            shapes[split] = arrays[f"x_{split}"].shape[1:]
+            out[split] = _npz_split(
+                arrays[f"x_{split}"], arrays[f"y_{split}"], split, regression=regression,
+                names=names, where=where, fix=fix,
+            )  # fmt: skip
     if "val" in shapes and shapes["val"] != shapes["train"]:
         raise invalid(
             "x_val",
@@ -1148,7 +1144,16 @@ def _load_npz(path: Path) -> tuple[_Raw, tuple[int, ...] | None, _Feats]:
         )
     tx, ty = out["train"]
     vx, vy = out.get("val", (None, None))
-    if names is None:
+    if regression and vy is not None and vy.shape[1:] != ty.shape[1:]:
+        raise invalid(
+            "y_val",
+            "targets of y_train's shape per sample",
+            where=where,
+            got=f"y_train {ty.shape[1:]} and y_val {vy.shape[1:]}",
+        )
+    if regression:
+        names = []  # num_classes 0: targets, not labels
+    elif names is None:
         k = int(max(ty.max(), -1 if vy is None else vy.max())) + 1
         names = [str(i) for i in range(k)]
     if vx is not None and tx.dtype != vx.dtype:  # uint8 beside floats: both as floats in [0, 1]
@@ -1169,6 +1174,43 @@ def _load_npz(path: Path) -> tuple[_Raw, tuple[int, ...] | None, _Feats]:
         feats = (checked["train"], None if fval is None else checked["val"])
     raw = (tx, ty, vx, vy, names, scale)
     return raw, (sample_shape if len(sample_shape) < 3 else None), feats
+
+
+def _npz_split(
+    x: np.ndarray,
+    y: np.ndarray,
+    split: str,
+    *,
+    regression: bool,
+    names: list[str] | None,
+    where: str,
+    fix: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One split of an .npz file checked: inputs as (n, C, H, W), labels as int64 (regression:
+    targets as float64, ``(n,)`` or ``(n, d)``)."""
+    y_dims = (1, 2) if regression else (1,)
+    if x.ndim not in (2, 3, 4) or y.ndim not in y_dims or x.shape[0] != y.shape[0]:
+        raise invalid(
+            f"x_{split}",
+            f"an array of n samples, shaped (n, d) rows, (n, C, L) signals or (n, C, H, W) "
+            f"images, with y_{split} of shape (n,)"
+            + (" or (n, d) (regression targets)" if regression else ""),
+            where=where,
+            got=f"x_{split} {x.shape} and y_{split} {y.shape}",
+            fix=fix,
+        )
+    x4 = x.reshape(*x.shape, *((1,) * (4 - x.ndim)))
+    part = f"x_{split}, y_{split}"
+    if not regression:
+        return _check_arrays(
+            x4, y, part=part, where=where, num_classes=None if names is None else len(names)
+        )
+    targets = _check_targets(y, where=f"{where} ({part})")
+    # The inputs take the classification checks, with stand-in labels of their length.
+    x4, _ = _check_arrays(
+        x4, np.zeros(len(targets), dtype=np.int64), part=part, where=where, num_classes=None
+    )
+    return x4, targets
 
 
 def _load_imagefolder(folder: Path) -> _Raw:
@@ -1290,7 +1332,8 @@ def load_dataset(
           ``y_val`` (then ``val_fraction`` defaults to ``"test"``: that split),
           ``class_names`` and ``features_train``/``features_val`` (the kNN graph's raw
           features, ``(n, d)``). ``x`` is ``(n, d)`` rows, ``(n, C, L)`` signals or ``(n, C, H, W)``
-          images (floats, or uint8 0..255), ``y`` integer labels from 0;
+          images (floats, or uint8 0..255), ``y`` integer labels from 0 (or float regression
+          targets, ``(n,)`` or ``(n, d)``, without ``class_names``);
         - ``"imagefolder:FOLDER"``: torchvision's ImageFolder layout, ``FOLDER/train/<class>/``
           and optionally ``FOLDER/val/<class>/`` (else ``FOLDER/<class>/``), images of one size
           read as RGB;
@@ -1360,7 +1403,10 @@ def load_dataset(
                 feats[s] = feats[s][keep]
     for s in SPLITS:
         raw[s] = np.ascontiguousarray(raw[s])
-        labels[s] = np.ascontiguousarray(labels[s], dtype=np.int64)
+        # An empty class list: float regression targets (an .npz's or a data function's).
+        labels[s] = np.ascontiguousarray(
+            labels[s], dtype=np.float64 if not class_names else np.int64
+        )
         if raw[s].shape[0] == 0:
             raise invalid(
                 "val_fraction",

@@ -730,11 +730,15 @@ def _call_factory(
     return net
 
 
-def check_model_fits(model: nn.Module, dataset: Dataset, *, where: str, n: int = 4) -> None:
+def check_model_fits(
+    model: nn.Module, dataset: Dataset, *, where: str, n: int = 4, loss: Any = None
+) -> None:
     """Run ``n`` training samples through ``model`` (eval mode, no gradients, on the model's
     device) and refuse, in one :class:`ParameterError` naming the shapes and the fix, a model
     that fails on the inputs or whose output is not ``(n, C)`` logits with ``C`` at least the
-    data's class count (every label must be a valid output index)."""
+    data's class count (every label must be a valid output index). For regression targets
+    (``dataset.is_regression``) the output needs one row per sample, and, with ``loss`` (a
+    :class:`sampletopo._losses.Loss`), to give that loss one value per sample."""
     import torch
 
     x, y = dataset.tensors("train")
@@ -760,6 +764,17 @@ def check_model_fits(model: nn.Module, dataset: Dataset, *, where: str, n: int =
     finally:
         model.train(was_training)
     classes = dataset.num_classes
+    if dataset.is_regression:
+        if loss is not None:  # its own error names the output and target shapes
+            loss.per_sample(out, y[:k].to(dev), classes=0, where=f"{where}, one batch")
+        elif not isinstance(out, torch.Tensor) or out.ndim < 1 or out.shape[0] != k:
+            got = out.shape if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ParameterError(
+                f"The model ({type(model).__name__}, {where}) returns {got} for a batch of {k} "
+                f"inputs; per-sample losses need one row of outputs per sample.",
+                parameter="model",
+            )
+        return
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != k:
         got = out.shape if isinstance(out, torch.Tensor) else type(out).__name__
         raise ParameterError(

@@ -597,7 +597,10 @@ def _open_run(config: TrainConfig, run: Run, name: str) -> tuple[dict[str, Any],
     if not run.has_results():
         # A model that does not fit the data (inputs or label count) fails here, on one batch,
         # before the folder gets anything.
-        check_model_fits(model_from_config(cfg, ds), ds, where=f"run {name!r}")
+        loss = resolve_loss(config.loss, where="the training config")
+        loss.check_targets(regression=ds.is_regression, where="the training config")
+        model = model_from_config(cfg, ds)
+        check_model_fits(model, ds, where=f"run {name!r}", loss=loss)
     if not (run.has_config() and run.has_results()):
         # A new run, or a folder where an earlier attempt failed before anything was trained.
         run.write_config(cfg)

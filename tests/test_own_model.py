@@ -122,8 +122,10 @@ def test_cli_own_model_and_npz_end_to_end(tmp_path):
     report = tmp_path / "report"
     _cli("report", str(exp), "--out", str(report))
     html = (report / "index.html").read_text()
-    # Figures are embedded in the page; the comparison's caption names it.
-    assert 'alt="comparison-random-directions-vs-heatmaps" src="data:image/png;base64,' in html
+    # Figures are embedded in the page; the comparison's caption (stored beside it) names it.
+    assert 'alt="Per run (rows): the loss along two filter-normalized random directions' in html
+    assert "persistence heatmaps of the same epoch" in html
+    assert html.count('src="data:image/png;base64,') >= 8
     assert (
         report / "figures" / "exp" / "landscape" / "comparison-random-directions-vs-heatmaps.png"
     ).is_file()
@@ -283,7 +285,29 @@ def test_npz_rows_are_standardized_per_feature_and_split_as_documented(tmp_path)
             {"x_train": np.zeros((5, 3)), "y_train": np.zeros(4, int)},
             "x_train (5, 3) and y_train (4,)",
         ),
-        ({"x_train": np.zeros((5, 3)), "y_train": np.full(5, 0.5)}, "labels: integers"),
+        # Float y are regression targets (as in Dataset.from_arrays): not with class names,
+        # not beside integer labels in the other split.
+        (
+            {
+                "x_train": np.zeros((5, 3)),
+                "y_train": np.full(5, 0.5),
+                "class_names": np.array(["a"]),
+            },
+            "no class names for float targets",
+        ),
+        (
+            {
+                "x_train": np.zeros((5, 3)),
+                "y_train": np.full(5, 0.5),
+                "x_val": np.zeros((2, 3)),
+                "y_val": np.zeros(2, int),
+            },
+            "float regression targets in both",
+        ),  # fmt: skip
+        (
+            {"x_train": np.zeros((5, 3)), "y_train": np.full((5, 0), 0.5)},
+            "regression targets: floats",
+        ),
         (
             {"x_train": np.zeros((5, 3)), "y_train": np.zeros(5, int), "x_val": np.zeros((2, 3))},
             "['y_val'] missing",

@@ -233,3 +233,162 @@ def test_train_and_record_take_loss_on_the_command_line(tmp_path):
     assert grid.n_samples == data.n("train")
     train = read_loss_matrix(run, split="train")[1][1]
     assert grid.loss[1] == pytest.approx(train.mean(), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Regression on tabular rows (n, d) with the data's own graph features (both merged branches)
+
+_W = np.array([1.0, -2.0, 0.5])
+
+
+def _rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows x (n, 3) and float targets y = x . w + noise, (n,)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    return x, x.astype(np.float64) @ _W + 0.1 * rng.normal(size=n)
+
+
+def row_regressor(*, input_size: int, hidden: int = 8) -> nn.Module:
+    """A factory of one output per row, importable as ``test_regression:row_regressor``."""
+    return nn.Sequential(nn.Linear(input_size, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+
+def test_tabular_rows_with_float_targets_recorded_with_mse(tmp_path):
+    """(n, d) rows, float targets and own graph features in Dataset.from_arrays, an own loop
+    with loss='mse': every recorded loss is the hand-computed squared error of the model's one
+    output, standardizing the rows by hand; topology, the saved dataset and the table figure
+    keep rows, features and targets."""
+    import matplotlib.pyplot as plt
+
+    from sampletopo._runconfig import load_saved_dataset
+    from sampletopo.plotting._samples import plot_region_samples
+
+    (tx, ty), (vx, vy) = _rows(60, 0), _rows(40, 1)
+    feats = (3.0 * tx[:, :2], 3.0 * vx[:, :2])  # the graph's own features: two columns, scaled
+    ds = Dataset.from_arrays("rows", train=(tx, ty), val=(vx, vy), features=feats)
+    assert ds.is_regression and ds.num_classes == 0 and ds.class_names == []
+    assert ds.kind == "tabular" and ds.sample_shape == (3,)
+    x, y = ds.tensors("train")
+    assert tuple(x.shape) == (60, 3) and y.dtype == torch.float32 and tuple(y.shape) == (60,)
+    np.testing.assert_array_equal(ds.labels("val"), vy)
+    np.testing.assert_array_equal(ds.features("val"), feats[1])
+    # Targets and features both enter the fingerprint.
+    moved_y = Dataset.from_arrays("rows", train=(tx, ty), val=(vx, vy + 1.0), features=feats)
+    moved_f = Dataset.from_arrays("rows", train=(tx, ty), val=(vx, vy),
+                                  features=(feats[0], feats[1] + 1.0))  # fmt: skip
+    assert len({d.fingerprint("val") for d in (ds, moved_y, moved_f)}) == 3
+    assert moved_y.fingerprint("train") == ds.fingerprint("train")
+
+    mu, sd = tx.astype(np.float64).mean(axis=0), tx.astype(np.float64).std(axis=0)
+    model = row_regressor(input_size=3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    by_hand: dict[str, list[np.ndarray]] = {"train": [], "val": []}
+    run_dir = tmp_path / "exp" / "rows"
+    with LossRecorder(run_dir, ds, loss="mse", optimizer=opt,
+                      model_spec=row_regressor, model_kwargs={"input_size": 3}) as rec:  # fmt: skip
+        for epoch in range(EPOCHS):
+            if epoch:
+                for _ in range(10):
+                    loss = F.mse_loss(model(x)[:, 0], y)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+            rec.on_train_epoch_end(epoch, model)
+            with torch.no_grad():
+                for s, ys in (("train", ty), ("val", vy)):
+                    out = model(ds.tensors(s)[0]).double().numpy()
+                    by_hand[s].append((out[:, 0] - ys) ** 2)  # one output against the target
+    # The model's inputs: the rows standardized per feature with the train split's statistics.
+    for s, xs in (("train", tx), ("val", vx)):
+        np.testing.assert_allclose(ds.tensors(s)[0].numpy(), (xs - mu) / sd, rtol=0, atol=1e-6)
+    df = read_losses(run_dir)
+    for s in ("train", "val"):
+        got = df.filter(split=s).sort("epoch", "sample")["loss"].to_numpy()
+        np.testing.assert_allclose(got.reshape(EPOCHS, -1), np.vstack(by_hand[s]), rtol=1e-12)
+    assert np.mean(by_hand["val"][-1]) < 0.5 * np.mean(by_hand["val"][0])  # it learned
+    for col in ("label", "pred", "correct"):
+        assert df[col].null_count() == df.height, col
+    assert read_run_config(run_dir)["model"] == "test_regression:row_regressor"
+
+    analysis.compute_topology(run_dir, k=5, progress=False)
+    assert Run(run_dir).diagram_epochs("val") == list(range(EPOCHS))
+    summary = analysis.summarize(run_dir).filter(split="val", tree="join").sort("epoch")
+    assert summary["accuracy"].null_count() == summary.height
+    np.testing.assert_allclose(
+        summary["mean_loss"].to_numpy(), [np.mean(v) for v in by_hand["val"]], rtol=1e-12
+    )
+    # The saved dataset the config names rebuilds rows, targets and features: same fingerprint.
+    back = Run(run_dir).dataset()
+    assert back.is_regression and back.sample_shape == (3,) and back.kind == "tabular"
+    assert back.fingerprint("val") == ds.fingerprint("val")
+    np.testing.assert_array_equal(back.features("train"), feats[0])
+    cfg = read_run_config(run_dir)
+    again = load_saved_dataset(run_dir / cfg["data_file"])
+    np.testing.assert_array_equal(again.labels("train"), ty)
+    # The region's table figure: sample and feature columns, no 'label -> pred' for targets.
+    tracks = track_members(run_dir, split="val", epoch=EPOCHS - 1, k=5, top=1)
+    r = tracks.regions.row(0, named=True)
+    assert r["member_labels"] is None
+    fig = plot_region_samples(back, "val", r["members"], r["member_labels"], r["member_preds"])
+    table = fig.axes[1].tables[0]
+    first = r["members"][0]
+    assert [table[0, j].get_text().get_text() for j in range(4)] == ["sample", "f0", "f1", "f2"]
+    assert table[1, 0].get_text().get_text() == str(first)
+    assert table[1, 2].get_text().get_text() == f"{vx[first, 1]:.3g}"
+    plt.close(fig)
+
+
+def test_regression_npz_rows_train_with_mse(tmp_path):
+    """An .npz of rows and float targets (no x_val: split at random by val_fraction) trains with
+    loss='mse' through the driver; cross-entropy on it is refused before anything is written."""
+    from sampletopo.train import TrainConfig, train_experiment
+
+    x, y = _rows(80, 3)
+    f = np.column_stack([np.arange(80.0), np.zeros(80)])  # column 0: the row in the file
+    np.savez(tmp_path / "reg.npz", x_train=x, y_train=y, features_train=f)
+    ds = load_dataset(tmp_path / "reg.npz", val_fraction=0.25, seed=1)
+    assert ds.is_regression and ds.sample_shape == (3,) and (ds.n("train"), ds.n("val")) == (60, 20)
+    for s in ("train", "val"):
+        rows = ds.features(s)[:, 0].astype(int)  # rows, targets and features stay together
+        np.testing.assert_array_equal(ds.labels(s), y[rows])
+        np.testing.assert_array_equal(ds.values(s), x[rows])
+    common = dict(data=str(tmp_path / "reg.npz"), model=row_regressor, val_fraction=0.25,
+                  epochs=2, device="cpu", threads=1)  # fmt: skip
+    with pytest.raises(ParameterError, match="'mse' or a loss function"):
+        train_experiment(TrainConfig(**common), tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad" / "reg" / "losses").exists()
+    (run,) = train_experiment(TrainConfig(**common, loss="mse"), tmp_path / "exp", progress=False)
+    df = read_losses(run)
+    assert sorted(df["epoch"].unique().to_list()) == [0, 1, 2]
+    assert df["label"].null_count() == df.height and np.isfinite(df["loss"].to_numpy()).all()
+
+
+def test_signal_inputs_with_float_targets_keep_their_shape_and_travel_with_the_data(tmp_path):
+    """(n, C, L) signals with (n, 2) float targets: tensors in that shape, saved and read back
+    with shape and targets (same fingerprint), line plots without captions."""
+    import matplotlib.pyplot as plt
+
+    from sampletopo._runconfig import load_saved_dataset
+    from sampletopo.plotting._samples import plot_region_samples
+    from sampletopo.runs import data_config
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(30, 2, 16)).astype(np.float32)
+    y = np.stack([x[:, 0].mean(axis=1), x[:, 1].max(axis=1)], axis=1).astype(np.float64)
+    ds = Dataset.from_arrays("sig", train=(x[:20], y[:20]), val=(x[20:], y[20:]))
+    assert ds.is_regression and ds.kind == "signal" and ds.sample_shape == (2, 16)
+    xt, yt = ds.tensors("val")
+    assert tuple(xt.shape) == (10, 2, 16) and tuple(yt.shape) == (10, 2)
+    np.testing.assert_allclose(yt.numpy(), y[20:].astype(np.float32))
+    (tmp_path / "exp" / "run").mkdir(parents=True)
+    saved = data_config(ds, tmp_path / "exp" / "run")["data_file"]
+    back = load_saved_dataset(tmp_path / "exp" / "run" / saved)
+    assert back.is_regression and back.sample_shape == (2, 16) and back.class_names == []
+    assert back.fingerprint("val") == ds.fingerprint("val")
+    np.testing.assert_array_equal(back.labels("val"), y[20:])
+    fig = plot_region_samples(back, "val", [3, 1], None, None)
+    drawn = [ax for ax in fig.axes if ax.lines]
+    assert len(drawn) == 2 and all(len(ax.lines) == 2 for ax in drawn)  # two channels each
+    assert all(ax.get_title() == "" for ax in fig.axes)  # no label -> pred for targets
+    np.testing.assert_allclose(drawn[0].lines[1].get_ydata(), x[23, 1])
+    plt.close(fig)

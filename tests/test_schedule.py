@@ -156,12 +156,12 @@ def test_figures_mark_the_stored_drops(ds, tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close("all")
-    # The figure set picks heatmap epochs around the drops (first, m, m + 1, last).
+    # The figure set picks heatmap epochs around the drops (first trained, m, m + 1, last).
     pngs = write_figure_set(run_dir, tmp_path / "figs", formats=("png",), progress=False)
     assert (tmp_path / "figs" / "diagrams-run-epoch=0006.png") in pngs
     from sampletopo.plotting import default_heatmap_epochs
 
-    assert default_heatmap_epochs(range(EPOCHS + 1), milestones) == [0, 2, 3, 4, 5, 6]
+    assert default_heatmap_epochs(range(EPOCHS + 1), milestones) == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_train_run_stores_its_documented_formula(experiment):

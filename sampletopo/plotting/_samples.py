@@ -161,18 +161,15 @@ def plot_region_images(
     return fig
 
 
-def _label_pred(label: int, pred: int, names: Sequence[str] | None) -> str:
-    """``label -> pred`` for a table cell; empty without labels (regression targets)."""
-    return "" if label < 0 else f"{_name(label, names)} -> {_name(pred, names)}"
-
-
 def _check_members(
     values: np.ndarray, members: Any, labels: Any, preds: Any, *, where: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Members, labels and predictions as int64 arrays; labels and predictions ``None`` when
+    either is ``None`` (regression targets: their columns are null, nothing to caption)."""
     m = np.asarray(members, dtype=np.int64)
-    # No labels (regression targets): -1 stands for "none", and no caption is drawn.
-    lab = np.asarray(labels if labels is not None else np.full(m.size, -1), dtype=np.int64)
-    prd = np.asarray(preds if preds is not None else np.full(m.size, -1), dtype=np.int64)
+    captions = labels is not None and preds is not None
+    lab = np.asarray(labels if captions else np.zeros(m.size), dtype=np.int64)
+    prd = np.asarray(preds if captions else np.zeros(m.size), dtype=np.int64)
     if not (m.shape == lab.shape == prd.shape):
         raise invalid(
             "preds",
@@ -188,7 +185,7 @@ def _check_members(
             got=f"values from {m.min()} to {m.max()}",
             fix="Pass the samples of the regions' split.",
         )
-    return m, lab, prd
+    return (m, lab, prd) if captions else (m, None, None)
 
 
 def _caption(ax: Axes, label: int, pred: int, names: Sequence[str] | None, *, y: float) -> None:
@@ -263,7 +260,8 @@ def plot_region_signals(
         for c in range(sig.shape[1]):
             ax.plot(t, sig[m[i], c], lw=0.9, color=cmap(c % 10))
         ax.tick_params(labelsize=5, length=2)
-        _caption(ax, int(lab[i]), int(prd[i]), class_names, y=1.0)
+        if lab is not None and prd is not None:
+            _caption(ax, int(lab[i]), int(prd[i]), class_names, y=1.0)
         ax.text(0.02, 0.98, str(int(m[i])), transform=ax.transAxes, fontsize=5, va="top",
                 color="tab:blue")  # fmt: skip
     if title:
@@ -289,7 +287,8 @@ def plot_region_table(
     Top: a bar per feature, the members' mean of that feature in standard deviations from the
     split's mean (``(mean over members - mean over the split) / std over the split``; features
     with no spread get 0). Bottom: a table of the first ``max_rows`` members (sample index,
-    ``label -> pred``, then the first ``max_features`` feature values, 3 significant digits).
+    ``label -> pred`` unless ``labels`` is ``None``, then the first ``max_features`` feature
+    values, 3 significant digits).
 
     Parameters
     ----------
@@ -331,20 +330,27 @@ def plot_region_table(
     ax_bar.tick_params(labelsize=7)
     ax_tab.set_axis_off()
     cells = [
-        [str(int(m[i])), _label_pred(int(lab[i]), int(prd[i]), class_names)]
+        [str(int(m[i]))]
+        + (
+            [f"{_name(int(lab[i]), class_names)} -> {_name(int(prd[i]), class_names)}"]
+            if lab is not None and prd is not None
+            else []
+        )
         + [f"{x[m[i], j]:.3g}" for j in range(d)]
         for i in range(shown)
     ]
     if cells:
-        table = ax_tab.table(
-            cellText=cells, colLabels=["sample", "label -> pred", *names[:d]], loc="upper center"
-        )
+        head = (
+            ["sample", "label -> pred"] if lab is not None else ["sample"]
+        )  # regression: no labels
+        table = ax_tab.table(cellText=cells, colLabels=[*head, *names[:d]], loc="upper center")
         table.auto_set_font_size(False)
         table.set_fontsize(7)
-        table.auto_set_column_width([0, 1])  # "label -> pred" in full
-        for i in range(shown):
-            if lab[i] >= 0:
-                table[i + 1, 1].get_text().set_color("tab:green" if lab[i] == prd[i] else "tab:red")
+        table.auto_set_column_width(list(range(len(head))))  # "label -> pred" in full
+        if lab is not None and prd is not None:
+            for i in range(shown):
+                ok = lab[i] == prd[i]
+                table[i + 1, 1].get_text().set_color("tab:green" if ok else "tab:red")
     if title:
         extra = f"  (first {shown} of {m.size} rows" + (
             f", {d} of {x.shape[1]} features)" if d < x.shape[1] else ")"
@@ -560,8 +566,9 @@ def sample_figures(
                 members = pl.DataFrame(
                     {
                         "sample": r["members"][:shown],
-                        "label": r["member_labels"][:shown],
-                        "prediction": r["member_preds"][:shown],
+                        # None for regression: no labels, no predictions
+                        "label": (r["member_labels"] or [None] * shown)[:shown],
+                        "prediction": (r["member_preds"] or [None] * shown)[:shown],
                     }
                 )
                 attach_data(grid, members, title + ".")
