@@ -51,6 +51,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -75,6 +76,7 @@ __all__ = [
     "review_items",
     "suspicion_scores",
     "topological_scores",
+    "write_audit",
 ]
 
 Aggregate = Literal["mean", "max", "mean_loss"]
@@ -665,3 +667,40 @@ def audit_regions(
         pl.Series("disagree_share", disagree, dtype=pl.Float64),
         pl.Series("mean_topology", mean_topo, dtype=pl.Float64),
     )
+
+
+def write_audit(result: Audit, run_dir: PathLike, *, figures: int = 5) -> list[Path]:
+    """Write an :class:`Audit`'s tables (and the image grids of its top ``figures`` regions)
+    into ``<run>/audit/`` (file names from :class:`sampletopo.runs.Run`); return the paths.
+
+    Each file is written atomically. Grids show at most 40 members, ``label -> prediction``
+    under each (red when they differ); 1-D signals are drawn as one-row strips.
+    """
+    from sampletopo._runfiles import write_parquet
+
+    figures = check_int("figures", figures, 0, None, where="write_audit")
+    run = as_run(run_dir)
+    paths = [
+        write_parquet(result.samples, run.audit_file(result.split, "samples")),
+        write_parquet(result.regions, run.audit_file(result.split, "regions")),
+    ]
+    if figures and result.regions.height:
+        import matplotlib.pyplot as plt
+
+        from sampletopo.plotting._samples import plot_region_images
+        from sampletopo.plotting._topology import save_figure
+
+        ds = run.dataset()
+        images = ds.images(result.split)
+        for r in result.regions.head(figures).iter_rows(named=True):
+            fig = plot_region_images(
+                images, r["members"], r["member_labels"], r["member_preds"],
+                class_names=ds.class_names,
+                title=f"{result.run} {result.split}: region {r['rank']} "
+                f"(persistence {r['persistence']:.3g}, {r['size']} samples, labels {r['classes']})",
+            )  # fmt: skip
+            try:
+                paths.append(save_figure(fig, run.audit_figure(result.split, r["rank"]), dpi=110))
+            finally:
+                plt.close(fig)
+    return paths

@@ -115,6 +115,7 @@ _META = "meta.json"
 _SUMMARY = "summary.parquet"
 _WASSERSTEIN = "wasserstein.parquet"
 _SAMPLES = "samples"
+_AUDIT = "audit"
 _GRAPHS = "graphs"
 _DATASETS = "datasets"
 _LANDSCAPES = "landscapes"
@@ -490,6 +491,19 @@ class Run:
         """The regions tables in ``samples/``, sorted by name."""
         folder = self.samples_dir
         return sorted(folder.glob("*" + _TABLE)) if folder.is_dir() else []
+
+    @property
+    def audit_dir(self) -> Path:
+        """``audit/``: the tables and figures of ``sampletopo audit``."""
+        return self.path / _AUDIT
+
+    def audit_file(self, split: str, what: str) -> Path:
+        """``audit/<split>-<what>.parquet``: ``what`` is ``samples`` or ``regions``."""
+        return self.audit_dir / f"{split}-{what}{_TABLE}"
+
+    def audit_figure(self, split: str, rank: int) -> Path:
+        """``audit/<split>-region-NN.png``: the image grid of the region of that rank."""
+        return self.audit_dir / f"{split}-region-{rank:02d}.png"
 
     def landscape_file(self, epoch: int, *, tag: str = "") -> Path:
         """``<experiment>/landscapes/<run>[-<tag>]-epoch=NNNN.npz``."""
