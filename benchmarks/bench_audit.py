@@ -192,27 +192,37 @@ def measure(
     flipped = np.zeros(n, dtype=bool)
     for gr in groups:
         flipped[gr] = True
-    reg = audit_regions(graph, tables["loss"], tables["label"], tables["pred"][-1], top=regions_n)
-    members = [np.asarray(m) for m in reg["members"].to_list()]
+    def regions(rank_by: str) -> list[np.ndarray]:
+        reg = audit_regions(
+            graph, tables["loss"], tables["label"], tables["pred"][-1], top=regions_n,
+            rank_by=rank_by,
+        )  # fmt: skip
+        return [np.asarray(m) for m in reg["members"].to_list()]
+
+    members = regions("disagreement")
+    by_persistence = regions("persistence")
     covered = np.zeros(n, dtype=bool)
     for m in members:
         covered[m] = True
-    budget = int(covered.sum())
+    budget = int(covered.sum())  # per-sample methods look at as many samples as the regions
     rows = []
+    # The same score reviewed through the most persistent regions instead (rank_by="persistence").
+    scores = {**scores, "topology/pers-regions": scores["topology"]}
     for name, s in scores.items():
-        is_topo = name == "topology"
+        is_topo = name.startswith("topology/") or name == "topology"
+        regs = by_persistence if name == "topology/pers-regions" else members
         row: dict[str, Any] = {
             "method": name,
             "auroc": auroc(flipped, s),
             "prec@flipped": precision_at(flipped, s),
-            "review80": review_items(flipped, s, regions=members if is_topo else ()),
-            "seen80": review_items(
-                flipped, s, regions=members if is_topo else (), count="samples"
-            ),
+            "review80": review_items(flipped, s, regions=regs if is_topo else ()),
+            "seen80": review_items(flipped, s, regions=regs if is_topo else (), count="samples"),
         }
         if kind == "cluster":
             if is_topo:
-                seen = covered
+                seen = np.zeros(n, dtype=bool)
+                for m in regs:
+                    seen[m] = True
             else:
                 seen = np.zeros(n, dtype=bool)
                 seen[np.lexsort((np.arange(n), -s))[:budget]] = True

@@ -40,10 +40,13 @@ same way. From the same tables (``E`` recorded epochs of one split):
     the mean of that over epochs. Alternatives tried on seed 0 of the benchmark only (the max
     over epochs, and one tree of the mean loss over epochs) are kept as ``aggregate=``.
 
-Regions. The ranked regions are the split-tree peaks of the mean loss over epochs on the same
-graph, most persistent first (:func:`sampletopo.samples.graph_regions`), each with its members,
-their labels and final predictions, and the share of members whose final prediction disagrees
-with their label. A reviewer looks at one region (an image grid) instead of each member.
+Regions. The ranked regions are split-tree peaks of the mean loss over epochs on the same graph
+(:func:`sampletopo.samples.graph_regions`), each with its members, their labels and last
+predictions, and the share of members whose last prediction disagrees with their label. By
+default they are ranked by persistence times that share (:func:`audit_regions`): the most
+persistent peaks alone put naturally ambiguous regions (mixed classes the model has learned)
+above a mislabeled cluster. A reviewer looks at one region (an image grid) instead of each
+member.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ __all__ = [
 ]
 
 Aggregate = Literal["mean", "max", "mean_loss"]
+RankBy = Literal["disagreement", "persistence"]
 AUDIT_METHODS: tuple[str, ...] = (
     "topology",
     "loss_final",
@@ -529,6 +533,7 @@ def audit_run(
     *,
     split: str = "train",
     top: int = 20,
+    rank_by: RankBy = "disagreement",
     methods: Sequence[str] = AUDIT_METHODS,
     aggregate: Aggregate = "mean",
     cv_folds: int = 5,
@@ -546,6 +551,8 @@ def audit_run(
         The split to audit (label noise lives in the training data).
     top : int >= 1
         Regions to list.
+    rank_by : {"disagreement", "persistence"}
+        How regions are ranked (:func:`audit_regions`).
     methods : sequence of str
         Any of :data:`AUDIT_METHODS` (all by default); see the module docstring.
     aggregate : {"mean", "max", "mean_loss"}
@@ -593,8 +600,8 @@ def audit_run(
         split=split,
         samples=_samples_table(label, pred, scores, extra),
         regions=audit_regions(
-            graph, tables["loss"], label, pred, top=top, class_names=list(ds.class_names),
-            topology=scores.get("topology"),
+            graph, tables["loss"], label, pred, top=top, rank_by=rank_by,
+            class_names=list(ds.class_names), topology=scores.get("topology"),
         ),  # fmt: skip
         methods=tuple(scores),
         notes=tuple(notes),
@@ -633,28 +640,52 @@ def audit_regions(
     preds: np.ndarray,
     *,
     top: int = 20,
+    rank_by: RankBy = "disagreement",
     class_names: Sequence[str] | None = None,
     topology: np.ndarray | None = None,
 ) -> pl.DataFrame:
-    """The ``top`` split-tree regions of the mean loss over epochs, most persistent first.
+    """The ``top`` suspect regions: split-tree peaks of the mean loss over epochs.
 
-    Columns of :func:`sampletopo.samples.graph_regions` (``preds`` are the last epoch's), plus
-    ``disagree_share`` and ``mean_topology`` (null without ``topology`` scores).
+    Parameters
+    ----------
+    graph, losses
+        The split's kNN graph and the losses (E, n); regions are those of the mean over epochs.
+    labels, preds : (n,)
+        Labels, and the predictions of the last epoch.
+    rank_by : {"disagreement", "persistence"}
+        ``"disagreement"``: persistence times the share of members whose prediction differs
+        from their label (hard regions where model and labels disagree: likely mislabeled),
+        ties by persistence; chosen from the audit's question, before any benchmark. Taken
+        from the ``max(5 * top, 100)`` most persistent peaks. ``"persistence"``: the most
+        persistent peaks (hard regions, ambiguous ones included), as ``sampletopo samples``.
+    topology : (n,), optional
+        The topological scores, for the ``mean_topology`` column.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``audit_rank`` (1 = most suspect), then the columns of
+        :func:`sampletopo.samples.graph_regions` (its ``rank`` is the persistence rank), plus
+        ``disagree_share`` and ``mean_topology`` (null without ``topology``).
     """
     import warnings
 
     from sampletopo._errors import FewerPairsWarning
     from sampletopo.samples import graph_regions
 
+    where = "audit_regions"
+    top = check_int("top", top, 1, None, where=where)
+    rank_by = check_choice("rank_by", rank_by, ("disagreement", "persistence"), where=where)
+    pool = top if rank_by == "persistence" else max(5 * top, 100)
     with warnings.catch_warnings():
         # Fewer peaks than asked is normal for a small split; all are listed.
         warnings.simplefilter("ignore", FewerPairsWarning)
         table = graph_regions(
-            graph, np.asarray(losses).mean(axis=0), tree="split", top=top,
+            graph, np.asarray(losses).mean(axis=0), tree="split", top=pool,
             labels=labels, preds=preds, class_names=class_names,
         )  # fmt: skip
     disagree = [
-        float(np.mean(np.asarray(lab) != np.asarray(prd))) if lab else None
+        float(np.mean(np.asarray(lab) != np.asarray(prd))) if lab else 0.0
         for lab, prd in zip(table["member_labels"].to_list(), table["member_preds"].to_list())
     ]
     mean_topo = [
@@ -663,9 +694,16 @@ def audit_regions(
         else None
         for m in table["members"].to_list()
     ]
-    return table.with_columns(
+    table = table.with_columns(
         pl.Series("disagree_share", disagree, dtype=pl.Float64),
         pl.Series("mean_topology", mean_topo, dtype=pl.Float64),
+    )
+    if rank_by == "disagreement":
+        key = pl.col("persistence") * pl.col("disagree_share")
+        table = table.sort([key, pl.col("rank")], descending=[True, False])
+    table = table.head(top)
+    return table.select(
+        pl.int_range(1, table.height + 1, dtype=pl.Int32).alias("audit_rank"), pl.all()
     )
 
 
@@ -696,11 +734,12 @@ def write_audit(result: Audit, run_dir: PathLike, *, figures: int = 5) -> list[P
             fig = plot_region_images(
                 images, r["members"], r["member_labels"], r["member_preds"],
                 class_names=ds.class_names,
-                title=f"{result.run} {result.split}: region {r['rank']} "
+                title=f"{result.run} {result.split}: suspect region {r['audit_rank']} "
                 f"(persistence {r['persistence']:.3g}, {r['size']} samples, labels {r['classes']})",
             )  # fmt: skip
             try:
-                paths.append(save_figure(fig, run.audit_figure(result.split, r["rank"]), dpi=110))
+                path = run.audit_figure(result.split, r["audit_rank"])
+                paths.append(save_figure(fig, path, dpi=110))
             finally:
                 plt.close(fig)
     return paths

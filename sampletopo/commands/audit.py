@@ -32,6 +32,14 @@ def register(subparsers: Any) -> None:
     option(p, "--top", type=int, default_of=_AUDIT, help="regions to list")
     option(
         p,
+        "--rank-by",
+        choices=["disagreement", "persistence"],
+        default_of=_AUDIT,
+        help="rank regions by persistence x share of members predicted against their label, "
+        "or by persistence alone",
+    )
+    option(
+        p,
         "--figures",
         type=int,
         metavar="N",
@@ -49,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     from sampletopo.runs import as_run
 
     figures = check_int("--figures", getattr(args, "figures", 5), 0, None, where=None)
-    result = audit_run(args.run, **given(args, "split", "top"))
+    result = audit_run(args.run, **given(args, "split", "top", "rank_by"))
     paths = write_audit(result, as_run(args.run), figures=figures)
     with pl.Config(
         tbl_rows=-1,
@@ -59,10 +67,11 @@ def _run(args: argparse.Namespace) -> int:
         tbl_hide_dataframe_shape=True,
         tbl_hide_column_data_types=True,
     ):
-        print(f"{result.run} {result.split}: suspect regions (most persistent peaks first)")
+        print(f"{result.run} {result.split}: suspect regions (pers_rank: persistence rank)")
         print(
             result.regions.select(
-                "rank",
+                "audit_rank",
+                pl.col("rank").alias("pers_rank"),
                 "size",
                 pl.col("persistence").round(3).alias("pers"),
                 pl.col("mean_loss").round(3),
