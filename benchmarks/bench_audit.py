@@ -129,9 +129,7 @@ def add_noise(
 # One training run
 
 
-def train_and_record(
-    folder: Path, ds: Any, *, epochs: int, seed: int, hidden: int = 128
-) -> Path:
+def train_and_record(folder: Path, ds: Any, *, epochs: int, seed: int, hidden: int = 128) -> Path:
     import torch
     from torch import nn
 
@@ -192,6 +190,7 @@ def measure(
     flipped = np.zeros(n, dtype=bool)
     for gr in groups:
         flipped[gr] = True
+
     def regions(rank_by: str) -> list[np.ndarray]:
         reg = audit_regions(
             graph, tables["loss"], tables["label"], tables["pred"][-1], top=regions_n,
@@ -272,7 +271,11 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {data} {noise} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
     df = pl.DataFrame(rows)
     notes = df.filter(pl.col("note").is_not_null()) if "note" in df.columns else None
-    vals = [c for c in ("auroc", "prec@flipped", "review80", "seen80", "clusters_found") if c in df.columns]
+    vals = [
+        c
+        for c in ("auroc", "prec@flipped", "review80", "seen80", "clusters_found")
+        if c in df.columns
+    ]
     table = (
         df.filter(pl.col("auroc").is_not_null())
         .group_by(["data", "noise", "method"], maintain_order=True)

@@ -30,7 +30,15 @@ from sampletopo._folders import FolderLock, check_folder, lock_folder
 from sampletopo._runconfig import model_signature, write_toml
 from sampletopo._runfiles import move_aside, parquet_problem, write_parquet
 from sampletopo._validation import invalid
-from sampletopo.runs import LOSS_SCHEMA, SPLITS, PathLike, as_run, data_config, loss_rows
+from sampletopo.runs import (
+    LOSS_SCHEMA,
+    MARGIN_COLUMN,
+    SPLITS,
+    PathLike,
+    as_run,
+    data_config,
+    loss_rows,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -48,11 +56,18 @@ _SOURCES: dict[str, str] = {
 
 
 def loss_table(
-    epoch: int, split: str, labels: np.ndarray, preds: np.ndarray, losses: np.ndarray
+    epoch: int,
+    split: str,
+    labels: np.ndarray,
+    preds: np.ndarray,
+    losses: np.ndarray,
+    margins: np.ndarray | None = None,
 ) -> pl.DataFrame:
-    """One loss table (columns of :data:`~sampletopo.runs.LOSS_SCHEMA`), samples in order."""
+    """One loss table (columns of :data:`~sampletopo.runs.LOSS_SCHEMA`), samples in order,
+    plus the optional ``margin`` column (:data:`~sampletopo.runs.MARGIN_COLUMN`) when
+    ``margins`` are given."""
     n = labels.shape[0]
-    return pl.DataFrame(
+    df = pl.DataFrame(
         {
             "epoch": np.full(n, epoch, dtype=np.int32),
             "split": [split] * n,
@@ -64,6 +79,9 @@ def loss_table(
         },
         schema=LOSS_SCHEMA,
     )
+    if margins is None:
+        return df
+    return df.with_columns(pl.Series(MARGIN_COLUMN, margins, dtype=pl.Float64))
 
 
 def _write_table(df: pl.DataFrame, path: Path) -> None:
@@ -264,8 +282,16 @@ class RunWriter:
                 todo.append(s)
         return todo
 
-    def write(self, split: str, epoch: int, losses: np.ndarray, preds: np.ndarray) -> Path:
-        """Write one split's table for ``epoch`` atomically; warn about non-finite losses."""
+    def write(
+        self,
+        split: str,
+        epoch: int,
+        losses: np.ndarray,
+        preds: np.ndarray,
+        margins: np.ndarray | None = None,
+    ) -> Path:
+        """Write one split's table for ``epoch`` atomically; warn about non-finite losses.
+        ``margins`` (optional) fill the ``margin`` column."""
         labels = self._labels[split]
         losses = np.asarray(losses, dtype=np.float64)
         preds = np.asarray(preds, dtype=np.int64)
@@ -291,5 +317,12 @@ class RunWriter:
                 stacklevel=4,  # the user's call of on_train_epoch_end
             )
         path = self.run.loss_file(split, epoch)
-        _write_table(loss_table(epoch, split, labels, preds, losses), path)
+        if margins is not None:
+            margins = np.asarray(margins, dtype=np.float64)
+            if margins.shape != labels.shape:
+                raise invalid(
+                    "margins", f"one margin per sample of split {split!r} ({labels.size})",
+                    where="LossRecorder.write", got=f"{margins.shape} margins",
+                )  # fmt: skip
+        _write_table(loss_table(epoch, split, labels, preds, losses, margins), path)
         return path

@@ -64,7 +64,7 @@ from sampletopo._errors import RunFolderError
 from sampletopo._validation import check_choice, check_int, check_split, invalid
 from sampletopo.graph import Graph, check_graph
 from sampletopo.mergetree import split_tree
-from sampletopo.runs import PathLike, Run, as_run
+from sampletopo.runs import MARGIN_COLUMN, PathLike, Run, as_run
 
 __all__ = [
     "AUDIT_METHODS",
@@ -401,8 +401,9 @@ class Audit:
     samples : polars.DataFrame
         One row per sample, most suspect (topological score) first: ``sample``, ``label``,
         ``pred`` (last epoch), ``topo_rank`` (1 = most suspect), one suspicion column per
-        available method, ``confidence`` and ``variability`` (cartography), ``forgetting``
-        (events) and ``aum`` (null when unavailable).
+        available method (named as the method, higher = more suspect), ``confidence`` and
+        ``variability`` (cartography), ``forgetting_events`` and ``area_under_margin`` (the
+        AUM itself; null when the tables hold no margins).
     regions : polars.DataFrame
         The top regions (columns of :data:`sampletopo.samples.REGION_SCHEMA`) plus
         ``disagree_share`` (members whose last prediction differs from their label) and
@@ -446,12 +447,17 @@ def _tables(run: Run, split: str) -> dict[str, np.ndarray]:
     label = None
     has_margin = True
     for e in epochs:
-        df = read_loss_table(run, split=split, epoch=e)
+        # The margin column is optional (tables recorded before it existed have none).
+        with_margin = MARGIN_COLUMN in pl.read_parquet_schema(run.loss_file(split, e))
+        extra = [MARGIN_COLUMN] if with_margin else []
+        df = read_loss_table(
+            run, split=split, epoch=e, columns=["label", "pred", "loss", "correct", *extra]
+        )
         label = df["label"].to_numpy()
         for c in ("loss", "correct", "pred"):
             cols[c].append(df[c].to_numpy())
-        if "margin" in df.columns and df["margin"].null_count() == 0:
-            cols["margin"].append(df["margin"].to_numpy())
+        if with_margin and df[MARGIN_COLUMN].null_count() == 0:
+            cols["margin"].append(df[MARGIN_COLUMN].to_numpy())
         else:
             has_margin = False
     out = {c: np.stack(v) for c, v in cols.items() if v and (c != "margin" or has_margin)}
@@ -600,8 +606,14 @@ def audit_run(
         split=split,
         samples=_samples_table(label, pred, scores, extra),
         regions=audit_regions(
-            graph, tables["loss"], label, pred, top=top, rank_by=rank_by,
-            class_names=list(ds.class_names), topology=scores.get("topology"),
+            graph,
+            tables["loss"],
+            label,
+            pred,
+            top=top,
+            rank_by=rank_by,
+            class_names=list(ds.class_names),
+            topology=scores.get("topology"),
         ),  # fmt: skip
         methods=tuple(scores),
         notes=tuple(notes),
@@ -625,11 +637,14 @@ def _samples_table(
     cols.update({m: v.astype(np.float64) for m, v in scores.items()})
     cols["confidence"] = extra["confidence"]
     cols["variability"] = extra["variability"]
-    cols["forgetting"] = extra["forgetting"]
+    cols["forgetting_events"] = extra["forgetting"]
     df = pl.DataFrame(cols)
     aum = extra.get("aum")
-    df = df.with_columns(pl.Series("aum", aum, dtype=pl.Float64) if aum is not None
-                         else pl.lit(None, dtype=pl.Float64).alias("aum"))  # fmt: skip
+    df = df.with_columns(
+        pl.Series("area_under_margin", aum, dtype=pl.Float64)
+        if aum is not None
+        else pl.lit(None, dtype=pl.Float64).alias("area_under_margin")
+    )
     return df.sort("topo_rank")
 
 
@@ -730,6 +745,8 @@ def write_audit(result: Audit, run_dir: PathLike, *, figures: int = 5) -> list[P
 
         ds = run.dataset()
         images = ds.images(result.split)
+        if images is None:  # data without displayable inputs: tables only
+            return paths
         for r in result.regions.head(figures).iter_rows(named=True):
             fig = plot_region_images(
                 images, r["members"], r["member_labels"], r["member_preds"],

@@ -44,7 +44,12 @@ from sampletopo.distributed import (
     read_listed_checkpoint,
     snapshot_checkpoints,
 )
-from sampletopo.recorder import LossRecorder, OnExists, check_recorder_options, evaluate_losses
+from sampletopo.recorder import (
+    LossRecorder,
+    OnExists,
+    _evaluate,
+    check_recorder_options,
+)
 from sampletopo.runs import SPLITS, PathLike, Run, data_config
 
 __all__ = ["record_checkpoints"]
@@ -218,9 +223,10 @@ class _Job:
         load_state_dict_into(self.net, sd, source=str(entry.path))
 
     def evaluate(self) -> dict[str, Any]:
-        """The loaded model's losses and predictions of every split, on all samples."""
+        """The loaded model's losses, predictions and margins of every split, on all
+        samples."""
         return {
-            s: evaluate_losses(
+            s: _evaluate(
                 self.net,
                 *self.dataset.tensors(s),
                 batch_size=self.batch_size,

@@ -132,6 +132,15 @@ def _per_sample(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tens
     return loss, logits.argmax(dim=1)
 
 
+def _margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """True-class logit minus the largest other logit, per sample (area under the margin,
+    :mod:`sampletopo.audit`); float64 as the losses."""
+    lg = logits.detach().double()
+    true = lg.gather(1, targets[:, None]).squeeze(1)
+    other = lg.scatter(1, targets[:, None], float("-inf")).max(dim=1).values
+    return true - other
+
+
 @torch.no_grad()
 def evaluate_losses(
     model: nn.Module,
@@ -157,6 +166,23 @@ def evaluate_losses(
     preds : numpy.ndarray
         int64, shape ``(n,)``.
     """
+    losses, preds, _ = _evaluate(
+        model, x, y, batch_size=batch_size, device=device, num_classes=num_classes
+    )
+    return losses, preds
+
+
+@torch.no_grad()
+def _evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int = 512,
+    device: str | torch.device | None = None,
+    num_classes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`evaluate_losses` and each sample's margin (:func:`_margins`), float64."""
     where = "evaluate_losses"
     check_module(model, where=where)
     check_int("batch_size", batch_size, 1, None, where=where)
@@ -182,7 +208,7 @@ def evaluate_losses(
     was_training = model.training
     model.eval()
     try:
-        losses, preds = [], []
+        losses, preds, margins = [], [], []
         for start in range(0, x.shape[0], batch_size):
             xb = x[start : start + batch_size].to(dev, non_blocking=True)
             yb = y[start : start + batch_size].to(dev, non_blocking=True)
@@ -191,11 +217,13 @@ def evaluate_losses(
             loss, pred = _per_sample(out, yb)
             losses.append(loss)
             preds.append(pred)
+            margins.append(_margins(out, yb))
         out_l = torch.cat(losses).cpu().numpy() if losses else np.zeros(0)
         out_p = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
+        out_m = torch.cat(margins).cpu().numpy() if margins else np.zeros(0)
     finally:
         model.train(was_training)
-    return out_l.astype(np.float64), out_p.astype(np.int64)
+    return out_l.astype(np.float64), out_p.astype(np.int64), out_m.astype(np.float64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,12 +610,13 @@ class LossRecorder:
         todo = self._on_writer(lambda w: w.pending_splits(epoch))
         buf, self._buf = self._buf, None
         for s in todo:
+            margins = None  # not from a training pass: only eval passes record margins
             if s == "train" and self.mode == "train_pass" and epoch > 0:
                 losses, preds = self._from_train_pass(buf, epoch)
             else:
                 dev = self.device if self.device is not None else model_device(model)
                 x, y = self._split_tensors(s, dev)
-                losses, preds = evaluate_losses(
+                losses, preds, margins = _evaluate(
                     model,
                     x,
                     y,
@@ -595,7 +624,7 @@ class LossRecorder:
                     device=dev,
                     num_classes=self.dataset.num_classes,
                 )
-            out[s] = self.write(s, epoch, losses, preds)
+            out[s] = self.write(s, epoch, losses, preds, margins)
         return out
 
     def _epoch_end_distributed(self, epoch: int, model: nn.Module) -> dict[str, Path | None]:
@@ -700,17 +729,26 @@ class LossRecorder:
             )
         return np.asarray(buf["loss"]), np.asarray(buf["pred"])
 
-    def write(self, split: str, epoch: int, losses: np.ndarray, preds: np.ndarray) -> Path:
+    def write(
+        self,
+        split: str,
+        epoch: int,
+        losses: np.ndarray,
+        preds: np.ndarray,
+        margins: np.ndarray | None = None,
+    ) -> Path:
         """Write one split's table for ``epoch`` atomically; warn about non-finite losses.
 
-        Only the process that writes the folder (rank 0 under several processes) can."""
+        ``margins`` (optional): each sample's true-class logit minus its largest other logit,
+        stored in the nullable ``margin`` column. Only the process that writes the folder
+        (rank 0 under several processes) can."""
         self._check_open()
         if self._writer is None:
             raise ParameterError(
                 f"LossRecorder.write: rank {self._world.rank} does not write the run folder's "
                 "tables; rank 0 does. Call on_train_epoch_end on every rank instead."
             )
-        return self._writer.write(split, epoch, losses, preds)
+        return self._writer.write(split, epoch, losses, preds, margins)
 
     # -- resumable state -----------------------------------------------------------------------
 

@@ -81,6 +81,7 @@ __all__ = [
     "PathLike",
     "Experiment",
     "LOSS_SCHEMA",
+    "MARGIN_COLUMN",
     "RESERVED_NAMES",
     "Report",
     "Run",
@@ -185,6 +186,12 @@ LOSS_SCHEMA: dict[str, Any] = {
     "correct": pl.Boolean,
 }
 """Columns of a loss table: one row per sample of the split, in the split's stable order."""
+
+MARGIN_COLUMN = "margin"
+"""An optional, nullable Float64 column of loss tables: the true-class logit minus the largest
+other logit (written by eval-mode recording since the audit, :mod:`sampletopo.audit`; tables
+recorded before, from a training pass or under several processes have none). Not in
+:data:`LOSS_SCHEMA`, so tables without it read back as before."""
 
 DIAGRAM_SCHEMA: dict[str, Any] = {
     "split": pl.String,

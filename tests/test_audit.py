@@ -106,7 +106,15 @@ def test_topological_score_and_regions_on_a_hand_worked_path():
     # Two epochs: mean and max over epochs of the per-epoch score; the second epoch is flat
     # except for sample 0 (the essential peak, cut at the lowest vertex: region everything).
     two = np.stack([loss, [1.0, 0, 0, 0, 0, 0, 0]])
-    assert topological_scores(g, two, aggregate="max").tolist() == [4.5, 4.5, 4.5, 1.0, 6.5, 6.5, 6.5]
+    assert topological_scores(g, two, aggregate="max").tolist() == [
+        4.5,
+        4.5,
+        4.5,
+        1.0,
+        6.5,
+        6.5,
+        6.5,
+    ]
     np.testing.assert_allclose(
         topological_scores(g, two, aggregate="mean"), [2.75, 2.75, 2.75, 0.5, 3.75, 3.75, 3.75]
     )
@@ -207,7 +215,7 @@ def test_planted_cluster_is_the_top_region_and_scores_are_deterministic(planted)
     by_sample = a.samples.sort("sample")
     for m in a.methods:
         assert auroc(truth, by_sample[m].to_numpy()) > 0.8, m
-    assert "aum" not in a.methods or by_sample["aum"].null_count() == 0
+    assert "aum" in a.methods  # the LossRecorder records margins (eval mode)
     b = audit_run(run, split="train", top=5, progress=False)
     assert a.samples.equals(b.samples)
     assert a.regions.equals(b.regions)
@@ -233,3 +241,63 @@ def test_cli_writes_tables_and_figures(planted, capsys):
     assert "suspect regions" in out and "wrote" in out
     assert main(["audit", str(run), "--split", "val"]) == 2
     assert "no recorded losses of split 'val'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# The margin column
+
+
+def test_recorder_writes_margins_and_the_audit_uses_them(planted):
+    from sampletopo.readers import read_loss_table
+    from sampletopo.recorder import _margins
+    from sampletopo.runs import MARGIN_COLUMN, Run
+
+    # Hand case: logits (2, 5, 1) label 0 -> 2 - 5 = -3; label 1 -> 5 - 2 = 3.
+    lg = torch.tensor([[2.0, 5.0, 1.0], [2.0, 5.0, 1.0]])
+    assert _margins(lg, torch.tensor([0, 1])).tolist() == [-3.0, 3.0]
+    run, _ = planted
+    r = Run(run)
+    df = read_loss_table(r, split="train", epoch=10, columns=["loss", MARGIN_COLUMN])
+    m = df[MARGIN_COLUMN].to_numpy()
+    # A positive margin means the label is the top class: the prediction is correct.
+    correct = read_loss_table(r, split="train", epoch=10, columns=["correct"])["correct"]
+    assert ((m > 0) == correct.to_numpy()).all()
+    from sampletopo import compute_topology
+
+    compute_topology(run, splits=["train"], k=20, progress=False)
+    a = audit_run(run, split="train", top=2, methods=["aum", "loss_mean"], progress=False)
+    assert a.methods == ("aum", "loss_mean") and a.notes == ()
+    margins = np.stack(
+        [
+            read_loss_table(r, split="train", epoch=e, columns=[MARGIN_COLUMN])[
+                MARGIN_COLUMN
+            ].to_numpy()
+            for e in r.loss_epochs("train")
+        ]
+    )
+    s = a.samples.sort("sample")
+    np.testing.assert_allclose(s["area_under_margin"].to_numpy(), margins.mean(axis=0))
+    np.testing.assert_allclose(s["aum"].to_numpy(), -margins.mean(axis=0))  # the suspicion
+
+
+def test_old_tables_without_margins_read_and_aum_is_unavailable(tmp_path):
+    from sampletopo import LossRecorder, compute_topology
+
+    torch.set_num_threads(1)
+    ds = load_dataset("synthetic", seed=0)
+    run = tmp_path / "exp" / "old"
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, ds.num_classes))
+    with LossRecorder(run, ds, splits=("train",)) as rec:
+        for ep in range(3):
+            x, y = ds.tensors("train")
+            with torch.no_grad():
+                out = model(x)
+            loss = torch.nn.functional.cross_entropy(out.double(), y, reduction="none")
+            # As an older sampletopo wrote them: no margins.
+            rec.write("train", ep, loss.numpy(), out.argmax(1).numpy())
+    compute_topology(run, splits=["train"], k=10, progress=False)
+    a = audit_run(run, split="train", top=2, methods=["aum", "forgetting"], progress=False)
+    assert a.methods == ("forgetting",)
+    assert len(a.notes) == 1 and a.notes[0].startswith("aum: unavailable")
+    assert a.samples["area_under_margin"].null_count() == a.samples.height
+    assert "aum" not in a.samples.columns

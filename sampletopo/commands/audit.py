@@ -43,7 +43,8 @@ def register(subparsers: Any) -> None:
         "--figures",
         type=int,
         metavar="N",
-        help="image grids of the top N regions (default 5; 0 for none)",
+        default_of="sampletopo.audit:write_audit",
+        help="image grids of the top N regions (0 for none)",
     )
     progress_option(p)
     p.set_defaults(func=_run)
@@ -56,9 +57,11 @@ def _run(args: argparse.Namespace) -> int:
     from sampletopo.audit import audit_run, write_audit
     from sampletopo.runs import as_run
 
-    figures = check_int("--figures", getattr(args, "figures", 5), 0, None, where=None)
+    if hasattr(args, "figures"):  # refused before the audit's work, not after
+        check_int("--figures", args.figures, 0, None, where=None, kind="flag")
     result = audit_run(args.run, **given(args, "split", "top", "rank_by"))
-    paths = write_audit(result, as_run(args.run), figures=figures)
+    figures = {"figures": args.figures} if hasattr(args, "figures") else {}
+    paths = write_audit(result, as_run(args.run), **figures)
     with pl.Config(
         tbl_rows=-1,
         tbl_cols=-1,
