@@ -23,7 +23,7 @@ training-split losses recorded by :class:`sampletopo.LossRecorder` (eval mode), 
 and diagrams computed by :func:`sampletopo.compute_topology` (k=20, raw features), then the
 audit's scores (:func:`sampletopo.audit.suspicion_scores`). Tuning (``--tune``) runs seed 0
 and compares the topological score's ``aggregate`` alternatives; the reported numbers use
-seeds 1 and 2 (``--seeds``), not seen while choosing.
+seeds 1-5 (``--seeds``), not seen while choosing.
 
 Recovered cluster: at least half its members are in the union of the top ``--regions``
 regions; for a per-sample method, in its top-K samples where K is the total size of those
@@ -31,7 +31,7 @@ regions (the same number of samples to look at).
 
 Usage::
 
-    python benchmarks/bench_audit.py                 # digits + mnist1d, seeds 1 2 (~4 min)
+    python benchmarks/bench_audit.py                 # digits + mnist1d, seeds 1-5 (~2-4 min)
     python benchmarks/bench_audit.py --tune          # seed 0, the aggregate alternatives
     python benchmarks/bench_audit.py --seeds 1 2 3 4 --epochs 30 --mnist1d-n 4000
 """
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", nargs="+", default=["digits", "mnist1d"])
     p.add_argument("--noise", nargs="+", default=list(NOISES), choices=NOISES)
-    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     p.add_argument("--tune", action="store_true", help="seed 0 and the aggregate alternatives")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--mnist1d-n", type=int, default=2000, help="mnist1d training samples")

@@ -301,3 +301,16 @@ def test_old_tables_without_margins_read_and_aum_is_unavailable(tmp_path):
     assert len(a.notes) == 1 and a.notes[0].startswith("aum: unavailable")
     assert a.samples["area_under_margin"].null_count() == a.samples.height
     assert "aum" not in a.samples.columns
+
+
+def test_audit_of_a_trained_experiment_shows_in_the_report(experiment, tmp_path, capsys):
+    from sampletopo.cli import main
+    from sampletopo.report import write_report
+    from sampletopo.runs import Run
+
+    out, runs = experiment
+    run = Run(runs[0])
+    assert main(["audit", str(run.path), "--top", "4", "--figures", "1", "--no-progress"]) == 0
+    page = write_report(out, tmp_path / "report", progress=False).read_text()
+    assert "Label audit: suspect regions" in page
+    assert "<figcaption>train-region-01</figcaption>" in page
