@@ -6,7 +6,8 @@ flipped labels, and :func:`audit_run` (what ``sampletopo audit`` calls). Nothing
 records or draws; the benchmark that plants label noise is ``benchmarks/bench_audit.py``.
 
 Every score is a *suspicion*: higher means more likely mislabeled, so every method ranks the
-same way. From the same tables (``E`` recorded epochs of one split):
+same way. From the same tables (``E`` recorded epochs of one split; epoch 0, the untrained
+model, is left out when later epochs are recorded):
 
 ``loss_final`` / ``loss_mean``
     The cross-entropy loss at the last recorded epoch / averaged over the epochs.
@@ -443,12 +444,17 @@ def _tables(run: Run, split: str) -> dict[str, np.ndarray]:
     from sampletopo.readers import read_loss_table
 
     epochs = run.loss_epochs(split)
+    if len(epochs) > 1 and epochs[0] == 0:
+        # Epoch 0 is the untrained model: its chance-level "correct" would count as learned
+        # (then forgotten), and its losses say nothing about the labels.
+        epochs = epochs[1:]
     cols: dict[str, list[np.ndarray]] = {"loss": [], "correct": [], "pred": [], "margin": []}
     label = None
     has_margin = True
     for e in epochs:
         # The margin column is optional (tables recorded before it existed have none).
-        with_margin = MARGIN_COLUMN in pl.read_parquet_schema(run.loss_file(split, e))
+        schema = pl.read_parquet_schema(run.loss_file(split, e))
+        with_margin = schema.get(MARGIN_COLUMN) == pl.Float64
         extra = [MARGIN_COLUMN] if with_margin else []
         df = read_loss_table(
             run, split=split, epoch=e, columns=["label", "pred", "loss", "correct", *extra]
@@ -483,6 +489,11 @@ def suspicion_scores(
     ``margin`` (E, n). Returns (suspicion per method, extra per-sample columns, notes).
     """
     where = "suspicion_scores"
+    if isinstance(methods, str):
+        raise invalid(
+            "methods", f"a sequence of method names from {list(AUDIT_METHODS)}", methods,
+            where=where, fix=f"Pass [{methods!r}] for one method.",
+        )  # fmt: skip
     for m in methods:
         check_choice("methods", m, AUDIT_METHODS, where=where)
     loss, correct, label = tables["loss"], tables["correct"], tables["label"]
@@ -577,6 +588,20 @@ def audit_run(
     split = check_split(split, where=where)
     top = check_int("top", top, 1, None, where=where)
     run = as_run(run_dir)
+    if not run.path.is_dir():
+        raise RunFolderError(
+            f"{where}: {str(run.path)!r} does not exist. Pass a run (variant) folder written by "
+            "`sampletopo train` or the LossRecorder."
+        )
+    if not run.is_run():
+        from sampletopo.runs import find_runs
+
+        inside = find_runs(run.path)  # raises when none: not a run nor an experiment
+        raise RunFolderError(
+            f"{where}: {str(run.path)!r} is an experiment folder; the audit takes one run "
+            f"(variant) folder, e.g. {str(inside[0].path)!r}. Its runs: "
+            f"{', '.join(r.name for r in inside)}."
+        )
     if not run.loss_epochs(split):
         raise RunFolderError(
             f"{where}: {str(run.path)!r} holds no recorded losses of split {split!r} "

@@ -194,6 +194,10 @@ def test_audit_needs_topology_and_a_recorded_split(planted):
         audit_run(run, split="test", progress=False)
     with pytest.raises(RunFolderError, match="no recorded losses of split 'val'.*sampletopo"):
         audit_run(run, split="val", progress=False)
+    with pytest.raises(RunFolderError, match=r"experiment folder.*one run.*Its runs: run\."):
+        audit_run(run.parent, progress=False)
+    with pytest.raises(RunFolderError, match="does not exist"):
+        audit_run(run.parent / "nope", progress=False)
 
 
 def test_planted_cluster_is_the_top_region_and_scores_are_deterministic(planted):
@@ -301,6 +305,11 @@ def test_old_tables_without_margins_read_and_aum_is_unavailable(tmp_path):
     assert len(a.notes) == 1 and a.notes[0].startswith("aum: unavailable")
     assert a.samples["area_under_margin"].null_count() == a.samples.height
     assert "aum" not in a.samples.columns
+    from sampletopo.audit import _tables
+    from sampletopo.runs import Run
+
+    # Epoch 0 (the untrained model) is left out of every method.
+    assert _tables(Run(run), "train")["epochs"].tolist() == [1, 2]
 
 
 def test_audit_of_a_trained_experiment_shows_in_the_report(experiment, tmp_path, capsys):
@@ -314,3 +323,16 @@ def test_audit_of_a_trained_experiment_shows_in_the_report(experiment, tmp_path,
     page = write_report(out, tmp_path / "report", progress=False).read_text()
     assert "Label audit: suspect regions" in page
     assert "<figcaption>train-region-01</figcaption>" in page
+
+
+def test_methods_must_be_a_sequence_of_known_names():
+    from sampletopo.audit import suspicion_scores
+
+    g = graph_from_edges(3, [[0, 1], [1, 2]])
+    tables = {"loss": np.ones((2, 3)), "correct": np.ones((2, 3), bool), "label": np.zeros(3)}
+    with pytest.raises(ParameterError, match=r"'methods'.*Pass \['aum'\]"):
+        suspicion_scores(tables, graph=g, methods="aum")
+    with pytest.raises(ParameterError, match="'methods'.*'topology'"):
+        suspicion_scores(tables, graph=g, methods=["margin"])
+    scores, extra, notes = suspicion_scores(tables, graph=g, methods=["loss_mean", "aum"])
+    assert list(scores) == ["loss_mean"] and notes[0].startswith("aum: unavailable")
