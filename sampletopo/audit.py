@@ -2,8 +2,9 @@
 
 Holds the per-sample suspicion scores computed from a run's recorded loss tables, the
 topological score and the ranked regions, the measures that compare rankings against known
-flipped labels, and :func:`audit_run` (what ``sampletopo audit`` calls). Nothing here trains,
-records or draws; the benchmark that plants label noise is ``benchmarks/bench_audit.py``.
+flipped labels, :func:`audit_run` (what ``sampletopo audit`` calls) and :func:`write_audit`
+(its tables, and region grids drawn by :mod:`sampletopo.plotting`). Nothing here trains or
+records; the benchmark that plants label noise is ``benchmarks/bench_audit.py``.
 
 Every score is a *suspicion*: higher means more likely mislabeled, so every method ranks the
 same way. From the same tables (``E`` recorded epochs of one split; epoch 0, the untrained
@@ -71,6 +72,7 @@ __all__ = [
     "AUDIT_METHODS",
     "Audit",
     "area_under_margin",
+    "audit_regions",
     "audit_run",
     "auroc",
     "cartography",

@@ -641,7 +641,7 @@ class LossRecorder:
             gathered["train"] = ("train_pass", self._merge_train_pass(buf))
         evals = [s for s in todo if s not in gathered]
 
-        def shards() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        def shards() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
             dev = self.device if self.device is not None else model_device(net)
             res = {}
             for s in evals:
@@ -649,7 +649,7 @@ class LossRecorder:
                     self.dataset.n(s), rank=world.rank, world_size=world.size, align=self.batch_size
                 )
                 x, y = self._split_tensors(s, dev)
-                res[s] = evaluate_losses(
+                res[s] = _evaluate(
                     net,
                     x[lo:hi],
                     y[lo:hi],
@@ -661,23 +661,25 @@ class LossRecorder:
 
         mine = everywhere(world, shards)  # one check for all splits: an error stops every rank
         for s in evals:
-            n, losses, preds = self.dataset.n(s), *mine[s]
+            n, losses, preds, margins = self.dataset.n(s), *mine[s]
             gathered[s] = (
                 "eval",
                 (
                     gather_shards(world, losses, n=n, align=self.batch_size),
                     gather_shards(world, preds, n=n, align=self.batch_size),
+                    gather_shards(world, margins, n=n, align=self.batch_size),
                 ),
             )
 
         def write_all() -> tuple[dict[str, Path | None], dict[tuple[str, int], int]]:
             out: dict[str, Path | None] = {s: None for s in self.splits}
             for s, (how, val) in gathered.items():
+                margins = None
                 if how == "train_pass":
                     losses, preds = self._from_train_pass(val, epoch)
                 else:
-                    losses, preds = val
-                out[s] = self.write(s, epoch, losses, preds)
+                    losses, preds, margins = val
+                out[s] = self.write(s, epoch, losses, preds, margins)
             return out, dict(self.nonfinite)
 
         out, self.nonfinite = on_main(world, write_all, share=True)  # type: ignore[misc]

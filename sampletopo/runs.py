@@ -190,8 +190,8 @@ LOSS_SCHEMA: dict[str, Any] = {
 MARGIN_COLUMN = "margin"
 """An optional, nullable Float64 column of loss tables: the true-class logit minus the largest
 other logit (written by eval-mode recording since the audit, :mod:`sampletopo.audit`; tables
-recorded before, from a training pass, or by several processes sharing each epoch's samples
-have none). Not in :data:`LOSS_SCHEMA`, so tables without it read back as before."""
+recorded before, or from a training pass, have none). Not in :data:`LOSS_SCHEMA`, so tables
+without it read back as before."""
 
 DIAGRAM_SCHEMA: dict[str, Any] = {
     "split": pl.String,
