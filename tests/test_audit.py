@@ -245,6 +245,11 @@ def test_cli_writes_tables_and_figures(planted, capsys):
     assert "suspect regions" in out and "wrote" in out
     assert main(["audit", str(run), "--split", "val"]) == 2
     assert "no recorded losses of split 'val'" in capsys.readouterr().err
+    assert main(["audit", str(run), "--figures", "-1"]) == 2
+    assert "'--figures' flag" in capsys.readouterr().err
+    assert main(["audit", str(run.parent / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err
 
 
 # ---------------------------------------------------------------------------------------------
