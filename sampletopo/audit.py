@@ -553,6 +553,7 @@ def audit_run(
     split: str = "train",
     top: int = 20,
     rank_by: RankBy = "disagreement",
+    max_size: int | None = 100,
     methods: Sequence[str] = AUDIT_METHODS,
     aggregate: Aggregate = "mean",
     cv_folds: int = 5,
@@ -572,6 +573,8 @@ def audit_run(
         Regions to list.
     rank_by : {"disagreement", "persistence"}
         How regions are ranked (:func:`audit_regions`).
+    max_size : int or None
+        Largest region listed (:func:`audit_regions`).
     methods : sequence of str
         Any of :data:`AUDIT_METHODS` (all by default); see the module docstring.
     aggregate : {"mean", "max", "mean_loss"}
@@ -639,6 +642,7 @@ def audit_run(
             pred,
             top=top,
             rank_by=rank_by,
+            max_size=max_size,
             class_names=list(ds.class_names),
             topology=scores.get("topology"),
         ),  # fmt: skip
@@ -683,6 +687,7 @@ def audit_regions(
     *,
     top: int = 20,
     rank_by: RankBy = "disagreement",
+    max_size: int | None = 100,
     class_names: Sequence[str] | None = None,
     topology: np.ndarray | None = None,
 ) -> pl.DataFrame:
@@ -697,9 +702,13 @@ def audit_regions(
     rank_by : {"disagreement", "persistence"}
         ``"disagreement"``: persistence times the share of members whose prediction differs
         from their label (hard regions where model and labels disagree: likely mislabeled),
-        ties by persistence; chosen from the audit's question, before any benchmark. Taken
-        from the ``max(5 * top, 100)`` most persistent peaks. ``"persistence"``: the most
-        persistent peaks (hard regions, ambiguous ones included), as ``sampletopo samples``.
+        ties by persistence; chosen from the audit's question, before any benchmark.
+        ``"persistence"``: the most persistent peaks (hard regions, ambiguous ones included),
+        as ``sampletopo samples``. Either way from the ``max(5 * top, 100)`` most persistent.
+    max_size : int >= 1 or None
+        Leave out regions of more members than this: a region is meant to be reviewed as one
+        image grid (the essential peak of a clean run can hold a fifth of the data). None
+        keeps all.
     topology : (n,), optional
         The topological scores, for the ``mean_topology`` column.
 
@@ -718,7 +727,9 @@ def audit_regions(
     where = "audit_regions"
     top = check_int("top", top, 1, None, where=where)
     rank_by = check_choice("rank_by", rank_by, ("disagreement", "persistence"), where=where)
-    pool = top if rank_by == "persistence" else max(5 * top, 100)
+    if max_size is not None:
+        max_size = check_int("max_size", max_size, 1, None, where=where)
+    pool = max(5 * top, 100)
     with warnings.catch_warnings():
         # Fewer peaks than asked is normal for a small split; all are listed.
         warnings.simplefilter("ignore", FewerPairsWarning)
@@ -740,6 +751,8 @@ def audit_regions(
         pl.Series("disagree_share", disagree, dtype=pl.Float64),
         pl.Series("mean_topology", mean_topo, dtype=pl.Float64),
     )
+    if max_size is not None:
+        table = table.filter(pl.col("size") <= max_size)
     if rank_by == "disagreement":
         key = pl.col("persistence") * pl.col("disagree_share")
         table = table.sort([key, pl.col("rank")], descending=[True, False])

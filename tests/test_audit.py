@@ -130,6 +130,9 @@ def test_topological_score_and_regions_on_a_hand_worked_path():
     assert reg["audit_rank"].to_list() == [1, 2]
     assert reg["rank"].to_list() == [2, 1]
     assert reg["members"].to_list() == [[1, 2, 0], [6, 4, 5]]
+    # Regions larger than max_size are left out (only the one-member peak is left here).
+    reg = audit_regions(g, loss[None], labels, preds, top=3, max_size=2)
+    assert reg["members"].to_list() == [[4]] and reg["audit_rank"].to_list() == [1]
 
 
 def test_topological_scores_refuse_bad_input():

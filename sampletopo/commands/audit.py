@@ -40,6 +40,13 @@ def register(subparsers: Any) -> None:
     )
     option(
         p,
+        "--max-size",
+        type=int,
+        default_of=_AUDIT,
+        help="leave out regions of more members than this (one image grid each)",
+    )
+    option(
+        p,
         "--figures",
         type=int,
         metavar="N",
@@ -59,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if hasattr(args, "figures"):  # refused before the audit's work, not after
         check_int("--figures", args.figures, 0, None, where=None, kind="flag")
-    result = audit_run(args.run, **given(args, "split", "top", "rank_by"))
+    result = audit_run(args.run, **given(args, "split", "top", "rank_by", "max_size"))
     figures = {"figures": args.figures} if hasattr(args, "figures") else {}
     paths = write_audit(result, as_run(args.run), **figures)
     with pl.Config(
