@@ -127,6 +127,7 @@ _LAZY = {
     "list_datasets": "data",
     "create_model": "models",
     "list_models": "models",
+    "build_model": "models",
     "LossRecorder": "recorder",
     "evaluate_losses": "recorder",
     "record_checkpoints": "from_checkpoints",

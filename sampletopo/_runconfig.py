@@ -104,7 +104,10 @@ def _is_int(v: Any) -> bool:
 
 # The run config entries that readers use, and what each must be (when present).
 _RUN_CONFIG_TYPES: dict[str, tuple[str, Any]] = {
-    "data": ("a dataset name (string)", lambda v: isinstance(v, str) and v != ""),
+    "data": (
+        "a dataset name, .npz path, 'imagefolder:FOLDER' or import path (string)",
+        lambda v: isinstance(v, str) and v != "",
+    ),
     "data_root": ("a folder path (string)", lambda v: isinstance(v, str)),
     "data_seed": ("an int >= 0", lambda v: _is_int(v) and v >= 0),
     "val_fraction": (
@@ -114,7 +117,10 @@ _RUN_CONFIG_TYPES: dict[str, tuple[str, Any]] = {
     "max_samples": ("an int >= 0 (0: every sample)", lambda v: _is_int(v) and v >= 0),
     "data_file": ("a file path (string)", lambda v: isinstance(v, str) and v != ""),
     "data_rebuildable": ("true or false", lambda v: isinstance(v, bool)),
-    "model": ("a model name (string)", lambda v: isinstance(v, str)),
+    "model": (
+        "a model name, 'torchvision:NAME' or import path 'pkg.module:factory' (string)",
+        lambda v: isinstance(v, str) and v != "",
+    ),
     "model_kwargs": ("a table of model options", lambda v: isinstance(v, dict)),
     "milestones": (
         "a list of epoch numbers (ints)",
@@ -159,11 +165,19 @@ def load_saved_dataset(path: Path) -> Dataset:
 
     z = read_npz(path, fix=fix)  # a damaged file (changed bytes included) is one error
     try:
+        # Rows and signals are saved as stored, (n, d, 1, 1) / (n, C, L, 1), with their shape.
+        shape = tuple(int(v) for v in z["sample_shape"]) if "sample_shape" in z else None
+
+        def x(split: str) -> Any:
+            a = z[f"{split}_x"]
+            return a if shape is None else a.reshape(a.shape[0], *shape)
+
         return Dataset.from_arrays(
             str(z["name"]),
-            train=(z["train_x"], z["train_y"]),
-            val=(z["val_x"], z["val_y"]),
+            train=(x("train"), z["train_y"]),
+            val=(x("val"), z["val_y"]),
             class_names=[str(c) for c in z["class_names"]],
+            features=(z["train_features"], z["val_features"]) if "train_features" in z else None,
         )
     except (ValueError, KeyError) as exc:
         raise DamagedFileError(path, f"it does not hold a dataset ({exc})", fix) from exc
@@ -258,13 +272,12 @@ def dataset_from_config(cfg: Mapping[str, Any]) -> Dataset:
 
 def model_from_config(cfg: Mapping[str, Any], dataset: Dataset) -> nn.Module:
     """A freshly initialised model as a run config describes it, sized for ``dataset``."""
-    from sampletopo.models import create_model
+    from sampletopo.models import build_model
 
-    c, h, _ = dataset.input_shape
-    return create_model(
+    return build_model(
         str(cfg["model"]),
         num_classes=dataset.num_classes,
-        in_channels=c,
-        input_size=h,
-        **dict(cfg.get("model_kwargs", {})),
+        input_shape=dataset.sample_shape,
+        model_kwargs=dict(cfg.get("model_kwargs", {})),
+        where=f"the model of run {cfg.get('variant', '?')!r} (config.toml 'model')",
     )

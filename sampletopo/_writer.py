@@ -5,8 +5,9 @@ callback, ``sampletopo train``) and :func:`~sampletopo.from_checkpoints.record_c
 (``sampletopo record``) have in common: the run folder's lock (when the caller does not hold it
 already), the manifest and the check that the folder holds losses of this data and mode, the
 config of a folder a user's own loop records into, the model-signature check, moving aside
-tables that do not read back whole, which splits of an epoch are still to be recorded, and the
-atomic write of one table with its non-finite warning. It evaluates nothing and knows nothing
+tables that do not read back whole, which splits of an epoch are still to be recorded, the
+atomic write of one table with its non-finite warning, and the learning-rate schedule
+(``losses/schedule.parquet``: rewritten whole and atomically when an epoch's rates are new). It evaluates nothing and knows nothing
 about processes: under ``torch.distributed`` only rank 0 makes one.
 
 Who records (``source``) is explicit: ``"recorder"`` (a user's loop through a LossRecorder; the
@@ -18,14 +19,19 @@ config themselves). A folder holding losses of one source is refused to another.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
 
-from sampletopo._errors import NonFiniteLossWarning, RunFolderError
+from sampletopo._errors import (
+    DamagedFileError,
+    NonFiniteLossWarning,
+    RecorderWarning,
+    RunFolderError,
+)
 from sampletopo._folders import FolderLock, check_folder, lock_folder
 from sampletopo._runconfig import model_signature, write_toml
 from sampletopo._runfiles import move_aside, parquet_problem, write_parquet
@@ -33,6 +39,7 @@ from sampletopo._validation import invalid
 from sampletopo.runs import (
     LOSS_SCHEMA,
     MARGIN_COLUMN,
+    SCHEDULE_SCHEMA,
     SPLITS,
     PathLike,
     as_run,
@@ -121,8 +128,12 @@ class RunWriter:
         mode: str,
         on_exists: str,
         source: Source,
+        model_spec: tuple[Any, Mapping[str, Any] | None] | None = None,
     ) -> None:
         self.run = as_run(run_dir)
+        # A loop's own recorder: which model to store in config.toml (None: find out).
+        self._model_spec = model_spec
+        self._model_noted = source != "recorder"  # the drivers write the model themselves
         self.dataset = dataset
         self.splits = tuple(splits)
         self.mode = mode
@@ -132,6 +143,7 @@ class RunWriter:
         self._labels = {s: dataset.labels(s) for s in self.splits}
         self._model_sig: str | None = None
         self._lock: FolderLock | None = None
+        self._schedule: dict[int, list[float]] | None = None  # epoch -> rates, read when needed
         # A file where a folder of the layout must be is one error naming it, before anything
         # is written (os.makedirs would raise FileExistsError from deep inside the writer).
         check_folder(self.run.path, role="run folder")
@@ -240,6 +252,48 @@ class RunWriter:
                 "skipped, not recorded: use a new run folder."
             )
         self._model_sig = sig["signature"]
+        if not self._model_noted:
+            self._model_noted = True
+            self._note_model(net)
+
+    def _note_model(self, net: nn.Module) -> None:
+        """Store the model of a loop's own recorder in ``config.toml`` (so landscape and
+        hessian can rebuild it): the ``model_spec`` given, else the import path of the model's
+        class when that class, called with no options, rebuilds the same architecture; else
+        warn once, in one line, what to pass."""
+        from sampletopo._errors import RecorderWarning, SampletopoError
+        from sampletopo._imports import import_path_of
+
+        if "model" in self.run.read_config():
+            return
+        if self._model_spec is not None:
+            self.run.set_model(*self._model_spec, where="LossRecorder")  # wrong: one error
+            return
+        cls = type(net)
+        path = import_path_of(cls)
+        if path is None:
+            why = (
+                f"its class {cls.__qualname__!r} is defined in {cls.__module__!r}, which later "
+                "commands cannot import"
+            )
+        else:
+            try:
+                self.run.set_model(path, {}, where="LossRecorder")
+                return
+            except SampletopoError as exc:
+                text = str(exc)
+                if "architecture the run recorded" in text:  # other options, other sizes
+                    text = "it builds other parameter names or shapes"
+                why = f"{path}() with no options does not rebuild it ({text.split('. ')[0]})"
+        warnings.warn(
+            RecorderWarning(
+                f"Run {self.run.name!r}: config.toml names no model, so landscape and hessian "
+                f"cannot rebuild it: {why}. Pass LossRecorder(..., "
+                'model_spec="pkg.module:factory", model_kwargs={...}), or later `sampletopo '
+                "landscape RUN --model pkg.module:factory --model-kw KEY=VALUE`."
+            ),
+            stacklevel=_outside_sampletopo(),  # the loop's on_train_epoch_end call
+        )
 
     # -- tables on disk ------------------------------------------------------------------------
 
@@ -281,6 +335,64 @@ class RunWriter:
             else:
                 todo.append(s)
         return todo
+
+    # -- the learning-rate schedule ------------------------------------------------------------
+
+    def _stored_schedule(self) -> dict[int, list[float]]:
+        """``epoch -> rates`` on disk (read once); a damaged file is moved aside, warning, and its
+        epochs count as not stored (they are stored again when recorded again)."""
+        if self._schedule is None:
+            try:
+                df = self.run.read_schedule()
+            except DamagedFileError as exc:
+                move_aside(
+                    self.run.schedule_file,
+                    why=exc.why,
+                    then="the rates of the epochs recorded from now on are stored anew.",
+                )
+                df = None
+            out: dict[int, list[float]] = {}
+            if df is not None:
+                for (e,), part in df.sort("group").group_by(["epoch"], maintain_order=True):
+                    out[int(e)] = [float(v) for v in part["lr"]]  # type: ignore[arg-type]
+            self._schedule = out
+        return self._schedule
+
+    def write_schedule(self, epoch: int, rates: Sequence[float]) -> Path | None:
+        """Store the learning rates (one per parameter group) that ``epoch`` trained with.
+
+        The table is rewritten whole, atomically, only when the epoch's rates are not stored
+        yet, so a killed or restarted run neither loses nor repeats a row. Rates already stored
+        for the epoch are kept; other ones replace them with a :class:`RecorderWarning` (a loop
+        restarted with another schedule). Returns the file, or ``None`` when nothing changed.
+        """
+        stored = self._stored_schedule()
+        rates = [float(r) for r in rates]
+        old = stored.get(epoch)
+        if old == rates:
+            return None
+        if old is not None:
+            warnings.warn(
+                RecorderWarning(
+                    f"{self.run.name}: epoch {epoch} trained with learning rate(s) {rates}, "
+                    f"but the run's stored schedule says {old} (a restart with another "
+                    "schedule?); the stored schedule now says what this run did."
+                ),
+                stacklevel=4,
+            )
+        stored[epoch] = rates
+        eps = sorted(stored)
+        df = pl.DataFrame(
+            {
+                "epoch": [e for e in eps for _ in stored[e]],
+                "group": [g for e in eps for g in range(len(stored[e]))],
+                "lr": [r for e in eps for r in stored[e]],
+            },
+            schema=SCHEDULE_SCHEMA,
+        )
+        path = self.run.schedule_file
+        write_parquet(df, path)
+        return path
 
     def write(
         self,
@@ -326,3 +438,17 @@ class RunWriter:
                 )  # fmt: skip
         _write_table(loss_table(epoch, split, labels, preds, losses, margins), path)
         return path
+
+
+def _outside_sampletopo() -> int:
+    """The ``stacklevel`` of the first caller outside the sampletopo package (the warning then
+    names the user's line, however deep the recorder's calls go)."""
+    import sys
+
+    package = str(Path(__file__).resolve().parent)
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level

@@ -763,11 +763,13 @@ def audit_regions(
 
 
 def write_audit(result: Audit, run_dir: PathLike, *, figures: int = 5) -> list[Path]:
-    """Write an :class:`Audit`'s tables (and the image grids of its top ``figures`` regions)
+    """Write an :class:`Audit`'s tables (and a figure of each of its top ``figures`` regions)
     into ``<run>/audit/`` (file names from :class:`sampletopo.runs.Run`); return the paths.
 
-    Each file is written atomically. Grids show at most 40 members, ``label -> prediction``
-    under each (red when they differ); 1-D signals are drawn as one-row strips.
+    Each file is written atomically. The figure suits the data's inputs
+    (:func:`sampletopo.plotting._samples.plot_region_samples`): an image grid, signal line plots
+    or a feature table, at most 40 members, ``label -> prediction`` under each (red when they
+    differ); data without displayable inputs gets the tables only.
     """
     from sampletopo._runfiles import write_parquet
 
@@ -780,20 +782,18 @@ def write_audit(result: Audit, run_dir: PathLike, *, figures: int = 5) -> list[P
     if figures and result.regions.height:
         import matplotlib.pyplot as plt
 
-        from sampletopo.plotting._samples import plot_region_images
+        from sampletopo.plotting._samples import plot_region_samples
         from sampletopo.plotting._topology import save_figure
 
         ds = run.dataset()
-        images = ds.images(result.split)
-        if images is None:  # data without displayable inputs: tables only
-            return paths
         for r in result.regions.head(figures).iter_rows(named=True):
-            fig = plot_region_images(
-                images, r["members"], r["member_labels"], r["member_preds"],
-                class_names=ds.class_names,
+            fig = plot_region_samples(
+                ds, result.split, r["members"], r["member_labels"], r["member_preds"],
                 title=f"{result.run} {result.split}: suspect region {r['audit_rank']} "
                 f"(persistence {r['persistence']:.3g}, {r['size']} samples, labels {r['classes']})",
             )  # fmt: skip
+            if fig is None:  # data without displayable inputs: tables only
+                break
             try:
                 path = run.audit_figure(result.split, r["audit_rank"])
                 paths.append(save_figure(fig, path, dpi=110))

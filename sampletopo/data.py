@@ -73,6 +73,44 @@ class Dataset:
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
     # The load_dataset() arguments that rebuild this dataset (None for from_arrays data).
     settings: dict[str, Any] | None = field(default=None, repr=False)
+    # The shape of one model input when it is not (C, H, W): (d,) for tabular rows, (C, L) for
+    # signals. Stored inside as (n, d, 1, 1) and (n, C, L, 1), so features, statistics and
+    # fingerprints are those of (C, H, W) data.
+    _sample_shape: tuple[int, ...] | None = field(default=None, repr=False)
+    # The data's own graph features, split -> (n, d) float32, when it brings them (an .npz's
+    # features_train/features_val): what features(kind="raw") gives instead of the inputs.
+    _features: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one model input as :meth:`tensors` returns it: ``(C, H, W)`` for images,
+        ``(C, L)`` for signals, ``(d,)`` for tabular rows."""
+        return self._sample_shape or self.input_shape
+
+    @property
+    def kind(self) -> str:
+        """``"image"``, ``"signal"`` or ``"tabular"``: how sample figures show one input.
+
+        Tabular: ``(d,)`` inputs, or ``(C, 1, 1)``. Signal: ``(C, L)`` inputs, or ``(C, H, W)``
+        with one of ``H``, ``W`` equal to 1 (e.g. ``(1, 40, 1)``). Image: the rest."""
+        c, h, w = self.input_shape
+        if len(self.sample_shape) == 1 or h == w == 1:
+            return "tabular"
+        if len(self.sample_shape) == 2 or h == 1 or w == 1:
+            return "signal"
+        return "image"
+
+    def values(self, split: str) -> np.ndarray:
+        """The raw inputs of ``split`` for display, float32 in :attr:`sample_shape`: ``(n, d)``
+        rows, ``(n, C, L)`` signals (also for ``(C, L, 1)``/``(C, 1, L)`` inputs) or
+        ``(n, C, H, W)`` images."""
+        px = self._pixels(split)
+        kind = self.kind
+        if kind == "tabular":
+            return px.reshape(px.shape[0], -1)
+        if kind == "signal":
+            return px.reshape(px.shape[0], px.shape[1], -1)
+        return px
 
     @classmethod
     def from_arrays(
@@ -82,9 +120,18 @@ class Dataset:
         train: tuple[np.ndarray, np.ndarray],
         val: tuple[np.ndarray, np.ndarray],
         class_names: list[str] | None = None,
+        features: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Dataset:
         """A dataset from in-memory arrays: ``(x, y)`` per split, ``x`` of shape ``(n, C, H, W)``
         with values in [0, 1] (float or bool) or 0..255 (uint8), ``y`` integer labels from 0.
+
+        ``x`` may also be ``(n, d)``: tabular rows (standardized per feature, shown as a
+        feature table), or ``(n, C, L)``: signals of ``C`` channels (standardized per channel,
+        shown as line plots). :meth:`tensors` gives them back in that shape.
+
+        ``features=(f_train, f_val)``, arrays of shape ``(n, d)`` with one finite row per sample,
+        are the data's own features for the kNN graph (``features(kind="raw")``, and what
+        ``"standardized"`` and ``"pca"`` start from) instead of the flattened inputs.
 
         Refused with one :class:`ParameterError` naming the split, the first bad sample and the
         fix (one NaN pixel would otherwise make every recorded loss NaN): ragged input, object
@@ -107,30 +154,41 @@ class Dataset:
         names = _check_class_names(class_names, where=where)
         raw: dict[str, np.ndarray] = {}
         labels: dict[str, np.ndarray] = {}
+        sample_shape: tuple[int, ...] | None = None
+        given: dict[str, tuple[int, ...]] = {}
         for split, pair in (("train", train), ("val", val)):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise invalid(
                     split, "a pair (x, y) of arrays", where=where, got=type(pair).__name__
                 )
+            x = _as_array(pair[0], what="x", where=f"{where} (split {split!r})")
+            given[split] = tuple(int(v) for v in x.shape[1:])
+            if x.ndim in (2, 3):
+                # Rows (n, d) and signals (n, C, L) are kept as (n, d, 1, 1) and (n, C, L, 1).
+                sample_shape = tuple(int(v) for v in x.shape[1:])
+                x = x.reshape(*x.shape, *((1,) * (4 - x.ndim)))
             raw[split], labels[split] = _check_arrays(
-                *pair,
+                x,
+                pair[1],
                 part=f"split {split!r}",
                 where=where,
                 num_classes=None if names is None else len(names),
             )
-        if raw["train"].dtype != raw["val"].dtype or raw["train"].shape[1:] != raw["val"].shape[1:]:
+        if raw["train"].dtype != raw["val"].dtype or given["train"] != given["val"]:
             raise invalid(
                 "val",
-                "inputs of the train inputs' dtype and (C, H, W)",
+                "inputs of the train inputs' dtype and sample shape ((n, d) rows, (n, C, L) "
+                "signals or (n, C, H, W) images)",
                 where=where,
-                got=f"train {raw['train'].dtype} {raw['train'].shape[1:]} and val "
-                f"{raw['val'].dtype} {raw['val'].shape[1:]}",
+                got=f"train {raw['train'].dtype} {given['train']} and val "
+                f"{raw['val'].dtype} {given['val']}",
             )
         k = int(max(labels["train"].max(), labels["val"].max())) + 1
         if names is None:
             names = [str(i) for i in range(k)]
         c, h, w = (int(v) for v in raw["train"].shape[1:])
         scale = 1.0 / 255.0 if raw["train"].dtype == np.uint8 else 1.0
+        feats = _check_features(features, {s: raw[s].shape[0] for s in raw}, where=where)
         return cls(
             name=name,
             num_classes=len(names),
@@ -139,6 +197,8 @@ class Dataset:
             _raw=raw,
             _labels=labels,
             _scale=scale,
+            _sample_shape=sample_shape,
+            _features=feats,
         )
 
     def _check_split(self, split: str) -> str:
@@ -172,8 +232,8 @@ class Dataset:
         Returns
         -------
         x : torch.Tensor
-            float32 of shape ``(n, C, H, W)``, standardized per channel with the training split's
-            statistics.
+            float32 of shape ``(n, *sample_shape)`` (``(n, C, H, W)`` for images), standardized
+            per channel (per feature for tabular rows) with the training split's statistics.
         y : torch.Tensor
             int64 of shape ``(n,)``.
         """
@@ -181,6 +241,7 @@ class Dataset:
 
         mean, std = self._channel_stats()
         x = (self._pixels(split) - mean[None, :, None, None]) / std[None, :, None, None]
+        x = x.reshape(x.shape[0], *self.sample_shape)
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(
             self._labels[split].copy()
         )
@@ -200,7 +261,8 @@ class Dataset:
         split : {"train", "val"}
             Which split.
         kind : {"raw", "standardized", "pca"}
-            ``raw``: flattened pixels in [0, 1]. ``standardized``: each feature shifted and
+            ``raw``: flattened pixels in [0, 1], or the data's own features when it brings
+            them (``features=`` of :meth:`from_arrays`, an ``.npz``'s ``features_train``). ``standardized``: each feature shifted and
             scaled by the training split's mean and standard deviation (constant features are
             only shifted). ``pca``: standardized features projected on the first
             ``n_components`` principal axes fitted on the training split.
@@ -219,11 +281,11 @@ class Dataset:
         if path is not None:
             return _load_user_features(Path(path), n, split)
         check_choice("kind", kind, ("raw", "standardized", "pca"), where="Dataset.features")
-        flat = self._pixels(split).reshape(n, -1)
+        flat = self._rows(split)
         if kind == "raw":
             return np.ascontiguousarray(flat, dtype=np.float32)
         if "feat_stats" not in self._cache:
-            tr = self._pixels("train").reshape(self.n("train"), -1).astype(np.float64)
+            tr = self._rows("train").astype(np.float64)
             mu = tr.mean(axis=0)
             sd = tr.std(axis=0)
             self._cache["feat_stats"] = (mu, np.where(sd > 0, sd, 1.0))
@@ -244,11 +306,18 @@ class Dataset:
         if key not in self._cache:
             from sklearn.decomposition import PCA
 
-            tr = self._pixels("train").reshape(self.n("train"), -1).astype(np.float64)
+            tr = self._rows("train").astype(np.float64)
             pca = PCA(n_components=int(n_components), svd_solver="full")
             pca.fit((tr - mu) / sd)
             self._cache[key] = pca
         return self._cache[key].transform(z).astype(np.float32)
+
+    def _rows(self, split: str) -> np.ndarray:
+        """One row per sample of the features ``kind="raw"`` means: the data's own features
+        when it brings them, else the flattened inputs in [0, 1]."""
+        if self._features is not None:
+            return self._features[self._check_split(split)]
+        return self._pixels(split).reshape(self.n(split), -1)
 
     def fingerprint(self, split: str) -> str:
         """Hex digest (16 characters) of the split's raw inputs, labels and shape.
@@ -263,11 +332,17 @@ class Dataset:
             h.update(f"{raw.dtype.str}|{raw.shape}|{self._scale!r}|".encode())
             h.update(raw.tobytes())
             h.update(np.ascontiguousarray(self._labels[split], dtype="<i8").tobytes())
+            if self._features is not None:  # a cached graph of other features is not this one's
+                f = np.ascontiguousarray(self._features[split], dtype="<f4")
+                h.update(f"features|{f.shape}|".encode() + f.tobytes())
             self._cache[key] = h.hexdigest()[:16]
         return str(self._cache[key])
 
     def images(self, split: str) -> np.ndarray | None:
-        """Images of ``split`` for display: float32 in [0, 1], ``(n, H, W)`` or ``(n, H, W, C)``."""
+        """Images of ``split`` for display: float32 in [0, 1], ``(n, H, W)`` or ``(n, H, W, C)``;
+        ``None`` for signals and tabular rows (see :attr:`kind` and :meth:`values`)."""
+        if self.kind != "image":
+            return None
         px = self._pixels(split)
         if px.shape[1] == 1:
             return px[:, 0]
@@ -414,6 +489,50 @@ def _check_arrays(
     return np.ascontiguousarray(stored), np.ascontiguousarray(y, dtype=np.int64)
 
 
+def _check_features(
+    features: Any, counts: dict[str, int], *, where: str, names: tuple[str, ...] = SPLITS
+) -> dict[str, np.ndarray] | None:
+    """``features`` as ``{"train": (n_train, d), "val": (n_val, d)}`` float32 arrays, or None;
+    refused unless each holds one finite row per sample of its split, with one ``d``."""
+    if features is None:
+        return None
+    if not isinstance(features, (tuple, list)) or len(features) != 2:
+        raise invalid("features", "a pair (train, val) of (n, d) arrays", features, where=where)
+    out: dict[str, np.ndarray] = {}
+    for split, name, arr in zip(SPLITS, names, features, strict=True):
+        a = _as_array(arr, what=name, where=where)
+        n = counts[split]
+        if a.ndim != 2 or a.shape[0] != n or a.shape[1] == 0 or a.dtype.kind not in "buif":
+            raise invalid(
+                name,
+                f"real numbers of shape ({n}, d): one row of graph features per sample of "
+                f"split {split!r}",
+                where=where,
+                got=f"shape {a.shape}, dtype {a.dtype}",
+            )
+        with np.errstate(over="ignore"):
+            f = np.ascontiguousarray(a, dtype=np.float32)
+        bad = ~np.isfinite(f).all(axis=1)
+        if bad.any():
+            raise invalid(
+                name,
+                "finite values",
+                where=where,
+                got=f"{int(bad.sum())} row(s) with NaN or infinite values (first: row "
+                f"{int(np.flatnonzero(bad)[0])})",
+                fix="The kNN graph needs finite features: repair those rows first.",
+            )
+        out[split] = f
+    if out["train"].shape[1] != out["val"].shape[1]:
+        raise invalid(
+            names[1],
+            f"rows of the {names[0]} features' width",
+            where=where,
+            got=f"{out['train'].shape[1]} and {out['val'].shape[1]} columns",
+        )
+    return out
+
+
 def _check_class_names(class_names: Any, *, where: str) -> list[str] | None:
     if class_names is None:
         return None
@@ -526,7 +645,8 @@ def _check_val_fraction(
             having = ", ".join(sorted(_HAS_TEST))
             fix = (
                 f"{data or 'This dataset'!s} has no official test set, so 'test' is not "
-                f"available (it is for {having}); pass a fraction, e.g. 0.2."
+                f"available (it is for {having}, .npz files with x_val, image folders with "
+                "val/ and import paths); pass a fraction, e.g. 0.2."
             )
         raise invalid("val_fraction", allowed, val_fraction, where=where, fix=fix, kind=kind)
     return float(val_fraction)
@@ -545,6 +665,8 @@ def _subsample(labels: np.ndarray, max_samples: int | None, seed: int) -> np.nda
 # Loaders: each returns (train_x, train_y, test_x or None, test_y or None, class_names, scale)
 
 _Raw = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, list[str], float]
+# Graph features that come with the data: (rows of the train arrays, rows of the test arrays).
+_Feats = tuple[np.ndarray, np.ndarray | None] | None
 
 
 def _load_digits(root: Path, seed: int) -> _Raw:
@@ -775,17 +897,290 @@ _HAS_TEST = {"cifar10", "mnist"}
 
 
 def list_datasets() -> list[str]:
-    """Names accepted by :func:`load_dataset`, sorted."""
+    """Names accepted by :func:`load_dataset`, sorted (besides files and import paths)."""
     return sorted(_LOADERS)
 
 
 def default_val_fraction(name: str) -> float | str:
-    """The ``val_fraction`` that ``load_dataset(name)`` uses when none is given."""
-    return "test" if name in _HAS_TEST else 0.2
+    """The ``val_fraction`` that ``load_dataset(name)`` uses when none is given: ``"test"``
+    where the data has a validation or test split of its own (CIFAR-10, MNIST, an ``.npz`` with
+    ``x_val``, an image folder with ``val/``, an import path), else 0.2."""
+    if name in _LOADERS:
+        return "test" if name in _HAS_TEST else 0.2
+    return "test" if _has_own_val(name) else 0.2
+
+
+# ---------------------------------------------------------------------------------------------
+# Data of your own: an .npz file, an image folder, or an import path returning a Dataset
+
+IMAGEFOLDER = "imagefolder:"
+NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val", "class_names", "features_train", "features_val")
+
+_DATA_WHAT = (
+    f"a registered dataset ({', '.join(sorted(_LOADERS))}), the path of an .npz file, "
+    "'imagefolder:FOLDER' or the import path 'pkg.module:function' of a function returning a "
+    "sampletopo Dataset"
+)
+
+
+def data_spec(
+    data: Any, *, where: str = "load_dataset", kind: str = "parameter", check: bool = True
+) -> str:
+    """``data`` as a run config stores it: a registered name as is, an ``.npz`` file or an
+    image folder with its absolute path (checked to exist), an import path checked to import.
+
+    >>> data_spec("digits")
+    'digits'
+    """
+    from sampletopo._imports import import_object, is_import_path
+
+    if isinstance(data, str) and data in _LOADERS:
+        return data
+    if isinstance(data, (str, Path)) and str(data).endswith(".npz"):
+        path = Path(data).expanduser()
+        if check:
+            check_path("data", path, where=where, exists="file", kind=kind)
+        return str(path.resolve())
+    if isinstance(data, str) and data.startswith(IMAGEFOLDER):
+        path = Path(data[len(IMAGEFOLDER) :]).expanduser()
+        if check:
+            check_path("data", path, where=where, exists="dir", kind=kind)
+        return IMAGEFOLDER + str(path.resolve())
+    if is_import_path(data):
+        if check:
+            obj = import_object(data, param="data", where=where, what="a data function", kind=kind)
+            if not callable(obj):
+                raise invalid(
+                    "data",
+                    "the import path of a function returning a sampletopo Dataset",
+                    where=where,
+                    kind=kind,
+                    got=f"{data!r}, which names a {type(obj).__name__}",
+                )
+        return str(data)
+    if isinstance(data, str) and data.isidentifier():
+        check_choice(
+            "data",
+            data,
+            list_datasets(),
+            where=where,
+            kind=kind,
+            fix="Data of your own: the path of an .npz file (x_train, y_train, optionally "
+            "x_val, y_val), 'imagefolder:FOLDER' or an import path 'pkg.module:function'.",
+        )
+    raise invalid("data", _DATA_WHAT, data, where=where, kind=kind)
+
+
+def _has_own_val(spec: str) -> bool:
+    if spec.endswith(".npz"):
+        try:
+            with np.load(spec, allow_pickle=False) as z:
+                return "x_val" in z.files
+        except (OSError, ValueError):
+            return False  # reported by the loader, with the file's name
+    if spec.startswith(IMAGEFOLDER):
+        return (Path(spec[len(IMAGEFOLDER) :]) / "val").is_dir()
+    return True  # an import path's Dataset has its own val split
+
+
+def _load_npz(path: Path) -> tuple[_Raw, tuple[int, ...] | None, _Feats]:
+    where = f"the data file {str(path)!r}"
+    fix = (
+        "Write it with np.savez(path, x_train=..., y_train=..., x_val=..., y_val=...) "
+        "(x_val, y_val and class_names optional)."
+    )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise DamagedFileError(path, f"it could not be read as an .npz file ({exc})", fix) from exc
+    keys = sorted(arrays)
+    missing = [k for k in ("x_train", "y_train") if k not in arrays]
+    if ("x_val" in arrays) != ("y_val" in arrays):
+        missing.append("y_val" if "x_val" in arrays else "x_val")
+    if "features_val" in arrays and "features_train" not in arrays:
+        missing.append("features_train")
+    if "features_train" in arrays and "x_val" in arrays and "features_val" not in arrays:
+        missing.append("features_val")
+    if missing:
+        raise invalid(
+            "data",
+            "an .npz file with x_train and y_train (and optionally x_val with y_val, "
+            "class_names, features_train with features_val)",
+            where=where,
+            got=f"keys {keys}: {missing} missing",
+            fix=fix,
+        )
+    unknown = [k for k in keys if k not in NPZ_KEYS]
+    if unknown:
+        raise invalid(
+            "data",
+            f"an .npz file whose keys are among {list(NPZ_KEYS)}",
+            where=where,
+            got=f"keys {keys} ({unknown} unknown)",
+            fix="Rename them (x_train, y_train, x_val, y_val, class_names).",
+        )
+    names = None
+    if "class_names" in arrays:
+        names = _check_class_names([str(c) for c in arrays["class_names"].tolist()], where=where)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    shapes = {}
+    for split in SPLITS:
+        if f"x_{split}" not in arrays:
+            continue
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim not in (2, 3, 4) or y.ndim != 1 or x.shape[0] != y.shape[0]:
+            raise invalid(
+                f"x_{split}",
+                f"an array of n samples, shaped (n, d) rows, (n, C, L) signals or (n, C, H, W) "
+                f"images, with y_{split} of shape (n,)",
+                where=where,
+                got=f"x_{split} {x.shape} and y_{split} {y.shape}",
+                fix=fix,
+            )
+        shapes[split] = x.shape[1:]
+        x4 = x.reshape(*x.shape, *((1,) * (4 - x.ndim)))
+        out[split] = _check_arrays(
+            x4,
+            y,
+            part=f"x_{split}, y_{split}",
+            where=where,
+            num_classes=None if names is None else len(names),
+        )
+    if "val" in shapes and shapes["val"] != shapes["train"]:
+        raise invalid(
+            "x_val",
+            "samples of the shape of x_train's",
+            where=where,
+            got=f"x_train samples {shapes['train']}, x_val samples {shapes['val']}",
+        )
+    tx, ty = out["train"]
+    vx, vy = out.get("val", (None, None))
+    if names is None:
+        k = int(max(ty.max(), -1 if vy is None else vy.max())) + 1
+        names = [str(i) for i in range(k)]
+    if vx is not None and tx.dtype != vx.dtype:  # uint8 beside floats: both as floats in [0, 1]
+        tx, vx = (a.astype(np.float32) / np.float32(255) if a.dtype == np.uint8 else a
+                  for a in (tx, vx))  # fmt: skip
+    scale = 1.0 / 255.0 if tx.dtype == np.uint8 else 1.0
+    sample_shape = tuple(int(v) for v in shapes["train"])
+    feats: _Feats = None
+    if "features_train" in arrays:
+        fval = arrays.get("features_val")
+        checked = _check_features(
+            (arrays["features_train"], arrays["features_train"] if fval is None else fval),
+            {"train": tx.shape[0], "val": tx.shape[0] if vx is None else vx.shape[0]},
+            where=where,
+            names=("features_train", "features_val"),
+        )
+        assert checked is not None
+        feats = (checked["train"], None if fval is None else checked["val"])
+    raw = (tx, ty, vx, vy, names, scale)
+    return raw, (sample_shape if len(sample_shape) < 3 else None), feats
+
+
+def _load_imagefolder(folder: Path) -> _Raw:
+    """torchvision's ImageFolder layout: ``FOLDER/train/<class>/*.png`` (and ``val/<class>/``),
+    or ``FOLDER/<class>/*.png``; every image of one size, read as RGB uint8."""
+    where = f"the image folder {str(folder)!r}"
+    try:
+        from torchvision.datasets import ImageFolder
+    except ImportError:
+        raise ParameterError(
+            f"Reading {where} needs torchvision; install it (pip install torchvision).",
+            parameter="data",
+        ) from None
+    root = folder / "train" if (folder / "train").is_dir() else folder
+    parts: dict[str, Any] = {}
+    for split, sub in (("train", root), ("val", folder / "val")):
+        if split == "val" and not (folder / "train").is_dir() or not sub.is_dir():
+            continue
+        try:
+            parts[split] = ImageFolder(str(sub))
+        except (FileNotFoundError, OSError) as exc:
+            raise invalid(
+                "data",
+                "'imagefolder:FOLDER' with FOLDER/train/<class>/<image> (and optionally "
+                "FOLDER/val/<class>/<image>), or FOLDER/<class>/<image>",
+                where=where,
+                got=f"{str(sub)!r}: {exc}",
+            ) from None
+    classes = parts["train"].classes
+    if "val" in parts and parts["val"].classes != classes:
+        raise invalid(
+            "data",
+            "an image folder whose val/ has the same class folders as train/",
+            where=where,
+            got=f"train classes {classes}, val classes {parts['val'].classes}",
+        )
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split, folder_ds in parts.items():
+        imgs, sizes = [], set()
+        for path, _ in folder_ds.samples:
+            a = np.asarray(folder_ds.loader(path), dtype=np.uint8)
+            sizes.add(a.shape)
+            if len(sizes) > 1:
+                raise invalid(
+                    "data",
+                    "images of one size",
+                    where=where,
+                    got=f"sizes {sorted(sizes)} (e.g. {path!r})",
+                    fix="Resize them to one size first (e.g. with PIL's Image.resize).",
+                )
+            imgs.append(a)
+        x = np.stack(imgs).transpose(0, 3, 1, 2)
+        out[split] = (x, np.asarray(folder_ds.targets, dtype=np.int64))
+    tx, ty = out["train"]
+    vx, vy = out.get("val", (None, None))
+    return tx, ty, vx, vy, list(classes), 1.0 / 255.0
+
+
+def _load_function(spec: str, seed: int) -> tuple[_Raw, tuple[int, ...] | None, str, _Feats]:
+    from sampletopo._imports import import_object
+
+    fn = import_object(spec, param="data", where="load_dataset", what="a data function",
+                       kind="parameter")  # fmt: skip
+    try:
+        import inspect
+
+        takes_seed = "seed" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        takes_seed = False
+    ds = fn(seed=seed) if takes_seed else fn()
+    if not isinstance(ds, Dataset):
+        raise invalid(
+            "data",
+            "the import path of a function returning a sampletopo Dataset",
+            where="load_dataset",
+            got=f"{spec!r}, which returned a {type(ds).__name__}",
+            fix="Return Dataset.from_arrays(name, train=(x, y), val=(x, y)) from it.",
+        )
+    raw = (
+        ds._raw["train"], ds._labels["train"], ds._raw["val"], ds._labels["val"],
+        list(ds.class_names), ds._scale,
+    )  # fmt: skip
+    feats = None if ds._features is None else (ds._features["train"], ds._features["val"])
+    return raw, ds._sample_shape, ds.name, feats
+
+
+def _load_source(
+    spec: str, root: Path, seed: int
+) -> tuple[_Raw, tuple[int, ...] | None, str, _Feats]:
+    """The arrays of ``spec`` (already :func:`data_spec`'d), its sample shape, its name and
+    the graph features it brings."""
+    if spec in _LOADERS:
+        return _LOADERS[spec](root, seed), None, spec, None
+    if spec.endswith(".npz"):
+        raw, shape, feats = _load_npz(Path(spec))
+        return raw, shape, Path(spec).stem, feats
+    if spec.startswith(IMAGEFOLDER):
+        folder = Path(spec[len(IMAGEFOLDER) :])
+        return _load_imagefolder(folder), None, folder.name, None
+    return _load_function(spec, seed)
 
 
 def load_dataset(
-    name: str,
+    name: str | Path,
     *,
     root: str | Path = "data",
     seed: int = 0,
@@ -796,8 +1191,19 @@ def load_dataset(
 
     Parameters
     ----------
-    name : str
-        One of :func:`list_datasets`.
+    name : str or Path
+        One of :func:`list_datasets`, or data of your own:
+
+        - the path of an ``.npz`` file with ``x_train``, ``y_train`` and optionally ``x_val``,
+          ``y_val`` (then ``val_fraction`` defaults to ``"test"``: that split),
+          ``class_names`` and ``features_train``/``features_val`` (the kNN graph's raw
+          features, ``(n, d)``). ``x`` is ``(n, d)`` rows, ``(n, C, L)`` signals or ``(n, C, H, W)``
+          images (floats, or uint8 0..255), ``y`` integer labels from 0;
+        - ``"imagefolder:FOLDER"``: torchvision's ImageFolder layout, ``FOLDER/train/<class>/``
+          and optionally ``FOLDER/val/<class>/`` (else ``FOLDER/<class>/``), images of one size
+          read as RGB;
+        - an import path ``"pkg.module:function"`` of a function returning a :class:`Dataset`
+          (called with ``seed=`` when it takes one); its val split is ``"test"``.
     root : str or Path
         Folder holding local data sets in torchvision's on-disk format (``cifar10``, ``mnist``).
         Not used by ``digits`` and ``synthetic``.
@@ -822,7 +1228,7 @@ def load_dataset(
     >>> ds.n("train") + ds.n("val"), ds.input_shape
     (1797, (1, 8, 8))
     """
-    check_choice("name", name, list_datasets(), where="load_dataset")
+    name = data_spec(name, where="load_dataset")
     seed = check_int(
         "seed",
         seed,
@@ -835,22 +1241,31 @@ def load_dataset(
         not isinstance(max_samples, (int, np.integer)) or max_samples < 10
     ):
         raise invalid("max_samples", "None or an int >= 10", max_samples, where="load_dataset")
-    vf = default_val_fraction(name) if val_fraction is None else val_fraction
-    vf = _check_val_fraction(vf, allow_test=name in _HAS_TEST, data=name)
     root = Path(root)
-    tx, ty, test_x, test_y, class_names, scale = _LOADERS[name](root, int(seed))
+    (tx, ty, test_x, test_y, class_names, scale), sample_shape, title, own = _load_source(
+        name, root, int(seed)
+    )
+    feats: dict[str, np.ndarray] | None = None
+    vf = ("test" if test_x is not None else 0.2) if val_fraction is None else val_fraction
+    vf = _check_val_fraction(vf, allow_test=test_x is not None, data=name)
     if vf == "test":
         assert test_x is not None and test_y is not None
         raw = {"train": tx, "val": test_x}
         labels = {"train": ty, "val": test_y}
+        if own is not None and own[1] is not None:
+            feats = {"train": own[0], "val": own[1]}
     else:
         tr, va = _stratified_split(ty, float(vf), int(seed))
         raw = {"train": tx[tr], "val": tx[va]}
         labels = {"train": ty[tr], "val": ty[va]}
+        if own is not None:
+            feats = {"train": own[0][tr], "val": own[0][va]}
     if max_samples is not None:
         for s in SPLITS:
             keep = _subsample(labels[s], int(max_samples), int(seed) + (0 if s == "train" else 1))
             raw[s], labels[s] = raw[s][keep], labels[s][keep]
+            if feats is not None:
+                feats[s] = feats[s][keep]
     for s in SPLITS:
         raw[s] = np.ascontiguousarray(raw[s])
         labels[s] = np.ascontiguousarray(labels[s], dtype=np.int64)
@@ -864,7 +1279,9 @@ def load_dataset(
             )
     shape = tuple(int(v) for v in raw["train"].shape[1:])
     return Dataset(
-        name=name,
+        name=title,
+        _sample_shape=sample_shape,
+        _features=feats,
         num_classes=len(class_names),
         input_shape=(shape[0], shape[1], shape[2]),
         class_names=list(class_names),

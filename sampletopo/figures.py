@@ -38,13 +38,23 @@ __all__ = ["write_figure_set", "run_milestones", "comparison_figure"]
 
 
 def run_milestones(run_dirs: Iterable[Path]) -> list[int]:
-    """LR-annealing epochs of the runs (union of their configs' ``milestones``)."""
+    """Epochs after which the learning rate changes, in any of the runs (the union).
+
+    Per run: the drops of its stored schedule (:meth:`~sampletopo.runs.Run.lr_drops`, epochs
+    ``m`` whose rate differs from epoch ``m + 1``'s); for a run without one (recorded without an
+    optimizer, or before schedules were stored) the ``milestones`` of its config, if any. A
+    schedule or config that cannot be read is named in a :class:`FigureWarning`, and that run
+    marks nothing."""
     out: set[int] = set()
     for rd in run_dirs:
         run = Run(rd)
-        if not run.has_config():
-            continue  # a run recorded without one: no LR changes to mark
         try:
+            drops = run.lr_drops()
+            if drops is not None:
+                out |= set(drops)
+                continue
+            if not run.has_config():
+                continue  # a run recorded without one: no LR changes to mark
             out |= {int(m) for m in run.read_config().get("milestones", []) or []}
         except SampletopoError as exc:
             warnings.warn(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +27,7 @@ from sampletopo._folders import lock_folder
 from sampletopo._runconfig import DATA_KEYS
 from sampletopo._validation import MAX_SEED, check_choice, check_instance, check_int, invalid
 from sampletopo._writer import RunWriter
-from sampletopo.data import Dataset, default_val_fraction, list_datasets, load_dataset
+from sampletopo.data import Dataset, data_spec, default_val_fraction, list_datasets, load_dataset
 from sampletopo.distributed import (
     CheckpointChangedError,
     ListedCheckpoint,
@@ -44,6 +44,7 @@ from sampletopo.distributed import (
     read_listed_checkpoint,
     snapshot_checkpoints,
 )
+from sampletopo.models import build_model, check_model_kwargs, model_spec
 from sampletopo.recorder import (
     LossRecorder,
     OnExists,
@@ -62,8 +63,8 @@ def record_checkpoints(
     checkpoints: str | Path,
     run_dir: PathLike,
     *,
-    model: str | nn.Module,
-    data: str | Dataset,
+    model: str | Callable[..., nn.Module] | nn.Module,
+    data: str | Path | Dataset,
     data_root: str | Path = "data",
     model_kwargs: Mapping[str, Any] | None = None,
     data_seed: int = 0,
@@ -89,11 +90,15 @@ def record_checkpoints(
     run_dir : str or Path
         Output run folder. A ``config.toml`` describing the model and data is written when it
         does not exist yet, so :func:`~sampletopo.runs.Run.load_model` works on the result.
-    model : str or torch.nn.Module
-        A registered model name (built with ``model_kwargs``) or a model instance.
-    data : str or Dataset
-        A registered dataset name (loaded from ``data_root`` with ``data_seed``,
-        ``val_fraction`` and ``max_samples``) or a :class:`Dataset`.
+    model : str, callable or torch.nn.Module
+        A registered model name, ``"torchvision:NAME"``, an import path ``"pkg.module:factory"``
+        or the factory itself (built with ``model_kwargs``, see
+        :func:`~sampletopo.models.build_model`, and stored in the run's config so later commands
+        rebuild it), or a model instance.
+    data : str, Path or Dataset
+        A registered dataset name, an ``.npz`` file, ``"imagefolder:FOLDER"`` or an import path
+        (loaded from ``data_root`` with ``data_seed``, ``val_fraction`` and ``max_samples``,
+        see :func:`~sampletopo.data.load_dataset`), or a :class:`Dataset`.
     splits, batch_size, on_exists
         As for :class:`~sampletopo.recorder.LossRecorder` (mode ``"eval"``). Epochs already on
         disk are skipped.
@@ -165,14 +170,22 @@ def _check_arguments(
     check_instance(
         "data",
         data,
-        (str, Dataset),
-        what=f"a dataset name (one of {', '.join(list_datasets())}) or a sampletopo Dataset",
+        (str, Path, Dataset),
+        what=f"a dataset name (one of {', '.join(list_datasets())}), an .npz path, "
+        "'imagefolder:FOLDER', an import path or a sampletopo Dataset",
         where=where,
         fix="Wrap arrays with Dataset.from_arrays(name, train=(x, y), val=(x, y)).",
     )
-    check_instance(
-        "model", model, (str, nn.Module), what="a model name or a torch.nn.Module", where=where
-    )
+    if not isinstance(data, Dataset):
+        data_spec(data, where=where)
+    if not isinstance(model, (str, nn.Module)) and not callable(model):
+        raise invalid(
+            "model",
+            "a model name or a torch.nn.Module (or a model factory, its import path "
+            "'pkg.module:factory', or 'torchvision:NAME')",
+            where=where,
+            got=f"{model!r} ({type(model).__name__})",
+        )
     if model_kwargs is not None and not isinstance(model_kwargs, Mapping):
         raise invalid(
             "model_kwargs",
@@ -180,6 +193,9 @@ def _check_arguments(
             model_kwargs,
             where=where,
         )
+    if not isinstance(model, nn.Module):
+        spec = model_spec(model, where=where, kind="parameter")
+        check_model_kwargs(spec, model_kwargs or {}, where=where, kind="parameter")
     if not isinstance(data, Dataset):
         check_int("data_seed", data_seed, 0, MAX_SEED, where=where)
     return check_recorder_options(
@@ -241,8 +257,8 @@ def _record_checkpoints(
     checkpoints: str | Path,
     run_dir: PathLike,
     *,
-    model: str | nn.Module,
-    data: str | Dataset,
+    model: str | Callable[..., nn.Module] | nn.Module,
+    data: str | Path | Dataset,
     data_root: str | Path,
     model_kwargs: Mapping[str, Any] | None,
     data_seed: int,
@@ -302,18 +318,21 @@ def _record_checkpoints(
 
 
 def _model_on_device(
-    model: str | nn.Module,
+    model: str | Callable[..., nn.Module] | nn.Module,
     kwargs: dict[str, Any],
     ds: Dataset,
     requested: torch.device | None,
     world: World,
 ) -> tuple[nn.Module, torch.device]:
     """The model to load the checkpoints into, on the device the evaluation runs on."""
-    if isinstance(model, str):
-        from sampletopo.models import create_model
-
-        c, h, _ = ds.input_shape
-        net = create_model(model, num_classes=ds.num_classes, in_channels=c, input_size=h, **kwargs)
+    if not isinstance(model, nn.Module):
+        net = build_model(
+            model,
+            num_classes=ds.num_classes,
+            input_shape=ds.sample_shape,
+            model_kwargs=kwargs,
+            where="record_checkpoints",
+        )
     else:
         net = model
     if requested is not None:
@@ -367,12 +386,12 @@ def _checkpoint_config(
     job: _Job,
     checkpoints: str | Path,
     *,
-    data: str | Dataset,
+    data: str | Path | Dataset,
     data_root: str | Path,
     data_seed: int,
     val_fraction: float | str | None,
     max_samples: int | None,
-    model: str | nn.Module,
+    model: str | Callable[..., nn.Module] | nn.Module,
     model_kwargs: dict[str, Any],
 ) -> dict[str, Any]:
     """The run config of a folder recorded from checkpoints: data, model, checkpoint files."""
@@ -383,7 +402,7 @@ def _checkpoint_config(
         "checkpoint_dir": str(Path(checkpoints).resolve()),
         "record_mode": "eval",
     }
-    if isinstance(data, Dataset):
+    if isinstance(data, Dataset) or ds.settings:
         # The settings the dataset was really built with; in-memory data (from_arrays) is
         # saved beside the run so that readers can rebuild it.
         cfg.update(data_config(ds, job.run))
@@ -397,8 +416,8 @@ def _checkpoint_config(
             else default_val_fraction(ds.name),
             max_samples=int(max_samples or 0),
         )
-    if isinstance(model, str):
-        cfg["model"] = model
+    if not isinstance(model, nn.Module):
+        cfg["model"] = model_spec(model, where="record_checkpoints", kind="parameter")
         cfg["model_kwargs"] = model_kwargs
     cfg["checkpoint_files"] = {
         str(e): str(job.listed[i].path.resolve()) for e, i in sorted(job.by_epoch.items())

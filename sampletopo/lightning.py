@@ -40,7 +40,6 @@ resumed from its last checkpoint ends with every epoch recorded exactly once:
 from __future__ import annotations
 
 import contextlib
-import inspect
 import warnings
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -137,6 +136,10 @@ class LossRecorderCallback(Callback):
     ``torch.distributed``. An epoch that stops before its last batch (``max_steps``,
     ``trainer.should_stop`` set mid-epoch) is not a full epoch and is not recorded (warned).
     ``max_epochs`` reached ends the fit normally with its last epoch recorded.
+
+    The learning rates of the Trainer's optimizers (every parameter group, read as each epoch
+    starts, so whatever scheduler the module configures) are stored as the run's schedule
+    (``losses/schedule.parquet``, see :meth:`~sampletopo.runs.Run.read_schedule`).
 
     Examples
     --------
@@ -475,13 +478,8 @@ def _precision_inputs(trainer: pl.Trainer, module: nn.Module) -> Iterator[None]:
 
 
 def _schedule_options(trainer: pl.Trainer) -> dict[str, Any]:
-    """The Trainer's optimizer for the recorder's learning-rate record, once
-    :class:`~sampletopo.recorder.LossRecorder` takes an ``optimizer`` parameter (it reads the
-    rates of every parameter group at each recorded epoch). Lightning's schedulers step the
-    same optimizer, so its rates already follow them. Empty while the recorder has no such
-    parameter."""
-    params = inspect.signature(LossRecorder).parameters
-    if "optimizer" not in params or not trainer.optimizers:
-        return {}
-    opts = trainer.optimizers
-    return {"optimizer": opts[0] if len(opts) == 1 else list(opts)}
+    """The Trainer's optimizers for the recorder's learning-rate record (the rates of every
+    parameter group, read as each epoch starts). Lightning's schedulers step these optimizers,
+    so the stored rates follow them, whichever scheduler and interval the module configures."""
+    opts = list(trainer.optimizers)
+    return {"optimizer": opts} if opts else {}

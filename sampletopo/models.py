@@ -15,23 +15,47 @@ Holds :func:`create_model` and :func:`list_models` and the networks behind them:
 
 Every model accepts any ``in_channels`` and any ``input_size >= 4`` (pools are skipped once the
 feature map is 1x1), so all of them run on 1x8x8 digits. Models are created with the current
-torch RNG: call ``torch.manual_seed`` first for reproducible weights. This module does not
-train, record or load checkpoints.
+torch RNG: call ``torch.manual_seed`` first for reproducible weights.
+
+Models of your own are named by import path, ``"pkg.module:factory"`` (a class or a function
+returning an ``nn.Module``), and torchvision's classifiers as ``"torchvision:resnet18"``:
+:func:`build_model` builds any of the three, :func:`model_spec` turns a factory into the string a
+run config stores, and :func:`check_model_fits` runs one batch through a model to check its
+output against the labels before anything trains. This module does not train, record or load
+checkpoints.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from sampletopo._errors import ParameterError
+from sampletopo._imports import (
+    check_toml_value,
+    import_object,
+    import_path_of,
+    is_import_path,
+)
 from sampletopo._validation import check_bool, check_choice, check_int, check_real, invalid
 
-__all__ = ["create_model", "list_models", "model_kwargs", "check_model_options"]
+if TYPE_CHECKING:
+    from sampletopo.data import Dataset
+
+__all__ = [
+    "build_model",
+    "check_model_fits",
+    "check_model_options",
+    "create_model",
+    "list_models",
+    "model_kwargs",
+    "model_spec",
+]
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -402,7 +426,7 @@ def check_model_options(name: str, options: Any, *, where: str = "create_model")
 
 
 def create_model(
-    name: str,
+    name: ModelSpec,
     *,
     num_classes: int = 10,
     in_channels: int = 3,
@@ -414,8 +438,10 @@ def create_model(
 
     Parameters
     ----------
-    name : str
-        One of :func:`list_models`.
+    name : str or callable
+        One of :func:`list_models`; also ``"torchvision:NAME"``, an import path
+        ``"pkg.module:factory"`` or a factory, built by :func:`build_model` for inputs of shape
+        ``(in_channels, input_size, input_size)`` (``skip`` does not apply to them).
     num_classes, in_channels, input_size : int
         Output classes, input channels and (square) input side; e.g. ``1`` and ``8`` for digits.
     skip : bool
@@ -437,6 +463,18 @@ def create_model(
     >>> m(torch.zeros(2, 1, 8, 8)).shape
     torch.Size([2, 10])
     """
+    if not (isinstance(name, str) and name in _REGISTRY) and (
+        callable(name) or (isinstance(name, str) and ":" in name)
+    ):
+        # A model of your own or torchvision's: skip is a zoo option.
+        side = _pos_int("input_size", input_size, str(name))
+        return build_model(
+            name,
+            num_classes=_pos_int("num_classes", num_classes, str(name)),
+            input_shape=(_pos_int("in_channels", in_channels, str(name)), side, side),
+            model_kwargs=kw,
+            where="create_model",
+        )
     entry = _check_name(name)
     _check_known(name, kw, entry)
     check_bool("skip", skip, where="create_model")
@@ -464,3 +502,279 @@ def create_model(
             "allocate here. Use smaller width/widen/depth/hidden options.",
             parameter="model_kwargs",
         ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Models of your own: by import path, torchvision's by name
+
+TORCHVISION = "torchvision:"
+# What build_model fills in from the data when the factory has a parameter of that name and the
+# options do not set it.
+_FILLED = ("num_classes", "in_channels", "input_size", "input_shape")
+ModelSpec = str | Callable[..., nn.Module]
+
+_MODEL_WHAT = (
+    f"a registered model ({', '.join(sorted(_REGISTRY))}), 'torchvision:NAME' or the import path "
+    "'pkg.module:factory' of a class or function returning a torch.nn.Module"
+)
+
+
+def _torchvision_name(spec: str, *, where: str | None, kind: str) -> str:
+    try:
+        from torchvision import models as tvm
+    except ImportError:
+        raise ParameterError(
+            f"The 'model' {kind}{' of ' + where if where else ''} is {spec!r}, but torchvision is "
+            "not installed. Install it (pip install torchvision) or name another model.",
+            parameter="model",
+        ) from None
+    name = spec[len(TORCHVISION) :]
+    classifiers = sorted(tvm.list_models(module=tvm))
+    if name not in classifiers:
+        raise invalid(
+            "model",
+            f"'torchvision:NAME' with NAME one of torchvision's classifiers ({', '.join(classifiers[:8])}, ...)",
+            spec,
+            where=where,
+            kind=kind,
+        )
+    return name
+
+
+def model_spec(
+    model: Any, *, where: str | None = "the training config", kind: str = "setting"
+) -> str:
+    """The string a run config stores for ``model``: a zoo name or ``"torchvision:NAME"`` as
+    given (checked), an import path checked to import to a callable, or a callable's own import
+    path (:func:`~sampletopo._imports.import_path_of`).
+
+    Raises
+    ------
+    ParameterError
+        An unknown name, a path that does not import, or a callable defined where no later
+        command can import it (``__main__``, inside a function): move it into a module, or
+        pass its path.
+
+    Examples
+    --------
+    >>> model_spec("mlp"), model_spec(create_model)
+    ('mlp', 'sampletopo.models:create_model')
+    """
+    if isinstance(model, str):
+        if model in _REGISTRY:
+            return model
+        if model.startswith(TORCHVISION):
+            _torchvision_name(model, where=where, kind=kind)
+            return model
+        if not is_import_path(model):
+            tv = ""
+            if model.isidentifier():
+                tv = f" (torchvision's: 'torchvision:{model}' where torchvision has it)"
+            check_choice(
+                "model",
+                model,
+                sorted(_REGISTRY),
+                where=where,
+                kind=kind,
+                fix="A model of your own is named by its import path 'pkg.module:factory'; "
+                f"torchvision's classifiers as 'torchvision:NAME'{tv}.",
+            )
+        obj = import_object(model, param="model", where=where, what="a model factory", kind=kind)
+        if not callable(obj) or isinstance(obj, nn.Module):
+            raise invalid(
+                "model",
+                "the import path of a class or function that returns a torch.nn.Module",
+                where=where,
+                kind=kind,
+                got=f"{model!r}, which names a {type(obj).__name__}",
+                fix="Name the factory (e.g. the class), not a built instance.",
+            )
+        return model
+    if callable(model) and not isinstance(model, nn.Module):
+        path = import_path_of(model)
+        if path is None:
+            name = getattr(model, "__qualname__", repr(model))
+            raise invalid(
+                "model",
+                "a factory that later commands can import again (defined in a module, not in "
+                "__main__ or inside a function)",
+                where=where,
+                kind=kind,
+                got=f"{name!r} from {getattr(model, '__module__', '?')!r}",
+                fix="Move it into a module (e.g. mynets.py beside your script) and pass it, or "
+                "its import path 'mynets:" + str(getattr(model, "__name__", "factory")) + "'.",
+            )
+        return path
+    raise invalid("model", _MODEL_WHAT, model, where=where, kind=kind)
+
+
+def check_model_kwargs(spec: str, options: Any, *, where: str, kind: str = "setting") -> dict:
+    """Options of a model spec checked: a zoo model's as :func:`check_model_options` does
+    (defaults filled in); another's only for what a ``config.toml`` can store."""
+    if spec in _REGISTRY:
+        return check_model_options(spec, options, where=where)
+    if not isinstance(options, Mapping):
+        raise invalid(
+            "model_kwargs", "a table of model options (option -> value)", options, where=where,
+            kind=kind,
+        )  # fmt: skip
+    for key, value in options.items():
+        check_toml_value(str(key), value, where=f"{where} (model option of {spec!r})")
+    return dict(options)
+
+
+def build_model(
+    model: ModelSpec,
+    *,
+    num_classes: int,
+    input_shape: Sequence[int],
+    model_kwargs: Mapping[str, Any] | None = None,
+    where: str = "build_model",
+) -> nn.Module:
+    """A freshly initialised model of any kind a run config can name, sized for the data.
+
+    Parameters
+    ----------
+    model : str or callable
+        A zoo name (:func:`list_models`, built by :func:`create_model`), ``"torchvision:NAME"``
+        (``torchvision.models.get_model(NAME, weights=None, num_classes=...)``), an import path
+        ``"pkg.module:factory"`` or the factory itself.
+    num_classes, input_shape
+        From the data: the class count and the shape of one model input (``(C, H, W)``,
+        ``(C, L)`` or ``(d,)``).
+    model_kwargs : mapping, optional
+        Options passed to the factory. A factory of your own is called with them, plus
+        ``num_classes``, ``in_channels`` (``input_shape[0]``), ``input_size`` (``input_shape[1]``,
+        or ``input_shape[0]`` for ``(d,)``) and ``input_shape`` where its signature has a
+        parameter of that name that the options leave out.
+
+    Raises
+    ------
+    ParameterError
+        The factory is not found, raises, or returns something that is not an ``nn.Module``.
+
+    Examples
+    --------
+    >>> m = build_model("torch.nn:Linear", num_classes=3, input_shape=(4,),
+    ...                 model_kwargs={"in_features": 4, "out_features": 3})
+    >>> type(m).__name__
+    'Linear'
+    """
+    kwargs = dict(model_kwargs or {})
+    shape = tuple(int(v) for v in input_shape)
+    if isinstance(model, str) and model in _REGISTRY:
+        if len(shape) != 3:
+            raise invalid(
+                "model",
+                "a model of your own ('pkg.module:factory') for inputs that are not images",
+                model,
+                where=where,
+                got=f"zoo model {model!r} (image classifiers) for inputs of shape {shape}",
+            )
+        return create_model(
+            model, num_classes=num_classes, in_channels=shape[0], input_size=shape[1], **kwargs
+        )
+    spec = model_spec(model, where=where, kind="parameter")
+    if spec.startswith(TORCHVISION):
+        from torchvision import models as tvm
+
+        name = _torchvision_name(spec, where=where, kind="parameter")
+        kwargs.setdefault("num_classes", num_classes)
+        return _call_factory(
+            lambda **kw: tvm.get_model(name, weights=None, **kw), kwargs, spec, where
+        )
+    factory = model if callable(model) else import_object(
+        spec, param="model", where=where, what="a model factory", kind="parameter"
+    )  # fmt: skip
+    filled = {
+        "num_classes": num_classes,
+        "in_channels": shape[0],
+        "input_size": shape[1] if len(shape) > 1 else shape[0],
+        "input_shape": list(shape),
+    }
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins without a signature: pass the options only
+        params = {}  # type: ignore[assignment]
+    for key in _FILLED:
+        if key in params and key not in kwargs:
+            kwargs[key] = filled[key]
+    return _call_factory(factory, kwargs, spec, where)
+
+
+def _call_factory(
+    factory: Callable[..., Any], kwargs: dict[str, Any], spec: str, where: str
+) -> nn.Module:
+    try:
+        net = factory(**kwargs)
+    except TypeError as exc:
+        raise ParameterError(
+            f"Model {spec!r} could not be built with options {kwargs} ({where}): {exc}. Pass "
+            "the options its factory takes with --model-kw KEY=VALUE (model_kwargs={...}).",
+            parameter="model_kwargs",
+        ) from None
+    except (ValueError, RuntimeError, AssertionError, KeyError) as exc:
+        raise ParameterError(
+            f"Model {spec!r} raised {type(exc).__name__} while being built with options "
+            f"{kwargs} ({where}): {exc}. Check the model options.",
+            parameter="model_kwargs",
+        ) from None
+    if not isinstance(net, nn.Module):
+        raise invalid(
+            "model",
+            "a factory that returns a torch.nn.Module",
+            where=where,
+            got=f"{spec!r}, which returned a {type(net).__name__}",
+            fix="Return the network (an nn.Module) from the factory.",
+        )
+    return net
+
+
+def check_model_fits(model: nn.Module, dataset: Dataset, *, where: str, n: int = 4) -> None:
+    """Run ``n`` training samples through ``model`` (eval mode, no gradients, on the model's
+    device) and refuse, in one :class:`ParameterError` naming the shapes and the fix, a model
+    that fails on the inputs or whose output is not ``(n, C)`` logits with ``C`` at least the
+    data's class count (every label must be a valid output index)."""
+    import torch
+
+    x, y = dataset.tensors("train")
+    k = min(n, x.shape[0])
+    param = next(model.parameters(), None)
+    dev = param.device if param is not None else torch.device("cpu")
+    xb = x[:k].to(dev)
+    shape = tuple(xb.shape[1:])
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(xb)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ParameterError(
+            f"The model ({type(model).__name__}, {where}) fails on a batch of the data's inputs "
+            f"of shape ({k}, {', '.join(map(str, shape))}): {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}. Make its first layer take inputs "
+            f"of shape {shape} (e.g. in_channels={shape[0]}), or store the data in the shape "
+            "the model expects.",
+            parameter="model",
+        ) from None
+    finally:
+        model.train(was_training)
+    classes = dataset.num_classes
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != k:
+        got = out.shape if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ParameterError(
+            f"The model ({type(model).__name__}, {where}) returns {got} for a batch of {k} "
+            f"inputs; per-sample losses need logits of shape ({k}, C) with C >= {classes} (the "
+            f"data's classes). Make forward return one row of class scores per sample (flatten "
+            f"and end in a Linear(..., {classes})).",
+            parameter="model",
+        )
+    if out.shape[1] < classes:
+        top = int(y.max())
+        raise ParameterError(
+            f"The model ({type(model).__name__}, {where}) has {out.shape[1]} outputs per "
+            f"sample, but the data's labels go up to {top} ({classes} classes): labels "
+            f"{out.shape[1]}..{top} have no output. Build it with num_classes={classes} (e.g. "
+            f"--model-kw num_classes={classes}), or map the labels to 0..{out.shape[1] - 1}.",
+            parameter="model",
+        )

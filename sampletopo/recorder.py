@@ -51,7 +51,7 @@ Two modes:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -230,6 +230,47 @@ def _evaluate(
 # Recorder
 
 
+def check_schedule_source(
+    optimizer: Any, scheduler: Any, *, where: str
+) -> tuple[torch.optim.Optimizer, ...]:
+    """The optimizers whose learning rates a recorder stores: ``optimizer`` (one or a sequence)
+    and the one ``scheduler`` steps (the same one, if both are given)."""
+    fix = "Pass the optimizer your loop steps (or its learning-rate scheduler)."
+    if optimizer is None:
+        opts: tuple[Any, ...] = ()
+    elif isinstance(optimizer, torch.optim.Optimizer):
+        opts = (optimizer,)
+    elif isinstance(optimizer, (list, tuple)) and optimizer:
+        opts = tuple(optimizer)
+    else:
+        opts = (optimizer,)
+    for o in opts:
+        check_instance(
+            "optimizer", o, torch.optim.Optimizer, what="a torch optimizer", where=where, fix=fix
+        )
+    if scheduler is not None:
+        sched_opt = getattr(scheduler, "optimizer", None)
+        if not isinstance(sched_opt, torch.optim.Optimizer):
+            raise invalid(
+                "scheduler",
+                "a learning-rate scheduler of torch.optim.lr_scheduler (it has .optimizer)",
+                where=where,
+                got=type(scheduler).__name__,
+                fix=fix,
+            )
+        if not opts:
+            opts = (sched_opt,)
+        elif not any(o is sched_opt for o in opts):
+            raise invalid(
+                "scheduler",
+                "a scheduler of the optimizer passed as 'optimizer'",
+                where=where,
+                got="a scheduler of another optimizer",
+                fix="Pass the scheduler of that optimizer, or only one of the two.",
+            )
+    return opts
+
+
 def check_dataset(dataset: Any, *, where: str, param: str = "dataset") -> Dataset:
     """Refuse anything but a :class:`~sampletopo.data.Dataset`, naming what was given."""
     return check_instance(  # type: ignore[no-any-return]
@@ -302,9 +343,27 @@ class LossRecorder:
         ``None`` (default): when a ``torch.distributed`` process group with several processes is
         initialised (e.g. under ``torchrun``), share the work among its ranks; else record alone.
         ``True`` requires such a group, ``False`` records alone in every process.
+    optimizer : torch.optim.Optimizer or sequence of them, optional
+        Whose learning rates to store (``losses/schedule.parquet``, see
+        :meth:`~sampletopo.runs.Run.read_schedule`): one rate per parameter group (groups
+        numbered from 0 across the optimizers, in order) for every epoch recorded from 1 on.
+    scheduler : torch.optim.lr_scheduler.LRScheduler, optional
+        Instead of (or beside) ``optimizer``: the rates of the optimizer it steps are stored.
+        Without either, no schedule is stored (figures then mark no learning-rate drops).
+    model_spec, model_kwargs : optional
+        The model's factory (``"pkg.module:factory"`` or the factory) and its options, stored
+        in the run's ``config.toml`` at the first recorded epoch so that landscape and hessian
+        can rebuild the model (checked against the model recorded). Without it the recorder
+        stores the model's class when it is importable and rebuilds the model with no options;
+        otherwise it warns once, in one line, what to pass.
 
     Notes
     -----
+    Which rate an epoch trained with: the rates are read from the optimizer's
+    ``param_groups`` at :meth:`on_train_epoch_start` of the epoch when the loop calls it, else
+    at :meth:`on_train_epoch_end`, which must then come before ``scheduler.step()`` (the order
+    of PyTorch's examples: train, record, step). A scheduler stepped per batch (``OneCycleLR``)
+    changes the rate within an epoch; the one stored is the rate read then.
     Restarting is safe: the recorder reads which epochs are on disk when created, and refuses a
     run folder whose recorded data (fingerprint) or mode differ from this one's. A table there
     that does not read back whole is moved aside (``epoch=NNNN.parquet.damaged``, with a
@@ -351,6 +410,10 @@ class LossRecorder:
         device: str | torch.device | None = None,
         on_exists: OnExists = "skip",
         distributed: bool | None = None,
+        optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,
+        scheduler: Any = None,
+        model_spec: str | Callable[..., nn.Module] | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         # Who records: a user's loop, unless _for_driver said otherwise (see there).
         source: Source = self.__dict__.pop("_driver", "recorder")
@@ -365,6 +428,8 @@ class LossRecorder:
             where="LossRecorder",
         )
         self.device = resolve_device(device, where="LossRecorder")
+        self.optimizers = check_schedule_source(optimizer, scheduler, where="LossRecorder")
+        self._rates: list[float] | None = None  # read at on_train_epoch_start
         self.run_dir = Path(run_dir)
         self.dataset = dataset
         self.splits = splits
@@ -385,7 +450,13 @@ class LossRecorder:
         self._writer = on_main(
             self._world,
             lambda: RunWriter(
-                self.run_dir, dataset, splits=splits, mode=mode, on_exists=on_exists, source=source
+                self.run_dir,
+                dataset,
+                splits=splits,
+                mode=mode,
+                on_exists=on_exists,
+                source=source,
+                model_spec=None if model_spec is None else (model_spec, model_kwargs),
             ),
         )
         self._closed = False
@@ -485,9 +556,27 @@ class LossRecorder:
 
     # -- hooks ---------------------------------------------------------------------------------
 
+    def learning_rates(self) -> list[float] | None:
+        """The optimizer's learning rates now, one per parameter group (``None`` without one)."""
+        if not self.optimizers:
+            return None
+        return [float(g["lr"]) for opt in self.optimizers for g in opt.param_groups]
+
     def on_train_epoch_start(self, epoch: int) -> None:
-        """Forget training-pass losses gathered so far (``train_pass`` mode); optional."""
+        """An epoch starts: read the learning rates it trains with, and forget training-pass
+        losses gathered so far (``train_pass`` mode). Optional: without it, the rates are read
+        at :meth:`on_train_epoch_end`."""
         self._buf = None
+        self._rates = self.learning_rates()
+
+    def _write_schedule(self, epoch: int) -> None:
+        """Store the rates ``epoch`` trained with (read at its start, else now)."""
+        rates, self._rates = self._rates, None
+        if epoch == 0 or not self.optimizers:
+            return
+        rates = rates if rates is not None else self.learning_rates()
+        assert rates is not None
+        self._on_writer(lambda w: w.write_schedule(epoch, rates))
 
     def on_train_batch_end(
         self,
@@ -604,6 +693,9 @@ class LossRecorder:
         check_module(model, where="on_train_epoch_end")
         self._check_open()
         self._on_writer(lambda w: w.check_model(model))
+        # Before the tables: a run killed in between has the epoch's rates stored once, and
+        # stores nothing twice when the epoch is recorded again.
+        self._write_schedule(epoch)
         if self._world.distributed:
             return self._epoch_end_distributed(epoch, model)
         out: dict[str, Path | None] = {s: None for s in self.splits}

@@ -12,6 +12,7 @@ A *run* (variant) folder holds what one training run recorded and what was compu
     <run>/.sampletopo.lock                          the writer's lock (see sampletopo._folders)
     <run>/losses/manifest.json                      dataset, mode, per split size + fingerprint
     <run>/losses/<split>/epoch=NNNN.parquet         one loss table per split and epoch
+    <run>/losses/schedule.parquet                   learning rate per epoch and param group
     <run>/checkpoints/epoch=NNNN.pt                 checkpoints of ``sampletopo train``
     <run>/topology/meta.json                        kNN graph settings per split
     <run>/topology/<split>/epoch=NNNN.parquet       join and split diagrams per split and epoch
@@ -62,12 +63,13 @@ from sampletopo._runconfig import (
     check_run_config,
     dataset_from_config,
     model_from_config,
+    model_signature,
     read_toml,
     warn_foreign_data_root,
     write_json,
     write_toml,
 )
-from sampletopo._runfiles import DamagedFileError, RowsCheck, read_json
+from sampletopo._runfiles import DamagedFileError, RowsCheck, read_json, read_parquet
 from sampletopo._validation import invalid
 
 if TYPE_CHECKING:
@@ -82,6 +84,7 @@ __all__ = [
     "Experiment",
     "LOSS_SCHEMA",
     "MARGIN_COLUMN",
+    "SCHEDULE_SCHEMA",
     "RESERVED_NAMES",
     "Report",
     "Run",
@@ -98,6 +101,8 @@ __all__ = [
     "load_run_model",
     "parse_epoch",
     "runs_in",
+    "schedule_drops",
+    "schedule_rows",
 ]
 
 #: A folder given to sampletopo: a ``str``, a :class:`~pathlib.Path` or a :class:`Run` (which is
@@ -110,6 +115,7 @@ PathLike = str | os.PathLike[str]
 _CONFIG = "config.toml"
 _LOSSES = "losses"
 _MANIFEST = "manifest.json"
+_SCHEDULE = "schedule.parquet"
 _CHECKPOINTS = "checkpoints"
 _TOPOLOGY = "topology"
 _META = "meta.json"
@@ -205,6 +211,15 @@ DIAGRAM_SCHEMA: dict[str, Any] = {
 }
 """Columns of a diagram table: the join and split pairs of one split and epoch."""
 
+SCHEDULE_SCHEMA: dict[str, Any] = {
+    "epoch": pl.Int32,
+    "group": pl.Int32,
+    "lr": pl.Float64,
+}
+"""Columns of the schedule table: the learning rate each parameter group (numbered from 0 in
+the optimizer's order) trained epoch ``epoch`` with (epochs from 1; epoch 0, the initial model,
+trains with none). One row per epoch and group, sorted by epoch and group."""
+
 LOSS_FIX = (
     "Record that epoch again: run the same `sampletopo train` or `sampletopo record` command "
     "(or restart your LossRecorder loop from before that epoch); it moves the damaged file "
@@ -214,6 +229,10 @@ MANIFEST_FIX = (
     "It records which data the run's loss tables hold. Restore it from a copy, or delete it: "
     "the next recording writes a new one from the data it is given, and until then the tables "
     "are not checked against the data."
+)
+SCHEDULE_FIX = (
+    "It records the learning rate of each epoch; it is rewritten whole at every recorded epoch. "
+    "Delete it (figures then mark the config's milestones, if any), or restore it from a copy."
 )
 DIAGRAM_FIX = (
     "Diagram tables are computed from the loss tables: run `sampletopo topology` on this run "
@@ -245,6 +264,45 @@ def loss_rows(split: str, epoch: int, n: int | None) -> RowsCheck:
         return None
 
     return RowsCheck(("split", "epoch", "sample"), problem)
+
+
+def schedule_rows() -> RowsCheck:
+    """What the rows of the schedule table must say: epochs from 1, groups from 0, each
+    (epoch, group) once, the groups of every epoch ``0 .. G - 1``, finite rates >= 0."""
+
+    def problem(df: pl.DataFrame) -> str | None:
+        if df.height and (int(df["epoch"].min()) < 1 or int(df["group"].min()) < 0):  # type: ignore[arg-type]
+            return "it holds an epoch below 1 or a group below 0"
+        if df.select(pl.struct("epoch", "group").is_duplicated().any()).item():
+            return "it holds an (epoch, group) twice"
+        lr = df["lr"].to_numpy()
+        if not (np.isfinite(lr) & (lr >= 0)).all():
+            return "it holds a learning rate that is negative, NaN or infinite"
+        counts = df.group_by("epoch").agg(n=pl.len(), top=pl.col("group").max())
+        if counts.filter(pl.col("n") != pl.col("top") + 1).height:
+            return "an epoch's groups are not numbered 0 .. G - 1"
+        return None
+
+    return RowsCheck(("epoch", "group", "lr"), problem)
+
+
+def schedule_drops(schedule: pl.DataFrame) -> list[int]:
+    """The epochs ``m`` after which the learning rate changes: some group's rate of epoch
+    ``m + 1`` differs from its rate of epoch ``m`` (both recorded), i.e. ``m`` is the last epoch
+    at the old rate, as the ``milestones`` of ``sampletopo train`` count. Rates are compared
+    exactly (a schedule that changes every epoch, cosine say, gives every epoch).
+
+    >>> t = pl.DataFrame({"epoch": [1, 2, 3, 4], "group": [0] * 4, "lr": [.1, .1, .01, .01]})
+    >>> schedule_drops(t)
+    [2]
+    """
+    out: set[int] = set()
+    for _, part in schedule.sort("epoch").group_by("group"):
+        ep = part["epoch"].to_numpy()
+        lr = part["lr"].to_numpy()
+        step = (ep[1:] == ep[:-1] + 1) & (lr[1:] != lr[:-1])
+        out |= {int(e) for e in ep[:-1][step]}
+    return sorted(out)
 
 
 def diagram_rows(split: str, epoch: int) -> RowsCheck:
@@ -440,6 +498,11 @@ class Run:
         """``losses/manifest.json``: dataset, mode, per split size and fingerprint, model."""
         return self.losses_dir / _MANIFEST
 
+    @property
+    def schedule_file(self) -> Path:
+        """``losses/schedule.parquet``: the learning rate of each epoch and parameter group."""
+        return self.losses_dir / _SCHEDULE
+
     def loss_dir(self, split: str) -> Path:
         """``losses/<split>/``."""
         return self.losses_dir / split
@@ -605,6 +668,23 @@ class Run:
             raise DamagedFileError(path, why, MANIFEST_FIX)
         return man  # type: ignore[no-any-return]
 
+    def read_schedule(self) -> pl.DataFrame | None:
+        """``losses/schedule.parquet`` (columns of :data:`SCHEDULE_SCHEMA`, sorted by epoch and
+        group), ``None`` when the run stored no schedule (recorded without an optimizer, or
+        before schedules were stored); a damaged one raises
+        :class:`~sampletopo._runfiles.DamagedFileError`."""
+        path = self.schedule_file
+        if not path.is_file():
+            return None
+        df = read_parquet(path, SCHEDULE_SCHEMA, rows_check=schedule_rows(), fix=SCHEDULE_FIX)
+        return df.sort(["epoch", "group"])
+
+    def lr_drops(self) -> list[int] | None:
+        """Epochs ``m`` after which the stored learning rate changes (see
+        :func:`schedule_drops`), ``None`` when the run stored no schedule."""
+        schedule = self.read_schedule()
+        return None if schedule is None else schedule_drops(schedule)
+
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
         """Write ``losses/manifest.json`` atomically."""
         write_json(self.manifest_file, dict(manifest))
@@ -664,6 +744,58 @@ class Run:
                     f"{info.get('fingerprint')}). Check data_root and the data files, or the data "
                     "settings in config.toml."
                 )
+
+    def set_model(
+        self,
+        model: str | Any,
+        model_kwargs: Mapping[str, Any] | None = None,
+        *,
+        where: str = "Run.set_model",
+    ) -> dict[str, Any]:
+        """Store in ``config.toml`` which model the run trained, so that later commands
+        (landscape, hessian, record-from-checkpoints, the report's comparison figure) can
+        rebuild it: for runs recorded by a loop of your own, whose config names none.
+
+        ``model`` is anything :func:`~sampletopo.models.build_model` takes (a zoo name,
+        ``"torchvision:NAME"``, ``"pkg.module:factory"`` or the factory). The model is built for
+        the run's data and checked against the architecture the recorder saw (class, parameter
+        names and shapes, kept in ``losses/manifest.json``); a run whose config already names
+        another model is refused. Returns the ``model`` and ``model_kwargs`` entries written.
+        """
+        from sampletopo.models import build_model, check_model_kwargs, model_spec
+
+        spec = model_spec(model, where=where, kind="parameter")
+        kwargs = check_model_kwargs(spec, dict(model_kwargs or {}), where=where, kind="parameter")
+        cfg = read_toml(self.config_file, fix="Restore it, or record the run again.")
+        check_run_config(cfg, self.config_file)
+        entry = {"model": spec, "model_kwargs": kwargs}
+        if "model" in cfg:
+            if cfg["model"] == spec and dict(cfg.get("model_kwargs", {})) == kwargs:
+                return entry
+            raise RunFolderError(
+                f"The config.toml of run {str(self.path)!r} already names model "
+                f"{cfg['model']!r} with options {cfg.get('model_kwargs', {})}; {where} was "
+                f"given {spec!r} with {kwargs}. Leave the model out to use the run's own."
+            )
+        ds = self.dataset()
+        net = build_model(
+            spec, num_classes=ds.num_classes, input_shape=ds.sample_shape, model_kwargs=kwargs,
+            where=where,
+        )  # fmt: skip
+        seen = (self.read_manifest() or {}).get("model")
+        sig = model_signature(net)
+        if seen and seen.get("signature") != sig["signature"]:
+            raise invalid(
+                "model",
+                "the architecture the run recorded: "
+                f"{seen.get('class')} with {seen.get('n_params', 0):,} parameters",
+                where=where,
+                got=f"{spec!r} with {kwargs}, which builds {sig['class']} with "
+                f"{sig['n_params']:,} parameters (other parameter names or shapes)",
+                fix="Pass the factory and the options (--model-kw KEY=VALUE) the run trained.",
+            )
+        write_toml(self.config_file, {**cfg, **entry})
+        return entry
 
     def model(self, dataset: Dataset | None = None) -> nn.Module:
         """A freshly initialised model as the run's config describes it (for ``dataset``,
@@ -757,6 +889,11 @@ def data_config(ds: Dataset, run_dir: PathLike) -> dict[str, Any]:
         for s in SPLITS:
             arrays[f"{s}_x"] = ds._raw[s]
             arrays[f"{s}_y"] = ds.labels(s)
+        if ds._sample_shape is not None:  # rows (d,) or signals (C, L), stored as 4-D
+            arrays["sample_shape"] = np.array(ds._sample_shape, dtype=np.int64)
+        if ds._features is not None:  # the data's own graph features
+            for s in SPLITS:
+                arrays[f"{s}_features"] = ds._features[s]
         write_atomic(path, lambda fh: np.savez(fh, **arrays))
     return {"data": ds.name, "data_file": os.path.relpath(path, _absolute(run.path))}
 

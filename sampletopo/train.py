@@ -12,7 +12,10 @@ reading that ``sampletopo train`` uses. Every variant gets its own run folder::
 The schedule follows the thesis setting: SGD with momentum and weight decay, no augmentation,
 learning rate multiplied by ``gamma`` *after* each epoch listed in ``milestones`` (epoch ``e``,
 counted from 1, trains with ``lr * gamma ** #{m in milestones : m < e}``). Without explicit
-milestones, 60, 125 and 150 of 200 epochs are scaled to the run's length.
+milestones, 60, 125 and 150 of 200 epochs are scaled to the run's length. The rate of every
+epoch is stored in ``<variant>/losses/schedule.parquet`` (see
+:meth:`sampletopo.runs.Run.read_schedule`), as for any loop that hands its optimizer to the
+recorder.
 
 Runs are deterministic under ``seed`` on the CPU (initial weights from ``torch.manual_seed(seed)``,
 a fresh shuffling generator per epoch) and resumable: a restarted run continues from the last
@@ -28,7 +31,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -52,8 +55,15 @@ from sampletopo._validation import (
     max_threads,
 )
 from sampletopo.checkpoints import read_checkpoint, save_checkpoint
-from sampletopo.data import _check_val_fraction, default_val_fraction, list_datasets
-from sampletopo.models import check_model_options, list_models, model_kwargs
+from sampletopo.data import _check_val_fraction, data_spec, default_val_fraction
+from sampletopo.models import (
+    check_model_fits,
+    check_model_kwargs,
+    check_model_options,
+    list_models,
+    model_kwargs,
+    model_spec,
+)
 from sampletopo.recorder import LossRecorder, NonFiniteLossWarning
 from sampletopo.runs import SPLITS, Experiment, Run
 
@@ -89,11 +99,16 @@ class TrainConfig:
         Experiment name (informational).
     data, data_root, data_seed, val_fraction, max_samples
         Passed to :func:`sampletopo.data.load_dataset` (``root``, ``seed``); ``val_fraction=None``
-        means the data set's default, ``max_samples=0`` keeps every sample. ``data_seed`` is
+        means the data set's default, ``max_samples=0`` keeps every sample. ``data`` is a
+        registered name, an ``.npz`` file, ``"imagefolder:FOLDER"`` or an import path
+        ``"pkg.module:function"`` returning a :class:`~sampletopo.data.Dataset`. ``data_seed`` is
         kept apart from ``seed`` so all variants of an experiment share the same split (and so
         the same kNN graph).
     model, model_kwargs
-        Passed to :func:`sampletopo.models.create_model`; ``model_kwargs`` may hold ``skip``.
+        A zoo name (:func:`sampletopo.models.create_model`; ``model_kwargs`` may hold ``skip``),
+        ``"torchvision:NAME"``, or a factory of your own: its import path
+        ``"pkg.module:factory"`` or the class/function itself (stored as its import path). See
+        :func:`sampletopo.models.build_model` for what a factory is called with.
     seed : int
         Seed of the initial weights and of the shuffling, in ``[0, 2**63 - 1]`` (as
         ``data_seed``): seeds are stored in TOML run configs, whose integers are 64-bit.
@@ -122,12 +137,12 @@ class TrainConfig:
     """
 
     name: str = "experiment"
-    data: str = "digits"
+    data: str | Path = "digits"
     data_root: str = "data"
     data_seed: int = 0
     val_fraction: float | str | None = None
     max_samples: int = 0
-    model: str = "resnet20"
+    model: str | Callable[..., torch.nn.Module] = "resnet20"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     epochs: int = 30
@@ -148,16 +163,23 @@ class TrainConfig:
     def resolved(self, *, variant: str = "") -> dict[str, Any]:
         """Validated settings with every default made explicit, as written to ``config.toml``."""
         _validate(self)
-        mk = {"skip": True, **model_kwargs(self.model), **dict(self.model_kwargs)}
+        model = model_spec(self.model)
+        data = data_spec(self.data, where="the training config", kind="setting", check=False)
+        if model in list_models():
+            mk = {"skip": True, **model_kwargs(model), **dict(self.model_kwargs)}
+        else:
+            mk = dict(self.model_kwargs)
         ms = (
             scale_milestones(self.epochs)
             if self.milestones is None
             else sorted({int(m) for m in self.milestones})
         )
-        vf = default_val_fraction(self.data) if self.val_fraction is None else self.val_fraction
+        vf = default_val_fraction(data) if self.val_fraction is None else self.val_fraction
         out = asdict(self)
         out.update(
             variant=variant,
+            data=data,
+            model=model,
             data_root=str(Path(self.data_root).resolve()),
             val_fraction=vf,
             model_kwargs=mk,
@@ -180,11 +202,13 @@ MAX_GAMMA = 1e6
 def _validate(c: TrainConfig) -> None:
     where = "the training config"
     kw: dict[str, Any] = {"where": where, "kind": "setting"}
-    check_choice("data", c.data, list_datasets(), **kw)
-    check_choice("model", c.model, list_models(), **kw)
+    data = data_spec(c.data, **kw)
+    model = model_spec(c.model, **kw)
     if not isinstance(c.model_kwargs, Mapping):
         raise invalid("model_kwargs", "a table of model options", c.model_kwargs, **kw)
-    allowed_mk = set(model_kwargs(c.model)) | {"skip"}
+    if model not in list_models():
+        check_model_kwargs(model, c.model_kwargs, where=where)
+    allowed_mk = set(model_kwargs(model) if model in list_models() else c.model_kwargs) | {"skip"}
     extra = sorted(set(c.model_kwargs) - allowed_mk)
     if extra:
         raise ParameterError(
@@ -194,7 +218,8 @@ def _validate(c: TrainConfig) -> None:
             parameter="model_kwargs",
         )
     # Types and ranges of the options too, so a typo fails before any folder is written.
-    check_model_options(c.model, c.model_kwargs, where=where)
+    if model in list_models():
+        check_model_options(model, c.model_kwargs, where=where)
     for key in ("name", "data_root"):
         if not isinstance(getattr(c, key), str) or not getattr(c, key):
             raise invalid(key, "a non-empty string", getattr(c, key), **kw)
@@ -222,8 +247,8 @@ def _validate(c: TrainConfig) -> None:
     if c.val_fraction is not None:
         _check_val_fraction(
             c.val_fraction,
-            allow_test=default_val_fraction(c.data) == "test",
-            data=c.data,
+            allow_test=default_val_fraction(data) == "test",
+            data=data,
             **kw,
         )
     check_real("lr", c.lr, low=0, low_open=True, high=MAX_LR, **kw)
@@ -558,6 +583,10 @@ def _open_run(config: TrainConfig, run: Run, name: str) -> tuple[dict[str, Any],
                 "resume."
             )
     ds = dataset_from_config(cfg)  # before writing anything: missing data leaves no folder
+    if not run.has_results():
+        # A model that does not fit the data (inputs or label count) fails here, on one batch,
+        # before the folder gets anything.
+        check_model_fits(model_from_config(cfg, ds), ds, where=f"run {name!r}")
     if not (run.has_config() and run.has_results()):
         # A new run, or a folder where an earlier attempt failed before anything was trained.
         run.write_config(cfg)
@@ -598,6 +627,7 @@ class _Training:
             mode=cfg["record_mode"],
             batch_size=config.record_batch_size,
             device=dev,
+            optimizer=opt,  # the rates lr_at_epoch sets, stored as the run's schedule
         )
         return cls(config, cfg, run, name, dev, model, opt, rec)
 

@@ -43,6 +43,7 @@ from sampletopo.record import (
     epoch_file,
     record_checkpoints,
 )
+from sampletopo.runs import Run
 from sampletopo.samples import top_regions
 from sampletopo.train import TrainConfig, train_experiment
 
@@ -579,6 +580,9 @@ def test_train_resume_names_a_wrong_typed_config_entry(exp):
 
 
 def test_figures_warn_about_a_config_they_cannot_read_and_draw_the_rest(exp, tmp_path, capsys):
+    # A run without a stored schedule (recorded before schedules were): figures read the
+    # config's milestones instead.
+    Run(exp / "run").schedule_file.unlink()
     _edit_config(exp / "run", _set("milestones", "two"))
     with pytest.warns(UserWarning, match="LR changes of run run are not marked: The 'milestones'"):
         assert main(_commands(exp, tmp_path)["figures"]) == 0
@@ -587,6 +591,7 @@ def test_figures_warn_about_a_config_they_cannot_read_and_draw_the_rest(exp, tmp
 
 
 def test_the_report_shows_a_config_that_is_not_text(exp, tmp_path, capsys):
+    Run(exp / "run").schedule_file.unlink()  # so the LR marks come from the config
     _garbage(exp / "run" / "config.toml")
     with pytest.warns(UserWarning, match=r"LR changes of run run are not marked: .* not a valid"):
         assert main(_commands(exp, tmp_path)["report"]) == 0
@@ -613,6 +618,7 @@ def test_every_table_a_run_holds_carries_the_checksum(exp, tmp_path):
     assert where == {
         "losses/train",
         "losses/val",
+        "losses/schedule.parquet",
         "topology/train",
         "topology/val",
         "topology/summary.parquet",

@@ -117,12 +117,21 @@ def _trainer(epochs: int, callbacks: list, **kw: Any) -> Any:
     )
 
 
-def _plain_run(run_dir: Path, ds: Dataset, *, epochs: int = EPOCHS, mode: str = "eval") -> None:
-    """The oracle: the same training in a loop of our own, recorded by a LossRecorder."""
+def _plain_run(
+    run_dir: Path,
+    ds: Dataset,
+    *,
+    epochs: int = EPOCHS,
+    mode: str = "eval",
+    milestones: list[int] | None = None,
+) -> None:
+    """The oracle: the same training in a loop of our own, recorded by a LossRecorder (with
+    ``milestones``: a MultiStepLR stepped after each epoch, and its schedule stored)."""
     model = _net(ds)
     opt = _optimizer(model.parameters())
+    sched = None if milestones is None else torch.optim.lr_scheduler.MultiStepLR(opt, milestones)
     dl = _loader(ds)
-    with LossRecorder(run_dir, ds, mode=mode) as rec:  # type: ignore[arg-type]
+    with LossRecorder(run_dir, ds, mode=mode, scheduler=sched) as rec:  # type: ignore[arg-type]
         rec.on_train_epoch_end(0, model)
         for epoch in range(epochs):
             dl.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
@@ -136,6 +145,8 @@ def _plain_run(run_dir: Path, ds: Dataset, *, epochs: int = EPOCHS, mode: str = 
                 opt.step()
                 rec.on_train_batch_end(idx, logits, y)
             rec.on_train_epoch_end(epoch + 1, model)
+            if sched is not None:
+                sched.step()
 
 
 def _tables(run_dir: Path) -> Any:
@@ -189,6 +200,33 @@ def test_callback_tables_equal_the_plain_recorders(lit: Path, plain: Path, ds: D
     assert _epochs(lit) == {s: list(range(EPOCHS + 1)) for s in ("train", "val")}
     _assert_same_tables(lit, plain)
     assert _unlocked(lit)  # closed at fit end
+
+
+class Annealed(Tiny):
+    """Tiny with Lightning's own learning-rate scheduler (stepped once an epoch)."""
+
+    def configure_optimizers(self) -> Any:
+        opt = _optimizer(self.parameters())
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[2], gamma=0.1)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def test_callback_stores_the_schedule_of_lightnings_scheduler(
+    ds: Dataset, lit: Path, tmp_path: Path
+) -> None:
+    # No scheduler: the constant rate of the module's optimizer, one row per epoch.
+    flat = as_run(lit).read_schedule()
+    assert flat is not None and flat["epoch"].to_list() == list(range(1, EPOCHS + 1))
+    assert flat["group"].to_list() == [0] * EPOCHS and flat["lr"].to_list() == [0.1] * EPOCHS
+    got = tmp_path / "lit" / "run"
+    _trainer(EPOCHS, [LossRecorderCallback(got, ds)]).fit(Annealed(ds), _loader(ds))
+    want = tmp_path / "plain" / "run"
+    _plain_run(want, ds, milestones=[2])
+    schedule = as_run(got).read_schedule()
+    assert schedule is not None and schedule.equals(as_run(want).read_schedule())
+    assert schedule["lr"].to_list() == [0.1, 0.1, 0.1 * 0.1, 0.1 * 0.1]
+    assert as_run(got).lr_drops() == [2]
+    _assert_same_tables(got, want)
 
 
 def test_train_pass_mode_equals_the_plain_recorder(ds: Dataset, tmp_path: Path) -> None:
@@ -422,6 +460,9 @@ def _kill_and_resume(tmp_path: Path, plain: Path, *, save_at: str, kills: list) 
         seen = now
     assert _epochs(run_dir) == {s: list(range(EPOCHS + 1)) for s in ("train", "val")}
     _assert_same_tables(run_dir, plain)
+    schedule = as_run(run_dir).read_schedule()  # every epoch's rate once, none lost
+    assert schedule is not None and schedule["epoch"].to_list() == list(range(1, EPOCHS + 1))
+    assert schedule["lr"].to_list() == [0.1] * EPOCHS
     return logs
 
 

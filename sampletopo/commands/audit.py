@@ -4,8 +4,8 @@ Prints the ranked suspect regions (split-tree peaks of the mean loss over epochs
 labels, last predictions) and the most suspect samples with every method's score beside the
 topological one (loss, dataset cartography, forgetting events, area under the margin where the
 tables hold margins, confident learning where ``cleanlab`` is installed). Writes both tables to
-``<run>/audit/<split>-samples.parquet`` and ``<run>/audit/<split>-regions.parquet``, and an
-image grid (or signal plot) of each of the top few regions. The run needs its topology
+``<run>/audit/<split>-samples.parquet`` and ``<run>/audit/<split>-regions.parquet``, and a
+figure (image grid, signal plots or feature table) of each of the top few regions. The run needs its topology
 (``sampletopo topology``). The work is in :func:`sampletopo.audit.audit_run`.
 """
 
@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
         "--max-size",
         type=int,
         default_of=_AUDIT,
-        help="leave out regions of more members than this (one image grid each)",
+        help="leave out regions of more members than this (each is reviewed as one figure)",
     )
     option(
         p,
@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
         type=int,
         metavar="N",
         default_of="sampletopo.audit:write_audit",
-        help="image grids of the top N regions (0 for none)",
+        help="figures of the top N regions (0 for none)",
     )
     progress_option(p)
     p.set_defaults(func=_run)

@@ -90,6 +90,21 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="skip the Hessian eigenpairs, trace and density (only with --dirs random)",
     )
+    option(
+        p,
+        "--model",
+        help="for a run whose config.toml names no model (a loop of your own): the model it "
+        "trained, as 'pkg.module:factory' (or a zoo name, 'torchvision:NAME'); checked against "
+        "the architecture the run recorded and stored in its config.toml for later commands",
+    )
+    option(
+        p,
+        "--model-kw",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="options of --model's factory, e.g. width=8 (values read as TOML: 8 is an int, "
+        "0.5 a float, true a bool, anything else a string)",
+    )
     option(p, "--out", help="output .npz (default: <experiment>/landscapes/)")
     option(p, "--figures", action="store_true", help="also write PNG figures next to it")
     progress_option(p, bars=True)
@@ -157,6 +172,17 @@ def _run(args: argparse.Namespace) -> int:
         check_out_file(options["out"], example=example, suffix=".npz")
     if hasattr(args, "no_hessian"):
         options["hessian"] = False
+    if hasattr(args, "model") or hasattr(args, "model_kw"):
+        from sampletopo.commands.train import _parse_kv
+        from sampletopo.runs import Run
+
+        if not hasattr(args, "model"):
+            raise invalid(
+                "--model-kw", "given with --model", args.model_kw, where="sampletopo landscape",
+                kind="flag", fix="Name the model: --model pkg.module:factory --model-kw ...",
+            )  # fmt: skip
+        kwargs = _parse_kv(getattr(args, "model_kw", None), "--model-kw")
+        Run(args.run).set_model(args.model, kwargs, where="sampletopo landscape")
 
     from sampletopo.landscape import landscape_for_run, read_landscape
 

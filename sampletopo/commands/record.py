@@ -32,9 +32,15 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--model",
         required=True,
-        help="model the checkpoints were saved from: {models} (options via --model-kw)",
+        help="model the checkpoints were saved from: {models}, 'torchvision:NAME' or your own "
+        "factory as 'pkg.module:factory' (options via --model-kw)",
     )
-    p.add_argument("--data", required=True, help="dataset name: {datasets}")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="dataset: {datasets}, an .npz file (x_train, y_train, optional x_val, y_val), "
+        "'imagefolder:FOLDER' or 'pkg.module:function' returning a Dataset",
+    )
     option(p, "--data-root", default_of=_RECORD, help="folder with local datasets")
     p.add_argument("--out", required=True, help="run folder to write")
     option(
@@ -42,7 +48,8 @@ def register(subparsers: Any) -> None:
         "--model-kw",
         nargs="+",
         metavar="KEY=VALUE",
-        help="model options as in training, e.g. width=4 batchnorm=true",
+        help="model options as in training, e.g. width=4 batchnorm=true (values read as TOML: "
+        "4 is an int, 0.5 a float, true a bool, anything else a string)",
     )
     option(
         p,

@@ -22,7 +22,14 @@ _SCALAR_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--weight-decay", "weight_decay", float, "weight decay (default: {train:weight_decay})"),
     ("--batch-size", "batch_size", int, "training batch size (default: {train:batch_size})"),
     ("--seed", "seed", int, "seed of the initial weights and shuffling (default: {train:seed})"),
-    ("--model", "model", str, "model: {models} (default: {train:model})"),
+    (
+        "--model",
+        "model",
+        str,
+        "model: {models}, 'torchvision:NAME', or your own as 'pkg.module:factory' (a class or "
+        "function returning an nn.Module; it gets num_classes, in_channels, input_size, "
+        "input_shape where it has such parameters) (default: {train:model})",
+    ),
     ("--skip", "skip", str, "ResNet/WRN skip connections: true or false (default: true)"),
     ("--width", "width", int, "base width (channels) of the model (default: the model's)"),
     ("--widen", "widen", int, "Wide ResNet widening factor k (default: the model's)"),
@@ -73,7 +80,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("config", nargs="?", help="TOML file with settings and variants (optional)")
     p.add_argument("--out", required=True, help="experiment folder (one sub-folder per variant)")
     p.add_argument("--name", help="experiment name (default: {train:name})")
-    p.add_argument("--data", help="dataset: {datasets} (default: {train:data})")
+    p.add_argument(
+        "--data",
+        help="dataset: {datasets}, an .npz file (x_train, y_train, optional x_val, y_val, "
+        "class_names), 'imagefolder:FOLDER' or 'pkg.module:function' returning a Dataset "
+        "(default: {train:data})",
+    )
     p.add_argument("--data-root", help="folder with local datasets (default: {train:data_root})")
     p.add_argument(
         "--data-seed", type=int, help="seed of the train/val split (default: {train:data_seed})"
@@ -126,7 +138,11 @@ def register(subparsers: Any) -> None:
         "--threads", type=int, help="torch CPU threads (default: torch's); 1 helps on busy machines"
     )
     p.add_argument(
-        "--model-kw", nargs="+", metavar="KEY=VALUE", help="model options, e.g. widen=2 dropout=0.3"
+        "--model-kw",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="model options, e.g. widen=2 dropout=0.3; values are read as TOML (2 is an int, "
+        "0.3 a float, true a bool, [8, 16] a list, anything else a string)",
     )
     for flag, _key, typ, text in _SCALAR_FLAGS:
         p.add_argument(flag, nargs="+", type=typ, help=f"{text}; several values make variants")

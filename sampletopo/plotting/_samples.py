@@ -1,7 +1,9 @@
-"""Figures of the samples behind persistence pairs: image grids per region and loss curves.
+"""Figures of the samples behind persistence pairs: sample grids per region and loss curves.
 
 Holds :func:`plot_region_images` (the dataset's own images of one region's members, ``label ->
-prediction`` under each), :func:`plot_member_losses` (the members' mean loss of each region over
+prediction`` under each), :func:`plot_region_signals` (line plots, for 1-D signals),
+:func:`plot_region_table` (a feature table and bars, for tabular rows),
+:func:`plot_region_samples` (the one of the three that suits a dataset), :func:`plot_member_losses` (the members' mean loss of each region over
 the recorded epochs, against the whole split's) and :func:`sample_figures` (both, for a run, as
 PNG files a report can embed). Finding the regions is done in :mod:`sampletopo.samples`.
 """
@@ -32,7 +34,15 @@ if TYPE_CHECKING:
 
     from sampletopo.samples import RegionOptions
 
-__all__ = ["NoImagesWarning", "plot_member_losses", "plot_region_images", "sample_figures"]
+__all__ = [
+    "NoImagesWarning",
+    "plot_member_losses",
+    "plot_region_images",
+    "plot_region_samples",
+    "plot_region_signals",
+    "plot_region_table",
+    "sample_figures",
+]
 
 
 def _name(v: int, names: Sequence[str] | None) -> str:
@@ -80,6 +90,13 @@ def plot_region_images(
     imgs = np.asarray(images)
     if imgs.ndim not in (3, 4):
         raise invalid("images", "an array of shape (n, H, W) or (n, H, W, C)", imgs, where=where)
+    if imgs.shape[1] == 1 or imgs.shape[2] == 1:
+        # (n, L, 1) or (n, 1, L) (and with channels) is a signal, not an image: draw lines.
+        sig = imgs.reshape(imgs.shape[0], -1, imgs.shape[3] if imgs.ndim == 4 else 1)
+        return plot_region_signals(
+            np.moveaxis(sig, 2, 1), members, labels, preds, class_names=class_names,
+            title=title, max_images=max_images,
+        )  # fmt: skip
     m = np.asarray(members, dtype=np.int64)
     lab = np.asarray(labels, dtype=np.int64)
     prd = np.asarray(preds, dtype=np.int64)
@@ -140,6 +157,223 @@ def plot_region_images(
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _check_members(
+    values: np.ndarray, members: Any, labels: Any, preds: Any, *, where: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    m = np.asarray(members, dtype=np.int64)
+    lab = np.asarray(labels, dtype=np.int64)
+    prd = np.asarray(preds, dtype=np.int64)
+    if not (m.shape == lab.shape == prd.shape):
+        raise invalid(
+            "preds",
+            "as long as 'members' and 'labels'",
+            where=where,
+            got=f"lengths {m.shape[0]}, {lab.shape[0]}, {prd.shape[0]} (members, labels, preds)",
+        )
+    if m.size and (m.min() < 0 or m.max() >= values.shape[0]):
+        raise invalid(
+            "members",
+            f"sample indices in [0, {values.shape[0] - 1}] (the split's samples)",
+            where=where,
+            got=f"values from {m.min()} to {m.max()}",
+            fix="Pass the samples of the regions' split.",
+        )
+    return m, lab, prd
+
+
+def _caption(ax: Axes, label: int, pred: int, names: Sequence[str] | None, *, y: float) -> None:
+    ax.set_title(
+        f"{_name(label, names)} -> {_name(pred, names)}",
+        fontsize=8,
+        color="tab:green" if label == pred else "tab:red",
+        y=y,
+    )
+
+
+def plot_region_signals(
+    signals: np.ndarray,
+    members: Sequence[int],
+    labels: Sequence[int],
+    preds: Sequence[int],
+    *,
+    class_names: Sequence[str] | None = None,
+    title: str | None = None,
+    max_images: int = 40,
+    ncols: int = 8,
+) -> Figure:
+    """A grid of line plots of a region's members' signals, ``label -> pred`` over each.
+
+    One small axes per member (in the order given, at most ``max_images``), one line per
+    channel, the sample index in the corner; correct predictions captioned in green, wrong ones
+    in red.
+
+    Parameters
+    ----------
+    signals : ndarray (n, L) or (n, C, L)
+        The split's signals (as :meth:`Dataset.values` returns them for ``kind == "signal"``).
+    members, labels, preds, class_names, title, max_images, ncols
+        As for :func:`plot_region_images`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    where = "plot_region_signals"
+    max_images = check_int("max_images", max_images, 1, None, where=where)
+    ncols = check_int("ncols", ncols, 1, None, where=where)
+    sig = np.asarray(signals, dtype=np.float64)
+    if sig.ndim == 2:
+        sig = sig[:, None, :]
+    if sig.ndim != 3:
+        raise invalid("signals", "an array of shape (n, L) or (n, C, L)", sig, where=where)
+    m, lab, prd = _check_members(sig, members, labels, preds, where=where)
+    shown = min(m.size, max_images)
+    cols = max(1, min(ncols, shown))
+    rows = max(1, -(-shown // cols))
+    width = max(1.9 * cols, 5.0)
+    if title:
+        extra = f"  (first {shown} of {m.size})" if shown < m.size else ""
+        title = textwrap.fill(title + extra, width=int(width * 13))
+    n_title_lines = title.count("\n") + 1 if title else 0
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(width, 1.5 * rows + 0.3 * n_title_lines + 0.1),
+        squeeze=False,
+        sharey=True,
+    )
+    t = np.arange(sig.shape[2])
+    cmap = plt.get_cmap("tab10")
+    for i, ax in enumerate(axes.ravel()):
+        if i >= shown:
+            ax.set_axis_off()
+            continue
+        for c in range(sig.shape[1]):
+            ax.plot(t, sig[m[i], c], lw=0.9, color=cmap(c % 10))
+        ax.tick_params(labelsize=5, length=2)
+        _caption(ax, int(lab[i]), int(prd[i]), class_names, y=1.0)
+        ax.text(0.02, 0.98, str(int(m[i])), transform=ax.transAxes, fontsize=5, va="top",
+                color="tab:blue")  # fmt: skip
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_region_table(
+    rows: np.ndarray,
+    members: Sequence[int],
+    labels: Sequence[int],
+    preds: Sequence[int],
+    *,
+    class_names: Sequence[str] | None = None,
+    feature_names: Sequence[str] | None = None,
+    title: str | None = None,
+    max_rows: int = 15,
+    max_features: int = 12,
+) -> Figure:
+    """Tabular rows of a region's members: how the region differs, and its first rows.
+
+    Top: a bar per feature, the members' mean of that feature in standard deviations from the
+    split's mean (``(mean over members - mean over the split) / std over the split``; features
+    with no spread get 0). Bottom: a table of the first ``max_rows`` members (sample index,
+    ``label -> pred``, then the first ``max_features`` feature values, 3 significant digits).
+
+    Parameters
+    ----------
+    rows : ndarray (n, d)
+        The split's rows (as :meth:`Dataset.values` returns them for ``kind == "tabular"``).
+    members, labels, preds, class_names, title
+        As for :func:`plot_region_images`.
+    feature_names : sequence of str, optional
+        Column names (default ``f0``, ``f1``, ...).
+    max_rows, max_features : int
+        Rows of the table, and features in the table and bars, at most.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    where = "plot_region_table"
+    max_rows = check_int("max_rows", max_rows, 1, None, where=where)
+    max_features = check_int("max_features", max_features, 1, None, where=where)
+    x = np.asarray(rows, dtype=np.float64)
+    if x.ndim != 2:
+        raise invalid("rows", "an array of shape (n, d)", x, where=where)
+    m, lab, prd = _check_members(x, members, labels, preds, where=where)
+    d = min(x.shape[1], max_features)
+    names = list(feature_names) if feature_names is not None else [f"f{j}" for j in range(d)]
+    mu, sd = x.mean(axis=0), x.std(axis=0)
+    z = np.zeros(x.shape[1])
+    if m.size:
+        z = np.where(sd > 0, (x[m].mean(axis=0) - mu) / np.where(sd > 0, sd, 1.0), 0.0)
+    shown = min(m.size, max_rows)
+    fig, (ax_bar, ax_tab) = plt.subplots(
+        2, 1, figsize=(max(6.0, 0.7 * d + 2.0), 2.2 + 0.25 * (shown + 1)),
+        gridspec_kw={"height_ratios": [2.0, 0.35 * (shown + 1) + 0.2]},
+    )  # fmt: skip
+    ax_bar.bar(np.arange(d), z[:d], color=["tab:red" if v > 0 else "tab:blue" for v in z[:d]])
+    ax_bar.axhline(0.0, color="0.3", lw=0.8)
+    ax_bar.set_xticks(np.arange(d), names[:d], fontsize=7)
+    ax_bar.set_ylabel("members' mean\n(std from split mean)", fontsize=7)
+    ax_bar.tick_params(labelsize=7)
+    ax_tab.set_axis_off()
+    cells = [
+        [str(int(m[i])), f"{_name(int(lab[i]), class_names)} -> {_name(int(prd[i]), class_names)}"]
+        + [f"{x[m[i], j]:.3g}" for j in range(d)]
+        for i in range(shown)
+    ]
+    if cells:
+        table = ax_tab.table(
+            cellText=cells, colLabels=["sample", "label -> pred", *names[:d]], loc="upper center"
+        )
+        table.auto_set_font_size(False)
+        table.set_fontsize(7)
+        table.auto_set_column_width([0, 1])  # "label -> pred" in full
+        for i in range(shown):
+            table[i + 1, 1].get_text().set_color("tab:green" if lab[i] == prd[i] else "tab:red")
+    if title:
+        extra = f"  (first {shown} of {m.size} rows" + (
+            f", {d} of {x.shape[1]} features)" if d < x.shape[1] else ")"
+        )
+        fig.suptitle(textwrap.fill(title + extra, width=110), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_region_samples(
+    dataset: Any,
+    split: str,
+    members: Sequence[int],
+    labels: Sequence[int],
+    preds: Sequence[int],
+    *,
+    title: str | None = None,
+    max_images: int = 40,
+) -> Figure | None:
+    """The figure that suits the dataset's inputs (:attr:`Dataset.kind`): an image grid
+    (:func:`plot_region_images`), signal line plots (:func:`plot_region_signals`) or a feature
+    table (:func:`plot_region_table`); ``None`` for a dataset without such inputs."""
+    names = list(dataset.class_names)
+    kind = getattr(dataset, "kind", "image")
+    if kind == "signal":
+        return plot_region_signals(
+            dataset.values(split), members, labels, preds, class_names=names, title=title,
+            max_images=max_images,
+        )  # fmt: skip
+    if kind == "tabular":
+        return plot_region_table(
+            dataset.values(split), members, labels, preds, class_names=names, title=title,
+            max_rows=min(max_images, 15),
+        )  # fmt: skip
+    images = dataset.images(split) if hasattr(dataset, "images") else None
+    if images is None:
+        return None
+    return plot_region_images(
+        images, members, labels, preds, class_names=names, title=title, max_images=max_images
+    )
 
 
 def plot_member_losses(
@@ -233,7 +467,8 @@ def sample_figures(
 ) -> list[Path]:
     """Write the figures of a run's top regions as PNGs and return their paths.
 
-    Writes ``<run>-samples-<split>-epoch=NNNN-<tree><rank>.png`` (one image grid per region;
+    Writes ``<run>-samples-<split>-epoch=NNNN-<tree><rank>.png`` (one grid per region: images, signal
+    line plots or a feature table, by :attr:`Dataset.kind`;
     skipped with a :class:`NoImagesWarning` when the dataset has no images) and
     ``<run>-samples-<split>-epoch=NNNN-losses.png`` (the members' loss curves) into
     ``out_dir``.
@@ -276,9 +511,10 @@ def sample_figures(
     if dataset is None and rd.has_config():
         dataset = rd.dataset()
     ds = dataset
-    images = ds.images(tracks.split) if ds is not None and hasattr(ds, "images") else None
-    names = list(ds.class_names) if ds is not None else None
-    if images is None:
+    has_samples = ds is not None and (
+        getattr(ds, "kind", "image") != "image" or ds.images(tracks.split) is not None
+    )
+    if not has_samples:
         warnings.warn(
             NoImagesWarning(
                 f"sample_figures: the dataset of {str(rd)!r} has no images (or the run has no "
@@ -294,16 +530,17 @@ def sample_figures(
                 f"{r['rank']}, {r['size']} samples, persistence {r['persistence']:.3g}, "
                 f"mean loss {r['mean_loss']:.3g}, accuracy {r['accuracy']:.0%}"
             )
-            grid = plot_region_images(
-                images,
+            grid = plot_region_samples(
+                ds,
+                tracks.split,
                 r["members"],
                 r["member_labels"],
                 r["member_preds"],
-                class_names=names,
                 title=title,
                 max_images=max_images,
             )
-            save(grid, f"{r['tree']}{r['rank']}")
+            if grid is not None:
+                save(grid, f"{r['tree']}{r['rank']}")
     ax = plot_member_losses(tracks)
     curves: Any = ax.figure
     curves.tight_layout()
