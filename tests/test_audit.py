@@ -344,3 +344,42 @@ def test_methods_must_be_a_sequence_of_known_names():
         suspicion_scores(tables, graph=g, methods=["margin"])
     scores, extra, notes = suspicion_scores(tables, graph=g, methods=["loss_mean", "aum"])
     assert list(scores) == ["loss_mean"] and notes[0].startswith("aum: unavailable")
+
+
+def test_signal_data_gets_line_plots_of_its_regions(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sampletopo import LossRecorder, compute_topology
+    from sampletopo.audit import write_audit
+    from sampletopo.runs import Run
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 240)
+    t = np.linspace(0, 6.3, 40)
+    x = (np.sin(np.outer(y + 1, t)) + 0.3 * rng.normal(size=(240, 40))).astype(np.float32)
+    x = ((x - x.min()) / (x.max() - x.min()))[:, None, :]  # (n, 1, 40) signals in [0, 1]
+    y_noisy = y.copy()
+    y_noisy[:12] = (y[:12] + 1) % 3
+    ds = Dataset.from_arrays("sig", train=(x, y_noisy), val=(x[:30], y[:30]))
+    assert ds.kind == "signal"
+    run = tmp_path / "exp" / "run"
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(40, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    xt, yt = ds.tensors("train")
+    with LossRecorder(run, ds, splits=("train",)) as rec:
+        for ep in range(1, 6):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xt), yt).backward()
+            opt.step()
+            rec.on_train_epoch_end(ep, model)
+    compute_topology(run, splits=["train"], k=8, progress=False)
+    a = audit_run(run, top=3, progress=False)
+    paths = write_audit(a, run, figures=1)
+    r = Run(run)
+    assert paths[-1] == r.audit_figure("train", 1) and paths[-1].stat().st_size > 0
+    # AUROC of the flipped first 12 under the loss is far above chance.
+    truth = np.zeros(240, dtype=bool)
+    truth[:12] = True
+    assert auroc(truth, a.samples.sort("sample")["loss_mean"].to_numpy()) > 0.8
