@@ -37,6 +37,9 @@ from sampletopo._errors import (
     DataRootWarning as DataRootWarning,
 )
 from sampletopo._errors import (
+    ExplodingLossWarning as ExplodingLossWarning,
+)
+from sampletopo._errors import (
     FewerPairsWarning as FewerPairsWarning,
 )
 from sampletopo._errors import (

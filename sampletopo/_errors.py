@@ -34,6 +34,7 @@ numbers or files that went wrong are also ``RuntimeWarning``, as they were befor
     ├── NoImagesWarning        the dataset has no images; image grids skipped
     ├── ReportWarning          part of a report was left out (a damaged table, a landscape)
     ├── RecorderWarning        a recorder skipped an epoch it cannot record, or kept epochs
+    │   └── ExplodingLossWarning (also RuntimeWarning) an epoch's mean loss exploded (finite)
     ├── DataRootWarning        a run reads pickled data from outside its experiment
     ├── NonFiniteLossWarning   (also RuntimeWarning) recorded losses hold NaN or inf
     ├── NonFiniteLandscapeWarning (also RuntimeWarning) grid points with NaN or inf loss
@@ -211,6 +212,13 @@ class ReportWarning(SampletopoWarning):
 class RecorderWarning(SampletopoWarning):
     """A recorder skipped an epoch it cannot record (cut short, or lost to a resume) or kept
     epochs on disk as they are; the message names the epochs and the run."""
+
+
+class ExplodingLossWarning(RecorderWarning, RuntimeWarning):
+    """A recorded epoch's mean loss is finite but exploded: more than
+    :data:`~sampletopo._exploding.FACTOR` times the previous recorded epoch's, or above
+    :data:`~sampletopo._exploding.BOUND`. The message names the run, split and epoch; the
+    epoch is recorded as it is and flagged in the summary table (``exploding``)."""
 
 
 class DataRootWarning(SampletopoWarning):

@@ -127,6 +127,10 @@ _RUN_CONFIG_TYPES: dict[str, tuple[str, Any]] = {
         lambda v: isinstance(v, list) and all(_is_int(m) for m in v),
     ),
     "record_mode": ("'eval' or 'train_pass'", lambda v: v in ("eval", "train_pass")),
+    "loss": (
+        "'cross_entropy', 'mse' or a loss function's import path 'pkg.module:function'",
+        lambda v: isinstance(v, str) and bool(v),
+    ),
     "record_splits": (
         f"a list of splits from {SPLITS}",
         lambda v: isinstance(v, list) and all(s in SPLITS for s in v),
@@ -176,7 +180,7 @@ def load_saved_dataset(path: Path) -> Dataset:
             str(z["name"]),
             train=(x("train"), z["train_y"]),
             val=(x("val"), z["val_y"]),
-            class_names=[str(c) for c in z["class_names"]],
+            class_names=[str(c) for c in z["class_names"]] or None,  # none: regression
             features=(z["train_features"], z["val_features"]) if "train_features" in z else None,
         )
     except (ValueError, KeyError) as exc:

@@ -28,13 +28,16 @@ import polars as pl
 
 from sampletopo._errors import (
     DamagedFileError,
+    ExplodingLossWarning,
     NonFiniteLossWarning,
     RecorderWarning,
     RunFolderError,
 )
+from sampletopo._exploding import why_exploding
 from sampletopo._folders import FolderLock, check_folder, lock_folder
+from sampletopo._losses import Loss
 from sampletopo._runconfig import model_signature, write_toml
-from sampletopo._runfiles import move_aside, parquet_problem, write_parquet
+from sampletopo._runfiles import move_aside, parquet_problem, read_parquet, write_parquet
 from sampletopo._validation import invalid
 from sampletopo.runs import (
     LOSS_SCHEMA,
@@ -66,14 +69,30 @@ def loss_table(
     epoch: int,
     split: str,
     labels: np.ndarray,
-    preds: np.ndarray,
+    preds: np.ndarray | None,
     losses: np.ndarray,
     margins: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """One loss table (columns of :data:`~sampletopo.runs.LOSS_SCHEMA`), samples in order,
     plus the optional ``margin`` column (:data:`~sampletopo.runs.MARGIN_COLUMN`) when
-    ``margins`` are given."""
+    ``margins`` are given (class labels only).
+
+    Float ``labels`` are regression targets: then ``label``, ``pred`` and ``correct`` are null
+    (there are no classes to name, predict or get right)."""
     n = labels.shape[0]
+    if labels.dtype.kind == "f" or preds is None:
+        return pl.DataFrame(
+            {
+                "epoch": np.full(n, epoch, dtype=np.int32),
+                "split": [split] * n,
+                "sample": np.arange(n, dtype=np.int64),
+                "label": pl.Series([None] * n, dtype=pl.Int64),
+                "pred": pl.Series([None] * n, dtype=pl.Int64),
+                "loss": losses.astype(np.float64),
+                "correct": pl.Series([None] * n, dtype=pl.Boolean),
+            },
+            schema=LOSS_SCHEMA,
+        )
     df = pl.DataFrame(
         {
             "epoch": np.full(n, epoch, dtype=np.int32),
@@ -113,6 +132,9 @@ class RunWriter:
         An epoch already on disk: skip it, or refuse (:meth:`pending_splits`).
     source : {"recorder", "train", "checkpoints"}
         Who records (see the module docstring); ``"recorder"`` locks the folder.
+    loss : Loss, optional
+        The per-sample loss (:mod:`sampletopo._losses`; default cross-entropy): kept in the
+        manifest, where another loss is refused, and in a new recorder folder's config.
 
     The folder is checked and prepared when the writer is made: a manifest of other data or
     another mode is refused, a missing one written, temporary files of a killed writer removed
@@ -128,6 +150,7 @@ class RunWriter:
         mode: str,
         on_exists: str,
         source: Source,
+        loss: Loss | None = None,
         model_spec: tuple[Any, Mapping[str, Any] | None] | None = None,
     ) -> None:
         self.run = as_run(run_dir)
@@ -139,11 +162,13 @@ class RunWriter:
         self.mode = mode
         self.on_exists = on_exists
         self.source = source
+        self.loss = loss if loss is not None else Loss("cross_entropy")
         self.nonfinite: dict[tuple[str, int], int] = {}
         self._labels = {s: dataset.labels(s) for s in self.splits}
         self._model_sig: str | None = None
         self._lock: FolderLock | None = None
         self._schedule: dict[int, list[float]] | None = None  # epoch -> rates, read when needed
+        self._means: dict[tuple[str, int], float] = {}  # (split, epoch) -> mean loss written
         # A file where a folder of the layout must be is one error naming it, before anything
         # is written (os.makedirs would raise FileExistsError from deep inside the writer).
         check_folder(self.run.path, role="run folder")
@@ -176,6 +201,7 @@ class RunWriter:
         return {
             "dataset": self.dataset.name,
             "mode": self.mode,
+            "loss": self.loss.name,
             "splits": {
                 s: {"n": self.dataset.n(s), "fingerprint": self.dataset.fingerprint(s)}
                 for s in SPLITS
@@ -198,6 +224,13 @@ class RunWriter:
                     f"{theirs.get('fingerprint')}, this dataset {self.dataset.name!r} has "
                     f"{mine['splits'][s]['fingerprint']}. Use a new run folder."
                 )
+        theirs_loss = old.get("loss", "cross_entropy")  # manifests before losses were chosen
+        if theirs_loss != self.loss.name:
+            raise RunFolderError(
+                f"Run folder {where!r} holds losses computed with {theirs_loss!r}; got loss "
+                f"{self.loss.name!r}. One run folder holds one loss: use the same loss or a new "
+                "run folder."
+            )
         if old.get("mode") != self.mode:
             raise RunFolderError(
                 f"Run folder {where!r} was recorded with mode {old.get('mode')!r}; "
@@ -224,6 +257,8 @@ class RunWriter:
             "record_mode": self.mode,
             **data_config(self.dataset, self.run),
         }
+        if self.loss.rebuildable:
+            cfg["loss"] = self.loss.name
         write_toml(self.run.config_file, cfg)
 
     def check_model(self, model: nn.Module) -> None:
@@ -399,20 +434,26 @@ class RunWriter:
         split: str,
         epoch: int,
         losses: np.ndarray,
-        preds: np.ndarray,
+        preds: np.ndarray | None,
         margins: np.ndarray | None = None,
     ) -> Path:
         """Write one split's table for ``epoch`` atomically; warn about non-finite losses.
-        ``margins`` (optional) fill the ``margin`` column."""
+        ``preds`` is ignored (stored as nulls) for regression targets; ``margins`` (optional,
+        class labels only) fill the ``margin`` column."""
         labels = self._labels[split]
+        n = labels.shape[0]
         losses = np.asarray(losses, dtype=np.float64)
-        preds = np.asarray(preds, dtype=np.int64)
-        if losses.shape != labels.shape or preds.shape != labels.shape:
+        if self.dataset.is_regression:
+            preds = None  # no classes to predict
+        else:
+            preds = np.asarray(preds, dtype=np.int64)
+        if losses.shape != (n,) or (preds is not None and preds.shape != (n,)):
             raise invalid(
                 "losses",
-                f"one loss and one prediction per sample of split {split!r} ({labels.size})",
+                f"one loss and one prediction per sample of split {split!r} ({n})",
                 where="LossRecorder.write",
-                got=f"{losses.shape} losses and {preds.shape} predictions",
+                got=f"{losses.shape} losses and "
+                f"{'no' if preds is None else preds.shape} predictions",
             )
         bad = ~np.isfinite(losses)
         if bad.any():
@@ -429,15 +470,49 @@ class RunWriter:
                 stacklevel=4,  # the user's call of on_train_epoch_end
             )
         path = self.run.loss_file(split, epoch)
+        if preds is None:
+            margins = None  # no classes, no margins
         if margins is not None:
             margins = np.asarray(margins, dtype=np.float64)
-            if margins.shape != labels.shape:
+            if margins.shape != (n,):
                 raise invalid(
-                    "margins", f"one margin per sample of split {split!r} ({labels.size})",
+                    "margins", f"one margin per sample of split {split!r} ({n})",
                     where="LossRecorder.write", got=f"{margins.shape} margins",
                 )  # fmt: skip
         _write_table(loss_table(epoch, split, labels, preds, losses, margins), path)
+        if not bad.any() and losses.size:
+            self._warn_if_exploding(split, epoch, float(losses.mean()))
         return path
+
+    def _mean_loss(self, split: str, epoch: int) -> float | None:
+        """The mean loss of a recorded table (written by this writer, else read back)."""
+        if (split, epoch) not in self._means:
+            try:
+                df = read_parquet(
+                    self.run.loss_file(split, epoch), LOSS_SCHEMA, columns=["loss"], fix=""
+                )
+            except (DamagedFileError, OSError):
+                return None
+            self._means[(split, epoch)] = float(df["loss"].mean())  # type: ignore[arg-type]
+        return self._means[(split, epoch)]
+
+    def _warn_if_exploding(self, split: str, epoch: int, mean: float) -> None:
+        """Warn when the epoch's mean loss explodes after the previous recorded epoch's
+        (the rule of :mod:`sampletopo._exploding`)."""
+        self._means[(split, epoch)] = mean
+        before = [e for e in self.run.loss_epochs(split) if e < epoch]
+        previous = self._mean_loss(split, before[-1]) if before else None
+        why = why_exploding(mean, previous, previous_epoch=before[-1] if before else None)
+        if why is not None:
+            warnings.warn(
+                ExplodingLossWarning(
+                    f"{self.run.name}: the {split} loss exploded at epoch {epoch}: {why}. It "
+                    "is recorded as it is and flagged in the summary table (column "
+                    "'exploding'); the training probably diverges (lower the learning rate, "
+                    "clip gradients, add warm-up)."
+                ),
+                stacklevel=4,  # the user's call of on_train_epoch_end
+            )
 
 
 def _outside_sampletopo() -> int:

@@ -17,9 +17,12 @@ pairs.
 
 Summaries (:func:`summarize`): per run x split x tree x epoch, total persistence with p = 1
 and 2 (sum of ``persistence ** p``), number of finite pairs, largest persistence, and the mean
-loss and accuracy of that split and epoch. Distances (:func:`wasserstein_to_reference`):
-Wasserstein distance (orders 1 and 2, L-infinity ground metric) of every epoch's diagram to a
-reference epoch's (the final one by default). Both are stored per run
+loss and accuracy of that split and epoch, and whether that mean loss exploded (``exploding``,
+see :mod:`sampletopo._exploding`). Distances (:func:`wasserstein_to_reference`):
+Wasserstein distance (W1 by default, other orders on request; L-infinity ground metric) of
+every epoch's diagram to a reference epoch's (the final one by default), exact by default (a
+sparse assignment), on ``jobs`` processes, stored as it grows so that a killed computation
+resumes where it stopped. Both are stored per run
 (``<run>/topology/summary.parquet``, ``wasserstein.parquet``) as a cache for readers; with
 ``write="if_writable"`` (what figures and the report use) a run folder that cannot be written
 (a read-only file system, no permission) gets them computed in memory only, with one
@@ -34,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import multiprocessing
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -49,14 +53,30 @@ from sampletopo._deprecated import load_diagrams as load_diagrams
 from sampletopo._deprecated import run_graph as run_graph
 from sampletopo._deprecated import topology_epochs as topology_epochs
 from sampletopo._errors import RunFolderError, TopologyWarning
+from sampletopo._exploding import exploding_flag
 from sampletopo._folders import lock_folder
 from sampletopo._runfiles import (
     DamagedFileWarning,
     parquet_problem,
+    read_parquet,
     write_parquet,
 )
-from sampletopo._validation import check_choice, check_int, check_split, invalid, ranges_text
-from sampletopo.diagrams import Diagram, wasserstein
+from sampletopo._validation import (
+    check_choice,
+    check_int,
+    check_real,
+    check_split,
+    invalid,
+    ranges_text,
+)
+from sampletopo.diagrams import (
+    BACKENDS,
+    HERA_DELTA,
+    Backend,
+    Diagram,
+    _matching_bottleneck,
+    check_delta,
+)
 from sampletopo.graph import Graph, knn_cache_path, knn_graph
 from sampletopo.mergetree import join_tree, split_tree
 from sampletopo.readers import (
@@ -468,7 +488,9 @@ def _store(tables: list[tuple[Run, pl.DataFrame, Path]], write: Write) -> None:
 
 def summarize(run_dirs: PathLike | Iterable[PathLike], *, write: Write = True) -> pl.DataFrame:
     """Per run x split x tree x epoch: total persistence (p=1, 2), pairs, largest persistence,
-    mean loss and accuracy.
+    mean loss and accuracy, and ``exploding``: whether that epoch's mean loss exploded (the
+    recorder's rule, :mod:`sampletopo._exploding`: finite and above 1e6, or more than 100 times
+    the previous recorded epoch's).
 
     With ``write=True`` each run's rows are also stored in ``<run>/topology/summary.parquet``;
     with ``write="if_writable"`` only where that folder can be written (see the module
@@ -498,6 +520,7 @@ def _summary(run: Run) -> pl.DataFrame:
         scan_losses(run)
         .group_by(["run", "split", "epoch"])
         .agg(mean_loss=pl.col("loss").mean(), accuracy=pl.col("correct").cast(pl.Float64).mean())
+        .with_columns(exploding=exploding_flag(over=["run", "split"]))
     )
     try:
         return (
@@ -522,7 +545,11 @@ def wasserstein_to_reference(
     run_dirs: PathLike | Iterable[PathLike],
     *,
     reference: int | str = "final",
-    orders: Sequence[float] = (1, 2),
+    orders: Sequence[float] = (1,),
+    backend: Backend = "assignment",
+    delta: float = HERA_DELTA,
+    min_persistence: float = 0.0,
+    jobs: int = 1,
     write: Write = True,
     progress: bool = False,
 ) -> pl.DataFrame:
@@ -534,16 +561,296 @@ def wasserstein_to_reference(
         ``"final"``: each run's last epoch with diagrams (as in the thesis); an int: that epoch,
         which must exist in every run and split.
     orders : sequence of float
-        Wasserstein orders (L-infinity ground metric; finite pairs).
+        Wasserstein orders (L-infinity ground metric; finite pairs): W1 only by default, as
+        the figures and the report draw; ``(1, 2)`` adds W2 (about as costly again).
+    backend : {"assignment", "hera", "pot"}
+        The solver, see :func:`sampletopo.diagrams.wasserstein`: the exact sparse assignment by
+        default (measured the fastest on a thesis-sized study, ``benchmarks/bench_study.py``),
+        hera within its relative error ``delta``, or POT (exact, slow).
+    delta : float in (0, 1]
+        hera's relative error (``backend="hera"`` only).
+    min_persistence : float >= 0
+        Leave out the finite pairs with persistence below it from both diagrams before each
+        distance (0: none, the default). Each left-out pair of persistence ``p`` moves a
+        diagram by at most ``p / 2`` (to the diagonal, L-infinity), so by the triangle
+        inequality the distance changes by at most ``(sum (p/2)^q)^(1/q)`` over the left-out
+        pairs of one diagram plus the same over the other's (``q`` the order; the largest
+        ``p/2`` of each for ``q = inf``).
+    jobs : int
+        Worker processes; results are identical to ``jobs=1``.
+    write : True, False or "if_writable"
+        Store each run's table in ``<run>/topology/wasserstein.parquet``, as it grows (about
+        every 2 s) and when done, see the module docstring.
+    progress : bool
+        Show a progress bar.
 
     Returns
     -------
     polars.DataFrame
-        run, split, tree, epoch, reference_epoch, and one column ``w<order>`` per order
-        (``w1``, ``w2``). Stored per run in ``<run>/topology/wasserstein.parquet`` when
-        ``write`` (``"if_writable"``: where that folder can be written, see the module docstring).
+        run, split, tree, epoch, reference_epoch; per order ``w<order>`` (``w1``, ``w2``) and
+        ``w<order>_bound``, a bound on its distance from the exact Wasserstein distance of the
+        whole diagrams (``delta * w`` for hera, plus the ``min_persistence`` bound above; 0 when
+        exact); the settings ``backend``, ``delta`` (0 for the exact solvers) and
+        ``min_persistence``; ``diagram_hash`` and ``reference_hash`` (of the two diagrams'
+        finite pairs).
+
+    A stored table is a cache: its rows computed with the same settings (reference epoch,
+    solver, ``delta``, ``min_persistence``, orders) on the same diagrams (hashes) are reused,
+    so a killed run computes only the missing epochs when run again. Tables written before
+    sampletopo 0.4 (no settings columns) are read as they are by
+    :func:`~sampletopo.readers.read_wasserstein` and computed again here.
     """
+    df, _ = _wasserstein_tables(
+        runs_in(run_dirs),
+        reference=reference,
+        orders=orders,
+        backend=backend,
+        delta=delta,
+        min_persistence=min_persistence,
+        jobs=jobs,
+        write=write,
+        progress=progress,
+    )
+    return df
+
+
+def summary_tables(
+    run_dirs: PathLike | Iterable[PathLike], *, write: Write = "if_writable"
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The runs' :func:`summarize` and :func:`wasserstein_to_reference` tables (final epoch as
+    the reference, W1), stored as one step: with ``write="if_writable"`` (the default here, as
+    the figures and the report need) a run folder that cannot be written gets both in memory
+    only, and one warning says so for all runs. Stored W1 rows of the same diagrams and
+    reference are used whatever solver settings made them (``sampletopo topology`` chose
+    them), and a run whose rows were all reused keeps its table as it is (with any other
+    orders it holds)."""
     runs = runs_in(run_dirs)
+    summary = summarize(runs, write=False)
+    # The stored curves of the same diagrams serve whatever solver settings made them.
+    wdist, changed = _wasserstein_tables(runs, write=False, any_settings=True)
+    tables = [(run, summary.filter(pl.col("run") == run.name), run.summary_file) for run in runs]
+    if wdist.height:
+        tables += [
+            (run, part, run.wasserstein_file)
+            for run in runs
+            if run.name in changed and (part := wdist.filter(pl.col("run") == run.name)).height
+        ]
+    _store(tables, write)
+    return summary, wdist
+
+
+# --- the Wasserstein curves -------------------------------------------------------------------
+
+_W_KEY = ["run", "split", "tree", "epoch"]
+_W_SETTINGS = ["reference_epoch", "backend", "delta", "min_persistence"]
+_W_HASHES = ["diagram_hash", "reference_hash"]
+# How often (seconds) a growing table is stored while the curves are computed.
+_W_SAVE_EVERY = 2.0
+# Epochs per task: small enough that a killed run loses little, large enough to pay a worker.
+_W_CHUNK = 8
+
+
+def _order_name(o: float) -> str:
+    return f"w{o:g}"
+
+
+def _check_orders(orders: Sequence[float], where: str) -> list[float]:
+    if isinstance(orders, (str, bytes)) or not isinstance(orders, Sequence) or not orders:
+        raise invalid(
+            "orders",
+            "a non-empty sequence of Wasserstein orders in [1, inf], e.g. (1,) or (1, 2)",
+            orders,
+            where=where,
+        )
+    out = []
+    for o in orders:
+        v = check_real(
+            "orders",
+            o,
+            low=1.0,
+            allow_inf=True,
+            where=where,
+            fix="Each order is a p in [1, inf] (inf: the bottleneck distance), e.g. (1, 2).",
+        )
+        if v not in out:
+            out.append(v)
+    return sorted(out)
+
+
+def _points_hash(points: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.blake2b(np.ascontiguousarray(points).tobytes(), digest_size=8).hexdigest()
+
+
+# One diagram as the curves need it: finite points kept (birth <= death), the half persistences
+# of the points left out by min_persistence, and the hash of all its finite points.
+_WPoints = tuple[np.ndarray, np.ndarray, str]
+# run name, split, tree, reference epoch, reference points, [(epoch, points)], orders, backend,
+# delta, min_persistence
+_WTask = tuple[
+    str, str, str, int, _WPoints, list[tuple[int, _WPoints]], list[float], str, float, float
+]
+
+
+def _w_points(df: pl.DataFrame, tree: str, min_persistence: float) -> _WPoints:
+    d = Diagram.from_polars(df, tree=tree)  # type: ignore[arg-type]
+    pts = d.finite().as_lower()
+    pts = pts[np.lexsort((pts[:, 1], pts[:, 0]))]  # the stored order does not matter
+    half = (pts[:, 1] - pts[:, 0]) / 2.0
+    low = 2.0 * half < min_persistence
+    return pts[~low], half[low], _points_hash(pts)
+
+
+def _drop_bound(half: np.ndarray, order: float) -> float:
+    """How far leaving out pairs of these half persistences moves a diagram (W_order)."""
+    if half.size == 0:
+        return 0.0
+    if np.isinf(order):
+        return float(half.max())
+    return float(np.sum(half**order) ** (1.0 / order))
+
+
+def _w_work(task: _WTask) -> list[dict[str, Any]]:
+    """The rows of some epochs of one (run, split, tree) curve (runs in a worker)."""
+    from sampletopo.diagrams import _finite_wasserstein, _hera_bottleneck
+
+    name, s, tree, ref, (rp, rdrop, rhash), items, orders, backend, delta, minp = task
+    rows = []
+    for e, (p, drop, h) in items:
+        row: dict[str, Any] = {"run": name, "split": s, "tree": tree, "epoch": e}
+        row.update(reference_epoch=ref, backend=backend, delta=delta, min_persistence=minp)
+        for o in orders:
+            if e == ref:
+                w = 0.0
+            elif np.isinf(o):
+                w = (
+                    _hera_bottleneck(p, rp)
+                    if backend == "hera"
+                    else _matching_bottleneck(p, rp, np.inf)
+                )
+            else:
+                w = _finite_wasserstein(p, rp, o, np.inf, backend, delta)
+            bound = _drop_bound(drop, o) + _drop_bound(rdrop, o) if e != ref else 0.0
+            row[_order_name(o)] = w
+            row[f"{_order_name(o)}_bound"] = bound + delta * w
+        row.update(diagram_hash=h, reference_hash=rhash)
+        rows.append(row)
+    return rows
+
+
+def _w_schema(orders: Sequence[float]) -> dict[str, Any]:
+    schema: dict[str, Any] = {k: pl.String for k in ("run", "split", "tree")}
+    schema.update(epoch=pl.Int64, reference_epoch=pl.Int64)
+    for o in orders:
+        schema[_order_name(o)] = pl.Float64
+        schema[f"{_order_name(o)}_bound"] = pl.Float64
+    schema.update(backend=pl.String, delta=pl.Float64, min_persistence=pl.Float64)
+    schema.update(diagram_hash=pl.String, reference_hash=pl.String)
+    return schema
+
+
+def _stored_rows(run: Run, schema: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The run's stored Wasserstein rows that hold every column of ``schema``, by key; a
+    damaged table is named in a warning and computed again."""
+    path = run.wasserstein_file
+    if not path.is_file():
+        return {}
+    why = parquet_problem(path, {})
+    if why is None:
+        have = pl.read_parquet_schema(path)
+        if not all(have.get(c) == t for c, t in schema.items()):
+            return {}  # another sampletopo's table, or other orders: computed again
+        df = read_parquet(path, schema, columns=list(schema), fix="")
+        return {tuple(r[k] for k in _W_KEY): r for r in df.iter_rows(named=True)}
+    warnings.warn(
+        DamagedFileWarning(f"{str(path)!r} is damaged: {why}; its rows are computed again."),
+        stacklevel=4,
+    )
+    return {}
+
+
+class _TableWriter:
+    """Stores the growing tables of runs (see :data:`Write`); remembers the runs whose folder
+    cannot be written, for one warning at the end."""
+
+    def __init__(self, write: Write) -> None:
+        self.write = check_choice("write", write, (True, False, "if_writable"), where="summarize")
+        self.skipped: dict[str, str] = {}
+
+    def store(self, run: Run, df: pl.DataFrame) -> None:
+        if self.write is False or run.name in self.skipped:
+            return
+        try:
+            with lock_folder(run.topology_dir, what="computing topology", role="topology folder"):
+                write_parquet(df, run.wasserstein_file)
+        except OSError as exc:
+            if self.write != "if_writable" or exc.errno not in _NOT_WRITABLE:
+                raise
+            self.skipped[run.name] = str(exc.strerror)
+
+    def warn(self) -> None:
+        if self.skipped:
+            names = ", ".join(f"{n} ({why})" for n, why in self.skipped.items())
+            warnings.warn(
+                TopologyWarning(
+                    f"The Wasserstein tables of run(s) {names} were computed in memory and not "
+                    "stored: their topology folders cannot be written (a read-only file system "
+                    "or no permission)."
+                ),
+                stacklevel=4,
+            )
+
+
+def check_wasserstein_settings(
+    *,
+    orders: Sequence[float] = (1,),
+    backend: Backend = "assignment",
+    delta: float = HERA_DELTA,
+    min_persistence: float = 0.0,
+    jobs: int = 1,
+) -> tuple[list[float], Backend, float, float, int]:
+    """The settings of :func:`wasserstein_to_reference`, checked (one error naming the bad
+    one) and normalized: orders sorted without repeats, ``delta`` 0 for the exact solvers. The
+    command line calls it before any work."""
+    where = "wasserstein_to_reference"
+    orders = _check_orders(orders, where)
+    backend = check_choice("backend", backend, BACKENDS, where=where)  # type: ignore[assignment]
+    delta = check_delta(delta, where=where)
+    delta = delta if backend == "hera" else 0.0  # the other solvers are exact
+    min_persistence = check_real(
+        "min_persistence",
+        min_persistence,
+        low=0.0,
+        where=where,
+        fix="Pairs with persistence below it are left out; 0 keeps them all.",
+    )
+    jobs = check_int("jobs", jobs, 1, 256, where=where)
+    return orders, backend, delta, min_persistence, jobs
+
+
+def _wasserstein_tables(
+    runs: list[Run],
+    *,
+    reference: int | str = "final",
+    orders: Sequence[float] = (1,),
+    backend: Backend = "assignment",
+    delta: float = HERA_DELTA,
+    min_persistence: float = 0.0,
+    jobs: int = 1,
+    write: Write = True,
+    progress: bool = False,
+    any_settings: bool = False,
+) -> tuple[pl.DataFrame, set[str]]:
+    """:func:`wasserstein_to_reference`'s table and the names of the runs whose rows were not
+    all reused from their stored table; with ``any_settings``, stored rows are reused whatever
+    solver, ``delta`` and ``min_persistence`` made them (same reference and diagrams)."""
+    where = "wasserstein_to_reference"
+    orders, backend, delta, min_persistence, jobs = check_wasserstein_settings(
+        orders=orders, backend=backend, delta=delta, min_persistence=min_persistence, jobs=jobs
+    )
+    writer = _TableWriter(write)
+    schema = _w_schema(orders)
     work = []
     for run in runs:
         for s in SPLITS:
@@ -559,65 +866,79 @@ def wasserstein_to_reference(
                         "reference",
                         f"'final' or an epoch with {s} diagrams in run {run.name}: "
                         f"{ranges_text(eps)}",
-                        where="wasserstein_to_reference",
+                        where=where,
                         got=f"{ref}, which has no {s} diagram in run {run.name}",
                     )
             work.append((run, s, eps, ref))
-    rows: list[dict[str, Any]] = []
-    total = sum(len(w[2]) for w in work)
-    with tqdm(total=total, desc="wasserstein", unit="epoch", disable=not progress) as bar:
-        for run, s, eps, ref in work:
-            rows += _distances(run, s, eps, ref, orders)
-            bar.update(len(eps))
-    df = pl.DataFrame(rows).sort(["run", "split", "tree", "epoch"]) if rows else pl.DataFrame()
-    if rows:
-        parts = [(run, df.filter(pl.col("run") == run.name), run.wasserstein_file) for run in runs]
-        _store([p for p in parts if p[1].height], write)
-    return df
+    settings = (backend, delta, min_persistence)
+    done: dict[str, list[dict[str, Any]]] = {run.name: [] for run in runs}
+    tasks: list[_WTask] = []
+    changed: set[str] = set()
+    stored = {run.name: _stored_rows(run, schema) for run in runs}
+    for run, s, eps, ref in work:
+        by_epoch = read_diagrams(run, split=s).partition_by(["epoch", "tree"], as_dict=True)
+        for tree in TREES:
+            pts = {e: _w_points(by_epoch[(e, tree)], tree, min_persistence) for e in eps}
+            todo = []
+            for e in eps:
+                old = stored[run.name].get((run.name, s, tree, e))
+                if (
+                    old is not None
+                    and old["reference_epoch"] == ref
+                    and (
+                        any_settings
+                        or (old["backend"], old["delta"], old["min_persistence"]) == settings
+                    )
+                    and (old["diagram_hash"], old["reference_hash"]) == (pts[e][2], pts[ref][2])
+                ):
+                    done[run.name].append(old)
+                else:
+                    todo.append((e, pts[e]))
+            step = min(_W_CHUNK, max(1, len(todo) // (4 * jobs)))
+            for i in range(0, len(todo), step):
+                tasks.append(
+                    (run.name, s, tree, ref, pts[ref], todo[i : i + step], orders, *settings)
+                )
+    by_name = {run.name: run for run in runs}
+    for name, rows in done.items():
+        if len(rows) != len(stored[name]):
+            changed.add(name)  # stale rows to drop, or rows to add
+    changed |= {t[0] for t in tasks}
+
+    def table(name: str) -> pl.DataFrame:
+        return pl.DataFrame(done[name], schema=schema).sort(_W_KEY)
+
+    total = sum(len(t[5]) for t in tasks)
+    bar = tqdm(total=total, desc="wasserstein", unit="epoch", disable=not progress or total == 0)
+    last = time.monotonic()
+    dirty: set[str] = set()
+    for task, rows in _run_w_tasks(tasks, jobs):
+        done[task[0]] += rows
+        dirty.add(task[0])
+        bar.update(len(task[5]))
+        if time.monotonic() - last >= _W_SAVE_EVERY:
+            for name in sorted(dirty):
+                writer.store(by_name[name], table(name))
+            dirty.clear()
+            last = time.monotonic()
+    bar.close()
+    for name in sorted(changed):
+        if done[name]:
+            writer.store(by_name[name], table(name))
+    writer.warn()
+    parts = [table(run.name) for run in runs if done[run.name]]
+    return (pl.concat(parts).sort(_W_KEY) if parts else pl.DataFrame()), changed
 
 
-def summary_tables(
-    run_dirs: PathLike | Iterable[PathLike], *, write: Write = "if_writable"
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The runs' :func:`summarize` and :func:`wasserstein_to_reference` tables (final epoch as
-    the reference), stored as one step: with ``write="if_writable"`` (the default here, as the
-    figures and the report need) a run folder that cannot be written gets both in memory only,
-    and one warning says so for all runs."""
-    runs = runs_in(run_dirs)
-    summary = summarize(runs, write=False)
-    wdist = wasserstein_to_reference(runs, write=False)
-    tables = [(run, summary.filter(pl.col("run") == run.name), run.summary_file) for run in runs]
-    if wdist.height:
-        tables += [
-            (run, part, run.wasserstein_file)
-            for run in runs
-            if (part := wdist.filter(pl.col("run") == run.name)).height
-        ]
-    _store(tables, write)
-    return summary, wdist
-
-
-def _distances(
-    run: Run, s: str, eps: list[int], ref: int, orders: Sequence[float]
-) -> list[dict[str, Any]]:
-    """The rows of :func:`wasserstein_to_reference` of one run and split."""
-    by_epoch = read_diagrams(run, split=s).partition_by(["epoch", "tree"], as_dict=True)
-    rows = []
-    for tree in TREES:
-        ref_d = Diagram.from_polars(by_epoch[(ref, tree)])
-        for e in eps:
-            d = Diagram.from_polars(by_epoch[(e, tree)])
-            row: dict[str, Any] = {
-                "run": run.name,
-                "split": s,
-                "tree": tree,
-                "epoch": e,
-                "reference_epoch": ref,
-            }
-            for o in orders:
-                row[f"w{o:g}"] = 0.0 if e == ref else wasserstein(d, ref_d, order=o)
-            rows.append(row)
-    return rows
+def _run_w_tasks(tasks: list[_WTask], jobs: int) -> Iterator[tuple[_WTask, list[dict[str, Any]]]]:
+    """Each task with its rows, in order, on ``jobs`` processes."""
+    if jobs == 1 or len(tasks) <= 1:
+        for t in tasks:
+            yield t, _w_work(t)
+        return
+    ctx = multiprocessing.get_context("spawn")  # see _run_tasks
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        yield from zip(tasks, pool.map(_w_work, tasks))
 
 
 def check_comparable(run_dirs: PathLike | Iterable[PathLike]) -> list[Path]:

@@ -153,6 +153,19 @@ def _is_state_dict(obj: Any) -> bool:
     )
 
 
+def checkpoint_rates(obj: Any) -> list[float] | None:
+    """The learning rates (one per parameter group) in a loaded checkpoint's ``"optimizer"``
+    entry, a torch optimizer ``state_dict`` as ``sampletopo train`` saves it (there: the rates
+    the checkpoint's epoch trained with); ``None`` when it has none."""
+    opt = obj.get("optimizer") if isinstance(obj, Mapping) else None
+    groups = opt.get("param_groups") if isinstance(opt, Mapping) else None
+    if not isinstance(groups, list) or not groups:
+        return None
+    rates = [g.get("lr") if isinstance(g, Mapping) else None for g in groups]
+    ok = all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in rates)
+    return [float(r) for r in rates] if ok else None  # type: ignore[arg-type]
+
+
 def extract_state_dict(obj: Any, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """The model ``state_dict`` inside a loaded checkpoint.
 

@@ -54,7 +54,8 @@ class Dataset:
     name : str
         Registered name (``"digits"``, ``"cifar10"``, ...).
     num_classes : int
-        Number of classes; labels are ``0 .. num_classes - 1``.
+        Number of classes; labels are ``0 .. num_classes - 1``. ``0`` for regression targets
+        (float ``y``, see :meth:`from_arrays` and :attr:`is_regression`).
     input_shape : tuple of int
         ``(C, H, W)`` of one model input.
     class_names : list of str
@@ -129,6 +130,11 @@ class Dataset:
         feature table), or ``(n, C, L)``: signals of ``C`` channels (standardized per channel,
         shown as line plots). :meth:`tensors` gives them back in that shape.
 
+        Regression: float ``y`` of shape ``(n,)`` or ``(n, d)`` (finite; the same ``d`` in both
+        splits) are targets, not labels: the dataset has ``num_classes == 0``, no class names,
+        and is recorded with ``loss="mse"`` or a loss function of your own (see
+        :class:`~sampletopo.recorder.LossRecorder`).
+
         ``features=(f_train, f_val)``, arrays of shape ``(n, d)`` with one finite row per sample,
         are the data's own features for the kNN graph (``features(kind="raw")``, and what
         ``"standardized"`` and ``"pca"`` start from) instead of the flattened inputs.
@@ -156,24 +162,32 @@ class Dataset:
         labels: dict[str, np.ndarray] = {}
         sample_shape: tuple[int, ...] | None = None
         given: dict[str, tuple[int, ...]] = {}
-        for split, pair in (("train", train), ("val", val)):
+        for split, pair in zip(SPLITS, (train, val), strict=True):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise invalid(
                     split, "a pair (x, y) of arrays", where=where, got=type(pair).__name__
                 )
+        regression = _regression_targets(train[1], val[1], class_names=names, where=where)
+        for split, pair in zip(SPLITS, (train, val), strict=True):
             x = _as_array(pair[0], what="x", where=f"{where} (split {split!r})")
             given[split] = tuple(int(v) for v in x.shape[1:])
             if x.ndim in (2, 3):
                 # Rows (n, d) and signals (n, C, L) are kept as (n, d, 1, 1) and (n, C, L, 1).
                 sample_shape = tuple(int(v) for v in x.shape[1:])
                 x = x.reshape(*x.shape, *((1,) * (4 - x.ndim)))
+            y = pair[1]
+            if regression:  # the inputs take the usual checks, with stand-in labels
+                targets = _check_targets(y, part=f"split {split!r}", where=where)
+                y = np.zeros(targets.shape[0], dtype=np.int64)
             raw[split], labels[split] = _check_arrays(
                 x,
-                pair[1],
+                y,
                 part=f"split {split!r}",
                 where=where,
                 num_classes=None if names is None else len(names),
             )
+            if regression:
+                labels[split] = targets
         if raw["train"].dtype != raw["val"].dtype or given["train"] != given["val"]:
             raise invalid(
                 "val",
@@ -183,8 +197,17 @@ class Dataset:
                 got=f"train {raw['train'].dtype} {given['train']} and val "
                 f"{raw['val'].dtype} {given['val']}",
             )
-        k = int(max(labels["train"].max(), labels["val"].max())) + 1
-        if names is None:
+        if regression:
+            if labels["train"].shape[1:] != labels["val"].shape[1:]:
+                raise invalid(
+                    "val",
+                    "targets of the train targets' shape per sample",
+                    where=where,
+                    got=f"train {labels['train'].shape[1:]} and val {labels['val'].shape[1:]}",
+                )
+            names = []
+        elif names is None:
+            k = int(max(labels["train"].max(), labels["val"].max())) + 1
             names = [str(i) for i in range(k)]
         c, h, w = (int(v) for v in raw["train"].shape[1:])
         scale = 1.0 / 255.0 if raw["train"].dtype == np.uint8 else 1.0
@@ -201,6 +224,11 @@ class Dataset:
             _features=feats,
         )
 
+    @property
+    def is_regression(self) -> bool:
+        """Whether ``y`` holds float regression targets (``num_classes == 0``), not labels."""
+        return self.num_classes == 0
+
     def _check_split(self, split: str) -> str:
         return str(check_choice("split", split, sorted(self._raw), where=f"Dataset {self.name!r}"))
 
@@ -209,7 +237,8 @@ class Dataset:
         return int(self._labels[self._check_split(split)].shape[0])
 
     def labels(self, split: str) -> np.ndarray:
-        """Labels of ``split`` as an int64 array of shape ``(n,)``, in sample order."""
+        """Labels of ``split`` as an int64 array of shape ``(n,)``, in sample order (for
+        regression: the float64 targets, ``(n,)`` or ``(n, d)``)."""
         return self._labels[self._check_split(split)].copy()
 
     def _pixels(self, split: str) -> np.ndarray:
@@ -242,9 +271,10 @@ class Dataset:
         mean, std = self._channel_stats()
         x = (self._pixels(split) - mean[None, :, None, None]) / std[None, :, None, None]
         x = x.reshape(x.shape[0], *self.sample_shape)
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(
-            self._labels[split].copy()
-        )
+        y = self._labels[split].copy()
+        if self.is_regression:
+            y = y.astype(np.float32)
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y)
 
     def features(
         self,
@@ -331,7 +361,11 @@ class Dataset:
             raw = np.ascontiguousarray(self._raw[self._check_split(split)])
             h.update(f"{raw.dtype.str}|{raw.shape}|{self._scale!r}|".encode())
             h.update(raw.tobytes())
-            h.update(np.ascontiguousarray(self._labels[split], dtype="<i8").tobytes())
+            if self.is_regression:  # targets: their values and shape (labels as before)
+                t = np.ascontiguousarray(self._labels[split], dtype="<f8")
+                h.update(f"targets{t.shape}".encode() + t.tobytes())
+            else:
+                h.update(np.ascontiguousarray(self._labels[split], dtype="<i8").tobytes())
             if self._features is not None:  # a cached graph of other features is not this one's
                 f = np.ascontiguousarray(self._features[split], dtype="<f4")
                 h.update(f"features|{f.shape}|".encode() + f.tobytes())
@@ -487,6 +521,64 @@ def _check_arrays(
             fix=fix,
         )
     return np.ascontiguousarray(stored), np.ascontiguousarray(y, dtype=np.int64)
+
+
+def _regression_targets(y_train: Any, y_val: Any, *, class_names: Any, where: str) -> bool:
+    """Whether ``y`` holds float regression targets (in both splits) rather than labels; float
+    targets in one split only, or class names with float targets, are refused."""
+    ys = {"train": y_train, "val": y_val}
+    floats = {s: _float_targets(y) for s, y in ys.items()}
+    if floats["train"] != floats["val"]:
+        odd = "train" if floats["train"] else "val"
+        other = "val" if odd == "train" else "train"
+        ys = {s: np.asarray(y) for s, y in ys.items()}
+        raise invalid(
+            "y",
+            "integer class labels in both splits, or float regression targets in both",
+            where=f"{where} (split {odd!r})",
+            got=f"dtype {ys[odd].dtype} where split {other!r} holds {ys[other].dtype}",
+            fix="Convert labels with y.astype(int), or both splits' targets to float.",
+        )
+    if floats["train"] and class_names:
+        raise invalid(
+            "class_names",
+            "no class names for float targets (regression)",
+            class_names,
+            where=where,
+            fix="Pass integer labels for classes, or leave class_names out.",
+        )
+    return floats["train"]
+
+
+def _float_targets(y: Any) -> bool:
+    """Whether ``y`` holds floats (regression targets) rather than integer labels."""
+    try:
+        return np.asarray(y).dtype.kind == "f"
+    except (TypeError, ValueError):  # ragged: the label checks name it
+        return False
+
+
+def _check_targets(y: Any, *, part: str, where: str) -> np.ndarray:
+    """Regression targets of one split as float64 ``(n,)`` or ``(n, d)``, finite."""
+    where = f"{where} ({part})"
+    y = _as_array(y, what="y", where=where)
+    if y.ndim not in (1, 2) or y.shape[0] == 0 or 0 in y.shape:
+        raise invalid(
+            "y", "regression targets: floats of shape (n,) or (n, d)", where=where,
+            got=f"shape {y.shape}",
+        )  # fmt: skip
+    y = y.astype(np.float64)
+    bad = ~np.isfinite(y).reshape(y.shape[0], -1).all(axis=1)
+    if bad.any():
+        raise invalid(
+            "y",
+            "finite regression targets",
+            where=where,
+            got=f"{int(bad.sum())} sample(s) with NaN or infinite targets (first: sample "
+            f"{int(np.flatnonzero(bad)[0])})",
+            fix="Drop or repair those samples first: one makes every loss NaN.",
+        )
+    return np.ascontiguousarray(y)
 
 
 def _check_features(

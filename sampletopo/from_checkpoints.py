@@ -24,6 +24,7 @@ from torch import nn
 from sampletopo._device import model_device, resolve_device
 from sampletopo._errors import CheckpointChangedWarning, ParameterError, RunFolderError
 from sampletopo._folders import lock_folder
+from sampletopo._losses import Loss, resolve_loss
 from sampletopo._runconfig import DATA_KEYS
 from sampletopo._validation import MAX_SEED, check_choice, check_instance, check_int, invalid
 from sampletopo._writer import RunWriter
@@ -47,8 +48,10 @@ from sampletopo.distributed import (
 from sampletopo.models import build_model, check_model_kwargs, model_spec
 from sampletopo.recorder import (
     LossRecorder,
+    LossSpec,
     OnExists,
     _evaluate,
+    check_loss,
     check_recorder_options,
 )
 from sampletopo.runs import SPLITS, PathLike, Run, data_config
@@ -78,6 +81,7 @@ def record_checkpoints(
     shard: Shard = "samples",
     on_change: OnChange = "error",
     distributed: bool | None = None,
+    loss: LossSpec = "cross_entropy",
 ) -> list[int]:
     """Evaluate every checkpoint in a folder and write the same loss tables as the recorder.
 
@@ -121,6 +125,14 @@ def record_checkpoints(
     distributed : bool, optional
         As for :class:`~sampletopo.recorder.LossRecorder`: ``None`` uses an initialised process
         group if there is one.
+    loss : {"cross_entropy", "mse"} or callable
+        The per-sample loss, as for :class:`~sampletopo.recorder.LossRecorder` (stored in the
+        config when it can be rebuilt: a name, or an importable function's import path).
+
+    The run's schedule (``losses/schedule.parquet``) gets the learning rates found in each
+    checkpoint's ``"optimizer"`` entry (a torch optimizer ``state_dict``): for the checkpoints
+    of ``sampletopo train`` the rates their epoch trained with. Checkpoints without one store
+    none (figures then use the config's ``milestones``, if any).
 
     Returns
     -------
@@ -143,7 +155,7 @@ def record_checkpoints(
             model_kwargs=model_kwargs, data_seed=data_seed, val_fraction=val_fraction,
             max_samples=max_samples, splits=splits, batch_size=batch_size, device=device,
             on_exists=on_exists, progress=progress, shard=shard, on_change=on_change,
-            distributed=distributed,
+            distributed=distributed, loss=loss,
         )  # fmt: skip
     finally:
         if lock is not None:
@@ -217,7 +229,11 @@ class _Job:
     batch_size: int
     on_exists: str
     on_change: str
-    by_epoch: dict[int, int] = field(default_factory=dict)  # epoch -> position in ``listed``
+    loss: Loss = field(default_factory=lambda: Loss("cross_entropy"))
+    by_epoch: dict[int, int] = field(default_factory=dict)
+    rates: list[float] | None = (
+        None  # the loaded checkpoint's learning rates, if it has them  # epoch -> position in ``listed``
+    )
 
     def changed(self, exc: CheckpointChangedError) -> None:
         """A checkpoint changed since the listing: raise, or warn (once, on rank 0) and go on."""
@@ -232,22 +248,31 @@ class _Job:
 
     def load(self, epoch: int) -> None:
         """Load the checkpoint of ``epoch`` into the model (its listing checked first)."""
-        from sampletopo.checkpoints import extract_state_dict, load_state_dict_into
+        from sampletopo.checkpoints import (
+            checkpoint_rates,
+            extract_state_dict,
+            load_state_dict_into,
+        )
 
         entry = self.listed[self.by_epoch[epoch]]
-        sd = extract_state_dict(read_listed_checkpoint(entry), source=repr(str(entry.path)))
+        obj = read_listed_checkpoint(entry)
+        self.rates = checkpoint_rates(obj)
+        sd = extract_state_dict(obj, source=repr(str(entry.path)))
         load_state_dict_into(self.net, sd, source=str(entry.path))
 
     def evaluate(self) -> dict[str, Any]:
-        """The loaded model's losses, predictions and margins of every split, on all
-        samples."""
+        """The loaded model's losses, predictions and margins (``None`` for regression) of
+        every split, on all samples."""
         return {
             s: _evaluate(
                 self.net,
-                *self.dataset.tensors(s),
+                self.dataset.tensors(s)[0],
+                # Class labels, or the float64 regression targets (tensors() gives float32).
+                torch.from_numpy(self.dataset.labels(s)),
                 batch_size=self.batch_size,
                 device=self.device,
-                num_classes=self.dataset.num_classes,
+                num_classes=self.dataset.num_classes or None,
+                loss=self.loss,
             )
             for s in self.splits
         }
@@ -272,6 +297,7 @@ def _record_checkpoints(
     shard: Shard,
     on_change: OnChange,
     distributed: bool | None,
+    loss: LossSpec,
 ) -> list[int]:
     """:func:`record_checkpoints` once ``run_dir`` is locked."""
     from sampletopo.checkpoints import list_checkpoints
@@ -282,6 +308,7 @@ def _record_checkpoints(
         batch_size=batch_size, on_exists=on_exists, shard=shard, on_change=on_change,
     )  # fmt: skip
     requested = resolve_device(device, where=where)
+    fn = resolve_loss(loss, where=where)
     world = current_world(distributed=distributed, where=where)
     # Listed once, by rank 0: later changes to the folder are noticed, never half-followed.
     listed = on_main(world, lambda: snapshot_checkpoints(list_checkpoints(checkpoints)), share=True)
@@ -293,11 +320,13 @@ def _record_checkpoints(
             data, root=data_root, seed=data_seed, val_fraction=val_fraction, max_samples=max_samples
         )
     )
+    fn = check_loss(fn, ds, mode="eval", where=where)
     kwargs = dict(model_kwargs or {})
     net, dev = _model_on_device(model, kwargs, ds, requested, world)
     job = _Job(
-        world, Run(run_dir), listed, net, dev, ds, splits, int(batch_size), on_exists, on_change
-    )
+        world, Run(run_dir), listed, net, dev, ds, splits, int(batch_size), on_exists, on_change,
+        loss=fn,
+    )  # fmt: skip
     job.by_epoch = _epochs(job)
     on_main(
         world,
@@ -419,6 +448,8 @@ def _checkpoint_config(
     if not isinstance(model, nn.Module):
         cfg["model"] = model_spec(model, where="record_checkpoints", kind="parameter")
         cfg["model_kwargs"] = model_kwargs
+    if job.loss.rebuildable:
+        cfg["loss"] = job.loss.name
     cfg["checkpoint_files"] = {
         str(e): str(job.listed[i].path.resolve()) for e, i in sorted(job.by_epoch.items())
     }
@@ -434,6 +465,9 @@ def _write_config(run: Run, cfg: dict[str, Any]) -> None:
         # data_file is compared through the data's fingerprints (the manifest) instead.
         ident = [k for k in (*DATA_KEYS, "source", "checkpoint_dir", "model", "model_kwargs")
                  if k != "data_file" and old.get(k) != cfg.get(k)]  # fmt: skip
+        # Configs written before losses were chosen recorded cross-entropy.
+        if old.get("loss", "cross_entropy") != cfg.get("loss", "cross_entropy"):
+            ident.append("loss")
         if ident and run.has_losses():
             shown = ", ".join(f"{k}: {old.get(k)!r} -> {cfg.get(k)!r}" for k in ident[:3])
             raise RunFolderError(
@@ -487,7 +521,7 @@ def _by_samples(job: _Job, *, progress: bool) -> list[int]:
     make = functools.partial(
         LossRecorder._for_driver, job.run, job.dataset, source="checkpoints", splits=job.splits,
         mode="eval", batch_size=job.batch_size, device=job.device, on_exists=job.on_exists,
-        distributed=world.distributed,
+        distributed=world.distributed, loss=job.loss,
     )  # fmt: skip
     rec = make()
     todo = _pending(job)
@@ -501,6 +535,7 @@ def _by_samples(job: _Job, *, progress: bool) -> list[int]:
                 job.changed(exc)
                 bar.update(1)
                 continue
+            rec._rates = job.rates  # the schedule: this checkpoint's rates, if it has them
             written = rec.on_train_epoch_end(ep, job.net)
             if any(v is not None for v in written.values()):
                 done.append(ep)
@@ -519,7 +554,7 @@ def _by_checkpoints(job: _Job, *, progress: bool) -> list[int]:
         world,
         lambda: RunWriter(
             job.run, job.dataset, splits=job.splits, mode="eval", on_exists=job.on_exists,
-            source="checkpoints",
+            source="checkpoints", loss=job.loss,
         ),
     )  # fmt: skip
     todo = _pending(job)
@@ -544,7 +579,7 @@ def _evaluate_one(job: _Job, epoch: int | None) -> Any:
         return None
     try:
         job.load(epoch)
-        return ("ok", job.evaluate())
+        return ("ok", (job.evaluate(), job.rates))
     except CheckpointChangedError as exc:
         return ("changed", (exc.reason, str(exc)))
     except BaseException as exc:  # noqa: BLE001 -- rank 0 raises it on every rank
@@ -564,9 +599,12 @@ def _write_round(job: _Job, writer: RunWriter | None, results: list[Any] | None)
         if how == "changed":
             job.changed(CheckpointChangedError(val[0], val[1][len(val[0]) :]))
             continue
+        tables, rates = val
+        if rates is not None and ep > 0:
+            writer.write_schedule(ep, rates)
         wrote = False
         for s in writer.pending_splits(ep):
-            writer.write(s, ep, *val[s])
+            writer.write(s, ep, *tables[s])
             wrote = True
         if wrote:
             now.append(ep)

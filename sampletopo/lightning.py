@@ -54,7 +54,14 @@ from sampletopo._device import resolve_device
 from sampletopo._errors import RecorderWarning, SampletopoError
 from sampletopo._validation import ranges_text
 from sampletopo.data import Dataset
-from sampletopo.recorder import LossRecorder, RecordMode, check_dataset, check_recorder_options
+from sampletopo.recorder import (
+    LossRecorder,
+    LossSpec,
+    RecordMode,
+    check_dataset,
+    check_loss,
+    check_recorder_options,
+)
 from sampletopo.runs import SPLITS, PathLike
 
 if TYPE_CHECKING:
@@ -112,6 +119,9 @@ class LossRecorderCallback(Callback):
     device : str or torch.device, optional
         Device of the eval passes; default: the module's device (each rank's own GPU under
         DDP), which is what you want on a GPU Trainer.
+    loss : {"cross_entropy", "mse"} or callable
+        The per-sample loss, as for :class:`~sampletopo.recorder.LossRecorder`; regression
+        targets (float ``y``) need ``"mse"`` or a function of your own.
 
     Notes
     -----
@@ -159,6 +169,7 @@ class LossRecorderCallback(Callback):
         mode: RecordMode = "eval",
         batch_size: int = 512,
         device: str | torch.device | None = None,
+        loss: LossSpec = "cross_entropy",
     ) -> None:
         _require_lightning()
         super().__init__()
@@ -168,6 +179,7 @@ class LossRecorderCallback(Callback):
             splits=splits, mode=mode, batch_size=batch_size, on_exists="skip", where=_WHERE
         )
         resolve_device(device, where=_WHERE)
+        self.loss = check_loss(loss, self.dataset, mode=mode, where=_WHERE)
         self.run_dir = Path(run_dir)
         self.mode: RecordMode = mode
         self.batch_size = int(batch_size)
@@ -214,6 +226,7 @@ class LossRecorderCallback(Callback):
             device=self.device,
             on_exists="skip",
             distributed=distributed,
+            loss=self.loss,
             **_schedule_options(trainer),
         )
 

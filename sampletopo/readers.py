@@ -45,6 +45,7 @@ import polars as pl
 
 from sampletopo._deprecated import warn_renamed
 from sampletopo._errors import RunFolderError
+from sampletopo._exploding import exploding_flag
 from sampletopo._runfiles import (
     DamagedFileError,
     check_parquet,
@@ -389,7 +390,11 @@ def _read_stored(runs: PathLike | Iterable[PathLike], which: str) -> pl.DataFram
         why = parquet_problem(path, {})  # footer and checksum, before its columns are read
         if why is not None:
             raise DamagedFileError(path, why, fix)
-        parts.append(read_parquet(path, {}, columns=list(pl.read_parquet_schema(path)), fix=fix))
+        part = read_parquet(path, {}, columns=list(pl.read_parquet_schema(path)), fix=fix)
+        if which == "summary" and "exploding" not in part.columns and "mean_loss" in part.columns:
+            # Stored before the flag existed: the same rule on its stored means.
+            part = part.with_columns(exploding=exploding_flag(over=["run", "split", "tree"]))
+        parts.append(part)
     return pl.concat(parts, how="diagonal_relaxed").sort(["run", "split", "tree", "epoch"])
 
 

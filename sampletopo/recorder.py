@@ -57,16 +57,17 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sampletopo._device import model_device, resolve_device
 from sampletopo._errors import (
     MissingEpochsWarning,
     ParameterError,
+    RecorderWarning,
     RunFolderError,
     SampletopoError,
 )
+from sampletopo._losses import Loss, check_logits, resolve_loss
 from sampletopo._validation import MAX_EPOCH, check_choice, check_instance, check_int, invalid
 from sampletopo._writer import NonFiniteLossWarning, RunWriter, Source
 from sampletopo.data import Dataset
@@ -93,43 +94,45 @@ __all__ = [
 ]
 
 RecordMode = Literal["eval", "train_pass"]
+LossSpec = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``"cross_entropy"``, ``"mse"``, or a function ``fn(outputs, targets)`` returning one loss per
+sample (see :mod:`sampletopo._losses`)."""
 OnExists = Literal["skip", "error"]
 
 
-def _check_outputs(logits: Any, n: int, classes: int, *, what: str) -> None:
-    """Refuse model outputs that are not ``(n, C)`` float logits with ``C >= classes``.
+@torch.no_grad()
+def evaluate_losses(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int = 512,
+    device: str | torch.device | None = None,
+    num_classes: int | None = None,
+    loss: LossSpec | Loss = "cross_entropy",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-sample losses and predictions of ``model`` in eval mode.
 
-    Without this, a model returning ``(B,)``, ``(B, C, H, W)`` or too few classes fails deep
-    inside ``cross_entropy`` (or, on a GPU, with a device-side assert that breaks the process).
+    The model's train/eval flag is restored afterwards.
+
+    ``y`` holds integer labels from 0, or float regression targets (``(n,)`` or ``(n, d)``).
+    ``loss`` is ``"cross_entropy"`` (the default), ``"mse"`` or a function of your own (see
+    :mod:`sampletopo._losses` for what each computes). For labels the model must return float
+    logits of shape ``(batch, C)`` with ``C >= num_classes`` (default: the largest label + 1),
+    else one :class:`SampletopoError` names the shapes; the recorder passes the dataset's class
+    count.
+
+    Returns
+    -------
+    losses : numpy.ndarray
+        float64, shape ``(n,)``.
+    preds : numpy.ndarray or None
+        int64, shape ``(n,)``: the arg-max class; ``None`` for regression targets.
     """
-    if not isinstance(logits, torch.Tensor):
-        raise invalid(
-            "model",
-            "a model whose forward returns a tensor of logits",
-            where=what,
-            got=f"a model that returned {type(logits).__name__}, not a tensor",
-            fix="Make its forward return only the (batch, classes) logits (e.g. wrap it and "
-            "return out[0] or out.logits).",
-        )
-    c = int(logits.shape[1]) if logits.ndim == 2 else 0
-    if logits.ndim != 2 or logits.shape[0] != n or c < classes or not logits.is_floating_point():
-        raise invalid(
-            "model",
-            f"a model whose output for a batch of {n} samples is float logits of shape ({n}, C) "
-            f"with C >= {classes}, one column per class (the labels run 0..{classes - 1})",
-            where=what,
-            got=f"the model's output for a batch of {n} samples has shape "
-            f"{tuple(logits.shape)} ({logits.dtype})",
-            fix=f"Build the model with num_classes={classes}, and make it return one row of "
-            "class scores per sample (no spatial maps, no squeezed single column).",
-        )
-
-
-def _per_sample(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    # float64 keeps tiny losses of confident predictions distinct instead of rounding to 0.
-    logits = logits.detach()
-    loss = F.cross_entropy(logits.double(), targets, reduction="none")
-    return loss, logits.argmax(dim=1)
+    losses, preds, _ = _evaluate(
+        model, x, y, batch_size=batch_size, device=device, num_classes=num_classes, loss=loss
+    )
+    return losses, preds
 
 
 def _margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -142,37 +145,6 @@ def _margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_losses(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    batch_size: int = 512,
-    device: str | torch.device | None = None,
-    num_classes: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample cross-entropy losses and predictions of ``model`` in eval mode.
-
-    The model's train/eval flag is restored afterwards.
-
-    ``y`` holds integer labels from 0; the model must return float logits of shape
-    ``(batch, C)`` with ``C >= num_classes`` (default: the largest label + 1), else one
-    :class:`SampletopoError` names the shapes. The recorder passes the dataset's class count.
-
-    Returns
-    -------
-    losses : numpy.ndarray
-        float64, shape ``(n,)``.
-    preds : numpy.ndarray
-        int64, shape ``(n,)``.
-    """
-    losses, preds, _ = _evaluate(
-        model, x, y, batch_size=batch_size, device=device, num_classes=num_classes
-    )
-    return losses, preds
-
-
-@torch.no_grad()
 def _evaluate(
     model: nn.Module,
     x: torch.Tensor,
@@ -181,29 +153,42 @@ def _evaluate(
     batch_size: int = 512,
     device: str | torch.device | None = None,
     num_classes: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`evaluate_losses` and each sample's margin (:func:`_margins`), float64."""
+    loss: LossSpec | Loss = "cross_entropy",
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """:func:`evaluate_losses` and, for class labels, each sample's margin (:func:`_margins`),
+    float64; ``None`` for regression targets."""
     where = "evaluate_losses"
     check_module(model, where=where)
     check_int("batch_size", batch_size, 1, None, where=where)
     resolved = resolve_device(device, where=where)
+    fn = resolve_loss(loss, where=where)
     for name, t in (("x", x), ("y", y)):
         check_instance(
             name, t, torch.Tensor, what="a torch tensor (e.g. from Dataset.tensors(split))",
             where=where,
         )  # fmt: skip
-    if y.ndim != 1 or x.ndim < 1 or x.shape[0] != y.shape[0] or y.is_floating_point():
+    regression = y.is_floating_point()
+    fn.check_targets(regression=regression, where=where)
+    if (
+        x.ndim < 1
+        or x.shape[0] != y.shape[0]
+        or (y.ndim != 1 and not regression)
+        or y.ndim not in (1, 2)
+    ):
         raise invalid(
             "y",
-            "integer labels of shape (n,) with one per row of x",
+            "integer labels of shape (n,), or float targets of shape (n,) or (n, d), with one "
+            "per row of x",
             where=where,
             got=f"x {tuple(x.shape)} and y {tuple(y.shape)} ({y.dtype})",
         )
-    if y.numel() and int(y.min()) < 0:
-        raise invalid("y", "labels >= 0", int(y.min()), where=where)
-    classes = int(y.max()) + 1 if y.numel() else 0  # one check here, not one sync per batch
-    if num_classes is not None:
-        classes = max(classes, check_int("num_classes", num_classes, 1, None, where=where))
+    classes = 0
+    if not regression:
+        if y.numel() and int(y.min()) < 0:
+            raise invalid("y", "labels >= 0", int(y.min()), where=where)
+        classes = int(y.max()) + 1 if y.numel() else 1  # one check here, not a sync per batch
+        if num_classes is not None:
+            classes = max(classes, check_int("num_classes", num_classes, 1, None, where=where))
     dev = resolved if resolved is not None else model_device(model)
     was_training = model.training
     model.eval()
@@ -213,21 +198,48 @@ def _evaluate(
             xb = x[start : start + batch_size].to(dev, non_blocking=True)
             yb = y[start : start + batch_size].to(dev, non_blocking=True)
             out = model(xb)
-            _check_outputs(out, int(xb.shape[0]), classes, what=where)
-            loss, pred = _per_sample(out, yb)
-            losses.append(loss)
-            preds.append(pred)
-            margins.append(_margins(out, yb))
+            part, pred = fn.per_sample(out, yb, classes=classes, where=where)
+            losses.append(part)
+            if pred is not None:
+                preds.append(pred)
+                margins.append(_margins(out, yb))
         out_l = torch.cat(losses).cpu().numpy() if losses else np.zeros(0)
         out_p = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
         out_m = torch.cat(margins).cpu().numpy() if margins else np.zeros(0)
     finally:
         model.train(was_training)
+    if regression:
+        return out_l.astype(np.float64), None, None
     return out_l.astype(np.float64), out_p.astype(np.int64), out_m.astype(np.float64)
 
 
 # ---------------------------------------------------------------------------------------------
 # Recorder
+
+
+def check_loss(loss: Any, dataset: Dataset, *, mode: str, where: str) -> Loss:
+    """``loss`` resolved and checked against the dataset's targets and the recording mode; a
+    function that cannot be stored by import path is named in one warning."""
+    fn = loss if isinstance(loss, Loss) else resolve_loss(loss, where=where)
+    fn.check_targets(regression=dataset.is_regression, where=where)
+    if dataset.is_regression and mode == "train_pass":
+        raise invalid(
+            "mode",
+            "'eval' for regression targets (float y): 'train_pass' records class labels only",
+            mode,
+            where=where,
+        )
+    if not fn.rebuildable and not isinstance(loss, Loss):  # once, where the function is given
+        warnings.warn(
+            RecorderWarning(
+                f"The loss function {fn.name.split(':')[-1]} cannot be imported again (it is "
+                "defined in __main__, inside a function, or is a lambda), so the run's "
+                "config.toml does not name it and `sampletopo record` cannot re-record with it: "
+                "define it at the top level of an importable module to have its path stored."
+            ),
+            stacklevel=3,
+        )
+    return fn
 
 
 def check_schedule_source(
@@ -350,6 +362,14 @@ class LossRecorder:
     scheduler : torch.optim.lr_scheduler.LRScheduler, optional
         Instead of (or beside) ``optimizer``: the rates of the optimizer it steps are stored.
         Without either, no schedule is stored (figures then mark no learning-rate drops).
+    loss : {"cross_entropy", "mse"} or callable
+        The per-sample loss (see :mod:`sampletopo._losses`): cross-entropy of the logits (the
+        default, class labels only), the squared error averaged over output dimensions (float
+        regression targets, or one-hot class labels), or ``fn(outputs, targets)`` returning one
+        loss per sample (``reduction="none"``). Kept in the run's manifest (a folder holds one
+        loss) and, when it can be rebuilt (a name, or a function importable as
+        ``"pkg.module:function"``), in its ``config.toml``. Regression targets leave the
+        label, prediction and ``correct`` columns null; ``mode="train_pass"`` needs labels.
     model_spec, model_kwargs : optional
         The model's factory (``"pkg.module:factory"`` or the factory) and its options, stored
         in the run's ``config.toml`` at the first recorded epoch so that landscape and hessian
@@ -412,6 +432,7 @@ class LossRecorder:
         distributed: bool | None = None,
         optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,
         scheduler: Any = None,
+        loss: LossSpec | Loss = "cross_entropy",
         model_spec: str | Callable[..., nn.Module] | None = None,
         model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -429,6 +450,7 @@ class LossRecorder:
         )
         self.device = resolve_device(device, where="LossRecorder")
         self.optimizers = check_schedule_source(optimizer, scheduler, where="LossRecorder")
+        self.loss: Loss = check_loss(loss, dataset, mode=mode, where="LossRecorder")
         self._rates: list[float] | None = None  # read at on_train_epoch_start
         self.run_dir = Path(run_dir)
         self.dataset = dataset
@@ -456,6 +478,7 @@ class LossRecorder:
                 mode=mode,
                 on_exists=on_exists,
                 source=source,
+                loss=self.loss,
                 model_spec=None if model_spec is None else (model_spec, model_kwargs),
             ),
         )
@@ -551,6 +574,8 @@ class LossRecorder:
             # One device copy per split; drop copies on other devices.
             self._data = {k: v for k, v in self._data.items() if k[1] == str(device)}
             x, y = self.dataset.tensors(split)
+            if self.dataset.is_regression:  # the float64 targets, not tensors()' float32 copy
+                y = torch.from_numpy(self.dataset.labels(split))
             self._data[key] = (x.to(device), y.to(device))
         return self._data[key]
 
@@ -572,10 +597,9 @@ class LossRecorder:
     def _write_schedule(self, epoch: int) -> None:
         """Store the rates ``epoch`` trained with (read at its start, else now)."""
         rates, self._rates = self._rates, None
-        if epoch == 0 or not self.optimizers:
-            return
         rates = rates if rates is not None else self.learning_rates()
-        assert rates is not None
+        if epoch == 0 or rates is None:
+            return
         self._on_writer(lambda w: w.write_schedule(epoch, rates))
 
     def on_train_batch_end(
@@ -612,7 +636,7 @@ class LossRecorder:
                     got=str(getattr(targets, "shape", type(targets).__name__)),
                 )
             b = int(targets.shape[0])
-            _check_outputs(logits, b, self.dataset.num_classes, what=where)
+            check_logits(logits, b, self.dataset.num_classes, what=where)
             dev = logits.device
             try:
                 idx = torch.as_tensor(indices, device=dev, dtype=torch.long).reshape(-1)
@@ -665,7 +689,10 @@ class LossRecorder:
                     "target": torch.full((n,), -1, dtype=torch.long, device=dev),
                     "seen": torch.zeros(n, dtype=torch.bool, device=dev),
                 }
-            loss, pred = _per_sample(logits, targets)
+            loss, pred = self.loss.per_sample(
+                logits, targets, classes=self.dataset.num_classes, where=where
+            )
+            assert pred is not None  # train_pass records class labels only
             if losses is not None:
                 loss = losses.detach().to(torch.float64).reshape(-1)
             self._buf["loss"][idx] = loss
@@ -702,7 +729,8 @@ class LossRecorder:
         todo = self._on_writer(lambda w: w.pending_splits(epoch))
         buf, self._buf = self._buf, None
         for s in todo:
-            margins = None  # not from a training pass: only eval passes record margins
+            preds: np.ndarray | None
+            margins = None  # only eval passes of class labels record margins
             if s == "train" and self.mode == "train_pass" and epoch > 0:
                 losses, preds = self._from_train_pass(buf, epoch)
             else:
@@ -714,7 +742,8 @@ class LossRecorder:
                     y,
                     batch_size=self.batch_size,
                     device=dev,
-                    num_classes=self.dataset.num_classes,
+                    num_classes=self.dataset.num_classes or None,
+                    loss=self.loss,
                 )
             out[s] = self.write(s, epoch, losses, preds, margins)
         return out
@@ -741,13 +770,21 @@ class LossRecorder:
                     self.dataset.n(s), rank=world.rank, world_size=world.size, align=self.batch_size
                 )
                 x, y = self._split_tensors(s, dev)
-                res[s] = _evaluate(
+                losses, preds, margins = _evaluate(
                     net,
                     x[lo:hi],
                     y[lo:hi],
                     batch_size=self.batch_size,
                     device=dev,
-                    num_classes=self.dataset.num_classes,
+                    num_classes=self.dataset.num_classes or None,
+                    loss=self.loss,
+                )
+                # Regression has no predictions nor margins: stand-ins the writer stores as
+                # nulls (predictions) or drops (margins).
+                res[s] = (
+                    losses,
+                    np.full(losses.shape, -1) if preds is None else preds,
+                    np.full(losses.shape, np.nan) if margins is None else margins,
                 )
             return res
 
@@ -771,6 +808,8 @@ class LossRecorder:
                     losses, preds = self._from_train_pass(val, epoch)
                 else:
                     losses, preds, margins = val
+                    if self.dataset.is_regression:
+                        margins = None
                 out[s] = self.write(s, epoch, losses, preds, margins)
             return out, dict(self.nonfinite)
 
@@ -828,14 +867,15 @@ class LossRecorder:
         split: str,
         epoch: int,
         losses: np.ndarray,
-        preds: np.ndarray,
+        preds: np.ndarray | None,
         margins: np.ndarray | None = None,
     ) -> Path:
         """Write one split's table for ``epoch`` atomically; warn about non-finite losses.
+        ``preds`` is ``None`` for regression targets (stored as nulls). ``margins``
+        (optional): each sample's true-class logit minus its largest other logit, stored in the
+        nullable ``margin`` column.
 
-        ``margins`` (optional): each sample's true-class logit minus its largest other logit,
-        stored in the nullable ``margin`` column. Only the process that writes the folder
-        (rank 0 under several processes) can."""
+        Only the process that writes the folder (rank 0 under several processes) can."""
         self._check_open()
         if self._writer is None:
             raise ParameterError(

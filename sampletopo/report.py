@@ -44,7 +44,7 @@ from sampletopo._errors import ReportWarning, SampletopoError
 from sampletopo._folders import lock_folder
 from sampletopo._io import write_atomic
 from sampletopo._runfiles import DamagedFileError, parquet_problem, read_parquet
-from sampletopo._validation import invalid
+from sampletopo._validation import invalid, ranges_text
 from sampletopo.runs import SPLITS, Experiment, Report, Run
 
 __all__ = [
@@ -78,7 +78,8 @@ def run_table(
     wasserstein: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Summary numbers per run at its final epoch: loss, accuracy, total persistence and W1 at
-    the first epoch, per split. Pass the runs' summary and Wasserstein tables if already computed.
+    the first epoch, per split; for a run whose mean loss exploded at some epoch (the summary's
+    ``exploding`` flag), those epochs. Pass the runs' summary and Wasserstein tables if already computed.
     """
     summary = analysis.summarize(runs, write=False) if summary is None else summary
     wd = (
@@ -97,7 +98,8 @@ def run_table(
             j = fin.filter(pl.col("tree") == "join")
             sp = fin.filter(pl.col("tree") == "split")
             row[f"{s} loss"] = float(j["mean_loss"][0])
-            row[f"{s} acc"] = float(j["accuracy"][0])
+            acc = j["accuracy"][0]  # null for regression targets: no classes to get right
+            row[f"{s} acc"] = None if acc is None else float(acc)
             row[f"{s} TP join"] = float(j["total_persistence_1"][0])
             row[f"{s} TP split"] = float(sp["total_persistence_1"][0])
             w = wd.filter(
@@ -106,6 +108,11 @@ def run_table(
             if w.height:
                 first = w.sort("epoch")
                 row[f"{s} W1 split, first->final"] = float(first["w1"][0])
+        if "exploding" in summary.columns:
+            hit = summary.filter((pl.col("run") == rd.name) & pl.col("exploding"))["epoch"]
+            if hit.len():
+                # Only runs whose loss exploded get the column (see sampletopo._exploding).
+                row["loss exploded at epochs"] = ranges_text(sorted(set(hit.to_list())))
         rows.append(row)
     return pl.DataFrame(rows)
 

@@ -477,8 +477,9 @@ def top_regions(
         loss,
         tree=tree,
         top=top,
-        labels=df["label"].to_numpy(),
-        preds=df["pred"].to_numpy(),
+        # Regression targets have no labels or predictions: their columns are null.
+        labels=None if df["label"].null_count() else df["label"].to_numpy(),
+        preds=None if df["pred"].null_count() else df["pred"].to_numpy(),
         class_names=names,
         essential=essential,
     )
@@ -582,7 +583,9 @@ class MemberTracks:
         )
 
 
-def _loss_and_correct(run_dir: Run, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _loss_and_correct(run_dir: Run, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Recorded epochs, and the losses and ``correct`` flags as (epochs x samples) arrays;
+    ``correct`` is ``None`` for regression targets (null in the tables)."""
     from sampletopo.readers import read_losses
 
     df = read_losses(run_dir, split=split)
@@ -595,8 +598,25 @@ def _loss_and_correct(run_dir: Run, split: str) -> tuple[np.ndarray, np.ndarray,
         )
     df = df.sort(["epoch", "sample"])
     loss = df["loss"].to_numpy().reshape(epochs.size, n)
+    if df["correct"].null_count():
+        return epochs, loss, None
     correct = df["correct"].to_numpy().reshape(epochs.size, n)
     return epochs, loss, correct
+
+
+def _member_arrays(
+    rd: Run, split: str, epoch: int, epochs: np.ndarray, n: int, correct: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each sample's learned epoch, label at ``epoch``, and correct flags per epoch; for
+    regression (``correct`` is None) NaN and nulls: nothing is classified, learned or correct."""
+    if correct is None:
+        return (
+            np.full(n, np.nan),
+            np.full(n, None, dtype=object),
+            np.full((epochs.size, n), None, dtype=object),
+        )
+    labels = _epoch_table(rd, split, epoch)["label"].to_numpy()
+    return learned_epochs(epochs, correct), labels, correct
 
 
 def track_members(
@@ -651,9 +671,13 @@ def track_members(
             "regions=None to compute it.",
         )
     epochs, loss, correct = _loss_and_correct(rd, split)
-    learned = learned_epochs(epochs, correct)
     at = int(np.flatnonzero(epochs == epoch)[0])
-    labels = _epoch_table(rd, split, epoch)["label"].to_numpy()
+    learned, labels, hits = _member_arrays(rd, split, epoch, epochs, loss.shape[1], correct)
+
+    def share(m: np.ndarray) -> Any:
+        if correct is None:
+            return [None] * epochs.size
+        return correct[:, m].mean(axis=1) if m.size else np.nan
 
     curve_parts: list[pl.DataFrame] = []
     member_parts: list[pl.DataFrame] = []
@@ -669,8 +693,9 @@ def track_members(
                     "epoch": epochs.astype(np.int32),
                     "size": np.full(epochs.size, m.size, dtype=np.int64),
                     "mean_loss": mean,
-                    "accuracy": correct[:, m].mean(axis=1) if m.size else np.nan,
-                }
+                    "accuracy": share(m),
+                },
+                schema_overrides={"accuracy": pl.Float64},
             )
         )
         member_parts.append(
@@ -679,9 +704,9 @@ def track_members(
                     "tree": [r["tree"]] * m.size,
                     "rank": np.full(m.size, r["rank"], dtype=np.int32),
                     "sample": m,
-                    "label": labels[m],
+                    "label": pl.Series(labels[m].tolist(), dtype=pl.Int64),
                     "loss": loss[at, m],
-                    "correct": correct[at, m],
+                    "correct": pl.Series(hits[at, m].tolist(), dtype=pl.Boolean),
                     "learned_epoch": learned[m],
                 }
             ).with_columns(pl.col("learned_epoch").fill_nan(None).cast(pl.Int32))
@@ -710,7 +735,10 @@ def track_members(
             {
                 "epoch": epochs.astype(np.int32),
                 "mean_loss": loss.mean(axis=1),
-                "accuracy": correct.mean(axis=1),
+                "accuracy": pl.Series(
+                    [None] * epochs.size if correct is None else correct.mean(axis=1),
+                    dtype=pl.Float64,
+                ),
             }
         )
     return MemberTracks(

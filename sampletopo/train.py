@@ -38,11 +38,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sampletopo._device import resolve_device
 from sampletopo._errors import ParameterError, RunDivergedError, RunFolderError, SampletopoError
 from sampletopo._folders import check_inside, check_name, lock_folder
+from sampletopo._losses import resolve_loss
 from sampletopo._runconfig import dataset_from_config, model_from_config, read_toml, write_toml
 from sampletopo._validation import (
     MAX_EPOCH,
@@ -87,6 +87,8 @@ THESIS_MILESTONES = (60, 125, 150)
 THESIS_EPOCHS = 200
 # Keys whose change between runs does not change the result, so a resume may differ in them.
 _RESUME_FREE = {"device", "threads", "variant", "data_root", "name"}
+# Settings added since runs were first written, with what a config without them meant.
+_BEFORE = {"loss": "cross_entropy"}
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,11 @@ class TrainConfig:
         ``(0, 1e6]``, ``weight_decay`` and ``gamma`` in ``[0, 1e6]``, ``momentum`` in ``[0, 1)``
         (``nesterov`` needs momentum > 0): beyond these torch cannot take the value or SGD
         cannot converge; within them a run that blows up stops with a :class:`RunDivergedError`.
+    loss : str
+        The loss trained on and recorded: ``"cross_entropy"`` (default), ``"mse"`` (with class
+        labels: the squared error to the one-hot label, averaged over the classes), or an
+        importable function's path ``"pkg.module:function"`` returning one loss per sample; see
+        :mod:`sampletopo._losses`.
     record_mode : {"eval", "train_pass"}
         See :class:`sampletopo.recorder.LossRecorder`.
     record_splits, record_batch_size
@@ -153,6 +160,7 @@ class TrainConfig:
     milestones: list[int] | None = None
     gamma: float = 0.1
     batch_size: int = 128
+    loss: str = "cross_entropy"
     record_mode: str = "eval"
     record_splits: list[str] = field(default_factory=lambda: list(SPLITS))
     record_batch_size: int = 512
@@ -252,6 +260,7 @@ def _validate(c: TrainConfig) -> None:
             **kw,
         )
     check_real("lr", c.lr, low=0, low_open=True, high=MAX_LR, **kw)
+    resolve_loss(c.loss, where="the training config")
     check_real("momentum", c.momentum, low=0, high=1, high_open=True, **kw)
     check_real("weight_decay", c.weight_decay, low=0, high=MAX_WEIGHT_DECAY, **kw)
     check_real("gamma", c.gamma, low=0, high=MAX_GAMMA, **kw)
@@ -573,7 +582,9 @@ def _open_run(config: TrainConfig, run: Run, name: str) -> tuple[dict[str, Any],
     if run.has_config() and run.has_results():
         old = run.read_config()
         diff = sorted(
-            k for k in set(old) | set(cfg) if k not in _RESUME_FREE and old.get(k) != cfg.get(k)
+            k
+            for k in set(old) | set(cfg)
+            if k not in _RESUME_FREE and old.get(k, _BEFORE.get(k)) != cfg.get(k, _BEFORE.get(k))
         )
         if diff:
             raise RunFolderError(
@@ -619,6 +630,7 @@ class _Training:
             weight_decay=config.weight_decay,
             nesterov=config.nesterov,
         )
+        loss = resolve_loss(config.loss, where="the training config")
         rec = LossRecorder._for_driver(
             run,
             ds,
@@ -628,6 +640,7 @@ class _Training:
             batch_size=config.record_batch_size,
             device=dev,
             optimizer=opt,  # the rates lr_at_epoch sets, stored as the run's schedule
+            loss=loss,
         )
         return cls(config, cfg, run, name, dev, model, opt, rec)
 
@@ -688,7 +701,7 @@ class _Training:
             idx = perm[start_i : start_i + config.batch_size]
             xb, yb = x[idx], y[idx]
             logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
+            loss = rec.loss.training_loss(logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -68,8 +68,12 @@ def test_summary_matches_gudhi_on_the_stored_losses(experiment):
 
 def test_wasserstein_to_final_matches_pot_on_stored_diagrams(experiment):
     _, runs = experiment
-    wd = analysis.wasserstein_to_reference(runs)
+    assert "w2" not in analysis.wasserstein_to_reference(runs, write=False).columns  # W1 only
+    wd = analysis.wasserstein_to_reference(runs, orders=(1, 2))
     assert set(wd["reference_epoch"].to_list()) == {4}
+    # The exact solver: no bound to state, no delta.
+    assert set(wd["w1_bound"]) == set(wd["w2_bound"]) == set(wd["delta"]) == {0.0}
+    assert set(wd["backend"]) == {"assignment"}
     assert wd.filter(pl.col("epoch") == 4)["w1"].to_list() == [0.0] * 8
     for rd in runs:
         for split in ("train", "val"):

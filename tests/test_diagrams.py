@@ -57,9 +57,9 @@ def test_wasserstein_hera_and_pot_match_brute_force(seed, order):
     b = np.sort(rng.random((int(rng.integers(1, 4)), 2)), axis=1)
     expected = brute_wasserstein(a, b, order)
     assert st.wasserstein(join(a), join(b), order=order) == pytest.approx(expected, rel=1e-6)
-    assert st.wasserstein(join(a), join(b), order=order, backend="pot") == pytest.approx(
-        expected, rel=1e-12
-    )
+    for backend in ("pot", "assignment"):
+        got = st.wasserstein(join(a), join(b), order=order, backend=backend)
+        assert got == pytest.approx(expected, rel=1e-12), backend
 
 
 def test_split_diagrams_use_the_same_metric_as_negated_join():
@@ -212,7 +212,7 @@ def test_order_inf_is_the_bottleneck_distance():
     d = join([[0.0, 1.0], [0.2, 0.7], [0.5, np.inf]])
     a = st.Diagram([3.0, 2.0], [1.0, 1.5], [0, 1], [5, 6], "split")
     b = st.Diagram([2.8], [1.0], [0], [5], "split")
-    for backend in ("hera", "pot"):
+    for backend in ("hera", "pot", "assignment"):
         assert st.wasserstein(d, d, order=np.inf, backend=backend) == 0.0  # was 1.0
         # (3,1)<->(2.8,1) moves 0.2, (2,1.5) goes to the diagonal: 0.25 (was 1.0).
         assert st.wasserstein(a, b, order=np.inf, backend=backend) == pytest.approx(0.25)
@@ -230,7 +230,7 @@ def test_order_inf_matches_brute_force(seed, internal_p):
     a = np.sort(rng.random((3, 2)), axis=1)
     b = np.sort(rng.random((int(rng.integers(1, 4)), 2)), axis=1)
     expected = min(max(c) for c in brute_matching_costs(a, b, internal_p))
-    for backend in ("hera", "pot"):
+    for backend in ("hera", "pot", "assignment"):
         got = st.wasserstein(join(a), join(b), order=np.inf, internal_p=internal_p, backend=backend)
         assert got == pytest.approx(expected, rel=1e-12)
     if np.isinf(internal_p):
@@ -242,7 +242,7 @@ def test_finite_internal_p_is_used_by_both_backends():
     # more, so matching the two points is optimal for every q.
     a, b = join([[0.0, 4.0]]), join([[1.0, 5.0]])
     for q, expected in ((1.0, 2.0), (2.0, np.sqrt(2.0)), (np.inf, 1.0)):
-        for backend in ("hera", "pot"):
+        for backend in ("hera", "pot", "assignment"):
             for order in (1, 2):
                 got = st.wasserstein(a, b, order=order, internal_p=q, backend=backend)
                 assert got == pytest.approx(expected, rel=1e-6), (q, backend, order)
@@ -258,7 +258,7 @@ def test_finite_internal_p_matches_brute_force(seed):
             expected = min(sum(c**order for c in m) for m in brute_matching_costs(a, b, q)) ** (
                 1 / order
             )
-            for backend in ("hera", "pot"):
+            for backend in ("hera", "pot", "assignment"):
                 got = st.wasserstein(join(a), join(b), order=order, internal_p=q, backend=backend)
                 assert got == pytest.approx(expected, rel=1e-6)
 
@@ -306,7 +306,7 @@ def test_essential_pairs_are_matched_in_sorted_order():
     # Births listed in opposite orders: the optimal matching pairs 0<->0.2 and 5<->5.1.
     a = st.Diagram([0.0, 5.0], [np.inf, np.inf], [0, 1], [-1, -1], "join")
     b = st.Diagram([5.1, 0.2], [np.inf, np.inf], [2, 3], [-1, -1], "join")
-    for backend in ("hera", "pot"):
+    for backend in ("hera", "pot", "assignment"):
         w1 = st.wasserstein(a, b, include_essential=True, backend=backend)
         assert w1 == pytest.approx(0.3)
         w2 = st.wasserstein(a, b, order=2, include_essential=True, backend=backend)

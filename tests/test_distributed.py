@@ -37,6 +37,7 @@ from sampletopo.distributed import (
 from sampletopo.models import create_model
 from sampletopo.readers import loss_epochs
 from sampletopo.record import LossRecorder, record_checkpoints
+from sampletopo.runs import as_run
 
 torch.set_num_threads(1)
 CNN = {"width": 4, "batchnorm": True}
@@ -68,6 +69,8 @@ def _checkpoints(folder: Path, ds: Dataset, epochs: int = 4) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     folder.mkdir(parents=True)
     for epoch in range(epochs):
+        for group in opt.param_groups:  # a schedule, stored with the checkpoints' optimizer
+            group["lr"] = 0.1 * 0.5**epoch
         if epoch:
             model.train()
             for i in range(3):
@@ -76,7 +79,10 @@ def _checkpoints(folder: Path, ds: Dataset, epochs: int = 4) -> None:
                     model(x[64 * i : 64 * (i + 1)]), y[64 * i : 64 * (i + 1)]
                 ).backward()
                 opt.step()
-        torch.save({"model": model.state_dict(), "epoch": epoch}, folder / f"ep{epoch}.pt")
+        torch.save(
+            {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch},
+            folder / f"ep{epoch}.pt",
+        )
 
 
 def _join(rank: int, world: int, tmp: Path) -> None:
@@ -196,10 +202,13 @@ def test_two_ranks_record_checkpoints_exactly_like_one_process(tmp_path):
                 "checkpoints": [0, 1, 2, 3],
             }
         )
+    schedule = as_run(tmp_path / "one").read_schedule()
+    assert schedule is not None and schedule["lr"].to_list() == [0.05, 0.025, 0.0125]
     for shard in ("samples", "checkpoints"):
         _assert_same_tables(tmp_path / "one", tmp_path / f"two-{shard}")
         _no_temporaries(tmp_path / f"two-{shard}")
         assert len(_tables(tmp_path / f"two-{shard}")) == 8
+        assert schedule.equals(as_run(tmp_path / f"two-{shard}").read_schedule())
 
 
 def _live_worker(rank: int, world: int, tmp: Path) -> None:

@@ -229,6 +229,17 @@ def test_callback_stores_the_schedule_of_lightnings_scheduler(
     _assert_same_tables(got, want)
 
 
+def test_callback_records_the_loss_it_is_given(ds: Dataset, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    module = Tiny(ds)
+    _trainer(1, [LossRecorderCallback(run_dir, ds, loss="mse")]).fit(module, _loader(ds))
+    x, y = ds.tensors("val")
+    want, _ = evaluate_losses(module, x, y, loss="mse")  # one-hot MSE of the fitted module
+    got = read_losses(run_dir, split="val").filter(epoch=1).sort("sample")["loss"].to_numpy()
+    np.testing.assert_array_equal(got, want)
+    assert as_run(run_dir).read_config()["loss"] == "mse"
+
+
 def test_train_pass_mode_equals_the_plain_recorder(ds: Dataset, tmp_path: Path) -> None:
     want = tmp_path / "plain" / "run"
     _plain_run(want, ds, epochs=2, mode="train_pass")

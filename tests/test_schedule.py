@@ -179,6 +179,20 @@ def test_a_train_run_stores_its_documented_formula(experiment):
     assert run_milestones(runs) == [2]
 
 
+def test_recording_train_checkpoints_stores_their_rates(experiment, tmp_path):
+    from sampletopo.from_checkpoints import record_checkpoints
+
+    _, runs = experiment
+    again = tmp_path / "again"
+    record_checkpoints(
+        Run(runs[0]).checkpoints_dir, again, model="mlp", model_kwargs={"hidden": [32]},
+        data="digits", splits=("val",), progress=False,
+    )  # fmt: skip
+    stored = Run(again).read_schedule()
+    assert stored is not None and stored.equals(Run(runs[0]).read_schedule())
+    assert Run(again).lr_drops() == [2] and run_milestones([again]) == [2]
+
+
 def test_old_runs_fall_back_to_the_configs_milestones(experiment, tmp_path):
     import shutil
 

@@ -74,6 +74,14 @@ def register(subparsers: Any) -> None:
         p, "--splits", nargs="+", choices=list(SPLITS), default_of=_RECORD, help="splits to record"
     )
     option(p, "--batch-size", type=int, default_of=_RECORD, help="evaluation batch size")
+    option(
+        p,
+        "--loss",
+        choices=["cross_entropy", "mse"],
+        default_of=_RECORD,
+        help="the per-sample loss recorded; mse with class labels compares the outputs with "
+        "one-hot labels (a loss function of your own: record_checkpoints(loss=...) in Python)",
+    )
     option(p, "--device", help="auto, cpu, cuda, cuda:N (default: auto, cuda if available)")
     option(
         p,
@@ -123,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     options = given(
         args, "data_root", "data_seed", "max_samples", "splits", "batch_size", "on_exists",
-        "shard", "on_change",
+        "shard", "on_change", "loss",
     )  # fmt: skip
     kwargs = _parse_kv(getattr(args, "model_kw", None), "--model-kw")
     if hasattr(args, "skip"):

@@ -32,7 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default_of=_COMPUTE,
         help="splits to compute",
     )
-    option(p, "--jobs", type=int, default_of=_COMPUTE, help="worker processes (same results as 1)")
+    option(
+        p,
+        "--jobs",
+        type=int,
+        default_of=_COMPUTE,
+        help="worker processes for the diagrams and the Wasserstein curves (same results as 1)",
+    )
     progress_option(p)
     option(p, "--overwrite", action="store_true", help="recompute every epoch")
     option(
@@ -41,6 +47,39 @@ def register(sub: argparse._SubParsersAction) -> None:
         default_of="sampletopo.analysis:wasserstein_to_reference",
         help="reference epoch of the Wasserstein curves: 'final' (alias 'last': each run's last "
         "epoch), 'first' (the earliest epoch every run and split has) or an epoch number",
+    )
+    w = "sampletopo.analysis:wasserstein_to_reference"
+    option(
+        p,
+        "--orders",
+        nargs="+",
+        type=float,
+        default_of=w,
+        help="Wasserstein orders of the curves, e.g. 1 2 for W1 and W2 (the figures and report "
+        "draw W1)",
+    )
+    option(
+        p,
+        "--w-solver",
+        dest="backend",
+        choices=["assignment", "hera", "pot"],
+        default_of=f"{w}.backend",
+        help="Wasserstein solver: assignment (exact), hera (within --delta) or pot (exact, slow)",
+    )
+    option(
+        p,
+        "--delta",
+        type=float,
+        default_of=w,
+        help="hera's relative error: its W is within delta * W of the exact one",
+    )
+    option(
+        p,
+        "--min-persistence",
+        type=float,
+        default_of=w,
+        help="leave out pairs with persistence below this from the Wasserstein curves; the bound "
+        "on the change is stored per row (w1_bound)",
     )
     p.set_defaults(func=_run)
 
@@ -71,6 +110,10 @@ def _run(args: argparse.Namespace) -> int:
     # Before the long computation, not after it.
     ref = parse_reference(args.reference) if hasattr(args, "reference") else None
     options = given(args, "splits", "k", "features", "jobs", "overwrite")
+    w_options = given(args, "orders", "backend", "delta", "min_persistence", "jobs")
+    settings = {k: v for k, v in w_options.items() if k != "progress"}
+    analysis.check_wasserstein_settings(**settings)  # before the long computation
+    w_options.setdefault("progress", True)  # the library's default is quiet
     # Each folder given is done on its own: runs are told apart by folder name within one call,
     # and two experiments may well both hold a run called "run".
     groups = [[r] for r in args.runs] if len(args.runs) > 1 else [args.runs]
@@ -83,10 +126,9 @@ def _run(args: argparse.Namespace) -> int:
             # The library takes one epoch for all runs: the earliest one each run and split has.
             firsts = summary.group_by(["run", "split"]).agg(pl.col("epoch").min())
             r = int(firsts.select(pl.col("epoch").max()).item())
-        if r is None:
-            analysis.wasserstein_to_reference(runs)
-        else:
-            analysis.wasserstein_to_reference(runs, reference=r)
+        if r is not None:
+            w_options["reference"] = r
+        analysis.wasserstein_to_reference(runs, **w_options)
         if len(groups) > 1:
             label = Path(runs[0]).resolve().name
             prefix = pl.lit(label + "/") + pl.col("run")

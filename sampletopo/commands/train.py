@@ -115,6 +115,13 @@ def register(subparsers: Any) -> None:
         "--gamma", type=float, help="lr factor at each milestone (default: {train:gamma})"
     )
     p.add_argument(
+        "--loss",
+        choices=["cross_entropy", "mse"],
+        help="the loss trained on and recorded per sample; mse with class labels compares the "
+        "outputs with one-hot labels (a loss function of your own: from Python, or a config "
+        "file's loss = 'pkg.module:function') (default: {train:loss})",
+    )
+    p.add_argument(
         "--record-mode",
         choices=["eval", "train_pass"],
         help="how per-sample losses are recorded: an eval pass at each epoch end (exact), or "
@@ -175,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         ("epochs", "epochs"),
         ("milestones", "milestones"),
         ("gamma", "gamma"),
+        ("loss", "loss"),
         ("record_mode", "record_mode"),
         ("record_splits", "record_splits"),
         ("checkpoint_every", "checkpoint_every"),

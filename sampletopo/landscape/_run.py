@@ -76,9 +76,10 @@ def landscape_for_run(
     density are computed or saved, and the metrics' Hessian entries are NaN. On a CPU the trace
     and density are most of the time of a small grid.
 
-    The loss is mean cross-entropy, the same loss the recorder stores per sample (runs are
-    classifiers), so the grid's value at the origin is the mean of the recorded training losses
-    of that subset. For another loss, call :func:`evaluate_grid` with your own ``loss_fn``.
+    The loss is the run's own (its config's ``loss``: mean cross-entropy by default, ``"mse"``,
+    or an importable function's mean), the same loss the recorder stores per sample, so the
+    grid's value at the origin is the mean of the recorded training losses of that subset. For
+    another loss, call :func:`evaluate_grid` with your own ``loss_fn``.
 
     Returns
     -------
@@ -144,8 +145,7 @@ def _landscape_for_run(
     progress: bool,
 ) -> Path:
     """:func:`landscape_for_run` once its output file is locked."""
-    from torch.nn import functional as F
-
+    from sampletopo._losses import loss_from_config
     from sampletopo.hessian import (
         hessian_operator,
         hutchinson_trace,
@@ -161,7 +161,10 @@ def _landscape_for_run(
     x, y = dataset.tensors("train")
     idx = torch.from_numpy(_subset(int(x.shape[0]), n_samples, seed))
     x, y = x[idx], y[idx]
-    loss_fn = F.cross_entropy
+    # The loss the run recorded (cross-entropy for runs from before losses were chosen).
+    loss_fn = loss_from_config(
+        str(run.read_config().get("loss", "cross_entropy")), where=where
+    ).batch_loss()
     if not hessian and dirs == "hessian":
         raise invalid(
             "dirs",

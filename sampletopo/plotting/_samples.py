@@ -52,8 +52,8 @@ def _name(v: int, names: Sequence[str] | None) -> str:
 def plot_region_images(
     images: np.ndarray,
     members: Sequence[int],
-    labels: Sequence[int],
-    preds: Sequence[int],
+    labels: Sequence[int] | None,
+    preds: Sequence[int] | None,
     *,
     class_names: Sequence[str] | None = None,
     title: str | None = None,
@@ -72,8 +72,9 @@ def plot_region_images(
         The split's images, values in [0, 1] (as :meth:`Dataset.images` returns them).
     members : sequence of int
         Sample indices of the region.
-    labels, preds : sequence of int
-        Label and prediction of each member, in the same order.
+    labels, preds : sequence of int or None
+        Label and prediction of each member, in the same order; ``None`` (regression targets,
+        whose label columns are null) leaves the captions out.
     class_names : sequence of str, optional
         Shown instead of the label numbers.
     title : str, optional
@@ -98,8 +99,9 @@ def plot_region_images(
             title=title, max_images=max_images,
         )  # fmt: skip
     m = np.asarray(members, dtype=np.int64)
-    lab = np.asarray(labels, dtype=np.int64)
-    prd = np.asarray(preds, dtype=np.int64)
+    captions = labels is not None and preds is not None
+    lab = np.asarray(labels if labels is not None else np.zeros(m.size), dtype=np.int64)
+    prd = np.asarray(preds if preds is not None else np.zeros(m.size), dtype=np.int64)
     if not (m.shape == lab.shape == prd.shape):
         raise invalid(
             "preds",
@@ -137,13 +139,13 @@ def plot_region_images(
             ax.imshow(img.squeeze(), cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
         else:
             ax.imshow(np.clip(img, 0.0, 1.0), interpolation="nearest")
-        ok = lab[i] == prd[i]
-        ax.set_title(
-            f"{_name(int(lab[i]), class_names)} -> {_name(int(prd[i]), class_names)}",
-            fontsize=8,
-            color="tab:green" if ok else "tab:red",
-            y=-0.22,
-        )
+        if captions:
+            ax.set_title(
+                f"{_name(int(lab[i]), class_names)} -> {_name(int(prd[i]), class_names)}",
+                fontsize=8,
+                color="tab:green" if lab[i] == prd[i] else "tab:red",
+                y=-0.22,
+            )
         ax.text(
             0.02,
             0.98,
@@ -159,12 +161,18 @@ def plot_region_images(
     return fig
 
 
+def _label_pred(label: int, pred: int, names: Sequence[str] | None) -> str:
+    """``label -> pred`` for a table cell; empty without labels (regression targets)."""
+    return "" if label < 0 else f"{_name(label, names)} -> {_name(pred, names)}"
+
+
 def _check_members(
     values: np.ndarray, members: Any, labels: Any, preds: Any, *, where: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     m = np.asarray(members, dtype=np.int64)
-    lab = np.asarray(labels, dtype=np.int64)
-    prd = np.asarray(preds, dtype=np.int64)
+    # No labels (regression targets): -1 stands for "none", and no caption is drawn.
+    lab = np.asarray(labels if labels is not None else np.full(m.size, -1), dtype=np.int64)
+    prd = np.asarray(preds if preds is not None else np.full(m.size, -1), dtype=np.int64)
     if not (m.shape == lab.shape == prd.shape):
         raise invalid(
             "preds",
@@ -184,6 +192,8 @@ def _check_members(
 
 
 def _caption(ax: Axes, label: int, pred: int, names: Sequence[str] | None, *, y: float) -> None:
+    if label < 0:  # no labels: regression targets
+        return
     ax.set_title(
         f"{_name(label, names)} -> {_name(pred, names)}",
         fontsize=8,
@@ -195,8 +205,8 @@ def _caption(ax: Axes, label: int, pred: int, names: Sequence[str] | None, *, y:
 def plot_region_signals(
     signals: np.ndarray,
     members: Sequence[int],
-    labels: Sequence[int],
-    preds: Sequence[int],
+    labels: Sequence[int] | None,
+    preds: Sequence[int] | None,
     *,
     class_names: Sequence[str] | None = None,
     title: str | None = None,
@@ -265,8 +275,8 @@ def plot_region_signals(
 def plot_region_table(
     rows: np.ndarray,
     members: Sequence[int],
-    labels: Sequence[int],
-    preds: Sequence[int],
+    labels: Sequence[int] | None,
+    preds: Sequence[int] | None,
     *,
     class_names: Sequence[str] | None = None,
     feature_names: Sequence[str] | None = None,
@@ -321,7 +331,7 @@ def plot_region_table(
     ax_bar.tick_params(labelsize=7)
     ax_tab.set_axis_off()
     cells = [
-        [str(int(m[i])), f"{_name(int(lab[i]), class_names)} -> {_name(int(prd[i]), class_names)}"]
+        [str(int(m[i])), _label_pred(int(lab[i]), int(prd[i]), class_names)]
         + [f"{x[m[i], j]:.3g}" for j in range(d)]
         for i in range(shown)
     ]
@@ -333,7 +343,8 @@ def plot_region_table(
         table.set_fontsize(7)
         table.auto_set_column_width([0, 1])  # "label -> pred" in full
         for i in range(shown):
-            table[i + 1, 1].get_text().set_color("tab:green" if lab[i] == prd[i] else "tab:red")
+            if lab[i] >= 0:
+                table[i + 1, 1].get_text().set_color("tab:green" if lab[i] == prd[i] else "tab:red")
     if title:
         extra = f"  (first {shown} of {m.size} rows" + (
             f", {d} of {x.shape[1]} features)" if d < x.shape[1] else ")"
@@ -347,8 +358,8 @@ def plot_region_samples(
     dataset: Any,
     split: str,
     members: Sequence[int],
-    labels: Sequence[int],
-    preds: Sequence[int],
+    labels: Sequence[int] | None,
+    preds: Sequence[int] | None,
     *,
     title: str | None = None,
     max_images: int = 40,
@@ -528,7 +539,8 @@ def sample_figures(
             title = (
                 f"{tracks.run} {tracks.split} epoch {tracks.epoch}: {r['tree']}-tree {what} "
                 f"{r['rank']}, {r['size']} samples, persistence {r['persistence']:.3g}, "
-                f"mean loss {r['mean_loss']:.3g}, accuracy {r['accuracy']:.0%}"
+                f"mean loss {r['mean_loss']:.3g}"
+                + ("" if r["accuracy"] is None else f", accuracy {r['accuracy']:.0%}")
             )
             grid = plot_region_samples(
                 ds,
