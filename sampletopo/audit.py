@@ -461,6 +461,12 @@ def _tables(run: Run, split: str) -> dict[str, np.ndarray]:
         df = read_loss_table(
             run, split=split, epoch=e, columns=["label", "pred", "loss", "correct", *extra]
         )
+        if df["label"].null_count():
+            raise RunFolderError(
+                f"audit_run: the {split} tables of {str(run.path)!r} hold regression targets "
+                "(no class labels): the audit ranks suspect class labels. Audit a "
+                "classification run."
+            )
         label = df["label"].to_numpy()
         for c in ("loss", "correct", "pred"):
             cols[c].append(df[c].to_numpy())
@@ -484,11 +490,14 @@ def suspicion_scores(
     cv_folds: int = 5,
     seed: int = 0,
     progress: bool = False,
+    loss_name: str = "cross_entropy",
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
     """Every method's suspicion from loss tables held as arrays.
 
     ``tables`` holds ``loss`` and ``correct`` of shape (E, n), ``label`` (n,), and optionally
-    ``margin`` (E, n). Returns (suspicion per method, extra per-sample columns, notes).
+    ``margin`` (E, n). ``loss_name`` is the run's recorded loss: cartography needs
+    cross-entropy (``exp(-loss)`` is the true-class probability only then) and is skipped with
+    a note for any other. Returns (suspicion per method, extra per-sample columns, notes).
     """
     where = "suspicion_scores"
     if isinstance(methods, str):
@@ -508,6 +517,8 @@ def suspicion_scores(
             fix="The run diverged; audit a run that did not.",
         )
     conf, var = cartography(loss)
+    if loss_name != "cross_entropy":  # not probabilities then: NaN in the tables
+        conf, var = np.full_like(conf, np.nan), np.full_like(var, np.nan)
     extra = {"confidence": conf, "variability": var, "forgetting": forgetting_events(correct)}
     scores: dict[str, np.ndarray] = {}
     notes: list[str] = []
@@ -519,7 +530,13 @@ def suspicion_scores(
         elif m == "loss_mean":
             scores[m] = loss.mean(axis=0)
         elif m == "cartography":
-            scores[m] = 1.0 - conf
+            if loss_name == "cross_entropy":
+                scores[m] = 1.0 - conf
+            else:
+                notes.append(
+                    f"cartography: skipped, the run's loss is {loss_name!r}; exp(-loss) is the "
+                    "true-class probability only for cross_entropy."
+                )
         elif m == "forgetting":
             scores[m] = extra["forgetting"]
         elif m == "aum":
@@ -613,6 +630,9 @@ def audit_run(
             f"(losses/{split}/epoch=NNNN.parquet). Record them with `sampletopo train` (which "
             "records both splits) or `sampletopo record`."
         )
+    manifest = run.read_manifest() or {}
+    # Manifests written before losses could be chosen hold cross-entropy losses.
+    loss_name = str(manifest.get("loss", "cross_entropy"))
     settings = _topology_settings(run, split, where)
     from sampletopo.analysis import graph_for_run
 
@@ -629,6 +649,7 @@ def audit_run(
         cv_folds=cv_folds,
         seed=seed,
         progress=progress,
+        loss_name=loss_name,
     )
     label, pred = tables["label"], tables["pred"][-1]
     return Audit(

@@ -344,6 +344,12 @@ def test_methods_must_be_a_sequence_of_known_names():
         suspicion_scores(tables, graph=g, methods=["margin"])
     scores, extra, notes = suspicion_scores(tables, graph=g, methods=["loss_mean", "aum"])
     assert list(scores) == ["loss_mean"] and notes[0].startswith("aum: unavailable")
+    # Cartography needs cross-entropy losses (exp(-loss) = true-class probability).
+    scores, extra, notes = suspicion_scores(
+        tables, graph=g, methods=["cartography", "loss_final"], loss_name="mse"
+    )
+    assert list(scores) == ["loss_final"] and notes[0].startswith("cartography: skipped")
+    assert np.isnan(extra["confidence"]).all()
 
 
 def test_signal_data_gets_line_plots_of_its_regions(tmp_path):
