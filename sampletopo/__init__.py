@@ -52,6 +52,9 @@ from sampletopo._errors import (
     MissingEpochsWarning as MissingEpochsWarning,
 )
 from sampletopo._errors import (
+    ModelSpecWarning as ModelSpecWarning,
+)
+from sampletopo._errors import (
     NoImagesWarning as NoImagesWarning,
 )
 from sampletopo._errors import (

@@ -35,6 +35,7 @@ numbers or files that went wrong are also ``RuntimeWarning``, as they were befor
     ├── ReportWarning          part of a report was left out (a damaged table, a landscape)
     ├── RecorderWarning        a recorder skipped an epoch it cannot record, or kept epochs
     │   └── ExplodingLossWarning (also RuntimeWarning) an epoch's mean loss exploded (finite)
+    ├── ModelSpecWarning       a loop's run names no model later commands can rebuild
     ├── DataRootWarning        a run reads pickled data from outside its experiment
     ├── NonFiniteLossWarning   (also RuntimeWarning) recorded losses hold NaN or inf
     ├── NonFiniteLandscapeWarning (also RuntimeWarning) grid points with NaN or inf loss
@@ -219,6 +220,12 @@ class ExplodingLossWarning(RecorderWarning, RuntimeWarning):
     :data:`~sampletopo._exploding.FACTOR` times the previous recorded epoch's, or above
     :data:`~sampletopo._exploding.BOUND`. The message names the run, split and epoch; the
     epoch is recorded as it is and flagged in the summary table (``exploding``)."""
+
+
+class ModelSpecWarning(SampletopoWarning):
+    """A run recorded by a loop of your own names no model that landscape and hessian can
+    rebuild (the model's class does not import, or needs options); the message says what to
+    pass (``LossRecorder(..., model_spec=...)``, or ``sampletopo landscape --model``)."""
 
 
 class DataRootWarning(SampletopoWarning):

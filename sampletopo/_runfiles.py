@@ -269,9 +269,9 @@ def _dictionary_columns(df: pl.DataFrame) -> list[str]:
     return out
 
 
-def parquet_bytes(df: pl.DataFrame) -> bytes:
+def parquet_bytes(df: pl.DataFrame, metadata: Mapping[str, str] | None = None) -> bytes:
     """``df`` as the bytes of a Parquet file with sampletopo's checksums (see
-    :func:`write_parquet`)."""
+    :func:`write_parquet`); ``metadata`` adds key-value pairs to the footer."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -286,7 +286,9 @@ def parquet_bytes(df: pl.DataFrame) -> bytes:
         write_page_checksum=True,
     ) as writer:
         writer.write_table(table)
-        writer.add_key_value_metadata({_CRC_KEY: _CRC_HOLE})
+        footer: dict[str | bytes, str | bytes] = {k: v for k, v in (metadata or {}).items()}
+        footer[_CRC_KEY] = _CRC_HOLE
+        writer.add_key_value_metadata(footer)
     data = bytearray(sink.getvalue().to_pybytes())
     hole = _crc_hole(data, _CRC_HOLE)
     if hole < 0:  # pyarrow encoded the footer otherwise: no checksum rather than a wrong one
@@ -297,7 +299,9 @@ def parquet_bytes(df: pl.DataFrame) -> bytes:
     return bytes(data)
 
 
-def write_parquet(df: pl.DataFrame, path: str | Path) -> Path:
+def write_parquet(
+    df: pl.DataFrame, path: str | Path, *, metadata: Mapping[str, str] | None = None
+) -> Path:
     """Write ``df`` to the Parquet file ``path`` atomically, with checksums to verify it by.
 
     The one writer of sampletopo's tables. The footer holds the CRC-32 of the whole file (under
@@ -305,8 +309,9 @@ def write_parquet(df: pl.DataFrame, path: str | Path) -> Path:
     holds the CRC-32 of its page too (Parquet's own page checksum, which pyarrow's
     ``page_checksum_verification`` checks; polars' writer writes none). Written by pyarrow,
     zstd-compressed, strings and integer columns with few distinct values dictionary-encoded.
+    ``metadata`` (text keys and values) goes into the footer beside the checksum.
     """
-    data = parquet_bytes(df)
+    data = parquet_bytes(df, metadata)
     return write_atomic(path, lambda fh: fh.write(data))
 
 

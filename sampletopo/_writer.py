@@ -29,9 +29,11 @@ import polars as pl
 from sampletopo._errors import (
     DamagedFileError,
     ExplodingLossWarning,
+    ModelSpecWarning,
     NonFiniteLossWarning,
     RecorderWarning,
     RunFolderError,
+    SampletopoError,
 )
 from sampletopo._exploding import why_exploding
 from sampletopo._folders import FolderLock, check_folder, lock_folder
@@ -296,7 +298,6 @@ class RunWriter:
         hessian can rebuild it): the ``model_spec`` given, else the import path of the model's
         class when that class, called with no options, rebuilds the same architecture; else
         warn once, in one line, what to pass."""
-        from sampletopo._errors import RecorderWarning, SampletopoError
         from sampletopo._imports import import_path_of
 
         if "model" in self.run.read_config():
@@ -321,7 +322,7 @@ class RunWriter:
                     text = "it builds other parameter names or shapes"
                 why = f"{path}() with no options does not rebuild it ({text.split('. ')[0]})"
         warnings.warn(
-            RecorderWarning(
+            ModelSpecWarning(
                 f"Run {self.run.name!r}: config.toml names no model, so landscape and hessian "
                 f"cannot rebuild it: {why}. Pass LossRecorder(..., "
                 'model_spec="pkg.module:factory", model_kwargs={...}), or later `sampletopo '

@@ -6,10 +6,15 @@
 
 - ``total_persistence`` (p = 1): train/val x join/split, runs overlaid, mean loss alongside;
 - ``wasserstein``: distance of each epoch's diagram to the final epoch's, same layout;
-- ``heatmap-<split>-<tree>``: diagram heatmaps at chosen epochs, one row per run, shared bins
-  and colour scale;
+- ``heatmap-<split>-<tree>``: diagram heatmaps at chosen epochs, rows = runs, columns = epochs
+  wrapped after ``columns``, shared bins and colour scale;
 - ``diagrams-<run>-epoch=NNNN``: per run, every split's join and split diagram beside its
   barcode at the last chosen epoch.
+
+Beside each figure, ``<name>.parquet`` holds the numbers it draws and, in its footer, the
+caption the report shows (:func:`sampletopo.plotting._topology.read_caption`). Axes are robust
+to exploding epochs (``scale``, see :mod:`sampletopo.plotting._scales`); loss axes name the
+run's loss (:func:`loss_label`).
 
 :func:`comparison_figure` reads a run's 2-D random-direction landscapes and diagrams for the
 report's comparison figure. Problems that leave the rest drawable (a run with missing epochs, an
@@ -22,7 +27,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from tqdm.auto import tqdm
@@ -30,11 +35,38 @@ from tqdm.auto import tqdm
 from sampletopo import analysis
 from sampletopo._errors import FigureWarning, SampletopoError
 from sampletopo._folders import check_inside, lock_folder
-from sampletopo._validation import invalid, ranges_text
+from sampletopo._validation import check_int, invalid, ranges_text
 from sampletopo.readers import diagram_epochs, read_diagram, read_diagrams
 from sampletopo.runs import SPLITS, TREES, Run, epoch_tag
 
-__all__ = ["write_figure_set", "run_milestones", "comparison_figure"]
+if TYPE_CHECKING:  # matplotlib stays unloaded until something is drawn (``--help`` reads here)
+    from sampletopo.plotting._scales import Scale
+
+__all__ = ["write_figure_set", "run_milestones", "comparison_figure", "loss_label"]
+
+# A run config's ``loss`` values that mean cross-entropy (the default when a config has none).
+_CROSS_ENTROPY_NAMES = {"cross_entropy", "cross-entropy", "crossentropy", "ce", "nll"}
+
+
+def loss_label(run_dirs: Iterable[Path]) -> str:
+    """How loss axes of ``run_dirs`` are labelled: ``"cross-entropy loss (nats)"`` when every
+    run's config says cross-entropy or names no ``loss`` (the runs sampletopo trains), else
+    ``"loss"`` (or ``"<name> loss"`` when all runs name the same one)."""
+    from sampletopo.plotting._topology import CROSS_ENTROPY
+
+    names: set[str] = set()
+    for rd in run_dirs:
+        run = Run(rd)
+        name = "cross_entropy"
+        if run.has_config():
+            try:
+                name = str(run.read_config().get("loss", name) or name)
+            except SampletopoError:
+                pass  # run_milestones already warns about an unreadable config
+        names.add(name.lower())
+    if not names or names <= _CROSS_ENTROPY_NAMES:
+        return CROSS_ENTROPY
+    return f"{next(iter(names))} loss" if len(names) == 1 else "loss"
 
 
 def run_milestones(run_dirs: Iterable[Path]) -> list[int]:
@@ -76,6 +108,10 @@ def write_figure_set(
     progress: bool = True,
     summary: pl.DataFrame | None = None,
     wasserstein: pl.DataFrame | None = None,
+    scale: Scale = "auto",
+    bins: int = 30,
+    value_range: Sequence[float] | None = None,
+    columns: int = 4,
 ) -> list[Path]:
     """Write every sample-space figure of ``run_dirs`` into ``out_dir``; return the PNG paths.
 
@@ -85,8 +121,21 @@ def write_figure_set(
         Runs (or experiment folders) whose topology was computed
         (:func:`sampletopo.analysis.compute_topology`). They must share dataset and splits.
     epochs : sequence of int, optional
-        Heatmap epochs. Default: the first, just before and after each LR change, and the last
-        (:func:`sampletopo.plotting.default_heatmap_epochs`), restricted to epochs every run has.
+        Heatmap epochs. Default: the first trained epoch (1), the epochs on each side of every
+        LR drop (:func:`run_milestones`), and the final one; first, middle and final without
+        drops (:func:`sampletopo.plotting.default_heatmap_epochs`), restricted to epochs every
+        run has.
+    scale : {"auto", "linear", "log", "symlog"}
+        Y axes of the curves and both heatmap axes; ``"auto"``: log when the values span more
+        than 100x (symmetric log with values <= 0), linear otherwise. Ranges leave out
+        outlying epochs, drawn as marked overflow (see :mod:`sampletopo.plotting._scales`).
+    bins : int
+        Heatmap bins per axis (an overflow bin is added beyond the range when needed).
+    value_range : (lo, hi), optional
+        Fix both heatmap axes to this range of loss values (default: robust, from the epochs
+        shown).
+    columns : int
+        Heatmap panels per row; more epochs wrap onto further rows of the same run.
     prefix : str
         Put before every file name (e.g. the experiment's name).
     progress : bool
@@ -108,6 +157,7 @@ def write_figure_set(
         return _write_figure_set(
             runs, Path(out_dir), epochs=epochs, formats=formats, prefix=prefix, title=title,
             progress=progress, summary=summary, wasserstein=wasserstein,
+            look={"scale": scale, "bins": bins, "value_range": value_range, "columns": columns},
         )  # fmt: skip
 
 
@@ -122,9 +172,19 @@ def _write_figure_set(
     progress: bool,
     summary: pl.DataFrame | None,
     wasserstein: pl.DataFrame | None,
+    look: dict[str, Any],
 ) -> list[Path]:
-    """:func:`write_figure_set` once ``out`` is locked."""
+    """:func:`write_figure_set` once ``out`` is locked; ``look``: scale, bins, value_range,
+    columns."""
     from sampletopo.plotting import _topology as P
+    from sampletopo.plotting._scales import check_range, check_scale
+
+    where = "write_figure_set"
+    check_scale(look["scale"], where)
+    check_range(look["value_range"], where)
+    check_int("bins", look["bins"], 2, 1000, where=where)
+    check_int("columns", look["columns"], 1, 1000, where=where)
+    label = loss_label(runs)
 
     for rd in runs:
         for s in SPLITS:
@@ -175,13 +235,14 @@ def _write_figure_set(
     suffix = f" — {title}" if title else ""
 
     curves = (
-        ("total_persistence", P.total_persistence_figure, summary, {"p": 1},
-         "Total persistence (p=1) of the per-sample loss"),
+        ("total_persistence", P.total_persistence_figure, summary,
+         {"p": 1, "loss_label": label}, "Total persistence (p=1) of the per-sample loss"),
         ("wasserstein", P.wasserstein_figure, wdist, {"order": 1},
          "Wasserstein-1 distance to the final epoch's diagram"),
     )  # fmt: skip
     for stem, draw, table, kw, heading in curves:
-        saved(draw(table, **kw, milestones=milestones, title=heading + suffix), stem)
+        fig = draw(table, **kw, milestones=milestones, title=heading + suffix, scale=look["scale"])
+        saved(fig, stem)
 
     if not chosen:
         why = (
@@ -194,8 +255,9 @@ def _write_figure_set(
         for s in SPLITS:
             for tree in TREES:
                 fig = P.heatmap_figure(
-                    diagrams, split=s, tree=tree, epochs=chosen, runs=[r.name for r in runs]
-                )
+                    diagrams, split=s, tree=tree, epochs=chosen, runs=[r.name for r in runs],
+                    loss_label=label, **look,
+                )  # fmt: skip
                 saved(fig, f"heatmap-{s}-{tree}")
         last = chosen[-1]
         for rd in runs:
@@ -203,7 +265,7 @@ def _write_figure_set(
                 (s, t): read_diagram(rd, split=s, tree=t, epoch=last) for s in SPLITS for t in TREES
             }
             saved(
-                P.diagrams_figure(ds, run=rd.name, epoch=last),
+                P.diagrams_figure(ds, run=rd.name, epoch=last, loss_label=label),
                 f"diagrams-{rd.name}-{epoch_tag(last)}",
             )
     bar.close()
@@ -215,8 +277,9 @@ def comparison_figure(runs: Sequence[Path], landscapes: dict[str, Path], *, spli
     heatmaps (join and split) of the same epoch.
 
     ``landscapes`` maps run name -> a 2-D random-direction landscape file of that run; its
-    epoch is read from the file. Drawn by :func:`sampletopo.plotting._topology.comparison_panels`
-    (shared bins and one colour scale across all rows).
+    epoch is read from the file. Drawn by :func:`sampletopo.plotting._topology.comparison_panels`:
+    the landscapes share one set of absolute contour levels, the heatmaps shared bins and one
+    colour scale across all rows.
     """
     from sampletopo.landscape import read_landscape
     from sampletopo.plotting import _topology as P
@@ -239,4 +302,4 @@ def comparison_figure(runs: Sequence[Path], landscapes: dict[str, Path], *, spli
             where="comparison_figure",
             got="none for these runs",
         )
-    return P.comparison_panels(rows, split=split)
+    return P.comparison_panels(rows, split=split, loss_label=loss_label(runs))

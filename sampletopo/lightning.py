@@ -42,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +122,15 @@ class LossRecorderCallback(Callback):
     loss : {"cross_entropy", "mse"} or callable
         The per-sample loss, as for :class:`~sampletopo.recorder.LossRecorder`; regression
         targets (float ``y``) need ``"mse"`` or a function of your own.
+    model_spec, model_kwargs : optional
+        How later commands (landscape, hessian) rebuild the module, as for
+        :class:`~sampletopo.recorder.LossRecorder`: ``"pkg.module:factory"`` (or the factory)
+        and its options. Without them the module's class is stored when it imports and builds
+        the same architecture with no options; otherwise a ``ModelSpecWarning`` says what to
+        pass.
+    checkpoint_every : int, optional
+        Save the module's weights at epoch 0 and every N-th epoch in the run folder, for
+        ``sampletopo landscape`` and ``hessian`` (as :class:`~sampletopo.recorder.LossRecorder`).
 
     Notes
     -----
@@ -170,6 +179,9 @@ class LossRecorderCallback(Callback):
         batch_size: int = 512,
         device: str | torch.device | None = None,
         loss: LossSpec = "cross_entropy",
+        model_spec: str | Callable[..., nn.Module] | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+        checkpoint_every: int | None = None,
     ) -> None:
         _require_lightning()
         super().__init__()
@@ -180,6 +192,8 @@ class LossRecorderCallback(Callback):
         )
         resolve_device(device, where=_WHERE)
         self.loss = check_loss(loss, self.dataset, mode=mode, where=_WHERE)
+        self.model_spec, self.model_kwargs = model_spec, model_kwargs
+        self.checkpoint_every = checkpoint_every
         self.run_dir = Path(run_dir)
         self.mode: RecordMode = mode
         self.batch_size = int(batch_size)
@@ -227,6 +241,9 @@ class LossRecorderCallback(Callback):
             on_exists="skip",
             distributed=distributed,
             loss=self.loss,
+            model_spec=self.model_spec,
+            model_kwargs=self.model_kwargs,
+            checkpoint_every=self.checkpoint_every,
             **_schedule_options(trainer),
         )
 

@@ -70,6 +70,7 @@ from sampletopo._errors import (
 from sampletopo._losses import Loss, check_logits, resolve_loss
 from sampletopo._validation import MAX_EPOCH, check_choice, check_instance, check_int, invalid
 from sampletopo._writer import NonFiniteLossWarning, RunWriter, Source
+from sampletopo.checkpoints import save_checkpoint
 from sampletopo.data import Dataset
 from sampletopo.distributed import (
     World,
@@ -370,6 +371,11 @@ class LossRecorder:
         loss) and, when it can be rebuilt (a name, or a function importable as
         ``"pkg.module:function"``), in its ``config.toml``. Regression targets leave the
         label, prediction and ``correct`` columns null; ``mode="train_pass"`` needs labels.
+    checkpoint_every : int, optional
+        Save the model's weights at epoch 0 and every ``checkpoint_every``-th epoch in the run
+        folder (``checkpoints/epoch=NNNN.pt``, as ``sampletopo train`` does), so that
+        ``sampletopo landscape`` and ``hessian`` work on a loop of your own. Off by default
+        (a checkpoint is the size of the model).
     model_spec, model_kwargs : optional
         The model's factory (``"pkg.module:factory"`` or the factory) and its options, stored
         in the run's ``config.toml`` at the first recorded epoch so that landscape and hessian
@@ -435,6 +441,7 @@ class LossRecorder:
         loss: LossSpec | Loss = "cross_entropy",
         model_spec: str | Callable[..., nn.Module] | None = None,
         model_kwargs: Mapping[str, Any] | None = None,
+        checkpoint_every: int | None = None,
     ) -> None:
         # Who records: a user's loop, unless _for_driver said otherwise (see there).
         source: Source = self.__dict__.pop("_driver", "recorder")
@@ -452,6 +459,18 @@ class LossRecorder:
         self.optimizers = check_schedule_source(optimizer, scheduler, where="LossRecorder")
         self.loss: Loss = check_loss(loss, dataset, mode=mode, where="LossRecorder")
         self._rates: list[float] | None = None  # read at on_train_epoch_start
+        self.checkpoint_every = (
+            None
+            if checkpoint_every is None
+            else check_int(
+                "checkpoint_every",
+                checkpoint_every,
+                1,
+                MAX_EPOCH,
+                where="LossRecorder",
+                fix="Pass N to save the model at every N-th epoch (and epoch 0), or None.",
+            )
+        )
         self.run_dir = Path(run_dir)
         self.dataset = dataset
         self.splits = splits
@@ -723,6 +742,7 @@ class LossRecorder:
         # Before the tables: a run killed in between has the epoch's rates stored once, and
         # stores nothing twice when the epoch is recorded again.
         self._write_schedule(epoch)
+        self._save_checkpoint(epoch, model)
         if self._world.distributed:
             return self._epoch_end_distributed(epoch, model)
         out: dict[str, Path | None] = {s: None for s in self.splits}
@@ -747,6 +767,21 @@ class LossRecorder:
                 )
             out[s] = self.write(s, epoch, losses, preds, margins)
         return out
+
+    def _save_checkpoint(self, epoch: int, model: nn.Module) -> None:
+        """With ``checkpoint_every=N``: the model's weights at epoch 0 and every N-th epoch, as
+        ``checkpoints/epoch=NNNN.pt`` (what landscape and hessian read), written atomically by
+        rank 0; an epoch already checkpointed is kept."""
+        if self.checkpoint_every is None or epoch % self.checkpoint_every:
+            return
+        if self._world.rank != 0:
+            return
+        path = as_run(self.run_dir).checkpoint_file(epoch)
+        if path.exists():
+            return
+        net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+        save_checkpoint(path, {"model": state, "epoch": epoch})
 
     def _epoch_end_distributed(self, epoch: int, model: nn.Module) -> dict[str, Path | None]:
         world = self._world

@@ -50,6 +50,7 @@ from sampletopo.runs import SPLITS, Experiment, Report, Run
 __all__ = [
     "ExperimentResults",
     "collect_experiment",
+    "figure_caption",
     "render_report",
     "report_context",
     "run_table",
@@ -210,18 +211,48 @@ def _run_samples(runs: Sequence[Path]) -> tuple[list[Path], pl.DataFrame | None]
     return pngs, table
 
 
-def _landscape_section(exp: Path, fig_dir: Path) -> tuple[list[Path], pl.DataFrame | None]:
+def _shared_levels(files: Sequence[Path]) -> dict[tuple[str, int], Any]:
+    """Contour levels shared by the experiment's 2-D landscapes of one kind and grid size (the
+    ones a reader compares), by (direction kind, steps)."""
+    from sampletopo.landscape import read_landscape
+    from sampletopo.plotting._landscape import shared_levels
+
+    groups: dict[tuple[str, int], list[Any]] = {}
+    for f in files:
+        try:
+            land, _ = read_landscape(f)
+        except Exception:  # reported when its figures are drawn
+            continue
+        if land.dim == 2:
+            groups.setdefault((land.directions.kind, land.loss.shape[0]), []).append(land)
+    return {key: shared_levels(lands) for key, lands in groups.items()}
+
+
+def _landscape_section(
+    exp: Path, fig_dir: Path, label: str | None = None
+) -> tuple[list[Path], pl.DataFrame | None]:
+    """Figures and metrics of the experiment's landscapes; 2-D grids of one kind and size on
+    shared contour levels; ``label`` names the loss (default: cross-entropy, nats)."""
     files = Experiment(exp).landscape_files()
     if not files:
         return [], None
     from sampletopo.landscape import read_landscape
     from sampletopo.plotting._landscape import save_landscape_figures
+    from sampletopo.plotting._topology import CROSS_ENTROPY
 
+    label = label or CROSS_ENTROPY
+
+    levels = _shared_levels(files)
     pngs: list[Path] = []
     rows = []
     for f in files:
         try:
-            made = save_landscape_figures(f, out_dir=fig_dir)
+            land, _ = read_landscape(f)
+            key = (land.directions.kind, land.loss.shape[0])
+            made = save_landscape_figures(
+                f, out_dir=fig_dir, levels=levels.get(key) if land.dim == 2 else None,
+                loss_label=label,
+            )  # fmt: skip
             pngs += [Path(p) for p in made if str(p).endswith(".png")]
             _, extra = read_landscape(f)
         except Exception as exc:  # a broken landscape must not sink the whole report
@@ -318,6 +349,7 @@ def collect_experiment(
     *,
     epochs: Sequence[int] | None = None,
     progress: bool = True,
+    figure_options: Mapping[str, Any] | None = None,
 ) -> ExperimentResults:
     """Read the summaries of one experiment and draw its figures into ``fig_dir``.
 
@@ -332,12 +364,15 @@ def collect_experiment(
         Heatmap epochs (default: first, around each LR change, last).
     progress : bool
         Show a progress bar while the figures are drawn.
+    figure_options : mapping, optional
+        ``scale``, ``bins``, ``value_range`` and ``columns`` of
+        :func:`sampletopo.figures.write_figure_set` (its defaults where not given).
 
     Returns
     -------
     ExperimentResults
     """
-    from sampletopo.figures import write_figure_set
+    from sampletopo.figures import loss_label, write_figure_set
 
     exp, fig_dir = Path(experiment), Path(fig_dir)
     runs = analysis.check_comparable(exp)
@@ -352,8 +387,11 @@ def collect_experiment(
         progress=progress,
         summary=summary,
         wasserstein=wdist,
+        **dict(figure_options or {}),
     )
-    landscape, landscape_table = _landscape_section(exp, fig_dir / LANDSCAPE_SECTION)
+    landscape, landscape_table = _landscape_section(
+        exp, fig_dir / LANDSCAPE_SECTION, loss_label(runs)
+    )
     compare = _comparison(runs, exp, fig_dir / LANDSCAPE_SECTION)
     if compare is not None:
         landscape.insert(0, compare)
@@ -399,7 +437,33 @@ def _figure(png: Path, page_dir: Path) -> dict[str, Any]:
         path = Path(os.path.relpath(png, page_dir)).as_posix()
     except ValueError:  # another drive (Windows): no relative path exists
         path = Path(png).resolve().as_posix()
-    return {"path": path, "caption": png.stem, "wide": _is_wide(png)}
+    return {"path": path, "caption": figure_caption(png), "wide": _is_wide(png)}
+
+
+_TREE_WORDS = {"join": "join tree", "split": "split tree"}
+_SPLIT_WORDS = {"train": "Training set", "val": "Validation set"}
+
+
+def figure_caption(png: Path) -> str:
+    """The caption of a figure for people: the one stored beside it by the code that drew it
+    (:func:`sampletopo.plotting._topology.read_caption`), else one made from its file name
+    ("Validation set, split tree: persistence-diagram heatmaps" for ``heatmap-val-split``),
+    else the file name."""
+    from sampletopo.plotting._topology import read_caption
+
+    stored = read_caption(png)
+    if stored:
+        return stored
+    stem = png.name.rsplit(".", 1)[0]
+    parts = stem.split("-")
+    if len(parts) == 3 and parts[0] == "heatmap" and parts[1] in _SPLIT_WORDS:
+        tree = _TREE_WORDS.get(parts[2], parts[2])
+        return f"{_SPLIT_WORDS[parts[1]]}, {tree}: persistence-diagram heatmaps"
+    named = {
+        "total_persistence": "Total persistence of the per-sample loss against epoch",
+        "wasserstein": "Wasserstein distance of each epoch's diagram to the reference epoch's",
+    }
+    return named.get(stem, stem)
 
 
 def _graph_note(graph: Mapping[str, Any] | None) -> str:
@@ -474,7 +538,7 @@ def report_context(
         (``table``, ``figures``; ``None`` without landscape figures) and ``sections`` (``title``,
         ``regions`` table or ``None``, ``figures``). A table is ``{"columns": [...], "rows":
         [[...], ...]}`` holding the values of its data frame; a figure is ``{"path", "caption",
-        "wide"}``.
+        "wide"}``, its caption from :func:`figure_caption`.
     """
     page_dir = Path(page_dir)
     when = written or _dt.datetime.now()
@@ -547,6 +611,7 @@ def write_report(
     epochs: Sequence[int] | None = None,
     notes: str = "",
     progress: bool = True,
+    figure_options: Mapping[str, Any] | None = None,
 ) -> Path:
     """Draw the figures of each experiment and write ``<report_dir>/index.html``.
 
@@ -565,6 +630,9 @@ def write_report(
         Text shown under the title (e.g. timings); plain text, escaped like every other value.
     progress : bool
         Show a progress bar while the figures are drawn.
+    figure_options : mapping, optional
+        ``scale``, ``bins``, ``value_range`` and ``columns`` of the figure sets (see
+        :func:`sampletopo.figures.write_figure_set`).
 
     Returns
     -------
@@ -585,8 +653,9 @@ def write_report(
         raise invalid("experiments", "one or more experiment folders", [], where="write_report")
     with lock_folder(report_dir, what="writing a report", role="report folder"):
         return _write_report(
-            exps, Path(report_dir), title=title, epochs=epochs, notes=notes, progress=progress
-        )
+            exps, Path(report_dir), title=title, epochs=epochs, notes=notes, progress=progress,
+            figure_options=figure_options,
+        )  # fmt: skip
 
 
 def _write_report(
@@ -597,6 +666,7 @@ def _write_report(
     epochs: Sequence[int] | None,
     notes: str,
     progress: bool,
+    figure_options: Mapping[str, Any] | None = None,
 ) -> Path:
     """:func:`write_report` once ``out`` is locked."""
     report = Report(out)
@@ -604,7 +674,11 @@ def _write_report(
     results = []
     for e in exps:
         fig_dir = report.experiment_dir(Experiment(e).name)  # "." and "exp/.." get a name
-        results.append(collect_experiment(e, fig_dir, epochs=epochs, progress=progress))
+        results.append(
+            collect_experiment(
+                e, fig_dir, epochs=epochs, progress=progress, figure_options=figure_options
+            )
+        )
     page = render_report(
         report_context(results, page_dir=out, title=title, notes=notes), page_dir=out
     )

@@ -558,9 +558,19 @@ class Run:
         return self.samples_dir / f"{split}-{epoch_tag(epoch)}{_TABLE}"
 
     def regions_files(self) -> list[Path]:
-        """The regions tables in ``samples/``, sorted by name."""
+        """The regions tables in ``samples/`` (``<split>-epoch=NNNN.parquet``; not the tables
+        of the figures beside them, :func:`figure_table_file`), sorted by name."""
         folder = self.samples_dir
-        return sorted(folder.glob("*" + _TABLE)) if folder.is_dir() else []
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p
+            for p in folder.glob("*" + _TABLE)
+            if any(
+                p.name.startswith(f"{s}-") and parse_epoch(p.name[len(s) + 1 :], _TABLE) is not None
+                for s in SPLITS
+            )
+        )
 
     @property
     def audit_dir(self) -> Path:
@@ -929,6 +939,20 @@ class Report:
         """``figures/<experiment>/<section>/``: ``topology``, ``landscape``, ``samples`` or any
         other folder whose PNGs the report shows under the section's name."""
         return self.experiment_dir(experiment) / section
+
+
+def figure_table_file(figure: PathLike) -> Path:
+    """``<stem>.parquet`` beside a figure file ``<stem>.<format>``: the numbers it draws.
+
+    >>> figure_table_file("figures/heatmap-val-split.png").as_posix()
+    'figures/heatmap-val-split.parquet'
+    """
+    p = Path(figure)
+    stem = p.name.rsplit(".", 1)[0] if p.suffix in _FIGURE_SUFFIXES else p.name
+    return p.parent / f"{stem}{_TABLE}"
+
+
+_FIGURE_SUFFIXES = {".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff"}
 
 
 # ---------------------------------------------------------------------------------------------

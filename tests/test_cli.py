@@ -81,6 +81,29 @@ def test_figures_formats_are_checked_against_matplotlib(experiment, tmp_path, ca
     assert list(out.glob("*.svg"))
 
 
+def test_figures_scale_bins_range_and_columns_reach_the_drawn_figures(experiment, tmp_path, capsys):
+    from sampletopo.plotting._topology import read_caption
+
+    out = tmp_path / "look"
+    args = ["figures", str(experiment), "--out", str(out), "--formats", "png", "--no-progress"]
+    look = ["--scale", "linear", "--bins", "7", "--range", "0", "7", "--columns", "1"]
+    assert main(args + look) == 0
+    heat = pl.read_parquet(out / "heatmap-val-split.parquet")
+    # 7 bins of width 1 from 0 to 7 on linear axes; every pair of this run lies inside.
+    assert heat.height and not heat["overflow"].any()
+    assert heat["birth_lo"].min() >= 0.0 and heat["birth_hi"].max() <= 7 + 1e-12
+    for col in ("birth", "persistence"):
+        edges = np.concatenate([heat[f"{col}_lo"], heat[f"{col}_hi"]])
+        assert np.allclose(edges, np.round(edges))  # on the 0, 1, ..., 7 grid
+    caption = read_caption(out / "heatmap-val-split.png")
+    assert "birth axis linear, persistence axis linear" in caption
+    with pytest.raises(SystemExit):  # argparse refuses a scale it does not list
+        main(args + ["--scale", "loglog"])
+    assert "invalid choice: 'loglog'" in capsys.readouterr().err
+    assert main(args + ["--bins", "1"]) == 2
+    assert "'bins' parameter of write_figure_set must be an int" in capsys.readouterr().err
+
+
 def test_figures_and_report_without_diagrams_say_so_with_plain_paths(tmp_path, capsys):
     exp = tmp_path / "exp"
     train_run(TrainConfig(**TINY), exp / "run", progress=False)
@@ -306,6 +329,9 @@ def test_every_flag_leaves_its_default_to_the_library(command):
             "min_persistence",
         ),
         ("figures", "--formats", "sampletopo.figures:write_figure_set", "formats"),
+        ("figures", "--scale", "sampletopo.figures:write_figure_set", "scale"),
+        ("figures", "--bins", "sampletopo.figures:write_figure_set", "bins"),
+        ("figures", "--columns", "sampletopo.figures:write_figure_set", "columns"),
         ("report", "--title", "sampletopo.report:write_report", "title"),
         ("landscape", "--steps", "sampletopo.landscape:landscape_for_run", "steps"),
         ("landscape", "--connectivity", "sampletopo.landscape:landscape_for_run", "connectivity"),

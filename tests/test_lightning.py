@@ -240,6 +240,31 @@ def test_callback_records_the_loss_it_is_given(ds: Dataset, tmp_path: Path) -> N
     assert as_run(run_dir).read_config()["loss"] == "mse"
 
 
+def tiny_module(num_classes: int = 10) -> Tiny:
+    """Factory of the test module, importable as ``test_lightning:tiny_module``."""
+    return Tiny(_dataset())
+
+
+def test_callback_stores_the_model_spec_it_is_given(ds: Dataset, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    cb = LossRecorderCallback(
+        run_dir, ds, model_spec="test_lightning:tiny_module", checkpoint_every=1
+    )
+    _trainer(1, [cb]).fit(Tiny(ds), _loader(ds))
+    cfg = as_run(run_dir).read_config()
+    assert cfg["model"] == "test_lightning:tiny_module"
+    # The stored spec rebuilds the module: the landscape of epoch 1 at its origin is the
+    # recorded mean training loss.
+    assert sorted(as_run(run_dir).checkpoint_files()) == [0, 1]
+    assert main(["landscape", str(run_dir), "--epoch", "1", "--dirs", "random", "--dim", "1",
+                 "--steps", "3", "--no-hessian", "--no-progress"]) == 0  # fmt: skip
+    from sampletopo.landscape import read_landscape
+
+    grid, _ = read_landscape(as_run(run_dir).landscape_file(1))
+    train = read_losses(run_dir, split="train").filter(epoch=1)["loss"].to_numpy()
+    assert grid.loss[1] == pytest.approx(train.mean(), rel=1e-5)
+
+
 def test_train_pass_mode_equals_the_plain_recorder(ds: Dataset, tmp_path: Path) -> None:
     want = tmp_path / "plain" / "run"
     _plain_run(want, ds, epochs=2, mode="train_pass")

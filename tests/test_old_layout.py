@@ -134,7 +134,16 @@ def test_the_report_has_the_same_files_and_run_table(old, tmp_path):
         for p in (tmp_path / "report").rglob("*")
         if p.is_file() and not p.name.startswith(".")
     )
-    assert files == EXPECTED["report_files"]
+    # The files of the old report, plus the numbers of each drawn figure beside its PNG
+    # (<stem>.parquet, issue 14): one per topology and landscape figure, none elsewhere.
+    tables = [f for f in files if f.endswith(".parquet")]
+    assert [f for f in files if not f.endswith(".parquet")] == EXPECTED["report_files"]
+    drawn = [
+        f.removesuffix(".png")
+        for f in EXPECTED["report_files"]
+        if f.endswith(".png") and ("/topology/" in f or "/landscape/" in f)
+    ]
+    assert sorted(tables) == sorted(f"{stem}.parquet" for stem in drawn)
     table = run_table(find_runs(exp))
     assert_frame_equal(table, pl.DataFrame(EXPECTED["run_table"]), check_dtypes=False)
     page = index.read_text()

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from sampletopo._errors import ParameterError, RecorderWarning, SampletopoError
+from sampletopo._errors import ModelSpecWarning, ParameterError, SampletopoError
 from sampletopo.data import Dataset, load_dataset
 from sampletopo.models import build_model, check_model_fits, model_spec
 from sampletopo.recorder import LossRecorder
@@ -221,7 +221,7 @@ def test_recorder_stores_an_importable_model_and_warns_once_otherwise(tmp_path):
         with LossRecorder(tmp_path / "b", ds) as rec:
             rec.on_train_epoch_end(0, Local())
             rec.on_train_epoch_end(1, Local())
-    mine = [w for w in caught if issubclass(w.category, RecorderWarning)]
+    mine = [w for w in caught if issubclass(w.category, ModelSpecWarning)]
     assert len(mine) == 1 and "\n" not in str(mine[0].message)
     assert 'model_spec="pkg.module:factory"' in str(mine[0].message)
     assert mine[0].filename == __file__  # points at the loop's own call
@@ -239,7 +239,7 @@ def test_recorder_stores_an_importable_model_and_warns_once_otherwise(tmp_path):
     run_b = Run(tmp_path / "b")
     with pytest.raises(ParameterError, match="the architecture the run recorded"):
         run_b.set_model(Conv1dNet)
-    with pytest.warns(RecorderWarning, match=r"Conv1dNet\(\) with no options"):
+    with pytest.warns(ModelSpecWarning, match=r"Conv1dNet\(\) with no options"):
         with LossRecorder(tmp_path / "e", ds) as rec:
             rec.on_train_epoch_end(0, net)
     ckpt = Run(tmp_path / "e").checkpoint_file(0)

@@ -225,7 +225,7 @@ def test_contour_levels_resolve_the_basin_and_the_bar_shows_true_losses():
     # Colours go by band: as many distinct colours as bands.
     assert len({tuple(np.round(c, 6)) for c in cs.get_facecolor()}) == len(levels) - 1
     cax = ax.figure.axes[-1]
-    assert cax.get_ylabel().startswith("loss")
+    assert cax.get_ylabel().startswith("cross-entropy loss (nats)")
     labels = _tick_labels(cax)
     assert labels[0] == f"{land.loss.min():.3g}" and labels[-1] == "658"
     assert len(set(labels)) == len(labels)
@@ -288,9 +288,9 @@ def test_surface_clips_far_corners_and_says_so():
     bowl = 1.0 + c[:, None] ** 2 + c[None, :] ** 2
     gentle = Landscape((c, c), bowl, np.full_like(bowl, np.nan), _directions(), 1.0, 10)
     ax2 = plot_landscape_surface(gentle)
-    assert ax2.get_zlabel() == "loss" and ax2.get_title() == ""
+    assert ax2.get_zlabel() == "cross-entropy loss (nats)" and ax2.get_title() == ""
     ax3 = plot_landscape_surface(land, clip_quantile=None)
-    assert ax3.get_zlabel() == "loss" and ax3.get_zlim()[1] >= 658.0
+    assert ax3.get_zlabel() == "cross-entropy loss (nats)" and ax3.get_zlim()[1] >= 658.0
 
 
 # --- the comparison figure's colour bar ---------------------------------------------------------
@@ -369,6 +369,13 @@ def test_report_embeds_what_sampletopo_samples_wrote(experiment, tmp_path, monke
         f"{run.name}-samples-val-epoch=0004-split1.png",
     }
     table = pl.read_parquet(regions_path(run, "val", 4))
+    from markupsafe import escape
+
+    from sampletopo.report import figure_caption
+
+    # Captions written for people, stored beside each figure (read before the cleanup below).
+    captions = {p: str(escape(figure_caption(p))) for p in written}
+    assert all("epoch 4" in c and c != p.stem for p, c in captions.items())
 
     monkeypatch.setattr(figures, "tqdm", _Bar)
     _Bar.made.clear()
@@ -384,7 +391,7 @@ def test_report_embeds_what_sampletopo_samples_wrote(experiment, tmp_path, monke
     assert len(section) == 2, "no samples section"
     body = section[1].split("</section>", 1)[0]
     for p in written:
-        assert f"<figcaption>{p.stem}</figcaption>" in body
+        assert f"<figcaption>{captions[p]}</figcaption>" in body
     assert body.count("data:image/png;base64,") == len(written)
     assert body.count("<tr><td>") == table.height  # one row per region
     assert "<th>mean_loss</th>" in body and "<th>members</th>" not in body

@@ -160,11 +160,15 @@ def test_context_holds_the_summary_numbers_of_the_stored_tables(hostile):
             assert cell[f"{s} W1 split, first->final"] == pytest.approx(w1, rel=1e-9, abs=1e-12)
             checked += 1
     assert checked == 4
-    # Figures are paths relative to the page, each an existing PNG; captions are file stems.
+    # Figures are paths relative to the page, each an existing PNG; captions are the ones
+    # stored beside each figure, written for people, not file stems.
+    from sampletopo.plotting._topology import read_caption
+
     assert len(e["topology"]) == len(res.topology) >= 7
     for fig in e["topology"]:
         assert not Path(fig["path"]).is_absolute() and (page_dir / fig["path"]).is_file()
-        assert fig["caption"] == Path(fig["path"]).stem
+        assert fig["caption"] == read_caption(page_dir / fig["path"])
+        assert fig["caption"] != Path(fig["path"]).stem and " " in fig["caption"]
         with Image.open(page_dir / fig["path"]) as im:
             assert fig["wide"] == (im.width / im.height > 2.2)  # heatmap rows span the page
     assert any(f["wide"] for f in e["topology"]) and not all(f["wide"] for f in e["topology"])

@@ -174,7 +174,41 @@ def heatmap_epochs_option(p: argparse.ArgumentParser) -> None:
         "--epochs",
         type=int,
         nargs="+",
-        help="heatmap epochs (default: first, around each LR change, last)",
+        help="heatmap epochs (default: the first trained epoch, the epochs on each side of every LR drop, the final one; first, middle, final without drops)",
+    )
+
+
+def figure_look_options(p: argparse.ArgumentParser) -> None:
+    """``--scale``, ``--bins``, ``--range`` and ``--columns``: how a figure set's axes and
+    heatmap grids are drawn (defaults of :func:`sampletopo.figures.write_figure_set`)."""
+    spec = "sampletopo.figures:write_figure_set"
+    option(
+        p,
+        "--scale",
+        choices=["auto", "linear", "log", "symlog"],
+        default_of=spec,
+        help="y axes of the curves and both heatmap axes: auto is log when the values shown span "
+        "more than 100x (symlog with values <= 0), linear otherwise; ranges leave out outlying "
+        "epochs, which are drawn as marked overflow",
+    )
+    option(p, "--bins", type=int, default_of=spec, help="heatmap bins per axis")
+    option(
+        p,
+        "--range",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        dest="value_range",
+        default_of=f"{spec}.value_range",
+        help="fix both heatmap axes (birth and persistence, both loss values) to [LO, HI]; pairs "
+        "beyond go in the marked overflow bins (default: robust, from the epochs shown)",
+    )
+    option(
+        p,
+        "--columns",
+        type=int,
+        default_of=spec,
+        help="heatmap panels per row; more epochs wrap onto further rows",
     )
 
 

@@ -6,6 +6,7 @@ import argparse
 
 from sampletopo.commands._common import (
     add_command,
+    figure_look_options,
     given,
     heatmap_epochs_option,
     option,
@@ -26,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("runs", nargs="+", help="run folders or experiment folders")
     option(p, "--out", help="output folder (default: <first experiment>/figures)")
     heatmap_epochs_option(p)
+    figure_look_options(p)
     option(
         p,
         "--formats",
@@ -65,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     from sampletopo.commands._common import check_out_dir, require_diagrams
     from sampletopo.figures import write_figure_set
 
-    options = given(args, "epochs", "formats")
+    options = given(args, "epochs", "formats", "scale", "bins", "value_range", "columns")
     if "formats" in options:
         options["formats"] = check_formats(options["formats"])
     runs = analysis.check_comparable(args.runs)

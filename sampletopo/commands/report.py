@@ -6,6 +6,7 @@ import argparse
 
 from sampletopo.commands._common import (
     add_command,
+    figure_look_options,
     given,
     heatmap_epochs_option,
     option,
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("experiments", nargs="+", help="experiment folders (each holding run folders)")
     option(p, "--out", help="report folder (default: <first experiment>/report)")
     heatmap_epochs_option(p)
+    figure_look_options(p)
     option(p, "--title", default_of="sampletopo.report:write_report", help="title of the HTML page")
     progress_option(p)
     p.set_defaults(func=_run)
@@ -42,6 +44,10 @@ def _run(args: argparse.Namespace) -> int:
     out = check_out_dir(getattr(args, "out", None) or Experiment(args.experiments[0]).report_dir)
     check_out_dir(out / "figures")  # write_report draws into it
     options = given(args, "title", "epochs")
+    look = given(args, "scale", "bins", "value_range", "columns")
+    look.pop("progress", None)
+    if look:
+        options["figure_options"] = look
     index = write_report(args.experiments, out, **options)
     print(f"report: {index.resolve()}")
     return 0

@@ -7,26 +7,32 @@ and :func:`plot_hessian_spectrum`. Every function takes ``ax=None`` (a new figur
 returns the Axes; none calls ``plt.show()``. Axis ``k`` of a landscape array is direction ``k``:
 the x axis is always direction 1 and the y axis direction 2, labelled with their true
 coefficients. Contour levels sit at quantiles of the grid's losses by default (labelled with
-their true values), so a basin far below the grid's corners is still resolved; the 3-D surface
-clips far-out corners at a high quantile and says so. Computing landscapes and spectra is not
+their true values), so a basin far below the grid's corners is still resolved: that is each
+run's *own* scale. To compare runs, pass every plot the same explicit levels from
+:func:`shared_levels` (absolute losses, log-spaced above the smallest loss when the range is
+wide), as the report and the comparison figure do. The 3-D surface clips far-out corners at a
+high quantile and says so. Computing landscapes and spectra is not
 done here (see :mod:`sampletopo.landscape` and :mod:`sampletopo.hessian`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
+import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.colors import BoundaryNorm
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
+from matplotlib.ticker import MaxNLocator
 
 from sampletopo._validation import check_choice, check_instance, check_int, check_real, invalid
 from sampletopo.hessian import SpectralDensity
 from sampletopo.landscape import Landscape, LandscapeProfile
-from sampletopo.plotting._topology import save_figure
+from sampletopo.plotting._topology import CROSS_ENTROPY, attach_data, save_figure, save_figure_data
 
 __all__ = [
     "plot_hessian_spectrum",
@@ -36,6 +42,9 @@ __all__ = [
     "plot_landscape_surface",
     "plot_random_directions",
     "save_landscape_figures",
+    "shared_levels",
+    "landscape_table",
+    "SHARED_LEVEL_DECADES",
 ]
 
 
@@ -51,14 +60,82 @@ def _need_dim(landscape: Landscape, dim: int, where: str) -> None:
         )
 
 
-def _values(landscape: Landscape, log_scale: bool) -> tuple[np.ma.MaskedArray, str]:
+def _values(
+    landscape: Landscape, log_scale: bool, loss_label: str = CROSS_ENTROPY
+) -> tuple[np.ma.MaskedArray, str]:
     z = np.asarray(landscape.loss, dtype=np.float64)
-    label = "loss"
+    label = loss_label
     if log_scale:
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.log10(z)
-        label = "log10 loss"
+        label = f"log10 {loss_label}"
     return np.ma.masked_invalid(z), label
+
+
+SHARED_LEVEL_DECADES = 4
+"""Shared levels above the minimum span this many decades of (loss - minimum)."""
+
+_SHARED_LOG_RATIO = 10.0
+
+
+def shared_levels(landscapes: Sequence[Landscape], n: int = 20) -> np.ndarray:
+    """One set of ``n + 1`` absolute contour levels for every landscape of ``landscapes``.
+
+    With ``lo`` and ``hi`` the smallest and largest finite loss of all grids: when ``hi``
+    exceeds ``lo`` by more than 10x (or ``lo <= 0``), the levels are log-spaced above the
+    minimum, ``lo + (hi - lo) * 10**linspace(-4, 0, n)`` (:data:`SHARED_LEVEL_DECADES`) after
+    ``lo`` itself, so the basins are resolved and a loss 67x higher one unit from the minimum
+    shows as many more bands; otherwise evenly spaced from ``lo`` to ``hi``. Drawn with the
+    same levels, two runs are on one colour scale.
+    """
+    where = "shared_levels"
+    n = check_int("n", n, 1, None, where=where)
+    vals = [np.asarray(ls.loss, dtype=np.float64).ravel() for ls in landscapes]
+    allv = np.concatenate(vals) if vals else np.empty(0)
+    allv = allv[np.isfinite(allv)]
+    if allv.size == 0:
+        return np.linspace(0.0, 1.0, n + 1)
+    lo, hi = float(allv.min()), float(allv.max())
+    if hi <= lo:
+        pad = 0.5 * abs(lo) if lo else 0.5
+        return np.array([lo - pad, lo + pad])
+    if lo <= 0 or hi / lo > _SHARED_LOG_RATIO:
+        steps = np.power(10.0, np.linspace(-SHARED_LEVEL_DECADES, 0.0, n))
+        lv = np.concatenate([[lo], lo + (hi - lo) * steps])
+    else:
+        lv = np.linspace(lo, hi, n + 1)
+    lv = np.unique(lv)
+    lv[-1] = hi
+    return lv
+
+
+def landscape_table(landscape: Landscape) -> pl.DataFrame:
+    """The grid of a 2-D landscape as rows ``(direction_1, direction_2, loss)``."""
+    x, y = landscape.coords[0], landscape.coords[1]
+    xx, yy = np.meshgrid(x, y, indexing="ij")
+    return pl.DataFrame(
+        {
+            "direction_1": xx.ravel().astype(np.float64),
+            "direction_2": yy.ravel().astype(np.float64),
+            "loss": np.asarray(landscape.loss, dtype=np.float64).ravel(),
+        }
+    )
+
+
+def _given_levels(levels: Any, where: str) -> np.ndarray | None:
+    """Explicit levels (a sequence) checked; ``None`` when ``levels`` is a count."""
+    if isinstance(levels, (int, np.integer)) and not isinstance(levels, bool):
+        return None
+    lv = np.asarray(levels, dtype=np.float64).ravel()
+    if lv.size < 2 or not np.all(np.isfinite(lv)) or not np.all(np.diff(lv) > 0):
+        raise invalid(
+            "levels",
+            "a number of levels or two or more finite increasing level values",
+            levels,
+            where=where,
+            fix="E.g. levels=20, or levels=shared_levels([a, b]).",
+        )
+    return lv
 
 
 LevelSpacing = Literal["quantile", "log", "linear"]
@@ -130,6 +207,16 @@ def _level_labels(levels: Any) -> list[str]:
     return labels
 
 
+def level_colorbar(cs: Any, *, label: str, **kw: Any) -> Any:
+    """Colour bar of contour levels ``cs``, bands of equal height, ticks at up to 8 levels
+    labelled with their true values; ``kw`` goes to ``Figure.colorbar`` (``ax=`` or ``cax=``)."""
+    fig = (kw.get("cax") or kw["ax"]).figure
+    cbar = fig.colorbar(cs, label=label, spacing="uniform", **kw)
+    ticks = _level_ticks(np.asarray(cs.levels))
+    cbar.set_ticks(ticks.tolist(), labels=_level_labels(ticks))
+    return cbar
+
+
 def _new_ax(ax: Axes | None, **kw: Any) -> Axes:
     if ax is not None:
         return ax
@@ -149,12 +236,13 @@ def plot_landscape_contour(
     landscape: Landscape,
     *,
     ax: Axes | None = None,
-    levels: int = 30,
+    levels: int | Sequence[float] = 30,
     spacing: LevelSpacing = "quantile",
     log_scale: bool = False,
     cmap: str = "viridis",
     colorbar: bool = True,
     mark: bool = True,
+    loss_label: str = CROSS_ENTROPY,
 ) -> Axes:
     """Filled contour of a 2-D landscape: x = direction 1, y = direction 2, true coefficients.
 
@@ -163,8 +251,9 @@ def plot_landscape_contour(
     landscape : Landscape
         A 2-D grid.
     ax : matplotlib Axes, optional
-    levels : int
-        Number of bands over the finite values.
+    levels : int or sequence of float
+        Number of bands over the finite values, or the level values themselves (e.g.
+        :func:`shared_levels` of the runs compared; ``spacing`` is then ignored).
     spacing : {"quantile", "log", "linear"}
         Where the levels go. ``"quantile"`` (default): at quantiles of the grid values, so each
         band covers about the same share of the grid and a basin far below the grid's corners
@@ -176,6 +265,8 @@ def plot_landscape_contour(
     colorbar : bool
     mark : bool
         Mark the trained model (the origin, ``+``) and the grid minimum (``*``).
+    loss_label : str
+        The loss and its unit, for the colour bar.
 
     Returns
     -------
@@ -184,14 +275,19 @@ def plot_landscape_contour(
     where = "plot_landscape_contour"
     _need_dim(landscape, 2, where)
     ax = _new_ax(ax)
-    z, label = _values(landscape, log_scale)
+    z, label = _values(landscape, log_scale, loss_label)
     x, y = landscape.coords
-    lv = _levels(z, levels, spacing, where)
+    given = _given_levels(levels, where)
+    lv = given if given is not None else _levels(z, int(levels), spacing, where)  # type: ignore[arg-type]
     # contourf wants z[row=y, col=x]; the landscape is indexed [direction 1, direction 2].
     cs = ax.contourf(x, y, z.T, levels=lv, cmap=cmap, norm=_level_norm(lv, cmap))
     ax.contour(x, y, z.T, levels=cs.levels, colors="k", linewidths=0.3, alpha=0.5)
     if colorbar:
-        note = "" if spacing == "linear" else f" ({spacing}-spaced levels)"
+        note = (
+            " (shared levels)"
+            if given is not None
+            else ("" if spacing == "linear" else f" ({spacing}-spaced levels)")
+        )
         cbar = ax.figure.colorbar(cs, ax=ax, label=label + note, spacing="uniform")
         ticks = _level_ticks(lv)
         cbar.set_ticks(ticks.tolist(), labels=_level_labels(ticks))
@@ -210,23 +306,31 @@ def plot_random_directions(
     landscape: Landscape,
     *,
     ax: Axes | None = None,
-    levels: int = 20,
+    levels: int | Sequence[float] = 20,
     spacing: LevelSpacing = "quantile",
     log_scale: bool = False,
+    colorbar: bool = True,
+    loss_label: str = CROSS_ENTROPY,
 ) -> Axes:
-    """The classic 2-D random-direction plot (Li et al. 2018): labelled loss contour lines.
+    """The classic 2-D random-direction plot (Li et al. 2018): labelled loss contour lines,
+    with a colour bar of the levels.
 
     Parameters
     ----------
     landscape : Landscape
         A 2-D grid along random directions (:func:`sampletopo.landscape.random_directions`).
     ax : matplotlib Axes, optional
-    levels : int
-        Number of contour intervals.
+    levels : int or sequence of float
+        Number of contour intervals, or the level values (:func:`shared_levels` to compare
+        runs on one scale).
     spacing : {"quantile", "log", "linear"}
         Where the lines go; see :func:`plot_landscape_contour`. Lines are labelled with their
         true values.
     log_scale : bool
+    colorbar : bool
+        Draw the colour bar of the levels.
+    loss_label : str
+        The loss and its unit.
 
     Returns
     -------
@@ -243,9 +347,10 @@ def plot_random_directions(
             fix="Use plot_landscape_contour for those.",
         )
     ax = _new_ax(ax)
-    z, label = _values(landscape, log_scale)
+    z, label = _values(landscape, log_scale, loss_label)
     x, y = landscape.coords
-    lv = _levels(z, levels, spacing, where)
+    given = _given_levels(levels, where)
+    lv = given if given is not None else _levels(z, int(levels), spacing, where)  # type: ignore[arg-type]
     cs = ax.contour(
         x, y, z.T, levels=lv, cmap="viridis", norm=_level_norm(lv, "viridis"), linewidths=1.0
     )
@@ -256,8 +361,16 @@ def plot_random_directions(
     ax.set_ylabel(landscape.directions.axis_label(1))
     ax.set_xlim(x[0], x[-1])
     ax.set_ylim(y[0], y[-1])
-    note = "" if spacing == "linear" else f", {spacing}-spaced levels"
-    ax.set_title(f"{label}, random directions (seed {landscape.directions.seed}){note}", fontsize=9)
+    if given is not None:
+        note = ", shared levels"
+    else:
+        note = "" if spacing == "linear" else f", {spacing}-spaced levels"
+    if colorbar:
+        level_colorbar(cs, label=label, ax=ax)
+    ax._sampletopo_contours = cs  # type: ignore[attr-defined]
+    ax._sampletopo_label = label  # type: ignore[attr-defined]
+    ax.set_title(f"random directions (seed {landscape.directions.seed}){note}", fontsize=9)
+    ax._sampletopo_levels = np.asarray(cs.levels)  # type: ignore[attr-defined]
     return ax
 
 
@@ -268,6 +381,7 @@ def plot_landscape_surface(
     log_scale: bool = False,
     cmap: str = "viridis",
     clip_quantile: float | None = 0.95,
+    loss_label: str = CROSS_ENTROPY,
 ) -> Axes:
     """3-D surface of a 2-D landscape (x = direction 1, y = direction 2, z = loss).
 
@@ -288,7 +402,7 @@ def plot_landscape_surface(
     where = "plot_landscape_surface"
     _need_dim(landscape, 2, where)
     if ax is None:
-        ax = _new_ax(None, projection="3d", figsize=(5.5, 4.5))
+        ax = _new_ax(None, projection="3d", figsize=(6.2, 5.2))
     elif getattr(ax, "name", "") != "3d":
         raise invalid(
             "ax",
@@ -299,7 +413,7 @@ def plot_landscape_surface(
         )
     if clip_quantile is not None:
         check_real("clip_quantile", clip_quantile, low=0, low_open=True, high=1, where=where)
-    z, label = _values(landscape, log_scale)
+    z, label = _values(landscape, log_scale, loss_label)
     xx, yy = np.meshgrid(landscape.coords[0], landscape.coords[1], indexing="ij")
     zz = np.where(np.ma.getmaskarray(z), np.nan, np.ma.getdata(z))
     vals = np.ma.compressed(z)
@@ -314,9 +428,14 @@ def plot_landscape_surface(
                 f"values above the {pct} ({cap:.3g}, max {hi:.3g}) drawn at {cap:.3g}", fontsize=8
             )
     ax.plot_surface(xx, yy, zz, cmap=cmap, linewidth=0, antialiased=True)  # type: ignore[attr-defined]
-    ax.set_xlabel(landscape.directions.axis_label(0), fontsize=8)
-    ax.set_ylabel(landscape.directions.axis_label(1), fontsize=8)
-    ax.set_zlabel(label, fontsize=8)  # type: ignore[attr-defined]
+    # Few ticks, small labels and padded axis labels: the default crowded the 3-D axes until
+    # the tick labels ran into each other and into the axis labels.
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):  # type: ignore[attr-defined]
+        axis.set_major_locator(MaxNLocator(4))
+    ax.tick_params(labelsize=7, pad=1)
+    ax.set_xlabel(landscape.directions.axis_label(0), fontsize=8, labelpad=6)
+    ax.set_ylabel(landscape.directions.axis_label(1), fontsize=8, labelpad=6)
+    ax.set_zlabel(label, fontsize=8, labelpad=8)  # type: ignore[attr-defined]
     return ax
 
 
@@ -344,6 +463,7 @@ def plot_landscape_profile(
     cmap: str = "viridis",
     log_scale: bool = False,
     outline: bool = True,
+    loss_label: str = CROSS_ENTROPY,
 ) -> Axes:
     """Draw a topological landscape profile: nested basins coloured by loss.
 
@@ -362,6 +482,8 @@ def plot_landscape_profile(
         Logarithmic loss axis (losses must be > 0).
     outline : bool
         Draw each basin's outline.
+    loss_label : str
+        The loss and its unit.
 
     Returns
     -------
@@ -410,7 +532,7 @@ def plot_landscape_profile(
             ax.plot(x, y, color="k", lw=0.4, alpha=0.7)
     ax.set_xlim(0.0, width)
     ax.set_ylim(lo, hi)
-    label = "log10 loss" if log_scale else "loss"
+    label = f"log10 {loss_label}" if log_scale else loss_label
     ax.set_xlabel("basin width (grid points below the loss level)")
     ax.set_ylabel(label)
     n_min = sum(b.kind == "minimum" for b in profile.basins)
@@ -485,14 +607,22 @@ def plot_hessian_spectrum(
     return ax
 
 
-def save_landscape_figures(path: str | Any, *, out_dir: str | Any | None = None) -> list[Any]:
-    """Write the figures of a landscape file (from ``landscape_for_run``) as PNGs.
+def save_landscape_figures(
+    path: str | Any,
+    *,
+    out_dir: str | Any | None = None,
+    levels: int | Sequence[float] | None = None,
+    loss_label: str = CROSS_ENTROPY,
+) -> list[Any]:
+    """Write the figures of a landscape file (from ``landscape_for_run``) as PNGs, each with
+    its numbers as ``<name>.parquet`` beside it (caption in the footer).
 
     Writes, next to the file (or into ``out_dir``), ``<stem>-profile.png`` and, when the file
     holds them, ``<stem>-spectrum.png``; for 2-D landscapes also ``<stem>-contour.png``,
     ``<stem>-surface.png`` and, for random directions, ``<stem>-random.png``. Returns the paths.
     The profile is drawn on the grid graph the file's metrics were computed on, and its title
-    (which names that graph) adds the metrics.
+    (which names that graph) adds the metrics. ``levels``: the contour levels of the 2-D plots
+    (:func:`shared_levels` of the landscapes compared); default: this grid's own quantiles.
     """
     from pathlib import Path
 
@@ -505,34 +635,89 @@ def save_landscape_figures(path: str | Any, *, out_dir: str | Any | None = None)
     stem = src.name.removesuffix(".npz")
     metrics = extra.get("metrics", {})
     conn = metrics.get("connectivity", "freudenthal")
+    run = extra.get("run", stem)
+    epoch = extra.get("epoch", "?")
     written: list[Path] = []
+    grid = landscape_table(land) if land.dim == 2 else None
+    if levels is None:
+        lv_kw: dict[str, Any] = {}
+        lv_text = "levels at quantiles of this grid's own losses (not comparable across runs)"
+    else:
+        lv_kw = {"levels": levels}
+        lvs = np.asarray(levels, dtype=np.float64)
+        lv_text = (
+            f"{lvs.size} contour levels shared by every landscape of the experiment, from "
+            f"{lvs[0]:.4g} to {lvs[-1]:.4g} (log-spaced above the smallest loss when wide)"
+        )
 
-    def save(ax: Axes, name: str) -> None:
+    def save(ax: Axes, name: str, table: pl.DataFrame | None, caption: str, **info: Any) -> None:
         p = out / f"{stem}-{name}.png"
         fig: Any = ax.figure
         fig.tight_layout()
+        if table is not None:
+            attach_data(fig, table, caption, **info)
         try:
             save_figure(fig, p, dpi=110)
+            save_figure_data(fig, p)
         finally:
             plt.close(fig)
         written.append(p)
 
-    ax = plot_landscape_profile(landscape_profile(land, connectivity=conn))
+    where = f"Run {run}, epoch {epoch}"
+    prof = landscape_profile(land, connectivity=conn)
+    ax = plot_landscape_profile(prof, loss_label=loss_label)
     if metrics:
         ax.set_title(
             f"{ax.get_title()}\nsaddles {metrics['n_saddles']}, avg persistence "
             f"{metrics['average_persistence']:.3g}, SMAD {metrics['smad']:.3g}",
             fontsize=8,
         )
-    save(ax, "profile")
+    outline = [
+        pl.DataFrame({"basin": [k] * len(x), "width": x, "loss": y})
+        for k, (x, y) in enumerate(b.outline() for b in prof.basins)
+    ]
+    save(
+        ax, "profile",
+        pl.concat(outline) if outline else None,
+        f"{where}: topological landscape profile of the {land.dim}-D loss grid ({conn} grid "
+        "graph): nested basins, width = grid points below the loss level.",
+    )  # fmt: skip
     if "density_nodes" in extra:
         sd = SpectralDensity(extra["density_nodes"], extra["density_weights"], 0)
-        save(plot_hessian_spectrum(sd, eigenvalues=extra.get("hessian_eigenvalues")), "spectrum")
+        nodes = np.asarray(sd.nodes, dtype=np.float64)
+        spec = pl.DataFrame({
+            "slq_run": np.repeat(np.arange(nodes.shape[0]), nodes.shape[1]),
+            "node": nodes.ravel(),
+            "weight": np.asarray(sd.weights, dtype=np.float64).ravel(),
+        })  # fmt: skip
+        save(
+            plot_hessian_spectrum(sd, eigenvalues=extra.get("hessian_eigenvalues")), "spectrum",
+            spec, f"{where}: Hessian eigenvalue density (stochastic Lanczos quadrature), top "
+            "eigenvalues dashed.",
+        )  # fmt: skip
     if land.dim == 2:
-        save(plot_landscape_contour(land), "contour")
-        save(plot_landscape_surface(land), "surface")
-        if land.directions.kind == "random":
-            save(plot_random_directions(land), "random")
+        kind = land.directions.kind
+        save(
+            plot_landscape_contour(land, loss_label=loss_label, **lv_kw), "contour", grid,
+            f"{where}: loss landscape along two {kind} directions, filled contours; {lv_text}.",
+            levels=[] if levels is None else [float(v) for v in np.asarray(levels)],
+        )  # fmt: skip
+        save(
+            plot_landscape_surface(land, loss_label=loss_label), "surface", grid,
+            f"{where}: loss landscape along two {kind} directions as a surface.",
+        )  # fmt: skip
+        if kind == "random":
+            save(
+                plot_random_directions(land, loss_label=loss_label, **lv_kw), "random", grid,
+                f"{where}: the 2-D random-direction plot (filter-normalized directions, Li et "
+                f"al. 2018); {lv_text}.",
+                levels=[] if levels is None else [float(v) for v in np.asarray(levels)],
+            )  # fmt: skip
     elif land.dim == 1:
-        save(plot_landscape_1d(land), "1d")
+        one = pl.DataFrame({
+            "direction_1": np.asarray(land.coords[0], dtype=np.float64),
+            "loss": np.asarray(land.loss, dtype=np.float64),
+            "accuracy": np.asarray(land.accuracy, dtype=np.float64),
+        })  # fmt: skip
+        save(plot_landscape_1d(land), "1d", one, f"{where}: loss along one direction.")
     return written

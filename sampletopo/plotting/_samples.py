@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 
 from sampletopo._errors import NoImagesWarning
 from sampletopo._validation import check_instance, check_int, invalid
-from sampletopo.plotting._topology import save_figure
+from sampletopo.plotting._topology import CROSS_ENTROPY, attach_data, save_figure, save_figure_data
 from sampletopo.runs import PathLike
 from sampletopo.samples import MemberTracks
 
@@ -393,6 +393,7 @@ def plot_member_losses(
     ax: Axes | None = None,
     log_scale: bool | None = None,
     max_regions: int = 10,
+    loss_label: str = CROSS_ENTROPY,
 ) -> Axes:
     """Mean loss of each region's members over the recorded epochs.
 
@@ -408,6 +409,8 @@ def plot_member_losses(
         Log-scaled loss axis; default: when the plotted losses span more than a factor of 10.
     max_regions : int
         At most this many regions per tree (the most persistent).
+    loss_label : str
+        The loss and its unit.
 
     Returns
     -------
@@ -457,7 +460,7 @@ def plot_member_losses(
     ax.axvline(tracks.epoch, color="0.4", ls=":", lw=1.0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("mean loss of the members" + (" (log scale)" if log_scale else ""))
+    ax.set_ylabel(f"members' mean {loss_label}" + (" (log scale)" if log_scale else ""))
     ax.set_title(
         f"{tracks.run}: members of the top regions at epoch {tracks.epoch} ({tracks.split})",
         fontsize=9,
@@ -514,6 +517,7 @@ def sample_figures(
         p = out / f"{stem}-{name}.png"
         try:
             save_figure(fig, p, dpi=120)
+            save_figure_data(fig, p)  # the numbers beside it (see attach_data)
         finally:
             plt.close(fig)
         written.append(p)
@@ -552,9 +556,27 @@ def sample_figures(
                 max_images=max_images,
             )
             if grid is not None:
+                shown = min(len(r["members"]), max_images)
+                members = pl.DataFrame(
+                    {
+                        "sample": r["members"][:shown],
+                        "label": r["member_labels"][:shown],
+                        "prediction": r["member_preds"][:shown],
+                    }
+                )
+                attach_data(grid, members, title + ".")
                 save(grid, f"{r['tree']}{r['rank']}")
-    ax = plot_member_losses(tracks)
+    from sampletopo.figures import loss_label
+
+    ax = plot_member_losses(tracks, loss_label=loss_label([rd.path]))
     curves: Any = ax.figure
     curves.tight_layout()
+    overall = tracks.overall.with_columns(pl.lit("all").alias("tree"))
+    attach_data(
+        curves,
+        pl.concat([tracks.curves, overall], how="diagonal_relaxed"),
+        f"Run {tracks.run}, {tracks.split} set: mean loss of the members of the most persistent "
+        f"regions at epoch {tracks.epoch} over every recorded epoch (dashed black: all samples).",
+    )
     save(curves, "losses")
     return written

@@ -1,0 +1,376 @@
+"""Figures ready for a paper whatever the run did (issue 14).
+
+Synthetic studies with an exploding epoch, hand-made landscapes whose losses differ 50x and
+diagrams whose finite pairs sit near 1e-4; every check reads a value back from the drawn
+matplotlib objects (scales, limits, panels, colour bars, overflow markers, contour levels) or
+from the table saved beside the figure.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import pytest  # noqa: E402
+
+from sampletopo._errors import SampletopoError  # noqa: E402
+from sampletopo.diagrams import Diagram  # noqa: E402
+from sampletopo.landscape import Directions, Landscape  # noqa: E402
+from sampletopo.plotting import _topology as T  # noqa: E402
+from sampletopo.plotting._landscape import (  # noqa: E402
+    plot_landscape_contour,
+    plot_random_directions,
+    shared_levels,
+)
+from sampletopo.plotting._scales import LOG_RATIO, axis_scale  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+EPOCHS = np.arange(0, 41)
+MILESTONES = [12, 30]
+
+
+def exploding_summary() -> pl.DataFrame:
+    """Three runs, 40 epochs: run "explode" has a total persistence of 6e9 (mean loss 6e9) at
+    epoch 1; late values of the runs are 4e-4, 2e-3 and 1.7e-2."""
+    rows = []
+    late = {"explode": 4e-4, "mid": 2e-3, "calm": 1.7e-2}
+    for run, end in late.items():
+        for e in EPOCHS:
+            tp = end * (1 + 30 * np.exp(-e / 6))
+            loss = 2.3 * np.exp(-e / 10) + 0.05
+            if run == "explode" and e == 1:
+                tp, loss = 6e9, 6e9
+            for split in ("train", "val"):
+                for tree in ("join", "split"):
+                    rows.append({"run": run, "split": split, "tree": tree, "epoch": int(e),
+                                 "total_persistence_1": tp, "mean_loss": loss})  # fmt: skip
+    return pl.DataFrame(rows)
+
+
+def _panel_axes(fig):
+    return [ax for ax in fig.axes if hasattr(ax, "_sampletopo_scales")]
+
+
+def _clipped_markers(ax):
+    return [c for c in ax.collections if c.get_gid() == T.CLIPPED_GID]
+
+
+# --- curves ---------------------------------------------------------------------------------
+
+
+def test_an_exploding_epoch_is_marked_not_allowed_to_set_the_axis():
+    summary = exploding_summary()
+    fig = T.total_persistence_figure(summary, milestones=MILESTONES)
+    panels = _panel_axes(fig)
+    assert len(panels) == 4
+    for ax in panels:
+        # Values span 4e-4 .. 6e9: a log axis whose top is far below the outlier.
+        assert ax.get_yscale() == "log"
+        lo, hi = ax.get_ylim()
+        assert hi < 1e3 and lo < 4e-4
+        # The outlier is drawn on the top edge as one triangle (not dropped).
+        [marker] = _clipped_markers(ax)
+        (x, y), *_ = marker.get_offsets()
+        assert x == 1 and y == pytest.approx(hi)
+        # The late curves are apart by a visible share of the axis: 4e-4 vs 1.7e-2 is more
+        # than a quarter of the log-axis height.
+        span = np.log10(hi) - np.log10(lo)
+        assert (np.log10(1.7e-2) - np.log10(4e-4)) / span > 0.25
+        # LR drops between epoch m and m + 1.
+        drops = sorted(
+            line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == ":"
+        )
+        assert drops == [12.5, 30.5]
+    data = T.figure_data(fig)
+    # One total persistence and one mean loss beyond the axes in each of the 4 panels.
+    assert "8 value(s) beyond the robust axis ranges" in data.caption
+    assert "learning-rate drops after epoch(s) 12 and 30" in data.caption
+    # The saved table holds the true (unclipped) values.
+    assert data.table["total_persistence_1"].max() == 6e9
+
+
+def test_a_forced_linear_scale_still_marks_the_outlier_and_caption_counts_it():
+    fig = T.total_persistence_figure(exploding_summary(), milestones=[], scale="linear")
+    for ax in _panel_axes(fig):
+        assert ax.get_yscale() == "linear"
+        assert ax.get_ylim()[1] < 1.0
+        assert len(_clipped_markers(ax)) == 1
+    # 4 panels x (total persistence + mean loss) outliers.
+    assert "8 value(s) beyond the robust axis ranges" in T.figure_data(fig).caption
+
+
+def test_auto_scale_rule_and_fence():
+    # Within 100x: linear; beyond: log; with a zero: symmetric log.
+    assert axis_scale([np.array([1.0, 50.0])]).name == "linear"
+    assert axis_scale([np.array([1.0, LOG_RATIO * 1.01])]).name == "log"
+    assert axis_scale([np.array([0.0, 1e-3, 2e-3, 1e-2, 0.1, 1.0, 5.0])]).name == "symlog"
+    # One point 1e9 among points 1..10: above a jump of more than 10x, left out.
+    pts = [np.array([v]) for v in [*np.linspace(1, 10, 20), 1e9]]
+    sc = axis_scale(pts, scale="linear")
+    assert (sc.lo, sc.hi) == pytest.approx((1.0, 10.0))
+    # Two runs 20x apart: both kept (one of two is more than a quarter of the groups).
+    assert axis_scale([np.array([0.1, 1.0]), np.array([0.1, 20.0])]).hi == pytest.approx(20.0)
+    # 100.0 over 9.9 is a jump of 10.1x: left out; 99.0 (10.0x) is not.
+    base = [np.array([v]) for v in np.linspace(1, 9.9, 10)]
+    assert axis_scale([*base, np.array([100.0])], scale="linear").hi == pytest.approx(9.9)
+    assert axis_scale([*base, np.array([99.0])], scale="linear").hi == pytest.approx(99.0)
+    # An ordinary loss curve falling fast from 2.3 to 0.05 keeps its first epochs.
+    fall = [np.array([v]) for v in 0.05 + 2.25 * np.exp(-np.arange(40) / 2)]
+    assert axis_scale(fall, scale="linear").hi == pytest.approx(2.3)
+    with pytest.raises(SampletopoError, match="'scale'.*Got 'loglog'"):
+        axis_scale(pts, scale="loglog")
+    with pytest.raises(SampletopoError, match="lo < hi"):
+        axis_scale(pts, value_range=(3, 1))
+
+
+# --- heatmaps -------------------------------------------------------------------------------
+
+
+def exploding_diagrams() -> pl.DataFrame:
+    """Runs a and b at epochs 1..8; b's epoch-1 pairs are born at 1000..7000."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for run in ("a", "b"):
+        for e in range(1, 9):
+            n = 40
+            birth = rng.uniform(0.1, 2.0, n)
+            pers = rng.uniform(1e-3, 1.0, n)
+            if run == "b" and e == 1:
+                birth = rng.uniform(1000, 7000, n)
+                pers = rng.uniform(100, 5000, n)
+            for b, q in zip(birth, pers, strict=True):
+                rows.append({"run": run, "split": "val", "tree": "split", "epoch": e,
+                             "birth": b, "death": b - q, "persistence": q})  # fmt: skip
+            rows.append({"run": run, "split": "val", "tree": "split", "epoch": e,
+                         "birth": 2.5, "death": -np.inf, "persistence": np.inf})  # fmt: skip
+    return pl.DataFrame(rows)
+
+
+def test_heatmap_grid_wraps_with_fixed_panels_and_one_colour_bar():
+    d = exploding_diagrams()
+    fig = T.heatmap_figure(d, split="val", tree="split", epochs=list(range(1, 9)), columns=3)
+    panels = [ax for ax in fig.axes if hasattr(ax, "_sampletopo_mesh")]
+    assert len(panels) == 16  # 2 runs x 8 epochs, no empty axes left over
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == "pairs per bin"]
+    assert len(bars) == 1 and len(fig.axes) == 17
+    # Columns wrap after 3: each run takes 3 rows (3 + 3 + 2 panels) -> 6 rows x 3 columns.
+    xs = sorted({round(ax.get_position().x0, 6) for ax in panels})
+    ys = sorted({round(ax.get_position().y0, 6) for ax in panels})
+    assert len(xs) == 3 and len(ys) == 6
+    # Every panel is HEATMAP_PANEL_INCHES in size.
+    w, h = fig.get_size_inches()
+    for ax in panels:
+        pos = ax.get_position()
+        assert pos.width * w == pytest.approx(T.HEATMAP_PANEL_INCHES[0])
+        assert pos.height * h == pytest.approx(T.HEATMAP_PANEL_INCHES[1])
+    # The exploding panel does not set the axes: they end far below 1000 and the 40 pairs
+    # are counted in the overflow bins, which are marked in every panel and in the caption.
+    for ax in panels:
+        assert ax.get_xlim()[1] < 100 and ax.get_ylim()[1] < 100
+        assert any(line.get_gid() == T.OVERFLOW_GID for line in ax.get_lines())
+    explode = next(ax for ax in panels if ax.get_title().startswith("b, epoch 1"))
+    assert "40 in overflow" in explode.get_title()
+    data = T.figure_data(fig)
+    assert "40 pair(s) beyond the axis ranges" in data.caption
+    assert data.caption.startswith("Validation set, split tree: persistence-diagram heatmaps")
+    # Nothing dropped: all finite pairs are counted.
+    total = sum(float(np.asarray(ax._sampletopo_mesh.get_array()).sum()) for ax in panels)
+    assert total == d.filter(pl.col("persistence").is_finite()).height
+
+
+def test_saved_heatmap_table_reproduces_the_plotted_counts():
+    d = exploding_diagrams()
+    fig = T.heatmap_figure(d, split="val", tree="split", epochs=[1, 8])
+    table = T.figure_data(fig).table
+    panels = {
+        ax.get_title().split("\n")[0]: ax for ax in fig.axes if hasattr(ax, "_sampletopo_mesh")
+    }
+    for (run, epoch), part in table.group_by(["run", "epoch"]):
+        ax = panels[f"{run}, epoch {epoch}"]
+        counts = np.ma.filled(ax._sampletopo_mesh.get_array(), 0)  # (y bins, x bins)
+        xe = np.unique(np.concatenate([table["birth_lo"], table["birth_hi"]]))
+        drawn = {}
+        ny, nx = counts.shape
+        assert nx >= len(xe) - 1
+        for j, i in zip(*np.nonzero(counts), strict=True):
+            drawn[(int(i), int(j))] = int(counts[j, i])
+        assert sum(drawn.values()) == part["pairs"].sum()
+        assert sorted(drawn.values()) == sorted(part["pairs"].to_list())
+    assert table.filter(pl.col("overflow"))["pairs"].sum() == 40
+
+
+def test_log_heatmap_axes_resolve_pairs_near_1e_4():
+    rng = np.random.default_rng(1)
+    n = 60
+    b = np.concatenate([rng.uniform(1e-5, 1e-3, n), rng.uniform(0.5, 2.0, 5)])
+    q = np.concatenate([rng.uniform(1e-5, 1e-3, n), rng.uniform(0.1, 1.0, 5)])
+    t = pl.DataFrame({"run": "r", "split": "val", "tree": "join", "epoch": 1, "birth": b,
+                      "death": b + q, "persistence": q})  # fmt: skip
+    fig = T.heatmap_figure(t, split="val", tree="join", epochs=[1])
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    # The pairs near 1e-4 fill many bins instead of one bin at the origin.
+    counts = np.ma.filled(ax._sampletopo_mesh.get_array(), 0)
+    assert np.count_nonzero(counts) > 20
+
+
+# --- default epochs -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("epochs", "milestones", "expected"),
+    [
+        (range(0, 41), [12, 30], [1, 12, 13, 30, 31, 40]),
+        (range(0, 41), [], [1, 20, 40]),
+        (range(0, 21), [40], [1, 10, 20]),  # a drop after the last epoch: none shown
+        (range(3, 11), [5], [3, 5, 6, 10]),  # only later epochs recorded
+        ([0], [], [0]),
+    ],
+)
+def test_default_heatmap_epochs_follow_the_seeds(epochs, milestones, expected):
+    assert T.default_heatmap_epochs(epochs, milestones) == expected
+
+
+# --- landscapes -----------------------------------------------------------------------------
+
+
+def _land(scale: float, offset: float = 0.05) -> Landscape:
+    c = np.linspace(-1.0, 1.0, 11)
+    bowl = offset + scale * (c[:, None] ** 2 + c[None, :] ** 2)
+    dirs = Directions(
+        vectors=np.eye(2, 3), names=("w",), shapes=((3,),), kind="random",
+        normalization="filter", orthogonal=False, include_bias_bn=False, seed=0,
+    )  # fmt: skip
+    return Landscape((c, c), bowl, np.full_like(bowl, np.nan), dirs, 1.0, 10)
+
+
+def _empty_tables():
+    t = pl.DataFrame({"birth": [0.1, 0.2], "death": [0.3, 0.5], "persistence": [0.2, 0.3]})
+    return {"join": t, "split": t}
+
+
+def test_two_runs_50x_apart_share_contour_levels_and_each_has_a_colour_bar():
+    a, b = _land(1.0), _land(50.0)
+    rows = [("a", 20, a, _empty_tables()), ("b", 20, b, _empty_tables())]
+    fig = T.comparison_panels(rows)
+    la, lb = (np.asarray(fig.axes[i]._sampletopo_levels) for i in (0, 3))
+    np.testing.assert_array_equal(la, lb)
+    lo, hi = 0.05, 0.05 + 50 * 2
+    assert la[0] == pytest.approx(lo) and la[-1] == pytest.approx(hi)
+    # Log-spaced above the minimum: gaps lo + (hi - lo) * 10**linspace(-4, 0, 20).
+    np.testing.assert_allclose(la[1:] - lo, (hi - lo) * np.logspace(-4, 0, 20), rtol=1e-9)
+    # Run b, 50x steeper, crosses many more levels than run a.
+    crossed = [int(np.sum(la < land.loss.max())) for land in (a, b)]
+    assert crossed[1] > crossed[0] + 5
+    # Colour bars: one for the shared levels of the landscapes, one for the heatmap counts.
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels.count("cross-entropy loss (nats) (shared levels)") == 1
+    assert labels.count("pairs per bin") == 1
+    assert len(fig.axes) == 2 * 3 + 2
+    assert T.figure_data(fig).extra["levels"] == pytest.approx(la.tolist())
+
+
+def test_own_scale_and_explicit_levels_in_the_single_plots():
+    a, b = _land(1.0), _land(50.0)
+    lv = shared_levels([a, b])
+    ax = plot_random_directions(a, levels=lv)
+    np.testing.assert_array_equal(ax._sampletopo_levels, lv)
+    assert ax.figure.axes[-1].get_ylabel() == "cross-entropy loss (nats)"  # its colour bar
+    own = plot_random_directions(a)  # own quantile levels stay available
+    assert own._sampletopo_levels[-1] == pytest.approx(a.loss.max())
+    cax = plot_landscape_contour(b, levels=lv).figure.axes[-1]
+    assert "shared levels" in cax.get_ylabel()
+    with pytest.raises(SampletopoError, match="'levels'"):
+        plot_random_directions(a, levels=[1.0, 0.5])
+
+
+# --- diagrams -------------------------------------------------------------------------------
+
+
+def test_diagram_axes_span_the_finite_pairs_and_essential_pairs_sit_on_an_inf_line():
+    rng = np.random.default_rng(2)
+    b = rng.uniform(1e-4, 2e-4, 30)
+    d = Diagram.from_polars(
+        pl.DataFrame(
+            {
+                "tree": ["join"] * 31,
+                "birth": [*b, 1e-4],
+                "death": [*(b + rng.uniform(1e-5, 1e-4, 30)), np.inf],
+                "persistence": [*rng.uniform(1e-5, 1e-4, 30), np.inf],
+                "birth_sample": list(range(31)),
+                "death_sample": [*range(31, 61), -1],
+            }
+        )  # fmt: skip
+    )
+    ax = T.plot_diagram(d)
+    x0, x1 = ax.get_xlim()
+    assert x1 < 1e-3 and x0 > -1e-4  # not 0..1: the finite pairs set the range
+    inf_y = ax._sampletopo_inf
+    fin = d.finite()
+    assert inf_y > fin.death.max() and inf_y < ax.get_ylim()[1]
+    assert "+inf" in [t.get_text() for t in ax.texts]
+    assert ax.get_xlabel() == "birth (cross-entropy loss (nats))"
+
+
+# --- the figure set on real runs ------------------------------------------------------------
+
+
+def test_figure_set_writes_a_table_and_a_caption_beside_every_figure(experiment, tmp_path):
+    from sampletopo.figures import write_figure_set
+    from sampletopo.runs import figure_table_file
+
+    _, runs = experiment
+    out = tmp_path / "figs"
+    pngs = write_figure_set(runs, out, formats=("png",), progress=False)
+    assert len(pngs) == 8
+    for png in pngs:
+        table = figure_table_file(png)
+        assert table.is_file(), png
+        cap = T.read_caption(png)
+        assert cap and png.stem not in cap
+    # The curve table reproduces the plotted totals (nothing clipped here).
+    tp = pl.read_parquet(out / "total_persistence.parquet")
+    from sampletopo import analysis
+
+    want = analysis.summarize(runs, write=False).select(
+        "run", "split", "tree", "epoch", "total_persistence_1"
+    )
+    got = tp.select(want.columns).sort("run", "split", "tree", "epoch")
+    assert got.equals(want.sort("run", "split", "tree", "epoch"))
+    # Default epochs: first trained (1), around the drop after epoch 2, final (4).
+    heat = pl.read_parquet(out / "heatmap-val-split.parquet")
+    assert sorted(heat["epoch"].unique().to_list()) == [1, 2, 3, 4]
+    assert "epochs 1, 2, 3 and 4" in T.read_caption(out / "heatmap-val-split.png")
+
+
+def test_surface_has_few_tick_labels_that_do_not_overlap():
+    from sampletopo.plotting._landscape import plot_landscape_surface
+
+    ax = plot_landscape_surface(_land(50.0))
+    fig = ax.figure
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    boxes = []
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        lo, hi = sorted(axis.get_view_interval())
+        eps = 1e-9 * (hi - lo)
+        ticks = [
+            t
+            for t, at in zip(axis.get_ticklabels(), axis.get_majorticklocs(), strict=True)
+            if t.get_text() and lo - eps <= at <= hi + eps
+        ]
+        assert 2 <= len(ticks) <= 5
+        boxes += [(f"{axis.axis_name} tick {t.get_text()}", t.get_window_extent(r)) for t in ticks]
+    for i, (na, a) in enumerate(boxes):
+        for nb, b in boxes[i + 1 :]:
+            assert not (a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1), (na, nb)
