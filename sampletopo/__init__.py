@@ -152,6 +152,8 @@ _LAZY = {
     "track_members": "samples",
     "graph_regions": "samples",
     "MemberTracks": "samples",
+    "audit_run": "audit",
+    "Audit": "audit",
     # parameter-space view
     "hessian_operator": "hessian",
     "top_eigenpairs": "hessian",

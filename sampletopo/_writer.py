@@ -43,6 +43,7 @@ from sampletopo._runfiles import move_aside, parquet_problem, read_parquet, writ
 from sampletopo._validation import invalid
 from sampletopo.runs import (
     LOSS_SCHEMA,
+    MARGIN_COLUMN,
     SCHEDULE_SCHEMA,
     SPLITS,
     PathLike,
@@ -67,9 +68,16 @@ _SOURCES: dict[str, str] = {
 
 
 def loss_table(
-    epoch: int, split: str, labels: np.ndarray, preds: np.ndarray | None, losses: np.ndarray
+    epoch: int,
+    split: str,
+    labels: np.ndarray,
+    preds: np.ndarray | None,
+    losses: np.ndarray,
+    margins: np.ndarray | None = None,
 ) -> pl.DataFrame:
-    """One loss table (columns of :data:`~sampletopo.runs.LOSS_SCHEMA`), samples in order.
+    """One loss table (columns of :data:`~sampletopo.runs.LOSS_SCHEMA`), samples in order,
+    plus the optional ``margin`` column (:data:`~sampletopo.runs.MARGIN_COLUMN`) when
+    ``margins`` are given (class labels only).
 
     Float ``labels`` are regression targets: then ``label``, ``pred`` and ``correct`` are null
     (there are no classes to name, predict or get right)."""
@@ -87,7 +95,7 @@ def loss_table(
             },
             schema=LOSS_SCHEMA,
         )
-    return pl.DataFrame(
+    df = pl.DataFrame(
         {
             "epoch": np.full(n, epoch, dtype=np.int32),
             "split": [split] * n,
@@ -99,6 +107,9 @@ def loss_table(
         },
         schema=LOSS_SCHEMA,
     )
+    if margins is None:
+        return df
+    return df.with_columns(pl.Series(MARGIN_COLUMN, margins, dtype=pl.Float64))
 
 
 def _write_table(df: pl.DataFrame, path: Path) -> None:
@@ -419,9 +430,17 @@ class RunWriter:
         write_parquet(df, path)
         return path
 
-    def write(self, split: str, epoch: int, losses: np.ndarray, preds: np.ndarray | None) -> Path:
+    def write(
+        self,
+        split: str,
+        epoch: int,
+        losses: np.ndarray,
+        preds: np.ndarray | None,
+        margins: np.ndarray | None = None,
+    ) -> Path:
         """Write one split's table for ``epoch`` atomically; warn about non-finite losses.
-        ``preds`` is ignored (stored as nulls) for regression targets."""
+        ``preds`` is ignored (stored as nulls) for regression targets; ``margins`` (optional,
+        class labels only) fill the ``margin`` column."""
         labels = self._labels[split]
         n = labels.shape[0]
         losses = np.asarray(losses, dtype=np.float64)
@@ -452,7 +471,16 @@ class RunWriter:
                 stacklevel=4,  # the user's call of on_train_epoch_end
             )
         path = self.run.loss_file(split, epoch)
-        _write_table(loss_table(epoch, split, labels, preds, losses), path)
+        if preds is None:
+            margins = None  # no classes, no margins
+        if margins is not None:
+            margins = np.asarray(margins, dtype=np.float64)
+            if margins.shape != (n,):
+                raise invalid(
+                    "margins", f"one margin per sample of split {split!r} ({n})",
+                    where="LossRecorder.write", got=f"{margins.shape} margins",
+                )  # fmt: skip
+        _write_table(loss_table(epoch, split, labels, preds, losses, margins), path)
         if not bad.any() and losses.size:
             self._warn_if_exploding(split, epoch, float(losses.mean()))
         return path

@@ -50,9 +50,9 @@ from sampletopo.recorder import (
     LossRecorder,
     LossSpec,
     OnExists,
+    _evaluate,
     check_loss,
     check_recorder_options,
-    evaluate_losses,
 )
 from sampletopo.runs import SPLITS, PathLike, Run, data_config
 
@@ -261,9 +261,10 @@ class _Job:
         load_state_dict_into(self.net, sd, source=str(entry.path))
 
     def evaluate(self) -> dict[str, Any]:
-        """The loaded model's losses and predictions of every split, on all samples."""
+        """The loaded model's losses, predictions and margins (``None`` for regression) of
+        every split, on all samples."""
         return {
-            s: evaluate_losses(
+            s: _evaluate(
                 self.net,
                 self.dataset.tensors(s)[0],
                 # Class labels, or the float64 regression targets (tensors() gives float32).

@@ -130,6 +130,34 @@ def evaluate_losses(
     preds : numpy.ndarray or None
         int64, shape ``(n,)``: the arg-max class; ``None`` for regression targets.
     """
+    losses, preds, _ = _evaluate(
+        model, x, y, batch_size=batch_size, device=device, num_classes=num_classes, loss=loss
+    )
+    return losses, preds
+
+
+def _margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """True-class logit minus the largest other logit, per sample (area under the margin,
+    :mod:`sampletopo.audit`); float64 as the losses."""
+    lg = logits.detach().double()
+    true = lg.gather(1, targets[:, None]).squeeze(1)
+    other = lg.scatter(1, targets[:, None], float("-inf")).max(dim=1).values
+    return true - other
+
+
+@torch.no_grad()
+def _evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int = 512,
+    device: str | torch.device | None = None,
+    num_classes: int | None = None,
+    loss: LossSpec | Loss = "cross_entropy",
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """:func:`evaluate_losses` and, for class labels, each sample's margin (:func:`_margins`),
+    float64; ``None`` for regression targets."""
     where = "evaluate_losses"
     check_module(model, where=where)
     check_int("batch_size", batch_size, 1, None, where=where)
@@ -166,19 +194,24 @@ def evaluate_losses(
     was_training = model.training
     model.eval()
     try:
-        losses, preds = [], []
+        losses, preds, margins = [], [], []
         for start in range(0, x.shape[0], batch_size):
             xb = x[start : start + batch_size].to(dev, non_blocking=True)
             yb = y[start : start + batch_size].to(dev, non_blocking=True)
-            part, pred = fn.per_sample(model(xb), yb, classes=classes, where=where)
+            out = model(xb)
+            part, pred = fn.per_sample(out, yb, classes=classes, where=where)
             losses.append(part)
             if pred is not None:
                 preds.append(pred)
+                margins.append(_margins(out, yb))
         out_l = torch.cat(losses).cpu().numpy() if losses else np.zeros(0)
         out_p = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
+        out_m = torch.cat(margins).cpu().numpy() if margins else np.zeros(0)
     finally:
         model.train(was_training)
-    return out_l.astype(np.float64), None if regression else out_p.astype(np.int64)
+    if regression:
+        return out_l.astype(np.float64), None, None
+    return out_l.astype(np.float64), out_p.astype(np.int64), out_m.astype(np.float64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -717,12 +750,13 @@ class LossRecorder:
         buf, self._buf = self._buf, None
         for s in todo:
             preds: np.ndarray | None
+            margins = None  # only eval passes of class labels record margins
             if s == "train" and self.mode == "train_pass" and epoch > 0:
                 losses, preds = self._from_train_pass(buf, epoch)
             else:
                 dev = self.device if self.device is not None else model_device(model)
                 x, y = self._split_tensors(s, dev)
-                losses, preds = evaluate_losses(
+                losses, preds, margins = _evaluate(
                     model,
                     x,
                     y,
@@ -731,7 +765,7 @@ class LossRecorder:
                     num_classes=self.dataset.num_classes or None,
                     loss=self.loss,
                 )
-            out[s] = self.write(s, epoch, losses, preds)
+            out[s] = self.write(s, epoch, losses, preds, margins)
         return out
 
     def _save_checkpoint(self, epoch: int, model: nn.Module) -> None:
@@ -763,7 +797,7 @@ class LossRecorder:
             gathered["train"] = ("train_pass", self._merge_train_pass(buf))
         evals = [s for s in todo if s not in gathered]
 
-        def shards() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        def shards() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
             dev = self.device if self.device is not None else model_device(net)
             res = {}
             for s in evals:
@@ -771,7 +805,7 @@ class LossRecorder:
                     self.dataset.n(s), rank=world.rank, world_size=world.size, align=self.batch_size
                 )
                 x, y = self._split_tensors(s, dev)
-                losses, preds = evaluate_losses(
+                losses, preds, margins = _evaluate(
                     net,
                     x[lo:hi],
                     y[lo:hi],
@@ -780,29 +814,38 @@ class LossRecorder:
                     num_classes=self.dataset.num_classes or None,
                     loss=self.loss,
                 )
-                # Regression has no predictions: stand-ins the writer stores as nulls.
-                res[s] = (losses, np.full(losses.shape, -1) if preds is None else preds)
+                # Regression has no predictions nor margins: stand-ins the writer stores as
+                # nulls (predictions) or drops (margins).
+                res[s] = (
+                    losses,
+                    np.full(losses.shape, -1) if preds is None else preds,
+                    np.full(losses.shape, np.nan) if margins is None else margins,
+                )
             return res
 
         mine = everywhere(world, shards)  # one check for all splits: an error stops every rank
         for s in evals:
-            n, losses, preds = self.dataset.n(s), *mine[s]
+            n, losses, preds, margins = self.dataset.n(s), *mine[s]
             gathered[s] = (
                 "eval",
                 (
                     gather_shards(world, losses, n=n, align=self.batch_size),
                     gather_shards(world, preds, n=n, align=self.batch_size),
+                    gather_shards(world, margins, n=n, align=self.batch_size),
                 ),
             )
 
         def write_all() -> tuple[dict[str, Path | None], dict[tuple[str, int], int]]:
             out: dict[str, Path | None] = {s: None for s in self.splits}
             for s, (how, val) in gathered.items():
+                margins = None
                 if how == "train_pass":
                     losses, preds = self._from_train_pass(val, epoch)
                 else:
-                    losses, preds = val
-                out[s] = self.write(s, epoch, losses, preds)
+                    losses, preds, margins = val
+                    if self.dataset.is_regression:
+                        margins = None
+                out[s] = self.write(s, epoch, losses, preds, margins)
             return out, dict(self.nonfinite)
 
         out, self.nonfinite = on_main(world, write_all, share=True)  # type: ignore[misc]
@@ -854,9 +897,18 @@ class LossRecorder:
             )
         return np.asarray(buf["loss"]), np.asarray(buf["pred"])
 
-    def write(self, split: str, epoch: int, losses: np.ndarray, preds: np.ndarray | None) -> Path:
+    def write(
+        self,
+        split: str,
+        epoch: int,
+        losses: np.ndarray,
+        preds: np.ndarray | None,
+        margins: np.ndarray | None = None,
+    ) -> Path:
         """Write one split's table for ``epoch`` atomically; warn about non-finite losses.
-        ``preds`` is ``None`` for regression targets (stored as nulls).
+        ``preds`` is ``None`` for regression targets (stored as nulls). ``margins``
+        (optional): each sample's true-class logit minus its largest other logit, stored in the
+        nullable ``margin`` column.
 
         Only the process that writes the folder (rank 0 under several processes) can."""
         self._check_open()
@@ -865,7 +917,7 @@ class LossRecorder:
                 f"LossRecorder.write: rank {self._world.rank} does not write the run folder's "
                 "tables; rank 0 does. Call on_train_epoch_end on every rank instead."
             )
-        return self._writer.write(split, epoch, losses, preds)
+        return self._writer.write(split, epoch, losses, preds, margins)
 
     # -- resumable state -----------------------------------------------------------------------
 

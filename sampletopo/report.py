@@ -65,7 +65,11 @@ TEMPLATE = "report.html.j2"
 TOPOLOGY_SECTION = "topology"
 LANDSCAPE_SECTION = "landscape"
 SAMPLES_SECTION = "samples"
-_FOLDER_TITLES = {SAMPLES_SECTION: "Which samples make the shape"}
+AUDIT_SECTION = "audit"
+_FOLDER_TITLES = {
+    SAMPLES_SECTION: "Which samples make the shape",
+    AUDIT_SECTION: "Label audit: suspect regions (sampletopo audit)",
+}
 
 
 def run_table(
@@ -312,8 +316,11 @@ def _graph_settings(run: Path) -> dict[str, Any] | None:
     return None
 
 
-def _other_folders(fig_dir: Path, run_pngs: Sequence[Path]) -> dict[str, tuple[Path, ...]]:
-    """PNGs of each figure folder besides topology/ and landscape/, by folder name."""
+def _other_folders(
+    fig_dir: Path, run_pngs: Sequence[Path], runs: Sequence[Path] = ()
+) -> dict[str, tuple[Path, ...]]:
+    """PNGs of each figure folder besides topology/ and landscape/, by folder name, and the
+    region grids of `sampletopo audit` in the runs' audit/ folders."""
     folders = {
         p.name: sorted(p.rglob("*.png"))
         for p in fig_dir.iterdir()
@@ -325,7 +332,15 @@ def _other_folders(fig_dir: Path, run_pngs: Sequence[Path]) -> dict[str, tuple[P
     folders[SAMPLES_SECTION] = folders.get(SAMPLES_SECTION, []) + [
         p for p in run_pngs if p.name not in seen
     ]
+    audit = _run_audit_pngs(runs)
+    if audit:
+        folders[AUDIT_SECTION] = folders.get(AUDIT_SECTION, []) + audit
     return {name: tuple(pngs) for name, pngs in folders.items()}
+
+
+def _run_audit_pngs(runs: Sequence[Path]) -> list[Path]:
+    """The region grids ``sampletopo audit`` wrote into each run's ``audit/`` folder."""
+    return [p for rd in runs if (d := Run(rd).audit_dir).is_dir() for p in sorted(d.glob("*.png"))]
 
 
 def collect_experiment(
@@ -395,7 +410,7 @@ def collect_experiment(
         topology=tuple(topology),
         landscape=tuple(landscape),
         landscape_table=landscape_table,
-        folders=_other_folders(fig_dir, run_pngs),
+        folders=_other_folders(fig_dir, run_pngs, runs),
         regions=regions,
     )
 

@@ -83,6 +83,7 @@ __all__ = [
     "PathLike",
     "Experiment",
     "LOSS_SCHEMA",
+    "MARGIN_COLUMN",
     "SCHEDULE_SCHEMA",
     "RESERVED_NAMES",
     "Report",
@@ -121,6 +122,7 @@ _META = "meta.json"
 _SUMMARY = "summary.parquet"
 _WASSERSTEIN = "wasserstein.parquet"
 _SAMPLES = "samples"
+_AUDIT = "audit"
 _GRAPHS = "graphs"
 _DATASETS = "datasets"
 _LANDSCAPES = "landscapes"
@@ -190,6 +192,12 @@ LOSS_SCHEMA: dict[str, Any] = {
     "correct": pl.Boolean,
 }
 """Columns of a loss table: one row per sample of the split, in the split's stable order."""
+
+MARGIN_COLUMN = "margin"
+"""An optional, nullable Float64 column of loss tables: the true-class logit minus the largest
+other logit (written by eval-mode recording since the audit, :mod:`sampletopo.audit`; tables
+recorded before, or from a training pass, have none). Not in :data:`LOSS_SCHEMA`, so tables
+without it read back as before."""
 
 DIAGRAM_SCHEMA: dict[str, Any] = {
     "split": pl.String,
@@ -563,6 +571,19 @@ class Run:
                 for s in SPLITS
             )
         )
+
+    @property
+    def audit_dir(self) -> Path:
+        """``audit/``: the tables and figures of ``sampletopo audit``."""
+        return self.path / _AUDIT
+
+    def audit_file(self, split: str, what: str) -> Path:
+        """``audit/<split>-<what>.parquet``: ``what`` is ``samples`` or ``regions``."""
+        return self.audit_dir / f"{split}-{what}{_TABLE}"
+
+    def audit_figure(self, split: str, rank: int) -> Path:
+        """``audit/<split>-region-NN.png``: the image grid of the region of that rank."""
+        return self.audit_dir / f"{split}-region-{rank:02d}.png"
 
     def landscape_file(self, epoch: int, *, tag: str = "") -> Path:
         """``<experiment>/landscapes/<run>[-<tag>]-epoch=NNNN.npz``."""

@@ -282,6 +282,7 @@ _MINIMAL_ARGV = {
     "figures": ["RUN"],
     "landscape": ["RUN", "--epoch", "1"],
     "record": ["--checkpoints", "C", "--model", "mlp", "--data", "digits", "--out", "O"],
+    "audit": ["RUN"],
     "report": ["EXP"],
     "samples": ["RUN", "--epoch", "1"],
     "topology": ["RUN"],
@@ -311,6 +312,8 @@ def test_every_flag_leaves_its_default_to_the_library(command):
     ("command", "flag", "function", "param"),
     [
         ("samples", "--top", "sampletopo.samples:top_regions", "top"),
+        ("audit", "--top", "sampletopo.audit:audit_run", "top"),
+        ("audit", "--figures", "sampletopo.audit:write_audit", "figures"),
         ("samples", "--split", "sampletopo.samples:top_regions", "split"),
         ("samples", "--k", "sampletopo.samples:top_regions", "k"),
         ("topology", "--k", "sampletopo.analysis:compute_topology", "k"),

@@ -31,7 +31,7 @@ from sampletopo.record import (
     record_checkpoints,
 )
 from sampletopo.recorder import evaluate_losses
-from sampletopo.runs import SPLITS
+from sampletopo.runs import MARGIN_COLUMN, SPLITS
 
 torch.set_num_threads(1)
 
@@ -75,7 +75,8 @@ def test_eval_recording_writes_exact_losses_in_the_schema(ds, tmp_path):
     for split in ("train", "val"):
         assert written[split] == tmp_path / "run" / "losses" / split / "epoch=0000.parquet"
         df = pl.read_parquet(written[split])
-        assert dict(df.schema) == LOSS_SCHEMA
+        # The schema, plus the optional margin column eval passes write (sampletopo.audit).
+        assert dict(df.schema) == {**LOSS_SCHEMA, MARGIN_COLUMN: pl.Float64}
         loss, pred = _reference(model, ds, split)
         np.testing.assert_array_equal(df["sample"].to_numpy(), np.arange(ds.n(split)))
         np.testing.assert_array_equal(df["label"].to_numpy(), ds.labels(split))
