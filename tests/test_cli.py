@@ -278,6 +278,7 @@ def test_help_lists_models_datasets_and_the_milestone_schedule(capsys):
 _CLI_ONLY_DEFAULTS = {("demo", "out")}
 # The positional arguments and required flags of each command, nothing else.
 _MINIMAL_ARGV = {
+    "compare": ["EXP"],
     "demo": [],
     "figures": ["RUN"],
     "landscape": ["RUN", "--epoch", "1"],
