@@ -979,12 +979,16 @@ def _run_w_tasks(tasks: list[_WTask], jobs: int) -> Iterator[tuple[_WTask, list[
         yield from zip(tasks, pool.map(_w_work, tasks))
 
 
-def check_comparable(run_dirs: PathLike | Iterable[PathLike]) -> list[Path]:
+def check_comparable(
+    run_dirs: PathLike | Iterable[PathLike], *, label_clashes: bool = False
+) -> list[Path]:
     """Refuse runs recorded on different data (dataset or split fingerprints differ).
 
-    Returns the run folders when they can be compared side by side.
+    Returns the run folders when they can be compared side by side. ``label_clashes``: runs of
+    the same name in different experiment folders are kept (see
+    :func:`sampletopo.runs.runs_in`).
     """
-    runs = runs_in(run_dirs)
+    runs = runs_in(run_dirs, label_clashes=label_clashes)
     seen: dict[str, tuple[str, Any]] = {}
     for run in runs:
         man = run.read_manifest()

@@ -37,7 +37,7 @@ from sampletopo._errors import FigureWarning, SampletopoError
 from sampletopo._folders import check_inside, lock_folder
 from sampletopo._validation import check_int, invalid, ranges_text
 from sampletopo.readers import diagram_epochs, read_diagram, read_diagrams
-from sampletopo.runs import SPLITS, TREES, Run, epoch_tag
+from sampletopo.runs import SPLITS, TREES, Run, epoch_tag, run_labels
 
 if TYPE_CHECKING:  # matplotlib stays unloaded until something is drawn (``--help`` reads here)
     from sampletopo.plotting._scales import Scale
@@ -120,6 +120,8 @@ def write_figure_set(
     run_dirs : path or paths
         Runs (or experiment folders) whose topology was computed
         (:func:`sampletopo.analysis.compute_topology`). They must share dataset and splits.
+        Runs of several experiment folders that share a name are labelled ``experiment/run``
+        (:func:`sampletopo.runs.run_labels`).
     epochs : sequence of int, optional
         Heatmap epochs. Default: the first trained epoch (1), the epochs on each side of every
         LR drop (:func:`run_milestones`), and the final one; first, middle and final without
@@ -152,7 +154,7 @@ def write_figure_set(
     ``out_dir`` is locked while drawing (see :mod:`sampletopo._folders`): a second process
     drawing into the same folder gets an error naming this one.
     """
-    runs = analysis.check_comparable(run_dirs)
+    runs = analysis.check_comparable(run_dirs, label_clashes=True)
     with lock_folder(out_dir, what="drawing figures", role="figure folder"):
         return _write_figure_set(
             runs, Path(out_dir), epochs=epochs, formats=formats, prefix=prefix, title=title,
@@ -197,12 +199,18 @@ def _write_figure_set(
                     stacklevel=2,
                 )
     milestones = run_milestones(runs)
+    labels = run_labels(runs)
     if summary is None or wasserstein is None:
-        computed = analysis.summary_tables(runs)
+        computed = _labelled_summary_tables(runs, labels)
         summary = computed[0] if summary is None else summary
         wasserstein = computed[1] if wasserstein is None else wasserstein
     wdist = wasserstein
-    diagrams = read_diagrams(runs)
+    diagrams = pl.concat(
+        [
+            read_diagrams(rd).with_columns(run=pl.lit(lab))
+            for rd, lab in zip(runs, labels, strict=True)
+        ]
+    )
     common: set[int] | None = None
     for rd in runs:
         for s in SPLITS:
@@ -255,21 +263,45 @@ def _write_figure_set(
         for s in SPLITS:
             for tree in TREES:
                 fig = P.heatmap_figure(
-                    diagrams, split=s, tree=tree, epochs=chosen, runs=[r.name for r in runs],
+                    diagrams, split=s, tree=tree, epochs=chosen, runs=labels,
                     loss_label=label, **look,
                 )  # fmt: skip
                 saved(fig, f"heatmap-{s}-{tree}")
         last = chosen[-1]
-        for rd in runs:
+        for rd, lab in zip(runs, labels, strict=True):
             ds: dict[tuple[str, str], Any] = {
                 (s, t): read_diagram(rd, split=s, tree=t, epoch=last) for s in SPLITS for t in TREES
             }
             saved(
-                P.diagrams_figure(ds, run=rd.name, epoch=last, loss_label=label),
-                f"diagrams-{rd.name}-{epoch_tag(last)}",
+                P.diagrams_figure(ds, run=lab, epoch=last, loss_label=label),
+                f"diagrams-{lab.replace('/', '-')}-{epoch_tag(last)}",
             )
     bar.close()
     return pngs
+
+
+def _labelled_summary_tables(
+    runs: list[Path], labels: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """:func:`sampletopo.analysis.summary_tables` of ``runs``, their ``run`` column holding
+    ``labels``: computed per experiment folder when run names clash (one call tells runs apart
+    by name)."""
+    if labels == [Run(r).name for r in runs]:
+        return analysis.summary_tables(runs)
+    by_exp: dict[Path, list[tuple[Path, str]]] = {}
+    for rd, lab in zip(runs, labels, strict=True):
+        by_exp.setdefault(Run(rd).experiment.path, []).append((rd, lab))
+    summaries, dists = [], []
+    for members in by_exp.values():
+        s, w = analysis.summary_tables([rd for rd, _ in members])
+        rename = {Run(rd).name: lab for rd, lab in members}
+        summaries.append(s.with_columns(pl.col("run").replace_strict(rename)))
+        if w.height:
+            dists.append(w.with_columns(pl.col("run").replace_strict(rename)))
+    return (
+        pl.concat(summaries),
+        pl.concat(dists) if dists else pl.DataFrame(),
+    )
 
 
 def comparison_figure(runs: Sequence[Path], landscapes: dict[str, Path], *, split: str = "val"):

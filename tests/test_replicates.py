@@ -311,3 +311,29 @@ def test_compare_cli(study, tmp_path, capsys):
     assert back["metric"].to_list() == ["pairs_above:0.1"]
     assert main(["compare", str(out), "--metric", "nope"]) == 2
     assert "pairs_above_relative:F" in capsys.readouterr().err
+
+
+def test_figures_of_two_experiments_with_clashing_run_names(study, tmp_path):
+    from sampletopo.figures import write_figure_set
+    from sampletopo.runs import figure_table_file
+
+    out, _ = study
+    other = tmp_path / "again"
+    shutil.copytree(out, other, ignore=shutil.ignore_patterns("graphs"))
+    name = "lr=0.5,seed=1"
+    pngs = write_figure_set(
+        [out / name, other / name], tmp_path / "figs", formats=("png",), progress=False
+    )
+    names = sorted(p.name for p in pngs)
+    assert f"diagrams-again-{name}-epoch=0003.png" in names
+    assert f"diagrams-lr-seeds-{name}-epoch=0003.png" in names
+    curve = pl.read_parquet(figure_table_file(tmp_path / "figs" / "total_persistence.png"))
+    assert set(curve["run"].to_list()) == {f"again/{name}", f"lr-seeds/{name}"}
+    a = curve.filter(pl.col("run") == f"again/{name}").sort("split", "tree", "epoch")
+    b = curve.filter(pl.col("run") == f"lr-seeds/{name}").sort("split", "tree", "epoch")
+    assert a.height == 16 and a["total_persistence_1"].equals(b["total_persistence_1"])
+    heat = pl.read_parquet(figure_table_file(tmp_path / "figs" / "heatmap-val-split.png"))
+    assert set(heat["run"].to_list()) == {f"again/{name}", f"lr-seeds/{name}"}
+    # Calls that name runs by folder alone still refuse the clash, naming the way out.
+    with pytest.raises(RunFolderError, match="label such runs experiment/run"):
+        analysis.summarize([out / name, other / name])
