@@ -149,10 +149,11 @@ _LAZY = {
     "summarize": "analysis",
     "wasserstein_to_reference": "analysis",
     # replicates: named metrics, summaries over seeds, comparisons with a verdict
-    "replicates": "replicates",
     "metric_table": "replicates",
     "replicate_summary": "replicates",
     "compare": "replicates",
+    "export_table": "export",
+    "write_table": "export",
     "write_figure_set": "figures",
     "write_report": "report",
     "run_demo": "demo",

@@ -280,6 +280,7 @@ _CLI_ONLY_DEFAULTS = {("demo", "out")}
 _MINIMAL_ARGV = {
     "compare": ["EXP"],
     "demo": [],
+    "export": ["EXP", "--what", "summaries", "--out", "x.csv"],
     "figures": ["RUN"],
     "landscape": ["RUN", "--epoch", "1"],
     "record": ["--checkpoints", "C", "--model", "mlp", "--data", "digits", "--out", "O"],
@@ -305,7 +306,7 @@ def test_every_flag_leaves_its_default_to_the_library(command):
     args = parser.parse_args(_MINIMAL_ARGV[command])
     shown = {k for k, v in vars(args).items() if v is not None and k != "func"}
     assert shown <= {"run", "runs", "experiments", "epoch", "out", "checkpoints", "model", "data",
-                     "config"}, shown  # fmt: skip
+                     "config", "what"}, shown  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -337,3 +337,69 @@ def test_figures_of_two_experiments_with_clashing_run_names(study, tmp_path):
     # Calls that name runs by folder alone still refuse the clash, naming the way out.
     with pytest.raises(RunFolderError, match="label such runs experiment/run"):
         analysis.summarize([out / name, other / name])
+
+
+# ---------------------------------------------------------------------------------------------
+# Exports
+
+
+def test_export_tables_read_back(study, tmp_path, capsys):
+    from sampletopo.cli import main
+    from sampletopo.export import export_table, write_table
+
+    out, runs = study
+    f = tmp_path / "summaries.csv"
+    assert main(["export", str(out), "--what", "summaries", "--out", str(f)]) == 0
+    back = pl.read_csv(f).sort("run", "split", "tree", "epoch")
+    expect = analysis.summarize(runs, write=False).sort("run", "split", "tree", "epoch")
+    assert back.height == expect.height == 6 * 2 * 2 * 4
+    assert back["run"].to_list() == expect["run"].to_list()
+    assert np.allclose(back["total_persistence_1"], expect["total_persistence_1"], rtol=1e-12)
+
+    f = tmp_path / "diagrams.parquet"
+    assert main(["export", str(out), "--what", "diagrams", "--out", str(f)]) == 0
+    back = pl.read_parquet(f)
+    assert back.height == read_diagrams(runs).height
+    assert back.filter(pl.col("run") == "lr=0.5,seed=2")["persistence"].sum() == pytest.approx(
+        read_diagrams(runs[2])["persistence"].sum()
+    )
+
+    f = tmp_path / "cmp.parquet"
+    rc = main(["export", str(out), "--what", "comparisons", "--metric", "n_pairs", "--out", str(f)])
+    assert rc == 0 and pl.read_parquet(f).equals(compare(out, "n_pairs"))
+
+    f = tmp_path / "rep.csv"
+    argv = ["export", str(out), "--what", "replicates", "--epochs", "final", "--out", str(f)]
+    assert main(argv) == 0
+    back = pl.read_csv(f)
+    expect = replicate_summary(out, epochs="final")
+    assert back["mean"].to_list() == pytest.approx(expect["mean"].to_list())
+    assert back["runs"][0] == " ".join(expect["runs"][0])
+
+    # Regions: list columns become space-separated numbers in CSV, stay lists in Parquet.
+    assert main(["samples", str(runs[0]), "--epoch", "3", "--top", "2"]) == 0
+    table = export_table(out, "regions")
+    assert table.height == 2 and set(table["run"]) == {"lr=0.5,seed=0"}
+    assert table["epoch"].to_list() == [3, 3] and table["split"].to_list() == ["val", "val"]
+    write_table(table, tmp_path / "regions.csv")
+    csv = pl.read_csv(tmp_path / "regions.csv")
+    assert csv["members"][0] == " ".join(str(m) for m in table["members"][0])
+    capsys.readouterr()
+
+
+def test_export_bad_input(study, tmp_path, capsys):
+    from sampletopo.cli import main
+    from sampletopo.export import export_table, write_table
+
+    out, runs = study
+    with pytest.raises(ParameterError, match="'what'.*'summaries'"):
+        export_table(out, "sumaries")
+    with pytest.raises(ParameterError, match="Name the file t.csv"):
+        write_table(pl.DataFrame({"a": [1]}), tmp_path / "t.parquet", format="csv")
+    assert main(["export", str(out), "--what", "diagrams", "--out", str(tmp_path / "t.txt")]) == 2
+    assert ".csv or .parquet" in capsys.readouterr().err
+    argv = ["export", str(out), "--what", "summaries", "--metric", "n_pairs", "--out", "x.csv"]
+    assert main(argv) == 2
+    assert "--metric" in capsys.readouterr().err
+    with pytest.raises(RunFolderError, match="No regions.*sampletopo samples"):
+        export_table(runs[3], "regions")
