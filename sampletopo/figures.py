@@ -242,9 +242,13 @@ def _write_figure_set(
 
     suffix = f" — {title}" if title else ""
 
+    tp_table, tp_heading = summary, "Total persistence (p=1) of the per-sample loss"
+    pooled = _replicate_curves(summary, runs, labels)
+    if pooled is not None:
+        tp_table, tp_heading = pooled, tp_heading + ", mean over replicates (95 % CI shaded)"
     curves = (
-        ("total_persistence", P.total_persistence_figure, summary,
-         {"p": 1, "loss_label": label}, "Total persistence (p=1) of the per-sample loss"),
+        ("total_persistence", P.total_persistence_figure, tp_table,
+         {"p": 1, "loss_label": label}, tp_heading),
         ("wasserstein", P.wasserstein_figure, wdist, {"order": 1},
          "Wasserstein-1 distance to the final epoch's diagram"),
     )  # fmt: skip
@@ -278,6 +282,27 @@ def _write_figure_set(
             )
     bar.close()
     return pngs
+
+
+def _replicate_curves(
+    summary: pl.DataFrame, runs: list[Path], labels: list[str]
+) -> pl.DataFrame | None:
+    """The total-persistence curves pooled per variant (mean and 95 % bootstrap interval over
+    its replicates, :func:`sampletopo.replicates.replicate_curves`), each named
+    ``<variant> (mean of n)``; ``None`` when no variant has more than one replicate."""
+    from sampletopo.replicates import replicate_curves, run_group
+
+    clash = labels != [Run(r).name for r in runs]
+    groups = {}
+    for rd, lab in zip(runs, labels, strict=True):
+        group, _ = run_group(rd)
+        groups[lab] = f"{Run(rd).experiment.name}/{group}" if clash else group
+    sizes = {g: list(groups.values()).count(g) for g in set(groups.values())}
+    if max(sizes.values()) < 2:
+        return None
+    named = {lab: f"{g} (mean of {sizes[g]})" for lab, g in groups.items()}
+    extra = ["mean_loss"] if "mean_loss" in summary.columns else []
+    return replicate_curves(summary, named, "total_persistence_1", extra=extra)
 
 
 def _labelled_summary_tables(

@@ -54,7 +54,9 @@ __all__ = [
     "metric_table",
     "parse_metric",
     "permutation_pvalue",
+    "replicate_curves",
     "replicate_group",
+    "run_group",
     "replicate_summary",
     "replicates",
 ]
@@ -123,16 +125,68 @@ def _members(paths: PathLike | Iterable[PathLike]) -> list[_Member]:
             )
     out = []
     for r in runs:
-        cfg = r.read_config() if r.has_config() else {}
-        variant = str(cfg.get("variant") or r.name)
-        group = cfg.get("group")
-        group = group if isinstance(group, str) and group else replicate_group(variant)
-        seed = cfg.get("seed")
-        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else _seed_of(variant)
+        group, seed = run_group(r)
         exp = r.experiment.name
         label, grp = (f"{exp}/{r.name}", f"{exp}/{group}") if clash else (r.name, group)
         out.append(_Member(r, label, grp, seed, exp))
     return out
+
+
+def run_group(run: PathLike) -> tuple[str, int | None]:
+    """The group (variant) and seed of one run, from its config (``group``, ``seed``) or else
+    its ``variant`` name or folder name (see the module docstring)."""
+    r = run if isinstance(run, Run) else Run(run)
+    cfg = r.read_config() if r.has_config() else {}
+    variant = str(cfg.get("variant") or r.name)
+    group = cfg.get("group")
+    group = group if isinstance(group, str) and group else replicate_group(variant)
+    seed = cfg.get("seed")
+    seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else _seed_of(variant)
+    return group, seed
+
+
+def replicate_curves(
+    table: pl.DataFrame,
+    groups: dict[str, str],
+    value: str,
+    *,
+    extra: Sequence[str] = (),
+    confidence: float = 0.95,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Curves over replicates: ``table`` (``run``, ``split``, ``tree``, ``epoch`` and
+    ``value``) pooled per group (``groups``: run -> group) as ``run`` (the group), ``split``,
+    ``tree``, ``epoch``, ``n``, ``value`` (the mean), ``ci_low``, ``ci_high`` (its bootstrap
+    interval, :func:`bootstrap_mean_ci`; null for one replicate) and the mean of each
+    ``extra`` column."""
+    t = table.with_columns(group=pl.col("run").replace_strict(groups))
+    rows = []
+    keys = ["group", "split", "tree", "epoch"]
+    for key, cell in t.group_by(keys, maintain_order=True):
+        x = cell[value].cast(pl.Float64).to_numpy()
+        lo, hi = bootstrap_mean_ci(x, confidence=confidence, n_boot=n_boot, seed=seed)
+        row = dict(zip(["run", "split", "tree", "epoch"], key, strict=True))
+        row.update(
+            n=int(x.size),
+            **{value: float(x.mean())},
+            ci_low=None if math.isnan(lo) else lo,
+            ci_high=None if math.isnan(hi) else hi,
+            **{c: cell[c].cast(pl.Float64).mean() for c in extra},
+        )
+        rows.append(row)
+    schema: dict[str, Any] = {
+        "run": pl.String,
+        "split": pl.String,
+        "tree": pl.String,
+        "epoch": pl.Int64,
+        "n": pl.Int64,
+        value: pl.Float64,
+        "ci_low": pl.Float64,
+        "ci_high": pl.Float64,
+        **{c: pl.Float64 for c in extra},
+    }
+    return pl.DataFrame(rows, schema=schema).sort("run", "split", "tree", "epoch")
 
 
 def replicates(runs: PathLike | Iterable[PathLike]) -> pl.DataFrame:

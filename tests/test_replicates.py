@@ -403,3 +403,47 @@ def test_export_bad_input(study, tmp_path, capsys):
     assert "--metric" in capsys.readouterr().err
     with pytest.raises(RunFolderError, match="No regions.*sampletopo samples"):
         export_table(runs[3], "regions")
+
+
+def test_figure_curves_are_replicate_means_with_ci_bands(study, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.collections import PolyCollection
+
+    from sampletopo.figures import write_figure_set
+    from sampletopo.plotting import _topology as P
+    from sampletopo.runs import figure_table_file
+
+    out, runs = study
+    two = [runs[0], runs[1], runs[3], runs[4]]  # 2 seeds per variant: fewer figures to draw
+    pngs = write_figure_set(two, tmp_path / "figs", formats=("png",), progress=False)
+    table = pl.read_parquet(figure_table_file(pngs[0]))
+    assert set(table["run"]) == {"lr=0.01 (mean of 2)", "lr=0.5 (mean of 2)"}
+    stored = analysis.summarize(two, write=False)
+    x = stored.filter(
+        pl.col("run").str.starts_with("lr=0.5,")
+        & (pl.col("split") == "val")
+        & (pl.col("tree") == "split")
+        & (pl.col("epoch") == 3)
+    )["total_persistence_1"].to_numpy()
+    row = table.filter(
+        (pl.col("run") == "lr=0.5 (mean of 2)")
+        & (pl.col("split") == "val")
+        & (pl.col("tree") == "split")
+        & (pl.col("epoch") == 3)
+    ).row(0, named=True)
+    assert row["n"] == 2 and row["total_persistence_1"] == pytest.approx(x.mean())
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(bootstrap_mean_ci(x))
+    # The figure: one shaded band per variant and panel, spanning the intervals.
+    fig = P.total_persistence_figure(table, p=1)
+    bands = [c for ax in fig.axes for c in ax.collections if c.get_gid() == P.BAND_GID]
+    assert len(bands) == 2 * 4 and all(isinstance(b, PolyCollection) for b in bands)
+    val_split = [a for a in fig.axes if a.get_title().startswith("val: split")][0]
+    ys = [b.get_paths()[0].vertices[:, 1] for b in val_split.collections if b.get_gid()]
+    part = table.filter((pl.col("split") == "val") & (pl.col("tree") == "split"))
+    lo, hi = part["ci_low"].min(), part["ci_high"].max()
+    lim = val_split.get_ylim()
+    assert min(y.min() for y in ys) == pytest.approx(max(lo, lim[0]))
+    assert max(y.max() for y in ys) == pytest.approx(min(hi, lim[1]))
+    assert "mean over its replicates" in P.figure_data(fig).caption
