@@ -447,3 +447,21 @@ def test_figure_curves_are_replicate_means_with_ci_bands(study, tmp_path):
     assert min(y.min() for y in ys) == pytest.approx(max(lo, lim[0]))
     assert max(y.max() for y in ys) == pytest.approx(min(hi, lim[1]))
     assert "mean over its replicates" in P.figure_data(fig).caption
+
+
+def test_report_shows_the_comparison_with_its_verdict(study, tmp_path):
+    from sampletopo import report
+
+    out, runs = study
+    table = report._replicate_comparison(runs)
+    assert table is not None and table.height == 1
+    assert table["p_value"][0] == pytest.approx(compare(out)["p_value"][0])
+    assert report._replicate_comparison([runs[0], runs[3]]) is None  # no replicates
+    res = report.ExperimentResults(
+        name="lr-seeds", runs=tuple(runs), config=None, run_configs=(), graph=None,
+        summary=pl.DataFrame({"run": ["x"]}), topology=(), landscape=(), landscape_table=None,
+        folders={}, regions=None, comparison=table,
+    )  # fmt: skip
+    html = report.render_report(report.report_context([res], page_dir=tmp_path), page_dir=tmp_path)
+    assert "Variants compared over their replicates" in html
+    assert "smallest p-value is 0.1" in html and "<th>verdict</th>" in html
