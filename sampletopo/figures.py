@@ -243,9 +243,15 @@ def _write_figure_set(
     suffix = f" — {title}" if title else ""
 
     tp_table, tp_heading = summary, "Total persistence (p=1) of the per-sample loss"
-    pooled = _replicate_curves(summary, runs, labels)
-    if pooled is not None:
-        tp_table, tp_heading = pooled, tp_heading + ", mean over replicates (95 % CI shaded)"
+    groups = _replicate_groups(runs, labels)
+    heat_table, heat_rows = diagrams, labels
+    if groups is not None:
+        tp_table = _replicate_curves(summary, groups)
+        tp_heading += ", mean over replicates (95 % CI shaded)"
+        # Heatmap rows are variants: the pairs of all their replicates pooled, said in the title.
+        pooled = {lab: f"{g} ({n} replicates pooled)" for lab, (g, n) in groups.items()}
+        heat_table = diagrams.with_columns(pl.col("run").replace_strict(pooled))
+        heat_rows = list(dict.fromkeys(pooled[lab] for lab in labels))
     curves = (
         ("total_persistence", P.total_persistence_figure, tp_table,
          {"p": 1, "loss_label": label}, tp_heading),
@@ -267,7 +273,7 @@ def _write_figure_set(
         for s in SPLITS:
             for tree in TREES:
                 fig = P.heatmap_figure(
-                    diagrams, split=s, tree=tree, epochs=chosen, runs=labels,
+                    heat_table, split=s, tree=tree, epochs=chosen, runs=heat_rows,
                     loss_label=label, **look,
                 )  # fmt: skip
                 saved(fig, f"heatmap-{s}-{tree}")
@@ -284,13 +290,10 @@ def _write_figure_set(
     return pngs
 
 
-def _replicate_curves(
-    summary: pl.DataFrame, runs: list[Path], labels: list[str]
-) -> pl.DataFrame | None:
-    """The total-persistence curves pooled per variant (mean and 95 % bootstrap interval over
-    its replicates, :func:`sampletopo.replicates.replicate_curves`), each named
-    ``<variant> (mean of n)``; ``None`` when no variant has more than one replicate."""
-    from sampletopo.replicates import replicate_curves, run_group
+def _replicate_groups(runs: list[Path], labels: list[str]) -> dict[str, tuple[str, int]] | None:
+    """Run label -> (its variant, the variant's replicate count), or ``None`` when no variant
+    has more than one replicate among ``runs``."""
+    from sampletopo.replicates import run_group
 
     clash = labels != [Run(r).name for r in runs]
     groups = {}
@@ -300,7 +303,16 @@ def _replicate_curves(
     sizes = {g: list(groups.values()).count(g) for g in set(groups.values())}
     if max(sizes.values()) < 2:
         return None
-    named = {lab: f"{g} (mean of {sizes[g]})" for lab, g in groups.items()}
+    return {lab: (g, sizes[g]) for lab, g in groups.items()}
+
+
+def _replicate_curves(summary: pl.DataFrame, groups: dict[str, tuple[str, int]]) -> pl.DataFrame:
+    """The total-persistence curves pooled per variant (mean and 95 % bootstrap interval over
+    its replicates, :func:`sampletopo.replicates.replicate_curves`), each named
+    ``<variant> (mean of n)``."""
+    from sampletopo.replicates import replicate_curves
+
+    named = {lab: f"{g} (mean of {n})" for lab, (g, n) in groups.items()}
     extra = ["mean_loss"] if "mean_loss" in summary.columns else []
     return replicate_curves(summary, named, "total_persistence_1", extra=extra)
 

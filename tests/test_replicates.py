@@ -435,6 +435,17 @@ def test_figure_curves_are_replicate_means_with_ci_bands(study, tmp_path):
     ).row(0, named=True)
     assert row["n"] == 2 and row["total_persistence_1"] == pytest.approx(x.mean())
     assert (row["ci_low"], row["ci_high"]) == pytest.approx(bootstrap_mean_ci(x))
+    # Heatmap rows are variants, pooling the pairs of their replicates (said in the title).
+    heat = pl.read_parquet(figure_table_file(tmp_path / "figs" / "heatmap-val-split.png"))
+    assert set(heat["run"]) == {"lr=0.01 (2 replicates pooled)", "lr=0.5 (2 replicates pooled)"}
+    pooled = heat.filter((pl.col("run") == "lr=0.5 (2 replicates pooled)") & (pl.col("epoch") == 3))
+    n_pairs = stored.filter(
+        pl.col("run").str.starts_with("lr=0.5,")
+        & (pl.col("split") == "val")
+        & (pl.col("tree") == "split")
+        & (pl.col("epoch") == 3)
+    )["n_pairs"]
+    assert pooled["pairs"].sum() == n_pairs.sum() > 0
     # The figure: one shaded band per variant and panel, spanning the intervals.
     fig = P.total_persistence_figure(table, p=1)
     bands = [c for ax in fig.axes for c in ax.collections if c.get_gid() == P.BAND_GID]
