@@ -29,9 +29,9 @@ import polars as pl
 from sampletopo._errors import DamagedFileError, RunFolderError
 from sampletopo._runfiles import parquet_problem
 from sampletopo._validation import check_choice, invalid
-from sampletopo.runs import SPLITS, PathLike, parse_epoch, run_labels, runs_in
+from sampletopo.runs import SPLITS, TABLE_SUFFIX, PathLike, parse_epoch, run_labels, runs_in
 
-__all__ = ["EXPORTS", "FORMATS", "export_table", "write_table"]
+__all__ = ["EXPORTS", "FORMATS", "check_table_file", "export_table", "write_table"]
 
 #: What :func:`export_table` exports, with what it is.
 EXPORTS: dict[str, str] = {
@@ -42,6 +42,7 @@ EXPORTS: dict[str, str] = {
     "comparisons": "per pair of variants: difference, CI, permutation p-value, verdict",
 }
 FORMATS = ("csv", "parquet")
+_SUFFIXES = {".csv": "csv", TABLE_SUFFIX: "parquet"}
 
 
 def export_table(runs: PathLike | Iterable[PathLike], what: str, **options: Any) -> pl.DataFrame:
@@ -127,28 +128,39 @@ def _flat(df: pl.DataFrame) -> pl.DataFrame:
     return df.select(out)
 
 
-def write_table(df: pl.DataFrame, path: str | Path, *, format: str | None = None) -> Path:
-    """Write ``df`` to ``path`` as ``format`` (``"csv"`` or ``"parquet"``; default: from the
-    file's suffix, which must then be ``.csv`` or ``.parquet``)."""
-    from sampletopo._io import write_atomic
-
+def check_table_file(path: str | Path, format: str | None = None) -> str:
+    """The format ``path`` is written in: ``format``, or the one its suffix names (``.csv``,
+    ``.parquet``); a suffix that names another format than ``format`` is refused."""
     p = Path(path)
-    fmt = format if format is not None else p.suffix.lstrip(".").lower()
-    check_choice(
-        "format",
-        fmt,
-        FORMATS,
-        where="write_table",
-        fix="Give format='csv' or 'parquet' (--format), or a file ending in .csv or .parquet.",
-    )
-    if format is not None and p.suffix.lower() in (".csv", ".parquet") and p.suffix[1:] != fmt:
+    named = _SUFFIXES.get(p.suffix.lower())
+    fmt = format if format is not None else named
+    if fmt is None:
+        raise invalid(
+            "path",
+            f"a file ending in {' or '.join(_SUFFIXES)} (or give a format)",
+            str(p),
+            where="write_table",
+            fix="Give format='csv' or 'parquet' (--format), or name the file so.",
+        )
+    check_choice("format", fmt, FORMATS, where="write_table")
+    if named is not None and named != fmt:
         raise invalid(
             "format",
-            f"the format the file name {p.name!r} says ({p.suffix[1:]})",
+            f"the format the file name {p.name!r} says ({named})",
             format,
             where="write_table",
             fix=f"Name the file {p.stem}.{fmt}, or leave the format out.",
         )
+    return fmt
+
+
+def write_table(df: pl.DataFrame, path: str | Path, *, format: str | None = None) -> Path:
+    """Write ``df`` to ``path`` as ``format`` (``"csv"`` or ``"parquet"``; default: from the
+    file's suffix, see :func:`check_table_file`)."""
+    from sampletopo._io import write_atomic
+
+    p = Path(path)
+    fmt = check_table_file(p, format)
     if fmt == "csv":
         flat = _flat(df)
         write_atomic(p, lambda fh: flat.write_csv(fh))

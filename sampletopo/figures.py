@@ -200,17 +200,13 @@ def _write_figure_set(
                 )
     milestones = run_milestones(runs)
     labels = run_labels(runs)
+    pairs = list(zip(runs, labels, strict=True))
     if summary is None or wasserstein is None:
         computed = _labelled_summary_tables(runs, labels)
         summary = computed[0] if summary is None else summary
         wasserstein = computed[1] if wasserstein is None else wasserstein
     wdist = wasserstein
-    diagrams = pl.concat(
-        [
-            read_diagrams(rd).with_columns(run=pl.lit(lab))
-            for rd, lab in zip(runs, labels, strict=True)
-        ]
-    )
+    diagrams = pl.concat([read_diagrams(rd).with_columns(run=pl.lit(lab)) for rd, lab in pairs])
     common: set[int] | None = None
     for rd in runs:
         for s in SPLITS:
@@ -242,16 +238,7 @@ def _write_figure_set(
 
     suffix = f" — {title}" if title else ""
 
-    tp_table, tp_heading = summary, "Total persistence (p=1) of the per-sample loss"
-    groups = _replicate_groups(runs, labels)
-    heat_table, heat_rows = diagrams, labels
-    if groups is not None:
-        tp_table = _replicate_curves(summary, groups)
-        tp_heading += ", mean over replicates (95 % CI shaded)"
-        # Heatmap rows are variants: the pairs of all their replicates pooled, said in the title.
-        pooled = {lab: f"{g} ({n} replicates pooled)" for lab, (g, n) in groups.items()}
-        heat_table = diagrams.with_columns(pl.col("run").replace_strict(pooled))
-        heat_rows = list(dict.fromkeys(pooled[lab] for lab in labels))
+    tp_table, tp_heading, heat_table, heat_rows = _pooled(summary, diagrams, runs, labels)
     curves = (
         ("total_persistence", P.total_persistence_figure, tp_table,
          {"p": 1, "loss_label": label}, tp_heading),
@@ -288,6 +275,25 @@ def _write_figure_set(
             )
     bar.close()
     return pngs
+
+
+def _pooled(
+    summary: pl.DataFrame, diagrams: pl.DataFrame, runs: list[Path], labels: list[str]
+) -> tuple[pl.DataFrame, str, pl.DataFrame, list[str]]:
+    """The total-persistence table and heading, and the heatmap table and rows: per run, or,
+    when some variant has replicates, per variant (curves: the mean with its interval;
+    heatmaps: the pairs of all its replicates pooled, said in the row titles)."""
+    heading = "Total persistence (p=1) of the per-sample loss"
+    groups = _replicate_groups(runs, labels)
+    if groups is None:
+        return summary, heading, diagrams, labels
+    pooled = {lab: f"{g} ({n} replicates pooled)" for lab, (g, n) in groups.items()}
+    return (
+        _replicate_curves(summary, groups),
+        heading + ", mean over replicates (95 % CI shaded)",
+        diagrams.with_columns(pl.col("run").replace_strict(pooled)),
+        list(dict.fromkeys(pooled[lab] for lab in labels)),
+    )
 
 
 def _replicate_groups(runs: list[Path], labels: list[str]) -> dict[str, tuple[str, int]] | None:

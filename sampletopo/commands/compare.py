@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from sampletopo.commands._common import add_command, given, option
+from sampletopo.runs import SPLITS, TREES
 
 _COMPARE = "sampletopo.replicates:compare"
 
@@ -31,11 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(persistence > T), pairs_above_relative:F (persistence > F x the epoch's loss range), "
         "quantile:Q",
     )
-    option(p, "--split", choices=["train", "val"], default_of=_COMPARE, help="data split")
+    option(p, "--split", choices=list(SPLITS), default_of=_COMPARE, help="data split")
     option(
         p,
         "--tree",
-        choices=["join", "split"],
+        choices=list(TREES),
         default_of=_COMPARE,
         help="merge tree: join (low-loss valleys) or split (high-loss peaks)",
     )
@@ -59,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     option(
         p,
         "--out",
-        help="also write the comparison table to this .csv or .parquet file",
+        help="also write the comparison table to this file (.csv, or the table suffix: Parquet)",
     )
     p.set_defaults(func=_run)
 
@@ -81,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     import polars as pl
 
     from sampletopo.commands._common import check_out_file
+    from sampletopo.export import check_table_file, write_table
     from sampletopo.replicates import compare, replicate_summary
 
     options = given(args, "split", "tree", "epochs", "confidence", "n_boot", "seed")
@@ -90,10 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     out = getattr(args, "out", None)
     if out is not None:
         path = check_out_file(out, example="compare.csv")
-        if path.suffix not in (".csv", ".parquet"):
-            from sampletopo._validation import invalid
-
-            raise invalid("--out", "a .csv or .parquet file", out, where=None, kind="flag")
+        check_table_file(path)  # before the comparison is computed
     metric = getattr(args, "metric", "total_persistence")
     perms = {"n_permutations": args.n_permutations} if hasattr(args, "n_permutations") else {}
     table = compare(args.runs, metric, **options, **perms)
@@ -114,9 +113,5 @@ def _run(args: argparse.Namespace) -> int:
     for row in table.iter_rows(named=True):
         print(f"epoch {row['epoch']}, {row['group_a']} vs {row['group_b']}: {row['verdict']}")
     if out is not None:
-        if path.suffix == ".csv":
-            table.write_csv(path)
-        else:
-            table.write_parquet(path)
-        print(path)
+        print(write_table(table, path))
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from sampletopo.commands._common import add_command, given, option
+from sampletopo.runs import SPLITS, TREES
 
 _COMPARE = "sampletopo.replicates:compare"
 
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         p,
         "--format",
         choices=["csv", "parquet"],
-        help="file format (default: from the --out suffix)",
+        help="file format (default: from the --out suffix, .csv or the table suffix)",
     )
     option(
         p,
@@ -42,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default_of=_COMPARE,
         help="replicates and comparisons: the metric (see `sampletopo compare --help`)",
     )
-    option(p, "--split", choices=["train", "val"], default_of=_COMPARE, help="data split")
-    option(p, "--tree", choices=["join", "split"], default_of=_COMPARE, help="merge tree")
+    option(p, "--split", choices=list(SPLITS), default_of=_COMPARE, help="data split")
+    option(p, "--tree", choices=list(TREES), default_of=_COMPARE, help="merge tree")
     option(
         p,
         "--epochs",
@@ -58,18 +59,11 @@ def _run(args: argparse.Namespace) -> int:
     from sampletopo._validation import invalid
     from sampletopo.commands._common import check_out_file
     from sampletopo.commands.compare import _epochs
-    from sampletopo.export import export_table, write_table
+    from sampletopo.export import check_table_file, export_table, write_table
 
     fmt = getattr(args, "format", None)
     out = check_out_file(args.out, example=f"{args.what}.{fmt or 'csv'}")
-    if fmt is None and out.suffix not in (".csv", ".parquet"):
-        raise invalid(
-            "--out",
-            "a file ending in .csv or .parquet (or give --format)",
-            args.out,
-            where=None,
-            kind="flag",
-        )
+    fmt = check_table_file(out, fmt)  # before the tables are gathered
     options = given(args, "metric", "split", "tree", "epochs")
     options.pop("progress", None)
     if "epochs" in options:
