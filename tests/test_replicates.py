@@ -476,3 +476,28 @@ def test_report_shows_the_comparison_with_its_verdict(study, tmp_path):
     html = report.render_report(report.report_context([res], page_dir=tmp_path), page_dir=tmp_path)
     assert "Variants compared over their replicates" in html
     assert "smallest p-value is 0.1" in html and "<th>verdict</th>" in html
+
+
+def test_runs_written_before_groups_resume_and_join_their_group(study, tmp_path):
+    """A run config without a ``group`` entry (written before replicates existed) resumes
+    without a settings clash, and is grouped by its name."""
+    import tomllib
+
+    from sampletopo._runconfig import write_toml
+    from sampletopo.train import TrainConfig, train_experiment
+
+    out, _ = study
+    copy = tmp_path / "old"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("graphs"))
+    path = copy / "lr=0.5,seed=1" / "config.toml"
+    cfg = tomllib.loads(path.read_text())
+    del cfg["group"]
+    write_toml(path, cfg)
+    same = TrainConfig(
+        model="mlp", model_kwargs={"hidden": [16]}, epochs=3, data="digits", device="cpu",
+        milestones=[2], max_samples=400,
+    )  # fmt: skip
+    train_experiment(same, copy, variants={"lr": [0.5, 0.01], "seed": [0, 1, 2]}, progress=False)
+    assert "group" not in tomllib.loads(path.read_text())  # nothing was rewritten
+    table = replicates(copy)
+    assert table.filter(pl.col("run") == "lr=0.5,seed=1").row(0, named=True)["group"] == "lr=0.5"
