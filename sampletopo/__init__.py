@@ -28,6 +28,9 @@ from sampletopo._errors import (
     CheckpointChangedWarning as CheckpointChangedWarning,
 )
 from sampletopo._errors import (
+    ComparisonWarning as ComparisonWarning,
+)
+from sampletopo._errors import (
     DamagedFileError as DamagedFileError,
 )
 from sampletopo._errors import (
@@ -145,6 +148,12 @@ _LAZY = {
     "compute_topology": "analysis",
     "summarize": "analysis",
     "wasserstein_to_reference": "analysis",
+    # replicates: named metrics, summaries over seeds, comparisons with a verdict
+    "metric_table": "replicates",
+    "replicate_summary": "replicates",
+    "compare": "replicates",
+    "export_table": "export",
+    "write_table": "export",
     "write_figure_set": "figures",
     "write_report": "report",
     "run_demo": "demo",

@@ -193,6 +193,11 @@ class TopologyWarning(SampletopoWarning):
     """Something was skipped (a missing or non-finite epoch) and the rest carried on."""
 
 
+class ComparisonWarning(SampletopoWarning):
+    """Replicates or variants being compared differ (in their recorded epochs, say); the common
+    part was compared and the message names what was left out."""
+
+
 class FewerPairsWarning(SampletopoWarning):
     """More regions were asked for than the tree has pairs; all of them are returned."""
 

@@ -115,6 +115,7 @@ def graph_for_run(
     k: int = 20,
     features: str = "raw",
     metric: str = "l2",
+    pca_components: int = 50,
 ) -> Graph:
     """The kNN graph of one split of a run's dataset (built once, then read from the cache).
 
@@ -130,12 +131,28 @@ def graph_for_run(
         Neighbours per sample (20 as in the thesis).
     features : {"raw", "standardized", "pca"} or a path to a ``.npy`` file
         What the graph is built over: flattened raw inputs by default.
+    pca_components : int
+        Principal axes kept with ``features="pca"`` (fitted on the training split's
+        standardized features): at most the feature count (64 for digits; 40-dimensional data
+        needs 40 or fewer).
     """
     split = check_split(split, where="graph_for_run")
     run = as_run(run)
     ds = run.dataset()
     run.check_data(ds, splits=[split])  # never a graph over other samples than recorded
-    if features in ("raw", "standardized", "pca"):
+    if features == "pca":
+        d = ds.features("train", kind="raw").shape[1]
+        n = check_int(
+            "pca_components",
+            pca_components,
+            1,
+            d,
+            where=None,
+            fix=f"The data has {d} features: pass --pca-components {min(d, 50)} or fewer "
+            f"(pca_components={min(d, 50)}).",
+        )
+        X = ds.features(split, kind="pca", n_components=n)
+    elif features in ("raw", "standardized"):
         X = ds.features(split, kind=features)  # type: ignore[arg-type]
     else:
         X = ds.features(split, path=features)
@@ -227,7 +244,9 @@ def _drop_other_graph(run: Run, split: str, graph: Graph, features: str) -> None
         )
 
 
-def _check_meta(run: Run, split: str, graph: Graph, features: str) -> None:
+def _check_meta(
+    run: Run, split: str, graph: Graph, features: str, pca_components: int = 50
+) -> None:
     path = run.meta_file
     meta, why = run.read_meta()
     if why is not None:
@@ -246,6 +265,9 @@ def _check_meta(run: Run, split: str, graph: Graph, features: str) -> None:
         "graph": graph.fingerprint,
         "edges": graph_digest(graph),
     }
+    if features == "pca" and pca_components != 50:
+        # Only when not the default, so diagrams stored before the option still match.
+        mine["pca_components"] = int(pca_components)
     old = meta.get(split)
     if (
         old is not None
@@ -272,6 +294,7 @@ def compute_topology(
     splits: Sequence[str] = SPLITS,
     k: int = 20,
     features: str = "raw",
+    pca_components: int = 50,
     jobs: int = 1,
     overwrite: bool = False,
     progress: bool = True,
@@ -283,7 +306,7 @@ def compute_topology(
     run_dirs : path or paths
         Run folders, or experiment folders holding runs.
     splits : sequence of {"train", "val"}
-    k, features :
+    k, features, pca_components :
         kNN graph settings, see :func:`graph_for_run`.
     jobs : int
         Worker processes. Results are identical to ``jobs=1``, file for file.
@@ -323,7 +346,15 @@ def compute_topology(
     with _locked_topology(runs):
         for run in runs:
             for s in splits:
-                cached, todo = _plan(run, s, k=k, features=features, overwrite=overwrite, jobs=jobs)
+                cached, todo = _plan(
+                    run,
+                    s,
+                    k=k,
+                    features=features,
+                    pca_components=pca_components,
+                    overwrite=overwrite,
+                    jobs=jobs,
+                )
                 rows += [
                     {"run": run.name, "split": s, "epoch": e, "status": "cached"} for e in cached
                 ]
@@ -368,7 +399,14 @@ def _done_rows(
 
 
 def _plan(
-    run: Run, s: str, *, k: int, features: str, overwrite: bool, jobs: int
+    run: Run,
+    s: str,
+    *,
+    k: int,
+    features: str,
+    pca_components: int = 50,
+    overwrite: bool,
+    jobs: int,
 ) -> tuple[list[int], list[_Task]]:
     """The epochs of one run and split whose diagrams are stored and sound (cached), and the
     tasks that compute the others; warns about epochs missing from the recording."""
@@ -391,11 +429,11 @@ def _plan(
     # Every table is checked before any work (footer and checksum: cheap), so a damaged one is
     # named at once, not after the graph is built or in a worker.
     check_loss_tables(run, split=s)
-    graph = graph_for_run(run, split=s, k=k, features=features)
+    graph = graph_for_run(run, split=s, k=k, features=features, pca_components=pca_components)
     if overwrite:
         for p in run.diagram_files(s).values():
             p.unlink()
-    _check_meta(run, s, graph, features)
+    _check_meta(run, s, graph, features, pca_components)
     done = _sound_diagrams(run, s)
     todo = [e for e in eps if e not in done]
     gpath = str(
@@ -941,12 +979,16 @@ def _run_w_tasks(tasks: list[_WTask], jobs: int) -> Iterator[tuple[_WTask, list[
         yield from zip(tasks, pool.map(_w_work, tasks))
 
 
-def check_comparable(run_dirs: PathLike | Iterable[PathLike]) -> list[Path]:
+def check_comparable(
+    run_dirs: PathLike | Iterable[PathLike], *, label_clashes: bool = False
+) -> list[Path]:
     """Refuse runs recorded on different data (dataset or split fingerprints differ).
 
-    Returns the run folders when they can be compared side by side.
+    Returns the run folders when they can be compared side by side. ``label_clashes``: runs of
+    the same name in different experiment folders are kept (see
+    :func:`sampletopo.runs.runs_in`).
     """
-    runs = runs_in(run_dirs)
+    runs = runs_in(run_dirs, label_clashes=label_clashes)
     seen: dict[str, tuple[str, Any]] = {}
     for run in runs:
         man = run.read_manifest()

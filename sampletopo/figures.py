@@ -37,7 +37,7 @@ from sampletopo._errors import FigureWarning, SampletopoError
 from sampletopo._folders import check_inside, lock_folder
 from sampletopo._validation import check_int, invalid, ranges_text
 from sampletopo.readers import diagram_epochs, read_diagram, read_diagrams
-from sampletopo.runs import SPLITS, TREES, Run, epoch_tag
+from sampletopo.runs import SPLITS, TREES, Run, epoch_tag, run_labels
 
 if TYPE_CHECKING:  # matplotlib stays unloaded until something is drawn (``--help`` reads here)
     from sampletopo.plotting._scales import Scale
@@ -120,6 +120,8 @@ def write_figure_set(
     run_dirs : path or paths
         Runs (or experiment folders) whose topology was computed
         (:func:`sampletopo.analysis.compute_topology`). They must share dataset and splits.
+        Runs of several experiment folders that share a name are labelled ``experiment/run``
+        (:func:`sampletopo.runs.run_labels`).
     epochs : sequence of int, optional
         Heatmap epochs. Default: the first trained epoch (1), the epochs on each side of every
         LR drop (:func:`run_milestones`), and the final one; first, middle and final without
@@ -152,7 +154,7 @@ def write_figure_set(
     ``out_dir`` is locked while drawing (see :mod:`sampletopo._folders`): a second process
     drawing into the same folder gets an error naming this one.
     """
-    runs = analysis.check_comparable(run_dirs)
+    runs = analysis.check_comparable(run_dirs, label_clashes=True)
     with lock_folder(out_dir, what="drawing figures", role="figure folder"):
         return _write_figure_set(
             runs, Path(out_dir), epochs=epochs, formats=formats, prefix=prefix, title=title,
@@ -197,12 +199,14 @@ def _write_figure_set(
                     stacklevel=2,
                 )
     milestones = run_milestones(runs)
+    labels = run_labels(runs)
+    pairs = list(zip(runs, labels, strict=True))
     if summary is None or wasserstein is None:
-        computed = analysis.summary_tables(runs)
+        computed = _labelled_summary_tables(runs, labels)
         summary = computed[0] if summary is None else summary
         wasserstein = computed[1] if wasserstein is None else wasserstein
     wdist = wasserstein
-    diagrams = read_diagrams(runs)
+    diagrams = pl.concat([read_diagrams(rd).with_columns(run=pl.lit(lab)) for rd, lab in pairs])
     common: set[int] | None = None
     for rd in runs:
         for s in SPLITS:
@@ -234,9 +238,10 @@ def _write_figure_set(
 
     suffix = f" — {title}" if title else ""
 
+    tp_table, tp_heading, heat_table, heat_rows = _pooled(summary, diagrams, runs, labels)
     curves = (
-        ("total_persistence", P.total_persistence_figure, summary,
-         {"p": 1, "loss_label": label}, "Total persistence (p=1) of the per-sample loss"),
+        ("total_persistence", P.total_persistence_figure, tp_table,
+         {"p": 1, "loss_label": label}, tp_heading),
         ("wasserstein", P.wasserstein_figure, wdist, {"order": 1},
          "Wasserstein-1 distance to the final epoch's diagram"),
     )  # fmt: skip
@@ -255,21 +260,91 @@ def _write_figure_set(
         for s in SPLITS:
             for tree in TREES:
                 fig = P.heatmap_figure(
-                    diagrams, split=s, tree=tree, epochs=chosen, runs=[r.name for r in runs],
+                    heat_table, split=s, tree=tree, epochs=chosen, runs=heat_rows,
                     loss_label=label, **look,
                 )  # fmt: skip
                 saved(fig, f"heatmap-{s}-{tree}")
         last = chosen[-1]
-        for rd in runs:
+        for rd, lab in zip(runs, labels, strict=True):
             ds: dict[tuple[str, str], Any] = {
                 (s, t): read_diagram(rd, split=s, tree=t, epoch=last) for s in SPLITS for t in TREES
             }
             saved(
-                P.diagrams_figure(ds, run=rd.name, epoch=last, loss_label=label),
-                f"diagrams-{rd.name}-{epoch_tag(last)}",
+                P.diagrams_figure(ds, run=lab, epoch=last, loss_label=label),
+                f"diagrams-{lab.replace('/', '-')}-{epoch_tag(last)}",
             )
     bar.close()
     return pngs
+
+
+def _pooled(
+    summary: pl.DataFrame, diagrams: pl.DataFrame, runs: list[Path], labels: list[str]
+) -> tuple[pl.DataFrame, str, pl.DataFrame, list[str]]:
+    """The total-persistence table and heading, and the heatmap table and rows: per run, or,
+    when some variant has replicates, per variant (curves: the mean with its interval;
+    heatmaps: the pairs of all its replicates pooled, said in the row titles)."""
+    heading = "Total persistence (p=1) of the per-sample loss"
+    groups = _replicate_groups(runs, labels)
+    if groups is None:
+        return summary, heading, diagrams, labels
+    pooled = {lab: f"{g} ({n} replicates pooled)" for lab, (g, n) in groups.items()}
+    return (
+        _replicate_curves(summary, groups),
+        heading + ", mean over replicates (95 % CI shaded)",
+        diagrams.with_columns(pl.col("run").replace_strict(pooled)),
+        list(dict.fromkeys(pooled[lab] for lab in labels)),
+    )
+
+
+def _replicate_groups(runs: list[Path], labels: list[str]) -> dict[str, tuple[str, int]] | None:
+    """Run label -> (its variant, the variant's replicate count), or ``None`` when no variant
+    has more than one replicate among ``runs``."""
+    from sampletopo.replicates import run_group
+
+    clash = labels != [Run(r).name for r in runs]
+    groups = {}
+    for rd, lab in zip(runs, labels, strict=True):
+        group, _ = run_group(rd)
+        groups[lab] = f"{Run(rd).experiment.name}/{group}" if clash else group
+    sizes = {g: list(groups.values()).count(g) for g in set(groups.values())}
+    if max(sizes.values()) < 2:
+        return None
+    return {lab: (g, sizes[g]) for lab, g in groups.items()}
+
+
+def _replicate_curves(summary: pl.DataFrame, groups: dict[str, tuple[str, int]]) -> pl.DataFrame:
+    """The total-persistence curves pooled per variant (mean and 95 % bootstrap interval over
+    its replicates, :func:`sampletopo.replicates.replicate_curves`), each named
+    ``<variant> (mean of n)``."""
+    from sampletopo.replicates import replicate_curves
+
+    named = {lab: f"{g} (mean of {n})" for lab, (g, n) in groups.items()}
+    extra = ["mean_loss"] if "mean_loss" in summary.columns else []
+    return replicate_curves(summary, named, "total_persistence_1", extra=extra)
+
+
+def _labelled_summary_tables(
+    runs: list[Path], labels: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """:func:`sampletopo.analysis.summary_tables` of ``runs``, their ``run`` column holding
+    ``labels``: computed per experiment folder when run names clash (one call tells runs apart
+    by name)."""
+    if labels == [Run(r).name for r in runs]:
+        return analysis.summary_tables(runs)
+    by_exp: dict[Path, list[tuple[Path, str]]] = {}
+    for rd, lab in zip(runs, labels, strict=True):
+        by_exp.setdefault(Run(rd).experiment.path, []).append((rd, lab))
+    summaries, dists = [], []
+    for members in by_exp.values():
+        s, w = analysis.summary_tables([rd for rd, _ in members])
+        rename = {Run(rd).name: lab for rd, lab in members}
+        summaries.append(s.with_columns(pl.col("run").replace_strict(rename)))
+        if w.height:
+            dists.append(w.with_columns(pl.col("run").replace_strict(rename)))
+    return (
+        pl.concat(summaries),
+        pl.concat(dists) if dists else pl.DataFrame(),
+    )
 
 
 def comparison_figure(runs: Sequence[Path], landscapes: dict[str, Path], *, split: str = "val"):

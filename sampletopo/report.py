@@ -149,6 +149,10 @@ class ExperimentResults:
         ``sampletopo samples --figures`` wrote into the runs.
     regions : polars.DataFrame or None
         The runs' regions tables, in the columns worth a row on the page.
+    comparison : polars.DataFrame or None
+        With replicates (some variant trained under several seeds): the variants compared on
+        validation split-tree total persistence at the final epoch
+        (:func:`sampletopo.replicates.compare`), with the verdict; else ``None``.
     """
 
     name: str
@@ -162,6 +166,7 @@ class ExperimentResults:
     landscape_table: pl.DataFrame | None
     folders: dict[str, tuple[Path, ...]]
     regions: pl.DataFrame | None
+    comparison: pl.DataFrame | None = None
 
 
 # Columns of a regions table (sampletopo.samples.REGION_SCHEMA) worth a row in the report; the
@@ -397,6 +402,7 @@ def collect_experiment(
         landscape.insert(0, compare)
     run_pngs, regions = _run_samples(runs)
     return ExperimentResults(
+        comparison=_replicate_comparison(runs),
         name=Experiment(exp).name,
         runs=tuple(runs),
         config=_config_text(Experiment(exp).config_file),
@@ -413,6 +419,24 @@ def collect_experiment(
         folders=_other_folders(fig_dir, run_pngs, runs),
         regions=regions,
     )
+
+
+def _replicate_comparison(runs: Sequence[Path]) -> pl.DataFrame | None:
+    """:func:`sampletopo.replicates.compare` of the runs on validation split-tree total
+    persistence at the final epoch, when there are replicates, two variants or more and
+    validation diagrams in every run; else ``None``."""
+    from sampletopo.replicates import compare, run_group
+
+    groups = [run_group(r)[0] for r in runs]
+    if len(set(groups)) < 2 or len(set(groups)) == len(groups):
+        return None
+    if not all(Run(r).diagram_epochs("val") for r in runs):
+        return None
+    table = compare(runs, "total_persistence", split="val", tree="split", epochs="final")
+    return table.select(
+        "epoch", "group_a", "group_b", "n_a", "n_b", "mean_a", "mean_b", "difference",
+        "ci_low", "ci_high", "p_value", "verdict",
+    )  # fmt: skip
 
 
 # --- 2. the context: plain values for the template ---------------------------------------------
@@ -500,6 +524,7 @@ def _experiment_context(res: ExperimentResults, page_dir: Path) -> dict[str, Any
         "run_configs": [{"run": run, "text": text} for run, text in res.run_configs],
         "graph_note": _graph_note(res.graph),
         "summary": _table(res.summary),
+        "comparison": None if res.comparison is None else _table(res.comparison),
         "topology": figures(res.topology),
         "landscape": landscape,
         "sections": sections,

@@ -100,6 +100,7 @@ __all__ = [
     "find_runs",
     "load_run_model",
     "parse_epoch",
+    "run_labels",
     "runs_in",
     "schedule_drops",
     "schedule_rows",
@@ -984,16 +985,43 @@ def find_runs(path: PathLike | Experiment) -> list[Run]:
     )
 
 
-def runs_in(paths: PathLike | Iterable[PathLike]) -> list[Run]:
+def run_labels(runs: Sequence[PathLike]) -> list[str]:
+    """How tables and figures name ``runs``: their folder names, or ``experiment/name`` for
+    every run when two of them share a folder name (runs of two experiment folders).
+
+    >>> run_labels(["a/lr=0.1", "b/lr=0.1", "b/lr=0.5"])
+    ['a/lr=0.1', 'b/lr=0.1', 'b/lr=0.5']
+    """
+    rs = [as_run(r) for r in runs]
+    names = [r.name for r in rs]
+    if len(set(names)) == len(names):
+        return names
+    labels = [f"{r.experiment.name}/{r.name}" for r in rs]
+    dup = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if dup:
+        raise RunFolderError(
+            f"Runs {dup} have the same name in experiment folders of the same name, so they "
+            "cannot be told apart. Rename one of the experiment folders."
+        )
+    return labels
+
+
+def runs_in(paths: PathLike | Iterable[PathLike], *, label_clashes: bool = False) -> list[Run]:
     """The runs of one or more run or experiment folders, for one call that compares them.
 
     Runs of one call are told apart by name (tables and figures label them with it), so two
-    runs of the same name are refused.
+    runs of the same name are refused; with ``label_clashes`` they are kept, for a caller that
+    labels them with :func:`run_labels` (``experiment/run``). A folder given twice counts once.
     """
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     out: list[Run] = []
+    seen: set[Path] = set()
     for p in items:
-        out.extend(find_runs(p))
+        for r in find_runs(p):
+            key = _absolute(r.path)
+            if key not in seen:
+                seen.add(key)
+                out.append(r)
     if not out:
         raise invalid(
             "run_dirs",
@@ -1002,6 +1030,9 @@ def runs_in(paths: PathLike | Iterable[PathLike]) -> list[Run]:
             where=None,
             fix="Pass the folders `sampletopo train` wrote.",
         )
+    if label_clashes:
+        run_labels(out)  # refuses what even experiment/run cannot tell apart
+        return out
     names = [r.name for r in out]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -1009,6 +1040,7 @@ def runs_in(paths: PathLike | Iterable[PathLike]) -> list[Run]:
         raise RunFolderError(
             f"Runs {clash} share the folder name(s) {sorted(dup)}; the runs of one call are told "
             "apart by folder name (figures label curves with it). Pass them in separate calls "
-            "(`sampletopo topology` does so for each folder given), or rename one."
+            "(`sampletopo topology` does so for each folder given), or rename one. "
+            "`sampletopo figures` and `sampletopo compare` label such runs experiment/run."
         )
     return out

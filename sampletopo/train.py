@@ -65,6 +65,7 @@ from sampletopo.models import (
     model_spec,
 )
 from sampletopo.recorder import LossRecorder, NonFiniteLossWarning
+from sampletopo.replicates import replicate_group
 from sampletopo.runs import SPLITS, Experiment, Run
 
 if sys.version_info >= (3, 11):
@@ -86,7 +87,7 @@ __all__ = [
 THESIS_MILESTONES = (60, 125, 150)
 THESIS_EPOCHS = 200
 # Keys whose change between runs does not change the result, so a resume may differ in them.
-_RESUME_FREE = {"device", "threads", "variant", "data_root", "name"}
+_RESUME_FREE = {"device", "threads", "variant", "group", "data_root", "name"}
 # Settings added since runs were first written, with what a config without them meant.
 _BEFORE = {"loss": "cross_entropy"}
 
@@ -186,6 +187,7 @@ class TrainConfig:
         out = asdict(self)
         out.update(
             variant=variant,
+            group=replicate_group(variant),
             data=data,
             model=model,
             data_root=str(Path(self.data_root).resolve()),
@@ -456,6 +458,10 @@ def resolve_variants(
     ``name`` given in the file that breaks the rule is refused; in a name made from the
     overrides, other characters become ``_``. Names that differ only in case are refused as
     duplicates (they are one folder on macOS and Windows).
+
+    A ``seed`` axis makes replicates: it is put last in the names (``lr=0.1,seed=1``), and each
+    run's config records its ``group``, the name without its ``seed=`` part (``lr=0.1``), which
+    :mod:`sampletopo.replicates` pools.
     """
     _check_model_kwargs_table(base.model_kwargs, where="the training config")
     if variants is None or (isinstance(variants, (Mapping, list, tuple)) and not variants):
@@ -463,7 +469,10 @@ def resolve_variants(
         return [("run", base, {})]
     combos: list[dict[str, Any]]
     if isinstance(variants, Mapping):
-        keys = list(variants)
+        # Seeds make replicates of each variant: their axis goes last, so the names read
+        # ``lr=0.1,seed=1`` and the replicate group is the name without ``seed=`` (see
+        # sampletopo.replicates.replicate_group).
+        keys = [k for k in variants if k != "seed"] + (["seed"] if "seed" in variants else [])
         lists = []
         for k in keys:
             v = variants[k]
@@ -879,6 +888,7 @@ def _train_variants(
     exp_path = experiment.config_file
     exp = base.resolved()
     exp.pop("variant")
+    exp.pop("group")
     listed: dict[str, Any] = {}
     if exp_path.is_file():
         old = read_toml(exp_path, fix="Restore it or pass a new --out folder.")

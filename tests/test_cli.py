@@ -278,7 +278,9 @@ def test_help_lists_models_datasets_and_the_milestone_schedule(capsys):
 _CLI_ONLY_DEFAULTS = {("demo", "out")}
 # The positional arguments and required flags of each command, nothing else.
 _MINIMAL_ARGV = {
+    "compare": ["EXP"],
     "demo": [],
+    "export": ["EXP", "--what", "summaries", "--out", "x.csv"],
     "figures": ["RUN"],
     "landscape": ["RUN", "--epoch", "1"],
     "record": ["--checkpoints", "C", "--model", "mlp", "--data", "digits", "--out", "O"],
@@ -305,7 +307,7 @@ def test_every_flag_leaves_its_default_to_the_library(command):
     args = parser.parse_args(_MINIMAL_ARGV[command])
     shown = {k for k, v in vars(args).items() if v is not None and k != "func"}
     assert shown <= {"run", "runs", "experiments", "epoch", "out", "checkpoints", "model", "data",
-                     "config"}, shown  # fmt: skip
+                     "config", "what"}, shown  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -318,6 +320,9 @@ def test_every_flag_leaves_its_default_to_the_library(command):
         ("samples", "--k", "sampletopo.samples:top_regions", "k"),
         ("topology", "--k", "sampletopo.analysis:compute_topology", "k"),
         ("topology", "--jobs", "sampletopo.analysis:compute_topology", "jobs"),
+        ("topology", "--pca-components", "sampletopo.analysis:compute_topology", "pca_components"),
+        ("compare", "--metric", "sampletopo.replicates:compare", "metric"),
+        ("compare", "--n-boot", "sampletopo.replicates:compare", "n_boot"),
         ("topology", "--reference", "sampletopo.analysis:wasserstein_to_reference", "reference"),
         ("topology", "--orders", "sampletopo.analysis:wasserstein_to_reference", "orders"),
         ("topology", "--w-solver", "sampletopo.analysis:wasserstein_to_reference", "backend"),

@@ -232,6 +232,7 @@ def _context(text: str, png: str, *, table_value: object = 1.0) -> dict:
                 "run_configs": [{"run": text, "text": text}],
                 "graph_note": text,
                 "summary": table,
+                "comparison": None,  # shown with replicates (test_replicates renders one)
                 "topology": [fig()],
                 "landscape": {"table": table, "figures": [fig()]},
                 "sections": [{"title": text, "regions": table, "figures": [fig()]}],

@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     options = given(args, "epochs", "formats", "scale", "bins", "value_range", "columns")
     if "formats" in options:
         options["formats"] = check_formats(options["formats"])
-    runs = analysis.check_comparable(args.runs)
+    runs = analysis.check_comparable(args.runs, label_clashes=True)
     require_diagrams(runs, given=args.runs)
     from sampletopo.runs import Run
 

@@ -26,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     graph_options(p, default_of=_COMPUTE)
     option(
         p,
+        "--pca-components",
+        type=int,
+        default_of=_COMPUTE,
+        help="principal axes kept with --features pca; at most the data's feature count",
+    )
+    option(
+        p,
         "--splits",
         nargs="+",
         choices=list(SPLITS),
@@ -109,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
 
     # Before the long computation, not after it.
     ref = parse_reference(args.reference) if hasattr(args, "reference") else None
-    options = given(args, "splits", "k", "features", "jobs", "overwrite")
+    options = given(args, "splits", "k", "features", "pca_components", "jobs", "overwrite")
     w_options = given(args, "orders", "backend", "delta", "min_persistence", "jobs")
     settings = {k: v for k, v in w_options.items() if k != "progress"}
     analysis.check_wasserstein_settings(**settings)  # before the long computation

@@ -1,7 +1,9 @@
 """``sampletopo train``: train the variants of an experiment from a TOML file and/or flags.
 
 A flag given several values (``--lr 0.1 0.01``, ``--skip true false``) becomes a variant axis;
-every combination of the axes is one variant, trained into ``OUT/<variant>``. Flags override the
+every combination of the axes is one variant, trained into ``OUT/<variant>``. Several seeds
+(``--seed 0 1 2``) make replicates of each variant, ``OUT/lr=0.1,seed=1`` and so on, grouped
+by ``sampletopo compare``. Flags override the
 TOML file's settings and replace its variant axis of the same name.
 
 The defaults shown apply when neither a flag nor the TOML file sets a value.
@@ -151,8 +153,14 @@ def register(subparsers: Any) -> None:
         help="model options, e.g. widen=2 dropout=0.3; values are read as TOML (2 is an int, "
         "0.3 a float, true a bool, [8, 16] a list, anything else a string)",
     )
-    for flag, _key, typ, text in _SCALAR_FLAGS:
-        p.add_argument(flag, nargs="+", type=typ, help=f"{text}; several values make variants")
+    for flag, key, typ, text in _SCALAR_FLAGS:
+        several = (
+            "several values make replicates of each variant (runs named lr=0.1,seed=1; "
+            "`sampletopo compare` pools them)"
+            if key == "seed"
+            else "several values make variants"
+        )
+        p.add_argument(flag, nargs="+", type=typ, help=f"{text}; {several}")
     progress_option(p, bars=True)
     p.set_defaults(func=run)
 

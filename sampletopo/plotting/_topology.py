@@ -190,6 +190,10 @@ def _scales_of(ax: Axes) -> list[tuple[str, str]]:
     return list(getattr(ax, "_sampletopo_scales", []))
 
 
+#: The gid of the shaded confidence bands of replicate curves (tests read them back).
+BAND_GID = "sampletopo-ci-band"
+
+
 def plot_total_persistence(
     summary: pl.DataFrame,
     *,
@@ -204,6 +208,10 @@ def plot_total_persistence(
     ax: Axes | None = None,
 ) -> Axes:
     """Total persistence vs epoch, one line per run, with the mean loss on a second axis.
+
+    With ``ci_low`` and ``ci_high`` columns (curves over replicates,
+    :func:`sampletopo.replicates.replicate_curves`) each line is a mean, drawn with its
+    interval as a shaded band.
 
     ``summary`` is the table of :func:`sampletopo.analysis.summarize`. LR-annealing epochs are
     drawn as dotted lines between epoch ``m`` and ``m + 1``. ``legend=False`` leaves the legend
@@ -220,7 +228,11 @@ def plot_total_persistence(
     runs = sorted(sub["run"].unique().to_list())
     colors = run_colors(runs)
     ax2 = ax.twinx() if show_loss and "mean_loss" in sub.columns else None
+    band = "ci_low" in sub.columns and "ci_high" in sub.columns
     vals = sub[col].to_numpy().astype(np.float64)
+    if band:  # the axis holds the intervals too
+        ci = sub.select("ci_low", "ci_high").to_numpy().astype(np.float64).ravel()
+        vals = np.concatenate([vals, ci[np.isfinite(ci)]])
     sc = _points_scale(vals, scale, where)
     lim = _scaled_axis(ax, "y", sc)
     clipped = 0
@@ -228,6 +240,14 @@ def plot_total_persistence(
     for r in runs:
         part = sub.filter(pl.col("run") == r)
         clipped += _curve(ax, part["epoch"], part[col], sc, lim, color=colors[r], lw=1.8, label=r)
+        if band:
+            lo = part["ci_low"].to_numpy().astype(np.float64)
+            hi = part["ci_high"].to_numpy().astype(np.float64)
+            ax.fill_between(
+                part["epoch"].to_numpy(), np.clip(lo, *lim), np.clip(hi, *lim),
+                where=np.isfinite(lo) & np.isfinite(hi), color=colors[r], alpha=0.2, lw=0,
+                gid=BAND_GID,
+            )  # fmt: skip
     if ax2 is not None:
         lv = sub["mean_loss"].to_numpy().astype(np.float64)
         sc2 = _points_scale(lv, scale, where)
@@ -349,12 +369,23 @@ def total_persistence_figure(
         scale=scale, loss_label=loss_label,
     )  # fmt: skip
     col = f"total_persistence_{p}"
-    cols = ["run", "split", "tree", "epoch", col] + (
-        ["mean_loss"] if "mean_loss" in summary.columns else []
+    band = "ci_low" in summary.columns
+    cols = (
+        ["run", "split", "tree", "epoch"]
+        + (["n"] if "n" in summary.columns else [])
+        + [col]
+        + (["ci_low", "ci_high"] if band else [])
+        + (["mean_loss"] if "mean_loss" in summary.columns else [])
+    )
+    what = (
+        "variants overlaid, each line the mean over its replicates (seeds) with its 95 % "
+        "bootstrap interval shaded"
+        if band
+        else "runs overlaid"
     )
     caption = (
         f"Total persistence (p={p}) of the per-sample loss on the kNN graph against epoch, per "
-        "data split (rows) and tree (columns), runs overlaid; dashed: the mean "
+        f"data split (rows) and tree (columns), {what}; dashed: the mean "
         f"{loss_label} (right axis). " + _curves_note(fig, milestones)
     )
     return attach_data(fig, summary.select(cols).sort("run", "split", "tree", "epoch"), caption)

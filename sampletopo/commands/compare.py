@@ -1,0 +1,117 @@
+"""``sampletopo compare RUNS... --metric M``: variants compared over their replicates.
+
+Prints, for the chosen epochs, each variant's mean, sd and confidence interval over its
+replicates (runs of one variant under several seeds, ``sampletopo train ... --seed 0 1 2``),
+then one row per pair of variants: the difference of means, its bootstrap interval, the
+permutation-test p-value, the smallest p-value the replicate counts allow, and a verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from sampletopo.commands._common import add_command, given, option
+from sampletopo.runs import SPLITS, TREES
+
+_COMPARE = "sampletopo.replicates:compare"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(
+        sub,
+        "compare",
+        help="compare variants over their replicates: differences, intervals, p-values",
+        description=__doc__,
+    )
+    p.add_argument("runs", nargs="+", help="experiment folders or run folders")
+    option(
+        p,
+        "--metric",
+        default_of=_COMPARE,
+        help="total_persistence, total_persistence_2, n_pairs, max_persistence, pairs_above:T "
+        "(persistence > T), pairs_above_relative:F (persistence > F x the epoch's loss range), "
+        "quantile:Q",
+    )
+    option(p, "--split", choices=list(SPLITS), default_of=_COMPARE, help="data split")
+    option(
+        p,
+        "--tree",
+        choices=list(TREES),
+        default_of=_COMPARE,
+        help="merge tree: join (low-loss valleys) or split (high-loss peaks)",
+    )
+    option(
+        p,
+        "--epochs",
+        nargs="+",
+        default_of=_COMPARE,
+        help="'final' (the last epoch all runs have), 'all', or epoch numbers",
+    )
+    option(p, "--confidence", type=float, default_of=_COMPARE, help="level of the intervals")
+    option(p, "--n-boot", type=int, default_of=_COMPARE, help="bootstrap resamples")
+    option(
+        p,
+        "--n-permutations",
+        type=int,
+        default_of=_COMPARE,
+        help="permutation-test resamples (exact when the replicates allow fewer splits)",
+    )
+    option(p, "--seed", type=int, default_of=_COMPARE, help="seed of bootstrap and permutations")
+    option(
+        p,
+        "--out",
+        help="also write the comparison table to this file (.csv, or the table suffix: Parquet)",
+    )
+    p.set_defaults(func=_run)
+
+
+def _epochs(values: list[str]) -> str | list[int]:
+    from sampletopo._validation import invalid
+
+    if len(values) == 1 and values[0] in ("final", "all"):
+        return values[0]
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise invalid(
+            "--epochs", "'final', 'all' or epoch numbers", " ".join(values), where=None, kind="flag"
+        ) from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from sampletopo.commands._common import check_out_file
+    from sampletopo.export import check_table_file, write_table
+    from sampletopo.replicates import compare, replicate_summary
+
+    options = given(args, "split", "tree", "epochs", "confidence", "n_boot", "seed")
+    options.pop("progress", None)
+    if "epochs" in options:
+        options["epochs"] = _epochs(options["epochs"])
+    out = getattr(args, "out", None)
+    if out is not None:
+        path = check_out_file(out, example="compare.csv")
+        check_table_file(path)  # before the comparison is computed
+    metric = getattr(args, "metric", "total_persistence")
+    perms = {"n_permutations": args.n_permutations} if hasattr(args, "n_permutations") else {}
+    table = compare(args.runs, metric, **options, **perms)
+    summary = replicate_summary(
+        args.runs, [metric], **{**options, "epochs": sorted(set(table["epoch"].to_list()))}
+    )
+    with pl.Config(
+        tbl_rows=-1,
+        tbl_cols=-1,
+        tbl_width_chars=160,
+        fmt_str_lengths=200,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        float_precision=4,
+    ):
+        print(summary.drop("split", "tree", "runs"))
+        print(table.drop("metric", "split", "tree", "verdict"))
+    for row in table.iter_rows(named=True):
+        print(f"epoch {row['epoch']}, {row['group_a']} vs {row['group_b']}: {row['verdict']}")
+    if out is not None:
+        print(write_table(table, path))
+    return 0

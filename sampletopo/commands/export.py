@@ -1,0 +1,83 @@
+"""``sampletopo export RUNS... --what TABLE --out FILE``: one table of a study as CSV or Parquet.
+
+TABLE is summaries (per run, split, tree and epoch), replicates (per variant and epoch over its
+seeds), diagrams (every pair), regions (the tables of `sampletopo samples`) or comparisons (per
+pair of variants, as `sampletopo compare`). Runs of several experiment folders that share a name
+are labelled experiment/run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from sampletopo.commands._common import add_command, given, option
+from sampletopo.runs import SPLITS, TREES
+
+_COMPARE = "sampletopo.replicates:compare"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(
+        sub,
+        "export",
+        help="write summaries, replicate summaries, diagrams, regions or comparisons to a file",
+        description=__doc__,
+    )
+    p.add_argument("runs", nargs="+", help="experiment folders or run folders")
+    p.add_argument(
+        "--what",
+        required=True,
+        choices=["summaries", "replicates", "diagrams", "regions", "comparisons"],
+        help="the table to write",
+    )
+    p.add_argument("--out", required=True, help="the file to write (.csv or .parquet)")
+    option(
+        p,
+        "--format",
+        choices=["csv", "parquet"],
+        help="file format (default: from the --out suffix, .csv or the table suffix)",
+    )
+    option(
+        p,
+        "--metric",
+        default_of=_COMPARE,
+        help="replicates and comparisons: the metric (see `sampletopo compare --help`)",
+    )
+    option(p, "--split", choices=list(SPLITS), default_of=_COMPARE, help="data split")
+    option(p, "--tree", choices=list(TREES), default_of=_COMPARE, help="merge tree")
+    option(
+        p,
+        "--epochs",
+        nargs="+",
+        help="replicates and comparisons: 'final', 'all' or epoch numbers (default: all for "
+        "replicates, final for comparisons)",
+    )
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sampletopo._validation import invalid
+    from sampletopo.commands._common import check_out_file
+    from sampletopo.commands.compare import _epochs
+    from sampletopo.export import check_table_file, export_table, write_table
+
+    fmt = getattr(args, "format", None)
+    out = check_out_file(args.out, example=f"{args.what}.{fmt or 'csv'}")
+    fmt = check_table_file(out, fmt)  # before the tables are gathered
+    options = given(args, "metric", "split", "tree", "epochs")
+    options.pop("progress", None)
+    if "epochs" in options:
+        options["epochs"] = _epochs(options["epochs"])
+    if options and args.what not in ("replicates", "comparisons"):
+        flags = ", ".join("--" + k for k in sorted(options))
+        raise invalid(
+            "--what",
+            "replicates or comparisons when " + flags + " is given",
+            args.what,
+            where=None,
+            kind="flag",
+        )
+    table = export_table(args.runs, args.what, **options)
+    print(write_table(table, out, format=fmt))
+    print(f"{table.height} rows, {table.width} columns")
+    return 0

@@ -1,0 +1,503 @@
+"""Replicates (seeds of a variant), named metrics, summaries over replicates and comparisons.
+
+Oracles: numpy over the runs' stored summaries (mean, sd), the diagrams read back (metrics),
+hand-worked permutation tests (3 against 3: 20 splits), and the distribution of p-values
+under the null.
+"""
+
+import math
+import shutil
+import warnings
+
+import numpy as np
+import polars as pl
+import pytest
+
+from sampletopo import analysis
+from sampletopo._errors import ComparisonWarning, ParameterError, RunFolderError
+from sampletopo.readers import read_diagrams, read_losses
+from sampletopo.replicates import (
+    bootstrap_difference_ci,
+    bootstrap_mean_ci,
+    compare,
+    metric_table,
+    parse_metric,
+    permutation_pvalue,
+    replicate_group,
+    replicate_summary,
+    replicates,
+    smallest_pvalue,
+)
+from sampletopo.runs import Run
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """2 learning rates x 3 seeds, MLP on 400 digits, 3 epochs, topology at k = 10."""
+    import torch
+
+    from sampletopo.train import TrainConfig, train_experiment
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("rep") / "lr-seeds"
+    cfg = TrainConfig(
+        model="mlp",
+        model_kwargs={"hidden": [16]},
+        epochs=3,
+        data="digits",
+        device="cpu",
+        milestones=[2],
+        max_samples=400,
+    )
+    runs = train_experiment(
+        cfg, out, variants={"seed": [0, 1, 2], "lr": [0.5, 0.01]}, progress=False
+    )
+    analysis.compute_topology(runs, k=10, progress=False)
+    return out, runs
+
+
+def test_seed_axis_makes_replicates(study):
+    out, runs = study
+    # The seed axis goes last in the names, whatever order it was given in.
+    assert [r.name for r in runs] == [
+        "lr=0.5,seed=0",
+        "lr=0.5,seed=1",
+        "lr=0.5,seed=2",
+        "lr=0.01,seed=0",
+        "lr=0.01,seed=1",
+        "lr=0.01,seed=2",
+    ]
+    cfg = Run(runs[4]).read_config()
+    assert (cfg["group"], cfg["seed"], cfg["variant"]) == ("lr=0.01", 1, "lr=0.01,seed=1")
+    table = replicates(out)
+    assert table["group"].to_list() == ["lr=0.01"] * 3 + ["lr=0.5"] * 3
+    assert table["seed"].to_list() == [0, 1, 2, 0, 1, 2]
+    # Different seeds really are different runs.
+    tp = metric_table(out).filter(pl.col("epoch") == 3)["total_persistence"].to_numpy()
+    assert len(set(np.round(tp, 12))) == 6
+
+
+def test_replicate_group_names():
+    assert replicate_group("lr=0.1,seed=12") == "lr=0.1"
+    assert replicate_group("seed=3,skip=false") == "skip=false"
+    assert replicate_group("seed=3") == "run"
+    assert replicate_group("myrun") == "myrun"
+
+
+def test_summary_mean_sd_equal_numpy_over_runs(study):
+    out, runs = study
+    stored = analysis.summarize(runs, write=False).filter(
+        (pl.col("split") == "val") & (pl.col("tree") == "split")
+    )
+    summary = replicate_summary(out, ["total_persistence", "n_pairs", "max_persistence"])
+    assert summary.height == 2 * 4 * 3  # groups x epochs (0..3) x metrics
+    for lr in ("0.5", "0.01"):
+        for epoch in range(4):
+            rows = stored.filter(
+                pl.col("run").str.starts_with(f"lr={lr},") & (pl.col("epoch") == epoch)
+            )
+            assert rows.height == 3
+            for metric, column in [
+                ("total_persistence", "total_persistence_1"),
+                ("n_pairs", "n_pairs"),
+                ("max_persistence", "max_persistence"),
+            ]:
+                x = rows[column].cast(pl.Float64).to_numpy()
+                got = summary.filter(
+                    (pl.col("group") == f"lr={lr}")
+                    & (pl.col("epoch") == epoch)
+                    & (pl.col("metric") == metric)
+                ).row(0, named=True)
+                assert got["n"] == 3
+                assert got["mean"] == pytest.approx(np.mean(x), rel=1e-12, abs=1e-12)
+                assert got["sd"] == pytest.approx(np.std(x, ddof=1), rel=1e-9, abs=1e-12)
+                assert got["ci_low"] <= got["mean"] <= got["ci_high"]
+                assert np.min(x) - 1e-12 <= got["ci_low"] and got["ci_high"] <= np.max(x) + 1e-12
+
+
+def test_metrics_match_the_diagrams(study):
+    out, runs = study
+    metrics = ["pairs_above:0.05", "pairs_above_relative:0.02", "quantile:0.9", "n_pairs"]
+    table = metric_table(out, metrics, split="val", tree="join")
+    run = runs[1]
+    d = read_diagrams(run, split="val", tree="join").filter(
+        (pl.col("epoch") == 2) & pl.col("persistence").is_finite()
+    )
+    p = d["persistence"].to_numpy()
+    losses = read_losses(run, split="val").filter(pl.col("epoch") == 2)["loss"].to_numpy()
+    row = table.filter((pl.col("run") == Run(run).name) & (pl.col("epoch") == 2)).row(0, named=True)
+    assert row["n_pairs"] == p.size > 5
+    assert row["pairs_above:0.05"] == np.sum(p > 0.05)
+    assert row["pairs_above_relative:0.02"] == np.sum(p > 0.02 * (losses.max() - losses.min()))
+    assert row["quantile:0.9"] == pytest.approx(np.quantile(p, 0.9))
+    # The relative threshold is neither all pairs nor none on this run (a real cut).
+    assert 0 < row["pairs_above_relative:0.02"] < row["n_pairs"]
+
+
+def test_metric_on_hand_diagram():
+    p = np.array([0.5, 2.0, 3.0, 0.1])
+    assert parse_metric("total_persistence").of(p) == pytest.approx(5.6)
+    assert parse_metric("total_persistence_2").of(p) == pytest.approx(0.25 + 4 + 9 + 0.01)
+    assert parse_metric("pairs_above:2").of(p) == 1  # strictly above
+    assert parse_metric("pairs_above_relative:0.25").of(p, 8.0) == 1
+    assert parse_metric("max_persistence").of(np.empty(0)) == 0.0
+    assert parse_metric("quantile:0.5").of(p) == pytest.approx(1.25)
+
+
+@pytest.mark.parametrize(
+    "spec, needle",
+    [
+        ("total", "Got 'total'"),
+        ("pairs_above", "needs a value"),
+        ("pairs_above:abc", "not a number"),
+        ("pairs_above:-1", ">= 0"),
+        ("quantile:1.5", "in [0, 1]"),
+        ("n_pairs:3", "Got 'n_pairs:3'"),
+    ],
+)
+def test_bad_metric_is_one_error_listing_choices(spec, needle):
+    with pytest.raises(ParameterError) as err:
+        parse_metric(spec)
+    msg = str(err.value)
+    assert needle in msg
+    for choice in ("total_persistence", "pairs_above:T", "pairs_above_relative:F", "quantile:Q"):
+        assert choice in msg
+
+
+def test_bootstrap_deterministic_under_seed():
+    x = [1.03, 2.51, 2.07, 4.13, 3.29, 0.71, 5.9]
+    a = bootstrap_mean_ci(x, seed=7)
+    assert a == bootstrap_mean_ci(x, seed=7)
+    assert a != bootstrap_mean_ci(x, seed=8)
+    assert a[0] < np.mean(x) < a[1]
+    assert bootstrap_mean_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
+    assert all(math.isnan(v) for v in bootstrap_mean_ci([1.0]))
+    d = bootstrap_difference_ci([5.0, 6.0, 7.0], [1.0, 2.0, 3.0], seed=3)
+    assert d == bootstrap_difference_ci([5.0, 6.0, 7.0], [1.0, 2.0, 3.0], seed=3)
+    # Each group's bootstrap mean lies within its range: the difference within [2, 6].
+    assert 2.0 <= d[0] < 4.0 < d[1] <= 6.0
+
+
+def test_permutation_exact_hand_case():
+    # 3 vs 3: C(6, 3) = 20 splits; the observed one is the most extreme of its side, so the
+    # two-sided p is 2 / 20 = 0.1, the smallest possible.
+    assert permutation_pvalue([4.0, 5.0, 6.0], [1.0, 2.0, 3.0]) == pytest.approx(0.1)
+    assert smallest_pvalue(3, 3) == pytest.approx(0.1)
+    assert permutation_pvalue([1.0, 2.0], [1.0, 2.0]) == pytest.approx(1.0)
+    assert math.isnan(permutation_pvalue([1.0], [1.0, 2.0]))
+
+
+def test_permutation_clear_shift_is_significant():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 6), rng.normal(4, 1, 6)
+    p = permutation_pvalue(a, b, seed=1)
+    assert p < 0.05
+    assert p == pytest.approx(smallest_pvalue(6, 6))  # 2 / 924: the most extreme split
+
+
+def test_permutation_null_pvalues_roughly_uniform():
+    rng = np.random.default_rng(2024)
+    ps = np.array(
+        [
+            permutation_pvalue(rng.normal(size=8), rng.normal(size=8), n_permutations=999, seed=s)
+            for s in range(200)
+        ]
+    )
+    # Uniform on [0, 1]: mean 0.5, a tenth below 0.1, a twentieth below 0.05 (wide bounds).
+    assert 0.42 < ps.mean() < 0.58
+    assert 0.04 < np.mean(ps < 0.1) < 0.17
+    assert np.mean(ps < 0.05) < 0.1
+    from scipy.stats import kstest
+
+    assert kstest(ps, "uniform").pvalue > 0.001
+
+
+def test_compare_table(study):
+    out, _ = study
+    table = compare(out, "total_persistence", split="val", tree="split", epochs="final")
+    assert table.height == 1
+    row = table.row(0, named=True)
+    assert (row["epoch"], row["group_a"], row["group_b"], row["n_a"], row["n_b"]) == (
+        3,
+        "lr=0.01",
+        "lr=0.5",
+        3,
+        3,
+    )
+    mt = metric_table(out).filter(pl.col("epoch") == 3)
+    a = mt.filter(pl.col("group") == "lr=0.01")["total_persistence"].to_numpy()
+    b = mt.filter(pl.col("group") == "lr=0.5")["total_persistence"].to_numpy()
+    assert row["difference"] == pytest.approx(a.mean() - b.mean())
+    assert row["p_value"] == pytest.approx(permutation_pvalue(a, b))
+    assert row["p_min"] == pytest.approx(0.1)
+    assert row["ci_low"] <= row["difference"] <= row["ci_high"]
+    assert "smallest p-value is 0.1" in row["verdict"]
+    assert compare(out).equals(table)  # deterministic
+
+
+def test_compare_one_replicate_says_so(study):
+    _, runs = study
+    table = compare([runs[0], runs[3]], "n_pairs", epochs="all")
+    assert table.height == 4
+    assert table["p_value"].null_count() == 4 and table["ci_low"].null_count() == 4
+    assert "'lr=0.01' has 1 replicate and 'lr=0.5' has 1 replicate" in table["verdict"][0]
+
+
+def test_compare_different_epochs_uses_common_ones(study, tmp_path):
+    out, runs = study
+    exp = tmp_path / "short"
+    shutil.copytree(out, exp, ignore=shutil.ignore_patterns("graphs"))
+    for r in ("lr=0.5,seed=0", "lr=0.5,seed=1", "lr=0.5,seed=2"):
+        Run(exp / r).diagram_file("val", 3).unlink()
+    with pytest.warns(ComparisonWarning, match=r"only the 3 epochs all of them have .*up to 2"):
+        table = compare(exp, epochs="final")
+    assert table["epoch"].to_list() == [2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ComparisonWarning)
+        with pytest.raises(ParameterError, match=r"epochs every run has diagrams for \(0-2\)"):
+            compare(exp, epochs=[3])
+
+
+def test_compare_across_experiments_with_clashing_names(study, tmp_path):
+    out, _ = study
+    other = tmp_path / "again"
+    shutil.copytree(out, other, ignore=shutil.ignore_patterns("graphs"))
+    table = replicates([out, other])
+    assert set(table["group"].to_list()) == {
+        "lr-seeds/lr=0.01",
+        "lr-seeds/lr=0.5",
+        "again/lr=0.01",
+        "again/lr=0.5",
+    }
+    cmp = compare([out, other])
+    assert cmp.height == 6  # 4 groups: 6 pairs
+    same = cmp.filter(
+        (pl.col("group_a") == "again/lr=0.01") & (pl.col("group_b") == "lr-seeds/lr=0.01")
+    ).row(0, named=True)
+    assert same["difference"] == 0.0 and same["p_value"] == pytest.approx(1.0)
+
+
+def test_compare_bad_input(study):
+    out, runs = study
+    with pytest.raises(ParameterError, match="at least two groups"):
+        compare(runs[:3])
+    with pytest.raises(ParameterError, match="'epochs'"):
+        compare(out, epochs="last")
+    with pytest.raises(ParameterError, match="'confidence'"):
+        compare(out, confidence=95)
+    with pytest.raises(ParameterError, match="'split'"):
+        compare(out, split="test")
+
+
+def test_runs_without_diagrams_are_named(tmp_path, study):
+    out, _ = study
+    exp = tmp_path / "nodiag"
+    shutil.copytree(out, exp, ignore=shutil.ignore_patterns("graphs", "topology"))
+    with pytest.raises(RunFolderError, match="has no val diagrams.*sampletopo topology"):
+        compare(exp)
+
+
+def test_compare_cli(study, tmp_path, capsys):
+    from sampletopo.cli import main
+
+    out, _ = study
+    csv = tmp_path / "cmp.csv"
+    assert main(["compare", str(out), "--metric", "pairs_above:0.1", "--out", str(csv)]) == 0
+    text = capsys.readouterr().out
+    assert "lr=0.01 vs lr=0.5" in text and "smallest p-value is 0.1" in text
+    back = pl.read_csv(csv)
+    expect = compare(out, "pairs_above:0.1")
+    assert back["difference"].to_list() == pytest.approx(expect["difference"].to_list())
+    assert back["metric"].to_list() == ["pairs_above:0.1"]
+    assert main(["compare", str(out), "--metric", "nope"]) == 2
+    assert "pairs_above_relative:F" in capsys.readouterr().err
+
+
+def test_figures_of_two_experiments_with_clashing_run_names(study, tmp_path):
+    from sampletopo.figures import write_figure_set
+    from sampletopo.runs import figure_table_file
+
+    out, _ = study
+    other = tmp_path / "again"
+    shutil.copytree(out, other, ignore=shutil.ignore_patterns("graphs"))
+    name = "lr=0.5,seed=1"
+    pngs = write_figure_set(
+        [out / name, other / name], tmp_path / "figs", formats=("png",), progress=False
+    )
+    names = sorted(p.name for p in pngs)
+    assert f"diagrams-again-{name}-epoch=0003.png" in names
+    assert f"diagrams-lr-seeds-{name}-epoch=0003.png" in names
+    curve = pl.read_parquet(figure_table_file(tmp_path / "figs" / "total_persistence.png"))
+    assert set(curve["run"].to_list()) == {f"again/{name}", f"lr-seeds/{name}"}
+    a = curve.filter(pl.col("run") == f"again/{name}").sort("split", "tree", "epoch")
+    b = curve.filter(pl.col("run") == f"lr-seeds/{name}").sort("split", "tree", "epoch")
+    assert a.height == 16 and a["total_persistence_1"].equals(b["total_persistence_1"])
+    heat = pl.read_parquet(figure_table_file(tmp_path / "figs" / "heatmap-val-split.png"))
+    assert set(heat["run"].to_list()) == {f"again/{name}", f"lr-seeds/{name}"}
+    # Calls that name runs by folder alone still refuse the clash, naming the way out.
+    with pytest.raises(RunFolderError, match="label such runs experiment/run"):
+        analysis.summarize([out / name, other / name])
+
+
+# ---------------------------------------------------------------------------------------------
+# Exports
+
+
+def test_export_tables_read_back(study, tmp_path, capsys):
+    from sampletopo.cli import main
+    from sampletopo.export import export_table, write_table
+
+    out, runs = study
+    f = tmp_path / "summaries.csv"
+    assert main(["export", str(out), "--what", "summaries", "--out", str(f)]) == 0
+    back = pl.read_csv(f).sort("run", "split", "tree", "epoch")
+    expect = analysis.summarize(runs, write=False).sort("run", "split", "tree", "epoch")
+    assert back.height == expect.height == 6 * 2 * 2 * 4
+    assert back["run"].to_list() == expect["run"].to_list()
+    assert np.allclose(back["total_persistence_1"], expect["total_persistence_1"], rtol=1e-12)
+
+    f = tmp_path / "diagrams.parquet"
+    assert main(["export", str(out), "--what", "diagrams", "--out", str(f)]) == 0
+    back = pl.read_parquet(f)
+    assert back.height == read_diagrams(runs).height
+    assert back.filter(pl.col("run") == "lr=0.5,seed=2")["persistence"].sum() == pytest.approx(
+        read_diagrams(runs[2])["persistence"].sum()
+    )
+
+    f = tmp_path / "cmp.parquet"
+    rc = main(["export", str(out), "--what", "comparisons", "--metric", "n_pairs", "--out", str(f)])
+    assert rc == 0 and pl.read_parquet(f).equals(compare(out, "n_pairs"))
+
+    f = tmp_path / "rep.csv"
+    argv = ["export", str(out), "--what", "replicates", "--epochs", "final", "--out", str(f)]
+    assert main(argv) == 0
+    back = pl.read_csv(f)
+    expect = replicate_summary(out, epochs="final")
+    assert back["mean"].to_list() == pytest.approx(expect["mean"].to_list())
+    assert back["runs"][0] == " ".join(expect["runs"][0])
+
+    # Regions: list columns become space-separated numbers in CSV, stay lists in Parquet.
+    assert main(["samples", str(runs[0]), "--epoch", "3", "--top", "2"]) == 0
+    table = export_table(out, "regions")
+    assert table.height == 2 and set(table["run"]) == {"lr=0.5,seed=0"}
+    assert table["epoch"].to_list() == [3, 3] and table["split"].to_list() == ["val", "val"]
+    write_table(table, tmp_path / "regions.csv")
+    csv = pl.read_csv(tmp_path / "regions.csv")
+    assert csv["members"][0] == " ".join(str(m) for m in table["members"][0])
+    capsys.readouterr()
+
+
+def test_export_bad_input(study, tmp_path, capsys):
+    from sampletopo.cli import main
+    from sampletopo.export import export_table, write_table
+
+    out, runs = study
+    with pytest.raises(ParameterError, match="'what'.*'summaries'"):
+        export_table(out, "sumaries")
+    with pytest.raises(ParameterError, match="Name the file t.csv"):
+        write_table(pl.DataFrame({"a": [1]}), tmp_path / "t.parquet", format="csv")
+    assert main(["export", str(out), "--what", "diagrams", "--out", str(tmp_path / "t.txt")]) == 2
+    assert ".csv or .parquet" in capsys.readouterr().err
+    argv = ["export", str(out), "--what", "summaries", "--metric", "n_pairs", "--out", "x.csv"]
+    assert main(argv) == 2
+    assert "--metric" in capsys.readouterr().err
+    with pytest.raises(RunFolderError, match="No regions.*sampletopo samples"):
+        export_table(runs[3], "regions")
+
+
+def test_figure_curves_are_replicate_means_with_ci_bands(study, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.collections import PolyCollection
+
+    from sampletopo.figures import write_figure_set
+    from sampletopo.plotting import _topology as P
+    from sampletopo.runs import figure_table_file
+
+    out, runs = study
+    two = [runs[0], runs[1], runs[3], runs[4]]  # 2 seeds per variant: fewer figures to draw
+    pngs = write_figure_set(two, tmp_path / "figs", formats=("png",), progress=False)
+    table = pl.read_parquet(figure_table_file(pngs[0]))
+    assert set(table["run"]) == {"lr=0.01 (mean of 2)", "lr=0.5 (mean of 2)"}
+    stored = analysis.summarize(two, write=False)
+    x = stored.filter(
+        pl.col("run").str.starts_with("lr=0.5,")
+        & (pl.col("split") == "val")
+        & (pl.col("tree") == "split")
+        & (pl.col("epoch") == 3)
+    )["total_persistence_1"].to_numpy()
+    row = table.filter(
+        (pl.col("run") == "lr=0.5 (mean of 2)")
+        & (pl.col("split") == "val")
+        & (pl.col("tree") == "split")
+        & (pl.col("epoch") == 3)
+    ).row(0, named=True)
+    assert row["n"] == 2 and row["total_persistence_1"] == pytest.approx(x.mean())
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(bootstrap_mean_ci(x))
+    # Heatmap rows are variants, pooling the pairs of their replicates (said in the title).
+    heat = pl.read_parquet(figure_table_file(tmp_path / "figs" / "heatmap-val-split.png"))
+    assert set(heat["run"]) == {"lr=0.01 (2 replicates pooled)", "lr=0.5 (2 replicates pooled)"}
+    pooled = heat.filter((pl.col("run") == "lr=0.5 (2 replicates pooled)") & (pl.col("epoch") == 3))
+    n_pairs = stored.filter(
+        pl.col("run").str.starts_with("lr=0.5,")
+        & (pl.col("split") == "val")
+        & (pl.col("tree") == "split")
+        & (pl.col("epoch") == 3)
+    )["n_pairs"]
+    assert pooled["pairs"].sum() == n_pairs.sum() > 0
+    # The figure: one shaded band per variant and panel, spanning the intervals.
+    fig = P.total_persistence_figure(table, p=1)
+    bands = [c for ax in fig.axes for c in ax.collections if c.get_gid() == P.BAND_GID]
+    assert len(bands) == 2 * 4 and all(isinstance(b, PolyCollection) for b in bands)
+    val_split = [a for a in fig.axes if a.get_title().startswith("val: split")][0]
+    ys = [b.get_paths()[0].vertices[:, 1] for b in val_split.collections if b.get_gid()]
+    part = table.filter((pl.col("split") == "val") & (pl.col("tree") == "split"))
+    lo, hi = part["ci_low"].min(), part["ci_high"].max()
+    lim = val_split.get_ylim()
+    assert min(y.min() for y in ys) == pytest.approx(max(lo, lim[0]))
+    assert max(y.max() for y in ys) == pytest.approx(min(hi, lim[1]))
+    assert "mean over its replicates" in P.figure_data(fig).caption
+
+
+def test_report_shows_the_comparison_with_its_verdict(study, tmp_path):
+    from sampletopo import report
+
+    out, runs = study
+    table = report._replicate_comparison(runs)
+    assert table is not None and table.height == 1
+    assert table["p_value"][0] == pytest.approx(compare(out)["p_value"][0])
+    assert report._replicate_comparison([runs[0], runs[3]]) is None  # no replicates
+    res = report.ExperimentResults(
+        name="lr-seeds", runs=tuple(runs), config=None, run_configs=(), graph=None,
+        summary=pl.DataFrame({"run": ["x"]}), topology=(), landscape=(), landscape_table=None,
+        folders={}, regions=None, comparison=table,
+    )  # fmt: skip
+    html = report.render_report(report.report_context([res], page_dir=tmp_path), page_dir=tmp_path)
+    assert "Variants compared over their replicates" in html
+    assert "smallest p-value is 0.1" in html and "<th>verdict</th>" in html
+
+
+def test_runs_written_before_groups_resume_and_join_their_group(study, tmp_path):
+    """A run config without a ``group`` entry (written before replicates existed) resumes
+    without a settings clash, and is grouped by its name."""
+    import tomllib
+
+    from sampletopo._runconfig import write_toml
+    from sampletopo.train import TrainConfig, train_experiment
+
+    out, _ = study
+    copy = tmp_path / "old"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("graphs"))
+    path = copy / "lr=0.5,seed=1" / "config.toml"
+    cfg = tomllib.loads(path.read_text())
+    del cfg["group"]
+    write_toml(path, cfg)
+    same = TrainConfig(
+        model="mlp", model_kwargs={"hidden": [16]}, epochs=3, data="digits", device="cpu",
+        milestones=[2], max_samples=400,
+    )  # fmt: skip
+    train_experiment(same, copy, variants={"lr": [0.5, 0.01], "seed": [0, 1, 2]}, progress=False)
+    assert "group" not in tomllib.loads(path.read_text())  # nothing was rewritten
+    table = replicates(copy)
+    assert table.filter(pl.col("run") == "lr=0.5,seed=1").row(0, named=True)["group"] == "lr=0.5"
