@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from sampletopo._errors import ComparisonWarning, RunFolderError
+from sampletopo._errors import ComparisonWarning, RunFolderError, SampletopoError
 from sampletopo._validation import check_int, check_real, check_split, check_tree, invalid
 from sampletopo.runs import PathLike, Run, find_runs
 
@@ -134,9 +134,14 @@ def _members(paths: PathLike | Iterable[PathLike]) -> list[_Member]:
 
 def run_group(run: PathLike) -> tuple[str, int | None]:
     """The group (variant) and seed of one run, from its config (``group``, ``seed``) or else
-    its ``variant`` name or folder name (see the module docstring)."""
+    its ``variant`` name or folder name (see the module docstring). A config that cannot be
+    read (damaged, a wrong-typed entry) counts as absent here: the run is grouped by its folder
+    name, and the commands that need the config say what is wrong with it."""
     r = run if isinstance(run, Run) else Run(run)
-    cfg = r.read_config() if r.has_config() else {}
+    try:
+        cfg = r.read_config() if r.has_config() else {}
+    except SampletopoError:
+        cfg = {}
     variant = str(cfg.get("variant") or r.name)
     group = cfg.get("group")
     group = group if isinstance(group, str) and group else replicate_group(variant)
