@@ -98,25 +98,10 @@ def plot_region_images(
             np.moveaxis(sig, 2, 1), members, labels, preds, class_names=class_names,
             title=title, max_images=max_images,
         )  # fmt: skip
-    m = np.asarray(members, dtype=np.int64)
-    captions = labels is not None and preds is not None
-    lab = np.asarray(labels if labels is not None else np.zeros(m.size), dtype=np.int64)
-    prd = np.asarray(preds if preds is not None else np.zeros(m.size), dtype=np.int64)
-    if not (m.shape == lab.shape == prd.shape):
-        raise invalid(
-            "preds",
-            "as long as 'members' and 'labels'",
-            where=where,
-            got=f"lengths {m.shape[0]}, {lab.shape[0]}, {prd.shape[0]} (members, labels, preds)",
-        )
-    if m.size and (m.min() < 0 or m.max() >= imgs.shape[0]):
-        raise invalid(
-            "members",
-            f"sample indices in [0, {imgs.shape[0] - 1}] (the split's images)",
-            where=where,
-            got=f"values from {m.min()} to {m.max()}",
-            fix="Pass the images of the regions' split.",
-        )
+    m, lab_or_none, prd_or_none = _check_members(imgs, members, labels, preds, where=where)
+    captions = lab_or_none is not None and prd_or_none is not None
+    lab = lab_or_none if lab_or_none is not None else np.zeros(m.size, dtype=np.int64)
+    prd = prd_or_none if prd_or_none is not None else np.zeros(m.size, dtype=np.int64)
     shown = min(m.size, max_images)
     cols = max(1, min(ncols, shown))
     rows = max(1, -(-shown // cols))
