@@ -154,16 +154,25 @@ def progress_option(p: argparse.ArgumentParser, *, bars: bool = False) -> None:
     option(p, "--no-progress", action="store_true", help=f"hide the progress bar{'s' * bars}")
 
 
-def graph_options(p: argparse.ArgumentParser, *, default_of: str) -> None:
-    """``--k`` and ``--features``: the kNN graph of a split (defaults of ``default_of``)."""
+def graph_options(p: argparse.ArgumentParser, *, default_of: str, several: bool = False) -> None:
+    """``--k`` and ``--features``: the kNN graph of a split (defaults of ``default_of``); with
+    ``several``, each takes one or more values (every combination is a graph setting)."""
+    more = {"nargs": "+"} if several else {}
+    also = "; several values: each is computed and stored apart" if several else ""
     option(
-        p, "--k", type=int, default_of=default_of, help="neighbours per sample (20 in the thesis)"
+        p,
+        "--k",
+        type=int,
+        default_of=default_of,
+        help=f"neighbours per sample (20 in the thesis){also}",
+        **more,
     )
     option(
         p,
         "--features",
         default_of=default_of,
-        help="graph features: raw, standardized, pca or the path of a .npy file",
+        help=f"graph features: raw, standardized, pca or the path of a .npy file{also}",
+        **more,
     )
 
 
