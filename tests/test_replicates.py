@@ -8,10 +8,12 @@ under the null.
 import math
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from sampletopo import analysis
 from sampletopo._errors import ComparisonWarning, ParameterError, RunFolderError
@@ -501,3 +503,51 @@ def test_runs_written_before_groups_resume_and_join_their_group(study, tmp_path)
     assert "group" not in tomllib.loads(path.read_text())  # nothing was rewritten
     table = replicates(copy)
     assert table.filter(pl.col("run") == "lr=0.5,seed=1").row(0, named=True)["group"] == "lr=0.5"
+
+
+def test_sensitivity_rows_are_compare_per_graph_setting(study, tmp_path, capsys):
+    from sampletopo.cli import main
+    from sampletopo.replicates import sensitivity
+    from sampletopo.runs import graph_runs
+
+    out, runs = study
+    before = {p: p.read_bytes() for r in runs for p in sorted((Path(r) / "topology").rglob("*.*"))}
+    # k=10 lies in topology/ itself (computed first), k=5 and standardized k=10 beside it.
+    assert main(["topology", str(out), "--k", "5", "10", "--features", "raw", "standardized",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert Run(runs[0]).topology_settings() == [
+        "",
+        "k=10,features=standardized",
+        "k=5,features=raw",
+        "k=5,features=standardized",
+    ]
+    assert {p: p.read_bytes() for p in before} == before  # the first setting untouched
+    opts = {"epochs": "final", "n_boot": 500, "n_permutations": 999}
+    table = sensitivity(out, "n_pairs", k=[5, 10], features=["raw", "standardized"], **opts)
+    assert table.select("k", "features").unique(maintain_order=True).rows() == [
+        (5, "raw"), (10, "raw"), (5, "standardized"), (10, "standardized")
+    ]  # fmt: skip
+    for (k, f), part in table.group_by(["k", "features"], maintain_order=True):
+        want = compare(graph_runs(out, k=k, features=f), "n_pairs", **opts)
+        assert_frame_equal(part.drop("k", "features"), want)
+    # k=10 raw is topology/ itself: what a plain compare reads.
+    assert_frame_equal(
+        table.filter((pl.col("k") == 10) & (pl.col("features") == "raw")).drop("k", "features"),
+        compare(out, "n_pairs", **opts),
+    )
+    # Settings differ: the pair counts of a k=5 graph are not those of a k=10 graph.
+    assert table["mean_a"].n_unique() > 1
+    # The command: one setting with --k, all with --sensitivity, the same numbers as a file.
+    csv = tmp_path / "sens.csv"
+    argv = ["compare", str(out), "--metric", "n_pairs", "--epochs", "final", "--n-boot", "500",
+            "--n-permutations", "999"]  # fmt: skip
+    assert main([*argv, "--k", "5"]) == 0
+    assert f"{table['difference'][0]:.4f}" in capsys.readouterr().out
+    assert main([*argv, "--sensitivity", "--k", "5", "10", "--features", "raw", "standardized",
+                 "--out", str(csv)]) == 0  # fmt: skip
+    assert_frame_equal(pl.read_csv(csv, schema=table.schema), table)
+    assert main([*argv, "--k", "5", "10"]) == 2
+    assert "--sensitivity" in capsys.readouterr().err
+    # A setting never computed: one error naming it.
+    with pytest.raises(RunFolderError, match="graph setting k=7,features=raw"):
+        compare(graph_runs(out, k=7), "n_pairs", **opts)

@@ -4,11 +4,16 @@ Prints, for the chosen epochs, each variant's mean, sd and confidence interval o
 replicates (runs of one variant under several seeds, ``sampletopo train ... --seed 0 1 2``),
 then one row per pair of variants: the difference of means, its bootstrap interval, the
 permutation-test p-value, the smallest p-value the replicate counts allow, and a verdict.
+--k/--features pick the kNN graph setting whose topology is compared (default: the setting
+in <run>/topology/ itself); with --sensitivity, every --k x --features setting is compared and
+one table shows the result per setting.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 from sampletopo.commands._common import add_command, given, option
 from sampletopo.runs import SPLITS, TREES
@@ -59,6 +64,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     option(p, "--seed", type=int, default_of=_COMPARE, help="seed of bootstrap and permutations")
     option(
         p,
+        "--k",
+        type=int,
+        nargs="+",
+        help="neighbours per sample of the kNN graph setting compared (default: the setting in "
+        "<run>/topology/); several values with --sensitivity",
+    )
+    option(
+        p,
+        "--features",
+        nargs="+",
+        help="graph features of the setting compared: raw, standardized, pca or a .npy path "
+        "(default: raw when --k is given); several values with --sensitivity",
+    )
+    option(
+        p,
+        "--pca-components",
+        type=int,
+        default_of="sampletopo.replicates:sensitivity",
+        help="principal axes of the setting with --features pca",
+    )
+    option(
+        p,
+        "--sensitivity",
+        action="store_true",
+        help="compare on every --k x --features setting (default k 10 20 40, features raw) and "
+        "print one table of difference, interval and p-value per setting",
+    )
+    option(
+        p,
         "--out",
         help="also write the comparison table to this file (.csv, or the table suffix: Parquet)",
     )
@@ -78,6 +112,33 @@ def _epochs(values: list[str]) -> str | list[int]:
         ) from None
 
 
+def _graph(args: argparse.Namespace) -> dict[str, object] | None:
+    """The one graph setting of --k/--features (``None``: none given, topology/ itself)."""
+    from sampletopo._validation import invalid
+    from sampletopo.runs import GRAPH_DEFAULTS
+
+    ks = getattr(args, "k", None)
+    fs = getattr(args, "features", None)
+    for flag, values in (("--k", ks), ("--features", fs)):
+        if values is not None and len(values) > 1:
+            raise invalid(
+                flag,
+                "one value (the graph setting compared)",
+                " ".join(map(str, values)),
+                where="sampletopo compare",
+                kind="flag",
+                fix="Add --sensitivity to compare on several settings.",
+            )
+    if ks is None and fs is None:
+        return None
+    pca = getattr(args, "pca_components", GRAPH_DEFAULTS["pca_components"])
+    return {
+        "k": ks[0] if ks else GRAPH_DEFAULTS["k"],
+        "features": fs[0] if fs else GRAPH_DEFAULTS["features"],
+        "pca_components": pca,
+    }
+
+
 def _run(args: argparse.Namespace) -> int:
     import polars as pl
 
@@ -90,14 +151,23 @@ def _run(args: argparse.Namespace) -> int:
     if "epochs" in options:
         options["epochs"] = _epochs(options["epochs"])
     out = getattr(args, "out", None)
+    path = None
     if out is not None:
         path = check_out_file(out, example="compare.csv")
         check_table_file(path)  # before the comparison is computed
     metric = getattr(args, "metric", "total_persistence")
     perms = {"n_permutations": args.n_permutations} if hasattr(args, "n_permutations") else {}
-    table = compare(args.runs, metric, **options, **perms)
+    if getattr(args, "sensitivity", False):
+        return _sensitivity(args, metric, {**options, **perms}, path)
+    runs = args.runs
+    graph = _graph(args)
+    if graph is not None:
+        from sampletopo.runs import graph_runs
+
+        runs = graph_runs(runs, **graph, label_clashes=True)  # type: ignore[arg-type]
+    table = compare(runs, metric, **options, **perms)
     summary = replicate_summary(
-        args.runs, [metric], **{**options, "epochs": sorted(set(table["epoch"].to_list()))}
+        runs, [metric], **{**options, "epochs": sorted(set(table["epoch"].to_list()))}
     )
     with pl.Config(
         tbl_rows=-1,
@@ -112,6 +182,37 @@ def _run(args: argparse.Namespace) -> int:
         print(table.drop("metric", "split", "tree", "verdict"))
     for row in table.iter_rows(named=True):
         print(f"epoch {row['epoch']}, {row['group_a']} vs {row['group_b']}: {row['verdict']}")
-    if out is not None:
+    if path is not None:
         print(write_table(table, path))
+    return 0
+
+
+def _sensitivity(
+    args: argparse.Namespace, metric: str, options: dict[str, Any], out: Path | None
+) -> int:
+    import polars as pl
+
+    from sampletopo.export import write_table
+    from sampletopo.replicates import sensitivity
+
+    graph = given(args, "k", "features", "pca_components")
+    graph.pop("progress", None)
+    table = sensitivity(args.runs, metric, **graph, **options)
+    with pl.Config(
+        tbl_rows=-1,
+        tbl_cols=-1,
+        tbl_width_chars=160,
+        fmt_str_lengths=200,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        float_precision=4,
+    ):
+        print(table.drop("metric", "split", "tree", "verdict", "mean_a", "mean_b", "p_min"))
+    for row in table.iter_rows(named=True):
+        print(
+            f"k={row['k']}, features={row['features']}, epoch {row['epoch']}, "
+            f"{row['group_a']} vs {row['group_b']}: {row['verdict']}"
+        )
+    if out is not None:
+        print(write_table(table, out))
     return 0
