@@ -551,3 +551,16 @@ def test_sensitivity_rows_are_compare_per_graph_setting(study, tmp_path, capsys)
     # A setting never computed: one error naming it.
     with pytest.raises(RunFolderError, match="graph setting k=7,features=raw"):
         compare(graph_runs(out, k=7), "n_pairs", **opts)
+
+
+def test_topology_puts_the_default_setting_in_topology_itself(study, tmp_path):
+    from sampletopo.cli import main
+
+    out, runs = study
+    copy = tmp_path / "exp"
+    shutil.copytree(runs[0], copy / Path(runs[0]).name, ignore=shutil.ignore_patterns("topology"))
+    assert main(["topology", str(copy), "--k", "5", "20", "--splits", "val", "--no-progress"]) == 0
+    run = Run(copy / Path(runs[0]).name)
+    assert run.read_meta()[0]["val"]["k"] == 20  # asked second, computed first
+    assert run.for_graph(k=5).read_meta()[0]["val"]["k"] == 5
+    assert run.topology_settings() == ["", "k=5,features=raw"]

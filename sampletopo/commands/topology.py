@@ -133,7 +133,11 @@ def _run(args: argparse.Namespace) -> int:
     # and two experiments may well both hold a run called "run".
     groups = [[r] for r in args.runs] if len(args.runs) > 1 else [args.runs]
     done_parts, summaries = [], []
-    for k, features in itertools.product(ks, feats):
+    # The default setting first: on a fresh run it is the one topology/ itself holds (what
+    # figures, report and compare read without --k), the others go beside it.
+    default = (GRAPH_DEFAULTS["k"], GRAPH_DEFAULTS["features"])
+    combos = sorted(itertools.product(ks, feats), key=lambda kf: kf != default)
+    for k, features in combos:
         name = graph_setting(k=k, features=features, pca_components=pca)
         for paths in groups:
             done = analysis.compute_topology(paths, k=k, features=features, **options)
