@@ -564,3 +564,26 @@ def test_topology_puts_the_default_setting_in_topology_itself(study, tmp_path):
     assert run.read_meta()[0]["val"]["k"] == 20  # asked second, computed first
     assert run.for_graph(k=5).read_meta()[0]["val"]["k"] == 5
     assert run.topology_settings() == ["", "k=5,features=raw"]
+
+
+def test_figures_draw_the_graph_setting_asked(study, tmp_path):
+    from sampletopo.cli import main
+    from sampletopo.readers import read_diagrams
+    from sampletopo.runs import graph_runs
+
+    out, runs = study
+    analysis.compute_topology(out, k=5, splits=["val"], progress=False)
+    name = Path(runs[0]).name
+    drawn = {}
+    for k in (5, 10):
+        d = tmp_path / f"k{k}"
+        argv = ["figures", str(out), "--k", str(k), "--out", str(d), "--formats", "png"]
+        assert main([*argv, "--no-progress"]) == 0
+        t = pl.read_parquet(d / f"diagrams-{name}-epoch=0003.parquet")
+        drawn[k] = t.filter((pl.col("split") == "val") & (pl.col("tree") == "split"))
+    for k in (5, 10):
+        (run,) = [r for r in graph_runs(out, k=k) if r.name == name]
+        want = read_diagrams(run, split="val", tree="split").filter(pl.col("epoch") == 3)
+        assert sorted(drawn[k]["persistence"].to_list()) == sorted(want["persistence"].to_list())
+    assert sorted(drawn[5]["persistence"].to_list()) != sorted(drawn[10]["persistence"].to_list())
+    assert main(["figures", str(out), "--k", "5", "10"]) == 2

@@ -15,7 +15,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sampletopo.commands._common import add_command, given, option
+from sampletopo.commands._common import (
+    add_command,
+    chosen_graph,
+    chosen_graph_options,
+    given,
+    option,
+)
 from sampletopo.runs import SPLITS, TREES
 
 _COMPARE = "sampletopo.replicates:compare"
@@ -62,28 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="permutation-test resamples (exact when the replicates allow fewer splits)",
     )
     option(p, "--seed", type=int, default_of=_COMPARE, help="seed of bootstrap and permutations")
-    option(
-        p,
-        "--k",
-        type=int,
-        nargs="+",
-        help="neighbours per sample of the kNN graph setting compared (default: the setting in "
-        "<run>/topology/); several values with --sensitivity",
-    )
-    option(
-        p,
-        "--features",
-        nargs="+",
-        help="graph features of the setting compared: raw, standardized, pca or a .npy path "
-        "(default: raw when --k is given); several values with --sensitivity",
-    )
-    option(
-        p,
-        "--pca-components",
-        type=int,
-        default_of="sampletopo.replicates:sensitivity",
-        help="principal axes of the setting with --features pca",
-    )
+    chosen_graph_options(p, several="--sensitivity")
     option(
         p,
         "--sensitivity",
@@ -112,33 +97,6 @@ def _epochs(values: list[str]) -> str | list[int]:
         ) from None
 
 
-def _graph(args: argparse.Namespace) -> dict[str, object] | None:
-    """The one graph setting of --k/--features (``None``: none given, topology/ itself)."""
-    from sampletopo._validation import invalid
-    from sampletopo.runs import GRAPH_DEFAULTS
-
-    ks = getattr(args, "k", None)
-    fs = getattr(args, "features", None)
-    for flag, values in (("--k", ks), ("--features", fs)):
-        if values is not None and len(values) > 1:
-            raise invalid(
-                flag,
-                "one value (the graph setting compared)",
-                " ".join(map(str, values)),
-                where="sampletopo compare",
-                kind="flag",
-                fix="Add --sensitivity to compare on several settings.",
-            )
-    if ks is None and fs is None:
-        return None
-    pca = getattr(args, "pca_components", GRAPH_DEFAULTS["pca_components"])
-    return {
-        "k": ks[0] if ks else GRAPH_DEFAULTS["k"],
-        "features": fs[0] if fs else GRAPH_DEFAULTS["features"],
-        "pca_components": pca,
-    }
-
-
 def _run(args: argparse.Namespace) -> int:
     import polars as pl
 
@@ -160,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     if getattr(args, "sensitivity", False):
         return _sensitivity(args, metric, {**options, **perms}, path)
     runs = args.runs
-    graph = _graph(args)
+    graph = chosen_graph(args, where="sampletopo compare", several="--sensitivity")
     if graph is not None:
         from sampletopo.runs import graph_runs
 
