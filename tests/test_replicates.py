@@ -548,6 +548,26 @@ def test_sensitivity_rows_are_compare_per_graph_setting(study, tmp_path, capsys)
     assert_frame_equal(pl.read_csv(csv, schema=table.schema), table)
     assert main([*argv, "--k", "5", "10"]) == 2
     assert "--sensitivity" in capsys.readouterr().err
+    # The figure: one line per features value, the differences against k, the table beside.
+    import matplotlib.pyplot as plt
+
+    from sampletopo.plotting import plot_sensitivity
+
+    ax = plot_sensitivity(table)
+    lines = {c.get_label(): c.lines[0] for c in ax.containers}
+    assert sorted(lines) == ["features=raw", "features=standardized"]
+    for f in ("raw", "standardized"):
+        part = table.filter(pl.col("features") == f).sort("k")
+        assert list(lines[f"features={f}"].get_xdata()) == [5, 10]
+        np.testing.assert_array_equal(lines[f"features={f}"].get_ydata(), part["difference"])
+    plt.close(ax.figure)
+    png = tmp_path / "sens.png"
+    assert main([*argv, "--sensitivity", "--k", "5", "10", "--figure", str(png)]) == 0
+    assert png.stat().st_size > 0
+    assert_frame_equal(
+        pl.read_parquet(tmp_path / "sens.parquet"), table.filter(pl.col("features") == "raw")
+    )
+    assert main([*argv, "--figure", str(png)]) == 2
     # A setting never computed: one error naming it.
     with pytest.raises(RunFolderError, match="graph setting k=7,features=raw"):
         compare(graph_runs(out, k=7), "n_pairs", **opts)

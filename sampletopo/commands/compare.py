@@ -78,6 +78,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     option(
         p,
+        "--figure",
+        help="with --sensitivity: also draw the difference against k, one line per features "
+        "value, into this file (.png, .pdf, .svg; its table beside it as .parquet)",
+    )
+    option(
+        p,
         "--out",
         help="also write the comparison table to this file (.csv, or the table suffix: Parquet)",
     )
@@ -115,8 +121,9 @@ def _run(args: argparse.Namespace) -> int:
         check_table_file(path)  # before the comparison is computed
     metric = getattr(args, "metric", "total_persistence")
     perms = {"n_permutations": args.n_permutations} if hasattr(args, "n_permutations") else {}
+    figure = _figure_file(args)  # before the comparison is computed
     if getattr(args, "sensitivity", False):
-        return _sensitivity(args, metric, {**options, **perms}, path)
+        return _sensitivity(args, metric, {**options, **perms}, path, figure)
     runs = args.runs
     graph = chosen_graph(args, where="sampletopo compare", several="--sensitivity")
     if graph is not None:
@@ -145,8 +152,35 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figure_file(args: argparse.Namespace) -> Path | None:
+    """``--figure`` checked: only with --sensitivity, a suffix matplotlib can save."""
+    from sampletopo._validation import invalid
+    from sampletopo.commands._common import check_out_file
+    from sampletopo.commands.figures import check_formats
+
+    figure = getattr(args, "figure", None)
+    if figure is None:
+        return None
+    if not getattr(args, "sensitivity", False):
+        raise invalid(
+            "--figure",
+            "a figure of a sensitivity table",
+            figure,
+            where="sampletopo compare",
+            kind="flag",
+            fix="Add --sensitivity (with several --k values).",
+        )
+    path = check_out_file(figure, "--figure", example="sensitivity.png")
+    check_formats([path.suffix.lstrip(".") or "(none)"])
+    return path
+
+
 def _sensitivity(
-    args: argparse.Namespace, metric: str, options: dict[str, Any], out: Path | None
+    args: argparse.Namespace,
+    metric: str,
+    options: dict[str, Any],
+    out: Path | None,
+    figure: Path | None,
 ) -> int:
     import polars as pl
 
@@ -173,4 +207,17 @@ def _sensitivity(
         )
     if out is not None:
         print(write_table(table, out))
+    if figure is not None:
+        import matplotlib.pyplot as plt
+
+        from sampletopo.plotting import plot_sensitivity
+        from sampletopo.plotting._topology import save_figure
+        from sampletopo.runs import figure_table_file
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        plot_sensitivity(table, ax=ax)
+        fig.tight_layout()
+        print(save_figure(fig, figure))
+        plt.close(fig)
+        print(write_table(table, figure_table_file(figure)))
     return 0
