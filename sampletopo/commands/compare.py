@@ -156,7 +156,6 @@ def _figure_file(args: argparse.Namespace) -> Path | None:
     """``--figure`` checked: only with --sensitivity, a suffix matplotlib can save."""
     from sampletopo._validation import invalid
     from sampletopo.commands._common import check_out_file
-    from sampletopo.commands.figures import check_formats
 
     figure = getattr(args, "figure", None)
     if figure is None:
@@ -170,8 +169,19 @@ def _figure_file(args: argparse.Namespace) -> Path | None:
             kind="flag",
             fix="Add --sensitivity (with several --k values).",
         )
+    from matplotlib.figure import Figure
+
     path = check_out_file(figure, "--figure", example="sensitivity.png")
-    check_formats([path.suffix.lstrip(".") or "(none)"])
+    supported = sorted(Figure().canvas.get_supported_filetypes())
+    if path.suffix.lstrip(".").lower() not in supported:
+        raise invalid(
+            "--figure",
+            f"a file name ending in a format matplotlib can save: {', '.join(supported)}",
+            figure,
+            where="sampletopo compare",
+            kind="flag",
+            fix="End the name in .png, .pdf or .svg.",
+        )
     return path
 
 
