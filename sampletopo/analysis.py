@@ -8,6 +8,12 @@ loss on the split's kNN graph (built once from the run's dataset features and ca
     <run>/topology/<split>/epoch=NNNN.parquet  columns: split, tree, epoch, birth, death,
                                                persistence, birth_sample, death_sample
 
+Those are the files of the first graph setting computed for a run; every other setting (k,
+features) has the same files in ``<run>/topology/<setting>/`` (see :mod:`sampletopo.runs`):
+:func:`compute_topology` picks the folder of its ``k`` and ``features``, and the summaries,
+distances and readers read the setting of the runs they are given
+(:func:`sampletopo.runs.graph_runs`; a plain folder reads ``topology/`` itself).
+
 Each file is written atomically, so a re-run computes only the epochs not done yet and an
 interrupted run leaves only whole epochs; a re-run also recomputes stored diagram tables that no
 longer read back whole. The readers name a damaged table (loss or diagram) in one
