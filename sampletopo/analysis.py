@@ -8,6 +8,12 @@ loss on the split's kNN graph (built once from the run's dataset features and ca
     <run>/topology/<split>/epoch=NNNN.parquet  columns: split, tree, epoch, birth, death,
                                                persistence, birth_sample, death_sample
 
+Those are the files of the first graph setting computed for a run; every other setting (k,
+features) has the same files in ``<run>/topology/<setting>/`` (see :mod:`sampletopo.runs`):
+:func:`compute_topology` picks the folder of its ``k`` and ``features``, and the summaries,
+distances and readers read the setting of the runs they are given
+(:func:`sampletopo.runs.graph_runs`; a plain folder reads ``topology/`` itself).
+
 Each file is written atomically, so a re-run computes only the epochs not done yet and an
 interrupted run leaves only whole epochs; a re-run also recomputes stored diagram tables that no
 longer read back whole. The readers name a damaged table (loss or diagram) in one
@@ -94,6 +100,7 @@ from sampletopo.runs import (
     Run,
     as_run,
     diagram_rows,
+    graph_runs,
     runs_in,
 )
 
@@ -176,10 +183,10 @@ def _epoch_losses(run: Run, split: str, epoch: int) -> np.ndarray:
 _WORKER_GRAPHS: dict[str, Graph] = {}
 
 
-def _work(task: tuple[str, str, list[int], str]) -> list[tuple[int, str | None]]:
+def _work(task: tuple[str, str, list[int], str, str]) -> list[tuple[int, str | None]]:
     """Compute and store the diagrams of some epochs of one run and split (runs in a worker)."""
-    run_dir, split, epochs, graph_path = task
-    run = Run(run_dir)
+    run_dir, split, epochs, graph_path, setting = task
+    run = Run(run_dir, setting=setting)
     graph = _WORKER_GRAPHS.get(graph_path)
     if graph is None:
         graph = _WORKER_GRAPHS.setdefault(graph_path, Graph.load(graph_path))
@@ -311,7 +318,7 @@ def compute_topology(
     jobs : int
         Worker processes. Results are identical to ``jobs=1``, file for file.
     overwrite : bool
-        Recompute every epoch (needed to change ``k`` or ``features`` for a run).
+        Recompute every epoch of this graph setting.
     progress : bool
         Show a progress bar.
 
@@ -337,7 +344,9 @@ def compute_topology(
     this one, while the run itself may go on recording (the loss tables are whole files; epochs
     recorded later are computed by the next call).
     """
-    runs = runs_in(run_dirs)
+    # Each graph setting has its own topology folder (see sampletopo.runs): the first one
+    # computed keeps topology/, others topology/<setting>/; computing one never touches another.
+    runs = graph_runs(run_dirs, k=k, features=features, pca_components=pca_components)
     jobs = check_int("jobs", jobs, 1, 256, where="compute_topology")
     for s in splits:
         check_split(s, where="compute_topology", name="splits")
@@ -364,7 +373,7 @@ def compute_topology(
     return pl.DataFrame(rows, schema=schema).sort(["run", "split", "epoch"])
 
 
-_Task = tuple[str, str, list[int], str]  # run folder, split, epochs, graph cache file
+_Task = tuple[str, str, list[int], str, str]  # run folder, split, epochs, graph cache, setting
 
 
 @contextlib.contextmanager
@@ -383,7 +392,7 @@ def _done_rows(
 ) -> list[dict[str, Any]]:
     """The status rows of the computed tasks; a skipped epoch is named in a warning."""
     rows = []
-    for (run_dir, s, _, _), res in results:
+    for (run_dir, s, _, _, _), res in results:
         name = Run(run_dir).name
         for ep, why in res:
             if why is not None:
@@ -446,7 +455,10 @@ def _plan(
     )
     _WORKER_GRAPHS[gpath] = graph  # the serial path reuses it instead of re-reading
     step = max(1, len(todo) // (4 * jobs)) if jobs > 1 else max(1, len(todo))
-    tasks = [(str(run.path), s, todo[i : i + step], gpath) for i in range(0, len(todo), step)]
+    tasks = [
+        (str(run.path), s, todo[i : i + step], gpath, run.setting)
+        for i in range(0, len(todo), step)
+    ]
     return [e for e in eps if e in done], tasks
 
 

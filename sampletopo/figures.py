@@ -37,7 +37,7 @@ from sampletopo._errors import FigureWarning, SampletopoError
 from sampletopo._folders import check_inside, lock_folder
 from sampletopo._validation import check_int, invalid, ranges_text
 from sampletopo.readers import diagram_epochs, read_diagram, read_diagrams
-from sampletopo.runs import SPLITS, TREES, Run, epoch_tag, run_labels
+from sampletopo.runs import SPLITS, TREES, PathLike, Run, epoch_tag, run_labels, runs_in
 
 if TYPE_CHECKING:  # matplotlib stays unloaded until something is drawn (``--help`` reads here)
     from sampletopo.plotting._scales import Scale
@@ -48,7 +48,7 @@ __all__ = ["write_figure_set", "run_milestones", "comparison_figure", "loss_labe
 _CROSS_ENTROPY_NAMES = {"cross_entropy", "cross-entropy", "crossentropy", "ce", "nll"}
 
 
-def loss_label(run_dirs: Iterable[Path]) -> str:
+def loss_label(run_dirs: Iterable[PathLike]) -> str:
     """How loss axes of ``run_dirs`` are labelled: ``"cross-entropy loss (nats)"`` when every
     run's config says cross-entropy or names no ``loss`` (the runs sampletopo trains), else
     ``"loss"`` (or ``"<name> loss"`` when all runs name the same one)."""
@@ -69,7 +69,7 @@ def loss_label(run_dirs: Iterable[Path]) -> str:
     return f"{next(iter(names))} loss" if len(names) == 1 else "loss"
 
 
-def run_milestones(run_dirs: Iterable[Path]) -> list[int]:
+def run_milestones(run_dirs: Iterable[PathLike]) -> list[int]:
     """Epochs after which the learning rate changes, in any of the runs (the union).
 
     Per run: the drops of its stored schedule (:meth:`~sampletopo.runs.Run.lr_drops`, epochs
@@ -119,7 +119,8 @@ def write_figure_set(
     ----------
     run_dirs : path or paths
         Runs (or experiment folders) whose topology was computed
-        (:func:`sampletopo.analysis.compute_topology`). They must share dataset and splits.
+        (:func:`sampletopo.analysis.compute_topology`); runs of
+        :func:`sampletopo.runs.graph_runs` draw the topology of that graph setting. They must share dataset and splits.
         Runs of several experiment folders that share a name are labelled ``experiment/run``
         (:func:`sampletopo.runs.run_labels`).
     epochs : sequence of int, optional
@@ -154,7 +155,10 @@ def write_figure_set(
     ``out_dir`` is locked while drawing (see :mod:`sampletopo._folders`): a second process
     drawing into the same folder gets an error naming this one.
     """
-    runs = analysis.check_comparable(run_dirs, label_clashes=True)
+    analysis.check_comparable(run_dirs, label_clashes=True)
+    # As Run objects: a run given with a graph setting (sampletopo.runs.graph_runs) draws the
+    # topology of that setting.
+    runs = runs_in(run_dirs, label_clashes=True)
     with lock_folder(out_dir, what="drawing figures", role="figure folder"):
         return _write_figure_set(
             runs, Path(out_dir), epochs=epochs, formats=formats, prefix=prefix, title=title,
@@ -164,7 +168,7 @@ def write_figure_set(
 
 
 def _write_figure_set(
-    runs: list[Path],
+    runs: list[Run],
     out: Path,
     *,
     epochs: Sequence[int] | None,
@@ -278,7 +282,7 @@ def _write_figure_set(
 
 
 def _pooled(
-    summary: pl.DataFrame, diagrams: pl.DataFrame, runs: list[Path], labels: list[str]
+    summary: pl.DataFrame, diagrams: pl.DataFrame, runs: list[Run], labels: list[str]
 ) -> tuple[pl.DataFrame, str, pl.DataFrame, list[str]]:
     """The total-persistence table and heading, and the heatmap table and rows: per run, or,
     when some variant has replicates, per variant (curves: the mean with its interval;
@@ -296,7 +300,7 @@ def _pooled(
     )
 
 
-def _replicate_groups(runs: list[Path], labels: list[str]) -> dict[str, tuple[str, int]] | None:
+def _replicate_groups(runs: list[Run], labels: list[str]) -> dict[str, tuple[str, int]] | None:
     """Run label -> (its variant, the variant's replicate count), or ``None`` when no variant
     has more than one replicate among ``runs``."""
     from sampletopo.replicates import run_group
@@ -324,14 +328,14 @@ def _replicate_curves(summary: pl.DataFrame, groups: dict[str, tuple[str, int]])
 
 
 def _labelled_summary_tables(
-    runs: list[Path], labels: list[str]
+    runs: list[Run], labels: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """:func:`sampletopo.analysis.summary_tables` of ``runs``, their ``run`` column holding
     ``labels``: computed per experiment folder when run names clash (one call tells runs apart
     by name)."""
     if labels == [Run(r).name for r in runs]:
         return analysis.summary_tables(runs)
-    by_exp: dict[Path, list[tuple[Path, str]]] = {}
+    by_exp: dict[Path, list[tuple[Run, str]]] = {}
     for rd, lab in zip(runs, labels, strict=True):
         by_exp.setdefault(Run(rd).experiment.path, []).append((rd, lab))
     summaries, dists = [], []

@@ -17,6 +17,7 @@ What is here:
 - :func:`compare`: per pair of groups the difference of means, its bootstrap interval and a
   permutation-test p-value (:func:`scipy.stats.permutation_test`) with the smallest p-value the
   replicate counts allow;
+- :func:`sensitivity`: :func:`compare` once per kNN graph setting (k x features), one table;
 - the statistics themselves: :func:`bootstrap_mean_ci`, :func:`bootstrap_difference_ci`,
   :func:`permutation_pvalue`.
 
@@ -51,6 +52,7 @@ __all__ = [
     "bootstrap_difference_ci",
     "bootstrap_mean_ci",
     "compare",
+    "sensitivity",
     "metric_table",
     "parse_metric",
     "permutation_pvalue",
@@ -320,8 +322,10 @@ def _run_metrics(m: _Member, metrics: list[Metric], split: str, tree: str) -> pl
     from sampletopo.readers import read_diagrams, scan_losses
 
     if not m.run.diagram_epochs(split):
+        where = f" for graph setting {m.run.setting}" if m.run.setting else ""
         raise RunFolderError(
-            f"Run {m.label} has no {split} diagrams. Run `sampletopo topology {m.run.path}` first."
+            f"Run {m.label} has no {split} diagrams{where}. Run `sampletopo topology "
+            f"{m.run.path}` (with the same --k and --features) first."
         )
     df = read_diagrams(m.run, split=split, tree=tree).filter(pl.col("persistence").is_finite())
     epochs = m.run.diagram_epochs(split)
@@ -697,6 +701,57 @@ def compare(
                 }
             )
     return pl.DataFrame(rows, schema=_COMPARE_SCHEMA)
+
+
+def sensitivity(
+    runs: PathLike | Iterable[PathLike],
+    metric: str | Metric = "total_persistence",
+    *,
+    k: int | Sequence[int] = (10, 20, 40),
+    features: str | Sequence[str] = ("raw",),
+    pca_components: int = 50,
+    **options: Any,
+) -> pl.DataFrame:
+    """:func:`compare` on the topology of each kNN graph setting: every ``k`` with every
+    ``features`` (computed before by ``sampletopo topology RUNS --k 10 20 40 --features raw
+    pca``; see :func:`sampletopo.runs.graph_runs` for where each setting's results lie).
+
+    ``options`` are :func:`compare`'s (``split``, ``tree``, ``epochs``, ``confidence``,
+    ``n_boot``, ``n_permutations``, ``seed``); each setting's rows are exactly what
+    ``compare(graph_runs(runs, k=K, features=F), metric, **options)`` returns.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``k``, ``features``, then :func:`compare`'s columns; rows by setting in the order
+        given, then as :func:`compare` orders them.
+    """
+    from sampletopo.runs import graph_runs
+
+    ks = [k] if isinstance(k, int) else list(k)
+    fs = [features] if isinstance(features, (str, os.PathLike)) else list(features)
+    for i, kk in enumerate(ks):
+        check_int("k", kk, 1, None, where="sensitivity")
+        if kk in ks[:i]:
+            raise invalid("k", "distinct neighbour counts", ks, where="sensitivity")
+    if not ks or not fs:
+        raise invalid("k" if not ks else "features", "one or more values", [], where="sensitivity")
+    paths = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
+    parts = []
+    for f in fs:
+        for kk in ks:
+            keyed = graph_runs(
+                paths, k=kk, features=f, pca_components=pca_components, label_clashes=True
+            )
+            table = compare(keyed, metric, **options)
+            parts.append(
+                table.select(
+                    pl.lit(kk, dtype=pl.Int64).alias("k"),
+                    pl.lit(str(f)).alias("features"),
+                    pl.all(),
+                )
+            )
+    return pl.concat(parts)
 
 
 _COMPARE_SCHEMA: dict[str, Any] = {

@@ -18,6 +18,7 @@ A *run* (variant) folder holds what one training run recorded and what was compu
     <run>/topology/<split>/epoch=NNNN.parquet       join and split diagrams per split and epoch
     <run>/topology/summary.parquet                  summaries (sampletopo.analysis.summarize)
     <run>/topology/wasserstein.parquet              distances to a reference epoch
+    <run>/topology/k=10,features=raw/...            the same files for another graph setting
     <run>/samples/<split>-epoch=NNNN.parquet        regions tables (``sampletopo samples``)
 
 What is here: :class:`Run` and :class:`Experiment`, small frozen types that know every path,
@@ -26,6 +27,16 @@ manifest through the checked readers and atomic writers, and rebuild a run's dat
 :func:`find_runs` (a run folder, or the runs of an experiment folder); the one epoch file-name
 convention (:func:`epoch_tag`, :func:`parse_epoch`); the schemas of the loss and diagram tables;
 ``SPLITS`` and ``TREES``. A :class:`Report` folder knows where a report's figures go.
+
+Graph settings. Topology results are keyed by the kNN graph they were computed on (its k,
+features and PCA components, kept in ``meta.json``). ``topology/`` itself holds the setting
+first computed for the run, as sampletopo has always written it (runs computed before hold
+theirs there and read as before); every other setting gets its own sub-folder
+``topology/<setting>/`` (:func:`graph_setting`: ``k=10,features=raw``,
+``k=20,features=pca,pca=30``) with the same files, so several settings coexist and computing
+one never touches another. A :class:`Run` carries the setting whose files it names
+(:meth:`Run.for_graph` finds it; ``setting=""`` is ``topology/`` itself, what a plain
+``Run(path)`` reads).
 
 Names and places. A folder is named and placed by its path as given, made absolute without
 following symbolic links: a run kept on another disk and linked into an experiment belongs to
@@ -98,6 +109,9 @@ __all__ = [
     "loss_rows",
     "epoch_tag",
     "find_runs",
+    "GRAPH_DEFAULTS",
+    "graph_runs",
+    "graph_setting",
     "load_run_model",
     "parse_epoch",
     "run_labels",
@@ -173,6 +187,46 @@ def _epoch_files(folder: Path, suffix: str) -> dict[int, Path]:
         if e is not None:
             out[e] = p
     return dict(sorted(out.items()))
+
+
+#: The default graph setting: its results lie in ``topology/`` itself (see the module docstring).
+GRAPH_DEFAULTS: dict[str, Any] = {"k": 20, "features": "raw", "pca_components": 50}
+
+
+def graph_setting(
+    *,
+    k: int = GRAPH_DEFAULTS["k"],
+    features: str | os.PathLike[str] = GRAPH_DEFAULTS["features"],
+    pca_components: int = GRAPH_DEFAULTS["pca_components"],
+) -> str:
+    """The sub-folder of ``topology/`` a kNN graph setting's results go to when ``topology/``
+    itself holds another setting (see the module docstring). Features read from a ``.npy``
+    file are named by a hash of the file's absolute path.
+
+    >>> graph_setting(k=10), graph_setting(features="pca", pca_components=30)
+    ('k=10,features=raw', 'k=20,features=pca,pca=30')
+    """
+    feats = str(features)
+    if feats not in ("raw", "standardized", "pca"):
+        digest = hashlib.sha256(os.path.abspath(feats).encode()).hexdigest()[:12]
+        feats = f"file-{digest}"
+    name = f"k={int(k)},features={feats}"
+    if feats == "pca" and int(pca_components) != GRAPH_DEFAULTS["pca_components"]:
+        name += f",pca={int(pca_components)}"
+    return name
+
+
+def _meta_matches(entry: Any, k: int, features: str, pca_components: int) -> bool:
+    """Whether one split's ``meta.json`` entry records this graph setting (``pca_components``
+    is stored only for PCA features with other than the default 50 components)."""
+    if not isinstance(entry, dict):
+        return False
+    pca = int(pca_components) if features == "pca" else GRAPH_DEFAULTS["pca_components"]
+    return (
+        entry.get("k") == int(k)
+        and entry.get("features") == str(features)
+        and entry.get("pca_components", GRAPH_DEFAULTS["pca_components"]) == pca
+    )
 
 
 def _absolute(path: str | Path) -> Path:
@@ -456,9 +510,16 @@ class Run:
     """
 
     path: Path
+    setting: str
 
-    def __init__(self, path: PathLike) -> None:
+    def __init__(self, path: PathLike, *, setting: str = "") -> None:
         object.__setattr__(self, "path", Path(path))
+        object.__setattr__(self, "setting", str(setting))
+
+    def with_setting(self, setting: str) -> Run:
+        """The same run, naming the topology files in ``topology/<setting>/`` (``""``:
+        ``topology/`` itself); :meth:`for_graph` finds the folder of a graph setting."""
+        return Run(self.path, setting=setting)
 
     def __str__(self) -> str:
         return str(self.path)
@@ -523,8 +584,40 @@ class Run:
 
     @property
     def topology_dir(self) -> Path:
-        """``topology/``: diagrams, their graph settings, summaries."""
-        return self.path / _TOPOLOGY
+        """``topology/``: diagrams, their graph settings, summaries; ``topology/<setting>/``
+        for a run naming another setting's files (see the module docstring)."""
+        top = self.path / _TOPOLOGY
+        return top / self.setting if self.setting else top
+
+    def for_graph(
+        self,
+        *,
+        k: int = GRAPH_DEFAULTS["k"],
+        features: str | os.PathLike[str] = GRAPH_DEFAULTS["features"],
+        pca_components: int = GRAPH_DEFAULTS["pca_components"],
+    ) -> Run:
+        """The run naming the topology files of this graph setting: ``topology/`` itself when
+        it holds this setting or none yet (or its ``meta.json`` is damaged: the computation
+        deals with that), else ``topology/<graph_setting(...)>/``."""
+        top = Run(self.path)
+        meta, why = top.read_meta()
+        entries = [v for v in meta.values()] if why is None else []
+        if why is not None or not entries:
+            return top
+        if all(_meta_matches(v, k, str(features), pca_components) for v in entries):
+            return top
+        return Run(
+            self.path, setting=graph_setting(k=k, features=features, pca_components=pca_components)
+        )
+
+    def topology_settings(self) -> list[str]:
+        """The graph settings with stored results: ``""`` (``topology/`` itself) when it holds
+        a ``meta.json``, then the sub-folders of ``topology/`` holding one, sorted."""
+        top = self.path / _TOPOLOGY
+        out = [""] if (top / _META).is_file() else []
+        if top.is_dir():
+            out += sorted(p.name for p in top.iterdir() if (p / _META).is_file())
+        return out
 
     @property
     def meta_file(self) -> Path:
@@ -973,6 +1066,8 @@ def find_runs(path: PathLike | Experiment) -> list[Run]:
     RunFolderError
         Neither ``path`` nor any folder inside it holds a ``losses`` folder.
     """
+    if isinstance(path, Run) and path.is_run():
+        return [path]  # keeps its graph setting
     p = path.path if isinstance(path, Experiment) else Path(path)
     if Run(p).is_run():
         return [Run(p)]
@@ -1044,3 +1139,19 @@ def runs_in(paths: PathLike | Iterable[PathLike], *, label_clashes: bool = False
             "`sampletopo figures` and `sampletopo compare` label such runs experiment/run."
         )
     return out
+
+
+def graph_runs(
+    paths: PathLike | Iterable[PathLike],
+    *,
+    k: int = GRAPH_DEFAULTS["k"],
+    features: str | os.PathLike[str] = GRAPH_DEFAULTS["features"],
+    pca_components: int = GRAPH_DEFAULTS["pca_components"],
+    label_clashes: bool = False,
+) -> list[Run]:
+    """The runs of ``paths`` (as :func:`runs_in`), naming the topology files of one graph
+    setting (:meth:`Run.for_graph`): pass them to the summaries, readers and comparisons to
+    read that setting's results.
+    """
+    runs = runs_in(paths, label_clashes=label_clashes)
+    return [r.for_graph(k=k, features=features, pca_components=pca_components) for r in runs]

@@ -20,6 +20,7 @@ import sampletopo as st
 from sampletopo import analysis
 from sampletopo._errors import SampletopoError
 from sampletopo.readers import diagram_epochs, read_diagram, read_diagrams
+from sampletopo.runs import Run, graph_runs
 
 
 def gudhi_pairs(edges, f):
@@ -130,8 +131,63 @@ def test_rerun_computes_only_new_epochs_and_jobs_equal_serial(experiment, tmp_pa
                 a = pl.read_parquet(rd / "topology" / split / f"epoch={e:04d}.parquet")
                 b = pl.read_parquet(copy / rd.name / "topology" / split / f"epoch={e:04d}.parquet")
                 assert a.equals(b)
-    with pytest.raises(SampletopoError, match="already holds"):
-        analysis.compute_topology([copy], k=5, progress=False)
+    # Another graph setting goes beside the first, not over it (see sampletopo.runs).
+    first = _files(copy)
+    res5 = analysis.compute_topology([copy], k=5, progress=False)
+    assert set(res5["status"].to_list()) == {"computed"}
+    now = _files(copy)
+    assert {f: now.get(f) for f in first} == first  # what was there: same bytes, same mtimes
+    assert any("k=5,features=raw" in f for f in now)
+    run = Run(next(p for p in sorted(copy.iterdir()) if (p / "losses").is_dir()))
+    assert run.topology_settings() == ["", "k=5,features=raw"]
+    k5 = run.for_graph(k=5)
+    assert k5.topology_dir == run.path / "topology" / "k=5,features=raw"
+    assert {e["k"] for e in k5.read_meta()[0].values()} == {5}
+    assert run.for_graph(k=10).topology_dir == run.path / "topology"
+    # The k=5 diagrams are those of a k=5 graph: the split tree of an epoch, recomputed here.
+    graph = analysis.graph_for_run(run, split="val", k=5)
+    losses = pl.read_parquet(run.loss_file("val", 3)).sort("sample")["loss"].to_numpy()
+    want = analysis._diagram_table("val", 3, losses, graph)
+    got = pl.read_parquet(k5.diagram_file("val", 3))
+    assert got.sort(pl.all()).equals(want.sort(pl.all()))
+    assert not got.equals(pl.read_parquet(run.diagram_file("val", 3)))
+    # Recomputing one setting (overwrite) leaves the other's files as they were.
+    five = _files(k5.topology_dir)
+    analysis.compute_topology([copy], k=10, overwrite=True, progress=False)
+    assert _files(k5.topology_dir) == five
+    ten = _files(run.topology_dir, top_only=True)
+    analysis.compute_topology([copy], k=5, overwrite=True, progress=False)
+    assert _files(run.topology_dir, top_only=True) == ten
+    # Readers given the setting read its tables; a plain run folder reads topology/.
+    st5 = analysis.summarize(graph_runs([copy], k=5), write=False)
+    n5 = (
+        read_diagrams(k5, split="val", tree="split")
+        .filter((pl.col("epoch") == 3) & pl.col("persistence").is_finite())
+        .height
+    )
+    row = st5.filter(
+        (pl.col("run") == run.name)
+        & (pl.col("split") == "val")
+        & (pl.col("tree") == "split")
+        & (pl.col("epoch") == 3)
+    )
+    assert row["n_pairs"].item() == n5
+
+
+def _files(folder, *, top_only: bool = False) -> dict[str, tuple[str, int]]:
+    """Every file under ``folder`` (not the settings' sub-folders of a topology folder when
+    ``top_only``): its sha256 and mtime in ns."""
+    import hashlib
+
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.name == ".sampletopo.lock":
+            continue
+        rel = p.relative_to(folder)
+        if top_only and rel.parts[0].startswith("k="):
+            continue
+        out[str(rel)] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+    return out
 
 
 def test_nonfinite_epoch_is_skipped_loudly_and_missing_epochs_named(experiment, tmp_path):

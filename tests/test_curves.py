@@ -21,7 +21,7 @@ from sampletopo import analysis
 from sampletopo._errors import SampletopoError
 from sampletopo.cli import main
 from sampletopo.readers import read_diagram
-from sampletopo.runs import runs_in
+from sampletopo.runs import graph_runs, runs_in
 
 # --- the solvers ------------------------------------------------------------------------------
 
@@ -220,9 +220,10 @@ def test_stored_rows_are_reused_only_for_the_same_settings_and_diagrams(exp, mon
     analysis.wasserstein_to_reference(exp, reference=2)
     assert len(seen) == 40
     seen.clear()
-    # Other diagrams (another k): every row is stale.
+    # Other diagrams (another k, beside the first in topology/k=6,features=raw/): every row
+    # is new.
     analysis.compute_topology(exp, k=6, overwrite=True, progress=False)
-    again = analysis.wasserstein_to_reference(exp, reference=2)
+    again = analysis.wasserstein_to_reference(graph_runs(exp, k=6), reference=2)
     assert len(seen) == 40
     assert not (again["diagram_hash"] == first["diagram_hash"]).any()
 
@@ -312,7 +313,9 @@ def test_figures_and_report_reuse_the_curves_topology_stored(exp, monkeypatch):
     assert seen == []
     assert_frame_equal(wdist, stored.drop(["w2", "w2_bound"]))
     assert_frame_equal(st.read_wasserstein(exp), stored)
-    # Other diagrams (an overwrite with another k): computed again, with the default solver.
+    # Other diagrams (another k): computed anew, with the default solver; the first setting's
+    # stored table is untouched.
     analysis.compute_topology(exp, k=6, overwrite=True, progress=False)
-    _, wdist = analysis.summary_tables(exp)
+    _, wdist = analysis.summary_tables(graph_runs(exp, k=6))
     assert len(seen) == 40 and set(wdist["backend"]) == {"assignment"}
+    assert_frame_equal(st.read_wasserstein(exp), stored)

@@ -8,10 +8,12 @@ under the null.
 import math
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from sampletopo import analysis
 from sampletopo._errors import ComparisonWarning, ParameterError, RunFolderError
@@ -501,3 +503,109 @@ def test_runs_written_before_groups_resume_and_join_their_group(study, tmp_path)
     assert "group" not in tomllib.loads(path.read_text())  # nothing was rewritten
     table = replicates(copy)
     assert table.filter(pl.col("run") == "lr=0.5,seed=1").row(0, named=True)["group"] == "lr=0.5"
+
+
+def test_sensitivity_rows_are_compare_per_graph_setting(study, tmp_path, capsys):
+    from sampletopo.cli import main
+    from sampletopo.replicates import sensitivity
+    from sampletopo.runs import graph_runs
+
+    out, runs = study
+    before = {p: p.read_bytes() for r in runs for p in sorted((Path(r) / "topology").rglob("*.*"))}
+    # k=10 lies in topology/ itself (computed first), k=5 and standardized k=10 beside it.
+    assert main(["topology", str(out), "--k", "5", "--features", "raw", "standardized",
+                 "--no-progress"]) == 0  # fmt: skip
+    argv = ["topology", str(out), "--k", "10", "--features", "standardized", "--no-progress"]
+    assert main(argv) == 0
+    assert Run(runs[0]).topology_settings() == [
+        "",
+        "k=10,features=standardized",
+        "k=5,features=raw",
+        "k=5,features=standardized",
+    ]
+    assert {p: p.read_bytes() for p in before} == before  # the first setting untouched
+    opts = {"epochs": "final", "n_boot": 500, "n_permutations": 999}
+    table = sensitivity(out, "n_pairs", k=[5, 10], features=["raw", "standardized"], **opts)
+    assert table.select("k", "features").unique(maintain_order=True).rows() == [
+        (5, "raw"), (10, "raw"), (5, "standardized"), (10, "standardized")
+    ]  # fmt: skip
+    for (k, f), part in table.group_by(["k", "features"], maintain_order=True):
+        want = compare(graph_runs(out, k=k, features=f), "n_pairs", **opts)
+        assert_frame_equal(part.drop("k", "features"), want)
+    # k=10 raw is topology/ itself: what a plain compare reads.
+    assert_frame_equal(
+        table.filter((pl.col("k") == 10) & (pl.col("features") == "raw")).drop("k", "features"),
+        compare(out, "n_pairs", **opts),
+    )
+    # Settings differ: the pair counts of a k=5 graph are not those of a k=10 graph.
+    assert table["mean_a"].n_unique() > 1
+    # The command: one setting with --k, all with --sensitivity, the same numbers as a file.
+    csv = tmp_path / "sens.csv"
+    argv = ["compare", str(out), "--metric", "n_pairs", "--epochs", "final", "--n-boot", "500",
+            "--n-permutations", "999"]  # fmt: skip
+    assert main([*argv, "--k", "5"]) == 0
+    assert f"{table['difference'][0]:.4f}" in capsys.readouterr().out
+    assert main([*argv, "--sensitivity", "--k", "5", "10", "--features", "raw", "standardized",
+                 "--out", str(csv)]) == 0  # fmt: skip
+    assert_frame_equal(pl.read_csv(csv, schema=table.schema), table)
+    assert main([*argv, "--k", "5", "10"]) == 2
+    assert "--sensitivity" in capsys.readouterr().err
+    # The figure: one line per features value, the differences against k, the table beside.
+    import matplotlib.pyplot as plt
+
+    from sampletopo.plotting import plot_sensitivity
+
+    ax = plot_sensitivity(table)
+    lines = {c.get_label(): c.lines[0] for c in ax.containers}
+    assert sorted(lines) == ["features=raw", "features=standardized"]
+    for f in ("raw", "standardized"):
+        part = table.filter(pl.col("features") == f).sort("k")
+        assert list(lines[f"features={f}"].get_xdata()) == [5, 10]
+        np.testing.assert_array_equal(lines[f"features={f}"].get_ydata(), part["difference"])
+    plt.close(ax.figure)
+    png = tmp_path / "sens.png"
+    assert main([*argv, "--sensitivity", "--k", "5", "10", "--figure", str(png)]) == 0
+    assert png.stat().st_size > 0
+    assert_frame_equal(
+        pl.read_parquet(tmp_path / "sens.parquet"), table.filter(pl.col("features") == "raw")
+    )
+    assert main([*argv, "--figure", str(png)]) == 2
+    # A setting never computed: one error naming it.
+    with pytest.raises(RunFolderError, match="graph setting k=7,features=raw"):
+        compare(graph_runs(out, k=7), "n_pairs", **opts)
+
+
+def test_topology_puts_the_default_setting_in_topology_itself(study, tmp_path):
+    from sampletopo.cli import main
+
+    out, runs = study
+    copy = tmp_path / "exp"
+    shutil.copytree(runs[0], copy / Path(runs[0]).name, ignore=shutil.ignore_patterns("topology"))
+    assert main(["topology", str(copy), "--k", "5", "20", "--splits", "val", "--no-progress"]) == 0
+    run = Run(copy / Path(runs[0]).name)
+    assert run.read_meta()[0]["val"]["k"] == 20  # asked second, computed first
+    assert run.for_graph(k=5).read_meta()[0]["val"]["k"] == 5
+    assert run.topology_settings() == ["", "k=5,features=raw"]
+
+
+def test_figures_draw_the_graph_setting_asked(study, tmp_path):
+    from sampletopo.cli import main
+    from sampletopo.readers import read_diagrams
+    from sampletopo.runs import graph_runs
+
+    out, runs = study
+    analysis.compute_topology(out, k=5, splits=["val"], progress=False)
+    name = Path(runs[0]).name
+    drawn = {}
+    for k in (5, 10):
+        d = tmp_path / f"k{k}"
+        argv = ["figures", str(out), "--k", str(k), "--out", str(d), "--formats", "png"]
+        assert main([*argv, "--no-progress"]) == 0
+        t = pl.read_parquet(d / f"diagrams-{name}-epoch=0003.parquet")
+        drawn[k] = t.filter((pl.col("split") == "val") & (pl.col("tree") == "split"))
+    for k in (5, 10):
+        (run,) = [r for r in graph_runs(out, k=k) if r.name == name]
+        want = read_diagrams(run, split="val", tree="split").filter(pl.col("epoch") == 3)
+        assert sorted(drawn[k]["persistence"].to_list()) == sorted(want["persistence"].to_list())
+    assert sorted(drawn[5]["persistence"].to_list()) != sorted(drawn[10]["persistence"].to_list())
+    assert main(["figures", str(out), "--k", "5", "10"]) == 2

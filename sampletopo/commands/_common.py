@@ -11,11 +11,15 @@ import dataclasses
 import importlib
 import inspect
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sampletopo._errors import ParameterError, RunFolderError
 from sampletopo._validation import MAX_SEED, invalid
+
+if TYPE_CHECKING:
+    from sampletopo.runs import PathLike
 
 _ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?([^`]+)`")
 _LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
@@ -154,16 +158,25 @@ def progress_option(p: argparse.ArgumentParser, *, bars: bool = False) -> None:
     option(p, "--no-progress", action="store_true", help=f"hide the progress bar{'s' * bars}")
 
 
-def graph_options(p: argparse.ArgumentParser, *, default_of: str) -> None:
-    """``--k`` and ``--features``: the kNN graph of a split (defaults of ``default_of``)."""
+def graph_options(p: argparse.ArgumentParser, *, default_of: str, several: bool = False) -> None:
+    """``--k`` and ``--features``: the kNN graph of a split (defaults of ``default_of``); with
+    ``several``, each takes one or more values (every combination is a graph setting)."""
+    more = {"nargs": "+"} if several else {}
+    also = "; several values: each is computed and stored apart" if several else ""
     option(
-        p, "--k", type=int, default_of=default_of, help="neighbours per sample (20 in the thesis)"
+        p,
+        "--k",
+        type=int,
+        default_of=default_of,
+        help=f"neighbours per sample (20 in the thesis){also}",
+        **more,
     )
     option(
         p,
         "--features",
         default_of=default_of,
-        help="graph features: raw, standardized, pca or the path of a .npy file",
+        help=f"graph features: raw, standardized, pca or the path of a .npy file{also}",
+        **more,
     )
 
 
@@ -267,15 +280,73 @@ def _check_parents(p: Path, flag: str) -> None:
             return
 
 
-def require_diagrams(runs: list[Path], *, given: list[str]) -> None:
+def require_diagrams(runs: Sequence[PathLike], *, given: list[str]) -> None:
     """Refuse, before any output folder is made, runs none of which has stored diagrams.
 
     ``given`` are the folders as the user typed them (experiments or runs), for the message.
     """
-    from sampletopo.runs import SPLITS, Run
+    from sampletopo.runs import SPLITS, as_run
 
-    if not any(Run(rd).diagram_epochs(s) for rd in runs for s in SPLITS):
+    if not any(as_run(rd).diagram_epochs(s) for rd in runs for s in SPLITS):
         where = ", ".join(repr(str(g)) for g in given)
         raise RunFolderError(
-            f"No stored diagrams under {where}. Run `sampletopo topology {' '.join(given)}` first."
+            f"No stored diagrams under {where}. Run `sampletopo topology {' '.join(given)}` "
+            "(with the same --k and --features) first."
         )
+
+
+def chosen_graph_options(p: argparse.ArgumentParser, *, several: str = "") -> None:
+    """``--k``, ``--features``, ``--pca-components`` of a command that reads topology: which
+    graph setting's results to read (default: those in ``<run>/topology/`` itself). With
+    ``several`` (the flag that allows it), each takes several values."""
+    more = f"; several values with {several}" if several else ""
+    option(
+        p,
+        "--k",
+        type=int,
+        nargs="+",
+        help="neighbours per sample of the graph setting read (default: the setting in "
+        f"<run>/topology/){more}",
+    )
+    option(
+        p,
+        "--features",
+        nargs="+",
+        help="graph features of the setting read: raw, standardized, pca or a .npy path "
+        f"(default: raw when --k is given){more}",
+    )
+    option(
+        p,
+        "--pca-components",
+        type=int,
+        default_of="sampletopo.runs:graph_runs",
+        help="principal axes of the setting read with --features pca",
+    )
+
+
+def chosen_graph(
+    args: argparse.Namespace, *, where: str, several: str = ""
+) -> dict[str, Any] | None:
+    """The one graph setting of ``chosen_graph_options`` (``None``: none given, read
+    ``<run>/topology/`` itself); several values are refused, naming ``several``."""
+    from sampletopo.runs import GRAPH_DEFAULTS
+
+    ks = getattr(args, "k", None)
+    fs = getattr(args, "features", None)
+    for flag, values in (("--k", ks), ("--features", fs)):
+        if values is not None and len(values) > 1:
+            raise invalid(
+                flag,
+                "one value (the graph setting read)",
+                " ".join(map(str, values)),
+                where=where,
+                kind="flag",
+                fix=f"Add {several} to use several settings." if several else "",
+            )
+    if ks is None and fs is None:
+        return None
+    return {
+        "k": ks[0] if ks else GRAPH_DEFAULTS["k"],
+        "features": fs[0] if fs else GRAPH_DEFAULTS["features"],
+        "pca_components": getattr(args, "pca_components", GRAPH_DEFAULTS["pca_components"]),
+    }

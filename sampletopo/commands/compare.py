@@ -4,13 +4,24 @@ Prints, for the chosen epochs, each variant's mean, sd and confidence interval o
 replicates (runs of one variant under several seeds, ``sampletopo train ... --seed 0 1 2``),
 then one row per pair of variants: the difference of means, its bootstrap interval, the
 permutation-test p-value, the smallest p-value the replicate counts allow, and a verdict.
+--k/--features pick the kNN graph setting whose topology is compared (default: the setting
+in <run>/topology/ itself); with --sensitivity, every --k x --features setting is compared and
+one table shows the result per setting.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
-from sampletopo.commands._common import add_command, given, option
+from sampletopo.commands._common import (
+    add_command,
+    chosen_graph,
+    chosen_graph_options,
+    given,
+    option,
+)
 from sampletopo.runs import SPLITS, TREES
 
 _COMPARE = "sampletopo.replicates:compare"
@@ -57,6 +68,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="permutation-test resamples (exact when the replicates allow fewer splits)",
     )
     option(p, "--seed", type=int, default_of=_COMPARE, help="seed of bootstrap and permutations")
+    chosen_graph_options(p, several="--sensitivity")
+    option(
+        p,
+        "--sensitivity",
+        action="store_true",
+        help="compare on every --k x --features setting (default k 10 20 40, features raw) and "
+        "print one table of difference, interval and p-value per setting",
+    )
+    option(
+        p,
+        "--figure",
+        help="with --sensitivity: also draw the difference against k, one line per features "
+        "value, into this file (.png, .pdf, .svg; its table beside it as .parquet)",
+    )
     option(
         p,
         "--out",
@@ -90,14 +115,24 @@ def _run(args: argparse.Namespace) -> int:
     if "epochs" in options:
         options["epochs"] = _epochs(options["epochs"])
     out = getattr(args, "out", None)
+    path = None
     if out is not None:
         path = check_out_file(out, example="compare.csv")
         check_table_file(path)  # before the comparison is computed
     metric = getattr(args, "metric", "total_persistence")
     perms = {"n_permutations": args.n_permutations} if hasattr(args, "n_permutations") else {}
-    table = compare(args.runs, metric, **options, **perms)
+    figure = _figure_file(args)  # before the comparison is computed
+    if getattr(args, "sensitivity", False):
+        return _sensitivity(args, metric, {**options, **perms}, path, figure)
+    runs = args.runs
+    graph = chosen_graph(args, where="sampletopo compare", several="--sensitivity")
+    if graph is not None:
+        from sampletopo.runs import graph_runs
+
+        runs = graph_runs(runs, **graph, label_clashes=True)  # type: ignore[arg-type]
+    table = compare(runs, metric, **options, **perms)
     summary = replicate_summary(
-        args.runs, [metric], **{**options, "epochs": sorted(set(table["epoch"].to_list()))}
+        runs, [metric], **{**options, "epochs": sorted(set(table["epoch"].to_list()))}
     )
     with pl.Config(
         tbl_rows=-1,
@@ -112,6 +147,87 @@ def _run(args: argparse.Namespace) -> int:
         print(table.drop("metric", "split", "tree", "verdict"))
     for row in table.iter_rows(named=True):
         print(f"epoch {row['epoch']}, {row['group_a']} vs {row['group_b']}: {row['verdict']}")
-    if out is not None:
+    if path is not None:
         print(write_table(table, path))
+    return 0
+
+
+def _figure_file(args: argparse.Namespace) -> Path | None:
+    """``--figure`` checked: only with --sensitivity, a suffix matplotlib can save."""
+    from sampletopo._validation import invalid
+    from sampletopo.commands._common import check_out_file
+
+    figure = getattr(args, "figure", None)
+    if figure is None:
+        return None
+    if not getattr(args, "sensitivity", False):
+        raise invalid(
+            "--figure",
+            "a figure of a sensitivity table",
+            figure,
+            where="sampletopo compare",
+            kind="flag",
+            fix="Add --sensitivity (with several --k values).",
+        )
+    from matplotlib.figure import Figure
+
+    path = check_out_file(figure, "--figure", example="sensitivity.png")
+    supported = sorted(Figure().canvas.get_supported_filetypes())
+    if path.suffix.lstrip(".").lower() not in supported:
+        raise invalid(
+            "--figure",
+            f"a file name ending in a format matplotlib can save: {', '.join(supported)}",
+            figure,
+            where="sampletopo compare",
+            kind="flag",
+            fix="End the name in .png, .pdf or .svg.",
+        )
+    return path
+
+
+def _sensitivity(
+    args: argparse.Namespace,
+    metric: str,
+    options: dict[str, Any],
+    out: Path | None,
+    figure: Path | None,
+) -> int:
+    import polars as pl
+
+    from sampletopo.export import write_table
+    from sampletopo.replicates import sensitivity
+
+    graph = given(args, "k", "features", "pca_components")
+    graph.pop("progress", None)
+    table = sensitivity(args.runs, metric, **graph, **options)
+    with pl.Config(
+        tbl_rows=-1,
+        tbl_cols=-1,
+        tbl_width_chars=160,
+        fmt_str_lengths=200,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        float_precision=4,
+    ):
+        print(table.drop("metric", "split", "tree", "verdict", "mean_a", "mean_b", "p_min"))
+    for row in table.iter_rows(named=True):
+        print(
+            f"k={row['k']}, features={row['features']}, epoch {row['epoch']}, "
+            f"{row['group_a']} vs {row['group_b']}: {row['verdict']}"
+        )
+    if out is not None:
+        print(write_table(table, out))
+    if figure is not None:
+        import matplotlib.pyplot as plt
+
+        from sampletopo.plotting import plot_sensitivity
+        from sampletopo.plotting._topology import save_figure
+        from sampletopo.runs import figure_table_file
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        plot_sensitivity(table, ax=ax)
+        fig.tight_layout()
+        print(save_figure(fig, figure))
+        plt.close(fig)
+        print(write_table(table, figure_table_file(figure)))
     return 0

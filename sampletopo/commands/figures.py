@@ -6,6 +6,8 @@ import argparse
 
 from sampletopo.commands._common import (
     add_command,
+    chosen_graph,
+    chosen_graph_options,
     figure_look_options,
     given,
     heatmap_epochs_option,
@@ -37,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="file formats to write each figure in, any that matplotlib saves (png, pdf, svg, "
         "jpg, ...)",
     )
+    chosen_graph_options(p)
     progress_option(p)
     p.set_defaults(func=_run)
 
@@ -70,7 +73,12 @@ def _run(args: argparse.Namespace) -> int:
     options = given(args, "epochs", "formats", "scale", "bins", "value_range", "columns")
     if "formats" in options:
         options["formats"] = check_formats(options["formats"])
-    runs = analysis.check_comparable(args.runs, label_clashes=True)
+    runs: list = analysis.check_comparable(args.runs, label_clashes=True)
+    graph = chosen_graph(args, where="sampletopo figures")
+    if graph is not None:
+        from sampletopo.runs import graph_runs
+
+        runs = graph_runs(runs, **graph, label_clashes=True)
     require_diagrams(runs, given=args.runs)
     from sampletopo.runs import Run
 

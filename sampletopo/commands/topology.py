@@ -20,10 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="For every run x split x epoch not done yet: the join and split diagrams of "
         "the per-sample loss on the split's cached kNN graph; then summaries and Wasserstein "
         "distances to a reference epoch (the final one by default). Results go to "
-        "<run>/topology/.",
+        "<run>/topology/ for the first graph setting computed and to "
+        "<run>/topology/k=K,features=F/ for any other; with several --k or --features values "
+        "each combination is computed, and one setting never touches another's files.",
     )
     p.add_argument("runs", nargs="+", help="run folders, or experiment folders holding runs")
-    graph_options(p, default_of=_COMPUTE)
+    graph_options(p, default_of=_COMPUTE, several=True)
     option(
         p,
         "--pca-components",
@@ -110,58 +112,72 @@ def parse_reference(text: str) -> str | int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import itertools
+
     import polars as pl
 
     from sampletopo import analysis
+    from sampletopo.runs import GRAPH_DEFAULTS, graph_runs, graph_setting
 
     # Before the long computation, not after it.
     ref = parse_reference(args.reference) if hasattr(args, "reference") else None
-    options = given(args, "splits", "k", "features", "pca_components", "jobs", "overwrite")
+    options = given(args, "splits", "pca_components", "jobs", "overwrite")
     w_options = given(args, "orders", "backend", "delta", "min_persistence", "jobs")
     settings = {k: v for k, v in w_options.items() if k != "progress"}
     analysis.check_wasserstein_settings(**settings)  # before the long computation
     w_options.setdefault("progress", True)  # the library's default is quiet
+    ks = list(dict.fromkeys(getattr(args, "k", [GRAPH_DEFAULTS["k"]])))
+    feats = list(dict.fromkeys(getattr(args, "features", [GRAPH_DEFAULTS["features"]])))
+    pca = options.get("pca_components", GRAPH_DEFAULTS["pca_components"])
     # Each folder given is done on its own: runs are told apart by folder name within one call,
     # and two experiments may well both hold a run called "run".
     groups = [[r] for r in args.runs] if len(args.runs) > 1 else [args.runs]
     done_parts, summaries = [], []
-    for runs in groups:
-        done = analysis.compute_topology(runs, **options)
-        summary = analysis.summarize(runs)
-        r = ref
-        if r == "first":
-            # The library takes one epoch for all runs: the earliest one each run and split has.
-            firsts = summary.group_by(["run", "split"]).agg(pl.col("epoch").min())
-            r = int(firsts.select(pl.col("epoch").max()).item())
-        if r is not None:
-            w_options["reference"] = r
-        analysis.wasserstein_to_reference(runs, **w_options)
-        if len(groups) > 1:
-            label = Path(runs[0]).resolve().name
-            prefix = pl.lit(label + "/") + pl.col("run")
-            done = done.with_columns(run=prefix)
-            summary = summary.with_columns(run=prefix)
-        done_parts.append(done)
-        summaries.append(summary)
+    # The default setting first: on a fresh run it is the one topology/ itself holds (what
+    # figures, report and compare read without --k), the others go beside it.
+    default = (GRAPH_DEFAULTS["k"], GRAPH_DEFAULTS["features"])
+    combos = sorted(itertools.product(ks, feats), key=lambda kf: kf != default)
+    for k, features in combos:
+        name = graph_setting(k=k, features=features, pca_components=pca)
+        for paths in groups:
+            done = analysis.compute_topology(paths, k=k, features=features, **options)
+            runs = graph_runs(paths, k=k, features=features, pca_components=pca)
+            summary = analysis.summarize(runs)
+            r = ref
+            if r == "first":
+                # The library takes one epoch for all runs: the earliest each run and split has.
+                firsts = summary.group_by(["run", "split"]).agg(pl.col("epoch").min())
+                r = int(firsts.select(pl.col("epoch").max()).item())
+            if r is not None:
+                w_options["reference"] = r
+            analysis.wasserstein_to_reference(runs, **w_options)
+            if len(groups) > 1:
+                label = Path(paths[0]).resolve().name
+                prefix = pl.lit(label + "/") + pl.col("run")
+                done = done.with_columns(run=prefix)
+                summary = summary.with_columns(run=prefix)
+            done_parts.append(done.with_columns(graph=pl.lit(name)))
+            summaries.append(summary.with_columns(graph=pl.lit(name)))
     done = pl.concat(done_parts)
     summary = pl.concat(summaries)
-    counts = done.group_by("status").len().sort("status")
-    for status, n in counts.iter_rows():
-        print(f"{n:5d} epoch(s) {status}")
-    with pl.Config(tbl_rows=20, tbl_cols=12, fmt_str_lengths=60):
-        last = summary.group_by(["run", "split", "tree"]).agg(pl.all().sort_by("epoch").last())
+    several = len(ks) * len(feats) > 1
+    counts = done.group_by(["graph", "status"] if several else ["status"]).len().sort(pl.all())
+    for row in counts.iter_rows():
+        where = f" ({row[0]})" if several else ""
+        print(f"{row[-1]:5d} epoch(s) {row[-2]}{where}")
+    keys = ["graph", "run", "split", "tree"] if several else ["run", "split", "tree"]
+    with pl.Config(tbl_rows=40, tbl_cols=12, fmt_str_lengths=60):
+        last = summary.group_by(keys).agg(pl.all().sort_by("epoch").last())
         print(
             last.select(
                 [
-                    "run",
-                    "split",
-                    "tree",
+                    *keys,
                     "epoch",
                     "total_persistence_1",
                     "n_pairs",
                     "mean_loss",
                     "accuracy",
                 ]
-            ).sort(["run", "split", "tree"])
+            ).sort(keys)
         )
     return 0

@@ -1140,3 +1140,36 @@ def save(fig: Figure, path: Path, formats: Sequence[str] = ("png", "pdf")) -> li
     finally:
         plt.close(fig)
     return out
+
+
+def plot_sensitivity(table: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """A variant difference against the kNN graph's k, one line per features value: the rows
+    of :func:`sampletopo.replicates.sensitivity` (``difference`` with its ``ci_low`` ..
+    ``ci_high`` interval as error bars; none where a group has one replicate). With several
+    pairs or epochs, each gets its own lines (labelled with them)."""
+    where = "plot_sensitivity"
+    _need(table, ["k", "features", "epoch", "group_a", "group_b", "difference", "ci_low",
+                  "ci_high", "metric"], where)  # fmt: skip
+    if table.height == 0:
+        raise invalid("table", "at least one row", where=where, got="an empty table")
+    ax = _ax(ax)
+    keys = ["features", "group_a", "group_b", "epoch"]
+    parts = table.sort("k").group_by(keys, maintain_order=True)
+    many = table.select(keys[1:]).unique().height > 1
+    for (feats, ga, gb, epoch), part in parts:
+        d = part["difference"].to_numpy().astype(np.float64)
+        lo = part["ci_low"].fill_null(np.nan).to_numpy().astype(np.float64)
+        hi = part["ci_high"].fill_null(np.nan).to_numpy().astype(np.float64)
+        err = np.vstack([np.nan_to_num(d - lo), np.nan_to_num(hi - d)])
+        label = f"features={feats}" + (f": {ga} - {gb}, epoch {epoch}" if many else "")
+        ax.errorbar(part["k"].to_numpy(), d, yerr=err, marker="o", capsize=3, label=label)
+    ax.axhline(0.0, color="0.5", lw=0.8, ls="--")
+    ax.set_xticks(sorted(set(table["k"].to_list())))
+    ax.set_xlabel("k (neighbours of the kNN graph)")
+    first = table.row(0, named=True)
+    pair = "" if many else f" ({first['group_a']} - {first['group_b']}, epoch {first['epoch']})"
+    ax.set_ylabel(f"difference of {first['metric']}")
+    where_ = f"{first.get('split', '')} {first.get('tree', '')}".strip()
+    ax.set_title(f"{where_}: difference{pair} and its interval".lstrip(": "))
+    ax.legend(fontsize="small")
+    return ax
