@@ -400,6 +400,9 @@ def collect_experiment(
     compare = _comparison(runs, exp, fig_dir / LANDSCAPE_SECTION)
     if compare is not None:
         landscape.insert(0, compare)
+    sens = _sensitivity_figure(runs, fig_dir / TOPOLOGY_SECTION)
+    if sens is not None:
+        topology = [*topology, sens]
     run_pngs, regions = _run_samples(runs)
     return ExperimentResults(
         comparison=_replicate_comparison(runs),
@@ -419,6 +422,57 @@ def collect_experiment(
         folders=_other_folders(fig_dir, run_pngs, runs),
         regions=regions,
     )
+
+
+def _graph_settings_of(run: Path) -> set[tuple[int, str, int]]:
+    """``(k, features, pca_components)`` of every graph setting with validation diagrams."""
+    out = set()
+    for setting in Run(run).topology_settings():
+        meta, why = Run(run).with_setting(setting).read_meta()
+        val = meta.get("val") if why is None else None
+        if isinstance(val, dict) and isinstance(val.get("k"), int) and val.get("features"):
+            out.add((int(val["k"]), str(val["features"]), int(val.get("pca_components", 50))))
+    return out
+
+
+def _sensitivity_figure(runs: Sequence[Path], fig_dir: Path) -> Path | None:
+    """The report's graph-sensitivity figure: :func:`sampletopo.replicates.sensitivity` of
+    validation split-tree total persistence at the final epoch over every kNN graph setting
+    all runs hold (``sampletopo topology RUNS --k 10 20 40 --features raw pca``), when the
+    replicate comparison applies (:func:`_replicate_comparison`) and every k x features
+    combination is stored; else ``None``."""
+    from sampletopo.plotting._topology import attach_data, plot_sensitivity, save
+    from sampletopo.replicates import run_group, sensitivity
+
+    groups = [run_group(r)[0] for r in runs]
+    if len(set(groups)) < 2 or len(set(groups)) == len(groups):
+        return None
+    common = set.intersection(*(_graph_settings_of(r) for r in runs))
+    ks = sorted({k for k, _, _ in common})
+    feats = sorted({f for _, f, _ in common})
+    pcas = {p for _, f, p in common if f == "pca"}
+    if len(ks) * len(feats) < 2 or len(pcas) > 1:
+        return None
+    if {(k, f) for k, f, _ in common} != {(k, f) for k in ks for f in feats}:
+        return None  # not every combination is stored: the table would have holes
+    try:
+        table = sensitivity(
+            runs, "total_persistence", k=ks, features=feats,
+            pca_components=next(iter(pcas), 50), split="val", tree="split", epochs="final",
+        )  # fmt: skip
+    except SampletopoError as exc:
+        warnings.warn(f"Graph-sensitivity figure left out: {exc}", ReportWarning, stacklevel=2)
+        return None
+    fig = plot_sensitivity(table).get_figure(root=True)
+    assert fig is not None
+    caption = (
+        "Graph sensitivity: the difference of the variants' mean validation split-tree total "
+        f"persistence at the final epoch, with its 95 % bootstrap interval, for k = "
+        f"{', '.join(map(str, ks))} and features {', '.join(feats)} (one line per features "
+        "value); each point is `sampletopo compare --k K --features F`."
+    )
+    attach_data(fig, table.drop("verdict", strict=False), caption)
+    return save(fig, fig_dir / "sensitivity")[0]
 
 
 def _replicate_comparison(runs: Sequence[Path]) -> pl.DataFrame | None:

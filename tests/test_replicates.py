@@ -573,6 +573,21 @@ def test_sensitivity_rows_are_compare_per_graph_setting(study, tmp_path, capsys)
     # A setting never computed: one error naming it.
     with pytest.raises(RunFolderError, match="graph setting k=7,features=raw"):
         compare(graph_runs(out, k=7), "n_pairs", **opts)
+    # The report draws the same sensitivity (total persistence, val split tree, final epoch)
+    # over the four stored settings, its table beside the figure.
+    from sampletopo.report import write_report
+
+    report = tmp_path / "report"
+    write_report(out, report, progress=False)
+    tables = list(report.rglob("sensitivity.parquet"))
+    assert len(tables) == 1
+    want = sensitivity(out, "total_persistence", k=[5, 10], features=["raw", "standardized"],
+                       split="val", tree="split", epochs="final")  # fmt: skip
+    assert_frame_equal(
+        pl.read_parquet(tables[0]).sort("k", "features"),
+        want.drop("verdict", strict=False).sort("k", "features"),
+    )
+    assert "Graph sensitivity: the difference" in (report / "index.html").read_text()
 
 
 def test_topology_puts_the_default_setting_in_topology_itself(study, tmp_path):
