@@ -103,9 +103,23 @@ def _epochs(values: list[str]) -> str | list[int]:
         ) from None
 
 
-def _run(args: argparse.Namespace) -> int:
+def _printed() -> Any:
+    """How the command prints its tables: every row and column, 4 decimals, no dtypes (a
+    ``polars.Config`` context; polars is imported here, not at the command line's start)."""
     import polars as pl
 
+    return pl.Config(
+        tbl_rows=-1,
+        tbl_cols=-1,
+        tbl_width_chars=160,
+        fmt_str_lengths=200,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        float_precision=4,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
     from sampletopo.commands._common import check_out_file
     from sampletopo.export import check_table_file, write_table
     from sampletopo.replicates import compare, replicate_summary
@@ -134,15 +148,7 @@ def _run(args: argparse.Namespace) -> int:
     summary = replicate_summary(
         runs, [metric], **{**options, "epochs": sorted(set(table["epoch"].to_list()))}
     )
-    with pl.Config(
-        tbl_rows=-1,
-        tbl_cols=-1,
-        tbl_width_chars=160,
-        fmt_str_lengths=200,
-        tbl_hide_dataframe_shape=True,
-        tbl_hide_column_data_types=True,
-        float_precision=4,
-    ):
+    with _printed():
         print(summary.drop("split", "tree", "runs"))
         print(table.drop("metric", "split", "tree", "verdict"))
     for row in table.iter_rows(named=True):
@@ -192,23 +198,13 @@ def _sensitivity(
     out: Path | None,
     figure: Path | None,
 ) -> int:
-    import polars as pl
-
     from sampletopo.export import write_table
     from sampletopo.replicates import sensitivity
 
     graph = given(args, "k", "features", "pca_components")
     graph.pop("progress", None)
     table = sensitivity(args.runs, metric, **graph, **options)
-    with pl.Config(
-        tbl_rows=-1,
-        tbl_cols=-1,
-        tbl_width_chars=160,
-        fmt_str_lengths=200,
-        tbl_hide_dataframe_shape=True,
-        tbl_hide_column_data_types=True,
-        float_precision=4,
-    ):
+    with _printed():
         print(table.drop("metric", "split", "tree", "verdict", "mean_a", "mean_b", "p_min"))
     for row in table.iter_rows(named=True):
         print(

@@ -98,10 +98,7 @@ def plot_region_images(
             np.moveaxis(sig, 2, 1), members, labels, preds, class_names=class_names,
             title=title, max_images=max_images,
         )  # fmt: skip
-    m, lab_or_none, prd_or_none = _check_members(imgs, members, labels, preds, where=where)
-    captions = lab_or_none is not None and prd_or_none is not None
-    lab = lab_or_none if lab_or_none is not None else np.zeros(m.size, dtype=np.int64)
-    prd = prd_or_none if prd_or_none is not None else np.zeros(m.size, dtype=np.int64)
+    m, lab, prd = _check_members(imgs, members, labels, preds, where=where)
     shown = min(m.size, max_images)
     cols = max(1, min(ncols, shown))
     rows = max(1, -(-shown // cols))
@@ -124,13 +121,8 @@ def plot_region_images(
             ax.imshow(img.squeeze(), cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
         else:
             ax.imshow(np.clip(img, 0.0, 1.0), interpolation="nearest")
-        if captions:
-            ax.set_title(
-                f"{_name(int(lab[i]), class_names)} -> {_name(int(prd[i]), class_names)}",
-                fontsize=8,
-                color="tab:green" if lab[i] == prd[i] else "tab:red",
-                y=-0.22,
-            )
+        if lab is not None and prd is not None:
+            _caption(ax, int(lab[i]), int(prd[i]), class_names, y=-0.22)
         ax.text(
             0.02,
             0.98,
