@@ -5,6 +5,8 @@
 ``prefix-`` before each name when a prefix is given:
 
 - ``total_persistence`` (p = 1): train/val x join/split, runs overlaid, mean loss alongside;
+- ``metric-<name>`` for each of ``metrics`` (:data:`sampletopo.replicates.METRICS`, e.g.
+  ``metric-pairs_above=0.5``): that metric of every diagram against epoch, same layout;
 - ``wasserstein``: distance of each epoch's diagram to the final epoch's, same layout;
 - ``heatmap-<split>-<tree>``: diagram heatmaps at chosen epochs, rows = runs, columns = epochs
   wrapped after ``columns``, shared bins and colour scale;
@@ -41,6 +43,7 @@ from sampletopo.runs import SPLITS, TREES, PathLike, Run, epoch_tag, run_labels,
 
 if TYPE_CHECKING:  # matplotlib stays unloaded until something is drawn (``--help`` reads here)
     from sampletopo.plotting._scales import Scale
+    from sampletopo.replicates import Metric
 
 __all__ = ["write_figure_set", "run_milestones", "comparison_figure", "loss_label"]
 
@@ -112,6 +115,7 @@ def write_figure_set(
     bins: int = 30,
     value_range: Sequence[float] | None = None,
     columns: int = 4,
+    metrics: Sequence[str] = (),
 ) -> list[Path]:
     """Write every sample-space figure of ``run_dirs`` into ``out_dir``; return the PNG paths.
 
@@ -139,6 +143,12 @@ def write_figure_set(
         shown).
     columns : int
         Heatmap panels per row; more epochs wrap onto further rows of the same run.
+    metrics : sequence of str
+        Named metrics (:data:`sampletopo.replicates.METRICS`: ``"pairs_above:0.5"``,
+        ``"quantile:0.9"``, ``"n_pairs"``, ...) to draw against epoch as well, one figure each
+        (``metric-<name>``, the colon written ``=``), like the total persistence: per run, or
+        per variant as the replicates' mean with its interval. ``"total_persistence"`` is the
+        ``total_persistence`` figure itself and is not drawn twice.
     prefix : str
         Put before every file name (e.g. the experiment's name).
     progress : bool
@@ -156,13 +166,18 @@ def write_figure_set(
     drawing into the same folder gets an error naming this one.
     """
     analysis.check_comparable(run_dirs, label_clashes=True)
+    from sampletopo.replicates import _metrics
+
+    chosen_metrics = [
+        m for m in (_metrics(list(metrics)) if metrics else []) if m.kind != "total_persistence"
+    ]
     # As Run objects: a run given with a graph setting (sampletopo.runs.graph_runs) draws the
     # topology of that setting.
     runs = runs_in(run_dirs, label_clashes=True)
     with lock_folder(out_dir, what="drawing figures", role="figure folder"):
         return _write_figure_set(
             runs, Path(out_dir), epochs=epochs, formats=formats, prefix=prefix, title=title,
-            progress=progress, summary=summary, wasserstein=wasserstein,
+            progress=progress, summary=summary, wasserstein=wasserstein, metrics=chosen_metrics,
             look={"scale": scale, "bins": bins, "value_range": value_range, "columns": columns},
         )  # fmt: skip
 
@@ -179,6 +194,7 @@ def _write_figure_set(
     summary: pl.DataFrame | None,
     wasserstein: pl.DataFrame | None,
     look: dict[str, Any],
+    metrics: Sequence[Metric] = (),
 ) -> list[Path]:
     """:func:`write_figure_set` once ``out`` is locked; ``look``: scale, bins, value_range,
     columns."""
@@ -232,7 +248,7 @@ def _write_figure_set(
     pngs: list[Path] = []
     name = (prefix + "-") if prefix else ""
     # Count only the figures that will be drawn, so the bar ends full when heatmaps are skipped.
-    n_figs = 2 + (len(SPLITS) * len(TREES) + len(runs) if chosen else 0)
+    n_figs = 2 + len(metrics) + (len(SPLITS) * len(TREES) + len(runs) if chosen else 0)
     bar = tqdm(total=n_figs, desc="figures", unit="fig", disable=not progress)
 
     def saved(fig: Any, stem: str) -> None:
@@ -252,6 +268,16 @@ def _write_figure_set(
     for stem, draw, table, kw, heading in curves:
         fig = draw(table, **kw, milestones=milestones, title=heading + suffix, scale=look["scale"])
         saved(fig, stem)
+    groups = _replicate_groups(runs, labels)
+    for m in metrics:
+        what = m.description[0].upper() + m.description[1:] + " in each persistence diagram"
+        fig = P.metric_figure(
+            _metric_curves(runs, labels, m, summary, groups), m.name, what=what,
+            title=what + (", mean over replicates (95 % CI shaded)" if groups else "") + suffix,
+            quantity=m.name, ylabel=m.name, milestones=milestones, scale=look["scale"],
+            loss_label=label,
+        )  # fmt: skip
+        saved(fig, "metric-" + m.name.replace(":", "="))
 
     if not chosen:
         why = (
@@ -300,6 +326,37 @@ def _pooled(
     )
 
 
+def _metric_curves(
+    runs: list[Run],
+    labels: list[str],
+    metric: Metric,
+    summary: pl.DataFrame,
+    groups: dict[str, tuple[str, int]] | None,
+) -> pl.DataFrame:
+    """``metric`` of every run's stored diagrams (each split and tree the run has), per epoch,
+    labelled as the figures label runs, with the summary's mean loss; per variant (replicate
+    mean and interval) when ``groups`` is given."""
+    from sampletopo.replicates import metric_table
+
+    parts = []
+    for rd, lab in zip(runs, labels, strict=True):
+        for s in SPLITS:
+            if not rd.diagram_epochs(s):
+                continue  # a run recorded without this split
+            for t in TREES:
+                part = metric_table([rd], [metric], split=s, tree=t)
+                parts.append(part.select("split", "tree", "epoch", metric.name, run=pl.lit(lab)))
+    table = pl.concat(parts)
+    if "mean_loss" in summary.columns:
+        losses = summary.select("run", "split", "tree", "epoch", "mean_loss").unique(
+            ["run", "split", "tree", "epoch"]
+        )
+        table = table.join(losses, on=["run", "split", "tree", "epoch"], how="left")
+    if groups is None:
+        return table
+    return _replicate_curves(table, groups, metric.name)
+
+
 def _replicate_groups(runs: list[Run], labels: list[str]) -> dict[str, tuple[str, int]] | None:
     """Run label -> (its variant, the variant's replicate count), or ``None`` when no variant
     has more than one replicate among ``runs``."""
@@ -316,15 +373,17 @@ def _replicate_groups(runs: list[Run], labels: list[str]) -> dict[str, tuple[str
     return {lab: (g, sizes[g]) for lab, g in groups.items()}
 
 
-def _replicate_curves(summary: pl.DataFrame, groups: dict[str, tuple[str, int]]) -> pl.DataFrame:
-    """The total-persistence curves pooled per variant (mean and 95 % bootstrap interval over
+def _replicate_curves(
+    summary: pl.DataFrame, groups: dict[str, tuple[str, int]], value: str = "total_persistence_1"
+) -> pl.DataFrame:
+    """The ``value`` (default: total-persistence) curves pooled per variant (mean and 95 % bootstrap interval over
     its replicates, :func:`sampletopo.replicates.replicate_curves`), each named
     ``<variant> (mean of n)``."""
     from sampletopo.replicates import replicate_curves
 
     named = {lab: f"{g} (mean of {n})" for lab, (g, n) in groups.items()}
     extra = ["mean_loss"] if "mean_loss" in summary.columns else []
-    return replicate_curves(summary, named, "total_persistence_1", extra=extra)
+    return replicate_curves(summary, named, value, extra=extra)
 
 
 def _labelled_summary_tables(

@@ -248,6 +248,22 @@ class Metric:
     def needs_loss_range(self) -> bool:
         return self.kind == "pairs_above_relative"
 
+    @property
+    def description(self) -> str:
+        """What the metric is, its value filled in, for captions and axis labels
+        (``"number of finite pairs with persistence > 0.5"``)."""
+        v = f"{self.value:g}" if self.value is not None else ""
+        return {
+            "total_persistence": "total persistence (sum of the finite pairs' persistence)",
+            "total_persistence_2": "sum of the finite pairs' squared persistence",
+            "n_pairs": "number of finite pairs",
+            "max_persistence": "largest finite persistence",
+            "pairs_above": f"number of finite pairs with persistence > {v}",
+            "pairs_above_relative": f"number of finite pairs with persistence > {v} x the "
+            "epoch's loss range",
+            "quantile": f"{v}-quantile of the finite persistences",
+        }[self.kind]
+
     def of(self, persistence: np.ndarray, loss_range: float = math.nan) -> float:
         """The metric of one diagram's finite ``persistence`` values."""
         p = np.asarray(persistence, dtype=np.float64)

@@ -127,6 +127,13 @@ def test_auto_scale_rule_and_fence():
     # An ordinary loss curve falling fast from 2.3 to 0.05 keeps its first epochs.
     fall = [np.array([v]) for v in 0.05 + 2.25 * np.exp(-np.arange(40) / 2)]
     assert axis_scale(fall, scale="linear").hi == pytest.approx(2.3)
+    # A count that is 0 at 12 of 14 points and 1 or 2 at two: nothing to measure a jump by,
+    # so the 1 and 2 set the range (they were cut, leaving an axis around 0 alone).
+    counts = [np.array([v]) for v in [0.0] * 12 + [1.0, 2.0]]
+    assert axis_scale(counts, scale="linear").hi == pytest.approx(2.0)
+    assert axis_scale(counts).hi == pytest.approx(2.0)
+    # ... but above small non-zero values the same jump is still an explosion.
+    assert axis_scale([np.array([v]) for v in [0.0] * 11 + [0.1, 1e6, 2e6]]).hi == 0.1
     with pytest.raises(SampletopoError, match="'scale'.*Got 'loglog'"):
         axis_scale(pts, scale="loglog")
     with pytest.raises(SampletopoError, match="lo < hi"):

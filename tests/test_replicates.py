@@ -624,3 +624,71 @@ def test_figures_draw_the_graph_setting_asked(study, tmp_path):
         assert sorted(drawn[k]["persistence"].to_list()) == sorted(want["persistence"].to_list())
     assert sorted(drawn[5]["persistence"].to_list()) != sorted(drawn[10]["persistence"].to_list())
     assert main(["figures", str(out), "--k", "5", "10"]) == 2
+
+
+def _numpy_metric(run, split, tree, epoch, fn):
+    """One run's metric at one epoch, computed here from its diagram read back."""
+    d = read_diagrams(run, split=split, tree=tree).filter(
+        (pl.col("epoch") == epoch) & pl.col("persistence").is_finite()
+    )
+    return fn(d["persistence"].to_numpy())
+
+
+def test_figures_draw_named_metrics_against_epoch(study, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sampletopo.figures import _metric_curves, write_figure_set
+    from sampletopo.plotting import _topology as P
+    from sampletopo.runs import figure_table_file
+
+    out, runs = study
+    two = [runs[0], runs[1], runs[3], runs[4]]
+    pngs = write_figure_set(
+        two, tmp_path / "figs", formats=("png",), progress=False, epochs=[3],
+        metrics=["pairs_above:0.05", "quantile:0.9", "total_persistence"],
+    )  # fmt: skip
+    names = sorted(p.name for p in pngs if p.name.startswith("metric-"))
+    assert names == ["metric-pairs_above=0.05.png", "metric-quantile=0.9.png"]
+    table = pl.read_parquet(figure_table_file(tmp_path / "figs" / "metric-pairs_above=0.05.png"))
+    assert set(table["run"]) == {"lr=0.01 (mean of 2)", "lr=0.5 (mean of 2)"}
+    assert table.height == 2 * 2 * 2 * 4  # variants x splits x trees x epochs 0-3
+    for split, tree, epoch in [("val", "split", 3), ("train", "join", 1)]:
+        x = np.array(
+            [_numpy_metric(r, split, tree, epoch, lambda p: (p > 0.05).sum()) for r in two[:2]],
+            dtype=float,
+        )
+        row = table.filter(
+            (pl.col("run") == f"{Run(two[0]).read_config()['group']} (mean of 2)")
+            & (pl.col("split") == split) & (pl.col("tree") == tree) & (pl.col("epoch") == epoch)
+        ).row(0, named=True)  # fmt: skip
+        assert row["pairs_above:0.05"] == pytest.approx(x.mean())
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(bootstrap_mean_ci(x))
+    assert table["pairs_above:0.05"].max() > 0  # not a table of zeros
+    cap = P.read_caption(tmp_path / "figs" / "metric-quantile=0.9.png")
+    assert cap.startswith("0.9-quantile of the finite persistences in each persistence diagram")
+    # One run per variant: the runs themselves, each value numpy's on its diagram.
+    single = _metric_curves(
+        [Run(runs[0]), Run(runs[3])], [Run(runs[0]).name, Run(runs[3]).name],
+        parse_metric("quantile:0.9"), analysis.summarize([runs[0], runs[3]], write=False), None,
+    )  # fmt: skip
+    got = single.filter(
+        (pl.col("run") == Run(runs[3]).name) & (pl.col("split") == "val")
+        & (pl.col("tree") == "join") & (pl.col("epoch") == 2)
+    ).row(0, named=True)  # fmt: skip
+    want = _numpy_metric(runs[3], "val", "join", 2, lambda p: np.quantile(p, 0.9))
+    assert got["quantile:0.9"] == pytest.approx(want)
+    assert got["mean_loss"] == pytest.approx(
+        read_losses(runs[3], split="val").filter(pl.col("epoch") == 2)["loss"].mean()
+    )
+
+
+def test_figures_metrics_flag_refuses_an_unknown_metric(study, tmp_path, capsys):
+    from sampletopo.cli import main
+
+    out, _ = study
+    argv = ["figures", str(out), "--out", str(tmp_path / "f"), "--metrics", "pairs_above"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "'pairs_above' needs a value after a colon" in err and "quantile:Q" in err
+    assert not (tmp_path / "f").exists()

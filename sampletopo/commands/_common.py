@@ -225,6 +225,19 @@ def figure_look_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def metrics_option(p: argparse.ArgumentParser) -> None:
+    """``--metrics``: named metrics drawn against epoch beside total persistence."""
+    option(
+        p,
+        "--metrics",
+        nargs="+",
+        metavar="METRIC",
+        help="also draw these metrics of every diagram against epoch, one figure each: "
+        "total_persistence_2, n_pairs, max_persistence, pairs_above:T, "
+        "pairs_above_relative:F, quantile:Q (see `sampletopo compare --help`)",
+    )
+
+
 def check_seed_flag(value: int | None, flag: str) -> None:
     """Refuse a seed flag outside ``[0, 2**63 - 1]`` (run configs store seeds as 64-bit ints;
     numpy refuses negative seeds) before anything runs; ``None`` means the flag was not given."""

@@ -11,6 +11,7 @@ from sampletopo.commands._common import (
     figure_look_options,
     given,
     heatmap_epochs_option,
+    metrics_option,
     option,
     progress_option,
 )
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="file formats to write each figure in, any that matplotlib saves (png, pdf, svg, "
         "jpg, ...)",
     )
+    metrics_option(p)
     chosen_graph_options(p)
     progress_option(p)
     p.set_defaults(func=_run)
@@ -70,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     from sampletopo.commands._common import check_out_dir, require_diagrams
     from sampletopo.figures import write_figure_set
 
-    options = given(args, "epochs", "formats", "scale", "bins", "value_range", "columns")
+    options = given(args, "epochs", "formats", "scale", "bins", "value_range", "columns", "metrics")
     if "formats" in options:
         options["formats"] = check_formats(options["formats"])
     runs: list = analysis.check_comparable(args.runs, label_clashes=True)

@@ -17,9 +17,10 @@ and the diagram panels alike:
   (:data:`OUTLIER_JUMP_LOG`; the largest such jump is taken): an exploding epoch (6e9 over 2;
   a heatmap panel at 1000-7000 among panels below 2) is left out; a quick early fall of an
   ordinary loss curve (2.3, 1.4, 0.9, ...), early epochs two decades above the late ones on a
-  log axis, or a run 10x above one other are not. Only the high
-  end is fenced for curves and heatmap persistence (an explosion makes values large; small
-  ones are real); both ends for heatmap births and diagram axes. What lies
+  log axis, or a run 10x above one other are not; nor are values above a rest that is
+  exactly 0 (a count of pairs that is 0 at most epochs: 0 gives no size to measure a jump
+  by). Only the high end is fenced for curves and heatmap persistence (an explosion makes
+  values large; small ones are real); both ends for heatmap births and diagram axes. What lies
   beyond is drawn in a marked overflow bin (heatmaps) or at the axis edge as a triangle
   (curves, diagrams), and counted in the figure's caption: nothing is dropped silently.
 
@@ -154,15 +155,21 @@ def check_range(value_range: Sequence[float] | None, where: str) -> tuple[float,
     return lo, hi
 
 
-def _cut(ends: np.ndarray, jump: float) -> float:
+def _cut(ends: np.ndarray, jump: float, zero: float | None = None) -> float:
     """The largest of ``ends`` (magnitudes, in decades) once a top minority separated from the
-    rest by a jump of more than ``jump`` (a factor) is left out (see the module docstring)."""
+    rest by a jump of more than ``jump`` (a factor) is left out (see the module docstring).
+
+    ``zero`` is where the value 0 lies on this scale (symmetric log only): a rest that ends at
+    exactly 0 gives no size to measure a jump against (a count that is 0 at most epochs and 1
+    or 2 at a few is not an explosion), so nothing is left out then."""
     e = np.sort(ends)[::-1]
     most = int(e.size * MAX_OUTLIER_SHARE)
     if most < 1:
         return float(e[0])
     jumps = e[:most] - e[1 : most + 1]
     k = int(np.argmax(jumps))
+    if zero is not None and e[k + 1] == zero:
+        return float(e[0])
     return float(e[k + 1]) if jumps[k] > np.log10(jump) else float(e[0])
 
 
@@ -195,8 +202,9 @@ def _range_on(
     lo_a, hi_a = np.array(los), np.array(his)
     # A log axis shows a few decades more at little cost; a linear one is ruined by one decade.
     jump = OUTLIER_JUMP if name == "linear" else OUTLIER_JUMP_LOG
-    lo_t = -_cut(-lo_a, jump) if fence_low else float(lo_a.min())
-    hi_t = _cut(hi_a, jump)
+    zero = 0.0 if judge == "symlog" else None  # symlog maps 0 to 0
+    lo_t = -_cut(-lo_a, jump, zero) if fence_low else float(lo_a.min())
+    hi_t = _cut(hi_a, jump, zero)
     # The data values themselves (not 10**log10(x), which can miss x by one rounding step and
     # push the extreme pair into an overflow bin).
     t_all = fwd(allv)

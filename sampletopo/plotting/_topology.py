@@ -220,26 +220,57 @@ def plot_total_persistence(
     leaves out outlying epochs, drawn as triangles on the axis edge; see
     :mod:`sampletopo.plotting._scales`). ``loss_label`` names the loss and its unit.
     """
-    where = "plot_total_persistence"
-    col = f"total_persistence_{p}"
-    _need(summary, ["run", "split", "tree", "epoch", col], where)
+    return plot_metric_curves(
+        summary, f"total_persistence_{p}", split=split, tree=tree, milestones=milestones,
+        show_loss=show_loss, legend=legend, scale=scale, loss_label=loss_label, ax=ax,
+        quantity="total persistence", ylabel=f"total persistence (p={p})",
+        where="plot_total_persistence",
+    )  # fmt: skip
+
+
+def plot_metric_curves(
+    table: pl.DataFrame,
+    column: str,
+    *,
+    split: str,
+    tree: str,
+    milestones: Iterable[int] | None = None,
+    show_loss: bool = True,
+    legend: bool = True,
+    scale: Scale = "auto",
+    loss_label: str = CROSS_ENTROPY,
+    ax: Axes | None = None,
+    quantity: str = "",
+    ylabel: str = "",
+    where: str = "plot_metric_curves",
+) -> Axes:
+    """``column`` of ``table`` (``run``, ``split``, ``tree``, ``epoch``, ``column``) against
+    epoch in one panel, one line per run, as :func:`plot_total_persistence` draws total
+    persistence: a shaded band where the table has ``ci_low``/``ci_high`` (replicate means), the
+    mean loss on a second axis where it has ``mean_loss`` and ``show_loss``. ``quantity`` names
+    the value in the caption's scale note, ``ylabel`` on its axis (both default to
+    ``column``)."""
+    _need(table, ["run", "split", "tree", "epoch", column], where)
+    quantity = quantity or column
     ax = _ax(ax)
-    sub = summary.filter((pl.col("split") == split) & (pl.col("tree") == tree)).sort("epoch")
+    sub = table.filter((pl.col("split") == split) & (pl.col("tree") == tree)).sort("epoch")
     runs = sorted(sub["run"].unique().to_list())
     colors = run_colors(runs)
     ax2 = ax.twinx() if show_loss and "mean_loss" in sub.columns else None
     band = "ci_low" in sub.columns and "ci_high" in sub.columns
-    vals = sub[col].to_numpy().astype(np.float64)
+    vals = sub[column].to_numpy().astype(np.float64)
     if band:  # the axis holds the intervals too
         ci = sub.select("ci_low", "ci_high").to_numpy().astype(np.float64).ravel()
         vals = np.concatenate([vals, ci[np.isfinite(ci)]])
     sc = _points_scale(vals, scale, where)
     lim = _scaled_axis(ax, "y", sc)
     clipped = 0
-    scales = [("total persistence", sc.text)]
+    scales = [(quantity, sc.text)]
     for r in runs:
         part = sub.filter(pl.col("run") == r)
-        clipped += _curve(ax, part["epoch"], part[col], sc, lim, color=colors[r], lw=1.8, label=r)
+        clipped += _curve(
+            ax, part["epoch"], part[column], sc, lim, color=colors[r], lw=1.8, label=r
+        )
         if band:
             lo = part["ci_low"].to_numpy().astype(np.float64)
             hi = part["ci_high"].to_numpy().astype(np.float64)
@@ -261,7 +292,7 @@ def plot_total_persistence(
             )  # fmt: skip
     _mark_milestones(ax, milestones)
     ax.set_xlabel("epoch")
-    ax.set_ylabel(f"total persistence (p={p})")
+    ax.set_ylabel(ylabel or column)
     ax.set_title(f"{split}: {_TREE_LABEL.get(tree, tree)}")
     if ax2 is not None:
         ax2.set_ylabel(f"mean {loss_label} (dashed)")
@@ -358,37 +389,60 @@ def total_persistence_figure(
 ) -> Figure:
     """2 x 2 panels (train/val x join/split) of :func:`plot_total_persistence`; its numbers
     and caption are attached (:func:`figure_data`)."""
+    what = f"Total persistence (p={p}) of the per-sample loss on the kNN graph"
+    return metric_figure(
+        summary, f"total_persistence_{p}", what=what, title=title or what,
+        quantity="total persistence", ylabel=f"total persistence (p={p})",
+        milestones=milestones, scale=scale, loss_label=loss_label,
+    )  # fmt: skip
+
+
+def metric_figure(
+    table: pl.DataFrame,
+    column: str,
+    *,
+    what: str,
+    title: str = "",
+    quantity: str = "",
+    ylabel: str = "",
+    milestones: Iterable[int] | None = None,
+    scale: Scale = "auto",
+    loss_label: str = CROSS_ENTROPY,
+) -> Figure:
+    """2 x 2 panels (train/val x join/split) of :func:`plot_metric_curves` of ``column``
+    (``what`` says what it is, for the caption: "Pairs with persistence > 2 ..."); its numbers
+    and caption are attached (:func:`figure_data`). Replicate means with ``ci_low``/``ci_high``
+    get shaded bands, a ``mean_loss`` column a dashed line on a second axis."""
     from matplotlib.lines import Line2D
 
-    title = title or f"Total persistence (p={p}) of the per-sample loss on the kNN graph"
     key = []
-    if "mean_loss" in summary.columns:
+    if "mean_loss" in table.columns:
         key.append(Line2D([], [], color="0.3", lw=1, ls="--", label="mean loss (right axis)"))
     fig = _panels(
-        plot_total_persistence, summary, title, extra=key, p=p, milestones=milestones,
-        scale=scale, loss_label=loss_label,
+        plot_metric_curves, table, title or what, extra=key, column=column,
+        milestones=milestones, scale=scale, loss_label=loss_label, quantity=quantity,
+        ylabel=ylabel,
     )  # fmt: skip
-    col = f"total_persistence_{p}"
-    band = "ci_low" in summary.columns
+    band = "ci_low" in table.columns
     cols = (
         ["run", "split", "tree", "epoch"]
-        + (["n"] if "n" in summary.columns else [])
-        + [col]
+        + (["n"] if "n" in table.columns else [])
+        + [column]
         + (["ci_low", "ci_high"] if band else [])
-        + (["mean_loss"] if "mean_loss" in summary.columns else [])
+        + (["mean_loss"] if "mean_loss" in table.columns else [])
     )
-    what = (
+    runs = (
         "variants overlaid, each line the mean over its replicates (seeds) with its 95 % "
         "bootstrap interval shaded"
         if band
         else "runs overlaid"
     )
+    loss = f"; dashed: the mean {loss_label} (right axis)" if "mean_loss" in table.columns else ""
     caption = (
-        f"Total persistence (p={p}) of the per-sample loss on the kNN graph against epoch, per "
-        f"data split (rows) and tree (columns), {what}; dashed: the mean "
-        f"{loss_label} (right axis). " + _curves_note(fig, milestones)
+        f"{what} against epoch, per data split (rows) and tree (columns), {runs}{loss}. "
+        + _curves_note(fig, milestones)
     )
-    return attach_data(fig, summary.select(cols).sort("run", "split", "tree", "epoch"), caption)
+    return attach_data(fig, table.select(cols).sort("run", "split", "tree", "epoch"), caption)
 
 
 def _unit(loss_label: str) -> str:
