@@ -66,7 +66,7 @@ from sampletopo._errors import RunFolderError
 from sampletopo._validation import check_choice, check_int, check_split, invalid
 from sampletopo.graph import Graph, check_graph
 from sampletopo.mergetree import split_tree
-from sampletopo.runs import MARGIN_COLUMN, PathLike, Run, as_run
+from sampletopo.runs import GRAPH_DEFAULTS, MARGIN_COLUMN, PathLike, Run, as_run
 
 __all__ = [
     "AUDIT_METHODS",
@@ -636,7 +636,10 @@ def audit_run(
     settings = _topology_settings(run, split, where)
     from sampletopo.analysis import graph_for_run
 
-    graph = graph_for_run(run, split=split, k=int(settings["k"]), features=settings["features"])
+    graph = graph_for_run(
+        run, split=split, k=int(settings["k"]), features=settings["features"],
+        pca_components=int(settings.get("pca_components", GRAPH_DEFAULTS["pca_components"])),
+    )  # fmt: skip
     tables = _tables(run, split)
     ds = run.dataset()
     feats = ds.features(split, kind="standardized") if "confident_learning" in methods else None

@@ -45,7 +45,7 @@ from sampletopo._folders import lock_folder
 from sampletopo._io import write_atomic
 from sampletopo._runfiles import DamagedFileError, parquet_problem, read_parquet
 from sampletopo._validation import invalid, ranges_text
-from sampletopo.runs import SPLITS, Experiment, Report, Run
+from sampletopo.runs import SPLITS, Experiment, Report, Run, as_run, graph_runs
 
 __all__ = [
     "ExperimentResults",
@@ -307,12 +307,13 @@ def _config_text(path: Path) -> str | None:
 
 
 def _graph_settings(run: Path) -> dict[str, Any] | None:
-    """The kNN graph settings of ``run``; ``None`` (and a warning) when meta.json is damaged."""
-    meta, why = Run(run).read_meta()
+    """The kNN graph settings of ``run`` (of its graph setting, for a run of
+    :func:`sampletopo.runs.graph_runs`); ``None`` (and a warning) when meta.json is damaged."""
+    meta, why = as_run(run).read_meta()
     if why is None:
         return meta
     warnings.warn(
-        f"{str(Run(run).meta_file)!r} is damaged ({why}); the report "
+        f"{str(as_run(run).meta_file)!r} is damaged ({why}); the report "
         "leaves the kNN graph settings out. Run `sampletopo topology` on the run again "
         "to rewrite it.",
         ReportWarning,
@@ -355,6 +356,8 @@ def collect_experiment(
     epochs: Sequence[int] | None = None,
     progress: bool = True,
     figure_options: Mapping[str, Any] | None = None,
+    graph: Mapping[str, Any] | None = None,
+    metrics: Sequence[str] = (),
 ) -> ExperimentResults:
     """Read the summaries of one experiment and draw its figures into ``fig_dir``.
 
@@ -372,6 +375,12 @@ def collect_experiment(
     figure_options : mapping, optional
         ``scale``, ``bins``, ``value_range`` and ``columns`` of
         :func:`sampletopo.figures.write_figure_set` (its defaults where not given).
+    graph : mapping, optional
+        ``k``, ``features`` and ``pca_components`` of the kNN graph setting whose topology is
+        shown (:func:`sampletopo.runs.graph_runs`); default: the one in ``<run>/topology/``.
+    metrics : sequence of str
+        Named metrics (:data:`sampletopo.replicates.METRICS`) drawn against epoch beside
+        total persistence, and compared over replicates beside it.
 
     Returns
     -------
@@ -380,7 +389,9 @@ def collect_experiment(
     from sampletopo.figures import loss_label, write_figure_set
 
     exp, fig_dir = Path(experiment), Path(fig_dir)
-    runs = analysis.check_comparable(exp)
+    runs: list[Any] = analysis.check_comparable(exp)
+    if graph is not None:
+        runs = graph_runs(runs, **graph)
     # One pass over the stored diagrams feeds both the table and the figures.
     summary, wdist = analysis.summary_tables(runs)  # stored where the runs can be written
     table = run_table(runs, summary=summary, wasserstein=wdist)
@@ -392,6 +403,7 @@ def collect_experiment(
         progress=progress,
         summary=summary,
         wasserstein=wdist,
+        metrics=metrics,
         **dict(figure_options or {}),
     )
     landscape, landscape_table = _landscape_section(
@@ -405,7 +417,7 @@ def collect_experiment(
         topology = [*topology, sens]
     run_pngs, regions = _run_samples(runs)
     return ExperimentResults(
-        comparison=_replicate_comparison(runs),
+        comparison=_replicate_comparison(runs, metrics),
         name=Experiment(exp).name,
         runs=tuple(runs),
         config=_config_text(Experiment(exp).config_file),
@@ -475,20 +487,22 @@ def _sensitivity_figure(runs: Sequence[Path], fig_dir: Path) -> Path | None:
     return save(fig, fig_dir / "sensitivity")[0]
 
 
-def _replicate_comparison(runs: Sequence[Path]) -> pl.DataFrame | None:
+def _replicate_comparison(runs: Sequence[Path], metrics: Sequence[str] = ()) -> pl.DataFrame | None:
     """:func:`sampletopo.replicates.compare` of the runs on validation split-tree total
-    persistence at the final epoch, when there are replicates, two variants or more and
-    validation diagrams in every run; else ``None``."""
+    persistence and each of ``metrics`` at the final epoch (one block of rows per metric),
+    when there are replicates, two variants or more and validation diagrams in every run; else
+    ``None``."""
     from sampletopo.replicates import compare, run_group
 
     groups = [run_group(r)[0] for r in runs]
     if len(set(groups)) < 2 or len(set(groups)) == len(groups):
         return None
-    if not all(Run(r).diagram_epochs("val") for r in runs):
+    if not all(as_run(r).diagram_epochs("val") for r in runs):
         return None
-    table = compare(runs, "total_persistence", split="val", tree="split", epochs="final")
-    return table.select(
-        "epoch", "group_a", "group_b", "n_a", "n_b", "mean_a", "mean_b", "difference",
+    names = list(dict.fromkeys(["total_persistence", *metrics]))
+    tables = [compare(runs, m, split="val", tree="split", epochs="final") for m in names]
+    return pl.concat(tables).select(
+        "metric", "epoch", "group_a", "group_b", "n_a", "n_b", "mean_a", "mean_b", "difference",
         "ci_low", "ci_high", "p_value", "verdict",
     )  # fmt: skip
 
@@ -691,6 +705,8 @@ def write_report(
     notes: str = "",
     progress: bool = True,
     figure_options: Mapping[str, Any] | None = None,
+    graph: Mapping[str, Any] | None = None,
+    metrics: Sequence[str] = (),
 ) -> Path:
     """Draw the figures of each experiment and write ``<report_dir>/index.html``.
 
@@ -712,6 +728,13 @@ def write_report(
     figure_options : mapping, optional
         ``scale``, ``bins``, ``value_range`` and ``columns`` of the figure sets (see
         :func:`sampletopo.figures.write_figure_set`).
+    graph : mapping, optional
+        ``k``, ``features`` (and ``pca_components``) of the kNN graph setting shown, for
+        experiments whose topology was computed on several (``sampletopo topology --k 10 20``);
+        default: the setting in each run's ``topology/`` itself.
+    metrics : sequence of str
+        Named metrics (``"pairs_above:0.5"``, see :data:`sampletopo.replicates.METRICS`) drawn
+        against epoch beside total persistence and, with replicates, compared beside it.
 
     Returns
     -------
@@ -730,10 +753,14 @@ def write_report(
     )
     if not exps:
         raise invalid("experiments", "one or more experiment folders", [], where="write_report")
+    if metrics:
+        from sampletopo.replicates import _metrics
+
+        _metrics(list(metrics))  # a bad name is one error before anything is drawn
     with lock_folder(report_dir, what="writing a report", role="report folder"):
         return _write_report(
             exps, Path(report_dir), title=title, epochs=epochs, notes=notes, progress=progress,
-            figure_options=figure_options,
+            figure_options=figure_options, graph=graph, metrics=metrics,
         )  # fmt: skip
 
 
@@ -746,6 +773,8 @@ def _write_report(
     notes: str,
     progress: bool,
     figure_options: Mapping[str, Any] | None = None,
+    graph: Mapping[str, Any] | None = None,
+    metrics: Sequence[str] = (),
 ) -> Path:
     """:func:`write_report` once ``out`` is locked."""
     report = Report(out)
@@ -755,8 +784,14 @@ def _write_report(
         fig_dir = report.experiment_dir(Experiment(e).name)  # "." and "exp/.." get a name
         results.append(
             collect_experiment(
-                e, fig_dir, epochs=epochs, progress=progress, figure_options=figure_options
-            )
+                e,
+                fig_dir,
+                epochs=epochs,
+                progress=progress,
+                figure_options=figure_options,
+                graph=graph,
+                metrics=metrics,
+            )  # fmt: skip
         )
     page = render_report(
         report_context(results, page_dir=out, title=title, notes=notes), page_dir=out

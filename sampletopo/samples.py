@@ -405,6 +405,7 @@ def top_regions(
     essential: bool = True,
     graph: Graph | None = None,
     dataset: Dataset | None = None,
+    pca_components: int = 50,
 ) -> pl.DataFrame:
     """The ``top`` most persistent peaks (and/or basins) of a run's loss at one split and epoch.
 
@@ -421,9 +422,11 @@ def top_regions(
         :class:`FewerPairsWarning`.
     tree : {"split", "join", "both"}
         Peaks (hard regions), basins (learned regions), or both.
-    k, features
+    k, features, pca_components
         The split's kNN graph: ``sampletopo.analysis.graph_for_run(run_dir, split=split,
-        k=k, features=features)``, cached in ``<experiment>/graphs/``.
+        k=k, features=features, pca_components=pca_components)``, cached in
+        ``<experiment>/graphs/`` (the graph ``sampletopo topology`` with the same settings
+        computed the diagrams on).
     essential : bool
         Report each component's essential pair too (see the module docstring).
     graph : Graph, optional
@@ -461,7 +464,9 @@ def top_regions(
     if graph is None:
         from sampletopo.analysis import graph_for_run
 
-        graph = graph_for_run(rd, split=split, k=k, features=features)
+        graph = graph_for_run(
+            rd, split=split, k=k, features=features, pca_components=pca_components
+        )
     if check_graph(graph, where=where).n != df.height:
         raise invalid(
             "graph",
@@ -637,7 +642,8 @@ def track_members(
         A table :func:`top_regions` returned for this run, split and epoch, reused instead of
         computing it again.
     **options
-        ``top``, ``tree``, ``k``, ``features``, ``essential``, ``graph``, ``dataset``: passed to
+        ``top``, ``tree``, ``k``, ``features``, ``pca_components``, ``essential``, ``graph``,
+        ``dataset``: passed to
         :func:`top_regions` (with its defaults) when ``regions`` is None.
 
     Returns

@@ -609,7 +609,7 @@ def test_figures_draw_the_graph_setting_asked(study, tmp_path):
     from sampletopo.runs import graph_runs
 
     out, runs = study
-    analysis.compute_topology(out, k=5, splits=["val"], progress=False)
+    analysis.compute_topology(out, k=5, progress=False)  # both splits: figures draw both
     name = Path(runs[0]).name
     drawn = {}
     for k in (5, 10):
@@ -692,3 +692,77 @@ def test_figures_metrics_flag_refuses_an_unknown_metric(study, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "'pairs_above' needs a value after a colon" in err and "quantile:Q" in err
     assert not (tmp_path / "f").exists()
+
+
+def test_report_and_export_read_the_graph_setting_asked(study, tmp_path):
+    from sampletopo.cli import main
+    from sampletopo.report import _replicate_comparison
+    from sampletopo.runs import figure_table_file, graph_runs
+
+    out, _ = study
+    copy = tmp_path / "lr-seeds"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("figures", "report*"))
+    assert main(["topology", str(copy), "--k", "6", "--no-progress"]) == 0
+    k6 = graph_runs(copy, k=6)
+    want = analysis.summarize(k6, write=False).sort("run", "split", "tree", "epoch")
+    plain = analysis.summarize(copy, write=False).sort("run", "split", "tree", "epoch")
+    assert not np.allclose(want["total_persistence_1"], plain["total_persistence_1"])
+    # export --k 6: the k=6 summaries and diagrams, not those of topology/ itself.
+    csv = tmp_path / "s.csv"
+    assert main(["export", str(copy), "--what", "summaries", "--k", "6", "--out", str(csv)]) == 0
+    got = pl.read_csv(csv).sort("run", "split", "tree", "epoch")
+    np.testing.assert_allclose(got["total_persistence_1"], want["total_persistence_1"])
+    pq = tmp_path / "d.parquet"
+    assert main(["export", str(copy), "--what", "diagrams", "--k", "6", "--out", str(pq)]) == 0
+    assert pl.read_parquet(pq).height == sum(read_diagrams(r).height for r in k6)
+    argv = ["export", str(copy), "--what", "regions", "--k", "6", "--out", str(csv)]
+    assert main(argv) == 2
+    # report --k 6 --metrics n_pairs: figures, summary and comparison of the k=6 setting.
+    rep = tmp_path / "rep"
+    argv = ["report", str(copy), "--k", "6", "--metrics", "n_pairs", "--out", str(rep),
+            "--epochs", "3", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    topo = rep / "figures" / "lr-seeds" / "topology"
+    drawn = pl.read_parquet(figure_table_file(topo / "metric-n_pairs.png"))
+    row = drawn.filter(
+        (pl.col("run") == "lr=0.5 (mean of 3)") & (pl.col("split") == "val")
+        & (pl.col("tree") == "split") & (pl.col("epoch") == 3)
+    ).row(0, named=True)  # fmt: skip
+    x = want.filter(
+        pl.col("run").str.starts_with("lr=0.5,") & (pl.col("split") == "val")
+        & (pl.col("tree") == "split") & (pl.col("epoch") == 3)
+    )["n_pairs"]  # fmt: skip
+    assert row["n"] == 3 and row["n_pairs"] == pytest.approx(x.mean())
+    html = (rep / "index.html").read_text()
+    assert "kNN graph train: k=6, features=raw; val: k=6, features=raw" in html
+    table = _replicate_comparison(k6, ["n_pairs"])
+    assert table is not None and table["metric"].to_list() == ["total_persistence", "n_pairs"]
+    assert table["mean_b"][1] == pytest.approx(x.mean())  # b = lr=0.5
+    assert "<td>n_pairs</td>" in html
+    assert main(["report", str(copy), "--k", "6", "--metrics", "top:3", "--out", str(rep)]) == 2
+
+
+def test_samples_and_audit_use_the_pca_size_of_the_topology(study, tmp_path):
+    from sampletopo.analysis import graph_for_run
+    from sampletopo.audit import audit_run
+    from sampletopo.cli import main
+    from sampletopo.samples import top_regions
+
+    out, runs = study
+    copy = tmp_path / "exp"
+    shutil.copytree(runs[0], copy / Path(runs[0]).name, ignore=shutil.ignore_patterns("topology"))
+    run = copy / Path(runs[0]).name
+    argv = ["topology", str(run), "--features", "pca", "--pca-components", "5", "--no-progress"]
+    assert main(argv) == 0
+    graphs = sorted((copy / "graphs").iterdir())
+    # samples --pca-components 5 finds the regions on that 5-axis graph.
+    pq = tmp_path / "r.parquet"
+    argv = ["samples", str(run), "--epoch", "3", "--features", "pca", "--pca-components", "5",
+            "--out", str(pq)]  # fmt: skip
+    assert main(argv) == 0
+    g5 = graph_for_run(run, split="val", features="pca", pca_components=5)
+    want = top_regions(run, split="val", epoch=3, graph=g5)
+    assert pl.read_parquet(pq)["members"].to_list() == want["members"].to_list()
+    # The audit builds the graph its diagrams were computed on: no other graph is made.
+    audit_run(run, split="train", methods=["topology"], progress=False)
+    assert sorted((copy / "graphs").iterdir()) == graphs

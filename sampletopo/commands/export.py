@@ -3,14 +3,21 @@
 TABLE is summaries (per run, split, tree and epoch), replicates (per variant and epoch over its
 seeds), diagrams (every pair), regions (the tables of `sampletopo samples`) or comparisons (per
 pair of variants, as `sampletopo compare`). Runs of several experiment folders that share a name
-are labelled experiment/run.
+are labelled experiment/run. --k/--features pick the kNN graph setting whose topology is
+exported (default: the setting in <run>/topology/ itself).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from sampletopo.commands._common import add_command, given, option
+from sampletopo.commands._common import (
+    add_command,
+    chosen_graph,
+    chosen_graph_options,
+    given,
+    option,
+)
 from sampletopo.runs import SPLITS, TREES
 
 _COMPARE = "sampletopo.replicates:compare"
@@ -52,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="replicates and comparisons: 'final', 'all' or epoch numbers (default: all for "
         "replicates, final for comparisons)",
     )
+    chosen_graph_options(p)
     p.set_defaults(func=_run)
 
 
@@ -77,7 +85,23 @@ def _run(args: argparse.Namespace) -> int:
             where=None,
             kind="flag",
         )
-    table = export_table(args.runs, args.what, **options)
+    runs = args.runs
+    graph = chosen_graph(args, where="sampletopo export")
+    if graph is not None and args.what == "regions":
+        raise invalid(
+            "--what",
+            "summaries, replicates, diagrams or comparisons when --k or --features is given",
+            "regions",
+            where=None,
+            kind="flag",
+            fix="Regions tables are stored per run by `sampletopo samples` (on the graph of its "
+            "own --k/--features), not per graph setting: leave --k/--features out.",
+        )
+    if graph is not None:
+        from sampletopo.runs import graph_runs
+
+        runs = graph_runs(runs, **graph, label_clashes=True)
+    table = export_table(runs, args.what, **options)
     print(write_table(table, out, format=fmt))
     print(f"{table.height} rows, {table.width} columns")
     return 0

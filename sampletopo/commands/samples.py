@@ -40,6 +40,13 @@ def register(subparsers: Any) -> None:
     graph_options(p, default_of=_TOP_REGIONS)
     option(
         p,
+        "--pca-components",
+        type=int,
+        default_of=_TOP_REGIONS,
+        help="principal axes kept with --features pca (as given to `sampletopo topology`)",
+    )
+    option(
+        p,
         "--finite-only",
         action="store_true",
         help="leave out the essential (never-dying) peak of each component",
@@ -106,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
         check_out_file(out_flag, example=example, suffix=TABLE_SUFFIX)
     if getattr(args, "figures", None):
         check_out_dir(args.figures, "--figures")
-    options = given(args, "top", "tree", "k", "features")
+    options = given(args, "top", "tree", "k", "features", "pca_components")
     if getattr(args, "finite_only", False):
         options["essential"] = False
     with warnings.catch_warnings(record=True) as caught:
