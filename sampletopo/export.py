@@ -28,7 +28,7 @@ import polars as pl
 
 from sampletopo._errors import DamagedFileError, RunFolderError
 from sampletopo._runfiles import parquet_problem
-from sampletopo._validation import check_choice, invalid
+from sampletopo._validation import check_choice, check_split, check_tree, invalid
 from sampletopo.runs import SPLITS, TABLE_SUFFIX, PathLike, parse_epoch, run_labels, runs_in
 
 __all__ = ["EXPORTS", "FORMATS", "check_table_file", "export_table", "write_table"]
@@ -49,7 +49,8 @@ def export_table(runs: PathLike | Iterable[PathLike], what: str, **options: Any)
     """The ``what`` table (see :data:`EXPORTS`) of ``runs`` as one polars table.
 
     ``options`` go to :func:`~sampletopo.replicates.replicate_summary` (``replicates``) or
-    :func:`~sampletopo.replicates.compare` (``comparisons``); the other tables take none.
+    :func:`~sampletopo.replicates.compare` (``comparisons``); ``summaries`` and ``diagrams``
+    take ``split`` and ``tree`` (keep those rows), ``regions`` none.
     """
     check_choice("what", what, tuple(EXPORTS), where="export_table", meaning=EXPORTS)
     if what in ("replicates", "comparisons"):
@@ -61,13 +62,22 @@ def export_table(runs: PathLike | Iterable[PathLike], what: str, **options: Any)
                 options["metrics"] = [metrics]
             return replicate_summary(runs, **options)
         return compare(runs, **options)
+    rows = {k: options.pop(k) for k in ("split", "tree") if k in options}
+    if rows and what == "regions":
+        options.update(rows)  # refused below with the rest
     if options:
+        allowed = "split and tree" if what != "regions" else "none"
         raise invalid(
             "options",
-            f"none for what={what!r} (metric, split, ... are for 'replicates' and 'comparisons')",
+            f"{allowed} for what={what!r} (metric and epochs are for 'replicates' and "
+            "'comparisons')",
             sorted(options),
             where="export_table",
         )
+    if "split" in rows:
+        check_split(rows["split"], where="export_table")
+    if "tree" in rows:
+        check_tree(rows["tree"], where="export_table")
     rs = runs_in(runs, label_clashes=True)
     labels = run_labels(rs)
     parts = []
@@ -82,6 +92,8 @@ def export_table(runs: PathLike | Iterable[PathLike], what: str, **options: Any)
             part = read_diagrams(run)
         else:
             part = _regions(run)
+        for col, value in rows.items():  # --split/--tree keep those rows
+            part = part.filter(pl.col(col) == value) if part.height else part
         if part.height:
             parts.append(part.with_columns(run=pl.lit(label)).select("run", pl.exclude("run")))
     if not parts:

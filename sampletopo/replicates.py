@@ -516,8 +516,18 @@ def _epochs_arg(epochs: Any, where: str) -> str | list[int]:
     raise invalid("epochs", "'final', 'all', an epoch or a list of epochs", epochs, where=where)
 
 
+def _runs_epochs_text(items: list[tuple[str, list[int]]], most: int = 8) -> str:
+    """``run: 0-4; run: 5-8`` for messages, the first ``most`` runs and how many more."""
+    from sampletopo._validation import ranges_text
+
+    text = "; ".join(f"{r}: {ranges_text(es)}" for r, es in items[:most])
+    return text + (f"; ... and {len(items) - most} more run(s)" if len(items) > most else "")
+
+
 def _choose_epochs(table: pl.DataFrame, epochs: str | list[int], where: str) -> list[int]:
     """The epochs to use: those every run recorded (a warning names what is left out)."""
+    from sampletopo._validation import ranges_text
+
     per_run = {
         r: set(part["epoch"].to_list())
         for (r,), part in table.group_by(["run"], maintain_order=True)
@@ -526,16 +536,19 @@ def _choose_epochs(table: pl.DataFrame, epochs: str | list[int], where: str) -> 
     extra = {r: sorted(es - common) for r, es in per_run.items() if es - common}
     if not common:
         raise RunFolderError(
-            f"The runs have no epoch with diagrams in common ({where}): "
-            + "; ".join(f"{r}: {sorted(es)[:3]}..." for r, es in list(per_run.items())[:4])
-            + ". Compute topology on the same epochs (`sampletopo topology --epochs ...`)."
+            f"The runs have no epoch with diagrams in common ({where}); epochs with diagrams: "
+            + _runs_epochs_text([(r, sorted(es)) for r, es in per_run.items()])
+            + ". Compare runs whose recorded epochs overlap (`sampletopo topology` computes "
+            "every recorded epoch of a run; record the missing epochs with `sampletopo record` "
+            "from checkpoints, or leave those runs out)."
         )
     if extra:
-        shown = ", ".join(f"{r} also {v[:4]}" for r, v in list(extra.items())[:4])
         warnings.warn(
             ComparisonWarning(
-                f"The runs recorded different epochs; only the {len(common)} epochs all of them "
-                f"have are used (up to {max(common)}): {shown}."
+                f"The runs have diagrams of different epochs; only the {len(common)} epoch(s) "
+                f"all of them have ({ranges_text(common)}) are compared. Left out: "
+                + _runs_epochs_text(list(extra.items()))
+                + "."
             ),
             stacklevel=3,
         )

@@ -251,13 +251,34 @@ def test_compare_different_epochs_uses_common_ones(study, tmp_path):
     shutil.copytree(out, exp, ignore=shutil.ignore_patterns("graphs"))
     for r in ("lr=0.5,seed=0", "lr=0.5,seed=1", "lr=0.5,seed=2"):
         Run(exp / r).diagram_file("val", 3).unlink()
-    with pytest.warns(ComparisonWarning, match=r"only the 3 epochs all of them have .*up to 2"):
+    with pytest.warns(ComparisonWarning) as caught:
         table = compare(exp, epochs="final")
     assert table["epoch"].to_list() == [2]
+    # Every run left out is named with what it has beyond the common epochs, as ranges.
+    assert str(caught[0].message) == (
+        "The runs have diagrams of different epochs; only the 3 epoch(s) all of them have (0-2) "
+        "are compared. Left out: lr=0.01,seed=0: 3; lr=0.01,seed=1: 3; lr=0.01,seed=2: 3."
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ComparisonWarning)
         with pytest.raises(ParameterError, match=r"epochs every run has diagrams for \(0-2\)"):
             compare(exp, epochs=[3])
+    # The command says it once (its summary table does not repeat it).
+    from sampletopo.cli import main
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert main(["compare", str(exp), "--n-boot", "200", "--n-permutations", "99"]) == 0
+    assert [w.category for w in seen].count(ComparisonWarning) == 1
+    # No epoch in common: the error lists each run's epochs and suggests what exists.
+    for r in ("lr=0.01,seed=0", "lr=0.01,seed=1", "lr=0.01,seed=2"):
+        for e in (0, 1, 2):
+            Run(exp / r).diagram_file("val", e).unlink()
+    with pytest.raises(RunFolderError) as err:
+        compare(exp, epochs="final")
+    msg = str(err.value)
+    assert "lr=0.01,seed=0: 3; lr=0.01,seed=1: 3; lr=0.01,seed=2: 3; lr=0.5,seed=0: 0-2" in msg
+    assert "--epochs" not in msg and "sampletopo record" in msg
 
 
 def test_compare_across_experiments_with_clashing_names(study, tmp_path):
@@ -307,8 +328,11 @@ def test_compare_cli(study, tmp_path, capsys):
     assert main(["compare", str(out), "--metric", "pairs_above:0.1", "--out", str(csv)]) == 0
     text = capsys.readouterr().out
     assert "lr=0.01 vs lr=0.5" in text and "smallest p-value is 0.1" in text
+    assert text.startswith("pairs_above:0.1 of the val split's split-tree diagrams")
     back = pl.read_csv(csv)
     expect = compare(out, "pairs_above:0.1")
+    # Printed with 5 significant digits, whatever the size (no mixed notations in a column).
+    assert f"┆ {expect['difference'][0]:.5g} " in text
     assert back["difference"].to_list() == pytest.approx(expect["difference"].to_list())
     assert back["metric"].to_list() == ["pairs_above:0.1"]
     assert main(["compare", str(out), "--metric", "nope"]) == 2
@@ -365,6 +389,15 @@ def test_export_tables_read_back(study, tmp_path, capsys):
     assert back.filter(pl.col("run") == "lr=0.5,seed=2")["persistence"].sum() == pytest.approx(
         read_diagrams(runs[2])["persistence"].sum()
     )
+    # --split/--tree keep those rows of summaries and diagrams.
+    argv = ["export", str(out), "--what", "diagrams", "--split", "val", "--tree", "join"]
+    assert main([*argv, "--out", str(f)]) == 0
+    assert pl.read_parquet(f).height == read_diagrams(runs, split="val", tree="join").height > 0
+    f2 = tmp_path / "val.csv"
+    assert (
+        main(["export", str(out), "--what", "summaries", "--split", "val", "--out", str(f2)]) == 0
+    )
+    assert pl.read_csv(f2).height == 6 * 2 * 4 and set(pl.read_csv(f2)["split"]) == {"val"}
 
     f = tmp_path / "cmp.parquet"
     rc = main(["export", str(out), "--what", "comparisons", "--metric", "n_pairs", "--out", str(f)])
@@ -544,7 +577,7 @@ def test_sensitivity_rows_are_compare_per_graph_setting(study, tmp_path, capsys)
     argv = ["compare", str(out), "--metric", "n_pairs", "--epochs", "final", "--n-boot", "500",
             "--n-permutations", "999"]  # fmt: skip
     assert main([*argv, "--k", "5"]) == 0
-    assert f"{table['difference'][0]:.4f}" in capsys.readouterr().out
+    assert f"{table['difference'][0]:.5g}" in capsys.readouterr().out
     assert main([*argv, "--sensitivity", "--k", "5", "10", "--features", "raw", "standardized",
                  "--out", str(csv)]) == 0  # fmt: skip
     assert_frame_equal(pl.read_csv(csv, schema=table.schema), table)

@@ -119,7 +119,21 @@ def _printed() -> Any:
     )
 
 
+def _shown(df: Any) -> Any:
+    """``df`` for printing: float columns as text with 5 significant digits, so one column
+    never mixes fixed and scientific notation (1.0272 beside 3.7046e+10)."""
+    import polars as pl
+
+    floats = [c for c, t in df.schema.items() if t.is_float()]
+    return df.with_columns(
+        pl.col(c).map_elements(lambda v: f"{v:.5g}", return_dtype=pl.String) for c in floats
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from sampletopo._errors import ComparisonWarning
     from sampletopo.commands._common import check_out_file
     from sampletopo.export import check_table_file, write_table
     from sampletopo.replicates import compare, replicate_summary
@@ -145,12 +159,16 @@ def _run(args: argparse.Namespace) -> int:
 
         runs = graph_runs(runs, **graph, label_clashes=True)  # type: ignore[arg-type]
     table = compare(runs, metric, **options, **perms)
-    summary = replicate_summary(
-        runs, [metric], **{**options, "epochs": sorted(set(table["epoch"].to_list()))}
-    )
+    with warnings.catch_warnings():  # compare has said which epochs are left out
+        warnings.simplefilter("ignore", ComparisonWarning)
+        summary = replicate_summary(
+            runs, [metric], **{**options, "epochs": sorted(set(table["epoch"].to_list()))}
+        )
+    split, tree = table["split"][0], table["tree"][0]
+    print(f"{metric} of the {split} split's {tree}-tree diagrams, per variant over its replicates:")
     with _printed():
-        print(summary.drop("split", "tree", "runs"))
-        print(table.drop("metric", "split", "tree", "verdict"))
+        print(_shown(summary.drop("split", "tree", "runs")))
+        print(_shown(table.drop("metric", "split", "tree", "verdict")))
     for row in table.iter_rows(named=True):
         print(f"epoch {row['epoch']}, {row['group_a']} vs {row['group_b']}: {row['verdict']}")
     if path is not None:
@@ -205,7 +223,7 @@ def _sensitivity(
     graph.pop("progress", None)
     table = sensitivity(args.runs, metric, **graph, **options)
     with _printed():
-        print(table.drop("metric", "split", "tree", "verdict", "mean_a", "mean_b", "p_min"))
+        print(_shown(table.drop("metric", "split", "tree", "verdict", "mean_a", "mean_b", "p_min")))
     for row in table.iter_rows(named=True):
         print(
             f"k={row['k']}, features={row['features']}, epoch {row['epoch']}, "

@@ -50,8 +50,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         default_of=_COMPARE,
         help="replicates and comparisons: the metric (see `sampletopo compare --help`)",
     )
-    option(p, "--split", choices=list(SPLITS), default_of=_COMPARE, help="data split")
-    option(p, "--tree", choices=list(TREES), default_of=_COMPARE, help="merge tree")
+    option(
+        p,
+        "--split",
+        choices=list(SPLITS),
+        help="data split: of the replicates and comparisons (default: val), or the rows of "
+        "summaries and diagrams kept (default: all)",
+    )
+    option(
+        p,
+        "--tree",
+        choices=list(TREES),
+        help="merge tree: of the replicates and comparisons (default: split), or the rows of "
+        "summaries and diagrams kept (default: both)",
+    )
     option(
         p,
         "--epochs",
@@ -76,6 +88,8 @@ def _run(args: argparse.Namespace) -> int:
     options.pop("progress", None)
     if "epochs" in options:
         options["epochs"] = _epochs(options["epochs"])
+    if args.what in ("summaries", "diagrams"):
+        rows = {k: options.pop(k) for k in ("split", "tree") if k in options}
     if options and args.what not in ("replicates", "comparisons"):
         flags = ", ".join("--" + k for k in sorted(options))
         raise invalid(
@@ -101,6 +115,8 @@ def _run(args: argparse.Namespace) -> int:
         from sampletopo.runs import graph_runs
 
         runs = graph_runs(runs, **graph, label_clashes=True)
+    if args.what in ("summaries", "diagrams"):
+        options.update(rows)
     table = export_table(runs, args.what, **options)
     print(write_table(table, out, format=fmt))
     print(f"{table.height} rows, {table.width} columns")
