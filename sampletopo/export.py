@@ -62,7 +62,7 @@ def export_table(runs: PathLike | Iterable[PathLike], what: str, **options: Any)
                 options["metrics"] = [metrics]
             return replicate_summary(runs, **options)
         return compare(runs, **options)
-    rows = {k: options.pop(k) for k in ("split", "tree") if k in options}
+    rows: dict[str, Any] = {k: options.pop(k) for k in ("split", "tree") if k in options}
     if rows and what == "regions":
         options.update(rows)  # refused below with the rest
     if options:

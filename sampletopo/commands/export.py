@@ -10,6 +10,7 @@ exported (default: the setting in <run>/topology/ itself).
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from sampletopo.commands._common import (
     add_command,
@@ -89,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     if "epochs" in options:
         options["epochs"] = _epochs(options["epochs"])
     if args.what in ("summaries", "diagrams"):
-        rows = {k: options.pop(k) for k in ("split", "tree") if k in options}
+        rows: dict[str, Any] = {k: options.pop(k) for k in ("split", "tree") if k in options}
     if options and args.what not in ("replicates", "comparisons"):
         flags = ", ".join("--" + k for k in sorted(options))
         raise invalid(
