@@ -904,6 +904,20 @@ def _train_variants(
             for k in (set(old) | set(exp)) - {"variant_names", "variants"}
             if k not in _RESUME_FREE and old.get(k) != exp.get(k)
         )
+        axes = {k for ov in old.get("variants", {}).values() for k in ov}
+        axed = [k for k in diff if k in axes]
+        if axed and started:
+            # One value of a setting the experiment varies: the user meant a new variant.
+            k = axed[0]
+            values = list(dict.fromkeys(ov[k] for ov in old["variants"].values() if k in ov))
+            flag = "--" + k.replace("_", "-")
+            raise RunFolderError(
+                f"Experiment folder {str(out)!r} varies {k} ({', '.join(map(repr, values))}); "
+                f"one value ({exp.get(k)!r}) would change a base setting of the variants already "
+                f"trained. To add a variant, give every value: {flag} "
+                f"{' '.join(map(str, [*values, exp.get(k)]))} (trained variants are skipped, "
+                "with the same other flags, --seed included)."
+            )
         if diff and started:
             shown = ", ".join(f"{k}: {old.get(k)!r} -> {exp.get(k)!r}" for k in diff[:3])
             raise RunFolderError(

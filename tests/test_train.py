@@ -391,8 +391,14 @@ def test_an_experiment_folder_refuses_other_base_settings(tmp_path, capsys):
     before = (out / "config.toml").read_text()
     assert main([*base, "--lr", "0.5", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "other base settings" in err and "lr: 0.1 -> 0.5" in err and "new --out" in err
+    # lr is what the experiment varies: the error says how to add lr=0.5 as a variant.
+    assert "varies lr (0.1, 0.01); one value (0.5)" in err
+    assert "give every value: --lr 0.1 0.01 0.5" in err
     assert (out / "config.toml").read_text() == before and not (out / "run").exists()
+    # Another base setting (not a varied one) is refused as such.
+    assert main([*base, "--lr", "0.1", "0.01", "--momentum", "0.5", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "other base settings" in err and "momentum: 0.9 -> 0.5" in err and "new --out" in err
     # A new variant of the same experiment is welcome.
     assert main([*base, "--lr", "0.05", "0.1", "--no-progress"]) == 0
     assert sorted(p.name for p in out.iterdir() if (p / "losses").is_dir()) == [
