@@ -55,15 +55,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         p,
         "--split",
         choices=list(SPLITS),
-        help="data split: of the replicates and comparisons (default: val), or the rows of "
-        "summaries and diagrams kept (default: all)",
+        default_of=_COMPARE,
+        help="data split of the replicates and comparisons; with summaries and diagrams, only "
+        "its rows are kept (all splits unless given)",
     )
     option(
         p,
         "--tree",
         choices=list(TREES),
-        help="merge tree: of the replicates and comparisons (default: split), or the rows of "
-        "summaries and diagrams kept (default: both)",
+        default_of=_COMPARE,
+        help="merge tree of the replicates and comparisons; with summaries and diagrams, only "
+        "its rows are kept (both trees unless given)",
     )
     option(
         p,
