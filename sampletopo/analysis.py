@@ -99,6 +99,8 @@ from sampletopo.runs import (
     PathLike,
     Run,
     as_run,
+    check_features,
+    check_k,
     diagram_rows,
     graph_runs,
     runs_in,
@@ -148,23 +150,52 @@ def graph_for_run(
     ds = run.dataset()
     run.check_data(ds, splits=[split])  # never a graph over other samples than recorded
     if features == "pca":
-        d = ds.features("train", kind="raw").shape[1]
-        n = check_int(
-            "pca_components",
-            pca_components,
-            1,
-            d,
-            where=None,
-            fix=f"The data has {d} features: pass --pca-components {min(d, 50)} or fewer "
-            f"(pca_components={min(d, 50)}).",
-        )
+        n = _check_pca_size(ds, pca_components)
         X = ds.features(split, kind="pca", n_components=n)
     elif features in ("raw", "standardized"):
         X = ds.features(split, kind=features)  # type: ignore[arg-type]
     else:
         X = ds.features(split, path=features)
-    k = check_int("k", k, 1, X.shape[0] - 1, where="graph_for_run", fix="Use fewer neighbours.")
+    k = check_k(k, where="graph_for_run")  # below 1 has its own hint
+    k = check_int(
+        "k", k, 1, X.shape[0] - 1, where="graph_for_run", fix="Use fewer neighbours than samples."
+    )
     return knn_graph(X, k=k, metric=metric, cache_dir=run.experiment.graphs_dir)  # type: ignore[arg-type]
+
+
+def _check_pca_size(ds: Any, pca_components: int) -> int:
+    """``pca_components`` checked against the feature count of ``ds``'s training split."""
+    d = ds.features("train", kind="raw").shape[1]
+    return check_int(
+        "pca_components",
+        pca_components,
+        1,
+        d,
+        where=None,
+        fix=f"The data has {d} features: pass --pca-components {min(d, 50)} or fewer "
+        f"(pca_components={min(d, 50)}).",
+    )
+
+
+def check_graph_settings(
+    run_dirs: PathLike | Iterable[PathLike],
+    *,
+    k: Sequence[int] = (20,),
+    features: Sequence[str] = ("raw",),
+    pca_components: int = 50,
+) -> None:
+    """Check every graph setting ``k`` x ``features`` that :func:`compute_topology` is about to
+    compute on ``run_dirs``, before any is: each ``k`` at least 1, each ``features`` raw,
+    standardized, pca or an existing .npy file, and with pca, ``pca_components`` at most the
+    feature count of each run's data. Raises the one :class:`ParameterError` of the first
+    bad value (the same one the computation would raise later)."""
+    for kk in k:
+        check_k(kk, where="compute_topology")
+    for f in features:
+        check_features(f, where="compute_topology")
+    if "pca" in [str(f) for f in features]:
+        for run in runs_in(run_dirs, label_clashes=True):
+            _check_pca_size(run.dataset(), pca_components)
 
 
 def _diagram_table(split: str, epoch: int, losses: np.ndarray, graph: Graph) -> pl.DataFrame:
@@ -346,6 +377,7 @@ def compute_topology(
     """
     # Each graph setting has its own topology folder (see sampletopo.runs): the first one
     # computed keeps topology/, others topology/<setting>/; computing one never touches another.
+    check_graph_settings(run_dirs, k=[k], features=[features], pca_components=pca_components)
     runs = graph_runs(run_dirs, k=k, features=features, pca_components=pca_components)
     jobs = check_int("jobs", jobs, 1, 256, where="compute_topology")
     for s in splits:

@@ -779,7 +779,13 @@ def knn_graph(
         1,
         n - 1,
         where="knn_graph",
-        fix="Use fewer neighbours than samples." if isinstance(k, (int, np.integer)) else "",
+        fix=(
+            "k is the number of neighbours of each sample: use 1 or more."
+            if isinstance(k, (int, np.integer)) and k < 1
+            else "Use fewer neighbours than samples."
+            if isinstance(k, (int, np.integer))
+            else ""
+        ),
     )
     check_choice("metric", metric, ("l2", "cosine"), where="knn_graph")
     check_choice(

@@ -43,7 +43,7 @@ import polars as pl
 
 from sampletopo._errors import ComparisonWarning, RunFolderError, SampletopoError
 from sampletopo._validation import check_int, check_real, check_split, check_tree, invalid
-from sampletopo.runs import PathLike, Run, find_runs
+from sampletopo.runs import PathLike, Run, find_runs, missing_diagrams_error
 
 __all__ = [
     "ComparisonWarning",
@@ -338,11 +338,7 @@ def _run_metrics(m: _Member, metrics: list[Metric], split: str, tree: str) -> pl
     from sampletopo.readers import read_diagrams, scan_losses
 
     if not m.run.diagram_epochs(split):
-        where = f" for graph setting {m.run.setting}" if m.run.setting else ""
-        raise RunFolderError(
-            f"Run {m.label} has no {split} diagrams{where}. Run `sampletopo topology "
-            f"{m.run.path}` (with the same --k and --features) first."
-        )
+        raise missing_diagrams_error(m.run, split)
     df = read_diagrams(m.run, split=split, tree=tree).filter(pl.col("persistence").is_finite())
     epochs = m.run.diagram_epochs(split)
     ranges: dict[int, float] = {}
@@ -749,34 +745,47 @@ def sensitivity(
     ``n_boot``, ``n_permutations``, ``seed``); each setting's rows are exactly what
     ``compare(graph_runs(runs, k=K, features=F), metric, **options)`` returns.
 
+    Every setting is checked to be stored in every run before any is compared: a missing one
+    is a :class:`RunFolderError` naming it and listing the settings stored.
+
     Returns
     -------
     polars.DataFrame
-        ``k``, ``features``, then :func:`compare`'s columns; rows by setting in the order
-        given, then as :func:`compare` orders them.
+        ``k``, ``features``, ``pca_components`` (the PCA size of ``features="pca"`` rows, null
+        on others), then :func:`compare`'s columns; rows by setting in the order given, then as
+        :func:`compare` orders them.
     """
-    from sampletopo.runs import graph_runs
+    import inspect
 
+    from sampletopo.runs import check_features, check_k, graph_runs, require_graph_setting
+
+    where = "sensitivity"
     ks = [k] if isinstance(k, int) else list(k)
     fs = [features] if isinstance(features, (str, os.PathLike)) else list(features)
     for i, kk in enumerate(ks):
-        check_int("k", kk, 1, None, where="sensitivity")
+        check_k(kk, where=where)
         if kk in ks[:i]:
-            raise invalid("k", "distinct neighbour counts", ks, where="sensitivity")
+            raise invalid("k", "distinct neighbour counts", ks, where=where)
     if not ks or not fs:
-        raise invalid("k" if not ks else "features", "one or more values", [], where="sensitivity")
+        raise invalid("k" if not ks else "features", "one or more values", [], where=where)
+    fs = [check_features(f, where=where, exists=False) for f in fs]
+    pca = check_int("pca_components", pca_components, 1, None, where=where)
+    split = options.get("split", inspect.signature(compare).parameters["split"].default)
+    check_split(split, where=where)
     paths = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
+    for f in fs:  # every setting before the first comparison
+        for kk in ks:
+            require_graph_setting(paths, k=kk, features=f, pca_components=pca, split=split)
     parts = []
     for f in fs:
         for kk in ks:
-            keyed = graph_runs(
-                paths, k=kk, features=f, pca_components=pca_components, label_clashes=True
-            )
+            keyed = graph_runs(paths, k=kk, features=f, pca_components=pca, label_clashes=True)
             table = compare(keyed, metric, **options)
             parts.append(
                 table.select(
                     pl.lit(kk, dtype=pl.Int64).alias("k"),
-                    pl.lit(str(f)).alias("features"),
+                    pl.lit(f).alias("features"),
+                    pl.lit(pca if f == "pca" else None, dtype=pl.Int64).alias("pca_components"),
                     pl.all(),
                 )
             )

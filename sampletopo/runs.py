@@ -81,7 +81,7 @@ from sampletopo._runconfig import (
     write_toml,
 )
 from sampletopo._runfiles import DamagedFileError, RowsCheck, read_json, read_parquet
-from sampletopo._validation import invalid
+from sampletopo._validation import check_int, invalid
 
 if TYPE_CHECKING:
     import torch
@@ -110,9 +110,15 @@ __all__ = [
     "epoch_tag",
     "find_runs",
     "GRAPH_DEFAULTS",
+    "check_features",
+    "check_k",
+    "graph_flags",
+    "graph_label",
     "graph_runs",
     "graph_setting",
+    "require_graph_setting",
     "load_run_model",
+    "missing_diagrams_error",
     "parse_epoch",
     "run_labels",
     "runs_in",
@@ -227,6 +233,180 @@ def _meta_matches(entry: Any, k: int, features: str, pca_components: int) -> boo
         and entry.get("features") == str(features)
         and entry.get("pca_components", GRAPH_DEFAULTS["pca_components"]) == pca
     )
+
+
+_FEATURE_NAMES = ("raw", "standardized", "pca")
+
+#: A kNN graph setting as the helpers below take it: ``(k, features, pca_components)``; the PCA
+#: size means something only with ``features == "pca"``.
+GraphSetting = tuple[int, str, int]
+
+
+def check_k(value: Any, *, where: str | None, kind: str = "parameter", name: str = "k") -> int:
+    """``value`` as the neighbours per sample of a kNN graph: an int of 1 or more (the upper
+    bound, the split's size minus one, is checked where the split is known)."""
+    return check_int(
+        name,
+        value,
+        1,
+        None,
+        where=where,
+        kind=kind,
+        fix="k is the number of neighbours of each sample in the kNN graph: use 1 or more "
+        "(20 in the thesis).",
+    )
+
+
+def check_features(
+    value: Any,
+    *,
+    where: str | None,
+    kind: str = "parameter",
+    name: str = "features",
+    exists: bool = True,
+) -> str:
+    """``value`` as the features of a kNN graph: ``raw``, ``standardized``, ``pca`` or the path
+    of a ``.npy`` file (one that exists, with ``exists``; a setting already computed from a
+    file may be read after the file is gone).
+
+    >>> check_features("pca", where=None)
+    'pca'
+    """
+    text = str(value)
+    if text in _FEATURE_NAMES or (text.endswith(".npy") and (not exists or Path(text).is_file())):
+        return text
+    gone = text.endswith(".npy")
+    raise invalid(
+        name,
+        "raw, standardized, pca or the path of an existing .npy file",
+        text,
+        where=where,
+        kind=kind,
+        fix="No file is there: check the path."
+        if gone
+        else "Save your own features with numpy.save(path, array) and pass the file's path.",
+    )
+
+
+def graph_label(
+    k: int, features: str | os.PathLike[str], pca_components: int = GRAPH_DEFAULTS["pca_components"]
+) -> str:
+    """A graph setting as messages, tables and captions name it: unlike :func:`graph_setting`
+    (a folder name), PCA features always carry their size and a file is named by its path.
+
+    >>> graph_label(10, "pca"), graph_label(20, "raw", 7)
+    ('k=10,features=pca,pca=50', 'k=20,features=raw')
+    """
+    name = f"k={int(k)},features={features}"
+    return name + (f",pca={int(pca_components)}" if str(features) == "pca" else "")
+
+
+def graph_flags(
+    k: int, features: str | os.PathLike[str], pca_components: int = GRAPH_DEFAULTS["pca_components"]
+) -> str:
+    """The command-line flags of a graph setting (``--pca-components`` only with PCA features).
+
+    >>> graph_flags(10, "pca", 20)
+    '--k 10 --features pca --pca-components 20'
+    """
+    flags = f"--k {int(k)} --features {features}"
+    return flags + (f" --pca-components {int(pca_components)}" if str(features) == "pca" else "")
+
+
+def _entry_setting(entry: Any) -> GraphSetting | None:
+    """The graph setting one split's ``meta.json`` entry records (``None``: not one)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("k"), int):
+        return None
+    feats = entry.get("features")
+    if not isinstance(feats, str) or not feats:
+        return None
+    pca = entry.get("pca_components", GRAPH_DEFAULTS["pca_components"])
+    return int(entry["k"]), feats, int(pca) if isinstance(pca, int) else 0
+
+
+def _setting_of_name(name: str) -> GraphSetting | None:
+    """The graph setting of a ``topology/<name>/`` folder (:func:`graph_setting` read back; a
+    features file stays ``file-<hash>``), ``None`` for another name."""
+    parts = dict(p.split("=", 1) for p in name.split(",") if "=" in p)
+    if not parts.get("k", "").isdigit() or "features" not in parts:
+        return None
+    pca = parts.get("pca", str(GRAPH_DEFAULTS["pca_components"]))
+    return int(parts["k"]), parts["features"], int(pca) if pca.isdigit() else 0
+
+
+def _missing_setting(run: Run, asked: GraphSetting | None, split: str | None) -> RunFolderError:
+    """The error of a run without the stored diagrams of a graph setting: it names the setting
+    asked, lists those stored for the run and gives the flags of each way out."""
+    what = f"{split} diagrams" if split else "diagrams"
+    stored = Run(run.path).graph_settings()
+    listing = "; ".join(graph_label(*s) for s in stored) or "none"
+    if asked is None:
+        return RunFolderError(
+            f"Run {run.name} has no {what} (stored graph settings: {listing}). Run `sampletopo "
+            f"topology {run.path}` first."
+        )
+    k, features, pca = asked
+    default = features == "pca" and pca == GRAPH_DEFAULTS["pca_components"]
+    note = f" (--pca-components defaults to {pca})" if default else ""
+    msg = (
+        f"Run {run.name} has no {what} of the graph setting asked, {graph_label(*asked)}{note}; "
+        f"stored for it: {listing}."
+    )
+    compute = f"`sampletopo topology {run.path} {graph_flags(*asked)}`"
+    if asked in stored and split is not None:
+        return RunFolderError(
+            f"{msg} Compute its {split} diagrams with {compute[:-1]} --splits {split}`."
+        )
+    if not stored:
+        return RunFolderError(f"{msg} Compute them with {compute}.")
+    near = min(stored, key=lambda s: (s[1] != features, s[0] != k, s[2] != pca))
+    return RunFolderError(
+        f"{msg} Read a stored one with {graph_flags(*near)} (for {graph_label(*near)}), or "
+        f"compute this one with {compute}."
+    )
+
+
+def require_graph_setting(
+    runs: Iterable[PathLike],
+    *,
+    k: int = GRAPH_DEFAULTS["k"],
+    features: str | os.PathLike[str] = GRAPH_DEFAULTS["features"],
+    pca_components: int = GRAPH_DEFAULTS["pca_components"],
+    split: str | None = None,
+) -> None:
+    """Refuse, before anything is read, runs (run or experiment folders) without stored
+    diagrams of this graph setting (of ``split``, or of any split when ``None``): the error names the setting asked, lists the
+    settings stored for the run and suggests the flags of a stored one.
+
+    Raises
+    ------
+    RunFolderError
+        A run holds no such diagrams.
+    """
+    feats = str(features)
+    for run in (r for p in runs for r in find_runs(p)):
+        keyed = Run(run.path).for_graph(k=k, features=feats, pca_components=pca_components)
+        meta, why = keyed.read_meta()
+        splits = [split] if split is not None else list(SPLITS)
+        if not any(
+            why is None
+            and _meta_matches(meta.get(s), k, feats, pca_components)
+            and keyed.diagram_epochs(s)
+            for s in splits
+        ):
+            raise _missing_setting(run, (int(k), feats, int(pca_components)), split)
+
+
+def missing_diagrams_error(run: Run, split: str) -> RunFolderError:
+    """The error of a run (keyed to a graph setting, :func:`graph_runs`) without ``split``
+    diagrams: the setting asked is read back from the run's setting folder name (or from
+    ``topology/meta.json`` when the run reads ``topology/`` itself)."""
+    asked = _setting_of_name(run.setting) if run.setting else None
+    if asked is None and not run.setting:
+        meta, why = run.read_meta()
+        entries = [_entry_setting(v) for v in meta.values()] if why is None else []
+        asked = next((e for e in entries if e is not None), None)
+    return _missing_setting(run, asked, split)
 
 
 def _absolute(path: str | Path) -> Path:
@@ -618,6 +798,21 @@ class Run:
         if top.is_dir():
             out += sorted(p.name for p in top.iterdir() if (p / _META).is_file())
         return out
+
+    def graph_settings(self) -> list[GraphSetting]:
+        """``(k, features, pca_components)`` of every graph setting with stored results, in
+        the order of :meth:`topology_settings` (a setting whose ``meta.json`` cannot be read is
+        left out)."""
+        out: list[GraphSetting] = []
+        for name in self.topology_settings():
+            meta, why = self.with_setting(name).read_meta()
+            entries = [_entry_setting(v) for v in meta.values()] if why is None else []
+            found = next((e for e in entries if e is not None), None)
+            if found is not None and found not in out:
+                out.append(found)
+        # topology/ itself first (the setting read by default), then by features, k, PCA size.
+        order = {f: i for i, f in enumerate(_FEATURE_NAMES)}
+        return out[:1] + sorted(out[1:], key=lambda s: (order.get(s[1], 3), s[1], s[0], s[2]))
 
     @property
     def meta_file(self) -> Path:

@@ -564,10 +564,13 @@ def test_sensitivity_rows_are_compare_per_graph_setting(study, tmp_path, capsys)
     ]  # fmt: skip
     for (k, f), part in table.group_by(["k", "features"], maintain_order=True):
         want = compare(graph_runs(out, k=k, features=f), "n_pairs", **opts)
-        assert_frame_equal(part.drop("k", "features"), want)
+        assert part["pca_components"].null_count() == part.height  # no PCA features here
+        assert_frame_equal(part.drop("k", "features", "pca_components"), want)
     # k=10 raw is topology/ itself: what a plain compare reads.
     assert_frame_equal(
-        table.filter((pl.col("k") == 10) & (pl.col("features") == "raw")).drop("k", "features"),
+        table.filter((pl.col("k") == 10) & (pl.col("features") == "raw")).drop(
+            "k", "features", "pca_components"
+        ),
         compare(out, "n_pairs", **opts),
     )
     # Settings differ: the pair counts of a k=5 graph are not those of a k=10 graph.
@@ -604,7 +607,7 @@ def test_sensitivity_rows_are_compare_per_graph_setting(study, tmp_path, capsys)
     )
     assert main([*argv, "--figure", str(png)]) == 2
     # A setting never computed: one error naming it.
-    with pytest.raises(RunFolderError, match="graph setting k=7,features=raw"):
+    with pytest.raises(RunFolderError, match="graph setting asked, k=7,features=raw; stored"):
         compare(graph_runs(out, k=7), "n_pairs", **opts)
     # The report draws the same sensitivity (total persistence, val split tree, final epoch)
     # over the four stored settings, its table beside the figure.

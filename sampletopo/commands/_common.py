@@ -293,18 +293,24 @@ def _check_parents(p: Path, flag: str) -> None:
             return
 
 
-def require_diagrams(runs: Sequence[PathLike], *, given: list[str]) -> None:
-    """Refuse, before any output folder is made, runs none of which has stored diagrams.
+def require_diagrams(
+    runs: Sequence[PathLike], *, given: list[str], graph: dict[str, Any] | None = None
+) -> None:
+    """Refuse, before any output folder is made, runs none of which has stored diagrams; with
+    ``graph`` (:func:`chosen_graph`), runs without that graph setting's diagrams, naming the
+    setting asked and those stored (:func:`sampletopo.runs.require_graph_setting`).
 
     ``given`` are the folders as the user typed them (experiments or runs), for the message.
     """
-    from sampletopo.runs import SPLITS, as_run
+    from sampletopo.runs import SPLITS, as_run, require_graph_setting
 
+    if graph is not None:
+        require_graph_setting(runs, **graph)
+        return
     if not any(as_run(rd).diagram_epochs(s) for rd in runs for s in SPLITS):
         where = ", ".join(repr(str(g)) for g in given)
         raise RunFolderError(
-            f"No stored diagrams under {where}. Run `sampletopo topology {' '.join(given)}` "
-            "(with the same --k and --features) first."
+            f"No stored diagrams under {where}. Run `sampletopo topology {' '.join(given)}` first."
         )
 
 
@@ -356,6 +362,7 @@ def chosen_graph(
                 kind="flag",
                 fix=f"Add {several} to use several settings." if several else "",
             )
+    check_graph_flags(args, where=where)
     if ks is None and fs is None:
         return None
     return {
@@ -363,3 +370,18 @@ def chosen_graph(
         "features": fs[0] if fs else GRAPH_DEFAULTS["features"],
         "pca_components": getattr(args, "pca_components", GRAPH_DEFAULTS["pca_components"]),
     }
+
+
+def check_graph_flags(args: argparse.Namespace, *, where: str, exists: bool = False) -> None:
+    """Refuse, before anything is read or computed, a ``--k`` below 1, a ``--features`` that is
+    none of raw, standardized, pca or a .npy path (one that exists, with ``exists``: to compute
+    from it) and a ``--pca-components`` below 1: the same errors in every command."""
+    from sampletopo._validation import check_int
+    from sampletopo.runs import check_features, check_k
+
+    for k in getattr(args, "k", None) or []:
+        check_k(k, where=where, kind="flag", name="--k")
+    for f in getattr(args, "features", None) or []:
+        check_features(f, where=where, kind="flag", name="--features", exists=exists)
+    if hasattr(args, "pca_components"):
+        check_int("--pca-components", args.pca_components, 1, None, where=where, kind="flag")

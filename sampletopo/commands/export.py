@@ -115,9 +115,11 @@ def _run(args: argparse.Namespace) -> int:
             "own --k/--features), not per graph setting: leave --k/--features out.",
         )
     if graph is not None:
+        from sampletopo.commands._common import require_diagrams
         from sampletopo.runs import graph_runs
 
         runs = graph_runs(runs, **graph, label_clashes=True)
+        require_diagrams(runs, given=args.runs, graph=graph)
     if args.what in ("summaries", "diagrams"):
         options.update(rows)
     table = export_table(runs, args.what, **options)

@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         from sampletopo.runs import graph_runs
 
         runs = graph_runs(runs, **graph, label_clashes=True)
-    require_diagrams(runs, given=args.runs)
+    require_diagrams(runs, given=args.runs, graph=graph)
     from sampletopo.runs import Run
 
     out = check_out_dir(getattr(args, "out", None) or Run(runs[0]).experiment.figures_dir)

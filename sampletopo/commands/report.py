@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
             from sampletopo.runs import graph_runs
 
             runs = graph_runs(runs, **graph)  # type: ignore[assignment]
-        require_diagrams(runs, given=[exp])
+        require_diagrams(runs, given=[exp], graph=graph)
     from sampletopo.runs import Experiment
 
     out = check_out_dir(getattr(args, "out", None) or Experiment(args.experiments[0]).report_dir)

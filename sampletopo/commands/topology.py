@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sampletopo.commands._common import add_command, given, graph_options, option, progress_option
+from sampletopo.commands._common import (
+    add_command,
+    check_graph_flags,
+    given,
+    graph_options,
+    option,
+    progress_option,
+)
 from sampletopo.runs import SPLITS
 
 _REFERENCES = "'final' (or 'last'), 'first', or an epoch number"
@@ -129,9 +136,12 @@ def _run(args: argparse.Namespace) -> int:
     ks = list(dict.fromkeys(getattr(args, "k", [GRAPH_DEFAULTS["k"]])))
     feats = list(dict.fromkeys(getattr(args, "features", [GRAPH_DEFAULTS["features"]])))
     pca = options.get("pca_components", GRAPH_DEFAULTS["pca_components"])
+    check_graph_flags(args, where="sampletopo topology", exists=True)
     # Each folder given is done on its own: runs are told apart by folder name within one call,
     # and two experiments may well both hold a run called "run".
     groups = [[r] for r in args.runs] if len(args.runs) > 1 else [args.runs]
+    for paths in groups:  # every setting asked, before the first is computed
+        analysis.check_graph_settings(paths, k=ks, features=feats, pca_components=pca)
     done_parts, summaries = [], []
     # The default setting first: on a fresh run it is the one topology/ itself holds (what
     # figures, report and compare read without --k), the others go beside it.
