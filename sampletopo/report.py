@@ -453,7 +453,13 @@ def _sensitivity_figure(runs: Sequence[Path], fig_dir: Path) -> Path | None:
     all runs hold (``sampletopo topology RUNS --k 10 20 40 --features raw pca``), when the
     replicate comparison applies (:func:`_replicate_comparison`) and every k x features
     combination is stored; else ``None``."""
-    from sampletopo.plotting._topology import attach_data, plot_sensitivity, save
+    from sampletopo.plotting._topology import (
+        _features_key,
+        attach_data,
+        plot_sensitivity,
+        save,
+        sensitivity_caption,
+    )
     from sampletopo.replicates import run_group, sensitivity
 
     groups = [run_group(r)[0] for r in runs]
@@ -461,7 +467,7 @@ def _sensitivity_figure(runs: Sequence[Path], fig_dir: Path) -> Path | None:
         return None
     common = set.intersection(*(_graph_settings_of(r) for r in runs))
     ks = sorted({k for k, _, _ in common})
-    feats = sorted({f for _, f, _ in common})
+    feats = sorted({f for _, f, _ in common}, key=_features_key)  # as the figure orders them
     pcas = {p for _, f, p in common if f == "pca"}
     if len(ks) * len(feats) < 2 or len(pcas) > 1:
         return None
@@ -477,13 +483,7 @@ def _sensitivity_figure(runs: Sequence[Path], fig_dir: Path) -> Path | None:
         return None
     fig = plot_sensitivity(table).get_figure(root=True)
     assert fig is not None
-    caption = (
-        "Graph sensitivity: the difference of the variants' mean validation split-tree total "
-        f"persistence at the final epoch, with its 95 % bootstrap interval, for k = "
-        f"{', '.join(map(str, ks))} and features {', '.join(feats)} (one line per features "
-        "value); each point is `sampletopo compare --k K --features F`."
-    )
-    attach_data(fig, table.drop("verdict", strict=False), caption)
+    attach_data(fig, table.drop("verdict", strict=False), sensitivity_caption(table))
     return save(fig, fig_dir / "sensitivity")[0]
 
 

@@ -802,3 +802,80 @@ def test_samples_and_audit_use_the_pca_size_of_the_topology(study, tmp_path):
     # The audit builds the graph its diagrams were computed on: no other graph is made.
     audit_run(run, split="train", methods=["topology"], progress=False)
     assert sorted((copy / "graphs").iterdir()) == graphs
+
+
+def test_sensitivity_of_pca_features_carries_the_pca_size(study, tmp_path, capsys):
+    """The sensitivity table, figure legend and caption name the PCA size; the caption's command
+    reads that setting; compare --figure and the report write the same caption and colours."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from sampletopo.cli import main
+    from sampletopo.plotting import plot_sensitivity
+    from sampletopo.plotting._topology import read_caption, sensitivity_caption
+    from sampletopo.replicates import sensitivity
+    from sampletopo.report import _sensitivity_figure
+    from sampletopo.runs import find_runs, graph_runs
+
+    out, _ = study
+    copy = tmp_path / "lr-seeds"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("figures", "report*", "k=*"))
+    argv = ["topology", str(copy), "--k", "5", "10", "--features", "raw", "pca",
+            "--pca-components", "5", "--splits", "val", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    table = sensitivity(copy, k=[5, 10], features=["pca", "raw"], pca_components=5)
+    assert table.select("k", "features", "pca_components").rows() == [
+        (5, "pca", 5), (10, "pca", 5), (5, "raw", None), (10, "raw", None)
+    ]  # fmt: skip
+    for (k, f), part in table.group_by(["k", "features"], maintain_order=True):
+        want = compare(graph_runs(copy, k=k, features=f, pca_components=5), "total_persistence")
+        assert_frame_equal(part.drop("k", "features", "pca_components"), want)
+    # The default 50 axes were not computed: one error naming pca=50 and the stored size.
+    with pytest.raises(RunFolderError) as e:
+        sensitivity(copy, k=[5], features=["raw", "pca"])
+    assert "the graph setting asked, k=5,features=pca,pca=50 (--pca-components defaults" in str(
+        e.value
+    )
+    assert "Read a stored one with --k 5 --features pca --pca-components 5" in str(e.value)
+    # The legend and colours: one fixed order and colour per features value, whatever the
+    # order of the table (compare keeps the order asked, the report sorts).
+    pal = sns.color_palette("colorblind", 10)
+    for t in (table, table.reverse()):
+        ax = plot_sensitivity(t)
+        labels = [c.get_label() for c in ax.containers]
+        assert labels == ["features=raw", "features=pca (5 axes)"]
+        raw, pca = (c.lines[0] for c in ax.containers)
+        assert raw.get_color() == pal[0] and pca.get_color() == pal[2]
+        np.testing.assert_array_equal(
+            pca.get_ydata(), table.filter(pl.col("features") == "pca").sort("k")["difference"]
+        )
+        first = table.row(0, named=True)
+        assert ax.get_title() == (
+            f"validation set, split tree\ndifference ({first['group_a']} - {first['group_b']}, "
+            "epoch 3) and its interval"
+        )
+        plt.close(ax.figure)
+    # compare --sensitivity --figure: the table and caption beside the figure.
+    png = tmp_path / "sens.png"
+    argv = ["compare", str(copy), "--sensitivity", "--k", "5", "10", "--features", "pca", "raw",
+            "--pca-components", "5", "--figure", str(png)]  # fmt: skip
+    assert main(argv) == 0
+    assert "k=5,features=pca,pca=5, epoch 3" in capsys.readouterr().out
+    assert_frame_equal(pl.read_parquet(tmp_path / "sens.parquet"), table)
+    caption = read_caption(png)
+    assert caption == sensitivity_caption(table)
+    assert "for k = 5, 10 and features raw, pca (5 axes)" in caption
+    assert caption.endswith("--k K --features F` (add --pca-components 5 for pca).")
+    # The caption's command, for the k=5 PCA point, prints that point's difference.
+    cmd = caption.split("`")[1].replace("RUNS", str(copy)).replace("--k K", "--k 5")
+    cmd = cmd.replace("--features F", "--features pca --pca-components 5")
+    assert main(cmd.split()[1:]) == 0
+    assert f"{table['difference'][0]:.4f}" in capsys.readouterr().out
+    # The report's figure: the same rows (raw first) and the same caption.
+    fig = _sensitivity_figure([r.path for r in find_runs(copy)], tmp_path / "report")
+    assert read_caption(fig) == caption
+    report_table = pl.read_parquet(tmp_path / "report" / "sensitivity.parquet")
+    assert report_table.select("k", "features", "pca_components").rows() == [
+        (5, "raw", None), (10, "raw", None), (5, "pca", 5), (10, "pca", 5)
+    ]  # fmt: skip

@@ -218,30 +218,46 @@ def _sensitivity(
 ) -> int:
     from sampletopo.export import write_table
     from sampletopo.replicates import sensitivity
+    from sampletopo.runs import graph_label
 
     graph = given(args, "k", "features", "pca_components")
     graph.pop("progress", None)
     table = sensitivity(args.runs, metric, **graph, **options)
+    printed = table.drop("metric", "split", "tree", "verdict", "mean_a", "mean_b", "p_min")
+    if table["pca_components"].null_count() == table.height:
+        printed = printed.drop("pca_components")  # no PCA features asked
     with _printed():
-        print(_shown(table.drop("metric", "split", "tree", "verdict", "mean_a", "mean_b", "p_min")))
+        print(_shown(printed))
     for row in table.iter_rows(named=True):
+        setting = graph_label(row["k"], row["features"], row["pca_components"] or 0)
         print(
-            f"k={row['k']}, features={row['features']}, epoch {row['epoch']}, "
-            f"{row['group_a']} vs {row['group_b']}: {row['verdict']}"
+            f"{setting}, epoch {row['epoch']}, {row['group_a']} vs {row['group_b']}: {row['verdict']}"
         )
     if out is not None:
         print(write_table(table, out))
     if figure is not None:
+        import inspect
+
         import matplotlib.pyplot as plt
 
         from sampletopo.plotting import plot_sensitivity
-        from sampletopo.plotting._topology import save_figure
-        from sampletopo.runs import figure_table_file
+        from sampletopo.plotting._topology import (
+            attach_data,
+            save_figure,
+            save_figure_data,
+            sensitivity_caption,
+        )
+        from sampletopo.replicates import compare
 
+        level = options.get(
+            "confidence", inspect.signature(compare).parameters["confidence"].default
+        )
         fig, ax = plt.subplots(figsize=(6, 4))
         plot_sensitivity(table, ax=ax)
         fig.tight_layout()
+        # Its numbers and caption beside it, as every figure's (sampletopo.plotting.save).
+        attach_data(fig, table, sensitivity_caption(table, confidence=level))
         print(save_figure(fig, figure))
+        print(save_figure_data(fig, figure))
         plt.close(fig)
-        print(write_table(table, figure_table_file(figure)))
     return 0

@@ -1196,34 +1196,116 @@ def save(fig: Figure, path: Path, formats: Sequence[str] = ("png", "pdf")) -> li
     return out
 
 
+_FEATURE_ORDER = ("raw", "standardized", "pca")
+_SET_WORDS = {"train": "training set", "val": "validation set"}
+
+
+def _features_key(features: str) -> tuple[int, str]:
+    """Features in one fixed order: raw, standardized, pca, then feature files by path."""
+    order = _FEATURE_ORDER.index(features) if features in _FEATURE_ORDER else len(_FEATURE_ORDER)
+    return order, features
+
+
+def sensitivity_colors(features: Iterable[str]) -> dict[str, Any]:
+    """One colour per graph features value, the same whatever else a figure shows: raw,
+    standardized and pca always take the first three colours of the colorblind palette, feature
+    files the next ones by path (so ``compare --figure`` and the report agree)."""
+    files = sorted({f for f in features if f not in _FEATURE_ORDER})
+    names = [*_FEATURE_ORDER, *files]
+    pal = sns.color_palette("colorblind", max(len(names), 10))
+    return {f: pal[i % len(pal)] for i, f in enumerate(names)}
+
+
+def _features_text(features: str, pca: Any) -> str:
+    """``pca (20 axes)`` for PCA features with a known size, the features value otherwise."""
+    return f"{features} ({int(pca)} axes)" if features == "pca" and pca is not None else features
+
+
+def _sensitivity_features(table: pl.DataFrame) -> list[tuple[str, Any]]:
+    """``(features, pca_components)`` of the table's rows, in the fixed features order."""
+    pca = table["pca_components"] if "pca_components" in table.columns else None
+    pairs = {(str(f), None if pca is None else pca[i]) for i, f in enumerate(table["features"])}
+    return sorted(pairs, key=lambda fp: (*_features_key(fp[0]), fp[1] or 0))
+
+
+def sensitivity_caption(table: pl.DataFrame, *, confidence: float = 0.95) -> str:
+    """The caption of a graph-sensitivity figure (:func:`plot_sensitivity`) of ``table`` (rows
+    of :func:`sampletopo.replicates.sensitivity`): what is compared, on which split, tree and
+    epochs, over which settings, and the ``sampletopo compare`` command of one point (with
+    ``--pca-components`` for PCA features)."""
+    first = table.row(0, named=True)
+    split, tree = first.get("split", "val"), first.get("tree", "split")
+    epochs = sorted(set(table["epoch"].to_list()))
+    ks = sorted(set(table["k"].to_list()))
+    feats = _sensitivity_features(table)
+    pairs = sorted({(a, b) for a, b in table.select("group_a", "group_b").iter_rows()})
+    pair = "; ".join(f"{a} - {b}" for a, b in pairs)
+    sizes = sorted({int(p) for f, p in feats if f == "pca" and p is not None})
+    pca = f" --pca-components {sizes[0]}" if len(sizes) == 1 else " --pca-components N"
+    cmd = (
+        f"sampletopo compare RUNS --metric {first['metric']} --split {split} --tree {tree} "
+        f"--epochs {' '.join(map(str, epochs))} --k K --features F"
+    )
+    with_pca = f" (add{pca} for pca)" if sizes else ""
+    return (
+        f"Graph sensitivity: the difference of the variants' mean {first['metric']} "
+        f"({_SET_WORDS.get(split, split)}, {tree} tree) at epoch "
+        f"{', '.join(map(str, epochs))} ({pair}), with its {confidence * 100:g} % bootstrap "
+        f"interval, for k = {', '.join(map(str, ks))} and features "
+        f"{', '.join(_features_text(f, p) for f, p in feats)} (one line per features value); "
+        f"each point is `{cmd}`{with_pca}."
+    )
+
+
 def plot_sensitivity(table: pl.DataFrame, *, ax: Axes | None = None) -> Axes:
     """A variant difference against the kNN graph's k, one line per features value: the rows
     of :func:`sampletopo.replicates.sensitivity` (``difference`` with its ``ci_low`` ..
     ``ci_high`` interval as error bars; none where a group has one replicate). With several
-    pairs or epochs, each gets its own lines (labelled with them)."""
+    pairs or epochs, each gets its own lines (labelled with them, told apart by line style).
+
+    Lines are drawn and listed in one fixed features order (raw, standardized, pca, files),
+    each features value in its own colour (:func:`sensitivity_colors`); PCA features name
+    their size ("features=pca (20 axes)") when the table has a ``pca_components`` column."""
     where = "plot_sensitivity"
     _need(table, ["k", "features", "epoch", "group_a", "group_b", "difference", "ci_low",
                   "ci_high", "metric"], where)  # fmt: skip
     if table.height == 0:
         raise invalid("table", "at least one row", where=where, got="an empty table")
     ax = _ax(ax)
-    keys = ["features", "group_a", "group_b", "epoch"]
+    if "pca_components" not in table.columns:
+        table = table.with_columns(pca_components=pl.lit(None, dtype=pl.Int64))
+    colors = sensitivity_colors(table["features"].cast(pl.String).to_list())
+    keys = ["features", "pca_components", "group_a", "group_b", "epoch"]
+    lines = table.select(keys[2:]).unique().sort(keys[2:]).rows()
+    many = len(lines) > 1
+    styles = ["-", "--", ":", "-."]
     parts = table.sort("k").group_by(keys, maintain_order=True)
-    many = table.select(keys[1:]).unique().height > 1
-    for (feats, ga, gb, epoch), part in parts:
+    ordered = sorted(
+        parts, key=lambda kp: (*_features_key(str(kp[0][0])), kp[0][1] or 0, kp[0][2:])
+    )
+    for (feats, pca, ga, gb, epoch), part in ordered:
         d = part["difference"].to_numpy().astype(np.float64)
         lo = part["ci_low"].fill_null(np.nan).to_numpy().astype(np.float64)
         hi = part["ci_high"].fill_null(np.nan).to_numpy().astype(np.float64)
         err = np.vstack([np.nan_to_num(d - lo), np.nan_to_num(hi - d)])
-        label = f"features={feats}" + (f": {ga} - {gb}, epoch {epoch}" if many else "")
-        ax.errorbar(part["k"].to_numpy(), d, yerr=err, marker="o", capsize=3, label=label)
+        label = f"features={_features_text(str(feats), pca)}"
+        label += f": {ga} - {gb}, epoch {epoch}" if many else ""
+        style = styles[lines.index((ga, gb, epoch)) % len(styles)]
+        ax.errorbar(part["k"].to_numpy(), d, yerr=err, marker="o", capsize=3, label=label,
+                    color=colors[str(feats)], ls=style)  # fmt: skip
     ax.axhline(0.0, color="0.5", lw=0.8, ls="--")
     ax.set_xticks(sorted(set(table["k"].to_list())))
     ax.set_xlabel("k (neighbours of the kNN graph)")
     first = table.row(0, named=True)
     pair = "" if many else f" ({first['group_a']} - {first['group_b']}, epoch {first['epoch']})"
     ax.set_ylabel(f"difference of {first['metric']}")
-    where_ = f"{first.get('split', '')} {first.get('tree', '')}".strip()
-    ax.set_title(f"{where_}: difference{pair} and its interval".lstrip(": "))
+    split, tree = first.get("split"), first.get("tree")
+    place = ", ".join(
+        w
+        for w in (_SET_WORDS.get(split, split) if split else "", f"{tree} tree" if tree else "")
+        if w
+    )
+    # Two lines: split, tree and pair do not fit one line of a 6-inch figure.
+    ax.set_title(f"{place}\ndifference{pair} and its interval".lstrip("\n"), fontsize="medium")
     ax.legend(fontsize="small")
     return ax
