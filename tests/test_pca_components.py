@@ -158,10 +158,12 @@ def test_a_setting_not_stored_is_named_with_those_that_are(run40, tmp_path, caps
 def test_an_unknown_features_name_is_the_same_error_in_every_command(run40, capsys):
     path, _ = run40
     errors = {}
-    for cmd in ("topology", "compare", "figures", "export"):
+    for cmd in ("topology", "compare", "figures", "export", "compare --sensitivity"):
         extra = ["--what", "summaries", "--out", "x.csv"] if cmd == "export" else []
-        assert main([cmd, str(path.parent), "--k", "10", "--features", "umap", *extra]) == 2
-        errors[cmd] = capsys.readouterr().err.strip().replace(f"sampletopo {cmd}", "CMD")
+        name, *more = cmd.split()
+        argv = [name, str(path.parent), "--k", "10", "--features", "umap", *more, *extra]
+        assert main(argv) == 2
+        errors[cmd] = capsys.readouterr().err.strip().replace(f"sampletopo {name}", "CMD")
     assert set(errors.values()) == {
         "CMD: error: The '--features' flag of CMD must be raw, standardized, pca or the path "
         "of an existing .npy file. Got 'umap' instead. Save your own features with "

@@ -17,6 +17,7 @@ from typing import Any
 
 from sampletopo.commands._common import (
     add_command,
+    check_graph_flags,
     chosen_graph,
     chosen_graph_options,
     given,
@@ -150,6 +151,7 @@ def _run(args: argparse.Namespace) -> int:
     metric = getattr(args, "metric", "total_persistence")
     perms = {"n_permutations": args.n_permutations} if hasattr(args, "n_permutations") else {}
     figure = _figure_file(args)  # before the comparison is computed
+    check_graph_flags(args, where="sampletopo compare")  # with --sensitivity too
     if getattr(args, "sensitivity", False):
         return _sensitivity(args, metric, {**options, **perms}, path, figure)
     runs = args.runs
