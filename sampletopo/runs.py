@@ -359,7 +359,7 @@ def _missing_setting(run: Run, asked: GraphSetting | None, split: str | None) ->
         )
     if not stored:
         return RunFolderError(f"{msg} Compute them with {compute}.")
-    near = min(stored, key=lambda s: (s[1] != features, s[0] != k, s[2] != pca))
+    near = min(stored, key=lambda s: (s[1] != features, abs(s[0] - k), s[2] != pca))
     return RunFolderError(
         f"{msg} Read a stored one with {graph_flags(*near)} (for {graph_label(*near)}), or "
         f"compute this one with {compute}."
@@ -394,7 +394,9 @@ def require_graph_setting(
             and keyed.diagram_epochs(s)
             for s in splits
         ):
-            raise _missing_setting(run, (int(k), feats, int(pca_components)), split)
+            # The PCA size is part of the setting only with PCA features (as in meta.json).
+            pca = int(pca_components) if feats == "pca" else GRAPH_DEFAULTS["pca_components"]
+            raise _missing_setting(run, (int(k), feats, pca), split)
 
 
 def missing_diagrams_error(run: Run, split: str) -> RunFolderError:

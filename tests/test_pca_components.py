@@ -150,6 +150,14 @@ def test_a_setting_not_stored_is_named_with_those_that_are(run40, tmp_path, caps
         f"k=5,features=pca,pca=4), or compute this one with `sampletopo topology {run} --k 6 "
         "--features pca --pca-components 4`."
     )
+    # A setting stored for one split only: the flags that compute the other.
+    assert main(["topology", exp, "--k", "7", "--splits", "val", "--no-progress"]) == 0
+    with pytest.raises(RunFolderError) as e:
+        metric_table(graph_runs(exp, k=7), split="train")
+    assert str(e.value).endswith(
+        f"Compute its train diagrams with `sampletopo topology {run} --k 7 --features raw "
+        "--splits train`."
+    )
     # The stored setting read as suggested works.
     assert main(["export", exp, "--what", "summaries", "--k", "5", "--features", "pca",
                  "--pca-components", "4", "--out", str(tmp_path / "s.csv")]) == 0  # fmt: skip
