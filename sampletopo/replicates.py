@@ -739,7 +739,7 @@ def sensitivity(
 ) -> pl.DataFrame:
     """:func:`compare` on the topology of each kNN graph setting: every ``k`` with every
     ``features`` (computed before by ``sampletopo topology RUNS --k 10 20 40 --features raw
-    pca``; see :func:`sampletopo.runs.graph_runs` for where each setting's results lie).
+    pca``, with ``--pca-components N`` on data of fewer than 50 features; see :func:`sampletopo.runs.graph_runs` for where each setting's results lie).
 
     ``options`` are :func:`compare`'s (``split``, ``tree``, ``epochs``, ``confidence``,
     ``n_boot``, ``n_permutations``, ``seed``); each setting's rows are exactly what

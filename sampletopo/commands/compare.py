@@ -81,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p,
         "--figure",
         help="with --sensitivity: also draw the difference against k, one line per features "
-        "value, into this file (.png, .pdf, .svg; its table beside it as .parquet)",
+        "value, into this file (.png, .pdf, .svg; its table beside it as .parquet, the caption "
+        "in its footer)",
     )
     option(
         p,

@@ -36,6 +36,7 @@ from sampletopo.plotting._topology import (
     plot_sensitivity,
     plot_total_persistence,
     plot_wasserstein,
+    sensitivity_caption,
     total_persistence_figure,
     wasserstein_figure,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "plot_sensitivity",
     "plot_total_persistence",
     "plot_wasserstein",
+    "sensitivity_caption",
     "total_persistence_figure",
     "wasserstein_figure",
 ]
