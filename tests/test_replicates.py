@@ -861,7 +861,11 @@ def test_sensitivity_of_pca_features_carries_the_pca_size(study, tmp_path, capsy
     argv = ["compare", str(copy), "--sensitivity", "--k", "5", "10", "--features", "pca", "raw",
             "--pca-components", "5", "--figure", str(png)]  # fmt: skip
     assert main(argv) == 0
-    assert "k=5,features=pca,pca=5, epoch 3" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert printed.startswith(
+        "total_persistence of the val split's split-tree diagrams, difference per graph setting:"
+    )
+    assert "k=5,features=pca,pca=5, epoch 3" in printed
     assert_frame_equal(pl.read_parquet(tmp_path / "sens.parquet"), table)
     caption = read_caption(png)
     assert caption == sensitivity_caption(table)

@@ -229,6 +229,8 @@ def _sensitivity(
     printed = table.drop("metric", "split", "tree", "verdict", "mean_a", "mean_b", "p_min")
     if table["pca_components"].null_count() == table.height:
         printed = printed.drop("pca_components")  # no PCA features asked
+    split, tree = table["split"][0], table["tree"][0]
+    print(f"{metric} of the {split} split's {tree}-tree diagrams, difference per graph setting:")
     with _printed():
         print(_shown(printed))
     for row in table.iter_rows(named=True):
