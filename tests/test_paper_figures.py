@@ -381,3 +381,62 @@ def test_surface_has_few_tick_labels_that_do_not_overlap():
     for i, (na, a) in enumerate(boxes):
         for nb, b in boxes[i + 1 :]:
             assert not (a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1), (na, nb)
+
+
+# --- a diverging variant among replicates (issue 15) ----------------------------------------
+
+
+def diverging_replicates() -> pl.DataFrame:
+    """Replicate-mean curves as :func:`sampletopo.replicates.replicate_curves` writes them:
+    "ok" and "slow" (3 replicates, totals 1.3 .. 5.7, bands within 0.9 .. 6.5) and "wild",
+    whose epoch 2 explodes (mean 1.1e14, band 4.9e7 .. 3.3e14) and whose later epochs are one
+    surviving run at 0 (total persistence of a constant loss)."""
+    rows = []
+    for e in range(9):
+        for run, tp in (("ok", 1.3 + 0.5 * e), ("slow", 1.3 + 0.2 * e), ("wild", 1.3)):
+            n, lo, hi = 3, tp * 0.7, tp * 1.15
+            if run == "wild" and e == 2:
+                tp, lo, hi = 1.1e14, 4.9e7, 3.3e14
+            elif run == "wild" and e > 2:
+                n, tp, lo, hi = 1, 0.0, None, None
+            for split in ("train", "val"):
+                for tree in ("join", "split"):
+                    rows.append({"run": run, "split": split, "tree": tree, "epoch": e, "n": n,
+                                 "total_persistence_1": tp, "ci_low": lo, "ci_high": hi,
+                                 "mean_loss": 2.0})  # fmt: skip
+    return pl.DataFrame(rows)
+
+
+def test_an_exploding_epochs_band_does_not_set_the_axis_either():
+    fig = T.total_persistence_figure(diverging_replicates(), milestones=[])
+    for ax in _panel_axes(fig):
+        # Before: a symmetric-log axis up to 4e14 whose linear part (linthresh 3.3e5, set by
+        # the explosion) held the healthy curves flat at 0.
+        # Now linear from the surviving run's 0 to the top of the healthy band, padded 4 %.
+        top = (1.3 + 0.5 * 8) * 1.15
+        assert ax.get_yscale() == "linear"
+        assert ax.get_ylim() == pytest.approx((-0.04 * top, 1.04 * top))
+        lo, hi = ax.get_ylim()
+        # The exploding mean sits on the top edge as one triangle at epoch 2.
+        [marker] = _clipped_markers(ax)
+        (x, y), *_ = marker.get_offsets()
+        assert x == 2 and y == pytest.approx(hi)
+    assert "4 value(s) beyond the robust axis ranges" in T.figure_data(fig).caption
+    assert "total persistence linear" in T.figure_data(fig).caption
+
+
+def test_symlog_threshold_comes_from_the_values_kept_and_no_tick_sits_inside_it():
+    # Distances of healthy runs (0 at the reference epoch, 0.02 .. 3.5) and three of a
+    # diverged run (2.4e7 .. 1.7e14).
+    healthy = [0.0, 0.0, 0.019, 0.036, 0.2, 0.78, 1.1, 1.6, 2.5, 3.5] * 3
+    sc = axis_scale([np.array([v]) for v in [*healthy, 2.4e7, 3.8e8, 1.65e14]], fence_low=False)
+    assert sc.name == "symlog"
+    assert sc.hi == 3.5
+    assert sc.linthresh == pytest.approx(np.quantile([v for v in healthy if v], 0.05))
+    assert sc.linthresh < 0.05  # was 1.65e5 (1e-9 of the largest value)
+    _, ax = plt.subplots()
+    sc.apply(ax, "y")
+    ax.set_ylim(*T._padded(sc))
+    ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+    # 0 and the decades above the threshold: no "10^-2" drawn over "0".
+    assert ticks == [0.0, 0.1, 1.0]

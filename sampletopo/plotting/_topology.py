@@ -170,8 +170,10 @@ def _curve(ax: Axes, x: Any, y: Any, sc: AxisScale, lim: tuple[float, float], **
 
 
 def _points_scale(vals: np.ndarray, scale: str, where: str) -> AxisScale:
-    """The y axis of curves: every point its own group, only the high end fenced."""
-    groups = [vals[i : i + 1] for i in range(vals.size)]
+    """The y axis of curves: every point its own group, only the high end fenced. ``vals``
+    of shape (points, k) make each row one group (a replicate mean with its interval: an
+    exploding epoch's band is as much an outlier as its mean)."""
+    groups = list(vals.reshape(vals.shape[0], -1)) if vals.ndim == 2 else list(vals[:, None])
     return axis_scale(groups, scale=scale, where=where, fence_low=False)
 
 
@@ -258,11 +260,9 @@ def plot_metric_curves(
     colors = run_colors(runs)
     ax2 = ax.twinx() if show_loss and "mean_loss" in sub.columns else None
     band = "ci_low" in sub.columns and "ci_high" in sub.columns
-    vals = sub[column].to_numpy().astype(np.float64)
-    if band:  # the axis holds the intervals too
-        ci = sub.select("ci_low", "ci_high").to_numpy().astype(np.float64).ravel()
-        vals = np.concatenate([vals, ci[np.isfinite(ci)]])
-    sc = _points_scale(vals, scale, where)
+    # The axis holds the intervals too, each with its mean as one group.
+    vals = sub.select(column, *(["ci_low", "ci_high"] if band else [])).to_numpy()
+    sc = _points_scale(vals.astype(np.float64), scale, where)
     lim = _scaled_axis(ax, "y", sc)
     clipped = 0
     scales = [(quantity, sc.text)]
