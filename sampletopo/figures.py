@@ -376,14 +376,21 @@ def _replicate_groups(runs: list[Run], labels: list[str]) -> dict[str, tuple[str
 def _replicate_curves(
     summary: pl.DataFrame, groups: dict[str, tuple[str, int]], value: str = "total_persistence_1"
 ) -> pl.DataFrame:
-    """The ``value`` (default: total-persistence) curves pooled per variant (mean and 95 % bootstrap interval over
-    its replicates, :func:`sampletopo.replicates.replicate_curves`), each named
-    ``<variant> (mean of n)``."""
+    """The ``value`` (default: total-persistence) curves pooled per variant (mean and 95 %
+    bootstrap interval over its replicates, :func:`sampletopo.replicates.replicate_curves`),
+    each named ``<variant> (mean of n)``, or ``(mean of 1-3)`` when runs that stopped early
+    (diverged) leave fewer replicates at some epochs (the ``n`` column says which)."""
     from sampletopo.replicates import replicate_curves
 
-    named = {lab: f"{g} (mean of {n})" for lab, (g, n) in groups.items()}
     extra = ["mean_loss"] if "mean_loss" in summary.columns else []
-    return replicate_curves(summary, named, value, extra=extra)
+    curves = replicate_curves(summary, {lab: g for lab, (g, _) in groups.items()}, value,
+                              extra=extra)  # fmt: skip
+    counts = curves.group_by("run").agg(lo=pl.col("n").min(), hi=pl.col("n").max())
+    named = {
+        g: f"{g} (mean of {lo})" if lo == hi else f"{g} (mean of {lo}-{hi})"
+        for g, lo, hi in counts.iter_rows()
+    }
+    return curves.with_columns(pl.col("run").replace_strict(named))
 
 
 def _labelled_summary_tables(

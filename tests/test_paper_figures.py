@@ -440,3 +440,28 @@ def test_symlog_threshold_comes_from_the_values_kept_and_no_tick_sits_inside_it(
     ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
     # 0 and the decades above the threshold: no "10^-2" drawn over "0".
     assert ticks == [0.0, 0.1, 1.0]
+
+
+def test_a_variant_whose_runs_stopped_early_says_how_many_it_averages():
+    from sampletopo.figures import _replicate_curves
+
+    rows = []
+    for run, last in (("a,seed=0", 5), ("a,seed=1", 5), ("w,seed=0", 5), ("w,seed=1", 2),
+                      ("w,seed=2", 2)):  # fmt: skip
+        for e in range(last + 1):
+            for split in ("train", "val"):
+                for tree in ("join", "split"):
+                    rows.append({"run": run, "split": split, "tree": tree, "epoch": e,
+                                 "total_persistence_1": 1.0 + e + len(rows) % 3,
+                                 "mean_loss": 2.0})  # fmt: skip
+    groups = {r: (r.split(",")[0], 2 if r[0] == "a" else 3) for r in {x["run"] for x in rows}}
+    table = _replicate_curves(pl.DataFrame(rows), groups)
+    fig = T.total_persistence_figure(table)
+    [legend] = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    # Before: "w (mean of 3)", though epochs 3-5 are one run.
+    assert texts[:2] == ["a (mean of 2)", "w (mean of 1-3)"]
+    caption = T.figure_data(fig).caption
+    assert "Fewer replicates where runs stopped early (the table's n): w averages 1 of 3 runs " \
+        "at epoch(s) 3-5." in caption  # fmt: skip
+    assert "a averages" not in caption

@@ -37,7 +37,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, StrMethodFormatter
 
 from sampletopo._io import write_atomic
-from sampletopo._validation import check_int, invalid
+from sampletopo._validation import check_int, invalid, ranges_text
 from sampletopo.diagrams import Diagram
 from sampletopo.plotting._scales import AxisScale, Scale, axis_scale
 from sampletopo.runs import SPLITS, TREES
@@ -440,9 +440,35 @@ def metric_figure(
     loss = f"; dashed: the mean {loss_label} (right axis)" if "mean_loss" in table.columns else ""
     caption = (
         f"{what} against epoch, per data split (rows) and tree (columns), {runs}{loss}. "
+        + _fewer_note(table)
         + _curves_note(fig, milestones)
     )
     return attach_data(fig, table.select(cols).sort("run", "split", "tree", "epoch"), caption)
+
+
+def _fewer_note(table: pl.DataFrame) -> str:
+    """Where a replicate mean averages fewer runs than at its other epochs (runs that stopped
+    early, e.g. diverged): "lr=20.0 averages 1 of 3 runs at epochs 3-8." (the ``n`` column)."""
+    if "n" not in table.columns:
+        return ""
+
+    notes = []
+    for (run,), part in table.group_by("run", maintain_order=True):
+        per_epoch = part.group_by("epoch").agg(pl.col("n").min()).sort("epoch")
+        full = int(part["n"].max())
+        fewer = per_epoch.filter(pl.col("n") < full)
+        for (k,), at in fewer.group_by("n", maintain_order=True):
+            notes.append(
+                f"{str(run).split(' (mean of')[0]} averages {k} of {full} runs at epoch(s) "
+                f"{ranges_text(at['epoch'])}"
+            )
+    if not notes:
+        return ""
+    return (
+        "Fewer replicates where runs stopped early (the table's n): "
+        + "; ".join(sorted(notes))
+        + ". "
+    )
 
 
 def _unit(loss_label: str) -> str:
