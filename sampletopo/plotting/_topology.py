@@ -455,7 +455,7 @@ def _fewer_note(table: pl.DataFrame) -> str:
     notes = []
     for (run,), part in table.group_by("run", maintain_order=True):
         per_epoch = part.group_by("epoch").agg(pl.col("n").min()).sort("epoch")
-        full = int(part["n"].max())
+        full = int(part["n"].cast(pl.Int64).max() or 0)
         fewer = per_epoch.filter(pl.col("n") < full)
         for (k,), at in fewer.group_by("n", maintain_order=True):
             notes.append(
