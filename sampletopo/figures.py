@@ -228,13 +228,19 @@ def _write_figure_set(
     wdist = wasserstein
     diagrams = pl.concat([read_diagrams(rd).with_columns(run=pl.lit(lab)) for rd, lab in pairs])
     common: set[int] | None = None
-    for rd in runs:
+    per_run: dict[str, set[int]] = {}
+    for rd, lab in pairs:
         for s in SPLITS:
             have = set(diagram_epochs(rd, split=s))
             common = have if common is None else common & have
+            per_run[lab] = per_run.get(lab, have) & have
     common_sorted = sorted(common or set())
+    heat_note = ""
     if epochs is None:
         chosen = P.default_heatmap_epochs(common_sorted, milestones)
+        heat_note = _shrunk_epochs_note(per_run, chosen, milestones)
+        if heat_note:
+            warnings.warn(heat_note, FigureWarning, stacklevel=2)
     else:
         chosen = [int(e) for e in epochs if int(e) in (common or set())]
         absent = [int(e) for e in epochs if int(e) not in (common or set())]
@@ -291,7 +297,7 @@ def _write_figure_set(
             for tree in TREES:
                 fig = P.heatmap_figure(
                     heat_table, split=s, tree=tree, epochs=chosen, runs=heat_rows,
-                    loss_label=label, **look,
+                    loss_label=label, note=heat_note, **look,
                 )  # fmt: skip
                 saved(fig, f"heatmap-{s}-{tree}")
         last = chosen[-1]
@@ -305,6 +311,34 @@ def _write_figure_set(
             )
     bar.close()
     return pngs
+
+
+def _shrunk_epochs_note(
+    per_run: dict[str, set[int]], chosen: Sequence[int], milestones: Sequence[int]
+) -> str:
+    """When some runs lack epochs the others have (stopped early, e.g. diverged), what the
+    default heatmap epochs leave out and why; ``""`` when every run has every epoch."""
+    from sampletopo.plotting._topology import _epochs_text, default_heatmap_epochs
+
+    union = set().union(*per_run.values()) if per_run else set()
+    short = {lab: union - have for lab, have in per_run.items() if union - have}
+    if not short:
+        return ""
+    wanted = default_heatmap_epochs(sorted(union), milestones)
+    left = [e for e in wanted if e not in chosen]
+    who = []
+    for lab, gap in short.items():
+        have = per_run[lab]
+        if have and min(gap) > max(have):
+            who.append(f"{lab} (stopped after epoch {max(have)})")
+        else:
+            who.append(f"{lab} (no diagrams at epoch(s) {ranges_text(gap)})")
+    shown = _epochs_text(chosen) if chosen else "none"
+    out = f"Heatmap epochs are those every run has ({shown}): " + ", ".join(who) + "."
+    if left:
+        out += f" The default epoch(s) {_epochs_text(left)} of the other runs are left out"
+        out += " (draw the longer runs on their own to see them)."
+    return out
 
 
 def _pooled(

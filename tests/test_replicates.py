@@ -462,6 +462,41 @@ def test_figure_curves_are_replicate_means_with_ci_bands(study, tmp_path):
     assert "mean over its replicates" in P.figure_data(fig).caption
 
 
+def test_figure_heatmaps_say_which_epochs_runs_that_stopped_early_leave_out(study, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sampletopo._errors import FigureWarning
+    from sampletopo.figures import write_figure_set
+    from sampletopo.plotting._topology import read_caption
+
+    out, _ = study
+    exp = tmp_path / "stopped"
+    shutil.copytree(out, exp, ignore=shutil.ignore_patterns("graphs", "lr=0.01,seed=2",
+                                                            "lr=0.5,seed=2"))  # fmt: skip
+    for split in ("train", "val"):  # as if lr=0.5,seed=1 had diverged after epoch 2
+        Run(exp / "lr=0.5,seed=1").diagram_file(split, 3).unlink()
+    with pytest.warns(FigureWarning) as caught:
+        write_figure_set(exp, tmp_path / "figs", formats=("png",), progress=False)
+    said = (
+        "Heatmap epochs are those every run has (1 and 2): lr=0.5,seed=1 (stopped after "
+        "epoch 2). The default epoch(s) 3 of the other runs are left out (draw the longer "
+        "runs on their own to see them)."
+    )
+    assert [str(w.message) for w in caught if "Heatmap epochs" in str(w.message)] == [said]
+    heat = pl.read_parquet(tmp_path / "figs" / "heatmap-val-split.parquet")
+    assert sorted(heat["epoch"].unique().to_list()) == [1, 2]
+    assert read_caption(tmp_path / "figs" / "heatmap-val-split.png").endswith(said)
+    # Every run with every epoch: no such warning, no such sentence.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FigureWarning)
+        write_figure_set(
+            [exp / "lr=0.5,seed=0", exp / "lr=0.01,seed=0"], tmp_path / "all", formats=("png",),
+            progress=False,
+        )  # fmt: skip
+    assert "Heatmap epochs are" not in read_caption(tmp_path / "all" / "heatmap-val-split.png")
+
+
 def test_report_shows_the_comparison_with_its_verdict(study, tmp_path):
     from sampletopo import report
 

@@ -793,10 +793,12 @@ def heatmap_figure(
     value_range: Sequence[float] | None = None,
     columns: int = 4,
     loss_label: str = CROSS_ENTROPY,
+    note: str = "",
 ) -> Figure:
     """Heatmaps at chosen epochs: rows are runs, columns epochs, wrapped after ``columns``
     panels (a run then takes several rows). Every panel is :data:`HEATMAP_PANEL_INCHES` in
-    size, on one set of bins and one colour scale, with one colour bar.
+    size, on one set of bins and one colour scale, with one colour bar. ``note`` ends the
+    caption (e.g. why the epochs are fewer than by default).
 
     ``diagrams`` is :func:`sampletopo.readers.read_diagrams` output. ``scale``, ``bins`` and
     ``value_range`` set both axes (see :func:`heatmap_axes`). The numbers (every non-empty bin)
@@ -875,6 +877,8 @@ def heatmap_figure(
             f" {beyond} pair(s) beyond the axis ranges are counted in the overflow bins outside "
             "the red dashed lines."
         )
+    if note:
+        caption += " " + note
     return attach_data(fig, _heat_table(panels, xa, ya), caption)
 
 
