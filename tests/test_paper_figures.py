@@ -465,3 +465,58 @@ def test_a_variant_whose_runs_stopped_early_says_how_many_it_averages():
     assert "Fewer replicates where runs stopped early (the table's n): w averages 1 of 3 runs " \
         "at epoch(s) 3-5." in caption  # fmt: skip
     assert "a averages" not in caption
+
+
+def test_log_heatmap_axes_over_few_decades_have_readable_tick_labels():
+    rng = np.random.default_rng(3)
+    b = rng.uniform(2.0, 63.0, 80)
+    q = rng.uniform(1e-3, 30.0, 80)
+    t = pl.DataFrame({"run": "r", "split": "val", "tree": "split", "epoch": 1, "birth": b,
+                      "death": b - q, "persistence": q})  # fmt: skip
+    fig = T.heatmap_figure(t, split="val", tree="split", epochs=[1], scale="log")
+    ax = next(a for a in fig.axes if hasattr(a, "_sampletopo_mesh"))
+    assert ax.get_xscale() == "log"
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    ticks = zip(ax.xaxis.get_majorticklocs(), ax.xaxis.get_ticklabels(), strict=True)
+    shown = [(t.get_text(), t) for v, t in ticks if lo <= v <= hi]
+    # Before: "3x10^0 4x10^0 6x10^0 ... 2x10^1 3x10^1 4x10^1 6x10^1", minor ticks labelled.
+    assert lo > 2.0 and [s for s, _ in shown] == ["5", "10", "20", "50"]
+    assert not any(t.get_text() for t in ax.xaxis.get_ticklabels(minor=True))
+    r = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(r) for _, t in shown]
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))  # left to right, apart
+
+
+def _pairs_diagram(n: int, tree: str) -> Diagram:
+    b = np.linspace(0.1, 2.0, n)
+    q = np.linspace(0.01, 1.0, n)
+    return Diagram.from_polars(
+        pl.DataFrame(
+            {
+                "tree": [tree] * n,
+                "birth": b,
+                "death": b + q if tree == "join" else b - q,
+                "persistence": q,
+                "birth_sample": list(range(n)),
+                "death_sample": list(range(n, 2 * n)),
+            }
+        )  # fmt: skip
+    )
+
+
+def test_diagram_figure_caption_says_how_many_pairs_the_barcodes_hold():
+    small = {(s, t): _pairs_diagram(13 if s == "val" else 21, t) for s in ("train", "val")
+             for t in ("join", "split")}  # fmt: skip
+    fig = T.diagrams_figure(small, run="r", epoch=3)
+    # Before: "the barcode of its 60 most persistent pairs" over panels of 13 and 21 bars.
+    assert "each beside the barcode of all its finite pairs (13-21 per diagram);" in (
+        T.figure_data(fig).caption
+    )
+    labels = sorted(a.get_ylabel() for a in fig.axes if "barcode" in a.get_title())
+    assert labels == ["13 most persistent pairs"] * 2 + ["21 most persistent pairs"] * 2
+    big = dict(small)
+    big[("train", "join")] = _pairs_diagram(80, "join")
+    caption = T.figure_data(T.diagrams_figure(big, run="r", epoch=3)).caption
+    assert "the barcode of its finite pairs (13-80 per diagram; at most the 60 most " \
+        "persistent are drawn);" in caption  # fmt: skip

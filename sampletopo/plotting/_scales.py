@@ -27,7 +27,8 @@ and the diagram panels alike:
   (curves, diagrams), and counted in the figure's caption: nothing is dropped silently.
 - What is left out chooses neither the ``auto`` scale nor the symmetric-log threshold: both
   come from the values kept (a mean of 1e14 set a threshold of 1e5 that held every healthy
-  curve flat at 0). Symmetric-log axes tick only 0 and the decades beyond the threshold.
+  curve flat at 0). Symmetric-log axes tick only 0 and the decades beyond the threshold; log
+  axes label no minor tick, and those spanning at most two decades tick 1, 2 and 5 per decade.
 
 Nothing here draws; :mod:`sampletopo.plotting._topology` does.
 """
@@ -41,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.scale import SymmetricalLogTransform
-from matplotlib.ticker import Locator
+from matplotlib.ticker import FuncFormatter, Locator, LogLocator, NullFormatter
 
 from sampletopo._validation import check_choice, invalid
 
@@ -107,6 +108,16 @@ class AxisScale:
             axis.set_major_locator(
                 _OutsideLinear(axis.get_major_locator(), float(self.linthresh or 1.0))
             )
+        elif self.name == "log":
+            setter("log")
+            axis = ax.xaxis if which == "x" else ax.yaxis
+            # Minor ticks unlabelled: over one or two decades matplotlib labelled them too, and
+            # "3x10^0 4x10^0 6x10^0" ran into each other on a 2.6-inch panel. Spans up to two
+            # decades get 1-2-5 ticks labelled plainly ("2", "5", "10", "20", "50").
+            axis.set_minor_formatter(NullFormatter())
+            if 0 < self.lo < self.hi and np.log10(self.hi / self.lo) <= 2:
+                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
         else:
             setter(self.name)
 

@@ -1031,6 +1031,26 @@ def plot_barcode(
     return ax
 
 
+_BARCODE_TOP = 60
+"""Bars a diagram figure's barcode holds at most (the most persistent finite pairs)."""
+
+
+def _barcode_text(bars: Sequence[tuple[int, int]]) -> str:
+    """What the barcodes hold: "all its finite pairs (13-21 per diagram)" or "its finite
+    pairs (13-800 per diagram; at most the 60 most persistent are drawn)"."""
+
+    def span(v: Sequence[int]) -> str:
+        return f"{min(v)}" if min(v) == max(v) else f"{min(v)}-{max(v)}"
+
+    shown, total = [b[0] for b in bars], [b[1] for b in bars]
+    if shown == total:
+        return f"all its finite pairs ({span(total)} per diagram)"
+    return (
+        f"its finite pairs ({span(total)} per diagram; at most the {_BARCODE_TOP} most "
+        "persistent are drawn)"
+    )
+
+
 def diagrams_figure(
     diagrams: Mapping[tuple[str, str], Diagram],
     *,
@@ -1044,9 +1064,11 @@ def diagrams_figure(
     fig, axes = plt.subplots(len(SPLITS), 2 * len(TREES), figsize=(18, 8), squeeze=False)
     tables = []
     beyond = 0
+    bars: list[tuple[int, int]] = []  # (pairs in the barcode, finite pairs) per diagram
     for i, s in enumerate(SPLITS):
         for j, tree in enumerate(TREES):
             d = diagrams[(s, tree)]
+            bars.append((len(d.top(_BARCODE_TOP)), len(d.finite())))
             ax = plot_diagram(
                 d, ax=axes[i, 2 * j], title=f"{s} {tree} diagram, epoch {epoch}",
                 loss_label=loss_label,
@@ -1054,7 +1076,7 @@ def diagrams_figure(
             beyond += _clipped(ax)
             plot_barcode(
                 d, ax=axes[i, 2 * j + 1], title=f"{s} {tree} barcode, epoch {epoch}",
-                loss_label=loss_label,
+                loss_label=loss_label, top=_BARCODE_TOP,
             )  # fmt: skip
             t = d.to_polars().with_columns(
                 pl.lit(s).alias("split"), pl.Series("essential", np.asarray(d.essential))
@@ -1064,7 +1086,7 @@ def diagrams_figure(
     fig.tight_layout()
     caption = (
         f"Run {run}, epoch {epoch}: join- and split-tree persistence diagrams of the per-sample "
-        "loss, each beside the barcode of its 60 most persistent pairs; rows: training and "
+        f"loss, each beside the barcode of {_barcode_text(bars)}; rows: training and "
         "validation set. Essential pairs (which never die) sit on the dashed inf line."
     )
     if beyond:
