@@ -39,7 +39,16 @@ from sampletopo._errors import FigureWarning, SampletopoError
 from sampletopo._folders import check_inside, lock_folder
 from sampletopo._validation import check_int, invalid, ranges_text
 from sampletopo.readers import diagram_epochs, read_diagram, read_diagrams
-from sampletopo.runs import SPLITS, TREES, PathLike, Run, epoch_tag, run_labels, runs_in
+from sampletopo.runs import (
+    GRAPH_DEFAULTS,
+    SPLITS,
+    TREES,
+    PathLike,
+    Run,
+    epoch_tag,
+    run_labels,
+    runs_in,
+)
 
 if TYPE_CHECKING:  # matplotlib stays unloaded until something is drawn (``--help`` reads here)
     from sampletopo.plotting._scales import Scale
@@ -257,7 +266,11 @@ def _write_figure_set(
     n_figs = 2 + len(metrics) + (len(SPLITS) * len(TREES) + len(runs) if chosen else 0)
     bar = tqdm(total=n_figs, desc="figures", unit="fig", disable=not progress)
 
+    graph_long, graph_short = _graph_texts(runs)
+    other_graph = any(rd.setting for rd in runs)  # not the setting in <run>/topology/ itself
+
     def saved(fig: Any, stem: str) -> None:
+        _name_graph(fig, graph_long, graph_short if other_graph else "")
         path = check_inside(out / f"{name}{stem}", out, what="figure file")
         pngs.append(P.save(fig, path, formats)[0])
         bar.update(1)
@@ -311,6 +324,45 @@ def _write_figure_set(
             )
     bar.close()
     return pngs
+
+
+def _graph_texts(runs: Sequence[Run]) -> tuple[str, str]:
+    """How captions and titles name the kNN graph the runs' diagrams were computed on (from
+    their ``meta.json``): ("kNN graph with k=40 on the first 20 principal axes of the
+    standardized features", "kNN k=40, PCA 20"); several settings are joined by "; "."""
+    long: list[str] = []
+    short: list[str] = []
+    for rd in runs:
+        meta, _ = rd.read_meta()
+        for entry in meta.values():
+            k, feats = entry.get("k"), str(entry.get("features", "raw"))
+            if feats == "pca":
+                n = entry.get("pca_components", GRAPH_DEFAULTS["pca_components"])
+                words, brief = (
+                    f"the first {n} principal axes of the standardized features",
+                    (f"PCA {n}"),
+                )
+            elif feats in ("raw", "standardized"):
+                words, brief = f"{feats} features", feats
+            else:
+                words, brief = f"the features of {Path(feats).name}", Path(feats).name
+            if f"k={k}, {brief}" not in short:
+                long.append(f"kNN graph with k={k} on {words}")
+                short.append(f"k={k}, {brief}")
+    return "; ".join(long), ("kNN " + "; ".join(short)) if short else ""
+
+
+def _name_graph(fig: Any, long: str, short: str) -> None:
+    """End ``fig``'s caption with the graph it shows (``long``), and its title with
+    ``short`` when given (a setting other than ``topology/`` itself)."""
+    from sampletopo.plotting import _topology as P
+
+    data = P.figure_data(fig)
+    if data is not None and long:
+        P.attach_data(fig, data.table, f"{data.caption} Sample graph: {long}.", **data.extra)
+    title = getattr(fig, "_suptitle", None)
+    if short and title is not None:
+        title.set_text(f"{title.get_text()} ({short})")
 
 
 def _shrunk_epochs_note(

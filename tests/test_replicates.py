@@ -661,6 +661,43 @@ def test_figures_draw_the_graph_setting_asked(study, tmp_path):
     assert main(["figures", str(out), "--k", "5", "10"]) == 2
 
 
+def test_figures_name_the_graph_setting_they_show(study, tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sampletopo.figures import write_figure_set
+    from sampletopo.plotting import _topology as P
+    from sampletopo.runs import graph_runs
+
+    out, runs = study
+    analysis.compute_topology(runs[:2], k=5, progress=False)  # k=10 is in topology/ itself
+    titles: dict[str, str] = {}
+    save = P.save
+
+    def spy(fig, path, formats=("png", "pdf")):  # the real save, noting each title
+        titles[path.name] = fig.get_suptitle()
+        return save(fig, path, formats)
+
+    monkeypatch.setattr(P, "save", spy)
+    for k in (5, 10):
+        titles.clear()
+        d = tmp_path / f"k{k}"
+        pngs = write_figure_set(graph_runs(runs[:2], k=k), d, formats=("png",), epochs=[3],
+                                progress=False)  # fmt: skip
+        # Before: the same captions and titles for every setting.
+        for png in pngs:
+            assert P.read_caption(png).endswith(
+                f" Sample graph: kNN graph with k={k} on raw features."
+            ), png.name
+            title = titles[png.stem]
+            # The title names the setting only when it is not the one in topology/ itself.
+            assert title.endswith(" (kNN k=5, raw)") == (k == 5), title
+        assert len(pngs) == 8  # 2 curves, 4 heatmaps, 2 runs' diagrams
+    assert titles["total_persistence"] == (
+        "Total persistence (p=1) of the per-sample loss, mean over replicates (95 % CI shaded)"
+    )
+
+
 def _numpy_metric(run, split, tree, epoch, fn):
     """One run's metric at one epoch, computed here from its diagram read back."""
     d = read_diagrams(run, split=split, tree=tree).filter(
