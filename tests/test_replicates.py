@@ -30,7 +30,7 @@ from sampletopo.replicates import (
     replicates,
     smallest_pvalue,
 )
-from sampletopo.runs import Run
+from sampletopo.runs import Run, runs_in
 
 
 @pytest.fixture(scope="module")
@@ -497,6 +497,40 @@ def test_figure_heatmaps_say_which_epochs_runs_that_stopped_early_leave_out(stud
     assert "Heatmap epochs are" not in read_caption(tmp_path / "all" / "heatmap-val-split.png")
 
 
+def test_report_marks_diverged_runs_and_says_which_epoch_it_compares(study, tmp_path):
+    from sampletopo import report
+
+    out, _ = study
+    exp = tmp_path / "diverged"
+    shutil.copytree(out, exp, ignore=shutil.ignore_patterns("graphs"))
+    bad = Run(exp / "lr=0.5,seed=2")
+    for split in ("train", "val"):  # epoch 3's losses are NaN: no diagrams for it
+        bad.diagram_file(split, 3).unlink()
+        t = pl.read_parquet(bad.loss_file(split, 3))
+        t.with_columns(pl.lit(float("nan")).cast(t.schema["loss"]).alias("loss")).write_parquet(
+            bad.loss_file(split, 3)
+        )
+    runs = runs_in(exp)
+    summary = analysis.summarize(runs, write=False).with_columns(
+        exploding=(pl.col("run") == "lr=0.01,seed=0") & (pl.col("epoch") == 1)
+    )
+    table = report.run_table(runs, summary=summary)
+    rows = dict(zip(table["run"], table.select("final epoch", "loss exploded at epochs",
+                                               "diverged at epoch").rows(), strict=True))  # fmt: skip
+    # Before: "None" in every healthy run's cell, and nothing said the NaN run diverged.
+    assert rows["lr=0.5,seed=2"] == (2, "no", "3")
+    assert rows["lr=0.01,seed=0"] == (3, "1", "no")
+    assert rows["lr=0.5,seed=0"] == (3, "no", "no")
+    with pytest.warns(ComparisonWarning):
+        comparison = report._replicate_comparison(runs)
+    assert comparison is not None and comparison["epoch"].to_list() == [2]
+    assert report._comparison_note(runs, comparison) == (
+        "Compared at epoch 2, the last epoch every run has validation diagrams for: "
+        "lr=0.5,seed=2 (diverged at epoch 3) stop there, while 5 run(s) go on to epoch 3."
+    )
+    assert report._comparison_note(study[1], report._replicate_comparison(study[1])) == ""
+
+
 def test_report_shows_the_comparison_with_its_verdict(study, tmp_path):
     from sampletopo import report
 
@@ -613,16 +647,38 @@ def test_sensitivity_rows_are_compare_per_graph_setting(study, tmp_path, capsys)
     from sampletopo.report import write_report
 
     report = tmp_path / "report"
-    write_report(out, report, progress=False)
-    tables = list(report.rglob("sensitivity.parquet"))
-    assert len(tables) == 1
-    want = sensitivity(out, "total_persistence", k=[5, 10], features=["raw", "standardized"],
-                       split="val", tree="split", epochs="final")  # fmt: skip
-    assert_frame_equal(
-        pl.read_parquet(tables[0]).sort("k", "features"),
-        want.drop("verdict", strict=False).sort("k", "features"),
+    write_report(out, report, progress=False, metrics=["n_pairs"])
+    for metric, stem in (("total_persistence", "sensitivity"), ("n_pairs", "sensitivity-n_pairs")):
+        tables = list(report.rglob(f"{stem}.parquet"))
+        assert len(tables) == 1
+        want = sensitivity(out, metric, k=[5, 10], features=["raw", "standardized"],
+                           split="val", tree="split", epochs="final")  # fmt: skip
+        assert_frame_equal(
+            pl.read_parquet(tables[0]).sort("k", "features"),
+            want.drop("verdict", strict=False).sort("k", "features"),
+        )
+    page = (report / "index.html").read_text()
+    # Under a heading of its own, after the comparison table (it was the last figure of the
+    # page, after the per-run diagrams, with no heading).
+    head = page.index("<h3>Graph sensitivity: the comparison over kNN graph settings</h3>")
+    assert page.index("<h3>Variants compared") < head < page.index("<h3>Sample space")
+    assert head < page.index("Graph sensitivity: the difference") < page.index("<h3>Sample space")
+    assert "split-tree n_pairs at the final epoch" in page
+    # A run that lacks a setting the others have: no figure, one line saying so.
+    short = tmp_path / "short"
+    shutil.copytree(out, short, ignore=shutil.ignore_patterns("graphs"))
+    shutil.rmtree(Path(short / "lr=0.5,seed=1" / "topology" / "k=5,features=standardized"))
+    from sampletopo.report import _sensitivity_figures
+
+    pngs, note = _sensitivity_figures(runs_in(short), tmp_path / "sfig")
+    assert pngs == []
+    assert note == (
+        "Not every run has every kNN graph setting: lr=0.5,seed=1 lack some of the 4 stored "
+        "(k=5, features=raw; k=5, features=standardized; k=10, features=raw; k=10, "
+        "features=standardized), so the figure is left out (it needs a full k x features grid "
+        "of settings that every run holds). Compute the others with `sampletopo topology` on "
+        "those runs."
     )
-    assert "Graph sensitivity: the difference" in (report / "index.html").read_text()
 
 
 def test_topology_puts_the_default_setting_in_topology_itself(study, tmp_path):
