@@ -386,7 +386,11 @@ def _shrunk_epochs_note(
         else:
             who.append(f"{lab} (no diagrams at epoch(s) {ranges_text(gap)})")
     shown = _epochs_text(chosen) if chosen else "none"
-    out = f"Heatmap epochs are those every run has ({shown}): " + ", ".join(who) + "."
+    out = (
+        f"Heatmap epochs (and the diagram figures' epoch) are those every run has ({shown}): "
+        + ", ".join(who)
+        + "."
+    )
     if left:
         out += f" The default epoch(s) {_epochs_text(left)} of the other runs are left out"
         out += " (draw the longer runs on their own to see them)."

@@ -479,7 +479,8 @@ def test_figure_heatmaps_say_which_epochs_runs_that_stopped_early_leave_out(stud
     with pytest.warns(FigureWarning) as caught:
         write_figure_set(exp, tmp_path / "figs", formats=("png",), progress=False)
     said = (
-        "Heatmap epochs are those every run has (1 and 2): lr=0.5,seed=1 (stopped after "
+        "Heatmap epochs (and the diagram figures' epoch) are those every run has (1 and 2): "
+        "lr=0.5,seed=1 (stopped after "
         "epoch 2). The default epoch(s) 3 of the other runs are left out (draw the longer "
         "runs on their own to see them)."
     )
