@@ -39,7 +39,16 @@ from sampletopo._errors import FigureWarning, SampletopoError
 from sampletopo._folders import check_inside, lock_folder
 from sampletopo._validation import check_int, invalid, ranges_text
 from sampletopo.readers import diagram_epochs, read_diagram, read_diagrams
-from sampletopo.runs import SPLITS, TREES, PathLike, Run, epoch_tag, run_labels, runs_in
+from sampletopo.runs import (
+    GRAPH_DEFAULTS,
+    SPLITS,
+    TREES,
+    PathLike,
+    Run,
+    epoch_tag,
+    run_labels,
+    runs_in,
+)
 
 if TYPE_CHECKING:  # matplotlib stays unloaded until something is drawn (``--help`` reads here)
     from sampletopo.plotting._scales import Scale
@@ -228,13 +237,19 @@ def _write_figure_set(
     wdist = wasserstein
     diagrams = pl.concat([read_diagrams(rd).with_columns(run=pl.lit(lab)) for rd, lab in pairs])
     common: set[int] | None = None
-    for rd in runs:
+    per_run: dict[str, set[int]] = {}
+    for rd, lab in pairs:
         for s in SPLITS:
             have = set(diagram_epochs(rd, split=s))
             common = have if common is None else common & have
+            per_run[lab] = per_run.get(lab, have) & have
     common_sorted = sorted(common or set())
+    heat_note = ""
     if epochs is None:
         chosen = P.default_heatmap_epochs(common_sorted, milestones)
+        heat_note = _shrunk_epochs_note(per_run, chosen, milestones)
+        if heat_note:
+            warnings.warn(heat_note, FigureWarning, stacklevel=2)
     else:
         chosen = [int(e) for e in epochs if int(e) in (common or set())]
         absent = [int(e) for e in epochs if int(e) not in (common or set())]
@@ -251,7 +266,11 @@ def _write_figure_set(
     n_figs = 2 + len(metrics) + (len(SPLITS) * len(TREES) + len(runs) if chosen else 0)
     bar = tqdm(total=n_figs, desc="figures", unit="fig", disable=not progress)
 
+    graph_long, graph_short = _graph_texts(runs)
+    other_graph = any(rd.setting for rd in runs)  # not the setting in <run>/topology/ itself
+
     def saved(fig: Any, stem: str) -> None:
+        _name_graph(fig, graph_long, graph_short if other_graph else "")
         path = check_inside(out / f"{name}{stem}", out, what="figure file")
         pngs.append(P.save(fig, path, formats)[0])
         bar.update(1)
@@ -291,7 +310,7 @@ def _write_figure_set(
             for tree in TREES:
                 fig = P.heatmap_figure(
                     heat_table, split=s, tree=tree, epochs=chosen, runs=heat_rows,
-                    loss_label=label, **look,
+                    loss_label=label, note=heat_note, **look,
                 )  # fmt: skip
                 saved(fig, f"heatmap-{s}-{tree}")
         last = chosen[-1]
@@ -305,6 +324,77 @@ def _write_figure_set(
             )
     bar.close()
     return pngs
+
+
+def _graph_texts(runs: Sequence[Run]) -> tuple[str, str]:
+    """How captions and titles name the kNN graph the runs' diagrams were computed on (from
+    their ``meta.json``): ("kNN graph with k=40 on the first 20 principal axes of the
+    standardized features", "kNN k=40, PCA 20"); several settings are joined by "; "."""
+    long: list[str] = []
+    short: list[str] = []
+    for rd in runs:
+        meta, _ = rd.read_meta()
+        for entry in meta.values():
+            k, feats = entry.get("k"), str(entry.get("features", "raw"))
+            if feats == "pca":
+                n = entry.get("pca_components", GRAPH_DEFAULTS["pca_components"])
+                words, brief = (
+                    f"the first {n} principal axes of the standardized features",
+                    (f"PCA {n}"),
+                )
+            elif feats in ("raw", "standardized"):
+                words, brief = f"{feats} features", feats
+            else:
+                words, brief = f"the features of {Path(feats).name}", Path(feats).name
+            if f"k={k}, {brief}" not in short:
+                long.append(f"kNN graph with k={k} on {words}")
+                short.append(f"k={k}, {brief}")
+    return "; ".join(long), ("kNN " + "; ".join(short)) if short else ""
+
+
+def _name_graph(fig: Any, long: str, short: str) -> None:
+    """End ``fig``'s caption with the graph it shows (``long``), and its title with
+    ``short`` when given (a setting other than ``topology/`` itself)."""
+    from sampletopo.plotting import _topology as P
+
+    data = P.figure_data(fig)
+    if data is not None and long:
+        P.attach_data(fig, data.table, f"{data.caption} Sample graph: {long}.", **data.extra)
+    title = getattr(fig, "_suptitle", None)
+    if short and title is not None:
+        title.set_text(f"{title.get_text()} ({short})")
+
+
+def _shrunk_epochs_note(
+    per_run: dict[str, set[int]], chosen: Sequence[int], milestones: Sequence[int]
+) -> str:
+    """When some runs lack epochs the others have (stopped early, e.g. diverged), what the
+    default heatmap epochs leave out and why; ``""`` when every run has every epoch."""
+    from sampletopo.plotting._topology import _epochs_text, default_heatmap_epochs
+
+    union = set().union(*per_run.values()) if per_run else set()
+    short = {lab: union - have for lab, have in per_run.items() if union - have}
+    if not short:
+        return ""
+    wanted = default_heatmap_epochs(sorted(union), milestones)
+    left = [e for e in wanted if e not in chosen]
+    who = []
+    for lab, gap in short.items():
+        have = per_run[lab]
+        if have and min(gap) > max(have):
+            who.append(f"{lab} (stopped after epoch {max(have)})")
+        else:
+            who.append(f"{lab} (no diagrams at epoch(s) {ranges_text(gap)})")
+    shown = _epochs_text(chosen) if chosen else "none"
+    out = (
+        f"Heatmap epochs (and the diagram figures' epoch) are those every run has ({shown}): "
+        + ", ".join(who)
+        + "."
+    )
+    if left:
+        out += f" The default epoch(s) {_epochs_text(left)} of the other runs are left out"
+        out += " (draw the longer runs on their own to see them)."
+    return out
 
 
 def _pooled(
@@ -376,14 +466,21 @@ def _replicate_groups(runs: list[Run], labels: list[str]) -> dict[str, tuple[str
 def _replicate_curves(
     summary: pl.DataFrame, groups: dict[str, tuple[str, int]], value: str = "total_persistence_1"
 ) -> pl.DataFrame:
-    """The ``value`` (default: total-persistence) curves pooled per variant (mean and 95 % bootstrap interval over
-    its replicates, :func:`sampletopo.replicates.replicate_curves`), each named
-    ``<variant> (mean of n)``."""
+    """The ``value`` (default: total-persistence) curves pooled per variant (mean and 95 %
+    bootstrap interval over its replicates, :func:`sampletopo.replicates.replicate_curves`),
+    each named ``<variant> (mean of n)``, or ``(mean of 1-3)`` when runs that stopped early
+    (diverged) leave fewer replicates at some epochs (the ``n`` column says which)."""
     from sampletopo.replicates import replicate_curves
 
-    named = {lab: f"{g} (mean of {n})" for lab, (g, n) in groups.items()}
     extra = ["mean_loss"] if "mean_loss" in summary.columns else []
-    return replicate_curves(summary, named, value, extra=extra)
+    curves = replicate_curves(summary, {lab: g for lab, (g, _) in groups.items()}, value,
+                              extra=extra)  # fmt: skip
+    counts = curves.group_by("run").agg(lo=pl.col("n").min(), hi=pl.col("n").max())
+    named = {
+        g: f"{g} (mean of {lo})" if lo == hi else f"{g} (mean of {lo}-{hi})"
+        for g, lo, hi in counts.iter_rows()
+    }
+    return curves.with_columns(pl.col("run").replace_strict(named))
 
 
 def _labelled_summary_tables(

@@ -45,6 +45,7 @@ from sampletopo._folders import lock_folder
 from sampletopo._io import write_atomic
 from sampletopo._runfiles import DamagedFileError, parquet_problem, read_parquet
 from sampletopo._validation import invalid, ranges_text
+from sampletopo.readers import read_loss_table
 from sampletopo.runs import SPLITS, Experiment, Report, Run, as_run, graph_runs
 
 __all__ = [
@@ -112,10 +113,35 @@ def run_table(
         if "exploding" in summary.columns:
             hit = summary.filter((pl.col("run") == rd.name) & pl.col("exploding"))["epoch"]
             if hit.len():
-                # Only runs whose loss exploded get the column (see sampletopo._exploding).
+                # Only runs whose loss exploded get a value (see sampletopo._exploding).
                 row["loss exploded at epochs"] = ranges_text(sorted(set(hit.to_list())))
+        nan_at = diverged_epoch(rd)
+        if nan_at is not None:
+            row["diverged at epoch"] = str(nan_at)
         rows.append(row)
-    return pl.DataFrame(rows)
+    table = pl.DataFrame(rows)
+    # A healthy run's cell says "no" (it showed a literal "None").
+    flags = [c for c in ("loss exploded at epochs", "diverged at epoch") if c in table.columns]
+    return table.with_columns(pl.col(c).fill_null("no") for c in flags)
+
+
+def diverged_epoch(run: Path) -> int | None:
+    """The first recorded epoch after the run's last diagram whose losses are not all finite
+    (the run diverged: NaN or inf losses, so no diagram could be computed), or ``None``."""
+    r = as_run(run)
+    for s in SPLITS:
+        have = set(r.diagram_epochs(s))
+        last = max(have, default=-1)
+        for ep in r.loss_epochs(s):
+            if ep <= last or ep in have:
+                continue
+            try:
+                losses = read_loss_table(r, split=s, epoch=ep, columns=["loss"])["loss"]
+            except SampletopoError:
+                continue  # a damaged table is reported where the losses are read
+            if not np.isfinite(losses.cast(pl.Float64).to_numpy()).all():
+                return ep
+    return None
 
 
 # --- 1. the work: summaries read, figures drawn ------------------------------------------------
@@ -151,8 +177,14 @@ class ExperimentResults:
         The runs' regions tables, in the columns worth a row on the page.
     comparison : polars.DataFrame or None
         With replicates (some variant trained under several seeds): the variants compared on
-        validation split-tree total persistence at the final epoch
+        validation split-tree total persistence at the final epoch every run has
         (:func:`sampletopo.replicates.compare`), with the verdict; else ``None``.
+    comparison_note : str
+        Why the compared epoch is not every run's final one (runs that stopped early), or "".
+    sensitivity : tuple of Path
+        The graph-sensitivity figures (:func:`_sensitivity_figures`), one per metric.
+    sensitivity_note : str
+        Why they are left out when the runs hold several graph settings but not the same, or "".
     """
 
     name: str
@@ -167,6 +199,9 @@ class ExperimentResults:
     folders: dict[str, tuple[Path, ...]]
     regions: pl.DataFrame | None
     comparison: pl.DataFrame | None = None
+    comparison_note: str = ""
+    sensitivity: tuple[Path, ...] = ()
+    sensitivity_note: str = ""
 
 
 # Columns of a regions table (sampletopo.samples.REGION_SCHEMA) worth a row in the report; the
@@ -412,12 +447,14 @@ def collect_experiment(
     compare = _comparison(runs, exp, fig_dir / LANDSCAPE_SECTION)
     if compare is not None:
         landscape.insert(0, compare)
-    sens = _sensitivity_figure(runs, fig_dir / TOPOLOGY_SECTION)
-    if sens is not None:
-        topology = [*topology, sens]
+    sens, sens_note = _sensitivity_figures(runs, fig_dir / TOPOLOGY_SECTION, metrics)
     run_pngs, regions = _run_samples(runs)
+    comparison = _replicate_comparison(runs, metrics)
     return ExperimentResults(
-        comparison=_replicate_comparison(runs, metrics),
+        comparison=comparison,
+        comparison_note=_comparison_note(runs, comparison),
+        sensitivity=tuple(sens),
+        sensitivity_note=sens_note,
         name=Experiment(exp).name,
         runs=tuple(runs),
         config=_config_text(Experiment(exp).config_file),
@@ -447,12 +484,20 @@ def _graph_settings_of(run: Path) -> set[tuple[int, str, int]]:
     return out
 
 
-def _sensitivity_figure(runs: Sequence[Path], fig_dir: Path) -> Path | None:
-    """The report's graph-sensitivity figure: :func:`sampletopo.replicates.sensitivity` of
-    validation split-tree total persistence at the final epoch over every kNN graph setting
+def _setting_text(k: int, features: str, pca: int) -> str:
+    return f"k={k}, features={features}" + (f" ({pca} PCA components)" if features == "pca" else "")
+
+
+def _sensitivity_figures(
+    runs: Sequence[Path], fig_dir: Path, metrics: Sequence[str] = ()
+) -> tuple[list[Path], str]:
+    """The report's graph-sensitivity figures: :func:`sampletopo.replicates.sensitivity` of
+    validation split-tree total persistence (``sensitivity.png``) and of each of ``metrics``
+    (``sensitivity-<metric, ':' as '='>.png``) at the final epoch over every kNN graph setting
     all runs hold (``sampletopo topology RUNS --k 10 20 40 --features raw pca``), when the
     replicate comparison applies (:func:`_replicate_comparison`) and every k x features
-    combination is stored; else ``None``."""
+    combination is stored. Returns the PNGs and, when some runs hold settings that others
+    lack (so fewer or none can be drawn), a one-line note saying so."""
     from sampletopo.plotting._topology import (
         _features_key,
         attach_data,
@@ -464,27 +509,78 @@ def _sensitivity_figure(runs: Sequence[Path], fig_dir: Path) -> Path | None:
 
     groups = [run_group(r)[0] for r in runs]
     if len(set(groups)) < 2 or len(set(groups)) == len(groups):
-        return None
-    common = set.intersection(*(_graph_settings_of(r) for r in runs))
+        return [], ""
+    held = {Path(r).name: _graph_settings_of(r) for r in runs}
+    common = set.intersection(*held.values())
+    union = set.union(*held.values())
     ks = sorted({k for k, _, _ in common})
     feats = sorted({f for _, f, _ in common}, key=_features_key)  # as the figure orders them
     pcas = {p for _, f, p in common if f == "pca"}
-    if len(ks) * len(feats) < 2 or len(pcas) > 1:
-        return None
-    if {(k, f) for k, f, _ in common} != {(k, f) for k in ks for f in feats}:
-        return None  # not every combination is stored: the table would have holes
-    try:
-        table = sensitivity(
-            runs, "total_persistence", k=ks, features=feats,
-            pca_components=next(iter(pcas), 50), split="val", tree="split", epochs="final",
-        )  # fmt: skip
-    except SampletopoError as exc:
-        warnings.warn(f"Graph-sensitivity figure left out: {exc}", ReportWarning, stacklevel=2)
-        return None
-    fig = plot_sensitivity(table).get_figure(root=True)
-    assert fig is not None
-    attach_data(fig, table.drop("verdict", strict=False), sensitivity_caption(table))
-    return save(fig, fig_dir / "sensitivity")[0]
+    drawable = len(ks) * len(feats) >= 2 and len(pcas) <= 1
+    # Not every combination stored: the table would have holes.
+    drawable = drawable and {(k, f) for k, f, _ in common} == {(k, f) for k in ks for f in feats}
+    note = ""
+    if union != common:
+        lacking = [name for name, have in held.items() if have != union]
+        more = f" and {len(lacking) - 4} more" if len(lacking) > 4 else ""
+        note = (
+            f"Not every run has every kNN graph setting: {', '.join(lacking[:4])}{more} lack "
+            f"some of the {len(union)} stored "
+            f"({'; '.join(_setting_text(*t) for t in sorted(union))}), so "
+            + (
+                f"only the {len(common)} all runs hold are compared."
+                if drawable
+                else "the figure is left out (it needs a full k x features grid of settings "
+                "that every run holds)."
+            )
+            + " Compute the others with `sampletopo topology` on those runs."
+        )
+    if not drawable:
+        return [], note
+    pca = next(iter(pcas), 50)
+    out = []
+    for metric in dict.fromkeys(["total_persistence", *metrics]):
+        try:
+            table = sensitivity(
+                runs, metric, k=ks, features=feats, pca_components=pca, split="val",
+                tree="split", epochs="final",
+            )  # fmt: skip
+        except SampletopoError as exc:
+            warnings.warn(
+                f"Graph-sensitivity figure of {metric} left out: {exc}", ReportWarning,
+                stacklevel=2,
+            )  # fmt: skip
+            continue
+        fig = plot_sensitivity(table).get_figure(root=True)
+        assert fig is not None
+        attach_data(fig, table.drop("verdict", strict=False), sensitivity_caption(table))
+        stem = "sensitivity"
+        if metric != "total_persistence":
+            stem += "-" + metric.replace(":", "=")
+        out.append(save(fig, fig_dir / stem)[0])
+    return out, note
+
+
+def _comparison_note(runs: Sequence[Path], comparison: pl.DataFrame | None) -> str:
+    """When the compared epoch is not every run's final epoch (some runs stopped early, e.g.
+    diverged): which epoch and why; else ``""``."""
+    if comparison is None or comparison.height == 0:
+        return ""
+    at = int(comparison["epoch"].max())  # type: ignore[arg-type]
+    last = {Path(r).name: (r, max(as_run(r).diagram_epochs("val"), default=-1)) for r in runs}
+    longer = [e for _, e in last.values() if e > at]
+    if not longer:
+        return ""
+    why = []
+    for name, (r, e) in last.items():
+        if e == at:
+            d = diverged_epoch(r)
+            why.append(f"{name} (diverged at epoch {d})" if d is not None else name)
+    return (
+        f"Compared at epoch {at}, the last epoch every run has validation diagrams for: "
+        f"{', '.join(why)} stop there, while {len(longer)} run(s) go on to epoch "
+        f"{max(longer)}."
+    )
 
 
 def _replicate_comparison(runs: Sequence[Path], metrics: Sequence[str] = ()) -> pl.DataFrame | None:
@@ -593,7 +689,10 @@ def _experiment_context(res: ExperimentResults, page_dir: Path) -> dict[str, Any
         "graph_note": _graph_note(res.graph),
         "summary": _table(res.summary),
         "comparison": None if res.comparison is None else _table(res.comparison),
+        "comparison_note": res.comparison_note,
         "topology": figures(res.topology),
+        "sensitivity": figures(res.sensitivity),
+        "sensitivity_note": res.sensitivity_note,
         "landscape": landscape,
         "sections": sections,
     }
@@ -627,7 +726,9 @@ def report_context(
     dict
         ``title``, ``written`` (``YYYY-MM-DD HH:MM``), ``notes`` and ``experiments``: per
         experiment its ``name``, ``config`` text (or ``None``), ``run_configs`` (``run``,
-        ``text``), ``graph_note``, ``summary`` table, ``topology`` figures, ``landscape``
+        ``text``), ``graph_note``, ``summary`` table, ``comparison`` table (or ``None``) and its
+        ``comparison_note``, ``topology`` figures, ``sensitivity`` figures and their
+        ``sensitivity_note``, ``landscape``
         (``table``, ``figures``; ``None`` without landscape figures) and ``sections`` (``title``,
         ``regions`` table or ``None``, ``figures``). A table is ``{"columns": [...], "rows":
         [[...], ...]}`` holding the values of its data frame; a figure is ``{"path", "caption",

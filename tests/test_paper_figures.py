@@ -381,3 +381,142 @@ def test_surface_has_few_tick_labels_that_do_not_overlap():
     for i, (na, a) in enumerate(boxes):
         for nb, b in boxes[i + 1 :]:
             assert not (a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1), (na, nb)
+
+
+# --- a diverging variant among replicates (issue 15) ----------------------------------------
+
+
+def diverging_replicates() -> pl.DataFrame:
+    """Replicate-mean curves as :func:`sampletopo.replicates.replicate_curves` writes them:
+    "ok" and "slow" (3 replicates, totals 1.3 .. 5.7, bands within 0.9 .. 6.5) and "wild",
+    whose epoch 2 explodes (mean 1.1e14, band 4.9e7 .. 3.3e14) and whose later epochs are one
+    surviving run at 0 (total persistence of a constant loss)."""
+    rows = []
+    for e in range(9):
+        for run, tp in (("ok", 1.3 + 0.5 * e), ("slow", 1.3 + 0.2 * e), ("wild", 1.3)):
+            n, lo, hi = 3, tp * 0.7, tp * 1.15
+            if run == "wild" and e == 2:
+                tp, lo, hi = 1.1e14, 4.9e7, 3.3e14
+            elif run == "wild" and e > 2:
+                n, tp, lo, hi = 1, 0.0, None, None
+            for split in ("train", "val"):
+                for tree in ("join", "split"):
+                    rows.append({"run": run, "split": split, "tree": tree, "epoch": e, "n": n,
+                                 "total_persistence_1": tp, "ci_low": lo, "ci_high": hi,
+                                 "mean_loss": 2.0})  # fmt: skip
+    return pl.DataFrame(rows)
+
+
+def test_an_exploding_epochs_band_does_not_set_the_axis_either():
+    fig = T.total_persistence_figure(diverging_replicates(), milestones=[])
+    for ax in _panel_axes(fig):
+        # Before: a symmetric-log axis up to 4e14 whose linear part (linthresh 3.3e5, set by
+        # the explosion) held the healthy curves flat at 0.
+        # Now linear from the surviving run's 0 to the top of the healthy band, padded 4 %.
+        top = (1.3 + 0.5 * 8) * 1.15
+        assert ax.get_yscale() == "linear"
+        assert ax.get_ylim() == pytest.approx((-0.04 * top, 1.04 * top))
+        lo, hi = ax.get_ylim()
+        # The exploding mean sits on the top edge as one triangle at epoch 2.
+        [marker] = _clipped_markers(ax)
+        (x, y), *_ = marker.get_offsets()
+        assert x == 2 and y == pytest.approx(hi)
+    assert "4 value(s) beyond the robust axis ranges" in T.figure_data(fig).caption
+    assert "total persistence linear" in T.figure_data(fig).caption
+
+
+def test_symlog_threshold_comes_from_the_values_kept_and_no_tick_sits_inside_it():
+    # Distances of healthy runs (0 at the reference epoch, 0.02 .. 3.5) and three of a
+    # diverged run (2.4e7 .. 1.7e14).
+    healthy = [0.0, 0.0, 0.019, 0.036, 0.2, 0.78, 1.1, 1.6, 2.5, 3.5] * 3
+    sc = axis_scale([np.array([v]) for v in [*healthy, 2.4e7, 3.8e8, 1.65e14]], fence_low=False)
+    assert sc.name == "symlog"
+    assert sc.hi == 3.5
+    assert sc.linthresh == pytest.approx(np.quantile([v for v in healthy if v], 0.05))
+    assert sc.linthresh < 0.05  # was 1.65e5 (1e-9 of the largest value)
+    _, ax = plt.subplots()
+    sc.apply(ax, "y")
+    ax.set_ylim(*T._padded(sc))
+    ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+    # 0 and the decades above the threshold: no "10^-2" drawn over "0".
+    assert ticks == [0.0, 0.1, 1.0]
+
+
+def test_a_variant_whose_runs_stopped_early_says_how_many_it_averages():
+    from sampletopo.figures import _replicate_curves
+
+    rows = []
+    for run, last in (("a,seed=0", 5), ("a,seed=1", 5), ("w,seed=0", 5), ("w,seed=1", 2),
+                      ("w,seed=2", 2)):  # fmt: skip
+        for e in range(last + 1):
+            for split in ("train", "val"):
+                for tree in ("join", "split"):
+                    rows.append({"run": run, "split": split, "tree": tree, "epoch": e,
+                                 "total_persistence_1": 1.0 + e + len(rows) % 3,
+                                 "mean_loss": 2.0})  # fmt: skip
+    groups = {r: (r.split(",")[0], 2 if r[0] == "a" else 3) for r in {x["run"] for x in rows}}
+    table = _replicate_curves(pl.DataFrame(rows), groups)
+    fig = T.total_persistence_figure(table)
+    [legend] = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    # Before: "w (mean of 3)", though epochs 3-5 are one run.
+    assert texts[:2] == ["a (mean of 2)", "w (mean of 1-3)"]
+    caption = T.figure_data(fig).caption
+    assert "Fewer replicates where runs stopped early (the table's n): w averages 1 of 3 runs " \
+        "at epoch(s) 3-5." in caption  # fmt: skip
+    assert "a averages" not in caption
+
+
+def test_log_heatmap_axes_over_few_decades_have_readable_tick_labels():
+    rng = np.random.default_rng(3)
+    b = rng.uniform(2.0, 63.0, 80)
+    q = rng.uniform(1e-3, 30.0, 80)
+    t = pl.DataFrame({"run": "r", "split": "val", "tree": "split", "epoch": 1, "birth": b,
+                      "death": b - q, "persistence": q})  # fmt: skip
+    fig = T.heatmap_figure(t, split="val", tree="split", epochs=[1], scale="log")
+    ax = next(a for a in fig.axes if hasattr(a, "_sampletopo_mesh"))
+    assert ax.get_xscale() == "log"
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    ticks = zip(ax.xaxis.get_majorticklocs(), ax.xaxis.get_ticklabels(), strict=True)
+    shown = [(t.get_text(), t) for v, t in ticks if lo <= v <= hi]
+    # Before: "3x10^0 4x10^0 6x10^0 ... 2x10^1 3x10^1 4x10^1 6x10^1", minor ticks labelled.
+    assert lo > 2.0 and [s for s, _ in shown] == ["5", "10", "20", "50"]
+    assert not any(t.get_text() for t in ax.xaxis.get_ticklabels(minor=True))
+    r = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(r) for _, t in shown]
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))  # left to right, apart
+
+
+def _pairs_diagram(n: int, tree: str) -> Diagram:
+    b = np.linspace(0.1, 2.0, n)
+    q = np.linspace(0.01, 1.0, n)
+    return Diagram.from_polars(
+        pl.DataFrame(
+            {
+                "tree": [tree] * n,
+                "birth": b,
+                "death": b + q if tree == "join" else b - q,
+                "persistence": q,
+                "birth_sample": list(range(n)),
+                "death_sample": list(range(n, 2 * n)),
+            }
+        )  # fmt: skip
+    )
+
+
+def test_diagram_figure_caption_says_how_many_pairs_the_barcodes_hold():
+    small = {(s, t): _pairs_diagram(13 if s == "val" else 21, t) for s in ("train", "val")
+             for t in ("join", "split")}  # fmt: skip
+    fig = T.diagrams_figure(small, run="r", epoch=3)
+    # Before: "the barcode of its 60 most persistent pairs" over panels of 13 and 21 bars.
+    assert "each beside the barcode of all its finite pairs (13-21 per diagram);" in (
+        T.figure_data(fig).caption
+    )
+    labels = sorted(a.get_ylabel() for a in fig.axes if "barcode" in a.get_title())
+    assert labels == ["13 most persistent pairs"] * 2 + ["21 most persistent pairs"] * 2
+    big = dict(small)
+    big[("train", "join")] = _pairs_diagram(80, "join")
+    caption = T.figure_data(T.diagrams_figure(big, run="r", epoch=3)).caption
+    assert "the barcode of its finite pairs (13-80 per diagram; at most the 60 most " \
+        "persistent are drawn);" in caption  # fmt: skip

@@ -30,7 +30,7 @@ from sampletopo.replicates import (
     replicates,
     smallest_pvalue,
 )
-from sampletopo.runs import Run
+from sampletopo.runs import Run, runs_in
 
 
 @pytest.fixture(scope="module")
@@ -495,6 +495,76 @@ def test_figure_curves_are_replicate_means_with_ci_bands(study, tmp_path):
     assert "mean over its replicates" in P.figure_data(fig).caption
 
 
+def test_figure_heatmaps_say_which_epochs_runs_that_stopped_early_leave_out(study, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sampletopo._errors import FigureWarning
+    from sampletopo.figures import write_figure_set
+    from sampletopo.plotting._topology import read_caption
+
+    out, _ = study
+    exp = tmp_path / "stopped"
+    shutil.copytree(out, exp, ignore=shutil.ignore_patterns("graphs", "lr=0.01,seed=2",
+                                                            "lr=0.5,seed=2"))  # fmt: skip
+    for split in ("train", "val"):  # as if lr=0.5,seed=1 had diverged after epoch 2
+        Run(exp / "lr=0.5,seed=1").diagram_file(split, 3).unlink()
+    with pytest.warns(FigureWarning) as caught:
+        write_figure_set(exp, tmp_path / "figs", formats=("png",), progress=False)
+    said = (
+        "Heatmap epochs (and the diagram figures' epoch) are those every run has (1 and 2): "
+        "lr=0.5,seed=1 (stopped after "
+        "epoch 2). The default epoch(s) 3 of the other runs are left out (draw the longer "
+        "runs on their own to see them)."
+    )
+    assert [str(w.message) for w in caught if "Heatmap epochs" in str(w.message)] == [said]
+    heat = pl.read_parquet(tmp_path / "figs" / "heatmap-val-split.parquet")
+    assert sorted(heat["epoch"].unique().to_list()) == [1, 2]
+    assert f"{said} Sample graph: " in read_caption(tmp_path / "figs" / "heatmap-val-split.png")
+    # Every run with every epoch: no such warning, no such sentence.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FigureWarning)
+        write_figure_set(
+            [exp / "lr=0.5,seed=0", exp / "lr=0.01,seed=0"], tmp_path / "all", formats=("png",),
+            progress=False,
+        )  # fmt: skip
+    assert "Heatmap epochs are" not in read_caption(tmp_path / "all" / "heatmap-val-split.png")
+
+
+def test_report_marks_diverged_runs_and_says_which_epoch_it_compares(study, tmp_path):
+    from sampletopo import report
+
+    out, _ = study
+    exp = tmp_path / "diverged"
+    shutil.copytree(out, exp, ignore=shutil.ignore_patterns("graphs"))
+    bad = Run(exp / "lr=0.5,seed=2")
+    for split in ("train", "val"):  # epoch 3's losses are NaN: no diagrams for it
+        bad.diagram_file(split, 3).unlink()
+        t = pl.read_parquet(bad.loss_file(split, 3))
+        t.with_columns(pl.lit(float("nan")).cast(t.schema["loss"]).alias("loss")).write_parquet(
+            bad.loss_file(split, 3)
+        )
+    runs = runs_in(exp)
+    summary = analysis.summarize(runs, write=False).with_columns(
+        exploding=(pl.col("run") == "lr=0.01,seed=0") & (pl.col("epoch") == 1)
+    )
+    table = report.run_table(runs, summary=summary)
+    rows = dict(zip(table["run"], table.select("final epoch", "loss exploded at epochs",
+                                               "diverged at epoch").rows(), strict=True))  # fmt: skip
+    # Before: "None" in every healthy run's cell, and nothing said the NaN run diverged.
+    assert rows["lr=0.5,seed=2"] == (2, "no", "3")
+    assert rows["lr=0.01,seed=0"] == (3, "1", "no")
+    assert rows["lr=0.5,seed=0"] == (3, "no", "no")
+    with pytest.warns(ComparisonWarning):
+        comparison = report._replicate_comparison(runs)
+    assert comparison is not None and comparison["epoch"].to_list() == [2]
+    assert report._comparison_note(runs, comparison) == (
+        "Compared at epoch 2, the last epoch every run has validation diagrams for: "
+        "lr=0.5,seed=2 (diverged at epoch 3) stop there, while 5 run(s) go on to epoch 3."
+    )
+    assert report._comparison_note(study[1], report._replicate_comparison(study[1])) == ""
+
+
 def test_report_shows_the_comparison_with_its_verdict(study, tmp_path):
     from sampletopo import report
 
@@ -614,16 +684,38 @@ def test_sensitivity_rows_are_compare_per_graph_setting(study, tmp_path, capsys)
     from sampletopo.report import write_report
 
     report = tmp_path / "report"
-    write_report(out, report, progress=False)
-    tables = list(report.rglob("sensitivity.parquet"))
-    assert len(tables) == 1
-    want = sensitivity(out, "total_persistence", k=[5, 10], features=["raw", "standardized"],
-                       split="val", tree="split", epochs="final")  # fmt: skip
-    assert_frame_equal(
-        pl.read_parquet(tables[0]).sort("k", "features"),
-        want.drop("verdict", strict=False).sort("k", "features"),
+    write_report(out, report, progress=False, metrics=["n_pairs"])
+    for metric, stem in (("total_persistence", "sensitivity"), ("n_pairs", "sensitivity-n_pairs")):
+        tables = list(report.rglob(f"{stem}.parquet"))
+        assert len(tables) == 1
+        want = sensitivity(out, metric, k=[5, 10], features=["raw", "standardized"],
+                           split="val", tree="split", epochs="final")  # fmt: skip
+        assert_frame_equal(
+            pl.read_parquet(tables[0]).sort("k", "features"),
+            want.drop("verdict", strict=False).sort("k", "features"),
+        )
+    page = (report / "index.html").read_text()
+    # Under a heading of its own, after the comparison table (it was the last figure of the
+    # page, after the per-run diagrams, with no heading).
+    head = page.index("<h3>Graph sensitivity: the comparison over kNN graph settings</h3>")
+    assert page.index("<h3>Variants compared") < head < page.index("<h3>Sample space")
+    assert head < page.index("Graph sensitivity: the difference") < page.index("<h3>Sample space")
+    assert "mean n_pairs (validation set, split tree) at epoch 3" in page
+    # A run that lacks a setting the others have: no figure, one line saying so.
+    short = tmp_path / "short"
+    shutil.copytree(out, short, ignore=shutil.ignore_patterns("graphs"))
+    shutil.rmtree(Path(short / "lr=0.5,seed=1" / "topology" / "k=5,features=standardized"))
+    from sampletopo.report import _sensitivity_figures
+
+    pngs, note = _sensitivity_figures(runs_in(short), tmp_path / "sfig")
+    assert pngs == []
+    assert note == (
+        "Not every run has every kNN graph setting: lr=0.5,seed=1 lack some of the 4 stored "
+        "(k=5, features=raw; k=5, features=standardized; k=10, features=raw; k=10, "
+        "features=standardized), so the figure is left out (it needs a full k x features grid "
+        "of settings that every run holds). Compute the others with `sampletopo topology` on "
+        "those runs."
     )
-    assert "Graph sensitivity: the difference" in (report / "index.html").read_text()
 
 
 def test_topology_puts_the_default_setting_in_topology_itself(study, tmp_path):
@@ -660,6 +752,43 @@ def test_figures_draw_the_graph_setting_asked(study, tmp_path):
         assert sorted(drawn[k]["persistence"].to_list()) == sorted(want["persistence"].to_list())
     assert sorted(drawn[5]["persistence"].to_list()) != sorted(drawn[10]["persistence"].to_list())
     assert main(["figures", str(out), "--k", "5", "10"]) == 2
+
+
+def test_figures_name_the_graph_setting_they_show(study, tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sampletopo.figures import write_figure_set
+    from sampletopo.plotting import _topology as P
+    from sampletopo.runs import graph_runs
+
+    out, runs = study
+    analysis.compute_topology(runs[:2], k=5, progress=False)  # k=10 is in topology/ itself
+    titles: dict[str, str] = {}
+    save = P.save
+
+    def spy(fig, path, formats=("png", "pdf")):  # the real save, noting each title
+        titles[path.name] = fig.get_suptitle()
+        return save(fig, path, formats)
+
+    monkeypatch.setattr(P, "save", spy)
+    for k in (5, 10):
+        titles.clear()
+        d = tmp_path / f"k{k}"
+        pngs = write_figure_set(graph_runs(runs[:2], k=k), d, formats=("png",), epochs=[3],
+                                progress=False)  # fmt: skip
+        # Before: the same captions and titles for every setting.
+        for png in pngs:
+            assert P.read_caption(png).endswith(
+                f" Sample graph: kNN graph with k={k} on raw features."
+            ), png.name
+            title = titles[png.stem]
+            # The title names the setting only when it is not the one in topology/ itself.
+            assert title.endswith(" (kNN k=5, raw)") == (k == 5), title
+        assert len(pngs) == 8  # 2 curves, 4 heatmaps, 2 runs' diagrams
+    assert titles["total_persistence"] == (
+        "Total persistence (p=1) of the per-sample loss, mean over replicates (95 % CI shaded)"
+    )
 
 
 def _numpy_metric(run, split, tree, epoch, fn):
@@ -814,7 +943,7 @@ def test_sensitivity_of_pca_features_carries_the_pca_size(study, tmp_path, capsy
     from sampletopo.plotting import plot_sensitivity
     from sampletopo.plotting._topology import read_caption, sensitivity_caption
     from sampletopo.replicates import sensitivity
-    from sampletopo.report import _sensitivity_figure
+    from sampletopo.report import _sensitivity_figures
     from sampletopo.runs import find_runs, graph_runs
 
     out, _ = study
@@ -877,8 +1006,8 @@ def test_sensitivity_of_pca_features_carries_the_pca_size(study, tmp_path, capsy
     assert main(cmd.split()[1:]) == 0
     assert f"{table['difference'][0]:.5g}" in capsys.readouterr().out  # as compare prints
     # The report's figure: the same rows (raw first) and the same caption.
-    fig = _sensitivity_figure([r.path for r in find_runs(copy)], tmp_path / "report")
-    assert read_caption(fig) == caption
+    (fig,), note = _sensitivity_figures([r.path for r in find_runs(copy)], tmp_path / "report")
+    assert read_caption(fig) == caption and note == ""
     report_table = pl.read_parquet(tmp_path / "report" / "sensitivity.parquet")
     assert report_table.select("k", "features", "pca_components").rows() == [
         (5, "raw", None), (10, "raw", None), (5, "pca", 5), (10, "pca", 5)

@@ -233,7 +233,10 @@ def _context(text: str, png: str, *, table_value: object = 1.0) -> dict:
                 "graph_note": text,
                 "summary": table,
                 "comparison": None,  # shown with replicates (test_replicates renders one)
+                "comparison_note": text,
                 "topology": [fig()],
+                "sensitivity": [fig()],
+                "sensitivity_note": text,
                 "landscape": {"table": table, "figures": [fig()]},
                 "sections": [{"title": text, "regions": table, "figures": [fig()]}],
             }
@@ -260,11 +263,17 @@ def test_every_value_of_the_context_reads_back_unchanged(tmp_path, text):
     assert p.texts("pre") == [text, text]
     assert p.texts("summary")[1] == f"{text}: resolved run config"
     assert p.texts("th") == [text, "x"] * 3 and p.texts("td") == [text, "1"] * 3
-    assert p.texts("figcaption") == [text] * 3 and p.attrs("img", "alt") == [text] * 3
+    assert p.texts("figcaption") == [text] * 4 and p.attrs("img", "alt") == [text] * 4
     assert p.texts("h3")[-1] == text
     assert text in p.texts("p")  # the notes
     assert any(s.startswith(f"kNN graph {text}. TP = ") for s in p.texts("p"))
-    assert p.attrs("figure", "class") == ["wide"] * 3
+    assert p.attrs("figure", "class") == ["wide"] * 4
+    # The graph-sensitivity section: its heading, its note, its figure.
+    h3 = p.texts("h3")
+    assert h3.index("Graph sensitivity: the comparison over kNN graph settings") < h3.index(
+        "Sample space: per-sample loss on the kNN graph"
+    )
+    assert p.texts("p").count(text) >= 2  # the notes and the sensitivity note
 
 
 def test_figures_are_embedded_and_cells_formatted(tmp_path):
@@ -275,9 +284,9 @@ def test_figures_are_embedded_and_cells_formatted(tmp_path):
     import base64
 
     uri = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
-    assert page.count(uri) == 3
+    assert page.count(uri) == 4
     assert page.count("<td>0.1235</td>") == 3
-    assert '<figure><img alt="t"' in page and page.count("<figure class='wide'>") == 2
+    assert '<figure><img alt="t"' in page and page.count("<figure class='wide'>") == 3
     empty = {"columns": ["a"], "rows": []}
     ctx["experiments"][0]["summary"] = empty
     assert "<p><em>no rows</em></p>" in report.render_report(ctx, page_dir=tmp_path)

@@ -9,8 +9,10 @@ and the diagram panels alike:
   <= 0 and the largest magnitude exceeds the linear threshold (the 5th percentile of the
   non-zero magnitudes) by more than that; linear otherwise. ``"linear"``, ``"log"`` and
   ``"symlog"`` force one.
-- **Range**: each *group* (a heatmap panel, or one point of a curve) contributes its smallest
-  and largest value, judged in magnitude (log10; symmetric log when values <= 0 exist). Sorted
+- **Range**: each *group* (a heatmap panel, or one point of a curve with its interval)
+  contributes its smallest and largest value, judged in magnitude (log10; when values <= 0
+  exist, a symmetric log in decades that puts 0 about one decade below the smallest non-zero
+  magnitude). Sorted
   from the top, the largest ends are left out of the range when at most a quarter of the
   groups (:data:`MAX_OUTLIER_SHARE`) sit above a jump over the rest of more than 10x on a
   linear axis (:data:`OUTLIER_JUMP`) or 1000x on a log or symlog one
@@ -23,6 +25,10 @@ and the diagram panels alike:
   values large; small ones are real); both ends for heatmap births and diagram axes. What lies
   beyond is drawn in a marked overflow bin (heatmaps) or at the axis edge as a triangle
   (curves, diagrams), and counted in the figure's caption: nothing is dropped silently.
+- What is left out chooses neither the ``auto`` scale nor the symmetric-log threshold: both
+  come from the values kept (a mean of 1e14 set a threshold of 1e5 that held every healthy
+  curve flat at 0). Symmetric-log axes tick only 0 and the decades beyond the threshold; log
+  axes label no minor tick, and those spanning at most two decades tick 1, 2 and 5 per decade.
 
 Nothing here draws; :mod:`sampletopo.plotting._topology` does.
 """
@@ -31,11 +37,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.scale import SymmetricalLogTransform
+from matplotlib.ticker import FuncFormatter, Locator, LogLocator, NullFormatter
 
 from sampletopo._validation import check_choice, invalid
 
@@ -91,10 +98,26 @@ class AxisScale:
         return out
 
     def apply(self, ax: Axes, which: str) -> None:
-        """Set this scale on the ``"x"`` or ``"y"`` axis of ``ax``."""
+        """Set this scale on the ``"x"`` or ``"y"`` axis of ``ax``. On a symmetric-log axis
+        the decade ticks inside the linear part (between 0 and ``linthresh``) are left out:
+        "10^-3" sat on top of "0" there."""
         setter = ax.set_xscale if which == "x" else ax.set_yscale
         if self.name == "symlog":
             setter("symlog", linthresh=self.linthresh)
+            axis = ax.xaxis if which == "x" else ax.yaxis
+            axis.set_major_locator(
+                _OutsideLinear(axis.get_major_locator(), float(self.linthresh or 1.0))
+            )
+        elif self.name == "log":
+            setter("log")
+            axis = ax.xaxis if which == "x" else ax.yaxis
+            # Minor ticks unlabelled: over one or two decades matplotlib labelled them too, and
+            # "3x10^0 4x10^0 6x10^0" ran into each other on a 2.6-inch panel. Spans up to two
+            # decades get 1-2-5 ticks labelled plainly ("2", "5", "10", "20", "50").
+            axis.set_minor_formatter(NullFormatter())
+            if 0 < self.lo < self.hi and np.log10(self.hi / self.lo) <= 2:
+                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
         else:
             setter(self.name)
 
@@ -102,6 +125,28 @@ class AxisScale:
     def text(self) -> str:
         """How the caption names the scale."""
         return {"log": "log", "symlog": "symmetric log", "linear": "linear"}[self.name]
+
+
+class _OutsideLinear(Locator):
+    """The ticks of ``inner`` at 0 and outside ``(-linthresh, linthresh)``."""
+
+    def __init__(self, inner: Locator, linthresh: float) -> None:
+        self.inner = inner
+        self.linthresh = linthresh
+
+    def set_axis(self, axis: Any) -> None:
+        super().set_axis(axis)
+        self.inner.set_axis(axis)
+
+    def _keep(self, ticks: Any) -> Sequence[float]:
+        t = np.asarray(ticks, dtype=np.float64)
+        return [float(v) for v in t[(t == 0) | (np.abs(t) >= self.linthresh * (1 - 1e-9))]]
+
+    def __call__(self) -> Sequence[float]:
+        return self._keep(self.inner())
+
+    def tick_values(self, vmin: float, vmax: float) -> Sequence[float]:
+        return self._keep(self.inner.tick_values(vmin, vmax))
 
 
 def _forward(name: str, linthresh: float | None) -> Callable[[np.ndarray], np.ndarray]:
@@ -173,9 +218,7 @@ def _cut(ends: np.ndarray, jump: float, zero: float | None = None) -> float:
     return float(e[k + 1]) if jumps[k] > np.log10(jump) else float(e[0])
 
 
-def _range_on(
-    name: str, groups: Sequence[np.ndarray], linthresh: float | None, fence_low: bool = True
-):
+def _range_on(name: str, groups: Sequence[np.ndarray], fence_low: bool = True):
     """Robust ``(lo, hi)`` of ``groups`` for a ``name`` axis, or ``None`` when nothing is
     drawable; ``fence_low=False`` keeps the smallest value as the low end.
 
@@ -191,7 +234,7 @@ def _range_on(
     if allv.size == 0:
         return None
     judge = "log" if allv.min() > 0 else "symlog"
-    fwd = _forward(judge, _linthresh(allv) if judge == "symlog" else None)
+    fwd = _forward("log", None) if judge == "log" else _decades(allv)
     los, his = [], []
     for g in flat:
         t = fwd(g)
@@ -212,6 +255,25 @@ def _range_on(
         float(allv[np.argmin(np.abs(t_all - lo_t))]),
         float(allv[np.argmin(np.abs(t_all - hi_t))]),
     )
+
+
+def _decades(values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Symmetric log of values that include 0, in decades: 0 maps to 0, the smallest non-zero
+    magnitude to about 1.1 and each decade above it adds 1 (a jump is judged in decades
+    whatever the axis' own ``linthresh``, which is set by the values kept)."""
+    mags = np.abs(values[np.isfinite(values) & (values != 0)])
+    lt = float(mags.min()) if mags.size else 1.0
+    tr = SymmetricalLogTransform(10, lt, 1.0)
+    return lambda x: np.asarray(tr.transform_non_affine(np.atleast_1d(x))).reshape(np.shape(x)) / lt
+
+
+def _auto_name(values: np.ndarray) -> str:
+    """``scale="auto"``'s choice for ``values`` (finite): see the module docstring."""
+    if values.size == 0:
+        return "linear"
+    if values.min() > 0:
+        return "log" if values.max() / values.min() > LOG_RATIO else "linear"
+    return "symlog" if np.abs(values).max() / _linthresh(values) > LOG_RATIO else "linear"
 
 
 def _linthresh(values: np.ndarray) -> float:
@@ -258,19 +320,7 @@ def axis_scale(
     allv = allv[np.isfinite(allv)]
     if fixed is not None:
         allv = allv[(allv >= fixed[0]) & (allv <= fixed[1])]
-    name = scale
-    lt: float | None = None
-    if scale == "auto":
-        name = "linear"
-        if allv.size and allv.min() > 0:
-            if allv.max() / allv.min() > LOG_RATIO:
-                name = "log"
-        elif allv.size:
-            lt = _linthresh(allv)
-            if np.abs(allv).max() / lt > LOG_RATIO:
-                name = "symlog"
-    if name == "symlog" and lt is None:
-        lt = _linthresh(allv)
+    name = _auto_name(allv) if scale == "auto" else scale
     if fixed is not None:
         lo, hi = fixed
         if name == "log" and lo <= 0:
@@ -281,15 +331,21 @@ def axis_scale(
                 where=where,
                 fix="Pass a positive lo, or scale='symlog'.",
             )
-        return AxisScale(name, lo, hi, lt if name == "symlog" else None)
-    r = _range_on(name, flat, lt, fence_low)
+        return AxisScale(name, lo, hi, _linthresh(allv) if name == "symlog" else None)
+    r = _range_on(name, flat, fence_low)
     if r is None:
         lo, hi = (1e-3, 1.0) if name == "log" else (0.0, 1.0)
     else:
         lo, hi = r
+    # What is left out of the range chooses neither the scale nor the symlog threshold: a
+    # mean of 1e14 at one exploding epoch made a symlog axis whose linear part (set by 1e14)
+    # held every other curve flat at 0.
+    inside = allv[(allv >= lo) & (allv <= hi)]
+    if scale == "auto" and inside.size:
+        name = _auto_name(inside)
     if name == "linear" and floor is not None and lo >= floor and lo - floor < 0.5 * (hi - lo):
         lo = floor  # a count-like axis (persistence) reads better from its natural zero
     if hi <= lo:
         pad = 0.5 * abs(lo) if lo else 0.5
         lo, hi = (lo / 2, lo * 2) if name == "log" else (lo - pad, hi + pad)
-    return AxisScale(name, lo, hi, lt if name == "symlog" else None)
+    return AxisScale(name, lo, hi, _linthresh(inside) if name == "symlog" else None)

@@ -37,7 +37,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, StrMethodFormatter
 
 from sampletopo._io import write_atomic
-from sampletopo._validation import check_int, invalid
+from sampletopo._validation import check_int, invalid, ranges_text
 from sampletopo.diagrams import Diagram
 from sampletopo.plotting._scales import AxisScale, Scale, axis_scale
 from sampletopo.runs import SPLITS, TREES
@@ -170,8 +170,10 @@ def _curve(ax: Axes, x: Any, y: Any, sc: AxisScale, lim: tuple[float, float], **
 
 
 def _points_scale(vals: np.ndarray, scale: str, where: str) -> AxisScale:
-    """The y axis of curves: every point its own group, only the high end fenced."""
-    groups = [vals[i : i + 1] for i in range(vals.size)]
+    """The y axis of curves: every point its own group, only the high end fenced. ``vals``
+    of shape (points, k) make each row one group (a replicate mean with its interval: an
+    exploding epoch's band is as much an outlier as its mean)."""
+    groups = list(vals.reshape(vals.shape[0], -1)) if vals.ndim == 2 else list(vals[:, None])
     return axis_scale(groups, scale=scale, where=where, fence_low=False)
 
 
@@ -258,11 +260,9 @@ def plot_metric_curves(
     colors = run_colors(runs)
     ax2 = ax.twinx() if show_loss and "mean_loss" in sub.columns else None
     band = "ci_low" in sub.columns and "ci_high" in sub.columns
-    vals = sub[column].to_numpy().astype(np.float64)
-    if band:  # the axis holds the intervals too
-        ci = sub.select("ci_low", "ci_high").to_numpy().astype(np.float64).ravel()
-        vals = np.concatenate([vals, ci[np.isfinite(ci)]])
-    sc = _points_scale(vals, scale, where)
+    # The axis holds the intervals too, each with its mean as one group.
+    vals = sub.select(column, *(["ci_low", "ci_high"] if band else [])).to_numpy()
+    sc = _points_scale(vals.astype(np.float64), scale, where)
     lim = _scaled_axis(ax, "y", sc)
     clipped = 0
     scales = [(quantity, sc.text)]
@@ -440,9 +440,35 @@ def metric_figure(
     loss = f"; dashed: the mean {loss_label} (right axis)" if "mean_loss" in table.columns else ""
     caption = (
         f"{what} against epoch, per data split (rows) and tree (columns), {runs}{loss}. "
+        + _fewer_note(table)
         + _curves_note(fig, milestones)
     )
     return attach_data(fig, table.select(cols).sort("run", "split", "tree", "epoch"), caption)
+
+
+def _fewer_note(table: pl.DataFrame) -> str:
+    """Where a replicate mean averages fewer runs than at its other epochs (runs that stopped
+    early, e.g. diverged): "lr=20.0 averages 1 of 3 runs at epochs 3-8." (the ``n`` column)."""
+    if "n" not in table.columns:
+        return ""
+
+    notes = []
+    for (run,), part in table.group_by("run", maintain_order=True):
+        per_epoch = part.group_by("epoch").agg(pl.col("n").min()).sort("epoch")
+        full = int(part["n"].cast(pl.Int64).max() or 0)
+        fewer = per_epoch.filter(pl.col("n") < full)
+        for (k,), at in fewer.group_by("n", maintain_order=True):
+            notes.append(
+                f"{str(run).split(' (mean of')[0]} averages {k} of {full} runs at epoch(s) "
+                f"{ranges_text(at['epoch'])}"
+            )
+    if not notes:
+        return ""
+    return (
+        "Fewer replicates where runs stopped early (the table's n): "
+        + "; ".join(sorted(notes))
+        + ". "
+    )
 
 
 def _unit(loss_label: str) -> str:
@@ -767,10 +793,12 @@ def heatmap_figure(
     value_range: Sequence[float] | None = None,
     columns: int = 4,
     loss_label: str = CROSS_ENTROPY,
+    note: str = "",
 ) -> Figure:
     """Heatmaps at chosen epochs: rows are runs, columns epochs, wrapped after ``columns``
     panels (a run then takes several rows). Every panel is :data:`HEATMAP_PANEL_INCHES` in
-    size, on one set of bins and one colour scale, with one colour bar.
+    size, on one set of bins and one colour scale, with one colour bar. ``note`` ends the
+    caption (e.g. why the epochs are fewer than by default).
 
     ``diagrams`` is :func:`sampletopo.readers.read_diagrams` output. ``scale``, ``bins`` and
     ``value_range`` set both axes (see :func:`heatmap_axes`). The numbers (every non-empty bin)
@@ -849,6 +877,8 @@ def heatmap_figure(
             f" {beyond} pair(s) beyond the axis ranges are counted in the overflow bins outside "
             "the red dashed lines."
         )
+    if note:
+        caption += " " + note
     return attach_data(fig, _heat_table(panels, xa, ya), caption)
 
 
@@ -1001,6 +1031,26 @@ def plot_barcode(
     return ax
 
 
+_BARCODE_TOP = 60
+"""Bars a diagram figure's barcode holds at most (the most persistent finite pairs)."""
+
+
+def _barcode_text(bars: Sequence[tuple[int, int]]) -> str:
+    """What the barcodes hold: "all its finite pairs (13-21 per diagram)" or "its finite
+    pairs (13-800 per diagram; at most the 60 most persistent are drawn)"."""
+
+    def span(v: Sequence[int]) -> str:
+        return f"{min(v)}" if min(v) == max(v) else f"{min(v)}-{max(v)}"
+
+    shown, total = [b[0] for b in bars], [b[1] for b in bars]
+    if shown == total:
+        return f"all its finite pairs ({span(total)} per diagram)"
+    return (
+        f"its finite pairs ({span(total)} per diagram; at most the {_BARCODE_TOP} most "
+        "persistent are drawn)"
+    )
+
+
 def diagrams_figure(
     diagrams: Mapping[tuple[str, str], Diagram],
     *,
@@ -1014,9 +1064,11 @@ def diagrams_figure(
     fig, axes = plt.subplots(len(SPLITS), 2 * len(TREES), figsize=(18, 8), squeeze=False)
     tables = []
     beyond = 0
+    bars: list[tuple[int, int]] = []  # (pairs in the barcode, finite pairs) per diagram
     for i, s in enumerate(SPLITS):
         for j, tree in enumerate(TREES):
             d = diagrams[(s, tree)]
+            bars.append((len(d.top(_BARCODE_TOP)), len(d.finite())))
             ax = plot_diagram(
                 d, ax=axes[i, 2 * j], title=f"{s} {tree} diagram, epoch {epoch}",
                 loss_label=loss_label,
@@ -1024,7 +1076,7 @@ def diagrams_figure(
             beyond += _clipped(ax)
             plot_barcode(
                 d, ax=axes[i, 2 * j + 1], title=f"{s} {tree} barcode, epoch {epoch}",
-                loss_label=loss_label,
+                loss_label=loss_label, top=_BARCODE_TOP,
             )  # fmt: skip
             t = d.to_polars().with_columns(
                 pl.lit(s).alias("split"), pl.Series("essential", np.asarray(d.essential))
@@ -1034,7 +1086,7 @@ def diagrams_figure(
     fig.tight_layout()
     caption = (
         f"Run {run}, epoch {epoch}: join- and split-tree persistence diagrams of the per-sample "
-        "loss, each beside the barcode of its 60 most persistent pairs; rows: training and "
+        f"loss, each beside the barcode of {_barcode_text(bars)}; rows: training and "
         "validation set. Essential pairs (which never die) sit on the dashed inf line."
     )
     if beyond:
