@@ -217,16 +217,7 @@ def _write_figure_set(
     check_int("columns", look["columns"], 1, 1000, where=where)
     label = loss_label(runs)
 
-    for rd in runs:
-        for s in SPLITS:
-            gap = analysis.missing_epochs(rd, s)
-            if gap:
-                warnings.warn(
-                    f"Run {rd.name} has no {s} losses for epoch(s) {ranges_text(gap)}; the "
-                    "curves skip them.",
-                    FigureWarning,
-                    stacklevel=2,
-                )
+    _warn_missing_losses(runs)
     milestones = run_milestones(runs)
     labels = run_labels(runs)
     pairs = list(zip(runs, labels, strict=True))
@@ -236,30 +227,7 @@ def _write_figure_set(
         wasserstein = computed[1] if wasserstein is None else wasserstein
     wdist = wasserstein
     diagrams = pl.concat([read_diagrams(rd).with_columns(run=pl.lit(lab)) for rd, lab in pairs])
-    common: set[int] | None = None
-    per_run: dict[str, set[int]] = {}
-    for rd, lab in pairs:
-        for s in SPLITS:
-            have = set(diagram_epochs(rd, split=s))
-            common = have if common is None else common & have
-            per_run[lab] = per_run.get(lab, have) & have
-    common_sorted = sorted(common or set())
-    heat_note = ""
-    if epochs is None:
-        chosen = P.default_heatmap_epochs(common_sorted, milestones)
-        heat_note = _shrunk_epochs_note(per_run, chosen, milestones)
-        if heat_note:
-            warnings.warn(heat_note, FigureWarning, stacklevel=2)
-    else:
-        chosen = [int(e) for e in epochs if int(e) in (common or set())]
-        absent = [int(e) for e in epochs if int(e) not in (common or set())]
-        if absent:
-            warnings.warn(
-                f"Epoch(s) {absent} have no diagrams in every run (common epochs: "
-                f"{ranges_text(common_sorted) or 'none'}); they are left out of the heatmaps.",
-                FigureWarning,
-                stacklevel=2,
-            )
+    chosen, heat_note = _heatmap_epochs(pairs, epochs, milestones)
     pngs: list[Path] = []
     name = (prefix + "-") if prefix else ""
     # Count only the figures that will be drawn, so the bar ends full when heatmaps are skipped.
@@ -414,6 +382,53 @@ def _pooled(
         diagrams.with_columns(pl.col("run").replace_strict(pooled)),
         list(dict.fromkeys(pooled[lab] for lab in labels)),
     )
+
+
+def _warn_missing_losses(runs: list[Run]) -> None:
+    """A :class:`FigureWarning` per run and split with unrecorded epochs (curves skip them)."""
+    for rd in runs:
+        for s in SPLITS:
+            gap = analysis.missing_epochs(rd, s)
+            if gap:
+                warnings.warn(
+                    f"Run {rd.name} has no {s} losses for epoch(s) {ranges_text(gap)}; the "
+                    "curves skip them.",
+                    FigureWarning,
+                    stacklevel=3,
+                )
+
+
+def _heatmap_epochs(
+    pairs: list[tuple[Run, str]], epochs: Sequence[int] | None, milestones: list[int]
+) -> tuple[list[int], str]:
+    """The heatmap epochs (of ``epochs``, or the defaults) that every run has diagrams of,
+    and the note (also warned) when defaults are left out because some runs stopped early."""
+    from sampletopo.plotting import _topology as P
+
+    common: set[int] | None = None
+    per_run: dict[str, set[int]] = {}
+    for rd, lab in pairs:
+        for s in SPLITS:
+            have = set(diagram_epochs(rd, split=s))
+            common = have if common is None else common & have
+            per_run[lab] = per_run.get(lab, have) & have
+    common_sorted = sorted(common or set())
+    if epochs is None:
+        chosen = P.default_heatmap_epochs(common_sorted, milestones)
+        heat_note = _shrunk_epochs_note(per_run, chosen, milestones)
+        if heat_note:
+            warnings.warn(heat_note, FigureWarning, stacklevel=3)
+        return chosen, heat_note
+    chosen = [int(e) for e in epochs if int(e) in (common or set())]
+    absent = [int(e) for e in epochs if int(e) not in (common or set())]
+    if absent:
+        warnings.warn(
+            f"Epoch(s) {absent} have no diagrams in every run (common epochs: "
+            f"{ranges_text(common_sorted) or 'none'}); they are left out of the heatmaps.",
+            FigureWarning,
+            stacklevel=3,
+        )
+    return chosen, ""
 
 
 def _metric_curves(
