@@ -520,3 +520,24 @@ def test_diagram_figure_caption_says_how_many_pairs_the_barcodes_hold():
     caption = T.figure_data(T.diagrams_figure(big, run="r", epoch=3)).caption
     assert "the barcode of its finite pairs (13-80 per diagram; at most the 60 most " \
         "persistent are drawn);" in caption  # fmt: skip
+
+
+@pytest.mark.parametrize("n_runs", [2, 9, 14])
+def test_the_figure_legend_never_covers_the_panels_axis_labels(n_runs):
+    # A 9-run legend took 3 rows and covered the lower panels' "epoch" labels.
+    rows = [
+        {"run": f"lr=0.{i},seed={i % 3}", "split": s, "tree": t, "epoch": e,
+         "total_persistence_1": 1.0 + i + e, "mean_loss": 2.0 / (e + 1)}
+        for i in range(n_runs) for s in ("train", "val") for t in ("join", "split")
+        for e in range(5)
+    ]  # fmt: skip
+    fig = T.total_persistence_figure(pl.DataFrame(rows), milestones=[2])
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert len(fig.legends[0].get_texts()) >= n_runs
+    for ax in _panel_axes(fig):
+        label = ax.xaxis.label.get_window_extent(renderer)
+        ticks = ax.xaxis.get_tightbbox(renderer)
+        assert legend.y1 < min(label.y0, ticks.y0), (n_runs, legend, label)
+    plt.close(fig)

@@ -334,14 +334,19 @@ def _panels(
                      label="beyond the axis (value in the table)")  # fmt: skip
         handles.setdefault(str(key.get_label()), key)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    ncol = min(len(handles), 5) or 1
+    rows = -(-len(handles) // ncol)
+    # Room below the panels for every legend row (a 9-run legend of 3 rows covered the lower
+    # panels' axis labels): about 0.27 in per row of 9 pt text.
+    bottom = min(0.5, (0.1 + 0.27 * rows) / fig.get_figheight()) if handles else 0.02
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     if handles:
         fig.legend(
             list(handles.values()),
             list(handles.keys()),
             loc="lower center",
             bbox_to_anchor=(0.5, 0.0),
-            ncol=min(len(handles), 5),
+            ncol=ncol,
             fontsize=9,
             frameon=False,
         )
