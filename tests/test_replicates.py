@@ -877,6 +877,9 @@ def test_report_and_export_read_the_graph_setting_asked(study, tmp_path):
     assert main(["export", str(copy), "--what", "summaries", "--k", "6", "--out", str(csv)]) == 0
     got = pl.read_csv(csv).sort("run", "split", "tree", "epoch")
     np.testing.assert_allclose(got["total_persistence_1"], want["total_persistence_1"])
+    # ... and the file says so, on every row.
+    assert got.select("k", "features").unique().rows() == [(6, "raw")]
+    assert got["pca_components"].null_count() == got.height
     pq = tmp_path / "d.parquet"
     assert main(["export", str(copy), "--what", "diagrams", "--k", "6", "--out", str(pq)]) == 0
     assert pl.read_parquet(pq).height == sum(read_diagrams(r).height for r in k6)
@@ -900,6 +903,8 @@ def test_report_and_export_read_the_graph_setting_asked(study, tmp_path):
     assert row["n"] == 3 and row["n_pairs"] == pytest.approx(x.mean())
     html = (rep / "index.html").read_text()
     assert "kNN graph train: k=6, features=raw; val: k=6, features=raw" in html
+    # The comparison names the graph too (it is another setting than topology/ itself).
+    assert "split-tree diagrams (kNN graph train: k=6, features=raw; val: k=6" in html
     table = _replicate_comparison(k6, ["n_pairs"])
     assert table is not None and table["metric"].to_list() == ["total_persistence", "n_pairs"]
     assert table["mean_b"][1] == pytest.approx(x.mean())  # b = lr=0.5

@@ -123,6 +123,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.what in ("summaries", "diagrams"):
         options.update(rows)
     table = export_table(runs, args.what, **options)
+    if graph is not None:  # the file says which graph setting its numbers come from
+        import polars as pl
+
+        pca = graph["pca_components"] if graph["features"] == "pca" else None
+        table = table.with_columns(
+            k=pl.lit(graph["k"], dtype=pl.Int64),
+            features=pl.lit(str(graph["features"])),
+            pca_components=pl.lit(pca, dtype=pl.Int64),
+        )
     print(write_table(table, out, format=fmt))
     print(f"{table.height} rows, {table.width} columns")
     return 0
