@@ -30,7 +30,7 @@ import datetime as _dt
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -865,6 +865,23 @@ def write_report(
         )  # fmt: skip
 
 
+def _experiment_names(exps: Sequence[Path]) -> list[str]:
+    """Each experiment's name on the page and its figure folder: its folder name, or, where
+    several share one (``a/study`` and ``b/study``), ``<parent>-<name>`` (``a-study``), with
+    ``-2``, ``-3`` ... while still taken. A shared folder had the last experiment's figures
+    overwrite the others', which then showed them under their own heading."""
+    plain = [Experiment(e).name for e in exps]
+    out: list[str] = []
+    for e, name in zip(exps, plain, strict=True):
+        parent = Path(os.path.abspath(Experiment(e).path)).parent.name
+        label = name if plain.count(name) == 1 else f"{parent}-{name}"
+        base, i = label, 2
+        while label in out or (label != name and label in plain):
+            label, i = f"{base}-{i}", i + 1
+        out.append(label)
+    return out
+
+
 def _write_report(
     exps: list[Path],
     out: Path,
@@ -881,19 +898,18 @@ def _write_report(
     report = Report(out)
     report.figures_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for e in exps:
-        fig_dir = report.experiment_dir(Experiment(e).name)  # "." and "exp/.." get a name
-        results.append(
-            collect_experiment(
-                e,
-                fig_dir,
-                epochs=epochs,
-                progress=progress,
-                figure_options=figure_options,
-                graph=graph,
-                metrics=metrics,
-            )  # fmt: skip
-        )
+    for e, name in zip(exps, _experiment_names(exps), strict=True):
+        fig_dir = report.experiment_dir(name)  # "." and "exp/.." get a name
+        res = collect_experiment(
+            e,
+            fig_dir,
+            epochs=epochs,
+            progress=progress,
+            figure_options=figure_options,
+            graph=graph,
+            metrics=metrics,
+        )  # fmt: skip
+        results.append(replace(res, name=name))
     page = render_report(
         report_context(results, page_dir=out, title=title, notes=notes), page_dir=out
     )
