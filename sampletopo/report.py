@@ -576,11 +576,18 @@ def _comparison_note(runs: Sequence[Path], comparison: pl.DataFrame | None) -> s
         if e == at:
             d = diverged_epoch(r)
             why.append(f"{name} (diverged at epoch {d})" if d is not None else name)
-    return (
-        f"Compared at epoch {at}, the last epoch every run has validation diagrams for: "
-        f"{', '.join(why)} stop there, while {len(longer)} run(s) go on to epoch "
-        f"{max(longer)}."
-    )
+    ends = sorted(set(longer))  # runs stopping at different later epochs are each named
+    to = f"epoch {ends[0]}" if len(ends) == 1 else f"epochs {_epoch_list(ends)}"
+    head = f"Compared at epoch {at}, the last epoch every run has validation diagrams for"
+    # No run ends there when a run lacks a later epoch that others have (a gap): say only that.
+    stop = f": {', '.join(why)} stop there, while" if why else ";"
+    return f"{head}{stop} {len(longer)} run(s) go on to {to}."
+
+
+def _epoch_list(epochs: Sequence[int]) -> str:
+    """``2, 3 and 5``."""
+    text = [str(e) for e in epochs]
+    return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " and " + text[-1]
 
 
 def _replicate_comparison(runs: Sequence[Path], metrics: Sequence[str] = ()) -> pl.DataFrame | None:
