@@ -436,6 +436,14 @@ def test_export_bad_input(study, tmp_path, capsys):
     argv = ["export", str(out), "--what", "summaries", "--metric", "n_pairs", "--out", "x.csv"]
     assert main(argv) == 2
     assert "--metric" in capsys.readouterr().err
+    # --split suits summaries and diagrams too: the error for regions says so (it said
+    # "replicates or comparisons" only).
+    argv = ["export", str(out), "--what", "regions", "--split", "val", "--out", "x.csv"]
+    assert main(argv) == 2
+    assert (
+        "must be summaries, replicates, diagrams or comparisons when --split is given. Got "
+        "'regions'" in capsys.readouterr().err
+    )
     with pytest.raises(RunFolderError, match="No regions.*sampletopo samples"):
         export_table(runs[3], "regions")
 
