@@ -662,9 +662,14 @@ def figure_caption(png: Path) -> str:
 
 
 def _graph_note(graph: Mapping[str, Any] | None) -> str:
+    """``val: k=10, features=pca (20 PCA components)`` per split of ``meta.json``'s entries:
+    the PCA size is part of the setting (``report --pca-components``)."""
     if graph is None:
         return "settings unknown"
-    return "; ".join(f"{s}: k={v.get('k')}, features={v.get('features')}" for s, v in graph.items())
+    return "; ".join(
+        f"{s}: " + _setting_text(v.get("k"), str(v.get("features")), v.get("pca_components", 50))
+        for s, v in graph.items()
+    )
 
 
 def _experiment_context(res: ExperimentResults, page_dir: Path) -> dict[str, Any]:

@@ -337,3 +337,17 @@ def test_experiments_of_one_name_keep_their_own_figures(experiment, tmp_path):
         np.testing.assert_allclose(both["total_persistence_1"], both["total_persistence_1_stored"])
     html = page.read_text()
     assert f"<h2>a-{out.name}</h2>" in html and f"<h2>b-{out.name}</h2>" in html
+
+
+def test_graph_note_names_the_pca_size():
+    """The report's kNN graph note says the PCA size (two PCA sizes read alike before)."""
+    meta = {
+        "train": {"k": 10, "features": "pca", "pca_components": 20},
+        "val": {"k": 10, "features": "raw"},
+    }
+    assert report._graph_note(meta) == (
+        "train: k=10, features=pca (20 PCA components); val: k=10, features=raw"
+    )
+    assert report._graph_note({"val": {"k": 5, "features": "pca"}}) == (
+        "val: k=5, features=pca (50 PCA components)"
+    )
