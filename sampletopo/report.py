@@ -30,7 +30,7 @@ import datetime as _dt
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -576,11 +576,18 @@ def _comparison_note(runs: Sequence[Path], comparison: pl.DataFrame | None) -> s
         if e == at:
             d = diverged_epoch(r)
             why.append(f"{name} (diverged at epoch {d})" if d is not None else name)
-    return (
-        f"Compared at epoch {at}, the last epoch every run has validation diagrams for: "
-        f"{', '.join(why)} stop there, while {len(longer)} run(s) go on to epoch "
-        f"{max(longer)}."
-    )
+    ends = sorted(set(longer))  # runs stopping at different later epochs are each named
+    to = f"epoch {ends[0]}" if len(ends) == 1 else f"epochs {_epoch_list(ends)}"
+    head = f"Compared at epoch {at}, the last epoch every run has validation diagrams for"
+    # No run ends there when a run lacks a later epoch that others have (a gap): say only that.
+    stop = f": {', '.join(why)} stop there, while" if why else ";"
+    return f"{head}{stop} {len(longer)} run(s) go on to {to}."
+
+
+def _epoch_list(epochs: Sequence[int]) -> str:
+    """``2, 3 and 5``."""
+    text = [str(e) for e in epochs]
+    return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " and " + text[-1]
 
 
 def _replicate_comparison(runs: Sequence[Path], metrics: Sequence[str] = ()) -> pl.DataFrame | None:
@@ -655,9 +662,14 @@ def figure_caption(png: Path) -> str:
 
 
 def _graph_note(graph: Mapping[str, Any] | None) -> str:
+    """``val: k=10, features=pca (20 PCA components)`` per split of ``meta.json``'s entries:
+    the PCA size is part of the setting (``report --pca-components``)."""
     if graph is None:
         return "settings unknown"
-    return "; ".join(f"{s}: k={v.get('k')}, features={v.get('features')}" for s, v in graph.items())
+    return "; ".join(
+        f"{s}: " + _setting_text(v.get("k"), str(v.get("features")), v.get("pca_components", 50))
+        for s, v in graph.items()
+    )
 
 
 def _experiment_context(res: ExperimentResults, page_dir: Path) -> dict[str, Any]:
@@ -865,6 +877,23 @@ def write_report(
         )  # fmt: skip
 
 
+def _experiment_names(exps: Sequence[Path]) -> list[str]:
+    """Each experiment's name on the page and its figure folder: its folder name, or, where
+    several share one (``a/study`` and ``b/study``), ``<parent>-<name>`` (``a-study``), with
+    ``-2``, ``-3`` ... while still taken. A shared folder had the last experiment's figures
+    overwrite the others', which then showed them under their own heading."""
+    plain = [Experiment(e).name for e in exps]
+    out: list[str] = []
+    for e, name in zip(exps, plain, strict=True):
+        parent = Path(os.path.abspath(Experiment(e).path)).parent.name
+        label = name if plain.count(name) == 1 else f"{parent}-{name}"
+        base, i = label, 2
+        while label in out or (label != name and label in plain):
+            label, i = f"{base}-{i}", i + 1
+        out.append(label)
+    return out
+
+
 def _write_report(
     exps: list[Path],
     out: Path,
@@ -881,19 +910,18 @@ def _write_report(
     report = Report(out)
     report.figures_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for e in exps:
-        fig_dir = report.experiment_dir(Experiment(e).name)  # "." and "exp/.." get a name
-        results.append(
-            collect_experiment(
-                e,
-                fig_dir,
-                epochs=epochs,
-                progress=progress,
-                figure_options=figure_options,
-                graph=graph,
-                metrics=metrics,
-            )  # fmt: skip
-        )
+    for e, name in zip(exps, _experiment_names(exps), strict=True):
+        fig_dir = report.experiment_dir(name)  # "." and "exp/.." get a name
+        res = collect_experiment(
+            e,
+            fig_dir,
+            epochs=epochs,
+            progress=progress,
+            figure_options=figure_options,
+            graph=graph,
+            metrics=metrics,
+        )  # fmt: skip
+        results.append(replace(res, name=name))
     page = render_report(
         report_context(results, page_dir=out, title=title, notes=notes), page_dir=out
     )

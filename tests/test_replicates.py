@@ -436,6 +436,14 @@ def test_export_bad_input(study, tmp_path, capsys):
     argv = ["export", str(out), "--what", "summaries", "--metric", "n_pairs", "--out", "x.csv"]
     assert main(argv) == 2
     assert "--metric" in capsys.readouterr().err
+    # --split suits summaries and diagrams too: the error for regions says so (it said
+    # "replicates or comparisons" only).
+    argv = ["export", str(out), "--what", "regions", "--split", "val", "--out", "x.csv"]
+    assert main(argv) == 2
+    assert (
+        "must be summaries, replicates, diagrams or comparisons when --split is given. Got "
+        "'regions'" in capsys.readouterr().err
+    )
     with pytest.raises(RunFolderError, match="No regions.*sampletopo samples"):
         export_table(runs[3], "regions")
 
@@ -1017,3 +1025,32 @@ def test_sensitivity_of_pca_features_carries_the_pca_size(study, tmp_path, capsy
     assert report_table.select("k", "features", "pca_components").rows() == [
         (5, "raw", None), (10, "raw", None), (5, "pca", 5), (10, "pca", 5)
     ]  # fmt: skip
+
+
+def test_comparison_note_names_each_later_final_epoch_and_gaps(study, tmp_path):
+    """Runs that go on past the compared epoch to different epochs are not all said to reach
+    the last one ("3 run(s) go on to epoch 4" when one stopped at 1), and a gap (no run ends
+    at the compared epoch) names no run as stopping there."""
+    from sampletopo import report
+
+    out, _ = study
+    exp = tmp_path / "ragged"
+    shutil.copytree(out, exp, ignore=shutil.ignore_patterns("graphs"))
+    short, mid = Run(exp / "lr=0.5,seed=2"), Run(exp / "lr=0.01,seed=1")
+    for split in ("train", "val"):
+        for e in (2, 3):
+            short.diagram_file(split, e).unlink()  # stops after epoch 1
+        mid.diagram_file(split, 3).unlink()  # stops after epoch 2
+    runs = runs_in(exp)
+    at1 = pl.DataFrame({"epoch": [1]})
+    assert report._comparison_note(runs, at1) == (
+        "Compared at epoch 1, the last epoch every run has validation diagrams for: "
+        "lr=0.5,seed=2 stop there, while 5 run(s) go on to epochs 2 and 3."
+    )
+    for split in ("train", "val"):  # short has 0, 1 and 3: compared at 1 by a gap
+        shutil.copy(out / "lr=0.5,seed=2" / short.diagram_file(split, 3).relative_to(exp / "lr=0.5,seed=2"),
+                    short.diagram_file(split, 3))  # fmt: skip
+    assert report._comparison_note(runs_in(exp), at1) == (
+        "Compared at epoch 1, the last epoch every run has validation diagrams for; "
+        "6 run(s) go on to epochs 2 and 3."
+    )

@@ -308,3 +308,46 @@ def test_the_template_files_are_package_data():
     for f in files:
         assert any(f.relative_to(ROOT / "sampletopo").match(g) for g in globs), f
     assert any(d.startswith("jinja2") for d in meta["project"]["dependencies"])
+
+
+def test_experiments_of_one_name_keep_their_own_figures(experiment, tmp_path):
+    """Two experiment folders of the same name (a/lr-study, b/lr-study): each section shows
+    its own experiment's numbers (the second's figures overwrote the first's, which then
+    showed them under its own heading)."""
+    out, runs = experiment
+    a, b = tmp_path / "a" / out.name, tmp_path / "b" / out.name
+    shutil.copytree(out, a)
+    shutil.copytree(out, b)
+    kept = sorted(p.name for p in b.iterdir() if p.is_dir() and p.name.startswith("lr="))
+    shutil.rmtree(b / kept[0])  # b holds one run fewer
+    page = report.write_report([a, b], tmp_path / "rep", progress=False)
+    figs = tmp_path / "rep" / "figures"
+    assert sorted(p.name for p in figs.iterdir()) == [f"a-{out.name}", f"b-{out.name}"]
+    for exp, label in ((a, f"a-{out.name}"), (b, f"b-{out.name}")):
+        drawn = pl.read_parquet(figs / label / "topology" / "total_persistence.parquet")
+        have = sorted(p.name for p in exp.iterdir() if p.is_dir() and p.name.startswith("lr="))
+        assert sorted(set(drawn["run"])) == have
+        # The drawn numbers are this experiment's own (its stored summary), not the other's.
+        stored = pl.concat(
+            [pl.read_parquet(exp / r / "topology" / "summary.parquet").with_columns(run=pl.lit(r))
+             for r in have]
+        )  # fmt: skip
+        both = drawn.join(stored, on=["run", "split", "tree", "epoch"], suffix="_stored")
+        assert both.height == drawn.height
+        np.testing.assert_allclose(both["total_persistence_1"], both["total_persistence_1_stored"])
+    html = page.read_text()
+    assert f"<h2>a-{out.name}</h2>" in html and f"<h2>b-{out.name}</h2>" in html
+
+
+def test_graph_note_names_the_pca_size():
+    """The report's kNN graph note says the PCA size (two PCA sizes read alike before)."""
+    meta = {
+        "train": {"k": 10, "features": "pca", "pca_components": 20},
+        "val": {"k": 10, "features": "raw"},
+    }
+    assert report._graph_note(meta) == (
+        "train: k=10, features=pca (20 PCA components); val: k=10, features=raw"
+    )
+    assert report._graph_note({"val": {"k": 5, "features": "pca"}}) == (
+        "val: k=5, features=pca (50 PCA components)"
+    )

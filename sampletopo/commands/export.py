@@ -95,9 +95,15 @@ def _run(args: argparse.Namespace) -> int:
         rows: dict[str, Any] = {k: options.pop(k) for k in ("split", "tree") if k in options}
     if options and args.what not in ("replicates", "comparisons"):
         flags = ", ".join("--" + k for k in sorted(options))
+        # --split/--tree alone also suit summaries and diagrams (regions only get here then).
+        takers = (
+            "summaries, replicates, diagrams or comparisons"
+            if set(options) <= {"split", "tree"}
+            else "replicates or comparisons"
+        )
         raise invalid(
             "--what",
-            "replicates or comparisons when " + flags + " is given",
+            takers + " when " + flags + " is given",
             args.what,
             where=None,
             kind="flag",
