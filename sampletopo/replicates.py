@@ -329,7 +329,8 @@ def _metrics(metrics: str | Metric | Sequence[str | Metric]) -> list[Metric]:
         raise _metric_error([], "Give at least one metric.")
     out = [parse_metric(m) for m in items]
     names = [m.name for m in out]
-    if len(set(names)) < len(names):
+    same = [(m.kind, m.value) for m in out]  # 'pairs_above:0.5' and 'pairs_above:.5' are one
+    if len(set(same)) < len(same):
         raise invalid("metrics", "distinct metrics", names, where=None)
     return out
 
@@ -721,7 +722,8 @@ def compare(
                     "ci_low": None if math.isnan(lo) else lo,
                     "ci_high": None if math.isnan(hi) else hi,
                     "p_value": None if math.isnan(p) else p,
-                    "p_min": pmin,
+                    # No p-value with one replicate in a group, so no smallest one either.
+                    "p_min": pmin if min(a.size, b.size) > 1 else None,
                     "verdict": _verdict(ga, gb, a.size, b.size, diff, p, pmin, alpha),
                 }
             )

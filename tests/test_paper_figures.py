@@ -541,3 +541,19 @@ def test_the_figure_legend_never_covers_the_panels_axis_labels(n_runs):
         ticks = ax.xaxis.get_tightbbox(renderer)
         assert legend.y1 < min(label.y0, ticks.y0), (n_runs, legend, label)
     plt.close(fig)
+
+
+def test_a_run_keeps_its_colour_in_panels_where_another_run_is_missing():
+    rows = [
+        {"run": r, "split": s, "tree": t, "epoch": e, "total_persistence_1": 1.0 + e}
+        for r, splits in (("a", ("train",)), ("b", ("train", "val")))
+        for s in splits for t in ("join", "split") for e in range(3)
+    ]  # fmt: skip
+    fig = T.total_persistence_figure(pl.DataFrame(rows))
+    colours = {}
+    for ax in _panel_axes(fig):
+        for line in ax.get_lines():
+            if line.get_label() in ("a", "b"):
+                colours.setdefault(line.get_label(), set()).add(line.get_color())
+    assert len(colours["b"]) == 1 and colours["a"] != colours["b"]
+    plt.close(fig)

@@ -1054,3 +1054,25 @@ def test_comparison_note_names_each_later_final_epoch_and_gaps(study, tmp_path):
         "Compared at epoch 1, the last epoch every run has validation diagrams for; "
         "6 run(s) go on to epochs 2 and 3."
     )
+
+
+def test_small_input_checks_of_the_readers(study, tmp_path, capsys):
+    from sampletopo.cli import main
+    from sampletopo.replicates import _metrics
+
+    out, runs = study
+    # --pca-components without --features pca would read another setting silently.
+    for argv in (
+        ["export", str(out), "--what", "summaries", "--out", str(tmp_path / "s.csv")],
+        ["figures", str(out), "--out", str(tmp_path / "f")],
+        ["samples", str(runs[0]), "--epoch", "3"],
+    ):
+        assert main([*argv, "--pca-components", "8"]) == 2
+        assert "'--pca-components' flag" in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "f").exists()
+    # One metric written two ways is one metric.
+    with pytest.raises(ParameterError, match="distinct metrics"):
+        _metrics(["pairs_above:0.5", "pairs_above:.5"])
+    # A group with one replicate has no p-value, so no smallest p-value either.
+    table = compare([runs[0], runs[3], runs[4]], "n_pairs", n_boot=200, n_permutations=99)
+    assert table["p_min"].to_list() == [None] and table["p_value"].to_list() == [None]

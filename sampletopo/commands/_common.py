@@ -363,6 +363,15 @@ def chosen_graph(
                 fix=f"Add {several} to use several settings." if several else "",
             )
     check_graph_flags(args, where=where)
+    if hasattr(args, "pca_components") and "pca" not in (fs or []):
+        raise invalid(
+            "--pca-components",
+            "given with --features pca (the size of the PCA a setting was computed on)",
+            args.pca_components,
+            where=where,
+            kind="flag",
+            fix="Add --features pca, or leave --pca-components out.",
+        )
     if ks is None and fs is None:
         return None
     return {

@@ -114,6 +114,17 @@ def _run(args: argparse.Namespace) -> int:
     if getattr(args, "figures", None):
         check_out_dir(args.figures, "--figures")
     options = given(args, "top", "tree", "k", "features", "pca_components")
+    if "pca_components" in options and options.get("features") != "pca":
+        from sampletopo._validation import invalid
+
+        raise invalid(
+            "--pca-components",
+            "given with --features pca (the PCA size of the graph)",
+            options["pca_components"],
+            where="sampletopo samples",
+            kind="flag",
+            fix="Add --features pca, or leave --pca-components out.",
+        )
     if getattr(args, "finite_only", False):
         options["essential"] = False
     with warnings.catch_warnings(record=True) as caught:

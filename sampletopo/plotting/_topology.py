@@ -257,7 +257,8 @@ def plot_metric_curves(
     ax = _ax(ax)
     sub = table.filter((pl.col("split") == split) & (pl.col("tree") == tree)).sort("epoch")
     runs = sorted(sub["run"].unique().to_list())
-    colors = run_colors(runs)
+    # Colours from every run of the table: a run that lacks this split keeps the others' colours.
+    colors = run_colors(sorted(table["run"].unique().to_list()))
     ax2 = ax.twinx() if show_loss and "mean_loss" in sub.columns else None
     band = "ci_low" in sub.columns and "ci_high" in sub.columns
     # The axis holds the intervals too, each with its mean as one group.
@@ -910,7 +911,8 @@ def plot_wasserstein(
     ax = _ax(ax)
     sub = table.filter((pl.col("split") == split) & (pl.col("tree") == tree)).sort("epoch")
     runs = sorted(sub["run"].unique().to_list())
-    colors = run_colors(runs)
+    # Colours from every run of the table: a run that lacks this split keeps the others' colours.
+    colors = run_colors(sorted(table["run"].unique().to_list()))
     vals = sub[col].to_numpy().astype(np.float64)
     sc = _points_scale(vals, scale, where)
     lim = _scaled_axis(ax, "y", sc)
