@@ -256,10 +256,11 @@ def _write_figure_set(
         fig = draw(table, **kw, milestones=milestones, title=heading + suffix, scale=look["scale"])
         saved(fig, stem)
     groups = _replicate_groups(runs, labels)
+    curves_of = _metric_curves(runs, labels, metrics, summary, groups) if metrics else {}
     for m in metrics:
         what = m.description[0].upper() + m.description[1:] + " in each persistence diagram"
         fig = P.metric_figure(
-            _metric_curves(runs, labels, m, summary, groups), m.name, what=what,
+            curves_of[m.name], m.name, what=what,
             title=what + (", mean over replicates (95 % CI shaded)" if groups else "") + suffix,
             quantity=m.name, ylabel=m.name, milestones=milestones, scale=look["scale"],
             loss_label=label,
@@ -434,32 +435,36 @@ def _heatmap_epochs(
 def _metric_curves(
     runs: list[Run],
     labels: list[str],
-    metric: Metric,
+    metrics: Sequence[Metric],
     summary: pl.DataFrame,
     groups: dict[str, tuple[str, int]] | None,
-) -> pl.DataFrame:
-    """``metric`` of every run's stored diagrams (each split and tree the run has), per epoch,
-    labelled as the figures label runs, with the summary's mean loss; per variant (replicate
-    mean and interval) when ``groups`` is given."""
+) -> dict[str, pl.DataFrame]:
+    """Per metric name, that metric of every run's stored diagrams (each split and tree the run
+    has), per epoch, labelled as the figures label runs, with the summary's mean loss; per
+    variant (replicate mean and interval) when ``groups`` is given. Each diagram table is read
+    once for all ``metrics``."""
     from sampletopo.replicates import metric_table
 
+    names = [m.name for m in metrics]
     parts = []
     for rd, lab in zip(runs, labels, strict=True):
         for s in SPLITS:
             if not rd.diagram_epochs(s):
                 continue  # a run recorded without this split
             for t in TREES:
-                part = metric_table([rd], [metric], split=s, tree=t)
-                parts.append(part.select("split", "tree", "epoch", metric.name, run=pl.lit(lab)))
+                part = metric_table([rd], list(metrics), split=s, tree=t)
+                parts.append(part.select("split", "tree", "epoch", *names, run=pl.lit(lab)))
     table = pl.concat(parts)
     if "mean_loss" in summary.columns:
         losses = summary.select("run", "split", "tree", "epoch", "mean_loss").unique(
             ["run", "split", "tree", "epoch"]
         )
         table = table.join(losses, on=["run", "split", "tree", "epoch"], how="left")
-    if groups is None:
-        return table
-    return _replicate_curves(table, groups, metric.name)
+    out = {}
+    for name in names:
+        one = table.drop(*(n for n in names if n != name))
+        out[name] = one if groups is None else _replicate_curves(one, groups, name)
+    return out
 
 
 def _replicate_groups(runs: list[Run], labels: list[str]) -> dict[str, tuple[str, int]] | None:

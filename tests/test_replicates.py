@@ -843,8 +843,9 @@ def test_figures_draw_named_metrics_against_epoch(study, tmp_path):
     # One run per variant: the runs themselves, each value numpy's on its diagram.
     single = _metric_curves(
         [Run(runs[0]), Run(runs[3])], [Run(runs[0]).name, Run(runs[3]).name],
-        parse_metric("quantile:0.9"), analysis.summarize([runs[0], runs[3]], write=False), None,
-    )  # fmt: skip
+        [parse_metric("quantile:0.9")], analysis.summarize([runs[0], runs[3]], write=False),
+        None,
+    )["quantile:0.9"]  # fmt: skip
     got = single.filter(
         (pl.col("run") == Run(runs[3]).name) & (pl.col("split") == "val")
         & (pl.col("tree") == "join") & (pl.col("epoch") == 2)
