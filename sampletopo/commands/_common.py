@@ -363,15 +363,7 @@ def chosen_graph(
                 fix=f"Add {several} to use several settings." if several else "",
             )
     check_graph_flags(args, where=where)
-    if hasattr(args, "pca_components") and "pca" not in (fs or []):
-        raise invalid(
-            "--pca-components",
-            "given with --features pca (the size of the PCA a setting was computed on)",
-            args.pca_components,
-            where=where,
-            kind="flag",
-            fix="Add --features pca, or leave --pca-components out.",
-        )
+    check_pca_flag(args, fs or [], where=where)
     if ks is None and fs is None:
         return None
     return {
@@ -379,6 +371,20 @@ def chosen_graph(
         "features": fs[0] if fs else GRAPH_DEFAULTS["features"],
         "pca_components": getattr(args, "pca_components", GRAPH_DEFAULTS["pca_components"]),
     }
+
+
+def check_pca_flag(args: argparse.Namespace, features: Sequence[str], *, where: str) -> None:
+    """Refuse a ``--pca-components`` given without ``pca`` among ``features``: it would be
+    ignored, and another graph setting read or built than the one meant."""
+    if hasattr(args, "pca_components") and "pca" not in features:
+        raise invalid(
+            "--pca-components",
+            "given with --features pca (the PCA size of the graph)",
+            args.pca_components,
+            where=where,
+            kind="flag",
+            fix="Add --features pca, or leave --pca-components out.",
+        )
 
 
 def check_graph_flags(args: argparse.Namespace, *, where: str, exists: bool = False) -> None:

@@ -101,7 +101,12 @@ def _run(args: argparse.Namespace) -> int:
     import warnings
 
     from sampletopo._folders import lock_output
-    from sampletopo.commands._common import check_out_dir, check_out_file, library_default
+    from sampletopo.commands._common import (
+        check_out_dir,
+        check_out_file,
+        check_pca_flag,
+        library_default,
+    )
     from sampletopo.runs import TABLE_SUFFIX, Run
     from sampletopo.samples import regions_path, top_regions
 
@@ -114,17 +119,7 @@ def _run(args: argparse.Namespace) -> int:
     if getattr(args, "figures", None):
         check_out_dir(args.figures, "--figures")
     options = given(args, "top", "tree", "k", "features", "pca_components")
-    if "pca_components" in options and options.get("features") != "pca":
-        from sampletopo._validation import invalid
-
-        raise invalid(
-            "--pca-components",
-            "given with --features pca (the PCA size of the graph)",
-            options["pca_components"],
-            where="sampletopo samples",
-            kind="flag",
-            fix="Add --features pca, or leave --pca-components out.",
-        )
+    check_pca_flag(args, [options.get("features", "")], where="sampletopo samples")
     if getattr(args, "finite_only", False):
         options["essential"] = False
     with warnings.catch_warnings(record=True) as caught:
